@@ -1,0 +1,83 @@
+//! The command line: a thin layer over the library.
+//!
+//! Invariant: commands parse arguments, call the library, print, and map outcomes to
+//! exit codes (0 ok / no changes, 2 changes, 1 error). No logic lives here that a
+//! test of the library could not reach.
+
+mod plan;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "container",
+    version,
+    about = "Build and run service containers from declarative specs",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// State root (applied plans, volumes, secrets).
+    #[arg(long, global = true, env = "CONTAINER_ROOT", default_value = crate::state::DEFAULT_ROOT, value_name = "DIR")]
+    pub root: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check spec files; print every problem, or nothing.
+    Validate {
+        /// Spec files (*.toml, *.yaml, *.yml).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error.
+    Plan {
+        /// Spec file.
+        file: PathBuf,
+        /// Print the changes and the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON schema (draft-07) of the spec language.
+    Schema,
+    /// Describe a part of the spec language, e.g. `services.caddy.sites`.
+    Explain {
+        /// Dotted path into the spec; empty for the top level.
+        path: Option<String>,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().terminal_links(false).context_lines(1).build())
+    }))
+    .ok();
+    match cli.command {
+        Command::Validate { files } => plan::validate(&files),
+        Command::Plan { file, json } => plan::plan(&cli.root, &file, json),
+        Command::Schema => {
+            print!("{}", crate::schema::schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Explain { path } => match crate::schema::explain(path.as_deref().unwrap_or("")) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "container", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}

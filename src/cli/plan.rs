@@ -1,0 +1,73 @@
+//! `validate` and `plan`.
+
+use crate::diag::SpecErrors;
+use crate::plan::{self, render, DirReader, Env};
+use crate::spec;
+use crate::state::StateRoot;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn report(e: &SpecErrors) {
+    eprintln!("{:?}", e.report());
+}
+
+/// Load and compile a spec against the state under `root`.
+pub fn load_and_compile(root: &Path, file: &Path) -> Result<(spec::Loaded, plan::Plan, StateRoot), ExitCode> {
+    let loaded = spec::load_file(file).map_err(|e| {
+        report(&e);
+        ExitCode::FAILURE
+    })?;
+    let state = StateRoot::new(root);
+    let pool = state.pool().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let reader = DirReader(loaded.dir.clone());
+    let plan = plan::compile(&loaded, &Env { pool: &pool, reader: &reader }).map_err(|e| {
+        report(&e);
+        ExitCode::FAILURE
+    })?;
+    Ok((loaded, plan, state))
+}
+
+pub fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    let root = std::env::temp_dir().join("container-validate-no-state");
+    for f in files {
+        // Validation compiles too (modules, hooks), but against an empty state.
+        if load_and_compile(&root, f).is_err() {
+            ok = false;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub fn plan(root: &Path, file: &Path, json: bool) -> ExitCode {
+    let (_, plan, state) = match load_and_compile(root, file) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let applied = match state.applied(&plan.name) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let changes = plan::diff(applied.as_ref(), &plan);
+    let text = if json { render::json(&changes, &plan) } else { render::human(&changes, true) };
+    let mut out = anstream::stdout();
+    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+        return ExitCode::FAILURE;
+    }
+    if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}

@@ -1,0 +1,245 @@
+//! php: PHP 8.2 FPM (Debian bookworm's `php8.2-fpm`).
+//!
+//! Renders php-fpm.conf, one pool file per pool and a php.ini override; sessions live
+//! on a tmpfs. Web servers (caddy, nginx) reach a pool through `socket(pool)`.
+
+use super::{Ctx, Services};
+use crate::plan::types::ServiceRes;
+use crate::spec::values::Size;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub const VERSION: &str = "8.2";
+/// Name of the default pool; its socket is Debian's usual one.
+pub const DEFAULT_POOL: &str = "www";
+const CONF_DIR: &str = "/etc/php/8.2/fpm";
+const SESSIONS: &str = "/var/lib/php/sessions";
+
+/// The FastCGI socket of a pool.
+pub fn socket(pool: &str) -> String {
+    if pool == DEFAULT_POOL {
+        "/run/php/php8.2-fpm.sock".to_string()
+    } else {
+        format!("/run/php/php8.2-fpm-{pool}.sock")
+    }
+}
+
+/// PHP 8.2 FPM settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Settings {
+    /// php.ini `memory_limit`.
+    pub memory_limit: Size,
+    /// php.ini `upload_max_filesize`.
+    pub upload_max_filesize: Size,
+    /// php.ini `post_max_size`.
+    pub post_max_size: Size,
+    /// php.ini `max_execution_time`, in seconds.
+    pub max_execution_time: u32,
+    /// Show errors in pages and log everything (development only).
+    pub debug: bool,
+    /// Extra php.ini settings, written verbatim as `key = value`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ini: BTreeMap<String, String>,
+    /// PHP extensions to install, e.g. ["mysql", "gd"] (package php8.2-<name>).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+    /// Size of the tmpfs holding sessions.
+    pub sessions_size: Size,
+    /// FPM pools; default one pool named "www".
+    pub pools: Vec<Pool>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            memory_limit: Size(128 << 20),
+            upload_max_filesize: Size(2 << 20),
+            post_max_size: Size(8 << 20),
+            max_execution_time: 30,
+            debug: false,
+            ini: BTreeMap::new(),
+            extensions: Vec::new(),
+            sessions_size: Size(64 << 20),
+            pools: vec![Pool::default()],
+        }
+    }
+}
+
+/// How FPM manages a pool's workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Pm {
+    /// A fixed number of workers.
+    Static,
+    /// Between min and max spare workers (default).
+    #[default]
+    Dynamic,
+    /// Workers start on demand.
+    Ondemand,
+}
+
+/// An FPM pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Pool {
+    /// Pool name; the socket is /run/php/php8.2-fpm-<name>.sock ("www": php8.2-fpm.sock).
+    pub name: String,
+    /// User the workers run as.
+    pub user: String,
+    /// Process manager.
+    pub pm: Pm,
+    /// Most workers at once.
+    #[schemars(range(min = 1))]
+    pub max_children: u32,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool { name: DEFAULT_POOL.into(), user: "www-data".into(), pm: Pm::Dynamic, max_children: 5 }
+    }
+}
+
+impl Settings {
+    pub fn has_pool(&self, name: &str) -> bool {
+        self.pools.iter().any(|p| p.name == name)
+    }
+}
+
+pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+    cx.package(&format!("php{VERSION}-fpm"));
+    for ext in &s.extensions {
+        cx.package(&format!("php{VERSION}-{ext}"));
+    }
+
+    let fpm_conf = format!("{CONF_DIR}/php-fpm.conf");
+    cx.file(
+        &fpm_conf,
+        format!(
+            "; Rendered by container (php module).\n[global]\npid = /run/php/php{VERSION}-fpm.pid\n\
+             error_log = /proc/self/fd/2\nlog_level = notice\ndaemonize = no\n\
+             include = {CONF_DIR}/pool.d/*.conf\n"
+        ),
+    );
+
+    let ini_path = format!("{CONF_DIR}/conf.d/99-container.ini");
+    let mut ini = String::from("; Rendered by container (php module).\n");
+    let _ = writeln!(ini, "memory_limit = {}", s.memory_limit);
+    let _ = writeln!(ini, "upload_max_filesize = {}", s.upload_max_filesize);
+    let _ = writeln!(ini, "post_max_size = {}", s.post_max_size);
+    let _ = writeln!(ini, "max_execution_time = {}", s.max_execution_time);
+    let _ = writeln!(ini, "session.save_path = \"{SESSIONS}\"");
+    if s.debug {
+        ini.push_str("display_errors = On\ndisplay_startup_errors = On\nerror_reporting = E_ALL\nlog_errors = On\n");
+    } else {
+        ini.push_str("display_errors = Off\nlog_errors = On\n");
+    }
+    for (k, v) in &s.ini {
+        let _ = writeln!(ini, "{k} = {v}");
+    }
+    cx.file(&ini_path, ini);
+
+    let mut svc = ServiceRes::new(&[
+        format!("php-fpm{VERSION}"),
+        "--nodaemonize".into(),
+        "--fpm-config".into(),
+        fpm_conf.clone(),
+    ])
+    .reload_signal("USR2")
+    .uses(&fpm_conf)
+    .uses(&ini_path);
+
+    if s.pools.is_empty() {
+        cx.error("pools", "at least one pool is needed", Some("remove `pools` to get the default pool \"www\""));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, pool) in s.pools.iter().enumerate() {
+        let valid =
+            !pool.name.is_empty() && pool.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            cx.error(
+                &format!("pools[{i}].name"),
+                format!("invalid pool name `{}`", pool.name),
+                Some("use letters, digits, `-` and `_`"),
+            );
+            continue;
+        }
+        if !seen.insert(pool.name.clone()) {
+            cx.error(&format!("pools[{i}].name"), format!("pool `{}` is defined twice", pool.name), None);
+            continue;
+        }
+        if pool.max_children == 0 {
+            cx.error(&format!("pools[{i}].max_children"), "max_children must be at least 1", None);
+        }
+        let path = format!("{CONF_DIR}/pool.d/{}.conf", pool.name);
+        cx.file(&path, pool_conf(pool));
+        svc = svc.uses(&path);
+    }
+    // Debian's own pool would also load from pool.d; ours replaces it when named "www".
+    if !s.has_pool(DEFAULT_POOL) {
+        cx.file(&format!("{CONF_DIR}/pool.d/www.conf"), "; Disabled by container: no pool \"www\" in the spec.\n");
+    }
+    let first = s.pools.first().map_or(DEFAULT_POOL, |p| p.name.as_str());
+    svc = svc.ready_unix(&socket(first));
+    cx.service("php-fpm", svc);
+    cx.tmpfs("/run/php", Some(1 << 20), Some("www-data:www-data"), Some("0755"));
+    cx.tmpfs(SESSIONS, Some(s.sessions_size.0), Some("www-data:www-data"), Some("1733"));
+}
+
+fn pool_conf(p: &Pool) -> String {
+    let pm = match p.pm {
+        Pm::Static => "static",
+        Pm::Dynamic => "dynamic",
+        Pm::Ondemand => "ondemand",
+    };
+    let mut out = format!(
+        "; Rendered by container (php module).\n[{name}]\nuser = {user}\ngroup = {user}\n\
+         listen = {sock}\nlisten.owner = {user}\nlisten.group = {user}\nlisten.mode = 0666\n\
+         pm = {pm}\npm.max_children = {max}\n",
+        name = p.name,
+        user = p.user,
+        sock = socket(&p.name),
+        max = p.max_children,
+    );
+    if p.pm == Pm::Dynamic {
+        let start = p.max_children.div_ceil(2).max(1);
+        let _ = write!(out, "pm.start_servers = {start}\npm.min_spare_servers = 1\npm.max_spare_servers = {start}\n");
+    }
+    out.push_str("catch_workers_output = yes\ndecorate_workers_output = no\nclear_env = no\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::compile::test_plan;
+
+    #[test]
+    fn php_renders_a_pool_on_debians_socket_and_ini_settings() {
+        let plan = test_plan("name = \"p\"\n[services.php]\nmemory_limit = \"256M\"\nextensions = [\"mysql\"]\n");
+        let pool = plan.files["/etc/php/8.2/fpm/pool.d/www.conf"].content.redacted();
+        assert!(pool.contains("listen = /run/php/php8.2-fpm.sock"), "{pool}");
+        assert!(pool.contains("pm = dynamic"));
+        let ini = plan.files["/etc/php/8.2/fpm/conf.d/99-container.ini"].content.redacted();
+        assert!(ini.contains("memory_limit = 256M"), "{ini}");
+        assert!(plan.layer.packages.contains("php8.2-fpm"));
+        assert!(plan.layer.packages.contains("php8.2-mysql"));
+        let svc = &plan.services["php-fpm"];
+        assert_eq!(svc.command[0], "php-fpm8.2");
+        assert!(svc.uses.contains("/etc/php/8.2/fpm/pool.d/www.conf"));
+        assert!(plan.mounts.contains_key("/var/lib/php/sessions"));
+    }
+
+    #[test]
+    fn php_pools_get_their_own_sockets() {
+        let plan = test_plan(
+            "name = \"p\"\n[[services.php.pools]]\nname = \"a\"\n[[services.php.pools]]\nname = \"b\"\npm = \"static\"\n",
+        );
+        let b = plan.files["/etc/php/8.2/fpm/pool.d/b.conf"].content.redacted();
+        assert!(b.contains("listen = /run/php/php8.2-fpm-b.sock"), "{b}");
+        assert!(b.contains("pm = static"));
+        assert!(plan.files["/etc/php/8.2/fpm/pool.d/www.conf"].content.redacted().contains("Disabled"));
+    }
+}

@@ -1,0 +1,377 @@
+//! Compile a loaded spec into a `Plan`.
+//!
+//! Invariant: pure. Steps: `on_spec` hooks → base resources from the spec → modules
+//! expand and compile → `on_plan` hooks → whole-plan checks. Any problem stops the
+//! compile and is reported with its location; no partial plan escapes.
+
+use super::pool::Pool;
+use super::text::Text;
+use super::types::*;
+use crate::diag::{Problem, SpecErrors};
+use crate::modules::Ctx;
+use crate::script::Hooks;
+use crate::spec::node::Path;
+use crate::spec::types::{MountKind, NetMode, Spec};
+use crate::spec::Loaded;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Reads files next to the spec (hook scripts, `source` files). The only I/O a plan
+/// may depend on, behind a trait so that tests and benchmarks stay pure.
+pub trait SourceReader {
+    fn read(&self, rel: &str) -> Result<String, String>;
+}
+
+/// Largest file a spec may pull in through `source` or a hook.
+pub const MAX_SOURCE_BYTES: u64 = 1 << 20;
+
+/// Reads relative paths inside one folder.
+pub struct DirReader(pub PathBuf);
+
+impl SourceReader for DirReader {
+    fn read(&self, rel: &str) -> Result<String, String> {
+        if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
+            return Err(format!("`{rel}` is outside the spec's folder"));
+        }
+        let path = self.0.join(rel);
+        let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.len() > MAX_SOURCE_BYTES {
+            return Err(format!("{} is larger than {MAX_SOURCE_BYTES} bytes", path.display()));
+        }
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}
+
+/// Everything a compile may look at besides the spec.
+pub struct Env<'a> {
+    pub pool: &'a Pool,
+    pub reader: &'a dyn SourceReader,
+}
+
+/// Compile a loaded spec. Errors are located in the spec (or in a hook script).
+pub fn compile(loaded: &Loaded, env: &Env) -> Result<Plan, SpecErrors> {
+    let hooks = Hooks::load(&loaded.spec, env.reader).map_err(|e| script_errors(loaded, e))?;
+    let spec = hooks.on_spec(loaded.spec.clone()).map_err(|e| script_errors(loaded, e))?;
+    let mut problems = Vec::new();
+    let plan = build(&spec, env, &mut problems);
+    if !problems.is_empty() {
+        return Err(loaded.errors(problems));
+    }
+    let plan = hooks.on_plan(plan).map_err(|e| script_errors(loaded, e))?;
+    let mut plan = plan;
+    finish(&mut plan, &mut problems);
+    if !problems.is_empty() {
+        return Err(loaded.errors(problems));
+    }
+    Ok(plan)
+}
+
+fn script_errors(loaded: &Loaded, e: Vec<crate::script::ScriptProblem>) -> SpecErrors {
+    let mut errs = loaded.errors(Vec::new());
+    for sp in e {
+        match sp.source {
+            Some(src) => errs.push_in(src, sp.problem),
+            None => errs.push(crate::spec::locate(&loaded.tree, sp.problem)),
+        }
+    }
+    errs
+}
+
+/// Resources from the spec itself, then every module.
+fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
+    let name = spec.name.0.clone();
+    let network = network(spec, env.pool, problems);
+    let mut plan = Plan {
+        format: PLAN_FORMAT,
+        hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
+        name,
+        layer: Layer { base: spec.base.0.clone(), packages: BTreeSet::new(), steps: Vec::new() },
+        files: BTreeMap::new(),
+        mounts: BTreeMap::new(),
+        devices: BTreeSet::new(),
+        network,
+        services: BTreeMap::new(),
+        init: BTreeMap::new(),
+        ports: BTreeMap::new(),
+        secrets: BTreeSet::new(),
+        limits: LimitsRes {
+            memory: spec.limits.memory.as_ref().map(|s| s.0),
+            pids: spec.limits.pids,
+            cpu_weight: spec.limits.cpu_weight,
+        },
+    };
+    let mut cx = Ctx::new(&mut plan, problems);
+    for p in &spec.packages {
+        cx.package(p);
+    }
+    for (i, f) in spec.files.iter().enumerate() {
+        let content = match (&f.content, &f.source) {
+            (Some(c), _) => c.clone(),
+            (None, Some(src)) => match env.reader.read(src) {
+                Ok(c) => c,
+                Err(e) => {
+                    cx.error(
+                        &format!("files[{i}].source"),
+                        e,
+                        Some("the source is read relative to the spec's folder"),
+                    );
+                    continue;
+                }
+            },
+            (None, None) => continue,
+        };
+        let mode = f.mode.as_ref().map_or_else(default_mode, |m| m.to_string());
+        let owner = f.owner.clone().unwrap_or_else(default_owner);
+        cx.file_with(&f.path.0, content, &mode, &owner);
+    }
+    if !spec.network.nameservers.is_empty() {
+        let mut rc = String::new();
+        for ns in &spec.network.nameservers {
+            rc.push_str(&format!("nameserver {ns}\n"));
+        }
+        cx.file("/etc/resolv.conf", rc);
+    }
+    for m in &spec.mounts {
+        let target = &m.target.0;
+        match m.kind {
+            MountKind::Volume => {
+                let src = m.source.clone().unwrap_or_else(|| volume_name(target));
+                cx.volume(target, &src, None, None);
+            }
+            MountKind::Tmpfs => cx.tmpfs(target, m.size.as_ref().map(|s| s.0), None, None),
+            MountKind::Bind => {
+                cx.plan.mounts.insert(
+                    target.clone(),
+                    MountRes {
+                        kind: MountKind::Bind,
+                        source: m.source.clone(),
+                        size: None,
+                        read_only: m.read_only,
+                        owner: None,
+                        mode: None,
+                        origin: "spec".into(),
+                    },
+                );
+            }
+        }
+        if m.read_only {
+            if let Some(res) = cx.plan.mounts.get_mut(target) {
+                res.read_only = true;
+            }
+        }
+    }
+    for (pname, p) in &spec.processes {
+        let mut svc = ServiceRes::new(&p.command);
+        svc.user = p.user.clone();
+        svc.env = p.env.clone();
+        svc.workdir = p.workdir.as_ref().map(|w| w.0.clone());
+        svc.restart = p.restart;
+        svc.ready = p.ready.clone();
+        svc.after = p.after.iter().cloned().collect();
+        svc.reload = p.reload_signal.as_ref().map(|s| Reload::Signal(s.trim_start_matches("SIG").to_string()));
+        svc.uses = p.uses.iter().map(|u| u.0.clone()).collect();
+        if let Some(crate::spec::types::Ready::Tcp(port)) = &p.ready {
+            cx.listen(crate::spec::values::Proto::Tcp, port.0, pname, &format!("processes.{pname}.ready"));
+        }
+        cx.service(pname, svc);
+    }
+
+    let mut services = spec.services.clone();
+    let mut expand_problems = Vec::new();
+    services.expand(&mut expand_problems);
+    for p in expand_problems {
+        cx.error("", p.message.clone(), p.help.as_deref());
+    }
+    services.compile(&mut cx);
+    plan
+}
+
+/// Volume folder name derived from a target: /var/lib/mysql → var-lib-mysql.
+pub fn volume_name(target: &str) -> String {
+    target.trim_matches('/').replace('/', "-")
+}
+
+fn network(spec: &Spec, pool: &Pool, problems: &mut Vec<Problem>) -> NetworkRes {
+    let n = &spec.network;
+    let has_addr = n.ipv4.is_some() || n.ipv6.is_some();
+    let mode = n.mode.unwrap_or(if has_addr { NetMode::Routed } else { NetMode::None });
+    let name = &spec.name.0;
+    let mut auto = false;
+    let mut fail = |field: &str, msg: String| {
+        problems.push(
+            Problem::new(msg).at(Path::parse(&format!("network.{field}"))).help("choose another address, or \"auto\""),
+        );
+    };
+    let ipv4 = n.ipv4.as_ref().and_then(|want| {
+        auto |= want.0.is_none();
+        match pool.v4(name, want.0) {
+            Ok(a) => Some(format!("{a}/32")),
+            Err(e) => {
+                fail("ipv4", e);
+                None
+            }
+        }
+    });
+    let ipv6 = n.ipv6.as_ref().and_then(|want| {
+        auto |= want.0.is_none();
+        match pool.v6(name, want.0) {
+            Ok(a) => Some(format!("{a}/128")),
+            Err(e) => {
+                fail("ipv6", e);
+                None
+            }
+        }
+    });
+    NetworkRes {
+        mode,
+        ipv4,
+        ipv6,
+        auto,
+        nat: n.nat,
+        proxy_arp: n.proxy_arp.clone(),
+        prefixes: n.prefixes.iter().map(|c| c.to_string()).collect(),
+        publish: n.publish.iter().map(|p| p.to_string()).collect(),
+        nameservers: n.nameservers.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+/// Whole-plan checks, run after every hook had its say.
+pub fn finish(plan: &mut Plan, problems: &mut Vec<Problem>) {
+    let at = |origin: &str, name: &str, field: &str| -> Path {
+        if origin == "spec" {
+            Path::parse(&format!("processes.{name}.{field}"))
+        } else if origin == "hook" {
+            Path::parse("hooks")
+        } else {
+            Path::parse(&format!("services.{origin}"))
+        }
+    };
+    for (name, svc) in &plan.services {
+        for dep in &svc.after {
+            if !plan.services.contains_key(dep) {
+                let known: Vec<&str> = plan.services.keys().map(String::as_str).collect();
+                let mut p =
+                    Problem::new(format!("`{name}` waits for `{dep}`, which is not a service of this container"))
+                        .at(at(&svc.origin, name, "after"));
+                p = p.help(match crate::diag::did_you_mean(dep, known.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("services here: {}", known.join(", ")),
+                });
+                problems.push(p);
+            }
+        }
+        for f in &svc.uses {
+            if !plan.files.contains_key(f) {
+                problems.push(
+                    Problem::new(format!("`{name}` uses {f}, which is not a file of this container"))
+                        .at(at(&svc.origin, name, "uses"))
+                        .help("list files declared under `files` or rendered by a module"),
+                );
+            }
+        }
+        if svc.command.is_empty() {
+            problems.push(Problem::new(format!("service `{name}` has an empty command")).at(at(
+                &svc.origin,
+                name,
+                "command",
+            )));
+        }
+    }
+    for (id, task) in &plan.init {
+        for dep in &task.after {
+            if !plan.services.contains_key(dep) {
+                problems.push(
+                    Problem::new(format!("init task `{id}` waits for `{dep}`, which is not a service")).at(at(
+                        &task.origin,
+                        id,
+                        "after",
+                    )),
+                );
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(plan) {
+        let first = &plan.services[&cycle[0]];
+        problems.push(
+            Problem::new(format!("services wait for each other in a circle: {}", cycle.join(" → ")))
+                .at(at(&first.origin, &cycle[0], "after"))
+                .help("remove one of the `after` entries"),
+        );
+    }
+    for path in plan.files.keys() {
+        if !path.starts_with('/') {
+            problems.push(Problem::new(format!("file path `{path}` is not absolute")).at(Path::parse("hooks")));
+        }
+    }
+    let mut secrets = BTreeSet::new();
+    let mut note = |t: &Text| secrets.extend(t.secrets().map(str::to_string));
+    for f in plan.files.values() {
+        note(&f.content);
+    }
+    for t in plan.init.values() {
+        if let Some(s) = &t.stdin {
+            note(s);
+        }
+    }
+    plan.secrets.extend(secrets);
+}
+
+/// A dependency cycle among services, if any (names in order, first repeated last).
+fn find_cycle(plan: &Plan) -> Option<Vec<String>> {
+    fn visit<'a>(
+        plan: &'a Plan,
+        n: &'a str,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|s| *s == n) {
+            let mut c: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        stack.push(n);
+        if let Some(svc) = plan.services.get(n) {
+            for d in &svc.after {
+                if let Some(c) = visit(plan, d, stack, done) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        done.insert(n);
+        None
+    }
+    let mut done = BTreeSet::new();
+    for n in plan.services.keys() {
+        if let Some(c) = visit(plan, n, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Compile TOML text with an empty pool and no readable files (unit tests).
+#[cfg(test)]
+pub fn test_plan(toml_text: &str) -> Plan {
+    match try_test_plan(toml_text) {
+        Ok(p) => p,
+        Err(e) => panic!("spec did not compile:\n{}", e.brief().join("\n")),
+    }
+}
+
+/// Like `test_plan`, but returns the errors.
+#[cfg(test)]
+pub fn try_test_plan(toml_text: &str) -> Result<Plan, SpecErrors> {
+    struct NoFiles;
+    impl SourceReader for NoFiles {
+        fn read(&self, rel: &str) -> Result<String, String> {
+            Err(format!("no file `{rel}` in unit tests"))
+        }
+    }
+    let (spec, tree, text) = crate::spec::parse_bytes("test.toml", toml_text.as_bytes(), crate::spec::Format::Toml)?;
+    let loaded = Loaded { spec, tree, file: "test.toml".into(), text, dir: PathBuf::new() };
+    compile(&loaded, &Env { pool: &Pool::default(), reader: &NoFiles })
+}

@@ -1,0 +1,108 @@
+//! Render changes for people (Terraform-like) and machines (`--json`).
+//!
+//! Invariant: output is a pure function of the changes (and whether colour is on),
+//! so it is byte-identical for identical inputs. Secrets appear only as `(secret)`.
+
+use super::diff::{Changes, Op};
+use super::Plan;
+use anstyle::{AnsiColor, Style};
+use std::fmt::Write;
+
+fn style(op: Op) -> Style {
+    let c = match op {
+        Op::Create => AnsiColor::Green,
+        Op::Update => AnsiColor::Yellow,
+        Op::Replace => AnsiColor::Magenta,
+        Op::Delete => AnsiColor::Red,
+    };
+    Style::new().fg_color(Some(c.into()))
+}
+
+/// Human-readable plan. `color` adds ANSI styles (the caller decides: terminal, NO_COLOR).
+pub fn human(changes: &Changes, color: bool) -> String {
+    let paint = |s: Style, text: &str| if color { format!("{s}{text}{s:#}") } else { text.to_string() };
+    let mut out = String::new();
+    if changes.is_empty() {
+        let _ = writeln!(out, "container {}: No changes. The container matches the spec.", changes.container);
+        return out;
+    }
+    for c in &changes.changes {
+        let head = format!("{} {:<9} {}", c.op.symbol(), c.kind, c.summary);
+        let effects = if c.effects.is_empty() {
+            String::new()
+        } else {
+            let e: Vec<String> = c.effects.iter().map(|e| e.to_string()).collect();
+            format!("  → {}", e.join(", "))
+        };
+        let _ = writeln!(out, "{}{}", paint(style(c.op).bold(), &head), paint(Style::new().dimmed(), &effects));
+        for f in &c.fields {
+            let _ = writeln!(out, "    {f}");
+        }
+        if let Some(content) = &c.content {
+            for line in content.lines() {
+                let _ = writeln!(out, "{}", paint(style(Op::Create), &format!("    + {line}").trim_end().to_string()));
+            }
+            if !content.is_empty() && !content.ends_with('\n') {
+                let _ = writeln!(out, "    \\ No newline at end of file");
+            }
+        }
+        if let Some(d) = &c.diff {
+            for line in d.lines() {
+                let s = if line.starts_with("+++") || line.starts_with("---") {
+                    Style::new().bold()
+                } else if line.starts_with('+') {
+                    style(Op::Create)
+                } else if line.starts_with('-') {
+                    style(Op::Delete)
+                } else if line.starts_with("@@") {
+                    Style::new().fg_color(Some(AnsiColor::Cyan.into()))
+                } else {
+                    Style::new()
+                };
+                let _ = writeln!(out, "{}", paint(s, format!("    {line}").trim_end()));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Plan: {} to add, {} to change, {} to destroy.",
+        changes.count(Op::Create),
+        changes.count(Op::Update),
+        changes.destroyed()
+    );
+    out
+}
+
+/// Stable machine format of a plan run.
+#[derive(serde::Serialize)]
+struct JsonOut<'a> {
+    format: u32,
+    container: &'a str,
+    summary: Summary,
+    changes: &'a [super::diff::Change],
+    plan: &'a Plan,
+}
+
+#[derive(serde::Serialize)]
+struct Summary {
+    add: usize,
+    change: usize,
+    destroy: usize,
+}
+
+pub fn json(changes: &Changes, plan: &Plan) -> String {
+    let out = JsonOut {
+        format: super::types::PLAN_FORMAT,
+        container: &changes.container,
+        summary: Summary {
+            add: changes.count(Op::Create),
+            change: changes.count(Op::Update),
+            destroy: changes.destroyed(),
+        },
+        changes: &changes.changes,
+        plan,
+    };
+    let mut s = serde_json::to_string_pretty(&out).expect("plans always serialize");
+    s.push('\n');
+    s
+}

@@ -1,0 +1,163 @@
+//! The JSON schema of the spec language, and `explain` over it.
+//!
+//! Invariant: the schema is generated from the same Rust types that parse specs,
+//! as draft-07 (what Taplo and yaml-language-server understand), so editor help can
+//! never drift from the parser. `schema/container.schema.json` is kept identical to
+//! this output by a test.
+
+use crate::spec::Spec;
+use serde_json::Value;
+
+/// The schema as pretty JSON with a trailing newline.
+pub fn schema_json() -> String {
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let schema = generator.into_root_schema_for::<Spec>();
+    let mut s = serde_json::to_string_pretty(&schema).expect("schemas always serialize");
+    s.push('\n');
+    s
+}
+
+pub fn schema_value() -> Value {
+    serde_json::from_str(&schema_json()).expect("own schema parses")
+}
+
+/// Follow `$ref`s into `definitions`.
+fn resolve<'a>(root: &'a Value, mut v: &'a Value) -> &'a Value {
+    for _ in 0..16 {
+        let Some(r) = v.get("$ref").and_then(Value::as_str) else { break };
+        let Some(name) = r.strip_prefix("#/definitions/") else { break };
+        match root.get("definitions").and_then(|d| d.get(name)) {
+            Some(next) => v = next,
+            None => break,
+        }
+    }
+    // `Option<T>` and friends come out as anyOf [T, null]: look through them.
+    if let Some(list) = v.get("anyOf").and_then(Value::as_array) {
+        let non_null: Vec<&Value> =
+            list.iter().filter(|x| x.get("type").and_then(Value::as_str) != Some("null")).collect();
+        if non_null.len() == 1 && v.get("properties").is_none() {
+            return resolve(root, non_null[0]);
+        }
+    }
+    v
+}
+
+fn type_of(root: &Value, v: &Value) -> String {
+    let v = resolve(root, v);
+    if let Some(t) = v.get("type") {
+        return match t {
+            Value::String(s) if s == "array" => {
+                let item = v.get("items").map(|i| type_of(root, i)).unwrap_or_default();
+                format!("array of {item}")
+            }
+            Value::String(s) if s == "object" && v.get("properties").is_none() => "table".into(),
+            Value::String(s) if s == "object" => "table".into(),
+            Value::String(s) => s.clone(),
+            Value::Array(a) => {
+                a.iter().filter_map(Value::as_str).filter(|s| *s != "null").collect::<Vec<_>>().join(" | ")
+            }
+            _ => "value".into(),
+        };
+    }
+    if let Some(e) = v.get("enum").and_then(Value::as_array) {
+        return e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" | ");
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(list) = v.get(key).and_then(Value::as_array) {
+            let parts: Vec<String> = list
+                .iter()
+                .map(|x| {
+                    let x = resolve(root, x);
+                    if let Some(c) = x.get("const") {
+                        c.to_string()
+                    } else if let Some(e) = x.get("enum").and_then(Value::as_array) {
+                        e.iter().map(|y| y.to_string()).collect::<Vec<_>>().join(" | ")
+                    } else if let Some(req) = x.get("required").and_then(Value::as_array) {
+                        format!("{{ {} = … }}", req.first().and_then(Value::as_str).unwrap_or("?"))
+                    } else {
+                        type_of(root, x)
+                    }
+                })
+                .collect();
+            return parts.join(" | ");
+        }
+    }
+    "value".into()
+}
+
+fn description(root: &Value, v: &Value) -> String {
+    v.get("description")
+        .or_else(|| resolve(root, v).get("description"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `kubectl explain`-style text for a dotted path (`services.caddy.sites`), or the
+/// top level for an empty path. Errors say which part is unknown and what exists.
+pub fn explain(path: &str) -> Result<String, String> {
+    let root = schema_value();
+    let mut node = &root;
+    let mut here = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let obj = resolve(&root, node);
+        let obj = match obj.get("items") {
+            Some(items) if obj.get("properties").is_none() => resolve(&root, items),
+            _ => obj,
+        };
+        let obj = match obj.get("additionalProperties") {
+            Some(ap) if obj.get("properties").is_none() && ap.is_object() => resolve(&root, ap),
+            _ => obj,
+        };
+        let props = obj.get("properties").and_then(Value::as_object);
+        match props.and_then(|p| p.get(part)) {
+            Some(next) => node = next,
+            None => {
+                let names: Vec<&str> = props.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+                let mut msg = format!(
+                    "`{}` has no field `{part}`",
+                    if here.is_empty() { "spec".to_string() } else { here.join(".") }
+                );
+                if let Some(s) = crate::diag::did_you_mean(part, names.iter().copied()) {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                } else if !names.is_empty() {
+                    msg.push_str(&format!("; fields: {}", names.join(", ")));
+                }
+                return Err(msg);
+            }
+        }
+        here.push(part.to_string());
+    }
+    let mut out = String::new();
+    let title = if here.is_empty() { "spec".to_string() } else { here.join(".") };
+    out.push_str(&format!("FIELD: {title} <{}>\n\n", type_of(&root, node)));
+    let d = description(&root, node);
+    if !d.is_empty() {
+        out.push_str(&format!("DESCRIPTION:\n  {}\n\n", d.replace('\n', "\n  ")));
+    }
+    let obj = resolve(&root, node);
+    let obj = match obj.get("items") {
+        Some(items) => resolve(&root, items),
+        None => match obj.get("additionalProperties") {
+            Some(ap) if obj.get("properties").is_none() && ap.is_object() => resolve(&root, ap),
+            _ => obj,
+        },
+    };
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        let required: Vec<&str> = obj
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out.push_str("FIELDS:\n");
+        for (name, p) in props {
+            let req = if required.contains(&name.as_str()) { " (required)" } else { "" };
+            out.push_str(&format!("  {name} <{}>{req}\n", type_of(&root, p)));
+            let d = description(&root, p);
+            if !d.is_empty() {
+                out.push_str(&format!("    {}\n", d.replace('\n', "\n    ")));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,280 @@
+//! The spec model: what a user writes, in TOML or YAML.
+//!
+//! Invariant: these types describe the document only. Doc comments here become the
+//! JSON schema's descriptions and `container explain` text, so they are written for
+//! the user. No defaults that depend on the host are resolved here.
+
+use super::values::*;
+use crate::modules::Services;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A service container: its base system, packages, files, mounts, network and services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "container spec")]
+pub struct Spec {
+    /// Container name: 1-31 lowercase letters, digits and `-`.
+    pub name: Name,
+    /// Base system: "host" (the host's /usr, read-only; no download) or "debian:<suite>"
+    /// (debootstrap, cached), e.g. "debian:bookworm".
+    #[serde(default = "default_base")]
+    pub base: Base,
+    /// Host name inside the container; defaults to the container name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Extra Debian packages installed into the container's package layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// Extra files placed in the container (read-only root; rewritten live on change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSpec>,
+    /// Writable or extra mounts: volumes, host binds and tmpfs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
+    /// Network of the container.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Service modules, each with typed settings (mysql, caddy, php, ...).
+    #[serde(default)]
+    pub services: Services,
+    /// Generic supervised programs, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, ProcessSpec>,
+    /// Rhai scripts run at plan time to compute what a declaration cannot hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookSpec>,
+    /// Free-form values for hooks (`spec.vars` in a script).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Resource limits (cgroups, where the controller exists).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_base() -> Base {
+    Base("debian:bookworm".into())
+}
+
+/// "host", or "debian:<suite>" such as "debian:bookworm".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Base(pub String);
+
+impl JsonSchema for Base {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Base".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(host|debian:[a-z]+)$",
+            "description": "\"host\" (the host's system folders, read-only; no download) or \"debian:<suite>\", e.g. \"debian:bookworm\"."
+        })
+    }
+}
+
+impl Base {
+    pub fn is_host(&self) -> bool {
+        self.0 == "host"
+    }
+}
+
+impl<'de> Deserialize<'de> for Base {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s == "host"
+            || s.strip_prefix("debian:")
+                .is_some_and(|suite| !suite.is_empty() && suite.bytes().all(|b| b.is_ascii_lowercase()));
+        if ok {
+            Ok(Base(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid base `{s}`: allowed are \"host\" and \"debian:<suite>\", e.g. \"debian:bookworm\""
+            )))
+        }
+    }
+}
+
+/// A file placed into the container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileSpec {
+    /// Absolute path inside the container.
+    pub path: AbsPath,
+    /// The file's content. Exactly one of `content` and `source` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// A file next to the spec whose content is used (read at plan time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Octal mode, default "0644".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// Owner as "user:group", default "root:root".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Kind of a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A named folder under the container's state dir that outlives the container.
+    Volume,
+    /// A host path bound into the container.
+    Bind,
+    /// A memory-backed filesystem, empty at every start.
+    Tmpfs,
+}
+
+/// A mount in the container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MountSpec {
+    /// Absolute path inside the container.
+    pub target: AbsPath,
+    /// "volume" (default), "bind" or "tmpfs".
+    #[serde(rename = "type", default = "default_mount_kind")]
+    pub kind: MountKind,
+    /// Volume: a name or relative path under the container's volume folder (default:
+    /// derived from the target). Bind: an absolute host path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Tmpfs size, e.g. "64M".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+fn default_mount_kind() -> MountKind {
+    MountKind::Volume
+}
+
+/// How the container is networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// A veth pair routed by the host: /32 and /128 addresses, host as gateway.
+    Routed,
+    /// Only a loopback interface.
+    None,
+    /// Share the host's network namespace.
+    Host,
+}
+
+/// Network of the container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NetworkSpec {
+    /// "routed" (default when an address is given), "none" (default otherwise) or "host".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<NetMode>,
+    /// IPv4 address of the container (a /32), or "auto".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Spec>,
+    /// IPv6 address of the container (a /128), or "auto".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Spec>,
+    /// Masquerade the container's outgoing IPv4 traffic behind the host.
+    #[serde(default)]
+    pub nat: bool,
+    /// Answer ARP and NDP for the container's addresses on this host uplink (e.g. "eth0").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_arp: Option<String>,
+    /// Extra networks routed to the container (e.g. a NAT64 prefix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<Cidr>,
+    /// Host ports forwarded to the container, e.g. "8080:80/tcp".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<Publish>,
+    /// Name servers written to the container's /etc/resolv.conf.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<std::net::IpAddr>,
+}
+
+/// Restart policy of a supervised program.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Never restart.
+    No,
+    /// Restart when it exits with a non-zero status or a signal (default).
+    #[default]
+    OnFailure,
+    /// Always restart.
+    Always,
+}
+
+/// When a supervised program counts as ready.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    /// A TCP port on the container's loopback accepts connections.
+    Tcp(Port),
+    /// A unix socket accepts connections.
+    Unix(AbsPath),
+    /// A command exits 0 (argv list).
+    Command(Vec<String>),
+}
+
+/// A generic supervised program.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessSpec {
+    /// Program and arguments (argv list; no shell).
+    pub command: Vec<String>,
+    /// User to run as (default root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<AbsPath>,
+    /// "no", "on-failure" (default) or "always".
+    #[serde(default)]
+    pub restart: Restart,
+    /// Readiness check: `{ tcp = 80 }`, `{ unix = "/run/x.sock" }` or `{ command = [...] }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
+    /// Programs or services that must be ready before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Signal that makes the program reload its configuration (e.g. "HUP"); without
+    /// it, a changed file restarts the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_signal: Option<String>,
+    /// Files (container paths) whose change reloads or restarts this program.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<AbsPath>,
+}
+
+/// A Rhai hook. Give exactly one of `script` and `inline`.
+///
+/// The script may define `fn on_spec(spec)` (runs before modules; returns the spec)
+/// and `fn on_plan(plan)` (runs after; returns the plan).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HookSpec {
+    /// A `.rhai` file next to the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// The script text itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+}
+
+/// Resource limits, applied through cgroups where the controller exists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Limits {
+    /// Memory limit, e.g. "512M".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    /// Most processes the container may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub pids: Option<u32>,
+    /// Relative CPU weight, 1-10000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub cpu_weight: Option<u32>,
+}
