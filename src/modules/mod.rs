@@ -16,6 +16,7 @@ pub mod rsync;
 pub mod samba;
 pub mod sshd;
 pub mod tinc;
+pub mod web;
 pub mod wordpress;
 
 mod ctx;

@@ -1,0 +1,196 @@
+//! The web site model shared by the caddy and nginx modules.
+//!
+//! Invariant: one description of a site, two renderers. Modules that bring a site
+//! (wordpress, owncloud) build a `Site` and push it into whichever server the user
+//! picked, so they never write server syntax themselves.
+
+use crate::spec::values::{AbsPath, Port};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A web site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Site {
+    /// Port to listen on (plain HTTP; TLS terminates in front of the container).
+    #[serde(default = "default_port")]
+    pub port: Port,
+    /// Host names this site answers to; empty answers any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Folder served as static files (and PHP scripts, with `php`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<AbsPath>,
+    /// Run `*.php` through PHP-FPM: `true` for the default pool, or a pool name.
+    #[serde(default, skip_serializing_if = "PhpUse::is_off")]
+    pub php: PhpUse,
+    /// Redirects of exact paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<Redirect>,
+    /// Internal rewrites of exact paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<Rewrite>,
+    /// Reverse proxies by path prefix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<Proxy>,
+    /// Write an access log to the server's log volume.
+    #[serde(default)]
+    pub log: bool,
+    /// Largest request body accepted, e.g. "64M" (uploads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<crate::spec::values::Size>,
+}
+
+fn default_port() -> Port {
+    Port(80)
+}
+
+/// `php = true`, `php = false` or `php = "pool-name"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PhpUse {
+    #[default]
+    Off,
+    /// The default pool ("www").
+    Default,
+    /// A named pool.
+    Pool(String),
+}
+
+impl PhpUse {
+    pub fn is_off(&self) -> bool {
+        *self == PhpUse::Off
+    }
+    /// The pool name, if PHP is on.
+    pub fn pool(&self) -> Option<&str> {
+        match self {
+            PhpUse::Off => None,
+            PhpUse::Default => Some(super::php::DEFAULT_POOL),
+            PhpUse::Pool(p) => Some(p),
+        }
+    }
+}
+
+impl Serialize for PhpUse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PhpUse::Off => s.serialize_bool(false),
+            PhpUse::Default => s.serialize_bool(true),
+            PhpUse::Pool(p) => s.serialize_str(p),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PhpUse {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PhpUse;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or a PHP pool name")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<PhpUse, E> {
+                Ok(if b { PhpUse::Default } else { PhpUse::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PhpUse, E> {
+                Ok(PhpUse::Pool(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for PhpUse {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PhpUse".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["boolean", "string"],
+            "description": "true: the default PHP pool; a string: that pool; false: no PHP."
+        })
+    }
+}
+
+/// A redirect of one exact path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Redirect {
+    /// Exact request path, e.g. "/old".
+    pub from: String,
+    /// Target path or URL.
+    pub to: String,
+    /// HTTP status: 301 (default), 302, 303, 307 or 308.
+    #[serde(default = "default_status")]
+    pub status: u16,
+}
+
+fn default_status() -> u16 {
+    301
+}
+
+/// An internal rewrite of one exact path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rewrite {
+    /// Exact request path, e.g. "/feed".
+    pub from: String,
+    /// Path served instead, e.g. "/index.php?feed=rss2".
+    pub to: String,
+}
+
+/// A reverse proxy for a path prefix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Proxy {
+    /// Path prefix ending in `/`, e.g. "/api/" ("/" proxies everything).
+    pub path: String,
+    /// Upstream "host:port", e.g. "127.0.0.1:9000".
+    pub to: String,
+}
+
+/// Check a site's fields; problems are reported through `err(relative_path, message, help)`.
+pub fn check(site: &Site, at: &str, err: &mut dyn FnMut(&str, String, &str)) {
+    for h in &site.hosts {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.*".contains(&b)) {
+            err(
+                &format!("{at}.hosts"),
+                format!("invalid host name `{h}`"),
+                "letters, digits, `-`, `.` and a leading `*.` wildcard",
+            );
+        }
+    }
+    for (i, r) in site.redirects.iter().enumerate() {
+        if !r.from.starts_with('/') {
+            err(&format!("{at}.redirects[{i}].from"), format!("redirect source `{}` must start with `/`", r.from), "");
+        }
+        if ![301, 302, 303, 307, 308].contains(&r.status) {
+            err(
+                &format!("{at}.redirects[{i}].status"),
+                format!("invalid redirect status {}", r.status),
+                "allowed: 301, 302, 303, 307, 308",
+            );
+        }
+    }
+    for (i, r) in site.rewrites.iter().enumerate() {
+        if !r.from.starts_with('/') || !r.to.starts_with('/') {
+            err(&format!("{at}.rewrites[{i}]"), "rewrite paths must start with `/`".into(), "");
+        }
+    }
+    for (i, p) in site.proxies.iter().enumerate() {
+        if !p.path.starts_with('/') || !p.path.ends_with('/') {
+            err(
+                &format!("{at}.proxies[{i}].path"),
+                format!("proxy path `{}` must start and end with `/`", p.path),
+                "e.g. \"/api/\", or \"/\" for everything",
+            );
+        }
+        let ok =
+            p.to.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0));
+        if !ok {
+            err(
+                &format!("{at}.proxies[{i}].to"),
+                format!("invalid upstream `{}`", p.to),
+                "write host:port, e.g. \"127.0.0.1:9000\"",
+            );
+        }
+    }
+    if site.root.is_none() && site.proxies.iter().all(|p| p.path != "/") && site.redirects.is_empty() {
+        err(at, "a site needs a `root`, a proxy for \"/\" or a redirect".into(), "add root = \"/srv/www\"");
+    }
+}
