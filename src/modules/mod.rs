@@ -92,6 +92,11 @@ impl Services {
         if let Some(n) = self.nat64.clone() {
             nat64::expand(&n, self, problems);
         }
+        // A site that runs PHP brings PHP-FPM with it.
+        let sites = self.caddy.iter().flat_map(|c| &c.sites).chain(self.nginx.iter().flat_map(|n| &n.sites));
+        if self.php.is_none() && sites.into_iter().any(|s| !s.php.is_off()) {
+            self.php = Some(php::Settings::default());
+        }
     }
 
     /// Turn every enabled module into plan resources.

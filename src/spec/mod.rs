@@ -7,7 +7,7 @@
 pub mod de;
 pub mod node;
 pub mod types;
-mod validate;
+pub mod validate;
 pub mod values;
 
 use crate::diag::{Problem, SpecErrors};
