@@ -125,6 +125,21 @@ impl SpecErrors {
                 };
                 let span = p.span.clone().map(|s| shrink(&text, s));
                 let label = p.label.clone().unwrap_or_else(|| p.message.clone());
+                // A snippet of a huge line helps nobody: name the place instead.
+                let line_len = span.as_ref().map_or(0, |s| {
+                    let start = text[..s.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+                    text[start..].find('\n').unwrap_or(text.len() - start)
+                });
+                if line_len > MAX_SNIPPET_LINE {
+                    let (l, c) = line_col(&text, span.as_ref().map_or(0, |s| s.start));
+                    return One {
+                        message: format!("{name}:{l}:{c}: {}", p.message),
+                        src: NamedSource::new(name, String::new()),
+                        span: None,
+                        label,
+                        help: p.help.clone(),
+                    };
+                }
                 One {
                     message: p.message.clone(),
                     src: NamedSource::new(name, text.to_string()),
@@ -152,6 +167,9 @@ impl fmt::Display for SpecErrors {
     }
 }
 impl std::error::Error for SpecErrors {}
+
+/// Longest source line shown as a snippet.
+const MAX_SNIPPET_LINE: usize = 400;
 
 /// A span over a whole table is unreadable: keep its first line.
 fn shrink(text: &str, span: Span) -> Span {

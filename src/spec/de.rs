@@ -192,6 +192,15 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     }
 }
 
+/// Locate an error that a custom `Deserialize` raised after reading its value.
+fn at(mut e: DeError, span: Span, path: Path) -> DeError {
+    if e.span.is_none() {
+        e.span = Some(span);
+        e.path = Some(path);
+    }
+    e
+}
+
 /// "CaddySite" → "caddy site": type names in messages read as words.
 fn describe(name: &str) -> String {
     let mut out = String::new();
@@ -220,7 +229,8 @@ impl<'de> de::SeqAccess<'de> for SeqAcc<'_, '_> {
         let Some(node) = self.items.next() else { return Ok(None) };
         let child = self.de.child(node, PathSeg::Index(self.i));
         self.i += 1;
-        seed.deserialize(child).map(Some)
+        let (span, path) = (child.node.span.clone(), child.path.clone());
+        seed.deserialize(child).map(Some).map_err(|e| at(e, span, path))
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.items.len())
@@ -269,7 +279,8 @@ impl<'de> de::MapAccess<'de> for MapAcc<'_, '_> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         let entry = self.current.take().ok_or_else(|| de::Error::custom("value without key"))?;
         let child = self.de.child(&entry.value, PathSeg::Key(entry.key.clone()));
-        seed.deserialize(child)
+        let (span, path) = (child.node.span.clone(), child.path.clone());
+        seed.deserialize(child).map_err(|e| at(e, span, path))
     }
 }
 

@@ -176,13 +176,20 @@ fn deserialize(tree: &Node) -> (Option<Spec>, Vec<Problem>) {
                 let path = e.path.clone().unwrap_or_default();
                 let missing =
                     e.message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')).map(str::to_string);
-                let suppressed = missing.as_ref().is_some_and(|k| removed.contains(&path.key(k)));
+                // An error at an ancestor of a removed value is a consequence of the removal.
+                let suppressed = missing.as_ref().is_some_and(|k| removed.contains(&path.key(k)))
+                    || removed.iter().any(|r| r.0.len() > path.0.len() && r.0.starts_with(&path.0));
                 if !suppressed {
                     let mut p = Problem::new(match &missing {
                         Some(k) => format!("missing required key `{k}`"),
                         None => e.message.clone(),
                     })
-                    .at(path.clone());
+                    .at(path.clone())
+                    .label(if missing.is_some() {
+                        "a required key is missing in this table"
+                    } else {
+                        "invalid value"
+                    });
                     if let Some(span) = e.span.clone() {
                         p = p.span(span);
                     }

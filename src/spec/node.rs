@@ -392,7 +392,11 @@ mod yaml {
                 Ok(e) => e,
                 Err(e) => {
                     let at = offs.byte(e.marker().index());
-                    return Err(err(e.info().to_string(), at..at));
+                    let msg = match e.info() {
+                        m if m.contains("recursion limit") => format!("nesting deeper than the parser allows ({m})"),
+                        m => m.to_string(),
+                    };
+                    return Err(err(msg, at..at));
                 }
             };
             let span = offs.span(&yspan);

@@ -336,7 +336,7 @@ fn valid_hostname(h: &str) -> bool {
 }
 
 pub fn valid_package(p: &str) -> bool {
-    p.len() >= 2
+    (2..=128).contains(&p.len())
         && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
         && p.as_bytes()[0].is_ascii_alphanumeric()
 }

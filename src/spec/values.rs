@@ -11,6 +11,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Numbers are written as numbers; everything else is text.
+fn accepts_integer(type_name: &str) -> bool {
+    matches!(type_name, "Size" | "Port")
+}
+
 /// Defines a string-spelled value type: parse, display, serde, schema.
 macro_rules! text_value {
     ($(#[$m:meta])* $name:ident($inner:ty), $what:literal, $schema:tt, $parse:expr, $show:expr) => {
@@ -50,9 +55,15 @@ macro_rules! text_value {
                         $name::parse(s).map_err(E::custom)
                     }
                     fn visit_u64<E: de::Error>(self, n: u64) -> Result<$name, E> {
+                        if !accepts_integer(stringify!($name)) {
+                            return Err(E::invalid_type(de::Unexpected::Unsigned(n), &self));
+                        }
                         $name::parse(&n.to_string()).map_err(E::custom)
                     }
                     fn visit_i64<E: de::Error>(self, n: i64) -> Result<$name, E> {
+                        if !accepts_integer(stringify!($name)) {
+                            return Err(E::invalid_type(de::Unexpected::Signed(n), &self));
+                        }
                         $name::parse(&n.to_string()).map_err(E::custom)
                     }
                 }
