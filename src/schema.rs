@@ -24,6 +24,10 @@ pub fn schema_value() -> Value {
 /// Follow `$ref`s into `definitions`.
 fn resolve<'a>(root: &'a Value, mut v: &'a Value) -> &'a Value {
     for _ in 0..16 {
+        if let Some([only]) = v.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+            v = only;
+            continue;
+        }
         let Some(r) = v.get("$ref").and_then(Value::as_str) else { break };
         let Some(name) = r.strip_prefix("#/definitions/") else { break };
         match root.get("definitions").and_then(|d| d.get(name)) {

@@ -1,0 +1,139 @@
+//! `plan` end to end through the CLI: format equivalence, diffs against recorded
+//! state, exit codes, and the smaller commands.
+
+use assert_cmd::Command;
+use container::plan::Plan;
+use container::state::StateRoot;
+use std::path::Path;
+
+fn container(root: &Path) -> Command {
+    let mut c = Command::cargo_bin("container").unwrap();
+    c.current_dir(env!("CARGO_MANIFEST_DIR")).env("CONTAINER_ROOT", root).env("NO_COLOR", "1");
+    c
+}
+
+fn plan_json(root: &Path, file: &Path) -> (i32, String) {
+    let out = container(root).args(["plan", "--json"]).arg(file).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// Record what `plan --json` proposes as applied, the way apply will.
+fn record(root: &Path, json: &str) {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let plan: Plan = serde_json::from_value(v["plan"].clone()).unwrap();
+    StateRoot::new(root).record_applied(&plan).unwrap();
+}
+
+#[test]
+fn toml_and_yaml_spellings_give_byte_identical_plans() {
+    let root = tempfile::tempdir().unwrap();
+    let (c1, toml) = plan_json(root.path(), Path::new("tests/fixtures/same.toml"));
+    let (c2, yaml) = plan_json(root.path(), Path::new("tests/fixtures/same.yaml"));
+    assert_eq!((c1, c2), (2, 2));
+    assert!(toml.contains("/etc/caddy/Caddyfile"), "{toml}");
+    assert_eq!(toml, yaml);
+}
+
+#[test]
+fn no_changes_after_recording_then_a_caddy_edit_reloads_caddy_only() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("web.toml");
+    let original = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/same.toml")).unwrap();
+    std::fs::write(&spec, &original).unwrap();
+
+    let (code, json) = plan_json(root.path(), &spec);
+    assert_eq!(code, 2);
+    record(root.path(), &json);
+
+    let out = container(root.path()).arg("plan").arg(&spec).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("No changes"), "{text}");
+
+    std::fs::write(&spec, original.replace("redirects = [{ from = \"/old\"", "redirects = [{ from = \"/older\"")).unwrap();
+    let out = container(root.path()).arg("plan").arg(&spec).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("~ file      /etc/caddy/Caddyfile"), "{text}");
+    assert!(text.contains("reload caddy"), "{text}");
+    assert!(text.contains("-    redir /old /new 302") || text.contains("-\tredir /old /new 302") || text.lines().any(|l| l.trim_start().starts_with("-") && l.contains("redir /old")), "{text}");
+    assert!(text.lines().any(|l| l.trim_start().starts_with("+") && l.contains("redir /older")), "{text}");
+    assert!(text.contains("@@"), "a unified diff hunk is shown:\n{text}");
+    assert!(text.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{text}");
+    assert!(!text.contains("restart"), "nothing restarts for a Caddyfile edit:\n{text}");
+
+    let (_, json) = plan_json(root.path(), &spec);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{json}");
+    assert_eq!(changes[0]["op"], "update");
+    assert_eq!(changes[0]["kind"], "file");
+    assert_eq!(changes[0]["name"], "/etc/caddy/Caddyfile");
+    assert!(changes[0]["effects"].as_array().unwrap().contains(&serde_json::json!({"action": "reload-service", "target": "caddy"})), "{json}");
+}
+
+#[test]
+fn changing_a_mount_recreates_and_a_process_restarts_only_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("s.toml");
+    let a = "name = \"s\"\nbase = \"host\"\n[[mounts]]\ntarget = \"/data\"\n[processes.a]\ncommand = [\"/bin/a\"]\n[processes.b]\ncommand = [\"/bin/b\"]\n";
+    std::fs::write(&spec, a).unwrap();
+    let (_, json) = plan_json(root.path(), &spec);
+    record(root.path(), &json);
+    std::fs::write(&spec, a.replace("/bin/b", "/bin/bb").replace("\"/data\"", "\"/data2\"")).unwrap();
+    let out = container(root.path()).arg("plan").arg(&spec).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("+ mount     /data2"), "{text}");
+    assert!(text.contains("- mount     /data"), "{text}");
+    assert!(text.contains("recreate container"), "{text}");
+    assert!(text.contains("~ service   b") && text.contains("restart b"), "{text}");
+    assert!(!text.contains("service   a"), "{text}");
+}
+
+#[test]
+fn secrets_never_appear_in_plans() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, json) = plan_json(root.path(), Path::new("tests/fixtures/same.toml"));
+    // No secret values exist at plan time; references are by name only.
+    assert!(!json.contains("\"value\""));
+}
+
+#[test]
+fn explain_describes_fields_from_the_schema() {
+    let root = tempfile::tempdir().unwrap();
+    let out = container(root.path()).args(["explain", "network"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert!(text.contains("ipv4") && text.contains("\"auto\""), "{text}");
+    let out = container(root.path()).args(["explain", "services.php.memory_limit"]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("memory_limit"));
+    let out = container(root.path()).args(["explain", "netwrk"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("did you mean `network`?"));
+}
+
+#[test]
+fn completions_and_help_exist_for_every_command() {
+    let root = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = container(root.path()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && String::from_utf8(out.stdout).unwrap().contains("validate"));
+    }
+    for cmd in ["validate", "plan", "schema", "explain", "completions"] {
+        let out = container(root.path()).args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} --help");
+    }
+}
+
+#[test]
+fn unknown_extension_is_an_error_with_exit_1() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("spec.json");
+    std::fs::write(&f, "{}").unwrap();
+    let out = container(root.path()).arg("validate").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("*.toml, *.yaml or *.yml"));
+}
