@@ -1,17 +1,374 @@
-//! wordpress module (to be written).
+//! wordpress: WordPress from Debian bookworm's `wordpress` package, one instance per site.
+//!
+//! Invariant: all sites share the code in /usr/share/wordpress. Debian's
+//! /usr/share/wordpress/wp-config.php picks /etc/wordpress/config-<host>.php by the
+//! request's Host (without port), then config-<host minus its first label>.php, then
+//! config-default.php; we render one such file per host with the site's database,
+//! password and keys as secrets. `expand` asks mysql for the database and account,
+//! php for the extensions, and caddy or nginx for the site.
+//!
+//! Content: Debian's default WP_CONTENT_DIR (/var/lib/wordpress/wp-content, themes and
+//! plugins as symlinks) needs an `/wp-content` alias the shared site model does not
+//! have, and a fresh volume over it would hide the symlinks. So WP_CONTENT_DIR is the
+//! package's own /usr/share/wordpress/wp-content (under the web root: no alias needed;
+//! bundled themes and plugins, read-only like the rest of the root), and only uploads
+//! persist: one volume at its `uploads/` folder, a sub-folder per site (`UPLOADS`).
 
-use super::{Ctx, Services};
+use super::web;
+use super::{Ctx, Services, WebServer};
 use crate::diag::Problem;
+use crate::spec::values::{AbsPath, Port, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
 
-/// Settings of the wordpress module.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+const ROOT: &str = "/usr/share/wordpress";
+const UPLOADS: &str = "/usr/share/wordpress/wp-content/uploads";
+/// PHP extensions WordPress uses (Debian package suffixes: php8.2-<name>).
+const EXTENSIONS: &[&str] = &["mysql", "gd", "curl", "xml", "mbstring", "zip"];
+/// The eight keys and salts of wp-config, each its own secret.
+const KEYS: &[&str] = &[
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+];
+
+/// WordPress settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {}
+pub struct Settings {
+    /// WordPress instances; default one site named "default" answering any host.
+    pub sites: Vec<Site>,
+    /// Web server that serves the sites.
+    pub web: WebServer,
+}
 
-#[allow(unused)]
-pub fn expand(s: &Settings, all: &mut Services, problems: &mut Vec<Problem>) {}
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { sites: vec![Site::default()], web: WebServer::Caddy }
+    }
+}
 
-#[allow(unused)]
-pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {}
+/// One WordPress instance with its own database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Site {
+    /// Site name: 1-32 lowercase letters, digits and `_`, starting with a letter. The
+    /// database and its account are "wordpress_<name>".
+    pub name: String,
+    /// Host names of the site, e.g. ["blog.example.org"]; "*.example.org" covers one
+    /// level of sub-domains. Empty: the site answers every host no other site claims.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Port the web server listens on for this site.
+    pub port: Port,
+    /// Password of the site's database account. Default: the secret "wordpress-<name>".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_password: Option<SecretRef>,
+    /// Prefix of the site's table names.
+    pub table_prefix: String,
+    /// WP_DEBUG: show PHP notices and warnings in pages (development only).
+    pub debug: bool,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            name: "default".into(),
+            hosts: Vec::new(),
+            port: Port(80),
+            db_password: None,
+            table_prefix: "wp_".into(),
+            debug: false,
+        }
+    }
+}
+
+impl Site {
+    fn db(&self) -> String {
+        format!("wordpress_{}", self.name)
+    }
+    fn password(&self) -> SecretRef {
+        self.db_password.clone().unwrap_or_else(|| super::mysql::secret_ref(&format!("wordpress-{}", self.name)))
+    }
+    /// The config file for each host (Debian's lookup), or config-default.php.
+    fn config_files(&self) -> Vec<String> {
+        if self.hosts.is_empty() {
+            return vec!["/etc/wordpress/config-default.php".into()];
+        }
+        let mut v: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                // "*.example.org": Debian falls back to the host minus its first label.
+                let h = h.strip_prefix("*.").unwrap_or(h).to_ascii_lowercase();
+                format!("/etc/wordpress/config-{h}.php")
+            })
+            .collect();
+        v.dedup();
+        v
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    s.len() <= 32
+        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn valid_prefix(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The web site a WordPress site needs.
+fn web_site(site: &Site) -> web::Site {
+    web::Site {
+        port: site.port.clone(),
+        hosts: site.hosts.clone(),
+        root: Some(AbsPath(ROOT.into())),
+        php: web::PhpUse::Default,
+        redirects: Vec::new(),
+        rewrites: Vec::new(),
+        proxies: Vec::new(),
+        log: false,
+        max_body: Some(Size(64 << 20)),
+    }
+}
+
+/// Bring MariaDB with a database and account per site, PHP with WordPress's
+/// extensions, and a web site per site. Invalid sites are left to `compile` to report.
+pub fn expand(s: &Settings, all: &mut Services, _problems: &mut Vec<Problem>) {
+    let sites: Vec<&Site> = s.sites.iter().filter(|site| valid_name(&site.name)).collect();
+    if sites.is_empty() {
+        return;
+    }
+    let mysql = super::mysql::enable(all);
+    for site in &sites {
+        mysql.ensure_database(&site.db());
+        // Over the socket only: the account cannot be used from outside the container.
+        mysql.ensure_grant(&site.db(), "localhost", &site.password(), &site.db());
+    }
+    add_php(all, EXTENSIONS, 64 << 20);
+    for site in sites {
+        add_site(all, s.web, web_site(site));
+    }
+}
+
+/// Make sure PHP runs with `extensions`; a PHP brought by us (not configured by the
+/// user) also accepts uploads up to `upload` bytes.
+pub fn add_php(all: &mut Services, extensions: &[&str], upload: u64) {
+    let php = all.php.get_or_insert_with(|| super::php::Settings {
+        upload_max_filesize: Size(upload),
+        post_max_size: Size(upload),
+        ..Default::default()
+    });
+    for e in extensions {
+        if !php.extensions.iter().any(|x| x == e) {
+            php.extensions.push(e.to_string());
+        }
+    }
+}
+
+/// Add `site` to the chosen web server (enabled with defaults when needed).
+pub fn add_site(all: &mut Services, server: WebServer, site: web::Site) {
+    match server {
+        WebServer::Caddy => all.caddy.get_or_insert_with(Default::default).sites.push(site),
+        WebServer::Nginx => all.nginx.get_or_insert_with(Default::default).sites.push(site),
+    }
+}
+
+pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+    cx.package("wordpress");
+    if s.sites.is_empty() {
+        cx.error("sites", "at least one site is needed", Some("remove `sites` to get one site named \"default\""));
+    }
+    let mut names = BTreeMap::new();
+    let mut files: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, site) in s.sites.iter().enumerate() {
+        let at = format!("sites[{i}]");
+        if !valid_name(&site.name) {
+            cx.error(
+                &format!("{at}.name"),
+                format!("invalid site name `{}`", site.name),
+                Some("use 1-32 lowercase letters, digits and `_`, starting with a letter"),
+            );
+            continue;
+        }
+        if names.insert(site.name.clone(), i).is_some() {
+            cx.error(&format!("{at}.name"), format!("site `{}` is declared twice", site.name), None);
+            continue;
+        }
+        if !valid_prefix(&site.table_prefix) {
+            cx.error(
+                &format!("{at}.table_prefix"),
+                format!("invalid table prefix `{}`", site.table_prefix),
+                Some("use up to 20 letters, digits and `_`, e.g. \"wp_\""),
+            );
+        }
+        let mut host_ok = true;
+        web::check(&web_site(site), &at, &mut |rel, msg, help| {
+            host_ok = false;
+            cx.error(rel, msg, (!help.is_empty()).then_some(help));
+        });
+        if !host_ok {
+            continue;
+        }
+        let content = wp_config(site, cx);
+        for path in site.config_files() {
+            if let Some(other) = files.insert(path.clone(), i) {
+                let other = &s.sites[other].name;
+                let msg = if site.hosts.is_empty() {
+                    format!(
+                        "site `{}` has no hosts, like site `{other}`: only one site may answer every host",
+                        site.name
+                    )
+                } else {
+                    format!("a host of site `{}` is already served by site `{other}` ({path})", site.name)
+                };
+                let field = if site.hosts.is_empty() { "name" } else { "hosts" };
+                cx.error(
+                    &format!("{at}.{field}"),
+                    msg,
+                    Some("give each site its own host names; one site may have none"),
+                );
+                continue;
+            }
+            cx.file_with(&path, content.clone(), "0640", "root:www-data");
+        }
+    }
+    // Uploads of every site (a folder each); WordPress creates the folders.
+    cx.volume(UPLOADS, "wordpress-uploads", Some("www-data:www-data"), Some("0750"));
+}
+
+/// The host config Debian's wp-config.php loads; secrets stay references.
+fn wp_config(site: &Site, cx: &mut Ctx) -> crate::plan::text::Text {
+    let db = site.db();
+    let mut t = crate::plan::text::Text::new();
+    t.push(format!(
+        "<?php\n// Rendered by container (wordpress module, site \"{name}\"): loaded by Debian's\n\
+         // {ROOT}/wp-config.php, which sets ABSPATH and loads WordPress.\n\
+         define('DB_NAME', '{db}');\ndefine('DB_USER', '{db}');\ndefine('DB_PASSWORD', '",
+        name = site.name
+    ));
+    t.append(cx.secret(&site.password()));
+    t.push(format!(
+        "');\n// MariaDB's socket: the account exists for 'localhost' only.\n\
+         define('DB_HOST', 'localhost:{sock}');\ndefine('DB_CHARSET', 'utf8mb4');\ndefine('DB_COLLATE', '');\n",
+        sock = super::mysql::SOCKET
+    ));
+    for key in KEYS {
+        let secret = format!("wordpress-{}-{}", site.name, key.to_ascii_lowercase().replace('_', "-"));
+        t.push(format!("define('{key}', '"));
+        t.append(cx.secret(&super::mysql::secret_ref(&secret)));
+        t.push("');\n");
+    }
+    let mut tail = String::new();
+    let _ = write!(
+        tail,
+        "$table_prefix = '{prefix}';\n\
+         // The package's wp-content is under the web root; only uploads are writable (a volume).\n\
+         define('WP_CONTENT_DIR', '{ROOT}/wp-content');\n\
+         define('UPLOADS', 'wp-content/uploads/{name}');\n\
+         // The root filesystem is read-only: no installing or updating from the dashboard.\n\
+         define('DISALLOW_FILE_MODS', true);\n\
+         define('AUTOMATIC_UPDATER_DISABLED', true);\n",
+        prefix = site.table_prefix,
+        name = site.name,
+    );
+    if site.debug {
+        tail.push_str("define('WP_DEBUG', true);\ndefine('WP_DEBUG_DISPLAY', true);\ndefine('WP_DEBUG_LOG', false);\n");
+    } else {
+        tail.push_str("define('WP_DEBUG', false);\n");
+    }
+    t.push(tail);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::modules::web::PhpUse;
+    use crate::plan::compile::{test_plan, try_test_plan};
+    use crate::plan::text::Seg;
+
+    #[test]
+    fn wordpress_default_site_takes_its_password_and_keys_from_secrets() {
+        let plan = test_plan("name = \"wp\"\n[services.wordpress]\n");
+        let f = &plan.files["/etc/wordpress/config-default.php"];
+        assert_eq!((f.mode.as_str(), f.owner.as_str()), ("0640", "root:www-data"));
+        let php = f.content.redacted();
+        assert!(php.starts_with("<?php\n"));
+        assert!(php.contains("define('DB_NAME', 'wordpress_default');"), "{php}");
+        assert!(php.contains("define('DB_USER', 'wordpress_default');"));
+        assert!(php.contains("define('DB_PASSWORD', '(secret)');"));
+        assert!(php.contains("define('DB_HOST', 'localhost:/run/mysqld/mysqld.sock');"));
+        assert!(php.contains("define('NONCE_SALT', '(secret)');"));
+        assert!(php.contains("$table_prefix = 'wp_';"));
+        assert!(php.contains("define('UPLOADS', 'wp-content/uploads/default');"));
+        assert!(php.contains("define('WP_DEBUG', false);"));
+        assert!(f.content.0.contains(&Seg::Secret("wordpress-default".into())));
+        assert!(f.content.0.contains(&Seg::Secret("wordpress-default-secure-auth-salt".into())));
+        assert_eq!(f.content.secrets().count(), 9);
+        assert!(plan.layer.packages.contains("wordpress"));
+        assert_eq!(plan.mounts["/usr/share/wordpress/wp-content/uploads"].owner.as_deref(), Some("www-data:www-data"));
+    }
+
+    #[test]
+    fn wordpress_brings_mysql_database_and_grant_and_php_extensions() {
+        let plan = test_plan("name = \"wp\"\n[services.wordpress]\n");
+        let task = &plan.init["mysql-ensure"];
+        let sql = task.stdin.as_ref().unwrap().redacted();
+        assert!(sql.contains("CREATE DATABASE IF NOT EXISTS `wordpress_default`"), "{sql}");
+        assert!(sql.contains("CREATE USER IF NOT EXISTS 'wordpress_default'@'localhost' IDENTIFIED BY '(secret)';"));
+        assert!(sql.contains("GRANT ALL PRIVILEGES ON `wordpress_default`.* TO 'wordpress_default'@'localhost';"));
+        assert!(task.stdin.as_ref().unwrap().0.contains(&Seg::Secret("wordpress-default".into())));
+        assert!(plan.services.contains_key("mariadb"));
+        for p in ["php8.2-fpm", "php8.2-mysql", "php8.2-gd", "php8.2-xml", "php8.2-mbstring"] {
+            assert!(plan.layer.packages.contains(p), "{p}");
+        }
+        let ini = plan.files["/etc/php/8.2/fpm/conf.d/99-container.ini"].content.redacted();
+        assert!(ini.contains("upload_max_filesize = 64M"), "{ini}");
+    }
+
+    #[test]
+    fn wordpress_site_goes_to_caddy_by_default_and_to_nginx_when_asked() {
+        let spec = "name = \"wp\"\n[[services.wordpress.sites]]\nname = \"blog\"\nhosts = [\"Blog.example.org\", \"*.example.net\"]\n";
+        let mut services: crate::modules::Services =
+            toml::from_str(&spec.replace("name = \"wp\"\n", "").replace("services.", "")).unwrap();
+        services.expand(&mut Vec::new());
+        let caddy = services.caddy.as_ref().expect("caddy enabled");
+        let site = &caddy.sites[0];
+        assert_eq!(site.root.as_ref().unwrap().0, "/usr/share/wordpress");
+        assert_eq!(site.php, PhpUse::Default);
+        assert_eq!(site.hosts, ["Blog.example.org", "*.example.net"]);
+        assert!(services.nginx.is_none());
+        let plan = test_plan(spec);
+        assert!(plan.files.contains_key("/etc/wordpress/config-blog.example.org.php"));
+        assert!(plan.files.contains_key("/etc/wordpress/config-example.net.php"));
+        assert!(!plan.files.contains_key("/etc/wordpress/config-default.php"));
+
+        let mut services: crate::modules::Services = toml::from_str("[wordpress]\nweb = \"nginx\"\n").unwrap();
+        services.expand(&mut Vec::new());
+        assert!(services.caddy.is_none());
+        let site = &services.nginx.as_ref().expect("nginx enabled").sites[0];
+        assert_eq!(site.php, PhpUse::Default);
+        assert!(site.hosts.is_empty());
+    }
+
+    #[test]
+    fn wordpress_rejects_bad_names_and_two_catch_all_sites() {
+        let spec = "name = \"wp\"\n[[services.wordpress.sites]]\nname = \"My-Blog\"\n\
+                    [[services.wordpress.sites]]\nname = \"a\"\n[[services.wordpress.sites]]\nname = \"b\"\n";
+        let brief = try_test_plan(spec).unwrap_err().brief();
+        assert!(brief.iter().any(|b| b.starts_with("test.toml:3:8: invalid site name `My-Blog`")), "{brief:#?}");
+        assert!(
+            brief.iter().any(|b| b.starts_with("test.toml:7:8: site `b` has no hosts, like site `a`")),
+            "{brief:#?}"
+        );
+    }
+}
