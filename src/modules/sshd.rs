@@ -1,17 +1,315 @@
-//! sshd module (to be written).
+//! sshd: OpenSSH 9.2 server (Debian bookworm's `openssh-server`).
+//!
+//! Renders our full /etc/ssh/sshd_config and one authorized_keys file per user under
+//! /etc/ssh/authorized_keys (home folders are in the read-only root). Host keys are made
+//! by init tasks on first start into the volume "ssh-host-keys", so they survive the
+//! container being re-created and clients keep trusting it.
+//!
+//! Root password: /etc/shadow lives in the read-only root and cannot be rendered (it
+//! needs a hash of a secret the plan never sees). The init task `sshd-root-password`
+//! runs `chpasswd` with "root:<secret>" on its standard input at every start, so the
+//! EXECUTOR must make /etc writable for it: chpasswd writes /etc/shadow+ and lock files
+//! next to /etc/shadow and renames, so a single-file bind of /etc/shadow is not enough.
 
 use super::{Ctx, Services};
-use crate::diag::Problem;
+use crate::plan::text::Text;
+use crate::plan::types::{BuildStep, InitTask, ServiceRes};
+use crate::spec::values::{AbsPath, Port, Proto, SecretRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
-/// Settings of the sshd module.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[path = "sshd_conf.rs"]
+mod conf;
+pub(super) use conf::base64_decode;
+pub use conf::check_public_key;
+use conf::{keys_file, sshd_config};
+
+const CONFIG: &str = "/etc/ssh/sshd_config";
+const KEYS_DIR: &str = "/etc/ssh/authorized_keys";
+const HOST_KEYS: &str = "/var/lib/ssh-host-keys";
+/// Accounts of a Debian base system and its daemons: not available as login users.
+#[rustfmt::skip]
+const RESERVED_USERS: &[&str] = &[
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "gnats", "nobody", "_apt", "sshd", "messagebus", "mysql", "bind", "tinc",
+];
+
+/// OpenSSH server settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {}
+pub struct Settings {
+    /// TCP port sshd listens on.
+    pub port: Port,
+    /// Addresses to listen on, e.g. ["100.72.0.3"]; empty (default): all addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listen_addresses: Vec<IpAddr>,
+    /// Whether root may log in: "no", "prohibit-password" (keys only, default) or "yes".
+    pub permit_root_login: PermitRootLogin,
+    /// Allow logins with a password (default false: keys only).
+    pub password_authentication: bool,
+    /// Public keys that may log in as root: lines of a `.pub` file, e.g.
+    /// "ssh-ed25519 AAAAC3Nza... alice@laptop" (types ssh-ed25519, ssh-rsa, ecdsa-sha2-*, sk-*).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authorized_keys: Vec<String>,
+    /// Login users created in the image (no password; they log in with their keys).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<SshUser>,
+    /// Password for root, e.g. { secret = "root-password" }: for logins over ssh when
+    /// `password_authentication` and `permit_root_login = "yes"`, otherwise for the console.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_password: Option<SecretRef>,
+}
 
-#[allow(unused)]
-pub fn expand(s: &Settings, all: &mut Services, problems: &mut Vec<Problem>) {}
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            port: Port(22),
+            listen_addresses: Vec::new(),
+            permit_root_login: PermitRootLogin::ProhibitPassword,
+            password_authentication: false,
+            authorized_keys: Vec::new(),
+            users: Vec::new(),
+            root_password: None,
+        }
+    }
+}
 
-#[allow(unused)]
-pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {}
+/// sshd's `PermitRootLogin`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PermitRootLogin {
+    /// Root may not log in.
+    No,
+    /// Root may log in with a key, never with a password (default).
+    #[default]
+    ProhibitPassword,
+    /// Root may log in with a key or a password.
+    Yes,
+}
+
+impl PermitRootLogin {
+    fn keyword(self) -> &'static str {
+        match self {
+            PermitRootLogin::No => "no",
+            PermitRootLogin::ProhibitPassword => "prohibit-password",
+            PermitRootLogin::Yes => "yes",
+        }
+    }
+}
+
+/// A login user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SshUser {
+    /// User name: lowercase letters, digits, `_` and `-`, starting with a letter or `_`.
+    pub name: String,
+    /// Public keys that may log in as this user (lines of a `.pub` file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorized_keys: Vec<String>,
+    /// Login shell.
+    #[serde(default = "default_shell")]
+    pub shell: AbsPath,
+}
+
+fn default_shell() -> AbsPath {
+    AbsPath("/bin/bash".into())
+}
+
+pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+    cx.packages(&["openssh-server", "openssh-sftp-server"]);
+
+    // Host keys: generated once into the volume, before any service starts.
+    cx.volume(HOST_KEYS, "ssh-host-keys", Some("root:root"), Some("0700"));
+    let mut host_keys = Vec::new();
+    for (kind, extra) in [("ed25519", &[][..]), ("rsa", &["-b", "3072"][..])] {
+        let path = format!("{HOST_KEYS}/ssh_host_{kind}_key");
+        let mut argv = vec!["ssh-keygen", "-q", "-t", kind];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["-N", "", "-f", path.as_str()]);
+        cx.init(&format!("sshd-host-key-{kind}"), InitTask::new(&argv).creates(&path));
+        host_keys.push(path);
+    }
+    // Privilege separation directory, compiled into Debian's sshd.
+    cx.tmpfs("/run/sshd", Some(1 << 20), Some("root:root"), Some("0755"));
+
+    // Authorized keys: one root-owned 0644 file per user (StrictModes accepts it).
+    check_keys(cx, "authorized_keys", &s.authorized_keys);
+    if !s.authorized_keys.is_empty() {
+        cx.file(&format!("{KEYS_DIR}/root"), keys_file("root", &s.authorized_keys));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, u) in s.users.iter().enumerate() {
+        let at = format!("users[{i}]");
+        if !valid_user(&u.name) {
+            cx.error(
+                &format!("{at}.name"),
+                format!("invalid user name `{}`", u.name),
+                Some("use up to 32 lowercase letters, digits, `_` and `-`, starting with a letter or `_`"),
+            );
+            continue;
+        }
+        if RESERVED_USERS.contains(&u.name.as_str()) {
+            let help = if u.name == "root" { "root's keys go in `authorized_keys`" } else { "choose another name" };
+            cx.error(&format!("{at}.name"), format!("`{}` is a system account", u.name), Some(help));
+            continue;
+        }
+        if !seen.insert(u.name.clone()) {
+            cx.error(&format!("{at}.name"), format!("user `{}` is defined twice", u.name), None);
+            continue;
+        }
+        check_keys(cx, &format!("{at}.authorized_keys"), &u.authorized_keys);
+        // Password "*": no password login, but the account is not locked ("!"), which
+        // sshd without PAM would refuse even for key logins.
+        let argv = ["useradd", "--create-home", "--shell", u.shell.0.as_str(), "--password", "*", u.name.as_str()];
+        cx.step(BuildStep::Run(argv.iter().map(|a| a.to_string()).collect()));
+        if !u.authorized_keys.is_empty() {
+            cx.file(&format!("{KEYS_DIR}/{}", u.name), keys_file(&u.name, &u.authorized_keys));
+        }
+    }
+
+    if let Some(secret) = &s.root_password {
+        // Runs at every start, so the password follows the secret. Needs a writable /etc
+        // (see the module documentation).
+        let mut line = Text::new().lit("root:");
+        line.append(cx.secret(secret));
+        line.push("\n");
+        cx.init("sshd-root-password", InitTask::new(&["chpasswd", "--crypt-method", "SHA512"]).stdin(line));
+    }
+
+    cx.file(CONFIG, sshd_config(s, &host_keys));
+    cx.listen(Proto::Tcp, s.port.0, "sshd", "port");
+    // authorized_keys files are read at each login: only the config needs a reload.
+    let svc = ServiceRes::new(&["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG])
+        .ready_tcp(s.port.0)
+        .reload_signal("HUP")
+        .uses(CONFIG);
+    cx.service("sshd", svc);
+}
+
+fn valid_user(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+fn check_keys(cx: &mut Ctx, at: &str, keys: &[String]) {
+    for (i, k) in keys.iter().enumerate() {
+        if let Err(e) = check_public_key(k) {
+            cx.error(
+                &format!("{at}[{i}]"),
+                format!("invalid public key: {e}"),
+                Some(
+                    "paste one line of a .pub file: `TYPE BASE64 [comment]` with TYPE ssh-ed25519, ssh-rsa, \
+                     ecdsa-sha2-nistp256/384/521, sk-ssh-ed25519@openssh.com or sk-ecdsa-sha2-nistp256@openssh.com \
+                     (authorized_keys options such as from= are not supported)",
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::compile::{test_plan, try_test_plan};
+
+    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICLgP6dHm6/jknbHsuL1KmT15+51qxp2FKY3TvN5MHZv alice@laptop";
+    const EC: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBBM+FDzQKMFb7PCfI36rU3icZw2wsSEzCz9xqVOKpFRIas1jYjj77z6Gpvz1+9f98w2Mo8bMog4+9FDNsnYsGxQ= e";
+
+    #[test]
+    fn sshd_config_points_at_persistent_host_keys_and_our_key_files() {
+        let plan = test_plan(&format!(
+            "name = \"s\"\n[services.sshd]\nport = 2222\nlisten_addresses = [\"::1\"]\nauthorized_keys = [\"{ED}\"]\n"
+        ));
+        let conf = plan.files[CONFIG].content.redacted();
+        for want in [
+            "Port 2222\n",
+            "ListenAddress ::1\n",
+            "HostKey /var/lib/ssh-host-keys/ssh_host_ed25519_key\n",
+            "HostKey /var/lib/ssh-host-keys/ssh_host_rsa_key\n",
+            "PermitRootLogin prohibit-password\n",
+            "PasswordAuthentication no\n",
+            "UsePAM no\n",
+            "AuthorizedKeysFile /etc/ssh/authorized_keys/%u\n",
+            "Subsystem sftp /usr/lib/openssh/sftp-server\n",
+        ] {
+            assert!(conf.contains(want), "missing {want:?} in\n{conf}");
+        }
+        let keys = &plan.files["/etc/ssh/authorized_keys/root"];
+        assert!(keys.content.redacted().ends_with(&format!("\n{ED}\n")), "{}", keys.content);
+        assert_eq!((keys.mode.as_str(), keys.owner.as_str()), ("0644", "root:root"));
+        let gen = &plan.init["sshd-host-key-rsa"];
+        assert_eq!(
+            gen.command.join(" "),
+            "ssh-keygen -q -t rsa -b 3072 -N  -f /var/lib/ssh-host-keys/ssh_host_rsa_key"
+        );
+        assert_eq!(gen.creates.as_deref(), Some("/var/lib/ssh-host-keys/ssh_host_rsa_key"));
+        assert_eq!(plan.mounts["/var/lib/ssh-host-keys"].source.as_deref(), Some("ssh-host-keys"));
+        assert!(plan.mounts.contains_key("/run/sshd"));
+        let svc = &plan.services["sshd"];
+        assert_eq!(svc.command, ["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG]);
+        assert_eq!(plan.ports["tcp/2222"], "sshd");
+    }
+
+    #[test]
+    fn users_are_created_in_the_image_and_get_their_key_files() {
+        let plan = test_plan(&format!(
+            "name = \"s\"\n[[services.sshd.users]]\nname = \"deploy\"\nauthorized_keys = [\"{EC}\"]\nshell = \"/bin/sh\"\n"
+        ));
+        let step = BuildStep::Run(
+            ["useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", "deploy"].map(String::from).to_vec(),
+        );
+        assert!(plan.layer.steps.contains(&step), "{:?}", plan.layer.steps);
+        let keys = plan.files["/etc/ssh/authorized_keys/deploy"].content.redacted();
+        assert!(keys.contains(EC), "{keys}");
+        assert!(!plan.files.contains_key("/etc/ssh/authorized_keys/root"));
+    }
+
+    #[test]
+    fn root_password_is_set_by_chpasswd_and_never_shown() {
+        let plan = test_plan(
+            "name = \"s\"\n[services.sshd]\npermit_root_login = \"yes\"\npassword_authentication = true\n\
+             root_password = { secret = \"root-pw\" }\n",
+        );
+        let task = &plan.init["sshd-root-password"];
+        assert_eq!(task.command[0], "chpasswd");
+        assert_eq!(task.stdin.as_ref().map(Text::redacted).as_deref(), Some("root:(secret)\n"));
+        assert!(plan.secrets.contains("root-pw"));
+        let conf = plan.files[CONFIG].content.redacted();
+        assert!(conf.contains("PermitRootLogin yes\n") && conf.contains("PasswordAuthentication yes\n"), "{conf}");
+        assert!(!serde_json::to_string(&plan).unwrap().contains("root:\\n"));
+    }
+
+    #[test]
+    fn bad_public_keys_are_pinned_with_what_is_allowed() {
+        let err = try_test_plan(&format!(
+            "name = \"s\"\n[services.sshd]\nauthorized_keys = [\n  \"{ED}\",\n  \"ssh-dss AAAAB3NzaC1kc3M= old\",\n]\n"
+        ))
+        .unwrap_err()
+        .brief();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].starts_with("test.toml:5:3: invalid public key: unknown key type `ssh-dss`"), "{err:?}");
+
+        let mismatch = ED.replacen("ssh-ed25519", "ssh-rsa", 1);
+        let err = try_test_plan(&format!(
+            "name = \"s\"\n[[services.sshd.users]]\nname = \"ann\"\nauthorized_keys = [\"{mismatch}\"]\n"
+        ))
+        .unwrap_err()
+        .brief();
+        assert!(err[0].contains("test.toml:4:20: invalid public key: the key data is a `ssh-ed25519` key"), "{err:?}");
+    }
+
+    #[test]
+    fn system_accounts_and_bad_names_are_refused() {
+        let err = try_test_plan(
+            "name = \"s\"\n[[services.sshd.users]]\nname = \"sshd\"\n[[services.sshd.users]]\nname = \"Bad Name\"\n",
+        )
+        .unwrap_err()
+        .brief();
+        assert!(err.iter().any(|e| e.starts_with("test.toml:3:8: `sshd` is a system account")), "{err:?}");
+        assert!(err.iter().any(|e| e.starts_with("test.toml:5:8: invalid user name `Bad Name`")), "{err:?}");
+    }
+}
