@@ -42,7 +42,8 @@ fn main() {
             let t = Instant::now();
             let loaded = container::spec::load_file(&f).expect("shipped specs load");
             let reader = DirReader(loaded.dir.clone());
-            let p = plan::compile(&loaded, &Env { pool: &Pool::default(), reader: &reader }).expect("shipped specs compile");
+            let p = plan::compile(&loaded, &Env { pool: &Pool::default(), reader: &reader })
+                .expect("shipped specs compile");
             let changes = plan::diff(None, &p);
             std::hint::black_box(render::human(&changes, false));
             lib.push(t.elapsed());
@@ -50,7 +51,12 @@ fn main() {
         let mut proc_times = Vec::new();
         for _ in 0..30 {
             let t = Instant::now();
-            let out = Command::new(cli).env("CONTAINER_ROOT", root.path()).arg("plan").arg(&f).output().expect("run container");
+            let out = Command::new(cli)
+                .env("CONTAINER_ROOT", root.path())
+                .arg("plan")
+                .arg(&f)
+                .output()
+                .expect("run container");
             proc_times.push(t.elapsed());
             assert!(out.status.code() == Some(2), "{name}: plan failed");
         }

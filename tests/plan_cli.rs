@@ -39,7 +39,8 @@ fn no_changes_after_recording_then_a_caddy_edit_reloads_caddy_only() {
     let root = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("web.toml");
-    let original = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/same.toml")).unwrap();
+    let original =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/same.toml")).unwrap();
     std::fs::write(&spec, &original).unwrap();
 
     let (code, json) = plan_json(root.path(), &spec);
@@ -51,13 +52,19 @@ fn no_changes_after_recording_then_a_caddy_edit_reloads_caddy_only() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("No changes"), "{text}");
 
-    std::fs::write(&spec, original.replace("redirects = [{ from = \"/old\"", "redirects = [{ from = \"/older\"")).unwrap();
+    std::fs::write(&spec, original.replace("redirects = [{ from = \"/old\"", "redirects = [{ from = \"/older\""))
+        .unwrap();
     let out = container(root.path()).arg("plan").arg(&spec).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("~ file      /etc/caddy/Caddyfile"), "{text}");
     assert!(text.contains("reload caddy"), "{text}");
-    assert!(text.contains("-    redir /old /new 302") || text.contains("-\tredir /old /new 302") || text.lines().any(|l| l.trim_start().starts_with("-") && l.contains("redir /old")), "{text}");
+    assert!(
+        text.contains("-    redir /old /new 302")
+            || text.contains("-\tredir /old /new 302")
+            || text.lines().any(|l| l.trim_start().starts_with("-") && l.contains("redir /old")),
+        "{text}"
+    );
     assert!(text.lines().any(|l| l.trim_start().starts_with("+") && l.contains("redir /older")), "{text}");
     assert!(text.contains("@@"), "a unified diff hunk is shown:\n{text}");
     assert!(text.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{text}");
@@ -70,7 +77,13 @@ fn no_changes_after_recording_then_a_caddy_edit_reloads_caddy_only() {
     assert_eq!(changes[0]["op"], "update");
     assert_eq!(changes[0]["kind"], "file");
     assert_eq!(changes[0]["name"], "/etc/caddy/Caddyfile");
-    assert!(changes[0]["effects"].as_array().unwrap().contains(&serde_json::json!({"action": "reload-service", "target": "caddy"})), "{json}");
+    assert!(
+        changes[0]["effects"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"action": "reload-service", "target": "caddy"})),
+        "{json}"
+    );
 }
 
 #[test]

@@ -42,7 +42,9 @@ fn rel(p: &Path) -> PathBuf {
 #[test]
 fn there_is_a_spec_per_module_and_the_promised_examples() {
     let names: Vec<String> = shipped().iter().map(|p| rel(p).display().to_string()).collect();
-    for m in ["bind", "caddy", "mysql", "nat64", "owncloud", "php", "samba", "wordpress", "nginx", "sshd", "rsync", "tinc"] {
+    for m in
+        ["bind", "caddy", "mysql", "nat64", "owncloud", "php", "samba", "wordpress", "nginx", "sshd", "rsync", "tinc"]
+    {
         assert!(
             names.iter().any(|n| n.starts_with(&format!("specs/{m}."))),
             "specs/{m}.toml or .yaml is missing; have {names:?}"
@@ -68,7 +70,12 @@ fn shipped_specs_validate_and_plan_identically_twice() {
         } else {
             "# yaml-language-server: $schema=../schema/container.schema.json"
         };
-        assert_eq!(first.lines().next(), Some(directive), "{}: first line must be the editor schema directive", r.display());
+        assert_eq!(
+            first.lines().next(),
+            Some(directive),
+            "{}: first line must be the editor schema directive",
+            r.display()
+        );
     }
 }
 
@@ -107,14 +114,16 @@ fn independent_json(p: &Path) -> serde_json::Value {
 
 #[test]
 fn shipped_specs_pass_an_independent_schema_validator() {
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/container.schema.json")).unwrap())
-            .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/container.schema.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
     let validator = jsonschema::draft7::new(&schema).expect("the schema is valid draft-07");
     for f in shipped() {
         let doc = independent_json(&f);
-        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "{} fails the schema:\n{}", rel(&f).display(), errors.join("\n"));
     }
 }

@@ -51,6 +51,11 @@ impl<'a> Ctx<'a> {
         self.problems.push(p);
     }
 
+    /// Problems found elsewhere (module `expand`) that already carry their path.
+    pub fn extend_problems(&mut self, problems: Vec<Problem>) {
+        self.problems.extend(problems);
+    }
+
     pub fn package(&mut self, name: &str) {
         self.plan.layer.packages.insert(name.to_string());
     }

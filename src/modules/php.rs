@@ -213,7 +213,6 @@ fn pool_conf(p: &Pool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::plan::compile::test_plan;
 
     #[test]

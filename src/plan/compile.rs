@@ -179,9 +179,7 @@ fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
     let mut services = spec.services.clone();
     let mut expand_problems = Vec::new();
     services.expand(&mut expand_problems);
-    for p in expand_problems {
-        cx.error("", p.message.clone(), p.help.as_deref());
-    }
+    cx.extend_problems(expand_problems);
     services.compile(&mut cx);
     plan
 }

@@ -141,7 +141,12 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     out.push(Resource {
         kind: "container",
         name: plan.name.clone(),
-        summary: format!("{} ({})", plan.name, plan.layer.base),
+        summary: if plan.devices.is_empty() {
+            format!("{} ({})", plan.name, plan.layer.base)
+        } else {
+            let devs: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
+            format!("{} ({}), devices {}", plan.name, plan.layer.base, devs.join(" "))
+        },
         value: json!({"hostname": plan.hostname, "devices": plan.devices, "limits": plan.limits}),
         body: None,
     });
@@ -197,9 +202,6 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
             value: to_value(m),
             body: None,
         });
-    }
-    if !plan.devices.is_empty() {
-        // Devices are part of the container resource; listed for visibility only.
     }
     let n = &plan.network;
     let mut parts: Vec<String> = Vec::new();
@@ -278,26 +280,17 @@ pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
     let find = |list: &[Resource], kind: &str, name: &str| list.iter().position(|r| r.kind == kind && r.name == name);
     let mut changes = Vec::new();
     let existing = old.is_some();
-    let recreate = old.is_some_and(|o| {
-        let a = resources(o);
-        ["container", "layer", "mount"].iter().any(|k| {
-            a.iter()
-                .filter(|r| r.kind == *k)
-                .map(|r| (&r.name, &r.value))
-                .ne(after.iter().filter(|r| r.kind == *k).map(|r| (&r.name, &r.value)))
-        })
-    });
 
     for r in &after {
         match find(&before, r.kind, &r.name) {
             None => changes.push(create(r, new, existing)),
-            Some(i) if before[i].value != r.value => changes.push(update(&before[i], r, old, new)),
+            Some(i) if before[i].value != r.value => changes.push(update(&before[i], r, new)),
             Some(_) => {}
         }
     }
     for r in &before {
         if find(&after, r.kind, &r.name).is_none() {
-            changes.push(delete(r, old, new, recreate));
+            changes.push(delete(r, new));
         }
     }
     // Files changed by the same apply reload their service once.
@@ -347,7 +340,7 @@ fn create(r: &Resource, new: &Plan, existing: bool) -> Change {
     }
 }
 
-fn update(a: &Resource, b: &Resource, old: Option<&Plan>, new: &Plan) -> Change {
+fn update(a: &Resource, b: &Resource, new: &Plan) -> Change {
     let (op, effects) = match b.kind {
         "container" => (Op::Replace, vec![Effect::RecreateContainer]),
         "layer" => (Op::Replace, vec![Effect::RebuildLayer, Effect::RecreateContainer]),
@@ -362,7 +355,6 @@ fn update(a: &Resource, b: &Resource, old: Option<&Plan>, new: &Plan) -> Change 
         "init" => (Op::Update, vec![Effect::RunInit(b.name.clone())]),
         _ => (Op::Update, Vec::new()),
     };
-    let _ = old;
     let diff = match (&a.body, &b.body) {
         (Some(x), Some(y)) if x != y => Some(unified(x, y, &b.name)),
         _ => None,
@@ -375,7 +367,7 @@ fn update(a: &Resource, b: &Resource, old: Option<&Plan>, new: &Plan) -> Change 
     Change { op, kind: b.kind, name: b.name.clone(), summary: b.summary.clone(), effects, fields, diff, content: None }
 }
 
-fn delete(r: &Resource, old: Option<&Plan>, new: &Plan, recreate: bool) -> Change {
+fn delete(r: &Resource, new: &Plan) -> Change {
     let effects = match r.kind {
         "mount" | "container" | "layer" => vec![Effect::RecreateContainer],
         "file" => users_of(new, &r.name),
@@ -383,7 +375,6 @@ fn delete(r: &Resource, old: Option<&Plan>, new: &Plan, recreate: bool) -> Chang
         "network" => vec![Effect::ReconfigureNetwork],
         _ => Vec::new(),
     };
-    let _ = (old, recreate);
     Change {
         op: Op::Delete,
         kind: r.kind,

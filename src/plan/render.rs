@@ -40,7 +40,7 @@ pub fn human(changes: &Changes, color: bool) -> String {
         }
         if let Some(content) = &c.content {
             for line in content.lines() {
-                let _ = writeln!(out, "{}", paint(style(Op::Create), &format!("    + {line}").trim_end().to_string()));
+                let _ = writeln!(out, "{}", paint(style(Op::Create), format!("    + {line}").trim_end()));
             }
             if !content.is_empty() && !content.ends_with('\n') {
                 let _ = writeln!(out, "    \\ No newline at end of file");

@@ -183,6 +183,11 @@ pub struct ServiceRes {
 }
 
 /// An idempotent task, run at every start and apply (unless `creates` exists).
+///
+/// Ordering guarantee: tasks with an empty `after` run before any service starts;
+/// the others run once all their `after` services are ready. Tasks that become due
+/// at the same moment run one at a time in id order, so modules order dependent
+/// tasks by naming them (`tinc-key` before `tinc-key-public`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InitTask {
