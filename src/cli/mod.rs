@@ -35,8 +35,8 @@ pub enum Command {
     },
     /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error.
     Plan {
-        /// Spec file.
-        file: PathBuf,
+        /// Spec file; without it, the embedded example (examples/hello-host.toml).
+        file: Option<PathBuf>,
         /// Print the changes and the plan as JSON.
         #[arg(long)]
         json: bool,
@@ -60,7 +60,7 @@ pub fn main() -> ExitCode {
     .ok();
     match cli.command {
         Command::Validate { files } => plan::validate(&files),
-        Command::Plan { file, json } => plan::plan(&cli.root, &file, json),
+        Command::Plan { file, json } => plan::plan(&cli.root, file.as_deref(), json),
         Command::Schema => {
             print!("{}", crate::schema::schema_json());
             ExitCode::SUCCESS

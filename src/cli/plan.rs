@@ -12,9 +12,17 @@ fn report(e: &SpecErrors) {
     eprintln!("{:?}", e.report());
 }
 
-/// Load and compile a spec against the state under `root`.
-pub fn load_and_compile(root: &Path, file: &Path) -> Result<(spec::Loaded, plan::Plan, StateRoot), ExitCode> {
-    let loaded = spec::load_file(file).map_err(|e| {
+/// The spec used when no file is given: a `host`-base example that needs no download.
+pub const EMBEDDED_NAME: &str = "examples/hello-host.toml (embedded)";
+pub const EMBEDDED: &str = include_str!("../../examples/hello-host.toml");
+
+/// Load and compile a spec (or the embedded example) against the state under `root`.
+pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loaded, plan::Plan, StateRoot), ExitCode> {
+    let loaded = match file {
+        Some(f) => spec::load_file(f),
+        None => spec::load_embedded(EMBEDDED_NAME, EMBEDDED),
+    }
+    .map_err(|e| {
         report(&e);
         ExitCode::FAILURE
     })?;
@@ -36,7 +44,7 @@ pub fn validate(files: &[PathBuf]) -> ExitCode {
     let root = std::env::temp_dir().join("container-validate-no-state");
     for f in files {
         // Validation compiles too (modules, hooks), but against an empty state.
-        if load_and_compile(&root, f).is_err() {
+        if load_and_compile(&root, Some(f)).is_err() {
             ok = false;
         }
     }
@@ -47,7 +55,10 @@ pub fn validate(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-pub fn plan(root: &Path, file: &Path, json: bool) -> ExitCode {
+pub fn plan(root: &Path, file: Option<&Path>, json: bool) -> ExitCode {
+    if file.is_none() {
+        eprintln!("(no spec given: planning the embedded example {EMBEDDED_NAME})");
+    }
     let (_, plan, state) = match load_and_compile(root, file) {
         Ok(x) => x,
         Err(code) => return code,

@@ -93,6 +93,12 @@ pub fn load_file(path: &FsPath) -> Result<Loaded, SpecErrors> {
     Ok(Loaded { spec, tree, file, text, dir })
 }
 
+/// Load a spec compiled into the binary (the default example).
+pub fn load_embedded(name: &str, text: &str) -> Result<Loaded, SpecErrors> {
+    let (spec, tree, text) = parse_bytes(name, text.as_bytes(), Format::Toml)?;
+    Ok(Loaded { spec, tree, file: name.to_string(), text, dir: PathBuf::from(".") })
+}
+
 /// Parse and check spec text. `file` names it in diagnostics.
 pub fn parse_bytes(file: &str, bytes: &[u8], format: Format) -> Result<(Spec, Node, Arc<str>), SpecErrors> {
     let text: Arc<str> = match std::str::from_utf8(bytes) {
