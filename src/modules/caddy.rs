@@ -1,9 +1,28 @@
-//! caddy module (to be written).
+//! caddy: Caddy 2.6 (Debian bookworm's `caddy`) serving `web::Site`s.
+//!
+//! Renders one /etc/caddy/Caddyfile: plain HTTP only (no ACME, the container has no
+//! internet; TLS terminates in front of it), the admin API on localhost for
+//! `caddy reload`, no autosaved config. Also home of the site checks shared with
+//! nginx (`check_sites`), so both servers accept exactly the same sites.
 
-use super::web::Site;
+#[path = "caddy_conf.rs"]
+mod conf;
+
+use super::web::{self, Site};
 use super::{Ctx, Services};
+use crate::plan::compile::volume_name;
+use crate::plan::types::ServiceRes;
+use crate::spec::values::Proto;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+pub const CADDYFILE: &str = "/etc/caddy/Caddyfile";
+/// Debian's home of the caddy user; Caddy keeps its data (locks, instance id) here.
+pub const HOME: &str = "/var/lib/caddy";
+pub const LOG_DIR: &str = "/var/log/caddy";
+/// Admin API port on localhost; `caddy reload` posts the new config there.
+pub const ADMIN_PORT: u16 = 2019;
 
 /// Settings of the caddy module.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -11,7 +30,307 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Web sites served.
     pub sites: Vec<Site>,
+    /// Log every request and internal event in detail (Caddy's `debug` option).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub debug: bool,
 }
 
-#[allow(unused)]
-pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {}
+pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {
+    let summary = check_sites(&s.sites, all, "caddy", cx);
+    cx.listen(Proto::Tcp, ADMIN_PORT, "caddy", "");
+    cx.package("caddy");
+    cx.file(CADDYFILE, conf::caddyfile(s));
+
+    let run = ["caddy", "run", "--config", CADDYFILE, "--adapter", "caddyfile"];
+    let reload = ["caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile"];
+    // Runs as root: Debian's unit gives the caddy user CAP_NET_BIND_SERVICE for ports
+    // below 1024, which our supervisor does not grant; Caddy serves only plain HTTP
+    // from read-only roots here, and PHP runs in php-fpm as www-data.
+    let mut svc = ServiceRes::new(&run)
+        .reload_command(&reload)
+        .uses(CADDYFILE)
+        .env("HOME", HOME)
+        .env("XDG_DATA_HOME", &format!("{HOME}/.local/share"))
+        .env("XDG_CONFIG_HOME", &format!("{HOME}/.config"));
+    if let Some(port) = summary.first_port {
+        svc = svc.ready_tcp(port);
+    }
+    if summary.php {
+        svc = svc.after("php-fpm");
+    }
+    cx.service("caddy", svc);
+    // Nothing here needs to outlive a restart: no certificates (auto_https off) and
+    // no autosaved config (persist_config off).
+    cx.tmpfs(HOME, Some(16 << 20), Some("caddy:caddy"), Some("0750"));
+    if summary.log {
+        cx.volume(LOG_DIR, &volume_name(LOG_DIR), Some("caddy:caddy"), Some("0750"));
+    }
+}
+
+/// File name (without `.log`) of a site's access log: first host (or "_default") and port.
+pub(super) fn site_key(site: &Site) -> String {
+    // `_` cannot occur in a host name, so these keys never equal a real host's.
+    let host = site.hosts.first().map_or("_default", String::as_str).replace('*', "_wildcard");
+    format!("{host}-{}", site.port.0)
+}
+
+/// What the sites of one server need from it.
+pub(super) struct Summary {
+    /// The first site's port: the server's readiness check.
+    pub first_port: Option<u16>,
+    /// Some site runs PHP.
+    pub php: bool,
+    /// Some site writes an access log.
+    pub log: bool,
+}
+
+/// Characters that mean the same to Caddy and nginx when written bare in a config
+/// token (no quoting, comments, variables or placeholders).
+const PLAIN: &[u8] = b"-._~/%+,@!:=&()";
+
+fn plain(s: &str, extra: &[u8]) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || PLAIN.contains(&b) || extra.contains(&b))
+}
+
+const PLAIN_HELP: &str = "use letters, digits and - . _ ~ / % + , @ ! : = & ( ); percent-encode anything else";
+
+/// Check the sites of one server (`owner` is "caddy" or "nginx") and claim their ports.
+pub(super) fn check_sites(sites: &[Site], all: &Services, owner: &str, cx: &mut Ctx) -> Summary {
+    if sites.is_empty() {
+        cx.error(
+            "",
+            format!("{owner} has no sites"),
+            Some(&format!("add a site: [[services.{owner}.sites]] with root = \"/srv/www\"")),
+        );
+    }
+    for (i, site) in sites.iter().enumerate() {
+        let at = format!("sites[{i}]");
+        let mut found: Vec<(String, String, String)> = Vec::new();
+        web::check(site, &at, &mut |p, m, h| found.push((p.to_string(), m, h.to_string())));
+        for (p, m, h) in found {
+            cx.error(&p, m, (!h.is_empty()).then_some(h.as_str()));
+        }
+        check_tokens(site, &at, cx);
+        if let Some(pool) = site.php.pool() {
+            if !all.php.as_ref().is_some_and(|p| p.has_pool(pool)) {
+                let pools: Vec<&str> = all.php.iter().flat_map(|p| &p.pools).map(|p| p.name.as_str()).collect();
+                cx.error(
+                    &format!("{at}.php"),
+                    format!("there is no PHP pool `{pool}`"),
+                    Some(&format!(
+                        "pools defined under [services.php]: {}; use `php = true` for the default pool",
+                        pools.join(", ")
+                    )),
+                );
+            }
+            if site.root.is_none() {
+                cx.error(&format!("{at}.php"), "a PHP site needs a `root`", Some("add root = \"/srv/www\""));
+            }
+        }
+        cx.listen(Proto::Tcp, site.port.0, owner, &format!("{at}.port"));
+        for (j, other) in sites[..i].iter().enumerate() {
+            if other.port != site.port {
+                continue;
+            }
+            let clash = if site.hosts.is_empty() && other.hosts.is_empty() {
+                Some("any host".to_string())
+            } else {
+                site.hosts
+                    .iter()
+                    .find(|h| other.hosts.iter().any(|o| o.eq_ignore_ascii_case(h)))
+                    .map(|h| format!("`{h}`"))
+            };
+            if let Some(what) = clash {
+                let field = if site.hosts.is_empty() { "port" } else { "hosts" };
+                cx.error(
+                    &format!("{at}.{field}"),
+                    format!("sites[{j}] and sites[{i}] both answer {what} on port {}", site.port.0),
+                    Some("give one of them another port or other host names"),
+                );
+            }
+        }
+    }
+    Summary {
+        first_port: sites.first().map(|s| s.port.0),
+        php: sites.iter().any(|s| !s.php.is_off()),
+        log: sites.iter().any(|s| s.log),
+    }
+}
+
+/// Values written into both servers' configs must read the same to both.
+fn check_tokens(site: &Site, at: &str, cx: &mut Ctx) {
+    let bad = |cx: &mut Ctx, path: String, v: &str| {
+        cx.error(&path, format!("`{v}` contains a character that cannot be used here"), Some(PLAIN_HELP));
+    };
+    if let Some(root) = &site.root {
+        if !plain(&root.0, b"") {
+            bad(cx, format!("{at}.root"), &root.0);
+        }
+    }
+    let mut froms = BTreeSet::new();
+    for (k, r) in site.redirects.iter().enumerate() {
+        if r.from.starts_with('/') && !plain(&r.from, b"") {
+            bad(cx, format!("{at}.redirects[{k}].from"), &r.from);
+        } else if !froms.insert(r.from.as_str()) {
+            cx.error(&format!("{at}.redirects[{k}].from"), format!("`{}` is redirected twice", r.from), None);
+        }
+        if !plain(&r.to, b"?[]") {
+            bad(cx, format!("{at}.redirects[{k}].to"), &r.to);
+        }
+    }
+    for (k, r) in site.rewrites.iter().enumerate() {
+        for (field, v, extra) in [("from", &r.from, &b""[..]), ("to", &r.to, &b"?"[..])] {
+            if v.starts_with('/') && !plain(v, extra) {
+                bad(cx, format!("{at}.rewrites[{k}].{field}"), v);
+            }
+        }
+        if froms.contains(r.from.as_str()) {
+            cx.error(
+                &format!("{at}.rewrites[{k}].from"),
+                format!("`{}` is both redirected and rewritten", r.from),
+                Some("keep either the redirect or the rewrite"),
+            );
+        }
+    }
+    let mut paths = BTreeSet::new();
+    for (k, p) in site.proxies.iter().enumerate() {
+        if p.path.starts_with('/') && p.path.ends_with('/') && !plain(&p.path, b"") {
+            bad(cx, format!("{at}.proxies[{k}].path"), &p.path);
+        } else if !paths.insert(p.path.as_str()) {
+            cx.error(&format!("{at}.proxies[{k}].path"), format!("`{}` is proxied twice", p.path), None);
+        }
+        // web::check has judged the shape host:port; here only the host's characters.
+        if let Some((host, _)) = p.to.rsplit_once(':') {
+            let ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                Some(v6) => !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+                None => host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+            };
+            if !ok && !host.is_empty() {
+                cx.error(
+                    &format!("{at}.proxies[{k}].to"),
+                    format!("invalid upstream host `{host}`"),
+                    Some("a host name, an IPv4 address or an IPv6 address in brackets, e.g. \"[::1]:9000\""),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::compile::{test_plan, try_test_plan};
+    use crate::plan::types::Reload;
+
+    const STATIC: &str = r#"name = "web"
+[[services.caddy.sites]]
+hosts = ["example.com", "www.example.com"]
+root = "/srv/www"
+log = true
+max_body = "16M"
+redirects = [{ from = "/old", to = "/new", status = 308 }]
+rewrites = [{ from = "/feed", to = "/feed.xml" }]
+proxies = [{ path = "/api/", to = "127.0.0.1:8081" }]
+"#;
+
+    #[test]
+    fn caddyfile_has_the_site_with_redirect_rewrite_and_proxy() {
+        let plan = test_plan(STATIC);
+        let c = plan.files["/etc/caddy/Caddyfile"].content.redacted();
+        assert!(c.contains("\tauto_https off\n\tadmin localhost:2019\n\tpersist_config off\n"), "{c}");
+        assert!(c.contains("\tstorage file_system /var/lib/caddy/.local/share/caddy\n}\n"), "{c}");
+        assert!(c.contains("http://example.com:80, http://www.example.com:80 {\n\troot * /srv/www\n"), "{c}");
+        assert!(c.contains("\tredir /old /new 308\n"), "{c}");
+        assert!(c.contains("\trewrite /feed /feed.xml\n"), "{c}");
+        assert!(c.contains("\treverse_proxy /api/* 127.0.0.1:8081\n"), "{c}");
+        assert!(c.contains("\trequest_body {\n\t\tmax_size 16777216\n\t}\n"), "{c}");
+        assert!(c.contains("\t\toutput file /var/log/caddy/example.com-80.log\n"), "{c}");
+        assert!(c.contains("\tfile_server\n"), "{c}");
+        assert!(!c.contains("php_fastcgi"), "{c}");
+        assert!(plan.layer.packages.contains("caddy"));
+        assert!(plan.mounts.contains_key("/var/log/caddy"));
+        assert!(plan.mounts.contains_key("/var/lib/caddy"));
+        assert!(!plan.services.contains_key("php-fpm"));
+        let svc = &plan.services["caddy"];
+        assert_eq!(svc.command, ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]);
+        assert!(matches!(&svc.reload, Some(Reload::Command(c)) if c[1] == "reload"));
+        assert_eq!(svc.env["XDG_DATA_HOME"], "/var/lib/caddy/.local/share");
+        assert!(svc.uses.contains("/etc/caddy/Caddyfile"));
+        assert!(svc.after.is_empty());
+        assert_eq!(plan.ports["tcp/80"], "caddy");
+    }
+
+    #[test]
+    fn php_site_goes_through_php_fpm_and_proxy_for_everything_is_bare() {
+        let plan = test_plan(
+            "name = \"web\"\n[[services.caddy.sites]]\nroot = \"/srv/www\"\nphp = true\n\
+             [[services.caddy.sites]]\nport = 8080\nproxies = [{ path = \"/\", to = \"[::1]:9000\" }]\n",
+        );
+        let c = plan.files["/etc/caddy/Caddyfile"].content.redacted();
+        assert!(c.contains("http://:80 {\n"), "{c}");
+        assert!(c.contains("\tphp_fastcgi unix//run/php/php8.2-fpm.sock\n"), "{c}");
+        assert!(c.contains("http://:8080 {\n\treverse_proxy [::1]:9000\n}\n"), "{c}");
+        assert!(plan.services["caddy"].after.contains("php-fpm"));
+        assert!(plan.files.contains_key("/etc/php/8.2/fpm/pool.d/www.conf"));
+        assert!(!plan.mounts.contains_key("/var/log/caddy"));
+    }
+
+    #[test]
+    fn site_without_root_answers_404_outside_its_proxies() {
+        let plan = test_plan(
+            "name = \"web\"\n[[services.caddy.sites]]\nhosts = [\"*.example.com\"]\nlog = true\n\
+             redirects = [{ from = \"/\", to = \"https://example.org/\" }]\n\
+             proxies = [{ path = \"/api/\", to = \"localhost:8081\" }]\n",
+        );
+        let c = plan.files["/etc/caddy/Caddyfile"].content.redacted();
+        assert!(c.contains("\tredir / https://example.org/ 301\n"), "{c}");
+        assert!(c.contains("\t@unhandled not path /api/*\n\trespond @unhandled 404\n"), "{c}");
+        assert!(!c.contains("file_server"), "{c}");
+        assert!(c.contains("http://*.example.com:80 {\n"), "{c}");
+        assert!(c.contains("output file /var/log/caddy/_wildcard.example.com-80.log\n"), "{c}");
+    }
+
+    #[test]
+    fn unknown_php_pool_is_an_error() {
+        let e = try_test_plan("name = \"web\"\n[[services.caddy.sites]]\nroot = \"/srv\"\nphp = \"shop\"\n")
+            .unwrap_err()
+            .brief();
+        assert_eq!(e, ["test.toml:4:7: there is no PHP pool `shop`"]);
+    }
+
+    #[test]
+    fn two_sites_on_one_port_and_host_clash() {
+        let e = try_test_plan(
+            "name = \"web\"\n[[services.caddy.sites]]\nhosts = [\"a.example\", \"b.example\"]\nroot = \"/srv\"\n\
+             [[services.caddy.sites]]\nhosts = [\"B.example\"]\nroot = \"/srv\"\n\
+             [[services.caddy.sites]]\nhosts = [\"c.example\"]\nroot = \"/srv\"\n",
+        )
+        .unwrap_err()
+        .brief();
+        assert_eq!(e, ["test.toml:6:9: sites[0] and sites[1] both answer `B.example` on port 80"]);
+        let e = try_test_plan(
+            "name = \"web\"\n[[services.caddy.sites]]\nroot = \"/a\"\n[[services.caddy.sites]]\nroot = \"/b\"\n",
+        )
+        .unwrap_err()
+        .brief();
+        assert_eq!(e, ["test.toml:4:1: sites[0] and sites[1] both answer any host on port 80"]);
+    }
+
+    #[test]
+    fn bad_upstreams_and_unsafe_values_are_errors() {
+        let e = try_test_plan(
+            "name = \"web\"\n[[services.caddy.sites]]\nroot = \"/srv\"\n\
+             proxies = [{ path = \"/a/\", to = \"backend\" }, { path = \"/b/\", to = \"a b:80\" }]\n\
+             redirects = [{ from = \"/x\", to = \"/{path}\" }]\n",
+        )
+        .unwrap_err()
+        .brief();
+        assert_eq!(
+            e,
+            [
+                "test.toml:4:33: invalid upstream `backend`",
+                "test.toml:5:34: `/{path}` contains a character that cannot be used here",
+                "test.toml:4:67: invalid upstream host `a b`",
+            ]
+        );
+    }
+}
