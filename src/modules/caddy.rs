@@ -2,20 +2,19 @@
 //!
 //! Renders one /etc/caddy/Caddyfile: plain HTTP only (no ACME, the container has no
 //! internet; TLS terminates in front of it), the admin API on localhost for
-//! `caddy reload`, no autosaved config. Also home of the site checks shared with
-//! nginx (`check_sites`), so both servers accept exactly the same sites.
+//! `caddy reload`, no autosaved config. Sites are checked by `web::check_sites`,
+//! shared with nginx, so both servers accept exactly the same sites.
 
 #[path = "caddy_conf.rs"]
 mod conf;
 
-use super::web::{self, Site};
+use super::web::{check_sites, Site};
 use super::{Ctx, Services};
 use crate::plan::compile::volume_name;
 use crate::plan::types::ServiceRes;
 use crate::spec::values::Proto;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 pub const CADDYFILE: &str = "/etc/caddy/Caddyfile";
 /// Debian's home of the caddy user; Caddy keeps its data (locks, instance id) here.
@@ -67,154 +66,6 @@ pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {
     }
 }
 
-/// File name (without `.log`) of a site's access log: first host (or "_default") and port.
-pub(super) fn site_key(site: &Site) -> String {
-    // `_` cannot occur in a host name, so these keys never equal a real host's.
-    let host = site.hosts.first().map_or("_default", String::as_str).replace('*', "_wildcard");
-    format!("{host}-{}", site.port.0)
-}
-
-/// What the sites of one server need from it.
-pub(super) struct Summary {
-    /// The first site's port: the server's readiness check.
-    pub first_port: Option<u16>,
-    /// Some site runs PHP.
-    pub php: bool,
-    /// Some site writes an access log.
-    pub log: bool,
-}
-
-/// Characters that mean the same to Caddy and nginx when written bare in a config
-/// token (no quoting, comments, variables or placeholders).
-const PLAIN: &[u8] = b"-._~/%+,@!:=&()";
-
-fn plain(s: &str, extra: &[u8]) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || PLAIN.contains(&b) || extra.contains(&b))
-}
-
-const PLAIN_HELP: &str = "use letters, digits and - . _ ~ / % + , @ ! : = & ( ); percent-encode anything else";
-
-/// Check the sites of one server (`owner` is "caddy" or "nginx") and claim their ports.
-pub(super) fn check_sites(sites: &[Site], all: &Services, owner: &str, cx: &mut Ctx) -> Summary {
-    if sites.is_empty() {
-        cx.error(
-            "",
-            format!("{owner} has no sites"),
-            Some(&format!("add a site: [[services.{owner}.sites]] with root = \"/srv/www\"")),
-        );
-    }
-    for (i, site) in sites.iter().enumerate() {
-        let at = format!("sites[{i}]");
-        let mut found: Vec<(String, String, String)> = Vec::new();
-        web::check(site, &at, &mut |p, m, h| found.push((p.to_string(), m, h.to_string())));
-        for (p, m, h) in found {
-            cx.error(&p, m, (!h.is_empty()).then_some(h.as_str()));
-        }
-        check_tokens(site, &at, cx);
-        if let Some(pool) = site.php.pool() {
-            if !all.php.as_ref().is_some_and(|p| p.has_pool(pool)) {
-                let pools: Vec<&str> = all.php.iter().flat_map(|p| &p.pools).map(|p| p.name.as_str()).collect();
-                cx.error(
-                    &format!("{at}.php"),
-                    format!("there is no PHP pool `{pool}`"),
-                    Some(&format!(
-                        "pools defined under [services.php]: {}; use `php = true` for the default pool",
-                        pools.join(", ")
-                    )),
-                );
-            }
-            if site.root.is_none() {
-                cx.error(&format!("{at}.php"), "a PHP site needs a `root`", Some("add root = \"/srv/www\""));
-            }
-        }
-        cx.listen(Proto::Tcp, site.port.0, owner, &format!("{at}.port"));
-        for (j, other) in sites[..i].iter().enumerate() {
-            if other.port != site.port {
-                continue;
-            }
-            let clash = if site.hosts.is_empty() && other.hosts.is_empty() {
-                Some("any host".to_string())
-            } else {
-                site.hosts
-                    .iter()
-                    .find(|h| other.hosts.iter().any(|o| o.eq_ignore_ascii_case(h)))
-                    .map(|h| format!("`{h}`"))
-            };
-            if let Some(what) = clash {
-                let field = if site.hosts.is_empty() { "port" } else { "hosts" };
-                cx.error(
-                    &format!("{at}.{field}"),
-                    format!("sites[{j}] and sites[{i}] both answer {what} on port {}", site.port.0),
-                    Some("give one of them another port or other host names"),
-                );
-            }
-        }
-    }
-    Summary {
-        first_port: sites.first().map(|s| s.port.0),
-        php: sites.iter().any(|s| !s.php.is_off()),
-        log: sites.iter().any(|s| s.log),
-    }
-}
-
-/// Values written into both servers' configs must read the same to both.
-fn check_tokens(site: &Site, at: &str, cx: &mut Ctx) {
-    let bad = |cx: &mut Ctx, path: String, v: &str| {
-        cx.error(&path, format!("`{v}` contains a character that cannot be used here"), Some(PLAIN_HELP));
-    };
-    if let Some(root) = &site.root {
-        if !plain(&root.0, b"") {
-            bad(cx, format!("{at}.root"), &root.0);
-        }
-    }
-    let mut froms = BTreeSet::new();
-    for (k, r) in site.redirects.iter().enumerate() {
-        if r.from.starts_with('/') && !plain(&r.from, b"") {
-            bad(cx, format!("{at}.redirects[{k}].from"), &r.from);
-        } else if !froms.insert(r.from.as_str()) {
-            cx.error(&format!("{at}.redirects[{k}].from"), format!("`{}` is redirected twice", r.from), None);
-        }
-        if !plain(&r.to, b"?[]") {
-            bad(cx, format!("{at}.redirects[{k}].to"), &r.to);
-        }
-    }
-    for (k, r) in site.rewrites.iter().enumerate() {
-        for (field, v, extra) in [("from", &r.from, &b""[..]), ("to", &r.to, &b"?"[..])] {
-            if v.starts_with('/') && !plain(v, extra) {
-                bad(cx, format!("{at}.rewrites[{k}].{field}"), v);
-            }
-        }
-        if froms.contains(r.from.as_str()) {
-            cx.error(
-                &format!("{at}.rewrites[{k}].from"),
-                format!("`{}` is both redirected and rewritten", r.from),
-                Some("keep either the redirect or the rewrite"),
-            );
-        }
-    }
-    let mut paths = BTreeSet::new();
-    for (k, p) in site.proxies.iter().enumerate() {
-        if p.path.starts_with('/') && p.path.ends_with('/') && !plain(&p.path, b"") {
-            bad(cx, format!("{at}.proxies[{k}].path"), &p.path);
-        } else if !paths.insert(p.path.as_str()) {
-            cx.error(&format!("{at}.proxies[{k}].path"), format!("`{}` is proxied twice", p.path), None);
-        }
-        // web::check has judged the shape host:port; here only the host's characters.
-        if let Some((host, _)) = p.to.rsplit_once(':') {
-            let ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-                Some(v6) => !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
-                None => host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
-            };
-            if !ok && !host.is_empty() {
-                cx.error(
-                    &format!("{at}.proxies[{k}].to"),
-                    format!("invalid upstream host `{host}`"),
-                    Some("a host name, an IPv4 address or an IPv6 address in brackets, e.g. \"[::1]:9000\""),
-                );
-            }
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,8 @@
 //! (redir, rewrite, reverse_proxy, php_fastcgi, file_server): the order written here
 //! is for the reader.
 
-use super::{site_key, Settings, ADMIN_PORT, HOME, LOG_DIR};
+use super::{Settings, ADMIN_PORT, HOME, LOG_DIR};
+use crate::modules::web::site_key;
 use crate::modules::php;
 use crate::modules::web::Site;
 use std::fmt::Write;

@@ -8,7 +8,7 @@
 #[path = "nginx_conf.rs"]
 mod conf;
 
-use super::caddy::check_sites;
+use super::web::check_sites;
 use super::web::Site;
 use super::{Ctx, Services};
 use crate::plan::compile::volume_name;

@@ -6,7 +6,7 @@
 //! PHP regex cannot take a proxied path), then PHP, then static files.
 
 use super::{Settings, RUN_DIR, SITES_CONF, TEMP_DIR};
-use crate::modules::caddy::site_key;
+use crate::modules::web::site_key;
 use crate::modules::web::Site;
 use crate::modules::{php, Services};
 use std::fmt::Write;
