@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
-        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let deep = "[".repeat(100_000) + "]".repeat(100_000).as_str();
         assert!(parse_yaml(&format!("a: {deep}")).is_err());
         assert!(parse_toml(&format!("a = {deep}")).is_err());
     }
