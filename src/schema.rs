@@ -12,9 +12,28 @@ use serde_json::Value;
 pub fn schema_json() -> String {
     let generator = schemars::generate::SchemaSettings::draft07().into_generator();
     let schema = generator.into_root_schema_for::<Spec>();
-    let mut s = serde_json::to_string_pretty(&schema).expect("schemas always serialize");
+    let mut value = serde_json::to_value(&schema).expect("schemas always serialize");
+    close_objects(&mut value);
+    let mut s = serde_json::to_string_pretty(&value).expect("schemas always serialize");
     s.push('\n');
     s
+}
+
+/// The parser refuses unknown keys, so the schema does too: every object with
+/// declared properties gets `additionalProperties: false` (editors then flag typos).
+fn close_objects(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.contains_key("properties") && !m.contains_key("additionalProperties") {
+                m.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for child in m.values_mut() {
+                close_objects(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(close_objects),
+        _ => {}
+    }
 }
 
 pub fn schema_value() -> Value {

@@ -3,6 +3,8 @@
 //! Invariant: every addition goes through here, so clashes between modules (two
 //! files at one path with different content, two services on one port, two mounts
 //! on one target) are caught in one place and reported against the module's settings.
+//! A path the user declared under `files` or `mounts` wins over a module's: that is
+//! the escape hatch for replacing a rendered config or choosing where data lives.
 
 use crate::diag::Problem;
 use crate::plan::text::Text;
@@ -100,6 +102,10 @@ impl<'a> Ctx<'a> {
             origin: self.origin.clone(),
         };
         if let Some(old) = self.plan.files.get(path) {
+            // The user's own `files` entry replaces what a module renders there.
+            if old.origin == "spec" && self.origin != "spec" {
+                return;
+            }
             if old.content != res.content || old.mode != res.mode || old.owner != res.owner {
                 let other = old.origin.clone();
                 self.error(
@@ -115,6 +121,10 @@ impl<'a> Ctx<'a> {
 
     fn mount(&mut self, target: &str, res: MountRes) {
         if let Some(old) = self.plan.mounts.get(target) {
+            // The user's own `mounts` entry replaces the module's choice.
+            if old.origin == "spec" && self.origin != "spec" {
+                return;
+            }
             if *old != res {
                 let other = old.origin.clone();
                 self.error(
