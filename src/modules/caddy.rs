@@ -66,7 +66,6 @@ pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use crate::plan::compile::{test_plan, try_test_plan};

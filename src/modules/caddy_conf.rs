@@ -6,8 +6,8 @@
 //! is for the reader.
 
 use super::{Settings, ADMIN_PORT, HOME, LOG_DIR};
-use crate::modules::web::site_key;
 use crate::modules::php;
+use crate::modules::web::site_key;
 use crate::modules::web::Site;
 use std::fmt::Write;
 

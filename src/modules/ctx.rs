@@ -78,6 +78,11 @@ impl<'a> Ctx<'a> {
         self.plan.devices.insert(dev.to_string());
     }
 
+    /// A `net.*` setting of the container's network namespace.
+    pub fn sysctl(&mut self, key: &str, value: &str) {
+        self.plan.network.sysctls.insert(key.to_string(), value.to_string());
+    }
+
     /// Route an extra network to the container (e.g. a NAT64 prefix).
     pub fn route(&mut self, cidr: &str) {
         self.plan.network.prefixes.insert(cidr.to_string());

@@ -14,7 +14,7 @@
 //!
 //! The container's network namespace must forward IPv4 and IPv6
 //! (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding); /proc/sys is read-only inside,
-//! so the executor has to set them (see `FORWARDING`).
+//! so the plan carries them as network sysctls (`FORWARDING`) for the executor to set.
 
 use super::bind::Dns64;
 use super::{Ctx, Services};
@@ -201,6 +201,9 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     cx.packages(&["tayga", "iproute2", "nftables"]);
     cx.device("/dev/net/tun");
     cx.route(&s.prefix.to_string());
+    for (k, v) in FORWARDING {
+        cx.sysctl(k, v);
+    }
     cx.volume(DATA, "tayga", Some("root:root"), Some("0755"));
 
     let mut conf = String::from("# Rendered by container (nat64 module).\n");

@@ -6,9 +6,9 @@
 
 use super::{Ctx, Services};
 use crate::spec::values::{AbsPath, Port, Proto};
-use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// A web site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -230,6 +230,7 @@ fn network(spec: &Spec, pool: &Pool, problems: &mut Vec<Problem>) -> NetworkRes 
         prefixes: n.prefixes.iter().map(|c| c.to_string()).collect(),
         publish: n.publish.iter().map(|p| p.to_string()).collect(),
         nameservers: n.nameservers.iter().map(|a| a.to_string()).collect(),
+        sysctls: BTreeMap::new(),
     }
 }
 

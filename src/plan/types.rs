@@ -145,6 +145,10 @@ pub struct NetworkRes {
     pub publish: BTreeSet<String>,
     #[serde(default)]
     pub nameservers: Vec<String>,
+    /// `net.*` kernel settings of the container's network namespace (set by modules,
+    /// e.g. forwarding for nat64), applied when the network is configured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 /// How a running program takes a changed config file.
