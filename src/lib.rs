@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod diag;
+pub mod exec;
 pub mod modules;
 pub mod plan;
 pub mod schema;

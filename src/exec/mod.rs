@@ -1,0 +1,11 @@
+//! Exec: the only code that touches the kernel or runs programs.
+//!
+//! Invariant: everything here carries out a plan that `plan` already decided; no
+//! policy is made here. Pieces: `net` (veth, addresses, routes over netlink),
+//! `nft` (the tool's nftables table), `sandbox` (namespaces, rootfs, pivot_root),
+//! `supervisor` (PID 1 inside a container). The executor stays single-threaded.
+
+pub mod net;
+pub mod nft;
+pub mod sandbox;
+pub mod supervisor;
