@@ -60,7 +60,7 @@ impl std::fmt::Display for Effect {
             Effect::RestartService(s) => write!(f, "restart {s}"),
             Effect::StartService(s) => write!(f, "start {s}"),
             Effect::StopService(s) => write!(f, "stop {s}"),
-            Effect::CreateSecret(s) => write!(f, "generate secret {s}"),
+            Effect::CreateSecret(_) => f.write_str("generate its value (stored 0600, never shown)"),
             Effect::ReconfigureNetwork => f.write_str("reconfigure network"),
             Effect::RecreateContainer => f.write_str("recreate container"),
             Effect::BuildLayer => f.write_str("build layer"),
@@ -171,7 +171,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         out.push(Resource {
             kind: "secret",
             name: secret.clone(),
-            summary: format!("{secret} (generated on first apply)"),
+            summary: secret.clone(),
             value: Value::Null,
             body: None,
         });
