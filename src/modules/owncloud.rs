@@ -15,7 +15,7 @@ use super::{web, Ctx, Services, WebServer};
 use crate::diag::Problem;
 use crate::plan::text::Text;
 use crate::plan::types::{BuildStep, Fetch, InitTask};
-use crate::spec::values::{AbsPath, Port, SecretRef, Size};
+use crate::spec::values::{Port, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -77,17 +77,7 @@ fn yes() -> bool {
 }
 
 fn web_site(s: &Settings) -> web::Site {
-    web::Site {
-        port: s.port.clone(),
-        hosts: s.hosts.clone(),
-        root: Some(AbsPath(ROOT.into())),
-        php: web::PhpUse::Default,
-        redirects: Vec::new(),
-        rewrites: Vec::new(),
-        proxies: Vec::new(),
-        log: false,
-        max_body: Some(Size(512 << 20)),
-    }
+    web::Site::php_app(s.port.clone(), s.hosts.clone(), ROOT, Size(512 << 20))
 }
 
 /// Bring MariaDB with the "owncloud" database and account, PHP with ownCloud's

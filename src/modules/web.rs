@@ -42,6 +42,23 @@ pub struct Site {
     pub max_body: Option<crate::spec::values::Size>,
 }
 
+impl Site {
+    /// A PHP application's site: `root` served with the default PHP pool.
+    pub fn php_app(port: Port, hosts: Vec<String>, root: &str, max_body: crate::spec::values::Size) -> Site {
+        Site {
+            port,
+            hosts,
+            root: Some(AbsPath(root.into())),
+            php: PhpUse::Default,
+            redirects: Vec::new(),
+            rewrites: Vec::new(),
+            proxies: Vec::new(),
+            log: false,
+            max_body: Some(max_body),
+        }
+    }
+}
+
 fn default_port() -> Port {
     Port(80)
 }

@@ -17,7 +17,7 @@
 use super::web;
 use super::{Ctx, Services, WebServer};
 use crate::diag::Problem;
-use crate::spec::values::{AbsPath, Port, SecretRef, Size};
+use crate::spec::values::{Port, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,17 +128,7 @@ fn valid_prefix(s: &str) -> bool {
 
 /// The web site a WordPress site needs.
 fn web_site(site: &Site) -> web::Site {
-    web::Site {
-        port: site.port.clone(),
-        hosts: site.hosts.clone(),
-        root: Some(AbsPath(ROOT.into())),
-        php: web::PhpUse::Default,
-        redirects: Vec::new(),
-        rewrites: Vec::new(),
-        proxies: Vec::new(),
-        log: false,
-        max_body: Some(Size(64 << 20)),
-    }
+    web::Site::php_app(site.port.clone(), site.hosts.clone(), ROOT, Size(64 << 20))
 }
 
 /// Bring MariaDB with a database and account per site, PHP with WordPress's
