@@ -496,3 +496,22 @@ fn nat_and_publish_carry_real_traffic() {
     net::teardown(&name, &netres).expect("teardown");
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn repeated_setup_and_teardown_leave_nothing() {
+    let name = format!("t{}y", pid());
+    let veth = host_ifname(&name);
+    let _guard = Link(veth.clone());
+    let netres = network(13, false);
+    let (v4, v6) = (addr(&netres.ipv4), addr(&netres.ipv6));
+    let ns = Netns::new("y");
+    let nsfile = ns.file();
+    let start = Instant::now();
+    for _ in 0..20 {
+        net::setup(&name, &netres, nsfile.as_fd()).expect("setup");
+        net::teardown(&name, &netres).expect("teardown");
+    }
+    eprintln!("20 setup+teardown cycles: {:?}", start.elapsed());
+    assert!(host_state(&veth, &[&v4, &v6]).is_empty());
+    assert_eq!(ns.json(&["ip", "-j", "link"]).as_array().unwrap().len(), 1);
+}
