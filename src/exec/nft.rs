@@ -1,1 +1,410 @@
-//! nft (to be written).
+//! The tool's nftables table: NAT (masquerade) and published ports (DNAT).
+//!
+//! Invariant: the tool owns exactly one table, `table inet container` (IPv4 and IPv6),
+//! and always rewrites it whole from the desired state of ALL containers, in one
+//! nftables transaction (`nft -j -f -`, JSON batch on stdin): either every rule of the
+//! new state is in place or the old table is untouched. The batch starts with
+//! `add table` + `delete table`, so the delete never fails on a host without the table,
+//! then recreates it; with no rules wanted, the table is simply left deleted.
+//!
+//! Content (every rule carries the comment `container:<name>`):
+//! - `postrouting` (nat, srcnat): `ip saddr <v4> oifname != "<veth>" masquerade` per
+//!   container with `nat` (IPv4 only: containers have routed, global IPv6 addresses);
+//!   plus `ip saddr 127.0.0.0/8 oifname "<veth>" masquerade` for containers with an
+//!   IPv4 address and published ports.
+//! - `prerouting` (nat, dstnat) and `output` (nat, dstnat, for connections made by the
+//!   host itself) with one DNAT rule per publish entry and family the container has an
+//!   address for: `[ip daddr X | fib daddr type local] meta nfproto ipv4 tcp dport P
+//!   dnat ip to <v4>:<port>` and the `ip6` equivalent. Without a host address the rule
+//!   only matches destinations local to the host (`fib daddr type local`), so traffic
+//!   merely routed through the host to other machines is never hijacked.
+//! - `forward` (filter, priority 0, policy accept): accepts traffic from and to each
+//!   container's veth. Note: an accept here cannot override a drop verdict of another
+//!   table's forward chain (nftables evaluates every base chain of the hook), so a host
+//!   with a drop policy elsewhere must still allow `ct-*` there; this chain makes the
+//!   tool's intent explicit and is the place to hang such rules if the tool ever owns
+//!   the whole policy.
+//!
+//! Loopback: `127.0.0.1:PORT` from the host works because `net` sets
+//! `net.ipv4.conf.<veth>.route_localnet=1` for containers with published ports (the
+//! kernel otherwise refuses to route a 127/8 source out of a non-loopback interface)
+//! and the 127/8 masquerade above rewrites the source to a global-scope host address
+//! (the kernel's choice; the veth's 169.254.0.1 is link scope), which the container
+//! answers through its default route. IPv6 has no equivalent (`::1` is never routed off `lo`),
+//! so `[::1]:PORT` publishing does not reach the container.
+//!
+//! Use: `apply(&[ContainerNet::from_plan(name, &plan.network)?, ...])` with every
+//! running container after any start, stop or network change; `apply(&[])` removes the
+//! table. Callers must serialise calls (the executor's lock does): two concurrent
+//! applies are each atomic, but the last one wins.
+
+use crate::plan::types::NetworkRes;
+use crate::spec::values::{Publish, PublishRule};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Stdio};
+
+/// The table's family and name.
+pub const FAMILY: &str = "inet";
+pub const TABLE: &str = "container";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("running `nft`: {0} (is the nftables package installed?)")]
+    Spawn(#[source] std::io::Error),
+    #[error("`nft -j -f -` failed ({status}): {stderr}")]
+    Failed { status: String, stderr: String },
+    #[error("container {name}: {detail}")]
+    Plan { name: String, detail: String },
+}
+
+/// What one container needs from the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerNet {
+    pub name: String,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    /// Masquerade outgoing IPv4 behind the host.
+    pub nat: bool,
+    pub publish: Vec<PublishRule>,
+    /// Host end of the container's veth (`net::host_ifname`).
+    pub veth: String,
+}
+
+impl ContainerNet {
+    /// From a plan's network section. Non-routed containers need nothing (None).
+    pub fn from_plan(name: &str, net: &NetworkRes) -> Result<Option<Self>, NftError> {
+        if net.mode != crate::spec::types::NetMode::Routed {
+            return Ok(None);
+        }
+        let bad = |detail: String| NftError::Plan { name: name.to_string(), detail };
+        let host = |s: &Option<String>| -> Result<Option<IpAddr>, NftError> {
+            s.as_deref()
+                .map(|s| {
+                    s.split('/').next().unwrap_or(s).parse::<IpAddr>().map_err(|_| bad(format!("bad address `{s}`")))
+                })
+                .transpose()
+        };
+        let ipv4 = match host(&net.ipv4)? {
+            Some(IpAddr::V4(a)) => Some(a),
+            Some(IpAddr::V6(a)) => return Err(bad(format!("ipv4 holds an IPv6 address {a}"))),
+            None => None,
+        };
+        let ipv6 = match host(&net.ipv6)? {
+            Some(IpAddr::V6(a)) => Some(a),
+            Some(IpAddr::V4(a)) => return Err(bad(format!("ipv6 holds an IPv4 address {a}"))),
+            None => None,
+        };
+        let publish =
+            net.publish.iter().map(|p| Publish::parse(p).map(|p| p.0).map_err(bad)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(ContainerNet {
+            name: name.to_string(),
+            ipv4,
+            ipv6,
+            nat: net.nat,
+            publish,
+            veth: crate::exec::net::host_ifname(name),
+        }))
+    }
+}
+
+fn table() -> Value {
+    json!({"family": FAMILY, "name": TABLE})
+}
+
+fn chain(name: &str, kind: &str, hook: &str, prio: i32) -> Value {
+    json!({"add": {"chain": {
+        "family": FAMILY, "table": TABLE, "name": name,
+        "type": kind, "hook": hook, "prio": prio, "policy": "accept"
+    }}})
+}
+
+fn rule(chain: &str, owner: &str, expr: Vec<Value>) -> Value {
+    json!({"add": {"rule": {
+        "family": FAMILY, "table": TABLE, "chain": chain,
+        "comment": format!("container:{owner}"), "expr": expr
+    }}})
+}
+
+fn eq(left: Value, right: Value) -> Value {
+    json!({"match": {"op": "==", "left": left, "right": right}})
+}
+
+fn ne(left: Value, right: Value) -> Value {
+    json!({"match": {"op": "!=", "left": left, "right": right}})
+}
+
+fn payload(protocol: &str, field: &str) -> Value {
+    json!({"payload": {"protocol": protocol, "field": field}})
+}
+
+fn meta(key: &str) -> Value {
+    json!({"meta": {"key": key}})
+}
+
+fn prefix(addr: &str, len: u8) -> Value {
+    json!({"prefix": {"addr": addr, "len": len}})
+}
+
+/// DNAT rules of one publish entry for one address family.
+fn dnat(p: &PublishRule, to: IpAddr) -> Option<Vec<Value>> {
+    let (l3, nfproto) = match to {
+        IpAddr::V4(_) => ("ip", "ipv4"),
+        IpAddr::V6(_) => ("ip6", "ipv6"),
+    };
+    let mut expr = Vec::new();
+    match p.host_ip {
+        // A host address of the other family: this entry is not for this family.
+        Some(h) if h.is_ipv4() != to.is_ipv4() => return None,
+        Some(h) => expr.push(eq(payload(l3, "daddr"), json!(h.to_string()))),
+        None => {
+            expr.push(eq(meta("nfproto"), json!(nfproto)));
+            expr.push(eq(json!({"fib": {"result": "type", "flags": ["daddr"]}}), json!("local")));
+        }
+    }
+    let proto = p.proto.to_string();
+    expr.push(eq(payload(&proto, "dport"), json!(p.host_port)));
+    expr.push(json!({"dnat": {"family": l3, "addr": to.to_string(), "port": p.container_port}}));
+    Some(expr)
+}
+
+/// The whole transaction for `desired` (pure; what `apply` feeds to `nft`).
+pub fn batch(desired: &[ContainerNet]) -> Value {
+    let mut cmds = vec![
+        json!({"metainfo": {"json_schema_version": 1}}),
+        json!({"add": {"table": table()}}),
+        json!({"delete": {"table": table()}}),
+    ];
+    let mut post = Vec::new();
+    let mut dnats = Vec::new();
+    let mut forward = Vec::new();
+    for c in desired {
+        if let (true, Some(v4)) = (c.nat, c.ipv4) {
+            post.push(rule(
+                "postrouting",
+                &c.name,
+                vec![
+                    eq(payload("ip", "saddr"), json!(v4.to_string())),
+                    ne(meta("oifname"), json!(c.veth)),
+                    json!({"masquerade": null}),
+                ],
+            ));
+        }
+        if c.ipv4.is_some() && !c.publish.is_empty() {
+            post.push(rule(
+                "postrouting",
+                &c.name,
+                vec![
+                    eq(payload("ip", "saddr"), prefix("127.0.0.0", 8)),
+                    eq(meta("oifname"), json!(c.veth)),
+                    json!({"masquerade": null}),
+                ],
+            ));
+        }
+        for p in &c.publish {
+            let targets = c.ipv4.map(IpAddr::V4).into_iter().chain(c.ipv6.map(IpAddr::V6));
+            for to in targets {
+                if let Some(expr) = dnat(p, to) {
+                    dnats.push((c.name.clone(), expr));
+                }
+            }
+        }
+        if c.ipv4.is_some() || c.ipv6.is_some() {
+            forward.push(rule("forward", &c.name, vec![eq(meta("iifname"), json!(c.veth)), json!({"accept": null})]));
+            forward.push(rule("forward", &c.name, vec![eq(meta("oifname"), json!(c.veth)), json!({"accept": null})]));
+        }
+    }
+    if post.is_empty() && dnats.is_empty() && forward.is_empty() {
+        return json!({ "nftables": cmds });
+    }
+    cmds.push(json!({"add": {"table": table()}}));
+    // Standard priorities: dstnat = -100, srcnat = 100, filter = 0.
+    cmds.push(chain("prerouting", "nat", "prerouting", -100));
+    cmds.push(chain("output", "nat", "output", -100));
+    cmds.push(chain("postrouting", "nat", "postrouting", 100));
+    cmds.push(chain("forward", "filter", "forward", 0));
+    for (owner, expr) in &dnats {
+        cmds.push(rule("prerouting", owner, expr.clone()));
+        cmds.push(rule("output", owner, expr.clone()));
+    }
+    cmds.extend(post);
+    cmds.extend(forward);
+    json!({ "nftables": cmds })
+}
+
+/// Makes the table match `desired`, atomically.
+pub fn apply(desired: &[ContainerNet]) -> Result<(), NftError> {
+    run_nft(&batch(desired))
+}
+
+fn run_nft(batch: &Value) -> Result<(), NftError> {
+    let mut child = Command::new("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error means nft exited early; its status and stderr tell why.
+        let _ = stdin.write_all(batch.to_string().as_bytes());
+    }
+    let out = child.wait_with_output().map_err(NftError::Spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NftError::Failed {
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> ContainerNet {
+        ContainerNet {
+            name: "web".into(),
+            ipv4: Some("100.72.0.2".parse().unwrap()),
+            ipv6: Some("fd63:6f6e:7461:696e::2".parse().unwrap()),
+            nat: true,
+            publish: vec![
+                Publish::parse("8080:80").unwrap().0,
+                Publish::parse("127.0.0.1:5353:53/udp").unwrap().0,
+                Publish::parse("[fd63::1]:8443:443").unwrap().0,
+            ],
+            veth: "ct-web".into(),
+        }
+    }
+
+    fn rules(b: &Value, chain: &str) -> Vec<Value> {
+        b["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["add"]["rule"].as_object())
+            .filter(|r| r["chain"] == chain)
+            .map(|r| Value::Object(r.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_state_only_deletes_the_table() {
+        let b = batch(&[]);
+        let cmds = b["nftables"].as_array().unwrap();
+        assert_eq!(cmds.len(), 3);
+        assert_eq!(cmds[1], json!({"add": {"table": {"family": "inet", "name": "container"}}}));
+        assert_eq!(cmds[2], json!({"delete": {"table": {"family": "inet", "name": "container"}}}));
+    }
+
+    #[test]
+    fn masquerade_only_ipv4_of_nat_containers() {
+        let mut other = web();
+        other.name = "db".into();
+        other.veth = "ct-db".into();
+        other.ipv4 = Some("100.72.0.3".parse().unwrap());
+        other.nat = false;
+        other.publish.clear();
+        let b = batch(&[web(), other]);
+        let post = rules(&b, "postrouting");
+        let masq: Vec<&Value> = post.iter().filter(|r| r["expr"][0]["match"]["right"] == json!("100.72.0.2")).collect();
+        assert_eq!(masq.len(), 1);
+        assert_eq!(masq[0]["comment"], "container:web");
+        assert_eq!(
+            masq[0]["expr"][1],
+            json!({"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "ct-web"}})
+        );
+        assert_eq!(masq[0]["expr"][2], json!({"masquerade": null}));
+        assert!(!post.iter().any(|r| r["comment"] == "container:db"), "db has nat = false");
+        // The loopback masquerade for web's published ports.
+        assert!(post
+            .iter()
+            .any(|r| r["expr"][0]["match"]["right"] == json!({"prefix": {"addr": "127.0.0.0", "len": 8}})
+                && r["expr"][1]["match"]["right"] == "ct-web"));
+    }
+
+    #[test]
+    fn publish_makes_dnat_per_family() {
+        let b = batch(&[web()]);
+        let pre = rules(&b, "prerouting");
+        let out = rules(&b, "output");
+        assert_eq!(pre.len(), out.len());
+        // 8080:80 → v4 and v6; 127.0.0.1:5353 → v4 only; [fd63::1]:8443 → v6 only.
+        assert_eq!(pre.len(), 4, "{pre:#?}");
+        let dnat_of = |r: &Value| r["expr"].as_array().unwrap().last().unwrap()["dnat"].clone();
+        let any = &pre[0];
+        assert_eq!(
+            any["expr"][0],
+            json!({"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}})
+        );
+        assert_eq!(any["expr"][1]["match"]["left"], json!({"fib": {"result": "type", "flags": ["daddr"]}}));
+        assert_eq!(
+            any["expr"][2],
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}})
+        );
+        assert_eq!(dnat_of(any), json!({"family": "ip", "addr": "100.72.0.2", "port": 80}));
+        assert_eq!(dnat_of(&pre[1]), json!({"family": "ip6", "addr": "fd63:6f6e:7461:696e::2", "port": 80}));
+        let udp = &pre[2];
+        assert_eq!(
+            udp["expr"][0],
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "127.0.0.1"}})
+        );
+        assert_eq!(udp["expr"][1]["match"]["left"]["payload"]["protocol"], "udp");
+        assert_eq!(dnat_of(udp), json!({"family": "ip", "addr": "100.72.0.2", "port": 53}));
+        let v6 = &pre[3];
+        assert_eq!(v6["expr"][0]["match"]["left"]["payload"]["protocol"], "ip6");
+        assert_eq!(dnat_of(v6), json!({"family": "ip6", "addr": "fd63:6f6e:7461:696e::2", "port": 443}));
+        assert!(pre.iter().chain(&out).all(|r| r["comment"] == "container:web"));
+    }
+
+    #[test]
+    fn chains_and_forward() {
+        let b = batch(&[web()]);
+        let chains: Vec<Value> = b["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["add"]["chain"].as_object().map(|o| json!([o["name"], o["hook"], o["prio"], o["type"]])))
+            .collect();
+        assert_eq!(
+            chains,
+            vec![
+                json!(["prerouting", "prerouting", -100, "nat"]),
+                json!(["output", "output", -100, "nat"]),
+                json!(["postrouting", "postrouting", 100, "nat"]),
+                json!(["forward", "forward", 0, "filter"]),
+            ]
+        );
+        assert_eq!(rules(&b, "forward").len(), 2);
+    }
+
+    #[test]
+    fn from_plan_parses_the_plan_strings() {
+        use crate::spec::types::NetMode;
+        let net = NetworkRes {
+            mode: NetMode::Routed,
+            ipv4: Some("100.72.0.2/32".into()),
+            ipv6: None,
+            auto: true,
+            nat: true,
+            proxy_arp: None,
+            prefixes: Default::default(),
+            publish: ["8080:80/tcp".to_string()].into_iter().collect(),
+            nameservers: vec![],
+            sysctls: Default::default(),
+        };
+        let c = ContainerNet::from_plan("web", &net).unwrap().unwrap();
+        assert_eq!(c.ipv4, Some("100.72.0.2".parse().unwrap()));
+        assert_eq!(c.publish[0].host_port, 8080);
+        assert_eq!(c.veth, "ct-web");
+        let mut host = net.clone();
+        host.mode = NetMode::Host;
+        assert_eq!(ContainerNet::from_plan("web", &host).unwrap(), None);
+        let mut bad = net;
+        bad.publish = ["80".to_string()].into_iter().collect();
+        assert!(ContainerNet::from_plan("web", &bad).is_err());
+    }
+}
