@@ -50,7 +50,9 @@
 //! (CVE-2019-5736): `/proc/1/exe` inside then is `/memfd:container-self (deleted)`,
 //! which cannot be written, so a container process cannot overwrite the host binary.
 //!
-//! Requires Linux ≥ 5.3 (`clone3`, pidfd); `close_range` (5.11) has a fallback.
+//! Requires Linux ≥ 5.6 (`clone3` with a pidfd, `openat2`); `close_range` (5.11)
+//! has a fallback. With `NetNs::Host` the host's /sys is bound read-only at its top
+//! only: submounts such as /sys/fs/cgroup keep their own flags.
 
 mod child;
 
