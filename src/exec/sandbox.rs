@@ -1,1 +1,938 @@
-//! sandbox (to be written).
+//! Sandbox: start one program as PID 1 of a new container.
+//!
+//! Invariant: `spawn` either returns a [`Pending`] child that has finished its whole
+//! setup (namespaces, root, /proc, /sys, /dev, masks, mounts, hostname) and is
+//! blocked before `exec`, or an error naming the step that failed, with the child
+//! already reaped. Nothing is ever mounted in the caller's mount namespace: every
+//! mount happens in the child's private namespace and disappears with it. Parent and
+//! child synchronise over one socketpair, never signals.
+//!
+//! Usage:
+//! ```no_run
+//! use container::exec::sandbox::*;
+//! let spec = SandboxSpec::new("web", RootFs::Host, Program::Path(vec!["/bin/sh".into()]));
+//! let pending = spawn(&spec, Stdio::inherit())?;
+//! // configure the network of /proc/<pending.pid()>/ns/net here
+//! let mut child = pending.release()?;
+//! let exit = child.wait()?;
+//! # Ok::<(), SandboxError>(())
+//! ```
+//!
+//! How it works: the parent resolves everything up front — it opens every bind
+//! source (volumes, rendered files, the host's /usr and /etc, device nodes) as an
+//! `O_PATH` fd and builds a list of steps with all strings in place; then `clone3`
+//! with the namespace flags; the child (see `child.rs`) runs the steps with raw
+//! syscalls only. Sources are bound through `/proc/self/fd/N`, so they are fixed
+//! before the child changes anything, and targets are created and mounted *after*
+//! `pivot_root`, so a symlink inside the container root resolves inside it and can
+//! never reach a host path.
+//!
+//! Root filesystems:
+//! - [`RootFs::Host`]: a fresh tmpfs root with read-only binds of the host's `/usr`
+//!   and `/etc`; `/bin /sbin /lib /lib64 /lib32 /libx32` are copied as symlinks when
+//!   they are symlinks on the host (merged /usr) or bound read-only when they are
+//!   real directories; `/tmp`, `/run` and `/var` are empty tmpfs mounts; `/root` and
+//!   `/home` are empty directories.
+//! - [`RootFs::Dir`]: an already built root folder (e.g. the builder's overlay),
+//!   bound as the new root. It must contain `/proc`, `/sys` and `/dev` or be writable.
+//!
+//! Mount targets ([`MountReq`]): a missing target directory (or file, for a file
+//! source) is created, with its parents, inside the new root before the root is made
+//! read-only. With a `Host` root that works anywhere on the root tmpfs (e.g. under
+//! `/srv`) and under the tmpfs mounts, but not inside the host's read-only `/usr` or
+//! `/etc`; with a `Dir` root the mount point is created in that folder (as runc
+//! does), so a read-only overlay must already contain it. Either way a missing
+//! target that cannot be created fails `spawn` with the step "create mount point
+//! …" and `EROFS`, never silently.
+//!
+//! Programs: [`Program::Path`] execs a path inside the container (no `$PATH`
+//! search). [`Program::SelfExe`] execs our own binary from a sealed memfd copy
+//! (CVE-2019-5736): `/proc/1/exe` inside then is `/memfd:container-self (deleted)`,
+//! which cannot be written, so a container process cannot overwrite the host binary.
+//!
+//! Requires Linux ≥ 5.6 (`clone3` with a pidfd, `openat2`); `close_range` (5.11)
+//! has a fallback. With `NetNs::Host` the host's /sys is bound read-only at its top
+//! only: submounts such as /sys/fs/cgroup keep their own flags.
+
+mod child;
+
+use child::{ExecTarget, InRoot, Op, Script, Src};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+use libc::c_int;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid sandbox spec: {0}")]
+    Spec(String),
+    #[error("cannot open {path}: {source}")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what}: {source}")]
+    Os {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A setup step in the child failed; `step` says which.
+    #[error("container setup failed at \"{step}\": {source}")]
+    Setup {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container child exited before it was ready ({0})")]
+    ChildDied(String),
+}
+
+fn os(what: &'static str) -> impl FnOnce(nix::Error) -> SandboxError {
+    move |e| SandboxError::Os { what, source: std::io::Error::from(e) }
+}
+
+/// Where the new root comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootFs {
+    /// Assembled from the host's system folders, read-only (see module docs).
+    Host,
+    /// An already built root folder, bound as the new root.
+    Dir(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// Bind a host file or directory (a volume from the state dir, a rendered file).
+    Bind { source: PathBuf, read_only: bool },
+    /// A fresh tmpfs; `size` in bytes (None: the kernel default, half of RAM).
+    Tmpfs { size: Option<u64>, mode: u32, uid: u32, gid: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountReq {
+    /// Absolute path inside the container.
+    pub target: String,
+    pub kind: MountKind,
+}
+
+impl MountReq {
+    pub fn bind(target: &str, source: impl Into<PathBuf>, read_only: bool) -> Self {
+        MountReq { target: target.into(), kind: MountKind::Bind { source: source.into(), read_only } }
+    }
+    pub fn tmpfs(target: &str) -> Self {
+        MountReq { target: target.into(), kind: MountKind::Tmpfs { size: None, mode: 0o755, uid: 0, gid: 0 } }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetNs {
+    /// A new, empty network namespace (only `lo`, down); the caller configures it
+    /// between `spawn` and `release`.
+    New,
+    /// Share the host's network namespace (then /sys is a read-only bind of the host's).
+    Host,
+}
+
+/// One line of a uid_map/gid_map: `count` ids from `inside` map to `outside`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// User namespace id maps; the container's root must be mapped (inside 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMap {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// Full argv; `argv[0]` is the absolute path executed inside the container.
+    Path(Vec<String>),
+    /// Full argv (`argv[0]` is only the displayed name); runs a sealed memfd copy of
+    /// the running binary (`/proc/self/exe`).
+    SelfExe(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    pub hostname: String,
+    pub rootfs: RootFs,
+    pub mounts: Vec<MountReq>,
+    /// Extra host device nodes bound at the same path (e.g. `/dev/net/tun`).
+    pub devices: Vec<String>,
+    pub net: NetNs,
+    /// Unshare the cgroup namespace when the host supports it.
+    pub cgroup_ns: bool,
+    pub user_ns: Option<IdMap>,
+    pub program: Program,
+    /// The program's whole environment (nothing is inherited).
+    pub env: BTreeMap<String, String>,
+    pub readonly_root: bool,
+}
+
+impl SandboxSpec {
+    /// Defaults: new netns, cgroup ns, read-only root, no mounts, no user ns,
+    /// `PATH` set to the usual system folders.
+    pub fn new(hostname: &str, rootfs: RootFs, program: Program) -> Self {
+        let mut env = BTreeMap::new();
+        env.insert("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
+        SandboxSpec {
+            hostname: hostname.into(),
+            rootfs,
+            mounts: Vec::new(),
+            devices: Vec::new(),
+            net: NetNs::New,
+            cgroup_ns: true,
+            user_ns: None,
+            program,
+            env,
+            readonly_root: true,
+        }
+    }
+}
+
+/// Fds for the program's stdin, stdout and stderr; `None` inherits the caller's.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    pub fn inherit() -> Self {
+        Stdio::default()
+    }
+}
+
+/// How the container's PID 1 ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// A set-up child blocked before exec. Dropping it kills and reaps the child.
+#[derive(Debug)]
+pub struct Pending {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    sock: Option<OwnedFd>,
+    exec_step: String,
+}
+
+/// The running container's PID 1 (a host pid). Dropping it does not kill it.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: i32,
+    /// A pidfd for race-free signalling and polling (from `CLONE_PIDFD`).
+    pub pidfd: OwnedFd,
+}
+
+/// The masked and read-only paths of runc's default spec.
+const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+/// Device nodes every container gets, bound from the host.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// Where the new root is mounted in the child's (private) namespace before
+/// pivot_root. Any existing directory does: sources are already open fds, so
+/// shadowing host paths here cannot change what gets bound.
+const STAGE: &str = "/tmp";
+
+fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SandboxError> {
+    CString::new(s.as_ref())
+        .map_err(|_| SandboxError::Spec(format!("NUL byte in {:?}", String::from_utf8_lossy(s.as_ref()))))
+}
+
+/// An absolute container path, normalised; no `..`.
+fn container_path(p: &str) -> Result<PathBuf, SandboxError> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return Err(SandboxError::Spec(format!("mount target {p:?} is not absolute")));
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            _ => return Err(SandboxError::Spec(format!("mount target {p:?} contains \"..\""))),
+        }
+    }
+    if out == Path::new("/") {
+        return Err(SandboxError::Spec("a mount target cannot be \"/\"".into()));
+    }
+    Ok(out)
+}
+
+/// `p` (absolute, normalised) as a path relative to the new root, split for `*at`.
+fn in_root(p: &Path) -> Result<InRoot, SandboxError> {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    let parent = rel.parent().filter(|q| !q.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = rel.file_name().map(|n| n.as_bytes()).unwrap_or(b".");
+    Ok(InRoot {
+        path: cstr(rel.as_os_str().as_bytes())?,
+        parent: cstr(parent.as_os_str().as_bytes())?,
+        name: cstr(name)?,
+    })
+}
+
+/// Every ancestor of `p` below "/" and `p` itself, shortest first.
+fn prefixes(p: &Path) -> Result<Vec<InRoot>, SandboxError> {
+    let mut v: Vec<&Path> = p.ancestors().filter(|a| *a != Path::new("/")).collect();
+    v.reverse();
+    v.into_iter().map(in_root).collect()
+}
+
+/// Collects the child's steps with a human description for each.
+///
+/// Mounts that take something from the host (binds, and everything inside the new
+/// root) run before pivot_root: afterwards the host's mounts are detached and the
+/// kernel refuses to bind from them. Their targets are resolved inside the new root
+/// (`RESOLVE_IN_ROOT`), and read-only binds are remounted at once. Masks, the
+/// read-only root and the hostname come after pivot_root, on container paths.
+#[derive(Default)]
+struct Builder {
+    pre: Vec<(String, Op)>,
+    post: Vec<(String, Op)>,
+    /// Host paths the child opens first, by slot.
+    sources: Vec<CString>,
+}
+
+impl Builder {
+    fn push(&mut self, what: String, op: Op) {
+        self.pre.push((what, op));
+    }
+
+    fn push_post(&mut self, what: String, op: Op) {
+        self.post.push((what, op));
+    }
+
+    /// Register a host path the child binds from; checked now for a clear error.
+    /// Returns its slot and whether it is a directory.
+    fn source(&mut self, path: &Path) -> Result<(Src, bool), SandboxError> {
+        let st =
+            nix::sys::stat::stat(path).map_err(|source| SandboxError::Source { path: path.to_path_buf(), source })?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let slot = self.sources.len();
+        self.sources.push(cstr(path.as_os_str().as_bytes())?);
+        Ok((Src::Slot(slot), is_dir))
+    }
+
+    /// A mount in the new root (before pivot_root).
+    fn mount(
+        &mut self,
+        what: String,
+        src: Src,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: libc::c_ulong,
+        data: Option<String>,
+    ) -> Result<(), SandboxError> {
+        let rel = target.strip_prefix("/").unwrap_or(target);
+        let op = Op::Mount {
+            src,
+            target: cstr(rel.as_os_str().as_bytes())?,
+            in_root: true,
+            fstype: fstype.map(cstr).transpose()?,
+            flags,
+            data: data.map(cstr).transpose()?,
+        };
+        self.push(what, op);
+        Ok(())
+    }
+
+    /// Remount a fresh bind in the new root read-only (before pivot_root).
+    fn remount_ro(&mut self, target: &Path) -> Result<(), SandboxError> {
+        let rel = target.strip_prefix("/").unwrap_or(target);
+        self.push(
+            format!("remount {} read-only", target.display()),
+            Op::RemountRo { target: cstr(rel.as_os_str().as_bytes())?, in_root: true },
+        );
+        Ok(())
+    }
+
+    /// Bind a host path (opened first thing in the child) onto the container path `target`.
+    fn bind(&mut self, host: &Path, target: &Path, read_only: bool) -> Result<(), SandboxError> {
+        let (src, is_dir) = self.source(host)?;
+        self.ensure(target, is_dir)?;
+        // Recursive, so volumes with submounts look the same inside.
+        let what = format!("bind {} on {}", host.display(), target.display());
+        self.mount(what, src, target, None, libc::MS_BIND | libc::MS_REC, None)?;
+        if read_only {
+            self.remount_ro(target)?;
+        }
+        Ok(())
+    }
+
+    fn ensure(&mut self, target: &Path, dir: bool) -> Result<(), SandboxError> {
+        let what = format!("create mount point {}", target.display());
+        if dir {
+            self.push(what, Op::EnsureDir { prefixes: prefixes(target)? });
+        } else {
+            if let Some(parent) = target.parent().filter(|p| *p != Path::new("/")) {
+                self.push(what.clone(), Op::EnsureDir { prefixes: prefixes(parent)? });
+            }
+            self.push(what, Op::EnsureFile { file: in_root(target)? });
+        }
+        Ok(())
+    }
+
+    fn tmpfs(&mut self, target: &Path, flags: libc::c_ulong, data: String) -> Result<(), SandboxError> {
+        self.ensure(target, true)?;
+        let what = format!("mount tmpfs on {}", target.display());
+        self.mount(what, Src::Str(cstr("tmpfs")?), target, Some("tmpfs"), flags, Some(data))
+    }
+
+    fn symlink(&mut self, target: &str, link: &str) -> Result<(), SandboxError> {
+        self.push(
+            format!("symlink {link} -> {target}"),
+            Op::Symlink { target: cstr(target)?, file: in_root(Path::new(link))? },
+        );
+        Ok(())
+    }
+}
+
+/// The sealed memfd copy of our own binary, made once per process: it is immutable,
+/// so every container can exec the same one.
+fn self_exe_memfd() -> Result<RawFd, SandboxError> {
+    static MEMFD: Mutex<Option<OwnedFd>> = Mutex::new(None);
+    let mut guard = MEMFD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(fd) = guard.as_ref() {
+        return Ok(fd.as_raw_fd());
+    }
+    let io = |what: &'static str| move |source: std::io::Error| SandboxError::Os { what, source };
+    // SAFETY: a NUL-terminated name and valid flags.
+    let raw = unsafe { libc::memfd_create(c"container-self".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if raw < 0 {
+        return Err(io("memfd_create")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: memfd_create just returned this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut exe = File::open("/proc/self/exe").map_err(io("open /proc/self/exe"))?;
+    let mut out = File::from(fd.try_clone().map_err(io("dup memfd"))?);
+    std::io::copy(&mut exe, &mut out).map_err(io("copy /proc/self/exe into memfd"))?;
+    drop(out);
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io("seal memfd")(std::io::Error::last_os_error()));
+    }
+    let r = fd.as_raw_fd();
+    *guard = Some(fd);
+    Ok(r)
+}
+
+fn check_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
+    let argv = match &spec.program {
+        Program::Path(a) | Program::SelfExe(a) => a,
+    };
+    if argv.is_empty() {
+        return Err(SandboxError::Spec("empty argv".into()));
+    }
+    if let Program::Path(a) = &spec.program {
+        if !a[0].starts_with('/') {
+            return Err(SandboxError::Spec(format!("program {:?} is not an absolute path", a[0])));
+        }
+    }
+    if spec.hostname.is_empty() || spec.hostname.len() > 64 {
+        return Err(SandboxError::Spec(format!("hostname {:?} must be 1 to 64 bytes", spec.hostname)));
+    }
+    if let Some(m) = &spec.user_ns {
+        if !m.uids.iter().any(|r| r.inside == 0) || !m.gids.iter().any(|r| r.inside == 0) {
+            return Err(SandboxError::Spec("the user namespace must map uid and gid 0".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Build the child's steps (without the final WaitGo/Exec). Order matters.
+fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
+    let mut b = Builder::default();
+    if spec.user_ns.is_some() {
+        b.push("become root in the user namespace".into(), Op::BecomeRoot);
+    }
+    // Nothing we mount may propagate back to the host.
+    b.push(
+        "make / private".into(),
+        Op::Mount {
+            src: Src::None,
+            target: cstr("/")?,
+            in_root: false,
+            fstype: None,
+            flags: libc::MS_REC | libc::MS_PRIVATE,
+            data: None,
+        },
+    );
+
+    // The root mount at STAGE, plus the skeleton.
+    let (src, fstype, flags, data) = match &spec.rootfs {
+        RootFs::Host => (
+            Src::Str(cstr("tmpfs")?),
+            Some(cstr("tmpfs")?),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(cstr("mode=755,size=1m")?),
+        ),
+        RootFs::Dir(dir) => {
+            let (src, is_dir) = b.source(dir)?;
+            if !is_dir {
+                return Err(SandboxError::Spec(format!("root {} is not a directory", dir.display())));
+            }
+            (src, None, libc::MS_BIND | libc::MS_REC, None)
+        }
+    };
+    let what = match &spec.rootfs {
+        RootFs::Host => "mount the root tmpfs".to_string(),
+        RootFs::Dir(d) => format!("bind the root {}", d.display()),
+    };
+    b.push(what, Op::Mount { src, target: cstr(STAGE)?, in_root: false, fstype, flags, data });
+    b.push("open the new root".into(), Op::OpenRoot { path: cstr(STAGE)? });
+    if spec.rootfs == RootFs::Host {
+        for (name, mode) in [
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("dev", 0o755),
+            ("usr", 0o755),
+            ("etc", 0o755),
+            ("tmp", 0o1777),
+            ("run", 0o755),
+            ("var", 0o755),
+            ("root", 0o700),
+            ("home", 0o755),
+        ] {
+            b.push(format!("create /{name} in the root"), Op::MkdirInRoot { name: cstr(name)?, mode });
+        }
+    }
+
+    // proc and sysfs are mounted while the host's are still visible: in a user
+    // namespace the kernel allows a new instance only then.
+    let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    b.mount("mount proc on /proc".into(), Src::Str(cstr("proc")?), Path::new("/proc"), Some("proc"), nodev, None)?;
+    match spec.net {
+        NetNs::New => {
+            let what = "mount sysfs on /sys".to_string();
+            let fl = nodev | libc::MS_RDONLY;
+            b.mount(what, Src::Str(cstr("sysfs")?), Path::new("/sys"), Some("sysfs"), fl, None)?;
+        }
+        // A new sysfs shows the netns of its mounter; sharing the host's netns, the
+        // host's sysfs is the right one, read-only.
+        NetNs::Host => b.bind(Path::new("/sys"), Path::new("/sys"), true)?,
+    }
+
+    if spec.rootfs == RootFs::Host {
+        b.bind(Path::new("/usr"), Path::new("/usr"), true)?;
+        b.bind(Path::new("/etc"), Path::new("/etc"), true)?;
+        for name in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
+            let host = Path::new("/").join(name);
+            match std::fs::symlink_metadata(&host) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let target = std::fs::read_link(&host)
+                        .map_err(|source| SandboxError::Os { what: "read a merged-/usr symlink", source })?;
+                    b.symlink(&target.to_string_lossy(), &format!("/{name}"))?;
+                }
+                Ok(m) if m.is_dir() => b.bind(&host, &host, true)?,
+                _ => {}
+            }
+        }
+        let fl = libc::MS_NOSUID | libc::MS_NODEV;
+        b.tmpfs(Path::new("/tmp"), fl, "mode=1777".into())?;
+        b.tmpfs(Path::new("/run"), fl | libc::MS_NOEXEC, "mode=755".into())?;
+        b.tmpfs(Path::new("/var"), fl, "mode=755".into())?;
+    }
+
+    // Minimal /dev: a tmpfs with the host's nodes bound in (binds also work in a user
+    // namespace, where mknod does not).
+    b.tmpfs(Path::new("/dev"), libc::MS_NOSUID | libc::MS_NOEXEC, "mode=755,size=64k".into())?;
+    for d in DEVICES {
+        let p = PathBuf::from(format!("/dev/{d}"));
+        b.bind(&p, &p, false)?;
+    }
+    for d in &spec.devices {
+        let p = container_path(d)?;
+        if !p.starts_with("/dev") {
+            return Err(SandboxError::Spec(format!("device {d:?} is not under /dev")));
+        }
+        b.bind(&p, &p, false)?;
+    }
+    let pts = Path::new("/dev/pts");
+    b.ensure(pts, true)?;
+    let pts_data = Some("newinstance,ptmxmode=0666,mode=0620".to_string());
+    let fl = libc::MS_NOSUID | libc::MS_NOEXEC;
+    b.mount("mount devpts on /dev/pts".into(), Src::Str(cstr("devpts")?), pts, Some("devpts"), fl, pts_data)?;
+    b.symlink("pts/ptmx", "/dev/ptmx")?;
+    b.tmpfs(Path::new("/dev/shm"), nodev, "mode=1777".into())?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        b.symlink(target, &format!("/dev/{link}"))?;
+    }
+
+    // The caller's mounts, in order (a later one may go inside an earlier one).
+    for m in &spec.mounts {
+        let target = container_path(&m.target)?;
+        match &m.kind {
+            MountKind::Bind { source, read_only } => b.bind(source, &target, *read_only)?,
+            MountKind::Tmpfs { size, mode, uid, gid } => {
+                let mut data = format!("mode={mode:o},uid={uid},gid={gid}");
+                if let Some(s) = size {
+                    data.push_str(&format!(",size={s}"));
+                }
+                b.tmpfs(&target, libc::MS_NOSUID | libc::MS_NODEV, data)?;
+            }
+        }
+    }
+
+    for p in MASKED {
+        b.push_post(format!("mask {p}"), Op::Mask { path: cstr(p)? });
+    }
+    for p in READ_ONLY {
+        b.push_post(format!("make {p} read-only"), Op::ReadOnly { path: cstr(p)? });
+    }
+    if spec.readonly_root {
+        let op = Op::RemountRo { target: cstr("/")?, in_root: false };
+        b.push_post("remount / read-only".into(), op);
+    }
+    b.push_post("set the hostname".into(), Op::Hostname { name: cstr(&spec.hostname)? });
+    b.push_post("wait for release".into(), Op::WaitGo);
+    Ok(b)
+}
+
+/// The clone3 argument block, version 0 (64 bytes, Linux 5.3).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// Serialises spawns within this process: between socketpair() and closing the
+/// child's end in the parent, a concurrent clone would inherit that end and delay
+/// the EOF that tells `release` the exec happened.
+static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Dup a caller's fd above 2 (close-on-exec) so the child's dup2 onto 0..2 never
+/// clobbers another of them.
+fn high_fd(fd: Option<OwnedFd>) -> Result<Option<OwnedFd>, SandboxError> {
+    match fd {
+        None => Ok(None),
+        Some(fd) => {
+            // SAFETY: fcntl on an fd we own.
+            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+            if r < 0 {
+                return Err(SandboxError::Os { what: "dup a stdio fd", source: std::io::Error::last_os_error() });
+            }
+            // SAFETY: fcntl just returned this fd.
+            Ok(Some(unsafe { OwnedFd::from_raw_fd(r) }))
+        }
+    }
+}
+
+/// Start a container: clone into new namespaces, set everything up, and stop just
+/// before exec. Returns once the child is ready (or failed); see [`Pending`].
+pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> {
+    check_spec(spec)?;
+    let mut b = build(spec)?;
+
+    let (argv, exec) = match &spec.program {
+        Program::Path(a) => (a, ExecTarget::Path { path: cstr(&a[0])? }),
+        Program::SelfExe(a) => (a, ExecTarget::Fd { fd: self_exe_memfd()? }),
+    };
+    let exec_step = match &spec.program {
+        Program::Path(a) => format!("exec {}", a[0]),
+        Program::SelfExe(_) => "exec the sealed copy of /proc/self/exe".to_string(),
+    };
+    b.push_post(exec_step.clone(), Op::Exec(exec));
+    // The sources are opened first, before the child shadows anything.
+    let mut what: Vec<String> = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
+    for (slot, path) in b.sources.iter().enumerate() {
+        what.push(format!("open {}", path.to_string_lossy()));
+        ops.push(Op::OpenSource { slot, path: path.clone() });
+    }
+    for (w, op) in b.pre {
+        what.push(w);
+        ops.push(op);
+    }
+    what.push("pivot_root into the new root".into());
+    ops.push(Op::Pivot);
+    for (w, op) in b.post {
+        what.push(w);
+        ops.push(op);
+    }
+
+    let argv_store: Vec<CString> = argv.iter().map(cstr).collect::<Result<_, _>>()?;
+    let env_store: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| {
+            if k.is_empty() || k.contains('=') {
+                return Err(SandboxError::Spec(format!("bad environment name {k:?}")));
+            }
+            cstr(format!("{k}={v}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv_store.iter().map(|c| c.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = env_store.iter().map(|c| c.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+
+    let stdio_fds = [high_fd(stdio.stdin)?, high_fd(stdio.stdout)?, high_fd(stdio.stderr)?];
+    let raw_stdio = [0, 1, 2].map(|i| stdio_fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
+    let slots = b.sources.iter().map(|_| std::cell::Cell::new(-1)).collect();
+    let script = Script { ops, slots, argv: argv_ptrs, envp: env_ptrs, stdio: raw_stdio };
+
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_PIDFD;
+    if spec.net == NetNs::New {
+        flags |= libc::CLONE_NEWNET;
+    }
+    if spec.cgroup_ns && Path::new("/proc/self/ns/cgroup").exists() {
+        flags |= libc::CLONE_NEWCGROUP;
+    }
+    if spec.user_ns.is_some() {
+        flags |= libc::CLONE_NEWUSER;
+    }
+
+    let guard = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (parent_sock, child_sock) =
+        socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(os("socketpair"))?;
+    let mut pidfd: c_int = -1;
+    let args = CloneArgs {
+        flags: flags as u64,
+        pidfd: &mut pidfd as *mut c_int as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    let child_raw = child_sock.as_raw_fd();
+    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of our
+    // memory and runs `child::run`, which only makes raw syscalls on `script` and
+    // never returns (exec or _exit).
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret == 0 {
+        child::run(&script, child_raw);
+    }
+    let clone_err = std::io::Error::last_os_error();
+    drop(child_sock);
+    drop(guard);
+    drop(stdio_fds);
+    if ret < 0 {
+        return Err(SandboxError::Os { what: "clone3", source: clone_err });
+    }
+    let pid = Pid::from_raw(ret as i32);
+    // SAFETY: CLONE_PIDFD stored a new fd that we own.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    let mut pending = Pending { pid, pidfd, sock: Some(parent_sock), exec_step };
+
+    if let Some(maps) = &spec.user_ns {
+        write_maps(pid, maps)?;
+        pending.send(child::TAG_MAPS)?;
+    }
+    match pending.recv()? {
+        Some((child::TAG_READY, _, _)) => Ok(pending),
+        Some((_, step, errno)) => {
+            pending.reap();
+            Err(SandboxError::Setup {
+                step: what.get(step as usize).cloned().unwrap_or_else(|| format!("step {step}")),
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        }
+        None => Err(SandboxError::ChildDied(pending.reap())),
+    }
+}
+
+fn write_maps(pid: Pid, maps: &IdMap) -> Result<(), SandboxError> {
+    let render =
+        |v: &[IdRange]| v.iter().map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count)).collect::<String>();
+    for (file, text) in [("uid_map", render(&maps.uids)), ("gid_map", render(&maps.gids))] {
+        std::fs::write(format!("/proc/{pid}/{file}"), text)
+            .map_err(|source| SandboxError::Os { what: "write the user namespace id map", source })?;
+    }
+    Ok(())
+}
+
+impl Pending {
+    /// Host pid of the child (for `/proc/<pid>/ns/net` and friends).
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    fn send(&self, tag: u8) -> Result<(), SandboxError> {
+        let sock = self.sock.as_ref().map_or(-1, |s| s.as_raw_fd());
+        // SAFETY: sends one byte from a stack variable; MSG_NOSIGNAL avoids SIGPIPE.
+        let n = unsafe { libc::send(sock, (&tag as *const u8).cast(), 1, libc::MSG_NOSIGNAL) };
+        if n != 1 {
+            return Err(SandboxError::Os {
+                what: "write to the container child",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One message from the child, or None on EOF.
+    fn recv(&self) -> Result<Option<(u8, u32, i32)>, SandboxError> {
+        let Some(sock) = self.sock.as_ref() else { return Ok(None) };
+        let mut f =
+            File::from(sock.try_clone().map_err(|source| SandboxError::Os { what: "dup the sync socket", source })?);
+        let mut buf = [0u8; child::MSG_LEN];
+        let mut got = 0;
+        while got < buf.len() {
+            match f.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(SandboxError::Os { what: "read from the container child", source }),
+            }
+        }
+        if got < buf.len() {
+            return Ok(None);
+        }
+        let step = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        let errno = i32::from_le_bytes([buf[5], buf[6], buf[7], buf[8]]);
+        Ok(Some((buf[0], step, errno)))
+    }
+
+    /// Wait for the child to exit; describes how it ended.
+    fn reap(&mut self) -> String {
+        self.sock = None;
+        let pid = std::mem::replace(&mut self.pid, Pid::from_raw(0));
+        if pid.as_raw() <= 0 {
+            return "already reaped".into();
+        }
+        loop {
+            match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, c)) => return format!("exit code {c}"),
+                Ok(WaitStatus::Signaled(_, s, _)) => return format!("killed by {s}"),
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => {}
+                Err(e) => return format!("waitpid: {e}"),
+            }
+        }
+    }
+
+    /// Let the child exec its program. Returns once the exec succeeded (the sync
+    /// socket closed on exec) or with the exec error.
+    pub fn release(mut self) -> Result<Child, SandboxError> {
+        self.send(child::TAG_GO)?;
+        match self.recv()? {
+            None => {
+                self.sock = None;
+                let pid = std::mem::replace(&mut self.pid, Pid::from_raw(0));
+                let pidfd = self.pidfd.take().ok_or_else(|| SandboxError::Os {
+                    what: "clone3 returned no pidfd",
+                    source: std::io::Error::from_raw_os_error(libc::ENOSYS),
+                })?;
+                Ok(Child { pid: pid.as_raw(), pidfd })
+            }
+            Some((_, _, errno)) => {
+                self.reap();
+                Err(SandboxError::Setup {
+                    step: self.exec_step.clone(),
+                    source: std::io::Error::from_raw_os_error(errno),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.pid.as_raw() > 0 {
+            // The child is blocked in setup and not yet reaped, so its pid cannot have
+            // been reused; SIGKILL here is cleanup, not synchronisation.
+            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+            self.reap();
+        }
+    }
+}
+
+impl Child {
+    /// Block until PID 1 exits (this reaps it).
+    pub fn wait(&mut self) -> Result<Exit, SandboxError> {
+        loop {
+            match waitpid(Pid::from_raw(self.pid), None) {
+                Ok(WaitStatus::Exited(_, c)) => return Ok(Exit::Code(c)),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Ok(Exit::Signal(s as i32)),
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(os("waitpid")(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths_are_normalised_and_checked() {
+        assert_eq!(container_path("/srv//data/./x").ok(), Some(PathBuf::from("/srv/data/x")));
+        assert!(container_path("srv").is_err());
+        assert!(container_path("/srv/../etc").is_err());
+        assert!(container_path("/").is_err());
+    }
+
+    #[test]
+    fn in_root_splits_relative_paths() {
+        let p = in_root(Path::new("/dev/net/tun")).expect("path");
+        assert_eq!(p.path.as_bytes(), b"dev/net/tun");
+        assert_eq!(p.parent.as_bytes(), b"dev/net");
+        assert_eq!(p.name.as_bytes(), b"tun");
+        let top = in_root(Path::new("/bin")).expect("path");
+        assert_eq!(top.parent.as_bytes(), b".");
+        let all: Vec<Vec<u8>> =
+            prefixes(Path::new("/a/b/c")).expect("prefixes").into_iter().map(|p| p.path.into_bytes()).collect();
+        assert_eq!(all, [b"a".to_vec(), b"a/b".to_vec(), b"a/b/c".to_vec()]);
+    }
+
+    #[test]
+    fn spec_checks() {
+        let mut s = SandboxSpec::new("h", RootFs::Host, Program::Path(vec!["sh".into()]));
+        assert!(check_spec(&s).is_err(), "relative program");
+        s.program = Program::Path(vec!["/bin/sh".into()]);
+        assert!(check_spec(&s).is_ok());
+        s.hostname = String::new();
+        assert!(check_spec(&s).is_err());
+        s.hostname = "h".into();
+        s.user_ns = Some(IdMap { uids: vec![], gids: vec![] });
+        assert!(check_spec(&s).is_err(), "root unmapped");
+    }
+}

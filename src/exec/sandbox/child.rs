@@ -1,0 +1,497 @@
+//! The code that runs in the cloned child, between `clone3` and `execve`.
+//!
+//! Invariant: nothing here allocates, locks, panics or touches Rust std state. The
+//! parent may be multi-threaded (tests are), and after a raw `clone3` another thread
+//! may have held the malloc or stdio lock at the moment of the copy; only raw
+//! syscalls on data the parent prepared (`Script`) are safe. Every step reports its
+//! failure to the parent as (step index, errno) over the sync socket, then exits.
+
+use libc::{c_char, c_int, c_ulong};
+use std::cell::Cell;
+use std::ffi::CString;
+use std::ptr;
+
+/// Messages child → parent: 9 bytes, `[tag, step u32 LE, errno i32 LE]`.
+pub(super) const MSG_LEN: usize = 9;
+pub(super) const TAG_READY: u8 = b'R';
+pub(super) const TAG_ERROR: u8 = b'E';
+/// Parent → child: the id maps are written (user namespace only).
+pub(super) const TAG_MAPS: u8 = b'M';
+/// Parent → child: run the program.
+pub(super) const TAG_GO: u8 = b'G';
+
+/// One step of the child's setup; every path and string was built by the parent.
+pub(super) enum Op {
+    /// Wait for `TAG_MAPS`, then become root of the new user namespace.
+    BecomeRoot,
+    /// Open the host path `path` as `O_PATH` into source slot `slot`. Done first in
+    /// the child: an fd opened in the parent belongs to the parent's mount namespace
+    /// and the kernel refuses to bind from it.
+    OpenSource {
+        slot: usize,
+        path: CString,
+    },
+    /// `mount(2)`; `target` is absolute, or relative to the new root when `in_root`
+    /// (resolved with `RESOLVE_IN_ROOT`, so a symlink in the root stays inside it).
+    Mount {
+        src: Src,
+        target: CString,
+        in_root: bool,
+        fstype: Option<CString>,
+        flags: c_ulong,
+        data: Option<CString>,
+    },
+    /// Open `path` as the new root (O_PATH); later in-root steps and `Pivot` use it.
+    OpenRoot {
+        path: CString,
+    },
+    /// `mkdirat(root, name)` for one component of our own root skeleton.
+    MkdirInRoot {
+        name: CString,
+        mode: libc::mode_t,
+    },
+    /// Switch the root: `pivot_root(".", ".")` in the new root, detach the old.
+    Pivot,
+    /// `mkdir -p` in the root: each (path, parent, name) in order; existing is fine.
+    EnsureDir {
+        prefixes: Vec<InRoot>,
+    },
+    /// Create an empty file in the root unless something exists there.
+    EnsureFile {
+        file: InRoot,
+    },
+    /// A symlink `name` in the root folder `parent` (relative), pointing at `target`.
+    Symlink {
+        target: CString,
+        file: InRoot,
+    },
+    /// Bind-remount read-only, keeping the mount's other flags (locked in a user ns).
+    /// `in_root` as for `Mount`: a bind is made read-only right away, before anything
+    /// could create a mount point through it into the host folder.
+    RemountRo {
+        target: CString,
+        in_root: bool,
+    },
+    /// runc's masked path: /dev/null over a file, a read-only tmpfs over a dir.
+    Mask {
+        path: CString,
+    },
+    /// runc's read-only path: bind onto itself, remount read-only.
+    ReadOnly {
+        path: CString,
+    },
+    Hostname {
+        name: CString,
+    },
+    /// Send `TAG_READY`, wait for `TAG_GO`.
+    WaitGo,
+    /// The last step: exec the program.
+    Exec(ExecTarget),
+}
+
+pub(super) enum Src {
+    None,
+    Str(CString),
+    /// A source slot, mounted as `/proc/self/fd/N`.
+    Slot(usize),
+}
+
+/// A path relative to the new root, split for `*at` calls.
+pub(super) struct InRoot {
+    pub path: CString,
+    pub parent: CString,
+    pub name: CString,
+}
+
+pub(super) enum ExecTarget {
+    Path {
+        path: CString,
+    },
+    /// `execveat(fd, "", …, AT_EMPTY_PATH)`: the sealed memfd copy of ourselves.
+    Fd {
+        fd: c_int,
+    },
+}
+
+/// What the child carries out; built by the parent before `clone3`.
+pub(super) struct Script {
+    pub ops: Vec<Op>,
+    /// NULL-terminated argv and envp (pointers into `argv_store`/`env_store`).
+    pub argv: Vec<*const c_char>,
+    pub envp: Vec<*const c_char>,
+    /// Fds of `OpenSource`, one per slot (-1 until opened).
+    pub slots: Vec<Cell<c_int>>,
+    /// Fds to dup onto 0, 1, 2 (already ≥ 3, so no dup clobbers another).
+    pub stdio: [c_int; 3],
+}
+
+fn errno() -> c_int {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn send(sock: c_int, tag: u8, step: u32, err: c_int) {
+    let mut msg = [0u8; MSG_LEN];
+    msg[0] = tag;
+    msg[1..5].copy_from_slice(&step.to_le_bytes());
+    msg[5..9].copy_from_slice(&err.to_le_bytes());
+    // SAFETY: plain write of a stack buffer; a failure only means the parent is gone.
+    unsafe {
+        libc::send(sock, msg.as_ptr().cast(), MSG_LEN, libc::MSG_NOSIGNAL);
+    }
+}
+
+/// Read one byte from the parent; `None` on EOF or error (the parent gave up).
+fn recv_byte(sock: c_int) -> Option<u8> {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: reads one byte into a stack variable.
+        let n = unsafe { libc::read(sock, (&mut b as *mut u8).cast(), 1) };
+        if n == 1 {
+            return Some(b);
+        }
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// "/proc/self/fd/N" into a stack buffer, NUL-terminated.
+fn fd_path(fd: c_int, buf: &mut [u8; 32]) -> *const c_char {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut pos = PREFIX.len();
+    while len > 0 {
+        len -= 1;
+        buf[pos] = digits[len];
+        pos += 1;
+    }
+    buf[pos] = 0;
+    buf.as_ptr().cast()
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `openat2(root, path, O_PATH, RESOLVE_IN_ROOT)`: resolve as if `root` were "/".
+fn open_in_root(root: c_int, path: &CString, extra: c_int) -> Result<c_int, c_int> {
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: valid pointers to a NUL-terminated path and a stack struct.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, root, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+    } as c_int;
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// Make sure something exists at `p` in the root; create it with `create` in its
+/// parent (a plain name, so no symlink is followed there).
+fn ensure_in_root(root: c_int, p: &InRoot, create: impl Fn(c_int, *const c_char) -> c_int) -> Result<(), c_int> {
+    match open_in_root(root, &p.path, 0) {
+        Ok(fd) => {
+            // SAFETY: closing an fd we just opened.
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        Err(libc::ENOENT) => {
+            let dir = open_in_root(root, &p.parent, libc::O_DIRECTORY)?;
+            let r = create(dir, p.name.as_ptr());
+            let e = errno();
+            // SAFETY: closing an fd we just opened.
+            unsafe { libc::close(dir) };
+            match r {
+                r if r >= 0 => Ok(()),
+                _ if e == libc::EEXIST => Ok(()),
+                _ => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn opt_ptr(s: &Option<CString>) -> *const c_char {
+    s.as_ref().map_or(ptr::null(), |c| c.as_ptr())
+}
+
+/// The per-mount flags to keep on a read-only remount (from statfs' f_flags).
+fn kept_flags(target: *const c_char) -> Result<c_ulong, c_int> {
+    // SAFETY: statvfs fills a zeroed stack struct (glibc takes the flags from
+    // statfs' f_flags; no allocation).
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(target, &mut st) } != 0 {
+        return Err(errno());
+    }
+    let f = st.f_flag as c_ulong;
+    let mut out = 0;
+    for (st_bit, ms_bit) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f & st_bit != 0 {
+            out |= ms_bit;
+        }
+    }
+    if f & (libc::ST_NOATIME | libc::ST_RELATIME) == 0 {
+        out |= libc::MS_STRICTATIME;
+    }
+    Ok(out)
+}
+
+fn remount_ro(target: *const c_char) -> Result<(), c_int> {
+    let keep = kept_flags(target)?;
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep;
+    // SAFETY: all pointers are NUL-terminated strings or NULL.
+    if unsafe { libc::mount(ptr::null(), target, ptr::null(), flags, ptr::null()) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+fn sys(ret: c_int) -> Result<(), c_int> {
+    if ret < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Is there anything at `path` (following symlinks)? Err on other errors.
+fn exists(path: *const c_char) -> Result<Option<libc::mode_t>, c_int> {
+    // SAFETY: stat fills a zeroed stack struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::stat(path, &mut st) } == 0 {
+        return Ok(Some(st.st_mode));
+    }
+    match errno() {
+        libc::ENOENT => Ok(None),
+        e => Err(e),
+    }
+}
+
+struct State {
+    sock: c_int,
+    root: c_int,
+}
+
+fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
+    // SAFETY (whole function): raw syscalls on NUL-terminated strings owned by the
+    // script, stack buffers, and fds this process owns.
+    unsafe {
+        match op {
+            Op::BecomeRoot => {
+                if recv_byte(st.sock) != Some(TAG_MAPS) {
+                    return Err(libc::EPIPE);
+                }
+                sys(libc::setgroups(0, ptr::null()))?;
+                sys(libc::setresgid(0, 0, 0))?;
+                sys(libc::setresuid(0, 0, 0))
+            }
+            Op::Mount { src, target, in_root, fstype, flags, data } => {
+                let mut sbuf = [0u8; 32];
+                let s = match src {
+                    Src::None => ptr::null(),
+                    Src::Str(c) => c.as_ptr(),
+                    Src::Slot(i) => match script.slots.get(*i) {
+                        Some(fd) if fd.get() >= 0 => fd_path(fd.get(), &mut sbuf),
+                        _ => return Err(libc::EBADF),
+                    },
+                };
+                let mut buf = [0u8; 32];
+                let (fd, t) = if *in_root {
+                    let fd = open_in_root(st.root, target, 0)?;
+                    (fd, fd_path(fd, &mut buf))
+                } else {
+                    (-1, target.as_ptr())
+                };
+                let r = sys(libc::mount(s, t, opt_ptr(fstype), *flags, opt_ptr(data).cast()));
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                r
+            }
+            Op::OpenSource { slot, path } => {
+                let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                sys(fd)?;
+                match script.slots.get(*slot) {
+                    Some(c) => c.set(fd),
+                    None => return Err(libc::EBADF),
+                }
+                Ok(())
+            }
+            Op::OpenRoot { path } => {
+                let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
+                sys(fd)?;
+                st.root = fd;
+                Ok(())
+            }
+            Op::MkdirInRoot { name, mode } => match sys(libc::mkdirat(st.root, name.as_ptr(), *mode)) {
+                Err(libc::EEXIST) => Ok(()),
+                r => r,
+            },
+            Op::Pivot => {
+                sys(libc::fchdir(st.root))?;
+                // pivot_root(".", ".") stacks the old root on top of the new one, so
+                // no put_old directory is needed (the new root may be read-only).
+                let dot = c".".as_ptr();
+                sys(libc::syscall(libc::SYS_pivot_root, dot, dot) as c_int)?;
+                sys(libc::umount2(dot, libc::MNT_DETACH))?;
+                sys(libc::chdir(c"/".as_ptr()))?;
+                libc::close(st.root);
+                st.root = -1;
+                Ok(())
+            }
+            Op::EnsureDir { prefixes } => {
+                for p in prefixes {
+                    ensure_in_root(st.root, p, |dir, name| libc::mkdirat(dir, name, 0o755))?;
+                }
+                Ok(())
+            }
+            Op::EnsureFile { file } => ensure_in_root(st.root, file, |dir, name| {
+                let fd = libc::openat(
+                    dir,
+                    name,
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                fd
+            }),
+            Op::Symlink { target, file } => {
+                ensure_in_root(st.root, file, |dir, name| libc::symlinkat(target.as_ptr(), dir, name))
+            }
+            Op::RemountRo { target, in_root: false } => remount_ro(target.as_ptr()),
+            Op::RemountRo { target, in_root: true } => {
+                // Opened after the mount, so the fd is the new mount's root.
+                let fd = open_in_root(st.root, target, 0)?;
+                let mut buf = [0u8; 32];
+                let r = remount_ro(fd_path(fd, &mut buf));
+                libc::close(fd);
+                r
+            }
+            Op::Mask { path } => match exists(path.as_ptr())? {
+                None => Ok(()),
+                Some(mode) if mode & libc::S_IFMT == libc::S_IFDIR => sys(libc::mount(
+                    c"tmpfs".as_ptr(),
+                    path.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    ptr::null(),
+                )),
+                Some(_) => {
+                    sys(libc::mount(c"/dev/null".as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND, ptr::null()))
+                }
+            },
+            Op::ReadOnly { path } => {
+                if exists(path.as_ptr())?.is_none() {
+                    return Ok(());
+                }
+                sys(libc::mount(path.as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND | libc::MS_REC, ptr::null()))?;
+                remount_ro(path.as_ptr())
+            }
+            Op::Hostname { name } => sys(libc::sethostname(name.as_ptr(), name.as_bytes().len())),
+            Op::WaitGo => {
+                send(st.sock, TAG_READY, 0, 0);
+                if recv_byte(st.sock) != Some(TAG_GO) {
+                    // The parent dropped the pending container: leave quietly.
+                    libc::_exit(0);
+                }
+                Ok(())
+            }
+            Op::Exec(target) => {
+                prepare_exec(script)?;
+                match target {
+                    ExecTarget::Path { path } => {
+                        libc::execve(path.as_ptr(), script.argv.as_ptr(), script.envp.as_ptr());
+                    }
+                    ExecTarget::Fd { fd } => {
+                        libc::execveat(
+                            *fd,
+                            c"".as_ptr(),
+                            script.argv.as_ptr().cast(),
+                            script.envp.as_ptr().cast(),
+                            libc::AT_EMPTY_PATH,
+                        );
+                    }
+                }
+                Err(errno())
+            }
+        }
+    }
+}
+
+/// Stdio, signals and fds as the program must find them.
+unsafe fn prepare_exec(script: &Script) -> Result<(), c_int> {
+    for (target, &fd) in script.stdio.iter().enumerate() {
+        if fd >= 0 {
+            sys(libc::dup2(fd, target as c_int))?;
+        }
+    }
+    // Every inherited fd above 2 (our sync socket, the memfd, anything the caller
+    // leaked without O_CLOEXEC) closes at exec, so the program sees only 0, 1, 2.
+    if libc::close_range(3, c_int::MAX as libc::c_uint, libc::CLOSE_RANGE_CLOEXEC as c_int) != 0 {
+        // Kernels before 5.11: mark each fd up to the soft limit.
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        let max =
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 { rl.rlim_cur.min(1 << 20) as c_int } else { 4096 };
+        for fd in 3..max {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    // The executor (a Rust program) ignores SIGPIPE and may block signals; exec keeps
+    // both, so reset them like std::process::Command does.
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
+    Ok(())
+}
+
+/// Entry point after `clone3` returned 0. Never returns.
+pub(super) fn run(script: &Script, sock: c_int) -> ! {
+    let mut st = State { sock, root: -1 };
+    for (i, op) in script.ops.iter().enumerate() {
+        if let Err(e) = step(op, &mut st, script) {
+            send(sock, TAG_ERROR, i as u32, e);
+            // SAFETY: _exit skips atexit handlers and Rust destructors, which belong
+            // to the parent's copy of the process state.
+            unsafe { libc::_exit(127) };
+        }
+    }
+    // The script always ends with Exec, which only comes back on failure (handled
+    // above); this is unreachable but must not unwind.
+    unsafe { libc::_exit(127) }
+}

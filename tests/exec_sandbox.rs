@@ -1,0 +1,381 @@
+//! Real containers (root only): each test starts its own container running the
+//! host's /bin/sh with a short script and checks what the script saw.
+
+use container::exec::sandbox::*;
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Duration;
+
+const PROBE_ENV: &str = "CONTAINER_SANDBOX_PROBE";
+
+fn sh(script: &str) -> Program {
+    Program::Path(vec!["/bin/sh".into(), "-c".into(), script.into()])
+}
+
+fn spec(script: &str) -> SandboxSpec {
+    SandboxSpec::new("ctt-box", RootFs::Host, sh(script))
+}
+
+/// Run to completion; stdout and stderr go to one file (not a pipe: a pipe's write
+/// end could be inherited by a container another test thread is setting up).
+fn run(spec: &SandboxSpec) -> (Exit, String) {
+    let out = tempfile::tempfile().expect("tempfile");
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(OwnedFd::from(out.try_clone().expect("dup"))),
+        stderr: Some(OwnedFd::from(out.try_clone().expect("dup"))),
+    };
+    let pending = spawn(spec, stdio).expect("spawn");
+    let mut child = pending.release().expect("release");
+    let exit = child.wait().expect("wait");
+    let text = std::fs::read_to_string(fd_path(&out)).expect("read output");
+    (exit, text)
+}
+
+fn fd_path(f: &File) -> String {
+    use std::os::fd::AsRawFd;
+    format!("/proc/self/fd/{}", f.as_raw_fd())
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+#[test]
+fn pid1_is_our_program_and_proc_shows_only_the_container() {
+    let (exit, out) = run(&spec("echo $$; for p in /proc/[0-9]*; do echo ${p#/proc/}; done"));
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(lines(&out), ["1", "1"], "only pid 1 in the container's /proc");
+}
+
+#[test]
+fn hostname_is_set() {
+    let (exit, out) = run(&spec("cat /proc/sys/kernel/hostname; uname -n"));
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(lines(&out), ["ctt-box", "ctt-box"]);
+}
+
+#[test]
+fn host_only_paths_are_not_visible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret"), "x").expect("write");
+    let script = format!(
+        "test -e {d} && echo visible || echo hidden; ls -A /root | wc -l; test -e /work && echo work || echo nowork; ls -A /tmp | wc -l",
+        d = dir.path().display()
+    );
+    let (exit, out) = run(&spec(&script));
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(lines(&out), ["hidden", "0", "nowork", "0"]);
+}
+
+#[test]
+fn root_is_read_only_but_tmpfs_and_volumes_are_writable() {
+    let vol = tempfile::tempdir().expect("tempdir");
+    let ro = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ro.path().join("given"), "from host").expect("write");
+    let mut s = spec(
+        "touch /x 2>/dev/null && echo root-rw || echo root-ro; \
+         touch /etc/x 2>/dev/null && echo etc-rw || echo etc-ro; \
+         touch /scratch/a && echo tmpfs-rw; \
+         echo hello > /srv/data/f && echo vol-rw; \
+         cat /srv/conf/given; echo; touch /srv/conf/y 2>/dev/null && echo ro-vol-rw || echo ro-vol-ro; \
+         touch /tmp/t && echo tmp-rw; stat -c %a /scratch",
+    );
+    s.mounts = vec![
+        MountReq {
+            target: "/scratch".into(),
+            kind: MountKind::Tmpfs { size: Some(1 << 20), mode: 0o700, uid: 0, gid: 0 },
+        },
+        MountReq::bind("/srv/data", vol.path(), false),
+        MountReq::bind("/srv/conf", ro.path(), true),
+    ];
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(lines(&out), ["root-ro", "etc-ro", "tmpfs-rw", "vol-rw", "from host", "ro-vol-ro", "tmp-rw", "700"]);
+    assert_eq!(std::fs::read_to_string(vol.path().join("f")).expect("volume file on the host"), "hello\n");
+    assert!(!ro.path().join("y").exists());
+}
+
+#[test]
+fn single_file_bind_creates_its_mount_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("app.conf");
+    std::fs::write(&file, "rendered\n").expect("write");
+    let mut s = spec("cat /srv/app/app.conf");
+    s.mounts = vec![MountReq::bind("/srv/app/app.conf", &file, true)];
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(out, "rendered\n");
+}
+
+#[test]
+fn missing_target_under_read_only_host_folder_fails_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = spec("true");
+    s.mounts = vec![MountReq::bind("/usr/ctt-nonexistent", dir.path(), false)];
+    let err = spawn(&s, Stdio::inherit()).expect_err("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("create mount point /usr/ctt-nonexistent"), "{msg}");
+    assert!(msg.contains("Read-only file system"), "{msg}");
+    assert!(!Path::new("/usr/ctt-nonexistent").exists(), "created on the host!");
+}
+
+#[test]
+fn dev_has_exactly_the_minimal_set() {
+    let (exit, out) = run(&spec(
+        "ls -A /dev; echo ---; ls -A /dev/pts; echo ---; readlink /dev/ptmx; \
+         echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c; \
+         echo y > /dev/full 2>/dev/null || echo full-enospc; touch /dev/shm/a && echo shm-rw",
+    ));
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    let parts: Vec<&str> = out.split("---\n").collect();
+    let dev: BTreeSet<&str> = parts[0].lines().collect();
+    let want: BTreeSet<&str> =
+        ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+            .into();
+    assert_eq!(dev, want);
+    assert_eq!(lines(parts[1]), ["ptmx"], "a fresh devpts instance");
+    assert_eq!(lines(parts[2]), ["pts/ptmx", "4", "4", "full-enospc", "shm-rw"]);
+}
+
+#[test]
+fn extra_device_is_bound() {
+    if !Path::new("/dev/net/tun").exists() {
+        eprintln!("skipped: no /dev/net/tun on this host");
+        return;
+    }
+    let mut s = spec("test -c /dev/net/tun && echo tun");
+    s.devices = vec!["/dev/net/tun".into()];
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(out, "tun\n");
+}
+
+#[test]
+fn proc_masked_and_read_only_paths() {
+    // runc's masked files, as far as this kernel has them: each must read empty.
+    let files: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    assert!(!files.is_empty(), "no masked file exists on this host");
+    let reads: String = files.iter().map(|f| format!("wc -c < {f}; ")).collect();
+    let (exit, out) = run(&spec(&format!(
+        "{reads} ls -A /proc/acpi 2>/dev/null | wc -l; \
+         {{ echo other > /proc/sys/kernel/hostname; }} 2>/dev/null && echo sys-rw || echo sys-ro; \
+         grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo sys-mount-ro; \
+         {{ echo 1 > /proc/irq/x; }} 2>/dev/null || echo irq-ro"
+    )));
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    let mut want: Vec<&str> = files.iter().map(|_| "0").collect();
+    want.extend(["0", "sys-ro", "sys-mount-ro", "irq-ro"]);
+    assert_eq!(lines(&out), want);
+}
+
+#[test]
+fn sys_is_read_only_and_net_has_only_lo() {
+    let (exit, out) = run(&spec(
+        "touch /sys/x 2>/dev/null && echo sys-rw || echo sys-ro; \
+         grep -q ' /sys ro,' /proc/self/mountinfo && echo sys-mount-ro; \
+         ls /sys/class/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; \
+         ls -A /sys/firmware | wc -l",
+    ));
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(lines(&out), ["sys-ro", "sys-mount-ro", "lo", "lo", "0"]);
+}
+
+#[test]
+fn host_net_binds_sys_read_only() {
+    let mut s = spec("touch /sys/x 2>/dev/null && echo sys-rw || echo sys-ro; readlink /proc/self/ns/net");
+    s.net = NetNs::Host;
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    let host_net = std::fs::read_link("/proc/self/ns/net").expect("host netns");
+    assert_eq!(lines(&out), ["sys-ro", host_net.to_str().expect("utf8")]);
+}
+
+#[test]
+fn namespaces_differ_from_the_host() {
+    let kinds = ["ipc", "uts", "net", "mnt", "pid", "cgroup"];
+    let script: String = kinds.iter().map(|k| format!("readlink /proc/self/ns/{k}; ")).collect();
+    let (exit, out) = run(&spec(&script));
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    for (k, inside) in kinds.iter().zip(out.lines()) {
+        let host = std::fs::read_link(format!("/proc/self/ns/{k}")).expect("host ns");
+        assert!(inside.starts_with(&format!("{k}:[")), "{inside}");
+        assert_ne!(inside, host.to_str().expect("utf8"), "{k} namespace is shared");
+    }
+}
+
+#[test]
+fn no_fd_leaks_into_the_container() {
+    // An fd without O_CLOEXEC: a plain fork+exec would hand it to the program.
+    let leaked = unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
+    assert!(leaked >= 0);
+    let (exit, out) = run(&spec("ls /proc/self/fd"));
+    unsafe { libc::close(leaked) };
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    // 0 1 2 plus the directory fd ls itself opened to list.
+    let fds: Vec<&str> = out.lines().collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "leaked fd {leaked}?");
+}
+
+#[test]
+fn child_waits_for_release() {
+    let vol = tempfile::tempdir().expect("tempdir");
+    let mut s = spec("touch /data/started");
+    s.mounts = vec![MountReq::bind("/data", vol.path(), false)];
+    let pending = spawn(&s, Stdio::inherit()).expect("spawn");
+    assert!(pending.pid() > 0);
+    // The netns exists already, so the executor could configure it now.
+    let ns = std::fs::read_link(format!("/proc/{}/ns/net", pending.pid())).expect("child netns");
+    assert_ne!(ns, std::fs::read_link("/proc/self/ns/net").expect("host netns"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!vol.path().join("started").exists(), "ran before release");
+    let mut child = pending.release().expect("release");
+    assert_eq!(child.wait().expect("wait"), Exit::Code(0));
+    assert!(vol.path().join("started").exists());
+}
+
+#[test]
+fn dropping_pending_kills_the_child() {
+    let vol = tempfile::tempdir().expect("tempdir");
+    let mut s = spec("touch /data/started");
+    s.mounts = vec![MountReq::bind("/data", vol.path(), false)];
+    let pending = spawn(&s, Stdio::inherit()).expect("spawn");
+    let pid = pending.pid();
+    drop(pending);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            // The pid may have been reused already; then it is not our zombie.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            !stat.contains("(sh)") && !stat.contains(" Z ")
+        }
+    );
+    assert!(!vol.path().join("started").exists());
+}
+
+#[test]
+fn exec_failure_is_reported() {
+    let s = SandboxSpec::new("ctt-box", RootFs::Host, Program::Path(vec!["/nonexistent/prog".into()]));
+    let pending = spawn(&s, Stdio::inherit()).expect("spawn");
+    let err = pending.release().expect_err("exec must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("exec /nonexistent/prog"), "{msg}");
+    assert!(msg.contains("No such file"), "{msg}");
+}
+
+/// Run inside a container by `self_exe_runs_from_a_sealed_memfd`; a no-op otherwise.
+#[test]
+fn self_exe_probe() {
+    if std::env::var_os(PROBE_ENV).is_none() {
+        return;
+    }
+    let exe = std::fs::read_link("/proc/1/exe").expect("readlink /proc/1/exe");
+    println!("EXE={}", exe.display());
+    println!("PID={}", std::process::id());
+    match std::fs::OpenOptions::new().write(true).open("/proc/1/exe") {
+        Err(e) => println!("OPENW=denied {e}"),
+        Ok(mut f) => {
+            use std::io::Write;
+            match f.write_all(b"x") {
+                Err(e) => println!("OPENW=denied write {e}"),
+                Ok(()) => println!("OPENW=WRITABLE"),
+            }
+        }
+    }
+}
+
+#[test]
+fn self_exe_runs_from_a_sealed_memfd() {
+    let mut s = SandboxSpec::new(
+        "ctt-box",
+        RootFs::Host,
+        Program::SelfExe(vec![
+            "container-probe".into(),
+            "--exact".into(),
+            "self_exe_probe".into(),
+            "--nocapture".into(),
+            "--test-threads=1".into(),
+        ]),
+    );
+    s.env.insert(PROBE_ENV.into(), "1".into());
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert!(out.contains("EXE=/memfd:container-self"), "{out}");
+    assert!(out.contains("PID=1\n"), "{out}");
+    assert!(out.contains("OPENW=denied"), "{out}");
+    assert!(!out.contains("WRITABLE"), "{out}");
+}
+
+#[test]
+fn dir_root_is_bound_as_the_root() {
+    let root = tempfile::tempdir().expect("tempdir");
+    for d in ["proc", "sys", "dev", "usr"] {
+        std::fs::create_dir(root.path().join(d)).expect("mkdir");
+    }
+    for (l, t) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        std::os::unix::fs::symlink(t, root.path().join(l)).expect("symlink");
+    }
+    std::fs::write(root.path().join("marker"), "in the dir root\n").expect("write");
+    let mut s = SandboxSpec::new(
+        "ctt-dir",
+        RootFs::Dir(root.path().into()),
+        sh("cat /marker; touch /y 2>/dev/null || echo ro"),
+    );
+    s.mounts = vec![MountReq::bind("/usr", "/usr", true)];
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(lines(&out), ["in the dir root", "ro"]);
+}
+
+#[test]
+fn user_namespace_maps_root() {
+    let mut s = spec("id -u; cat /proc/self/uid_map | tr -s ' '; touch /tmp/a && stat -c %u /tmp/a");
+    s.user_ns = Some(IdMap {
+        uids: vec![IdRange { inside: 0, outside: 200000, count: 65536 }],
+        gids: vec![IdRange { inside: 0, outside: 200000, count: 65536 }],
+    });
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert_eq!(lines(&out), ["0", " 0 200000 65536", "0"]);
+}
+
+#[test]
+fn no_mounts_leak_into_the_host() {
+    let before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let vol = tempfile::tempdir().expect("tempdir");
+    let mut s = spec("true");
+    s.mounts = vec![MountReq::bind("/data", vol.path(), false), MountReq::tmpfs("/scratch")];
+    for _ in 0..3 {
+        let (exit, out) = run(&s);
+        assert_eq!(exit, Exit::Code(0), "{out}");
+    }
+    let after = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert_eq!(before, after);
+}
+
+#[test]
+fn symlinks_in_a_dir_root_cannot_reach_the_host() {
+    let host = tempfile::tempdir().expect("tempdir");
+    let root = tempfile::tempdir().expect("tempdir");
+    for d in ["proc", "sys", "dev", "usr"] {
+        std::fs::create_dir(root.path().join(d)).expect("mkdir");
+    }
+    for (l, t) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        std::os::unix::fs::symlink(t, root.path().join(l)).expect("symlink");
+    }
+    // An absolute symlink in the image pointing at a host folder.
+    std::os::unix::fs::symlink(host.path(), root.path().join("link")).expect("symlink");
+    // Inside the root the link resolves to root/<host path>.
+    let inside = root.path().join(host.path().strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(&inside).expect("mkdir");
+    let mut s = SandboxSpec::new("ctt-dir", RootFs::Dir(root.path().into()), sh("true"));
+    s.mounts = vec![MountReq::bind("/usr", "/usr", true), MountReq::tmpfs("/link/sub")];
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert!(!host.path().join("sub").exists(), "mount point created on the host");
+    assert!(inside.join("sub").is_dir(), "resolved inside the root");
+}
