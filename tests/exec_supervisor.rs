@@ -642,3 +642,55 @@ fn bad_dependencies_are_config_errors() {
     assert_eq!(code.code(), Some(70));
     assert!(std::fs::read_to_string(&sup.err).unwrap().contains("unknown \"ghost\""));
 }
+
+/// Children (by pid) of `pid`, from procfs.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    out
+}
+
+#[test]
+fn runs_as_pid_1_of_a_pid_namespace() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for a PID namespace");
+        return;
+    }
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.services.insert("parent".into(), t.sh("(sleep 1 &); exec sleep 100"));
+    let cfg_path = t.dir.path().join("supervisor.json");
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let err = std::fs::File::create(t.dir.path().join("supervisor.err")).unwrap();
+    // `unshare --fork` makes our binary PID 1 of a new PID namespace; --kill-child
+    // ends it if the test dies first.
+    let unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(std::env::current_exe().unwrap())
+        .env(CONFIG_ENV, &cfg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut sup = Sup { child: unshare, run_dir: t.run_dir(), err: t.dir.path().join("supervisor.err"), exit: None };
+    let st = sup.wait_state("parent", ServiceState::Ready);
+    assert_eq!(st.pid, 1, "not PID 1 in its namespace");
+    let host_pid = *children_of(sup.pid()).first().expect("no supervisor under unshare");
+    // The orphaned `sleep 1` comes to PID 1 (a second child for a while) and must be
+    // reaped when it ends (not stay as a zombie child).
+    wait_until("orphan re-parented to PID 1", || children_of(host_pid).len() == 2);
+    wait_until("orphan reaped", || children_of(host_pid).len() == 1);
+    // SIGTERM from outside the namespace reaches PID 1 (it is blocked and read from a
+    // signalfd, so the kernel does not drop it as it would for PID 1 without a handler).
+    // SAFETY: kill(2) on the supervisor we started.
+    unsafe { libc::kill(host_pid, libc::SIGTERM) };
+    let code = sup.wait_exit();
+    assert!(code.success(), "{code:?}\n{}", sup.diag());
+    let st = sup.status().unwrap();
+    assert_eq!((st.state, st.services["parent"].state), (SupervisorState::Stopped, ServiceState::Stopped));
+}
