@@ -1,1 +1,257 @@
-//! supervisor (to be written).
+//! Supervisor: the PID 1 of a container (also runs as an ordinary process).
+//!
+//! Invariant: one thread, one `poll` loop, no blocking waits except the few
+//! microseconds a fork takes to report its exec. Every child is started in its own
+//! session and process group and every signal we send goes to that group. Every child
+//! that ends is reaped, including orphans re-parented to us (as PID 1, or as a child
+//! subreaper when we are not PID 1). `<run_dir>/status.json` is rewritten (temp file,
+//! then rename) after every change of state, so readers never see a torn file.
+//!
+//! Order: init tasks with an empty `after` run first, one at a time in id order. A
+//! service starts once every name in its `after` is ready (a service) or done or
+//! skipped (an init task) and no init task with an empty `after` is still pending.
+//! The other init tasks run, one at a time in id order, once all their `after`
+//! services are ready. A service counts as ready (for its dependents, for good) the
+//! first time its `ready` probe succeeds, or as soon as it runs when it has none. A
+//! probe that has not succeeded after `ready_timeout_ms` stops the service and marks
+//! it `failed`. A failed init task blocks only what lists it in `after`.
+//!
+//! Restart policies: `no`, `on-failure` (non-zero exit or a signal), `always`; the
+//! delay doubles from 100 ms to 10 s and is back to 100 ms once an instance ran 10 s.
+//! The supervisor keeps running when services end; it exits (0) only when told to stop:
+//! SIGTERM, SIGINT or the `stop` control command. Stopping goes in reverse dependency
+//! order, one service at a time: SIGTERM to its group, SIGKILL to the group after
+//! `stop_timeout_ms`. SIGHUP reloads every running service that declares a `reload`
+//! (services without one are left alone: a stray SIGHUP must not restart a database).
+//!
+//! Files in `run_dir`: `status.json` ([`Status`]), `control.sock`, `logs/<service>.log`
+//! (stdout and stderr of the service, its probes and its reload commands; rotated to
+//! `.log.1` at `log_max_bytes`), `logs/init/<task>.log`.
+//!
+//! Control socket: connect to `control.sock`, send one line, read one JSON line:
+//! `status` → the [`Status`]; `reload <svc>`, `restart <svc>`, `stop` →
+//! `{"ok":true}` or `{"ok":false,"error":"…"}`. [`control`] is the client.
+//!
+//! Use: the executor writes a [`SupervisorConfig`] as JSON, re-executes its own binary
+//! as PID 1 with a hidden subcommand, and that subcommand calls [`run`] before any
+//! other thread exists (signals are taken with a signalfd, which only works when every
+//! thread blocks them; `run` refuses to start in a multi-threaded process). Secrets
+//! for init-task stdin come from `secrets_dir/<name>` or, with [`run_with_secrets`],
+//! from a lookup function.
+
+mod control;
+mod engine;
+mod log;
+mod spawn;
+mod users;
+
+use crate::plan::types::{InitTask, ServiceRes};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use spawn::DEFAULT_PATH;
+
+/// Everything the supervisor needs; written as JSON by the executor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceRes>,
+    #[serde(default)]
+    pub init: BTreeMap<String, InitTask>,
+    /// Where logs, `status.json` and `control.sock` live (created if missing).
+    pub run_dir: PathBuf,
+    /// Size at which a log file is rotated (default 1 MiB).
+    #[serde(default = "default_log_max")]
+    pub log_max_bytes: u64,
+    /// How long a stopping service gets between SIGTERM and SIGKILL (default 10 s).
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_ms: u64,
+    /// How long a service may take to pass its `ready` probe (default 60 s).
+    #[serde(default = "default_ready_timeout")]
+    pub ready_timeout_ms: u64,
+    /// Folder holding one file per secret (file name = secret name), for init-task stdin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Folder with the `passwd` and `group` files users are resolved in (default /etc).
+    #[serde(default = "default_etc")]
+    pub etc_dir: PathBuf,
+}
+
+fn default_log_max() -> u64 {
+    1 << 20
+}
+fn default_stop_timeout() -> u64 {
+    10_000
+}
+fn default_ready_timeout() -> u64 {
+    60_000
+}
+fn default_etc() -> PathBuf {
+    PathBuf::from("/etc")
+}
+
+impl SupervisorConfig {
+    /// No services or tasks, default limits.
+    pub fn new(run_dir: impl Into<PathBuf>) -> Self {
+        SupervisorConfig {
+            services: BTreeMap::new(),
+            init: BTreeMap::new(),
+            run_dir: run_dir.into(),
+            log_max_bytes: default_log_max(),
+            stop_timeout_ms: default_stop_timeout(),
+            ready_timeout_ms: default_ready_timeout(),
+            secrets_dir: None,
+            etc_dir: default_etc(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("supervisor config: {0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{context}: {source}")]
+    Sys { context: String, source: nix::errno::Errno },
+    #[error("control reply: {0}")]
+    Reply(String),
+}
+
+impl SupervisorError {
+    fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SupervisorError::Io { context: context.into(), source }
+    }
+    fn sys(context: impl Into<String>, source: nix::errno::Errno) -> Self {
+        SupervisorError::Sys { context: context.into(), source }
+    }
+}
+
+/// How a process ended: exit code or signal name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+impl ExitInfo {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Not started yet: its `after` dependencies are not ready.
+    Waiting,
+    /// Running, `ready` probe not passed yet.
+    Starting,
+    Ready,
+    /// Ended and will not be restarted (exit 0, or policy `no`/`on-failure`).
+    Exited,
+    /// Ended with a failure and will not be restarted, or could not start, or never
+    /// became ready (see `message`).
+    Failed,
+    /// Waiting for its backoff delay, or being restarted on request.
+    Restarting,
+    /// Got SIGTERM from a stop.
+    Stopping,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub state: ServiceState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<ExitInfo>,
+    /// When `state` was entered, in milliseconds since the Unix epoch.
+    pub since: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Done,
+    /// `creates` existed.
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
+    /// Milliseconds since the Unix epoch.
+    pub since: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SupervisorState {
+    Running,
+    Stopping,
+    Stopped,
+}
+
+/// The content of `status.json` and the reply to `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: i32,
+    pub state: SupervisorState,
+    pub services: BTreeMap<String, ServiceStatus>,
+    pub init: BTreeMap<String, TaskStatus>,
+}
+
+/// Runs the supervisor until it is stopped; returns the exit code for the process.
+/// Secrets come from `cfg.secrets_dir`.
+pub fn run(cfg: SupervisorConfig) -> Result<i32, SupervisorError> {
+    let dir = cfg.secrets_dir.clone();
+    run_with_secrets(cfg, &move |name: &str| {
+        let dir = dir.as_ref()?;
+        // A secret name is a file name, never a path.
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return None;
+        }
+        std::fs::read_to_string(dir.join(name)).ok()
+    })
+}
+
+/// [`run`] with secrets from `secret` (name → value).
+pub fn run_with_secrets(
+    cfg: SupervisorConfig,
+    secret: &dyn Fn(&str) -> Option<String>,
+) -> Result<i32, SupervisorError> {
+    engine::run(cfg, secret)
+}
+
+/// Path of the control socket in `run_dir`.
+pub fn control_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("control.sock")
+}
+
+/// Sends one request to a running supervisor and returns its JSON reply.
+pub fn control(run_dir: &Path, request: &str) -> Result<serde_json::Value, SupervisorError> {
+    control::request(&control_socket(run_dir), request)
+}
+
+/// Reads `<run_dir>/status.json`.
+pub fn read_status(run_dir: &Path) -> Result<Status, SupervisorError> {
+    let path = run_dir.join("status.json");
+    let bytes = std::fs::read(&path).map_err(|e| SupervisorError::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| SupervisorError::Config(format!("{}: {e}", path.display())))
+}

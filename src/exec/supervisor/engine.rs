@@ -1,0 +1,1162 @@
+//! The event loop and the state machine of services and init tasks.
+//!
+//! Invariant: all state lives in `Sup` and changes only on this thread, in response
+//! to one of: a signal read from the signalfd (SIGCHLD, SIGTERM, SIGINT, SIGHUP), log
+//! data, a control request, or a timer (restart backoff, readiness probe, readiness
+//! deadline, kill deadline) found due by `tick`. `tick` is idempotent: it only starts
+//! what is due, so calling it after every event keeps the order rules of the module
+//! header without any queue of pending work.
+
+use super::control::{self, Conn, Input};
+use super::log::LogSink;
+use super::spawn::{self, Prepared};
+use super::{
+    ExitInfo, ServiceState, ServiceStatus, Status, SupervisorConfig, SupervisorError, SupervisorState, TaskState,
+    TaskStatus,
+};
+use crate::plan::types::{InitTask, Reload, ServiceRes};
+use crate::spec::types::{Ready, Restart};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Seek, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// An instance that ran this long resets the backoff delay.
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn note(msg: &str) {
+    // The supervisor's own diagnostics; stderr is whatever the executor gave PID 1.
+    eprintln!("supervisor: {msg}");
+}
+
+/// Signals a whole process group; a group that is already gone is not an error.
+fn signal_group(pgid: i32, sig: Signal) {
+    let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), sig);
+}
+
+fn parse_signal(name: &str) -> Result<Signal, String> {
+    let up = name.trim().to_ascii_uppercase();
+    if let Ok(n) = up.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("unknown signal {name:?}"));
+    }
+    let full = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?}"))
+}
+
+/// What to do when a running service's process ends.
+enum Intent {
+    /// Apply the restart policy.
+    None,
+    Stop,
+    Restart,
+    Fail(String),
+}
+
+struct Service {
+    name: String,
+    res: ServiceRes,
+    state: ServiceState,
+    message: Option<String>,
+    since: u64,
+    pid: Option<i32>,
+    started_once: bool,
+    restarts: u32,
+    last_exit: Option<ExitInfo>,
+    started: Instant,
+    ever_ready: bool,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+    ready_deadline: Option<Instant>,
+    probe_at: Option<Instant>,
+    probe_pid: Option<i32>,
+    probe_error: Option<String>,
+    kill_at: Option<Instant>,
+    intent: Intent,
+    log: LogSink,
+}
+
+struct Task {
+    id: String,
+    task: InitTask,
+    state: TaskState,
+    exit: Option<ExitInfo>,
+    message: Option<String>,
+    since: u64,
+    pid: Option<i32>,
+    log: Option<LogSink>,
+    kill_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Dep {
+    Service(usize),
+    Task(usize),
+}
+
+#[derive(Clone, Copy)]
+enum Src {
+    Signal,
+    Listener,
+    Conn(usize),
+    ServiceLog(usize),
+    TaskLog(usize),
+}
+
+struct Sup<'a> {
+    svcs: Vec<Service>,
+    svc_deps: Vec<Vec<Dep>>,
+    tasks: Vec<Task>,
+    task_deps: Vec<Vec<usize>>,
+    /// Services in dependency order (dependencies first, then by name).
+    order: Vec<usize>,
+    /// Some once stopping: services still to stop, the next one last.
+    stop_queue: Option<Vec<usize>>,
+    /// Running reload commands: (pid, service).
+    reloaders: Vec<(i32, usize)>,
+    conns: Vec<Conn>,
+    devnull: OwnedFd,
+    secret: &'a dyn Fn(&str) -> Option<String>,
+    run_dir: PathBuf,
+    etc_dir: PathBuf,
+    log_max: u64,
+    stop_timeout: Duration,
+    ready_timeout: Duration,
+    dirty: bool,
+    status_error_shown: bool,
+}
+
+/// Checks names in `after` and refuses cycles; returns the dependency lists and a
+/// dependency order of the services.
+#[allow(clippy::type_complexity)]
+fn graph(cfg: &SupervisorConfig) -> Result<(Vec<Vec<Dep>>, Vec<Vec<usize>>, Vec<usize>), SupervisorError> {
+    let svc_index: BTreeMap<&str, usize> = cfg.services.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let task_index: BTreeMap<&str, usize> = cfg.init.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let mut svc_deps = Vec::new();
+    for (name, s) in &cfg.services {
+        let mut deps = Vec::new();
+        for d in &s.after {
+            if let Some(&i) = svc_index.get(d.as_str()) {
+                deps.push(Dep::Service(i));
+            } else if let Some(&t) = task_index.get(d.as_str()) {
+                deps.push(Dep::Task(t));
+            } else {
+                return Err(SupervisorError::Config(format!("service {name}: `after` names unknown {d:?}")));
+            }
+        }
+        svc_deps.push(deps);
+    }
+    let mut task_deps = Vec::new();
+    for (id, t) in &cfg.init {
+        let mut deps = Vec::new();
+        for d in &t.after {
+            match svc_index.get(d.as_str()) {
+                Some(&i) => deps.push(i),
+                None => {
+                    return Err(SupervisorError::Config(format!("init task {id}: `after` names unknown service {d:?}")))
+                }
+            }
+        }
+        task_deps.push(deps);
+    }
+    // Depth-first over services and tasks together: a service waiting for a task
+    // that waits for the service would never start.
+    let n = svc_deps.len();
+    let mut mark = vec![0u8; n + task_deps.len()];
+    let mut order = Vec::new();
+    fn visit(
+        node: usize,
+        n: usize,
+        svc_deps: &[Vec<Dep>],
+        task_deps: &[Vec<usize>],
+        mark: &mut [u8],
+        order: &mut Vec<usize>,
+    ) -> Result<(), usize> {
+        match mark[node] {
+            2 => return Ok(()),
+            1 => return Err(node),
+            _ => {}
+        }
+        mark[node] = 1;
+        let next: Vec<usize> = if node < n {
+            svc_deps[node]
+                .iter()
+                .map(|d| match *d {
+                    Dep::Service(i) => i,
+                    Dep::Task(t) => n + t,
+                })
+                .collect()
+        } else {
+            task_deps[node - n].clone()
+        };
+        for m in next {
+            visit(m, n, svc_deps, task_deps, mark, order)?;
+        }
+        mark[node] = 2;
+        if node < n {
+            order.push(node);
+        }
+        Ok(())
+    }
+    for node in 0..mark.len() {
+        if let Err(at) = visit(node, n, &svc_deps, &task_deps, &mut mark, &mut order) {
+            let name = if at < n {
+                cfg.services.keys().nth(at).cloned()
+            } else {
+                cfg.init.keys().nth(at - n).map(|t| format!("init task {t}"))
+            };
+            return Err(SupervisorError::Config(format!("dependency cycle through {}", name.unwrap_or_default())));
+        }
+    }
+    Ok((svc_deps, task_deps, order))
+}
+
+/// `run` must own the process's only thread: a process-directed signal goes to any
+/// thread that does not block it, and only ours does.
+fn check_single_threaded() -> Result<(), SupervisorError> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return Ok(()) };
+    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse::<u32>().ok());
+    match threads {
+        Some(t) if t > 1 => Err(SupervisorError::Config(format!(
+            "the supervisor must run in a single-threaded process (this one has {t} threads)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Children get /dev/null, the log pipe and nothing else on 0..2; our own 0..2 must be
+/// taken so that no pipe we open lands there.
+fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: plain fcntl/open on small integers; the opened fd is intentionally
+        // kept for the life of the process.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 && Errno::last() == Errno::EBADF {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+}
+
+fn mkdir(p: &Path) -> Result<(), SupervisorError> {
+    std::fs::create_dir_all(p).map_err(|e| SupervisorError::io(format!("creating {}", p.display()), e))
+}
+
+pub fn run(cfg: SupervisorConfig, secret: &dyn Fn(&str) -> Option<String>) -> Result<i32, SupervisorError> {
+    check_single_threaded()?;
+    ensure_std_fds();
+    let (svc_deps, task_deps, order) = graph(&cfg)?;
+    let logs = cfg.run_dir.join("logs");
+    mkdir(&logs.join("init"))?;
+
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    let mut old_mask = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask))
+        .map_err(|e| SupervisorError::sys("blocking signals", e))?;
+    let result = (|| {
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| SupervisorError::sys("signalfd", e))?;
+        if std::process::id() != 1 {
+            // Orphans of our services must come to us to be reaped, as they would to PID 1.
+            // SAFETY: prctl with integer arguments.
+            if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+                return Err(SupervisorError::sys("PR_SET_CHILD_SUBREAPER", Errno::last()));
+            }
+        }
+        let devnull = File::open("/dev/null").map_err(|e| SupervisorError::io("opening /dev/null", e))?;
+        let mut svcs = Vec::new();
+        for (name, res) in cfg.services.iter() {
+            let path = logs.join(format!("{name}.log"));
+            let log = LogSink::new(path.clone(), cfg.log_max_bytes)
+                .map_err(|e| SupervisorError::io(format!("log {}", path.display()), e))?;
+            svcs.push(Service {
+                name: name.clone(),
+                res: res.clone(),
+                state: ServiceState::Waiting,
+                message: None,
+                since: now_ms(),
+                pid: None,
+                started_once: false,
+                restarts: 0,
+                last_exit: None,
+                started: Instant::now(),
+                ever_ready: false,
+                backoff: BACKOFF_MIN,
+                restart_at: None,
+                ready_deadline: None,
+                probe_at: None,
+                probe_pid: None,
+                probe_error: None,
+                kill_at: None,
+                intent: Intent::None,
+                log,
+            });
+        }
+        let tasks = cfg
+            .init
+            .iter()
+            .map(|(id, task)| Task {
+                id: id.clone(),
+                task: task.clone(),
+                state: TaskState::Pending,
+                exit: None,
+                message: None,
+                since: now_ms(),
+                pid: None,
+                log: None,
+                kill_at: None,
+            })
+            .collect();
+        let sock = super::control_socket(&cfg.run_dir);
+        let listener =
+            control::listen(&sock).map_err(|e| SupervisorError::io(format!("control socket {}", sock.display()), e))?;
+        let mut sup = Sup {
+            svcs,
+            svc_deps,
+            tasks,
+            task_deps,
+            order,
+            stop_queue: None,
+            reloaders: Vec::new(),
+            conns: Vec::new(),
+            devnull: devnull.into(),
+            secret,
+            run_dir: cfg.run_dir.clone(),
+            etc_dir: cfg.etc_dir.clone(),
+            log_max: cfg.log_max_bytes,
+            stop_timeout: Duration::from_millis(cfg.stop_timeout_ms),
+            ready_timeout: Duration::from_millis(cfg.ready_timeout_ms),
+            dirty: true,
+            status_error_shown: false,
+        };
+        let r = sup.main_loop(&sigfd, &listener);
+        let _ = std::fs::remove_file(&sock);
+        // A second SIGTERM still queued would kill the caller once the mask is
+        // restored; it asked for what has just been done.
+        while let Ok(Some(_)) = sigfd.read_signal() {}
+        r
+    })();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    result
+}
+
+impl Sup<'_> {
+    fn main_loop(&mut self, sigfd: &SignalFd, listener: &UnixListener) -> Result<i32, SupervisorError> {
+        loop {
+            // A start can make more things due (a service without probe is ready at once).
+            for _ in 0..64 {
+                if !self.tick(Instant::now()) {
+                    break;
+                }
+            }
+            if self.stop_complete() {
+                self.finish();
+                return Ok(0);
+            }
+            if self.dirty {
+                self.write_status(SupervisorState::Running);
+            }
+            let timeout = match self.next_deadline() {
+                None => PollTimeout::NONE,
+                Some(t) => {
+                    let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
+                    PollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
+                }
+            };
+            let mut srcs = vec![Src::Signal, Src::Listener];
+            srcs.extend((0..self.conns.len()).map(Src::Conn));
+            srcs.extend((0..self.svcs.len()).map(Src::ServiceLog));
+            srcs.extend(self.tasks.iter().enumerate().filter(|(_, t)| t.log.is_some()).map(|(i, _)| Src::TaskLog(i)));
+            let ready: Vec<Src> = {
+                let mut fds: Vec<PollFd> = srcs
+                    .iter()
+                    .filter_map(|s| {
+                        let fd = match *s {
+                            Src::Signal => sigfd.as_fd(),
+                            Src::Listener => listener.as_fd(),
+                            Src::Conn(i) => self.conns[i].stream().as_fd(),
+                            Src::ServiceLog(i) => self.svcs[i].log.reader(),
+                            Src::TaskLog(i) => self.tasks[i].log.as_ref()?.reader(),
+                        };
+                        Some(PollFd::new(fd, PollFlags::POLLIN))
+                    })
+                    .collect();
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(SupervisorError::sys("poll", e)),
+                }
+                srcs.iter()
+                    .zip(fds.iter())
+                    .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(s, _)| *s)
+                    .collect()
+            };
+            let mut conn_events = Vec::new();
+            for src in ready {
+                match src {
+                    Src::Signal => self.on_signals(sigfd),
+                    Src::Listener => self.accept(listener),
+                    Src::Conn(i) => conn_events.push(i),
+                    Src::ServiceLog(i) => {
+                        if let Err(e) = self.svcs[i].log.drain() {
+                            note(&format!("log of {}: {e}", self.svcs[i].name));
+                        }
+                    }
+                    Src::TaskLog(i) => {
+                        if let Some(Err(e)) = self.tasks[i].log.as_mut().map(LogSink::drain) {
+                            note(&format!("log of init task {}: {e}", self.tasks[i].id));
+                        }
+                    }
+                }
+            }
+            // Highest index first, so removing one keeps the others valid.
+            conn_events.sort_unstable_by(|a, b| b.cmp(a));
+            for i in conn_events {
+                match self.conns[i].read() {
+                    Input::More => {}
+                    Input::Closed => {
+                        self.conns.remove(i);
+                    }
+                    Input::Line(line) => {
+                        let conn = self.conns.remove(i);
+                        let reply = self.request(&line);
+                        conn.reply(&reply);
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let svc = self.svcs.iter().flat_map(|s| {
+            let probe = if s.probe_pid.is_none() { s.probe_at } else { None };
+            [s.kill_at, s.restart_at, s.ready_deadline, probe]
+        });
+        svc.chain(self.tasks.iter().map(|t| t.kill_at)).flatten().min()
+    }
+
+    fn on_signals(&mut self, sigfd: &SignalFd) {
+        loop {
+            let info = match sigfd.read_signal() {
+                Ok(Some(info)) => info,
+                Ok(None) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    note(&format!("reading signals: {e}"));
+                    return;
+                }
+            };
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(),
+                Ok(Signal::SIGHUP) => {
+                    for i in 0..self.svcs.len() {
+                        if self.svcs[i].res.reload.is_some() && self.svcs[i].pid.is_some() {
+                            if let Err(e) = self.reload(i) {
+                                note(&format!("reload {}: {e}", self.svcs[i].name));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn accept(&mut self, listener: &UnixListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if self.conns.len() >= control::MAX_CONNS {
+                        continue; // dropped: closes the connection
+                    }
+                    if let Ok(c) = Conn::new(stream) {
+                        self.conns.push(c);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn request(&mut self, line: &str) -> serde_json::Value {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let result = match words.as_slice() {
+            ["status"] => return serde_json::to_value(self.status(self.state())).unwrap_or_default(),
+            ["stop"] => {
+                self.begin_stop();
+                Ok(())
+            }
+            ["reload", name] => self.find(name).and_then(|i| self.reload(i)),
+            ["restart", name] => self.find(name).and_then(|i| self.restart(i)),
+            _ => Err(format!("unknown request {line:?}: expected status, reload SERVICE, restart SERVICE or stop")),
+        };
+        match result {
+            Ok(()) => serde_json::json!({ "ok": true }),
+            Err(e) => serde_json::json!({ "ok": false, "error": e }),
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<usize, String> {
+        self.svcs.iter().position(|s| s.name == name).ok_or_else(|| format!("no service {name:?}"))
+    }
+
+    // ---- state changes -------------------------------------------------------
+
+    fn set_svc(&mut self, i: usize, state: ServiceState, message: Option<String>) {
+        let s = &mut self.svcs[i];
+        if s.state != state {
+            s.since = now_ms();
+        }
+        s.state = state;
+        s.message = message;
+        self.dirty = true;
+    }
+
+    fn set_task(&mut self, t: usize, state: TaskState, message: Option<String>) {
+        let task = &mut self.tasks[t];
+        task.state = state;
+        task.since = now_ms();
+        if let Some(m) = &message {
+            note(&format!("init task {}: {m}", task.id));
+        }
+        task.message = message;
+        self.dirty = true;
+    }
+
+    fn prepare(&self, i: usize, argv: &[String]) -> Result<Prepared, String> {
+        let r = &self.svcs[i].res;
+        spawn::prepare(argv, &r.env, r.user.as_deref(), r.workdir.as_deref(), &self.etc_dir)
+    }
+
+    fn start_service(&mut self, i: usize) {
+        let now = Instant::now();
+        let started = self.prepare(i, &self.svcs[i].res.command).and_then(|p| {
+            let s = &self.svcs[i];
+            spawn::spawn(&p, self.devnull.as_fd(), s.log.writer())
+        });
+        let s = &mut self.svcs[i];
+        s.restart_at = None;
+        match started {
+            Ok(pid) => {
+                if s.started_once {
+                    s.restarts += 1;
+                }
+                s.started_once = true;
+                s.pid = Some(pid);
+                s.started = now;
+                s.intent = Intent::None;
+                s.probe_error = None;
+                if s.res.ready.is_some() {
+                    s.ready_deadline = Some(now + self.ready_timeout);
+                    s.probe_at = Some(now);
+                    self.set_svc(i, ServiceState::Starting, None);
+                } else {
+                    s.ever_ready = true;
+                    self.set_svc(i, ServiceState::Ready, None);
+                }
+            }
+            Err(e) => {
+                note(&format!("{}: {e}", s.name));
+                self.set_svc(i, ServiceState::Failed, Some(e));
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, i: usize) {
+        let s = &mut self.svcs[i];
+        s.ever_ready = true;
+        s.ready_deadline = None;
+        s.probe_at = None;
+        s.probe_error = None;
+        self.set_svc(i, ServiceState::Ready, None);
+    }
+
+    fn probe(&mut self, i: usize, now: Instant) {
+        let ok = match self.svcs[i].res.ready.clone() {
+            None => true,
+            Some(Ready::Tcp(port)) => {
+                let addrs = [
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port.0)),
+                    std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port.0)),
+                ];
+                addrs.iter().any(|a| std::net::TcpStream::connect_timeout(a, PROBE_INTERVAL).is_ok())
+            }
+            Some(Ready::Unix(path)) => unix_accepts(Path::new(&path.0)),
+            Some(Ready::Command(argv)) => {
+                let s = &self.svcs[i];
+                match self.prepare(i, &argv).and_then(|p| spawn::spawn(&p, self.devnull.as_fd(), s.log.writer())) {
+                    Ok(pid) => {
+                        self.svcs[i].probe_pid = Some(pid);
+                        self.svcs[i].probe_at = None;
+                        return;
+                    }
+                    Err(e) => {
+                        self.svcs[i].probe_error = Some(e);
+                        false
+                    }
+                }
+            }
+        };
+        if ok {
+            self.mark_ready(i);
+        } else {
+            self.svcs[i].probe_at = Some(now + PROBE_INTERVAL);
+        }
+    }
+
+    /// Asks a running service to end; `intent` says what happens when it has.
+    fn terminate(&mut self, i: usize, intent: Intent, now: Instant) {
+        let s = &mut self.svcs[i];
+        if let Some(pid) = s.pid {
+            signal_group(pid, Signal::SIGTERM);
+            s.kill_at = Some(now + self.stop_timeout);
+        }
+        if let Some(p) = s.probe_pid.take() {
+            signal_group(p, Signal::SIGKILL);
+        }
+        s.probe_at = None;
+        s.ready_deadline = None;
+        s.restart_at = None;
+        s.intent = intent;
+    }
+
+    fn reload(&mut self, i: usize) -> Result<(), String> {
+        let Some(pid) = self.svcs[i].pid else {
+            return Err(format!("{} is not running", self.svcs[i].name));
+        };
+        match self.svcs[i].res.reload.clone() {
+            Some(Reload::Signal(name)) => {
+                let sig = parse_signal(&name)?;
+                nix::sys::signal::killpg(Pid::from_raw(pid), sig).map_err(|e| format!("sending {sig}: {e}"))
+            }
+            Some(Reload::Command(argv)) => {
+                let s = &self.svcs[i];
+                let pid =
+                    self.prepare(i, &argv).and_then(|p| spawn::spawn(&p, self.devnull.as_fd(), s.log.writer()))?;
+                self.reloaders.push((pid, i));
+                Ok(())
+            }
+            None => self.restart(i),
+        }
+    }
+
+    fn restart(&mut self, i: usize) -> Result<(), String> {
+        if self.stop_queue.is_some() {
+            return Err("the supervisor is stopping".into());
+        }
+        if self.svcs[i].pid.is_some() {
+            self.terminate(i, Intent::Restart, Instant::now());
+            self.set_svc(i, ServiceState::Restarting, Some("restart requested".into()));
+            return Ok(());
+        }
+        if self.svcs[i].state == ServiceState::Waiting {
+            return Err(format!("{} is waiting for its dependencies", self.svcs[i].name));
+        }
+        self.svcs[i].backoff = BACKOFF_MIN;
+        self.start_service(i);
+        Ok(())
+    }
+
+    // ---- children ending --------------------------------------------------------
+
+    fn reap(&mut self) {
+        loop {
+            let mut st: libc::c_int = 0;
+            // SAFETY: waitpid with a valid out pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if pid == 0 {
+                return;
+            }
+            if pid < 0 {
+                if Errno::last() == Errno::EINTR {
+                    continue;
+                }
+                return; // ECHILD: nothing left
+            }
+            let info = if libc::WIFEXITED(st) {
+                ExitInfo { code: Some(libc::WEXITSTATUS(st)), signal: None }
+            } else if libc::WIFSIGNALED(st) {
+                let n = libc::WTERMSIG(st);
+                let name = Signal::try_from(n).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("SIG{n}"));
+                ExitInfo { code: None, signal: Some(name) }
+            } else {
+                continue;
+            };
+            self.child_ended(pid, info);
+        }
+    }
+
+    fn child_ended(&mut self, pid: i32, info: ExitInfo) {
+        if let Some(i) = self.svcs.iter().position(|s| s.pid == Some(pid)) {
+            self.service_ended(i, info);
+        } else if let Some(i) = self.svcs.iter().position(|s| s.probe_pid == Some(pid)) {
+            let s = &mut self.svcs[i];
+            s.probe_pid = None;
+            if s.state == ServiceState::Starting && s.pid.is_some() {
+                if info.success() {
+                    self.mark_ready(i);
+                } else {
+                    s.probe_error = Some(format!("ready command ended with {}", describe(&info)));
+                    s.probe_at = Some(Instant::now() + PROBE_INTERVAL);
+                }
+            }
+        } else if let Some(k) = self.reloaders.iter().position(|r| r.0 == pid) {
+            let (_, i) = self.reloaders.swap_remove(k);
+            if !info.success() {
+                note(&format!("reload command of {} ended with {}", self.svcs[i].name, describe(&info)));
+            }
+        } else if let Some(t) = self.tasks.iter().position(|t| t.pid == Some(pid)) {
+            let task = &mut self.tasks[t];
+            if let Some(mut log) = task.log.take() {
+                let _ = log.drain();
+            }
+            task.pid = None;
+            task.kill_at = None;
+            let ok = info.success();
+            let msg = (!ok).then(|| format!("ended with {}", describe(&info)));
+            task.exit = Some(info);
+            self.set_task(t, if ok { TaskState::Done } else { TaskState::Failed }, msg);
+        }
+        // Anything else was an orphan re-parented to us: reaping it was the point.
+    }
+
+    fn service_ended(&mut self, i: usize, info: ExitInfo) {
+        let now = Instant::now();
+        let stopping = self.stop_queue.is_some();
+        let s = &mut self.svcs[i];
+        let _ = s.log.drain();
+        let pid = s.pid.take();
+        if let Some(p) = s.probe_pid.take() {
+            signal_group(p, Signal::SIGKILL);
+        }
+        s.kill_at = None;
+        s.ready_deadline = None;
+        s.probe_at = None;
+        let failed = !info.success();
+        let ran = now.saturating_duration_since(s.started);
+        s.last_exit = Some(info.clone());
+        match std::mem::replace(&mut s.intent, Intent::None) {
+            Intent::Stop => {
+                // Whatever it left in its group goes with it.
+                if let Some(p) = pid {
+                    signal_group(p, Signal::SIGKILL);
+                }
+                self.set_svc(i, ServiceState::Stopped, None);
+            }
+            Intent::Restart => {
+                s.backoff = BACKOFF_MIN;
+                self.start_service(i);
+            }
+            Intent::Fail(msg) => {
+                note(&format!("{}: {msg}", s.name));
+                self.set_svc(i, ServiceState::Failed, Some(msg));
+            }
+            Intent::None => {
+                let again = match s.res.restart {
+                    Restart::Always => true,
+                    Restart::OnFailure => failed,
+                    Restart::No => false,
+                };
+                if again && !stopping {
+                    if ran >= BACKOFF_RESET {
+                        s.backoff = BACKOFF_MIN;
+                    }
+                    let delay = s.backoff;
+                    s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
+                    s.restart_at = Some(now + delay);
+                    let msg = format!("ended with {}; restart in {} ms", describe(&info), delay.as_millis());
+                    self.set_svc(i, ServiceState::Restarting, Some(msg));
+                } else if failed {
+                    let msg = format!("ended with {}", describe(&info));
+                    note(&format!("{}: {msg}", s.name));
+                    self.set_svc(i, ServiceState::Failed, Some(msg));
+                } else {
+                    self.set_svc(i, ServiceState::Exited, None);
+                }
+            }
+        }
+    }
+
+    // ---- scheduling -------------------------------------------------------------
+
+    fn deps_done(&self, i: usize) -> Result<bool, String> {
+        let mut done = true;
+        for d in &self.svc_deps[i] {
+            match *d {
+                Dep::Service(j) => done &= self.svcs[j].ever_ready,
+                Dep::Task(t) => match self.tasks[t].state {
+                    TaskState::Done | TaskState::Skipped => {}
+                    TaskState::Failed => return Err(format!("init task {} failed", self.tasks[t].id)),
+                    _ => done = false,
+                },
+            }
+        }
+        Ok(done)
+    }
+
+    /// Starts what is due; true when something was started or changed state.
+    fn tick(&mut self, now: Instant) -> bool {
+        let before = self.dirty;
+        self.dirty = false;
+        for s in &mut self.svcs {
+            if s.kill_at.is_some_and(|t| t <= now) {
+                s.kill_at = None;
+                if let Some(pid) = s.pid {
+                    note(&format!("{}: still running after SIGTERM, sending SIGKILL", s.name));
+                    signal_group(pid, Signal::SIGKILL);
+                }
+            }
+        }
+        for t in &mut self.tasks {
+            if t.kill_at.is_some_and(|k| k <= now) {
+                t.kill_at = None;
+                if let Some(pid) = t.pid {
+                    signal_group(pid, Signal::SIGKILL);
+                }
+            }
+        }
+        if self.stop_queue.is_some() {
+            self.advance_stop(now);
+        } else {
+            self.timers(now);
+            self.run_due_task();
+            self.start_due_services();
+        }
+        let changed = self.dirty;
+        self.dirty |= before;
+        changed
+    }
+
+    fn timers(&mut self, now: Instant) {
+        for i in 0..self.svcs.len() {
+            let s = &self.svcs[i];
+            match s.state {
+                ServiceState::Restarting if s.pid.is_none() && s.restart_at.is_some_and(|t| t <= now) => {
+                    self.start_service(i)
+                }
+                ServiceState::Starting if s.ready_deadline.is_some_and(|t| t <= now) => {
+                    let mut msg = format!("not ready after {} ms", self.ready_timeout.as_millis());
+                    if let Some(e) = &s.probe_error {
+                        msg.push_str(&format!(" (last probe: {e})"));
+                    }
+                    self.terminate(i, Intent::Fail(msg.clone()), now);
+                    self.set_svc(i, ServiceState::Stopping, Some(msg));
+                }
+                ServiceState::Starting if s.probe_pid.is_none() && s.probe_at.is_some_and(|t| t <= now) => {
+                    self.probe(i, now)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn run_due_task(&mut self) {
+        if self.tasks.iter().any(|t| t.state == TaskState::Running) {
+            return;
+        }
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].state != TaskState::Pending || !self.task_deps[t].iter().all(|&j| self.svcs[j].ever_ready)
+            {
+                continue;
+            }
+            if let Some(c) = &self.tasks[t].task.creates {
+                if std::fs::symlink_metadata(c).is_ok() {
+                    self.set_task(t, TaskState::Skipped, None);
+                    continue;
+                }
+            }
+            match self.start_task(t) {
+                Ok(()) => {
+                    self.set_task(t, TaskState::Running, None);
+                    return; // one at a time
+                }
+                Err(e) => self.set_task(t, TaskState::Failed, Some(e)),
+            }
+        }
+    }
+
+    fn start_task(&mut self, t: usize) -> Result<(), String> {
+        let task = &self.tasks[t].task;
+        let p = spawn::prepare(&task.command, &BTreeMap::new(), task.user.as_deref(), None, &self.etc_dir)?;
+        let stdin = match &task.stdin {
+            None => None,
+            Some(text) => {
+                let mut missing = None;
+                let body = text.render(|name| {
+                    let v = (self.secret)(name);
+                    if v.is_none() {
+                        missing = Some(name.to_string());
+                    }
+                    v
+                });
+                let body = body.ok_or_else(|| format!("secret {:?} is not available", missing.unwrap_or_default()))?;
+                Some(memfd_with(body.as_bytes()).map_err(|e| format!("stdin: {e}"))?)
+            }
+        };
+        let name = self.tasks[t].id.replace('/', "_");
+        let path = self.run_dir.join("logs").join("init").join(format!("{name}.log"));
+        let log = LogSink::new(path, self.log_max).map_err(|e| format!("log: {e}"))?;
+        let input = stdin.as_ref().map_or(self.devnull.as_fd(), |f| f.as_fd());
+        let pid = spawn::spawn(&p, input, log.writer())?;
+        let task = &mut self.tasks[t];
+        task.pid = Some(pid);
+        task.log = Some(log);
+        task.exit = None;
+        Ok(())
+    }
+
+    fn start_due_services(&mut self) {
+        let early = self
+            .tasks
+            .iter()
+            .any(|t| t.task.after.is_empty() && matches!(t.state, TaskState::Pending | TaskState::Running));
+        if early {
+            return;
+        }
+        for k in 0..self.order.len() {
+            let i = self.order[k];
+            if self.svcs[i].state != ServiceState::Waiting {
+                continue;
+            }
+            match self.deps_done(i) {
+                Ok(true) => self.start_service(i),
+                Ok(false) => {}
+                Err(e) => {
+                    let msg = Some(format!("blocked: {e}"));
+                    if self.svcs[i].message != msg {
+                        self.set_svc(i, ServiceState::Waiting, msg);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- stopping ---------------------------------------------------------------
+
+    fn begin_stop(&mut self) {
+        if self.stop_queue.is_some() {
+            return;
+        }
+        note("stopping");
+        let now = Instant::now();
+        self.stop_queue = Some(self.order.clone());
+        for s in &mut self.svcs {
+            s.restart_at = None;
+            s.ready_deadline = None;
+            s.probe_at = None;
+            if let Some(p) = s.probe_pid.take() {
+                signal_group(p, Signal::SIGKILL);
+            }
+        }
+        for &(pid, _) in &self.reloaders {
+            signal_group(pid, Signal::SIGKILL);
+        }
+        for t in &mut self.tasks {
+            if let Some(pid) = t.pid {
+                signal_group(pid, Signal::SIGTERM);
+                t.kill_at = Some(now + self.stop_timeout);
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn advance_stop(&mut self, now: Instant) {
+        // A running init task ends first: it runs after the services it needs.
+        if self.tasks.iter().any(|t| t.pid.is_some()) {
+            return;
+        }
+        while let Some(i) = self.stop_queue.as_ref().and_then(|q| q.last().copied()) {
+            if self.svcs[i].pid.is_none() {
+                if !matches!(self.svcs[i].state, ServiceState::Exited | ServiceState::Failed | ServiceState::Stopped) {
+                    self.set_svc(i, ServiceState::Stopped, None);
+                }
+                if let Some(q) = self.stop_queue.as_mut() {
+                    q.pop();
+                }
+                continue;
+            }
+            if !matches!(self.svcs[i].intent, Intent::Stop) {
+                self.terminate(i, Intent::Stop, now);
+                self.set_svc(i, ServiceState::Stopping, None);
+            }
+            return;
+        }
+    }
+
+    fn stop_complete(&self) -> bool {
+        self.stop_queue.as_ref().is_some_and(|q| q.is_empty()) && self.tasks.iter().all(|t| t.pid.is_none())
+    }
+
+    fn finish(&mut self) {
+        for &(pid, _) in &self.reloaders {
+            signal_group(pid, Signal::SIGKILL);
+        }
+        self.reap();
+        for s in &mut self.svcs {
+            let _ = s.log.drain();
+        }
+        self.write_status(SupervisorState::Stopped);
+        note("stopped");
+    }
+
+    // ---- status -----------------------------------------------------------------
+
+    fn state(&self) -> SupervisorState {
+        if self.stop_queue.is_some() {
+            SupervisorState::Stopping
+        } else {
+            SupervisorState::Running
+        }
+    }
+
+    fn status(&self, state: SupervisorState) -> Status {
+        Status {
+            pid: std::process::id() as i32,
+            state: if state == SupervisorState::Stopped { state } else { self.state() },
+            services: self
+                .svcs
+                .iter()
+                .map(|s| {
+                    let st = ServiceStatus {
+                        state: s.state,
+                        pid: s.pid,
+                        restarts: s.restarts,
+                        last_exit: s.last_exit.clone(),
+                        since: s.since,
+                        message: s.message.clone(),
+                    };
+                    (s.name.clone(), st)
+                })
+                .collect(),
+            init: self
+                .tasks
+                .iter()
+                .map(|t| {
+                    let st =
+                        TaskStatus { state: t.state, exit: t.exit.clone(), since: t.since, message: t.message.clone() };
+                    (t.id.clone(), st)
+                })
+                .collect(),
+        }
+    }
+
+    fn write_status(&mut self, state: SupervisorState) {
+        self.dirty = false;
+        let path = self.run_dir.join("status.json");
+        let tmp = self.run_dir.join(".status.json.tmp");
+        let result = serde_json::to_vec(&self.status(state))
+            .map_err(std::io::Error::other)
+            .and_then(|mut bytes| {
+                bytes.push(b'\n');
+                std::fs::write(&tmp, bytes)
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            // Shown once: a full disk must not flood the supervisor's stderr.
+            if !self.status_error_shown {
+                note(&format!("writing {}: {e}", path.display()));
+                self.status_error_shown = true;
+            }
+        }
+    }
+}
+
+fn describe(info: &ExitInfo) -> String {
+    match (&info.code, &info.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => "unknown status".into(),
+    }
+}
+
+/// A unix socket counts as ready when a connect is accepted, or queued (EAGAIN: the
+/// backlog is full, but something listens).
+fn unix_accepts(path: &Path) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let Ok(addr) = UnixAddr::new(path) else { return false };
+    let Ok(fd) = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+    else {
+        return false;
+    };
+    matches!(connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr), Ok(()) | Err(Errno::EAGAIN))
+}
+
+/// Secret stdin goes through an anonymous memory file, not a pipe: the child can read
+/// it at its own pace while we never block on a full pipe.
+fn memfd_with(data: &[u8]) -> std::io::Result<File> {
+    // SAFETY: memfd_create with a valid C string; the fd is owned by the File.
+    let fd = unsafe { libc::memfd_create(c"init-stdin".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    f.write_all(data)?;
+    f.rewind()?;
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(parse_signal("HUP").unwrap(), Signal::SIGHUP);
+        assert_eq!(parse_signal("sigusr1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal("15").unwrap(), Signal::SIGTERM);
+        assert!(parse_signal("NOPE").is_err());
+    }
+
+    fn cfg(svcs: &[(&str, &[&str])], tasks: &[(&str, &[&str])]) -> SupervisorConfig {
+        let mut c = SupervisorConfig::new("/nonexistent");
+        for (n, after) in svcs {
+            let mut s = ServiceRes::new(&["true"]);
+            for a in *after {
+                s = s.after(a);
+            }
+            c.services.insert(n.to_string(), s);
+        }
+        for (n, after) in tasks {
+            let mut t = InitTask::new(&["true"]);
+            for a in *after {
+                t = t.after(a);
+            }
+            c.init.insert(n.to_string(), t);
+        }
+        c
+    }
+
+    #[test]
+    fn dependency_order_and_cycles() {
+        let (_, _, order) = graph(&cfg(&[("a", &["c"]), ("b", &[]), ("c", &["b"])], &[])).unwrap();
+        assert_eq!(order, vec![1, 2, 0]); // b, c, a
+        let e = graph(&cfg(&[("a", &["b"]), ("b", &["a"])], &[])).unwrap_err();
+        assert!(e.to_string().contains("cycle"), "{e}");
+        let e = graph(&cfg(&[("a", &["t"])], &[("t", &["a"])])).unwrap_err();
+        assert!(e.to_string().contains("cycle"), "{e}");
+        let e = graph(&cfg(&[("a", &["zz"])], &[])).unwrap_err();
+        assert!(e.to_string().contains("unknown"), "{e}");
+        assert!(graph(&cfg(&[("a", &["t"])], &[("t", &[])])).is_ok());
+    }
+}

@@ -1,0 +1,234 @@
+//! Starting one child process.
+//!
+//! Invariant: everything that allocates (argv, environment, program lookup, user
+//! lookup) happens in `prepare`, before fork; between fork and exec the child only
+//! makes async-signal-safe libc calls. The child gets an empty signal mask and default
+//! dispositions, its own session and process group (so a signal to `-pid` reaches all
+//! it started), stdin/stdout/stderr as given and no other descriptor: every fd above 2
+//! is marked close-on-exec with close_range(2). Failures before exec come back to the
+//! parent over a close-on-exec pipe, so a missing program or a refused setuid is a
+//! clear error instead of an exit code 127.
+
+use super::users::{self, Ident};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use std::collections::BTreeMap;
+use std::ffi::{c_char, CString};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Search path of children unless their `env` sets PATH.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A command ready to be forked and exec'd any number of times.
+#[derive(Debug)]
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    ident: Option<Ident>,
+    workdir: Option<CString>,
+}
+
+fn cstring(what: &str, s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{what} contains a NUL byte: {s:?}"))
+}
+
+fn find_program(prog: &str, path_var: &str) -> Option<PathBuf> {
+    if prog.contains('/') {
+        return Some(PathBuf::from(prog));
+    }
+    path_var.split(':').find_map(|dir| {
+        let p = Path::new(if dir.is_empty() { "." } else { dir }).join(prog);
+        let m = std::fs::metadata(&p).ok()?;
+        (m.is_file() && m.permissions().mode() & 0o111 != 0).then_some(p)
+    })
+}
+
+/// Resolves the program (through the child's PATH), the user and the environment:
+/// PATH, HOME, USER and LOGNAME, then `env` on top.
+pub fn prepare(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    user: Option<&str>,
+    workdir: Option<&str>,
+    etc: &Path,
+) -> Result<Prepared, String> {
+    let prog = argv.first().ok_or("empty command")?;
+    let ident = user.map(|u| users::resolve(u, etc)).transpose()?;
+    let mut vars: BTreeMap<&str, &str> = BTreeMap::new();
+    vars.insert("PATH", DEFAULT_PATH);
+    let (name, home) = ident.as_ref().map_or(("root", "/root"), |i| (i.name.as_str(), i.home.as_str()));
+    vars.insert("HOME", home);
+    vars.insert("USER", name);
+    vars.insert("LOGNAME", name);
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') {
+            return Err(format!("invalid environment variable name {k:?}"));
+        }
+        vars.insert(k, v);
+    }
+    let path_var = vars.get("PATH").copied().unwrap_or(DEFAULT_PATH);
+    let path = find_program(prog, path_var).ok_or_else(|| format!("{prog}: command not found in PATH={path_var}"))?;
+    let path = cstring("program path", &path.to_string_lossy())?;
+    Ok(Prepared {
+        path,
+        argv: argv.iter().map(|a| cstring("argument", a)).collect::<Result<_, _>>()?,
+        envp: vars.iter().map(|(k, v)| cstring("environment", &format!("{k}={v}"))).collect::<Result<_, _>>()?,
+        ident,
+        workdir: workdir.map(|w| cstring("workdir", w)).transpose()?,
+    })
+}
+
+const STAGES: [&str; 7] = ["setsid", "dup2", "setgroups", "setgid", "setuid", "chdir", "execve"];
+
+/// Forks and execs `p`; returns the child's pid (also its process group id).
+pub fn spawn(p: &Prepared, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) -> Result<i32, String> {
+    let argv: Vec<*const c_char> = p.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let envp: Vec<*const c_char> = p.envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let groups: Vec<libc::gid_t> = p.ident.as_ref().map(|i| i.groups.clone()).unwrap_or_default();
+    let ids = p.ident.as_ref().map(|i| (i.uid, i.gid));
+    let workdir = p.workdir.as_ref().map_or(std::ptr::null(), |w| w.as_ptr());
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let child = Child {
+        path: p.path.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        groups: &groups,
+        ids,
+        workdir,
+        stdin: stdin.as_raw_fd(),
+        out: out.as_raw_fd(),
+        report: err_w.as_raw_fd(),
+    };
+    // SAFETY: the supervisor is single-threaded (checked by `run`), and the child
+    // branch only calls async-signal-safe functions on memory prepared above.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", Errno::last()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; `run_child` never returns.
+        unsafe { child.run() }
+    }
+    drop(err_w);
+    let mut buf = [0u8; 8];
+    let n = loop {
+        match nix::unistd::read(&err_r, &mut buf) {
+            Err(Errno::EINTR) => continue,
+            r => break r,
+        }
+    };
+    match n {
+        Ok(0) => Ok(pid),
+        Ok(_) => {
+            // The child exits right after reporting; reap it here so the main loop
+            // never sees a pid it does not know.
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            let stage = STAGES.get(usize::from(buf[0])).copied().unwrap_or("start");
+            let errno = Errno::from_raw(i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]));
+            let what = if stage == "execve" { p.path.to_string_lossy().into_owned() } else { stage.to_string() };
+            Err(format!("{what}: {}", errno.desc()))
+        }
+        Err(e) => Err(format!("reading the start report: {e}")),
+    }
+}
+
+/// What the child needs, as raw pointers valid until exec.
+struct Child<'a> {
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    groups: &'a [libc::gid_t],
+    ids: Option<(u32, u32)>,
+    workdir: *const c_char,
+    stdin: RawFd,
+    out: RawFd,
+    report: RawFd,
+}
+
+impl Child<'_> {
+    /// Tells the parent which step failed (with errno) and exits.
+    unsafe fn fail(&self, stage: u8) -> ! {
+        let errno = Errno::last_raw();
+        let mut b = [0u8; 8];
+        b[0] = stage;
+        b[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(self.report, b.as_ptr().cast(), b.len());
+        libc::_exit(127)
+    }
+
+    unsafe fn run(&self) -> ! {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // Rust ignores SIGPIPE; ignored dispositions survive exec, handlers do not.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        if libc::setsid() < 0 {
+            self.fail(0);
+        }
+        if libc::dup2(self.stdin, 0) < 0 || libc::dup2(self.out, 1) < 0 || libc::dup2(self.out, 2) < 0 {
+            self.fail(1);
+        }
+        // Everything above stderr closes at exec, including the report pipe, which
+        // must stay open until then.
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 { lim.rlim_cur.min(65536) } else { 4096 };
+            for fd in 3..max as libc::c_int {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        if let Some((uid, gid)) = self.ids {
+            if libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0 {
+                self.fail(2);
+            }
+            if libc::setgid(gid) != 0 {
+                self.fail(3);
+            }
+            if libc::setuid(uid) != 0 {
+                self.fail(4);
+            }
+        }
+        if !self.workdir.is_null() && libc::chdir(self.workdir) != 0 {
+            self.fail(5);
+        }
+        libc::execve(self.path, self.argv, self.envp);
+        self.fail(6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_lookup_uses_the_child_path() {
+        assert_eq!(find_program("sh", "/nonexistent:/bin"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(find_program("sh", "/nonexistent"), None);
+        assert_eq!(find_program("./x", ""), Some(PathBuf::from("./x")));
+    }
+
+    #[test]
+    fn environment_defaults_and_overrides() {
+        let mut env = BTreeMap::new();
+        env.insert("FOO".to_string(), "bar".to_string());
+        env.insert("HOME".to_string(), "/srv".to_string());
+        let p = prepare(&["sh".into()], &env, None, None, Path::new("/etc")).unwrap();
+        let vars: Vec<String> = p.envp.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+        assert!(vars.contains(&format!("PATH={DEFAULT_PATH}")));
+        assert!(vars.contains(&"HOME=/srv".to_string()));
+        assert!(vars.contains(&"FOO=bar".to_string()));
+        env.insert("A=B".into(), "x".into());
+        assert!(prepare(&["sh".into()], &env, None, None, Path::new("/etc")).is_err());
+        assert!(prepare(&["no-such-program-xyz".into()], &BTreeMap::new(), None, None, Path::new("/etc"))
+            .unwrap_err()
+            .contains("command not found"));
+        assert!(prepare(&[], &BTreeMap::new(), None, None, Path::new("/etc")).is_err());
+    }
+}
