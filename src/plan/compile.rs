@@ -70,6 +70,11 @@ fn script_errors(loaded: &Loaded, e: Vec<crate::script::ScriptProblem>) -> SpecE
     let mut errs = loaded.errors(Vec::new());
     for sp in e {
         match sp.source {
+            // Inline scripts live in the spec: name them after it.
+            Some(mut src) if src.name.starts_with("hooks[") => {
+                src.name = format!("{}#{}", loaded.file, src.name);
+                errs.push_in(src, sp.problem)
+            }
             Some(src) => errs.push_in(src, sp.problem),
             None => errs.push(crate::spec::locate(&loaded.tree, sp.problem)),
         }

@@ -131,7 +131,7 @@ fn on_plan(plan) {
 "#,
     ));
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e[0].starts_with("hooks[0].inline:3:24: Array index 3 out of bounds"), "{e:?}");
+    assert!(e[0].starts_with("test.toml#hooks[0].inline:3:24: Array index 3 out of bounds"), "{e:?}");
     assert!(e[1].starts_with("test.toml:3:10: error in this hook (hooks[0].inline:3:24)"), "{e:?}");
 }
 
@@ -143,7 +143,7 @@ hooks = [{ inline = "fn on_spec(spec) {\n  let x = ;\n  spec\n}" }]
 "#,
     ));
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e[0].starts_with("hooks[0].inline:2:11: syntax error"), "{e:?}");
+    assert!(e[0].starts_with("test.toml#hooks[0].inline:2:11: syntax error"), "{e:?}");
     assert!(e[1].starts_with("test.toml:2:21: error in this hook"), "{e:?}");
 }
 
@@ -161,7 +161,7 @@ fn on_plan(plan) {
     ));
     assert!(e[0].contains(BUDGET_MSG), "{e:?}");
     // Rhai moves the position of a stopped run to the call: `on_plan` is named.
-    assert!(e[0].starts_with("hooks[0].inline:1:4: "), "{e:?}");
+    assert!(e[0].starts_with("test.toml#hooks[0].inline:1:4: "), "{e:?}");
     // At the top level too.
     let e = errors(try_test_plan("name = \"x\"\nhooks = [{ inline = \"while true {}\\nfn on_plan(p) { p }\" }]\n"));
     assert!(e[0].contains(BUDGET_MSG), "{e:?}");
@@ -178,7 +178,10 @@ fn unknown_keys_in_a_returned_plan_are_errors() {
     let e = errors(try_test_plan(
         "name = \"x\"\nhooks = [{ inline = \"fn on_plan(plan) {\\n  plan.filez = 1;\\n  plan\\n}\" }]\n",
     ));
-    assert!(e[0].starts_with("hooks[0].inline:1:4: `on_plan` returned an invalid plan: unknown key `filez`"), "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml#hooks[0].inline:1:4: `on_plan` returned an invalid plan: unknown key `filez`"),
+        "{e:?}"
+    );
     assert!(e.last().is_some_and(|l| l.contains("error in this hook")), "{e:?}");
 }
 
