@@ -50,6 +50,13 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Run the supervisor (PID 1 of a container) from a JSON config. Internal: the
+    /// executor starts it; it is not meant to be typed.
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// A `SupervisorConfig` as JSON.
+        config: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -75,9 +82,31 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Supervise { config } => supervise(&config),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "container", &mut std::io::stdout());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// PID 1 of a container: read the config, then hand over to the supervisor (which
+/// refuses to run once a second thread exists; nothing before this starts one).
+fn supervise(config: &std::path::Path) -> ExitCode {
+    let cfg = match std::fs::read(config).map_err(|e| e.to_string()).and_then(|b| {
+        serde_json::from_slice::<crate::exec::supervisor::SupervisorConfig>(&b).map_err(|e| e.to_string())
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: supervisor config {}: {e}", config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::exec::supervisor::run(cfg) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: supervisor: {e}");
+            ExitCode::FAILURE
         }
     }
 }
