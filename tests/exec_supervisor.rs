@@ -496,7 +496,13 @@ fn init_tasks_run_in_order_and_honour_creates() {
     cfg.init.insert("a3-fails".into(), t.task("echo a3 >> order; exit 4"));
     cfg.init.insert("b-after-svc".into(), t.task("echo b >> order").after("svc"));
     cfg.init.insert("skipped".into(), t.task("echo skipped >> order").creates(&t.path("exists").to_string_lossy()));
-    cfg.services.insert("svc".into(), t.sh("echo svc >> order; exec sleep 100").after("a2"));
+    // Ready once its line is written: without a probe a service counts as ready as
+    // soon as it runs, and `b-after-svc` could then race the shell's echo.
+    let order = t.path("order").to_string_lossy().to_string();
+    cfg.services.insert(
+        "svc".into(),
+        t.sh("echo svc >> order; exec sleep 100").after("a2").ready_command(&["/bin/grep", "-qx", "svc", &order]),
+    );
     cfg.services.insert("blocked".into(), t.sh("echo blocked >> order; exec sleep 100").after("a3-fails"));
     let sup = t.start(cfg);
     let st = sup.wait_for("b-after-svc done", |s| s.init["b-after-svc"].state == TaskState::Done);
