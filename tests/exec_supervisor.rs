@@ -228,7 +228,12 @@ fn services_start_in_order_after_readiness() {
         .sh("date +%s%N > c.start; sleep 0.3; date +%s%N > c.ready; touch c.flag; exec sleep 100")
         .ready_command(&["test", "-e", &t.path("c.flag").to_string_lossy()])
         .after("b");
-    let d = t.sh("date +%s%N > d.start; exec sleep 100").after("c").after("a");
+    // Without a probe `d` would count as ready before `date` has filled d.start.
+    let d = t
+        .sh("date +%s%N > d.start; exec sleep 100")
+        .ready_command(&["test", "-s", &t.path("d.start").to_string_lossy()])
+        .after("c")
+        .after("a");
     cfg.services.extend([("a".into(), a), ("b".into(), b), ("c".into(), c), ("d".into(), d)]);
     let sup = t.start(cfg);
     let st = sup.wait_state("d", ServiceState::Ready);
