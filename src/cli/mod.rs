@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
     }))
     .ok();
     match cli.command {
-        Command::Validate { files } => plan::validate(&files),
+        Command::Validate { files } => plan::validate(&cli.root, &files),
         Command::Plan { file, json } => plan::plan(&cli.root, file.as_deref(), json),
         Command::Schema => {
             print!("{}", crate::schema::schema_json());

@@ -39,12 +39,12 @@ pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loade
     Ok((loaded, plan, state))
 }
 
-pub fn validate(files: &[PathBuf]) -> ExitCode {
+pub fn validate(root: &Path, files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
-    let root = std::env::temp_dir().join("container-validate-no-state");
     for f in files {
-        // Validation compiles too (modules, hooks), but against an empty state.
-        if load_and_compile(&root, Some(f)).is_err() {
+        // Validation compiles too (modules, hooks) against the state under `root`
+        // (read only), so an address another container holds is caught here as well.
+        if load_and_compile(root, Some(f)).is_err() {
             ok = false;
         }
     }
