@@ -8,6 +8,7 @@ pub mod diag;
 pub mod exec;
 pub mod modules;
 pub mod plan;
+pub mod runtime;
 pub mod schema;
 pub mod script;
 pub mod spec;

@@ -5,6 +5,7 @@
 //! test of the library could not reach.
 
 mod plan;
+mod run;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,6 +42,58 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Converge the host to a spec: create or update the container, start it, wait
+    /// until its services are ready.
+    Apply {
+        /// Spec file; without it, the embedded example (examples/hello-host.toml).
+        file: Option<PathBuf>,
+        /// Print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the containers under the state root.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a container's services, init tasks, pids and restarts (all containers
+    /// without a name).
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a stopped container from its applied spec.
+    Start { name: String },
+    /// Stop a container: services in reverse order, SIGTERM then SIGKILL.
+    Stop {
+        name: String,
+        /// Seconds each service gets between SIGTERM and SIGKILL (default 10).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+    /// Stop and start a container.
+    Restart {
+        name: String,
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+    /// Print a container's service logs.
+    Logs {
+        name: String,
+        /// One service (default: all, each line prefixed with its service).
+        service: Option<String>,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Stop and delete a container. Its volumes and secrets are kept unless --volumes.
+    Destroy {
+        name: String,
+        /// Delete the volumes and secrets too.
+        #[arg(long)]
+        volumes: bool,
+    },
     /// Print the JSON schema (draft-07) of the spec language.
     Schema,
     /// Describe a part of the spec language, e.g. `services.caddy.sites`.
@@ -68,6 +121,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate { files } => plan::validate(&cli.root, &files),
         Command::Plan { file, json } => plan::plan(&cli.root, file.as_deref(), json),
+        Command::Apply { file, dry_run } => run::apply(&cli.root, file.as_deref(), dry_run),
+        Command::List { json } => run::list(&cli.root, json),
+        Command::Status { name, json } => run::status(&cli.root, name.as_deref(), json),
+        Command::Start { name } => run::start(&cli.root, &name),
+        Command::Stop { name, timeout } => run::stop(&cli.root, &name, timeout),
+        Command::Restart { name, timeout } => run::restart(&cli.root, &name, timeout),
+        Command::Logs { name, service, follow } => run::logs(&cli.root, &name, service.as_deref(), follow),
+        Command::Destroy { name, volumes } => run::destroy(&cli.root, &name, volumes),
         Command::Schema => {
             print!("{}", crate::schema::schema_json());
             ExitCode::SUCCESS
@@ -93,6 +154,12 @@ pub fn main() -> ExitCode {
 /// PID 1 of a container: read the config, then hand over to the supervisor (which
 /// refuses to run once a second thread exists; nothing before this starts one).
 fn supervise(config: &std::path::Path) -> ExitCode {
+    // Detach from the session of whoever started the container (a terminal's hangup
+    // or job-control signals must not reach it). Fails harmlessly if already a leader.
+    // SAFETY: setsid has no memory effects.
+    unsafe {
+        libc::setsid();
+    }
     let cfg = match std::fs::read(config).map_err(|e| e.to_string()).and_then(|b| {
         serde_json::from_slice::<crate::exec::supervisor::SupervisorConfig>(&b).map_err(|e| e.to_string())
     }) {

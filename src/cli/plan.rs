@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-fn report(e: &SpecErrors) {
+pub(crate) fn report(e: &SpecErrors) {
     eprintln!("{:?}", e.report());
 }
 

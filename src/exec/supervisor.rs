@@ -51,6 +51,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use spawn::DEFAULT_PATH;
+pub use users::{resolve as resolve_user, Ident};
 
 /// Everything the supervisor needs; written as JSON by the executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +212,8 @@ pub enum SupervisorState {
 /// The content of `status.json` and the reply to `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    #[serde(default)]
+    pub generation: u64,
     pub pid: i32,
     pub state: SupervisorState,
     pub services: BTreeMap<String, ServiceStatus>,

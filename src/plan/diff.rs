@@ -318,11 +318,10 @@ fn create(r: &Resource, new: &Plan, existing: bool) -> Change {
         ("layer", _) => vec![Effect::BuildLayer],
         ("secret", _) => vec![Effect::CreateSecret(r.name.clone())],
         ("mount", true) => vec![Effect::RecreateContainer],
-        ("file", true) => {
-            let mut e = vec![Effect::WriteFile(r.name.clone())];
-            e.extend(users_of(new, &r.name));
-            e
-        }
+        // Rendered files are bound into the container one by one, and a running
+        // container's read-only root cannot take a new mount point: a new file
+        // recreates the container (a changed one is rewritten in place).
+        ("file", true) => vec![Effect::WriteFile(r.name.clone()), Effect::RecreateContainer],
         ("network", true) => vec![Effect::ReconfigureNetwork],
         ("service", true) => vec![Effect::StartService(r.name.clone())],
         ("init", true) => vec![Effect::RunInit(r.name.clone())],
@@ -369,8 +368,8 @@ fn update(a: &Resource, b: &Resource, new: &Plan) -> Change {
 
 fn delete(r: &Resource, new: &Plan) -> Change {
     let effects = match r.kind {
-        "mount" | "container" | "layer" => vec![Effect::RecreateContainer],
-        "file" => users_of(new, &r.name),
+        // A removed file's bind mount goes with the container it is in.
+        "mount" | "container" | "layer" | "file" => vec![Effect::RecreateContainer],
         "service" => vec![Effect::StopService(r.name.clone())],
         "network" => vec![Effect::ReconfigureNetwork],
         _ => Vec::new(),

@@ -1,0 +1,485 @@
+//! `apply` and the lifecycle commands: list, status, start, stop, restart, exec,
+//! shell, logs, destroy.
+
+use super::plan::{report, EMBEDDED, EMBEDDED_NAME};
+use crate::exec::supervisor::{self, ServiceState, Status};
+use crate::plan::{self, render, DirReader, Env, Plan};
+use crate::runtime::{self, layout, Applied, Dirs, RunError};
+use crate::spec;
+use crate::state::StateRoot;
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+fn out(text: &str) -> ExitCode {
+    let mut o = anstream::stdout();
+    if o.write_all(text.as_bytes()).and_then(|_| o.flush()).is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Record the plan's addresses (auto or given) so no other container gets them.
+fn record_addresses(state: &StateRoot, plan: &Plan) -> Result<(), RunError> {
+    let mut pool = state.pool()?;
+    let host = |s: &Option<String>| s.as_deref().and_then(|a| a.split('/').next()).map(str::to_string);
+    let before = pool.clone();
+    match host(&plan.network.ipv4).and_then(|a| a.parse().ok()) {
+        Some(a) => {
+            pool.ipv4.insert(plan.name.clone(), a);
+        }
+        None => {
+            pool.ipv4.remove(&plan.name);
+        }
+    }
+    match host(&plan.network.ipv6).and_then(|a| a.parse().ok()) {
+        Some(a) => {
+            pool.ipv6.insert(plan.name.clone(), a);
+        }
+        None => {
+            pool.ipv6.remove(&plan.name);
+        }
+    }
+    if pool != before {
+        state.save_pool(&pool)?;
+    }
+    Ok(())
+}
+
+pub fn apply(root: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
+    if file.is_none() {
+        say(&format!("(no spec given: applying the embedded example {EMBEDDED_NAME})"));
+    }
+    let loaded = match file {
+        Some(f) => spec::load_file(f),
+        None => spec::load_embedded(EMBEDDED_NAME, EMBEDDED),
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            report(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = loaded.spec.name.0.clone();
+    let started = Instant::now();
+    // The container's lock first, then the pool's for compile + record: two applies
+    // of different containers never pick the same "auto" address.
+    let _lock = match (!dry_run).then(|| runtime::lock(root, &name, &mut say)).transpose() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let state = StateRoot::new(root);
+    let plan = {
+        let _pool = match (!dry_run).then(|| runtime::lock_shared(root, "pool")).transpose() {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        let pool = match state.pool() {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let reader = DirReader(loaded.dir.clone());
+        let plan = match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
+            Ok(p) => p,
+            Err(e) => {
+                report(&e);
+                return ExitCode::FAILURE;
+            }
+        };
+        if !dry_run {
+            if let Err(e) = record_addresses(&state, &plan) {
+                return fail(e);
+            }
+        }
+        plan
+    };
+    let old = match runtime::applied(root, &name) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let changes = plan::diff(old.as_ref(), &plan);
+    if dry_run {
+        return out(&render::human(&changes, true));
+    }
+    let dirs = Dirs::new(root, &name);
+    let running = layout::running(&dirs).is_some();
+    if !changes.is_empty() && out(&render::human(&changes, true)) != ExitCode::SUCCESS {
+        return ExitCode::FAILURE;
+    }
+    match runtime::apply(root, &plan, &changes, &mut say) {
+        Ok(Applied::Unchanged) => {
+            let _ = out(&format!("No changes. {name} is running the spec already.\n"));
+            ExitCode::SUCCESS
+        }
+        Ok(Applied::Started { recreated, status }) => {
+            let verb = if recreated {
+                "recreated"
+            } else if old.is_some() && !running {
+                "started"
+            } else {
+                "created"
+            };
+            finish(&plan, &status, &format!("{name} {verb}"), started)
+        }
+        Ok(Applied::Updated { reloaded, restarted, network, status }) => {
+            let mut what = Vec::new();
+            if !reloaded.is_empty() {
+                what.push(format!("reloaded {}", reloaded.join(", ")));
+            }
+            if !restarted.is_empty() {
+                what.push(format!("restarted {}", restarted.join(", ")));
+            }
+            if network {
+                what.push("network reconfigured".into());
+            }
+            if what.is_empty() {
+                what.push("updated in place".into());
+            }
+            finish(&plan, &status, &format!("{name}: {}", what.join("; ")), started)
+        }
+        Err(e) => fail(format!("apply {name}: {e}")),
+    }
+}
+
+/// Final report of an apply/start: service states, failures, how to reach it.
+fn finish(plan: &Plan, status: &Status, headline: &str, started: Instant) -> ExitCode {
+    let mut text = format!("{headline} in {:.2} s\n", started.elapsed().as_secs_f64());
+    text.push_str(&service_table(status));
+    let failures = runtime::failures(status);
+    if !failures.is_empty() {
+        let _ = out(&text);
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        eprintln!("(logs: container logs {})", plan.name);
+        return ExitCode::FAILURE;
+    }
+    text.push_str(&reach(plan));
+    out(&text)
+}
+
+fn service_table(st: &Status) -> String {
+    let mut s = String::new();
+    for (n, svc) in &st.services {
+        let pid = svc.pid.map(|p| format!("pid {p}")).unwrap_or_default();
+        s.push_str(&format!("  {n:<16} {:<10} {pid}\n", state_word(svc.state)));
+    }
+    s
+}
+
+fn state_word(s: ServiceState) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// How to reach the container's listening ports.
+fn reach(plan: &Plan) -> String {
+    let addr = |s: &Option<String>| s.as_deref().and_then(|a| a.split('/').next()).map(str::to_string);
+    let hosts: Vec<String> = match plan.network.mode {
+        crate::spec::types::NetMode::Host => vec!["127.0.0.1".into()],
+        crate::spec::types::NetMode::None => Vec::new(),
+        crate::spec::types::NetMode::Routed => {
+            addr(&plan.network.ipv4).into_iter().chain(addr(&plan.network.ipv6).map(|a| format!("[{a}]"))).collect()
+        }
+    };
+    let mut s = String::new();
+    if hosts.is_empty() {
+        return s;
+    }
+    for (port, owner) in &plan.ports {
+        let Some(("tcp", num)) = port.split_once('/') else { continue };
+        let urls: Vec<String> = hosts.iter().map(|h| format!("{h}:{num}")).collect();
+        s.push_str(&format!("  {owner} listens on tcp/{num}: {}\n", urls.join("  ")));
+        if matches!(num, "80" | "8080" | "8000") {
+            s.push_str(&format!("  try: curl http://{}/\n", urls[0]));
+        }
+    }
+    if s.is_empty() {
+        s = format!("  address: {}\n", hosts.join(" "));
+    }
+    s
+}
+
+/// One container's row for `list` and the head of `status`.
+fn summary(root: &Path, name: &str) -> serde_json::Value {
+    let dirs = Dirs::new(root, name);
+    let info = layout::running(&dirs);
+    let plan = runtime::applied(root, name).ok().flatten();
+    let pending = dirs.pending().exists();
+    let state = match (&info, pending) {
+        (Some(_), false) => "running",
+        (Some(_), true) => "running (apply interrupted)",
+        (None, true) => "stopped (apply interrupted)",
+        (None, false) => "stopped",
+    };
+    let status = info.and_then(|_| supervisor::read_status(&dirs.run()).ok());
+    let (ready, total) = status
+        .as_ref()
+        .map(|s| (s.services.values().filter(|x| x.state == ServiceState::Ready).count(), s.services.len()))
+        .unwrap_or((0, plan.as_ref().map(|p| p.services.len()).unwrap_or(0)));
+    json!({
+        "name": name,
+        "state": state,
+        "pid": info.map(|i| i.pid),
+        "started_ms": info.map(|i| i.started_ms),
+        "base": plan.as_ref().map(|p| p.layer.base.clone()),
+        "ipv4": plan.as_ref().and_then(|p| p.network.ipv4.clone()),
+        "ipv6": plan.as_ref().and_then(|p| p.network.ipv6.clone()),
+        "services_ready": ready,
+        "services": total,
+        "status": status,
+    })
+}
+
+pub fn list(root: &Path, as_json: bool) -> ExitCode {
+    let rows: Vec<serde_json::Value> = runtime::names(root).iter().map(|n| summary(root, n)).collect();
+    if as_json {
+        let rows: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().map(|o| o.remove("status"));
+                r
+            })
+            .collect();
+        return out(&format!("{}\n", serde_json::to_string_pretty(&rows).unwrap_or_default()));
+    }
+    let mut s = format!("{:<20} {:<12} {:<8} {:<18} {:<28} {}\n", "NAME", "STATE", "PID", "IPV4", "IPV6", "SERVICES");
+    for r in &rows {
+        let col = |k: &str| r[k].as_str().map(|a| a.split('/').next().unwrap_or("").to_string()).unwrap_or("-".into());
+        s.push_str(&format!(
+            "{:<20} {:<12} {:<8} {:<18} {:<28} {}/{} ready\n",
+            col("name"),
+            r["state"].as_str().unwrap_or(""),
+            r["pid"].as_i64().map(|p| p.to_string()).unwrap_or("-".into()),
+            col("ipv4"),
+            col("ipv6"),
+            r["services_ready"],
+            r["services"],
+        ));
+    }
+    out(&s)
+}
+
+pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
+    let names = match name {
+        Some(n) => {
+            if runtime::names(root).iter().all(|x| x != n) {
+                return fail(RunError::NotFound(n.to_string()));
+            }
+            vec![n.to_string()]
+        }
+        None => runtime::names(root),
+    };
+    let rows: Vec<serde_json::Value> = names.iter().map(|n| summary(root, n)).collect();
+    if as_json {
+        let v = if name.is_some() { rows[0].clone() } else { json!(rows) };
+        return out(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
+    }
+    let mut s = String::new();
+    for r in &rows {
+        s.push_str(&format!("{}: {}", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or("")));
+        if let Some(pid) = r["pid"].as_i64() {
+            s.push_str(&format!(", PID 1 is host pid {pid}"));
+        }
+        if let Some(ms) = r["started_ms"].as_u64() {
+            let up = layout::now_ms().saturating_sub(ms) / 1000;
+            s.push_str(&format!(", up {up} s"));
+        }
+        s.push('\n');
+        for k in ["ipv4", "ipv6"] {
+            if let Some(a) = r[k].as_str() {
+                s.push_str(&format!("  {k}: {a}\n"));
+            }
+        }
+        if let Ok(st) = serde_json::from_value::<Status>(r["status"].clone()) {
+            for (n, svc) in &st.services {
+                let mut line = format!("  service {n:<14} {:<10}", state_word(svc.state));
+                if let Some(p) = svc.pid {
+                    line.push_str(&format!(" pid {p}"));
+                }
+                line.push_str(&format!(" restarts {}", svc.restarts));
+                if let Some(e) = &svc.last_exit {
+                    line.push_str(&format!(" last exit {}", serde_json::to_string(e).unwrap_or_default()));
+                }
+                if let Some(m) = &svc.message {
+                    line.push_str(&format!(" ({m})"));
+                }
+                s.push_str(&line);
+                s.push('\n');
+            }
+            for (n, t) in &st.init {
+                let w = serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(str::to_string));
+                s.push_str(&format!("  init    {n:<14} {}\n", w.unwrap_or_default()));
+            }
+        }
+    }
+    out(&s)
+}
+
+/// Run `f` with the container's lock held; NotFound when there is no such container.
+fn locked<T>(root: &Path, name: &str, f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
+    if runtime::names(root).iter().all(|x| x != name) {
+        return Err(RunError::NotFound(name.to_string()));
+    }
+    let _lock = runtime::lock(root, name, &mut say)?;
+    f()
+}
+
+pub fn start(root: &Path, name: &str) -> ExitCode {
+    let t = Instant::now();
+    match locked(root, name, || runtime::start(root, name, &mut say)) {
+        Ok(None) => out(&format!("{name} is already running\n")),
+        Ok(Some(st)) => match runtime::applied(root, name) {
+            Ok(Some(plan)) => finish(&plan, &st, &format!("{name} started"), t),
+            _ => out(&format!("{name} started\n")),
+        },
+        Err(e) => fail(format!("start {name}: {e}")),
+    }
+}
+
+pub fn stop(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
+    match locked(root, name, || runtime::stop(root, name, timeout.map(Duration::from_secs), &mut say)) {
+        Ok(true) => out(&format!("{name} stopped\n")),
+        Ok(false) => out(&format!("{name} was not running\n")),
+        Err(e) => fail(format!("stop {name}: {e}")),
+    }
+}
+
+pub fn restart(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
+    let t = Instant::now();
+    let r = locked(root, name, || {
+        runtime::stop(root, name, timeout.map(Duration::from_secs), &mut say)?;
+        runtime::start(root, name, &mut say)
+    });
+    match r {
+        Ok(Some(st)) => match runtime::applied(root, name) {
+            Ok(Some(plan)) => finish(&plan, &st, &format!("{name} restarted"), t),
+            _ => out(&format!("{name} restarted\n")),
+        },
+        Ok(None) => out(&format!("{name} restarted\n")),
+        Err(e) => fail(format!("restart {name}: {e}")),
+    }
+}
+
+pub fn destroy(root: &Path, name: &str, volumes: bool) -> ExitCode {
+    let r = {
+        let lock = runtime::lock(root, name, &mut say);
+        lock.and_then(|_l| runtime::destroy(root, name, volumes, &mut say))
+    };
+    match r {
+        Ok(()) if volumes => out(&format!("{name} destroyed, with its volumes and secrets\n")),
+        Ok(()) => {
+            let kept = Dirs::new(root, name).volumes();
+            out(&format!("{name} destroyed; volumes and secrets kept under {}\n", kept.parent().unwrap().display()))
+        }
+        Err(e) => fail(format!("destroy {name}: {e}")),
+    }
+}
+
+/// Print a service's log (rotated part first); with `follow`, keep printing what is
+/// appended, across rotations, until interrupted.
+pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> ExitCode {
+    let dirs = Dirs::new(root, name);
+    if runtime::names(root).iter().all(|x| x != name) {
+        return fail(RunError::NotFound(name.to_string()));
+    }
+    let plan = match runtime::applied(root, name) {
+        Ok(Some(p)) => p,
+        Ok(None) => return fail(RunError::NotFound(name.to_string())),
+        Err(e) => return fail(e),
+    };
+    let services: Vec<String> = match service {
+        Some(s) if plan.services.contains_key(s) => vec![s.to_string()],
+        Some(s) => {
+            let known: Vec<&str> = plan.services.keys().map(String::as_str).collect();
+            return fail(format!("{name} has no service `{s}` (services: {})", known.join(", ")));
+        }
+        None => plan.services.keys().cloned().collect(),
+    };
+    let prefix = services.len() > 1;
+    let mut tails: Vec<Tail> = services
+        .iter()
+        .map(|s| Tail {
+            label: s.clone(),
+            path: dirs.logs().join(format!("{s}.log")),
+            pos: 0,
+            ino: 0,
+            partial: Vec::new(),
+        })
+        .collect();
+    let mut o = std::io::stdout().lock();
+    for t in &mut tails {
+        let rotated = t.path.with_extension("log.1");
+        if let Ok(b) = std::fs::read(&rotated) {
+            t.emit(&b, prefix, &mut o);
+        }
+        t.poll(prefix, &mut o);
+    }
+    let _ = o.flush();
+    if follow {
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            for t in &mut tails {
+                t.poll(prefix, &mut o);
+            }
+            if o.flush().is_err() {
+                break;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+struct Tail {
+    label: String,
+    path: std::path::PathBuf,
+    pos: u64,
+    ino: u64,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn emit(&mut self, bytes: &[u8], prefix: bool, o: &mut impl Write) {
+        if !prefix {
+            let _ = o.write_all(bytes);
+            return;
+        }
+        self.partial.extend_from_slice(bytes);
+        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            let _ = write!(o, "{} | ", self.label);
+            let _ = o.write_all(&line);
+        }
+    }
+
+    /// Print what was appended since the last call; start over after a rotation.
+    fn poll(&mut self, prefix: bool, o: &mut impl Write) {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let Ok(mut f) = std::fs::File::open(&self.path) else { return };
+        let Ok(meta) = f.metadata() else { return };
+        if meta.ino() != self.ino || meta.len() < self.pos {
+            self.ino = meta.ino();
+            self.pos = 0;
+        }
+        if f.seek(SeekFrom::Start(self.pos)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if let Ok(n) = f.read_to_end(&mut buf) {
+            self.pos += n as u64;
+            self.emit(&buf, prefix, o);
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Apply, start, stop, destroy.
+//!
+//! Invariant: each step of an apply is idempotent and ordered so that a `kill -9` at
+//! any point leaves something the next command converges from:
+//! 1. `pending.json` (the plan being applied) is written before anything else;
+//! 2. secrets, rendered files and volumes are (re)written in the container's folder;
+//! 3. the container is spawned and blocked before exec; `run.json` records its PID 1
+//!    at once (if we die before releasing it, the child sees its sync socket close and
+//!    exits by itself);
+//! 4. the network, then the nftables table, then release, then wait for readiness;
+//! 5. `state.json` := the plan, then `pending.json` is removed.
+//!
+//! An apply that finds `pending.json` recreates the container: it stops whatever runs,
+//! tears down the network of both the applied and the pending plan, rebuilds the
+//! nftables table from the containers that really run, and starts afresh. `destroy`
+//! does the same teardown. Host-wide changes (nftables) are always recomputed from
+//! what runs, never patched, so a missed step cannot leave a stale rule behind for
+//! longer than the next command.
+
+use super::layout::{self, crash_point, Dirs, Lock, RunInfo};
+use super::prepare;
+use super::RunError;
+use crate::exec::{net, nft, sandbox, supervisor};
+use crate::plan::diff::{Changes, Effect};
+use crate::plan::Plan;
+use crate::spec::types::NetMode;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Progress lines for the user (the CLI prints them on stderr).
+pub type Say<'a> = &'a mut dyn FnMut(&str);
+
+/// How long `apply`/`start` wait for services to pass their readiness checks. The
+/// supervisor fails a service whose probe has not passed after its own timeout (60 s)
+/// first; this is only the outer bound.
+const READY_WAIT: Duration = Duration::from_secs(90);
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Io { context, source }
+}
+
+/// Take the container's lock, saying so if another command holds it.
+pub fn lock(root: &Path, name: &str, say: Say) -> Result<Lock, RunError> {
+    let dirs = Dirs::new(root, name);
+    let path = dirs.root.join(".lock");
+    Lock::take(&path, || say(&format!("waiting: another `container` command is working on `{name}`")))
+        .map_err(io(format!("locking {}", path.display())))
+}
+
+/// A lock on something shared by all containers under the root (`pool`, `nft`).
+pub fn lock_shared(root: &Path, what: &str) -> Result<Lock, RunError> {
+    let path = root.join(format!(".{what}.lock"));
+    Lock::take(&path, || {}).map_err(io(format!("locking {}", path.display())))
+}
+
+fn read_plan(path: &Path) -> Result<Option<Plan>, RunError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| RunError::Failed(format!("{} is damaged: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// The last applied plan of a container.
+pub fn applied(root: &Path, name: &str) -> Result<Option<Plan>, RunError> {
+    read_plan(&Dirs::new(root, name).state())
+}
+
+/// The plan of an apply that is going on or was interrupted.
+pub fn pending(root: &Path, name: &str) -> Result<Option<Plan>, RunError> {
+    read_plan(&Dirs::new(root, name).pending())
+}
+
+/// The plan a running container runs: the pending one while an apply is going on (or
+/// after it was interrupted), else the applied one.
+fn current_plan(dirs: &Dirs) -> Result<Option<Plan>, RunError> {
+    Ok(match read_plan(&dirs.pending())? {
+        Some(p) => Some(p),
+        None => read_plan(&dirs.state())?,
+    })
+}
+
+/// Names of the containers under the root that have a state (applied or pending).
+pub fn names(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(root.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("state.json").exists() || e.path().join("pending.json").exists())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Rebuild the tool's nftables table from the containers that run now.
+pub fn sync_nft(root: &Path) -> Result<(), RunError> {
+    let _lock = lock_shared(root, "nft")?;
+    let mut desired = Vec::new();
+    for name in names(root) {
+        let dirs = Dirs::new(root, &name);
+        if layout::running(&dirs).is_none() {
+            continue;
+        }
+        if let Some(plan) = current_plan(&dirs)? {
+            desired.extend(nft::ContainerNet::from_plan(&name, &plan.network)?);
+        }
+    }
+    match nft::apply(&desired) {
+        // Without nft and without rules to install there is nothing to remove either.
+        Err(nft::NftError::Spawn(e)) if desired.is_empty() && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(nft::NftError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(RunError::Failed("`nft` is not installed; install it with: apt-get install nftables".into()))
+        }
+        r => Ok(r?),
+    }
+}
+
+/// Tear down what a plan's network added on the host (idempotent).
+fn teardown_network(name: &str, plan: &Plan) -> Result<(), RunError> {
+    if plan.network.mode == NetMode::Routed {
+        net::teardown(name, &plan.network)?;
+    }
+    Ok(())
+}
+
+fn open_log(path: &Path) -> Result<OwnedFd, RunError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    Ok(OwnedFd::from(f))
+}
+
+fn dev_null() -> Result<OwnedFd, RunError> {
+    Ok(OwnedFd::from(std::fs::File::open("/dev/null").map_err(io("opening /dev/null"))?))
+}
+
+/// Start a container from `plan` (not running yet): spawn, network, nftables,
+/// release. Returns once its PID 1 runs; see [`wait_ready`].
+pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunError> {
+    let dirs = Dirs::new(root, &plan.name);
+    let rootfs = prepare::rootfs(plan)?;
+    let etc = prepare::etc_dir(&rootfs);
+    prepare::write_supervisor_config(plan, &dirs)?;
+    let spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
+    crash_point("cgroup");
+    let log = dirs.run().join("supervisor.log");
+    let stdio =
+        sandbox::Stdio { stdin: Some(dev_null()?), stdout: Some(open_log(&log)?), stderr: Some(open_log(&log)?) };
+    let pending = sandbox::spawn(&spec, stdio)?;
+    let info = RunInfo::of(pending.pid())
+        .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
+    layout::write_run_info(&dirs, &info)?;
+    crash_point("spawn");
+    match plan.network.mode {
+        NetMode::Routed => {
+            let ns = net::open_netns(pending.pid())?;
+            net::setup(&plan.name, &plan.network, ns.as_fd())?;
+            let v: Vec<&str> = plan.network.ipv4.iter().chain(plan.network.ipv6.iter()).map(String::as_str).collect();
+            say(&format!("network: {} on {}", v.join(", "), net::host_ifname(&plan.name)));
+        }
+        NetMode::None => {
+            let ns = net::open_netns(pending.pid())?;
+            net::run(&[net::Step::LinkUp { side: net::Side::Container, dev: "lo".into() }], Some(ns.as_fd()))?;
+        }
+        NetMode::Host => {}
+    }
+    crash_point("network");
+    sync_nft(root)?;
+    crash_point("nft");
+    let child = pending.release()?;
+    crash_point("release");
+    // PID 1 outlives us: it is reparented when we exit. Its pidfd is not needed.
+    drop(child);
+    Ok(info)
+}
+
+/// Poll the supervisor's status until every service is ready (or finished) and every
+/// init task is done, or something failed.
+pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<supervisor::Status, RunError> {
+    let deadline = Instant::now() + READY_WAIT;
+    let mut delay = Duration::from_millis(1);
+    loop {
+        if !info.alive() {
+            let log = dirs.run().join("supervisor.log");
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(RunError::Failed(format!(
+                "the container's PID 1 exited during start{}",
+                if tail.is_empty() { String::new() } else { format!(":\n  {}", tail.join("\n  ")) }
+            )));
+        }
+        if let Ok(st) = supervisor::read_status(&dirs.run()) {
+            if st.generation >= min_generation && settled(&st) {
+                return Ok(st);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(RunError::Failed(format!(
+                "services not ready after {} s (see `container status {}`)",
+                READY_WAIT.as_secs(),
+                dirs.name
+            )));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn settled(st: &supervisor::Status) -> bool {
+    use supervisor::{ServiceState as S, TaskState as T};
+    st.services.values().all(|s| matches!(s.state, S::Ready | S::Exited | S::Failed))
+        && st.init.values().all(|t| matches!(t.state, T::Done | T::Skipped | T::Failed))
+}
+
+/// Services and tasks that failed, as "name: message" lines.
+pub fn failures(st: &supervisor::Status) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, s) in &st.services {
+        if s.state == supervisor::ServiceState::Failed {
+            out.push(format!("service {n}: {}", s.message.clone().unwrap_or_else(|| "failed".into())));
+        }
+    }
+    for (n, t) in &st.init {
+        if t.state == supervisor::TaskState::Failed {
+            out.push(format!("init task {n}: {}", t.message.clone().unwrap_or_else(|| "failed".into())));
+        }
+    }
+    out
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; a valid fd is owned by us.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Wait until the process behind `info` exits, up to `timeout`. True if it did.
+fn wait_exit(info: &RunInfo, timeout: Duration) -> bool {
+    let Some(fd) = pidfd_open(info.pid) else { return !info.alive() };
+    if !info.alive() {
+        return true; // the pid may already name another process: trust the start time
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd on the stack.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n > 0 || !info.alive() {
+            return true;
+        }
+        if left.is_zero() {
+            return false;
+        }
+    }
+}
+
+/// Stop the running PID 1: ask the supervisor (services stop in reverse order, SIGTERM
+/// then SIGKILL after `timeout`), then SIGKILL PID 1 if it does not end (the kernel
+/// then kills everything in its pid namespace).
+fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize) -> Result<(), RunError> {
+    let ok = |r: Result<serde_json::Value, _>| r.is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)));
+    let asked = ok(supervisor::control(&dirs.run(), &format!("stop {}", timeout.as_millis())))
+        || ok(supervisor::control(&dirs.run(), "stop"));
+    let grace = if asked { timeout * (services.max(1) as u32) + Duration::from_secs(5) } else { Duration::ZERO };
+    if !wait_exit(info, grace) {
+        // SAFETY: kill(2); the start time was checked just now, so the pid is ours.
+        if info.alive() {
+            unsafe {
+                libc::kill(info.pid, libc::SIGKILL);
+            }
+        }
+        if !wait_exit(info, Duration::from_secs(10)) {
+            return Err(RunError::Failed(format!("container PID 1 ({}) did not exit after SIGKILL", info.pid)));
+        }
+    }
+    Ok(())
+}
+
+/// Remove everything a container's run added on the host: network of every plan it
+/// may have run with, its nftables rules, `run.json`.
+fn cleanup(root: &Path, dirs: &Dirs) -> Result<(), RunError> {
+    for plan in [read_plan(&dirs.state())?, read_plan(&dirs.pending())?].into_iter().flatten() {
+        teardown_network(&dirs.name, &plan)?;
+    }
+    let _ = std::fs::remove_file(dirs.run_info());
+    sync_nft(root)?;
+    Ok(())
+}
+
+/// Stop a container (if it runs) and clean up after it. Returns whether it ran.
+pub fn stop(root: &Path, name: &str, timeout: Option<Duration>, say: Say) -> Result<bool, RunError> {
+    let dirs = Dirs::new(root, name);
+    let plan = current_plan(&dirs)?.ok_or_else(|| RunError::NotFound(name.to_string()))?;
+    let ran = match layout::running(&dirs) {
+        Some(info) => {
+            say(&format!("stopping {name} (PID 1 is {})", info.pid));
+            let t = timeout.unwrap_or(Duration::from_secs(10));
+            stop_process(&dirs, &info, t, plan.services.len())?;
+            true
+        }
+        None => false,
+    };
+    cleanup(root, &dirs)?;
+    Ok(ran)
+}
+
+/// Start a stopped container from its applied plan; waits until it is ready.
+pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Status>, RunError> {
+    let dirs = Dirs::new(root, name);
+    if layout::running(&dirs).is_some() && !dirs.pending().exists() {
+        return Ok(None);
+    }
+    let plan = applied(root, name)?.ok_or_else(|| RunError::NotFound(name.to_string()))?;
+    // An interrupted apply left things behind: clean them up first.
+    stop(root, name, None, say)?;
+    let _ = std::fs::remove_file(dirs.pending());
+    prepare_dirs(&plan, &dirs)?;
+    let info = start_plan(root, &plan, say)?;
+    Ok(Some(wait_ready(&dirs, &info, 0)?))
+}
+
+fn prepare_dirs(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+    let rootfs = prepare::rootfs(plan)?;
+    let etc = prepare::etc_dir(&rootfs);
+    prepare::ensure_secrets(plan, dirs)?;
+    prepare::write_files(plan, dirs, &etc)?;
+    prepare::write_net_files(plan, dirs)?;
+    prepare::ensure_volumes(plan, dirs, &etc)?;
+    Ok(())
+}
+
+/// What an apply did.
+#[derive(Debug)]
+pub enum Applied {
+    /// Nothing to do: the container runs the plan already.
+    Unchanged,
+    /// Created, recreated or started.
+    Started { recreated: bool, status: supervisor::Status },
+    /// Changed in place.
+    Updated { reloaded: Vec<String>, restarted: Vec<String>, network: bool, status: supervisor::Status },
+}
+
+fn wants_recreate(changes: &Changes) -> bool {
+    changes.changes.iter().flat_map(|c| &c.effects).any(|e| {
+        matches!(e, Effect::CreateContainer | Effect::RecreateContainer | Effect::BuildLayer | Effect::RebuildLayer)
+    })
+}
+
+/// Converge the container to `plan` (the caller holds the container's lock and has
+/// recorded the plan's addresses in the pool). `changes` = diff(applied, plan).
+pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Applied, RunError> {
+    let dirs = Dirs::new(root, &plan.name);
+    let interrupted = dirs.pending().exists();
+    let running = layout::running(&dirs);
+    if changes.is_empty() && running.is_some() && !interrupted {
+        return Ok(Applied::Unchanged);
+    }
+    // Refuse what cannot run before anything changes.
+    prepare::rootfs(plan)?;
+    let old = applied(root, &plan.name)?;
+
+    let json = serde_json::to_vec_pretty(plan).expect("plans serialize");
+    crate::state::write_atomic(&dirs.pending(), &json)?;
+    crash_point("pending");
+
+    let live = running.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
+    let result = match (live, old) {
+        (Some(info), Some(old)) => update_live(root, plan, &old, changes, &dirs, &info, say)?,
+        _ => {
+            let recreated = running.is_some() || interrupted;
+            if recreated {
+                say(&format!("recreating {}", plan.name));
+            }
+            // Stop what runs (with the old or interrupted plan) and clean up after it.
+            if dirs.state().exists() || interrupted {
+                stop(root, &plan.name, None, say)?;
+            }
+            prepare::ensure_secrets(plan, &dirs)?;
+            crash_point("secrets");
+            let etc = prepare::etc_dir(&prepare::rootfs(plan)?);
+            prepare::write_files(plan, &dirs, &etc)?;
+            prepare::write_net_files(plan, &dirs)?;
+            crash_point("files");
+            prepare::ensure_volumes(plan, &dirs, &etc)?;
+            crash_point("volumes");
+            let info = start_plan(root, plan, say)?;
+            let status = wait_ready(&dirs, &info, 0)?;
+            crash_point("ready");
+            Applied::Started { recreated, status }
+        }
+    };
+    crash_point("record");
+    crate::state::write_atomic(&dirs.state(), &json)?;
+    std::fs::remove_file(dirs.pending()).map_err(io(format!("removing {}", dirs.pending().display())))?;
+    Ok(result)
+}
+
+/// Apply changes to a running container without recreating it.
+fn update_live(
+    root: &Path,
+    plan: &Plan,
+    old: &Plan,
+    changes: &Changes,
+    dirs: &Dirs,
+    info: &RunInfo,
+    say: Say,
+) -> Result<Applied, RunError> {
+    let etc = prepare::etc_dir(&prepare::rootfs(plan)?);
+    prepare::ensure_secrets(plan, dirs)?;
+    crash_point("secrets");
+    prepare::write_files(plan, dirs, &etc)?;
+    prepare::write_net_files(plan, dirs)?;
+    crash_point("files");
+    prepare::ensure_volumes(plan, dirs, &etc)?;
+    crash_point("volumes");
+    let effects: Vec<&Effect> = changes.changes.iter().flat_map(|c| &c.effects).collect();
+    let network = effects.iter().any(|e| matches!(e, Effect::ReconfigureNetwork));
+    if network {
+        teardown_network(&plan.name, old)?;
+        if plan.network.mode == NetMode::Routed {
+            let ns = net::open_netns(info.pid)?;
+            net::setup(&plan.name, &plan.network, ns.as_fd())?;
+        }
+        say("network reconfigured");
+    }
+    crash_point("network");
+    sync_nft(root)?;
+    crash_point("nft");
+
+    // Service and init-task changes go through the supervisor's reconfigure, which
+    // restarts exactly the services whose definition changed and reruns init tasks.
+    let reconfigure = effects.iter().any(|e| {
+        matches!(e, Effect::StartService(_) | Effect::StopService(_) | Effect::RestartService(_) | Effect::RunInit(_))
+            && !matches!(e, Effect::RestartService(s) if plan.services.get(s) == old.services.get(s))
+    });
+    let mut generation = 0;
+    if reconfigure {
+        prepare::write_supervisor_config(plan, dirs)?;
+        let before = supervisor::read_status(&dirs.run())?.generation;
+        control_ok(dirs, "reconfigure")?;
+        generation = before + 1;
+    }
+    let mut reloaded = Vec::new();
+    let mut restarted = Vec::new();
+    for e in &effects {
+        match e {
+            Effect::ReloadService(s) if !restarted.contains(s) && !reloaded.contains(s) => {
+                control_ok(dirs, &format!("reload {s}"))?;
+                reloaded.push(s.clone());
+            }
+            // A file change restarts a service whose definition is unchanged here;
+            // a changed definition was restarted by reconfigure.
+            Effect::RestartService(s) if !restarted.contains(s) => {
+                if plan.services.get(s) == old.services.get(s) {
+                    control_ok(dirs, &format!("restart {s}"))?;
+                }
+                restarted.push(s.clone());
+            }
+            _ => {}
+        }
+    }
+    let status = wait_ready(dirs, info, generation)?;
+    crash_point("ready");
+    Ok(Applied::Updated { reloaded, restarted, network, status })
+}
+
+fn control_ok(dirs: &Dirs, request: &str) -> Result<(), RunError> {
+    let reply = supervisor::control(&dirs.run(), request)?;
+    if reply.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+        Ok(())
+    } else {
+        let e = reply.get("error").and_then(|v| v.as_str()).unwrap_or("no reason given");
+        Err(RunError::Failed(format!("supervisor refused `{request}`: {e}")))
+    }
+}
+
+/// Stop, clean up and delete a container. Volumes and secrets (which the data in the
+/// volumes may depend on, e.g. a database's root password) are kept unless `volumes`.
+pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), RunError> {
+    let dirs = Dirs::new(root, name);
+    if !dirs.state().exists() && !dirs.pending().exists() {
+        if volumes && dirs.root.exists() {
+            std::fs::remove_dir_all(&dirs.root).map_err(io(format!("removing {}", dirs.root.display())))?;
+            return Ok(());
+        }
+        return Err(RunError::NotFound(name.to_string()));
+    }
+    stop(root, name, None, say)?;
+    {
+        let _pool = lock_shared(root, "pool")?;
+        let state = crate::state::StateRoot::new(root);
+        let mut pool = state.pool()?;
+        pool.ipv4.remove(name);
+        pool.ipv6.remove(name);
+        state.save_pool(&pool)?;
+    }
+    let keep: &[&str] = if volumes { &[] } else { &["volumes", "secrets", ".lock"] };
+    let entries = std::fs::read_dir(&dirs.root).map_err(io(format!("reading {}", dirs.root.display())))?;
+    for e in entries.flatten() {
+        let n = e.file_name();
+        if keep.iter().any(|k| n == *k) {
+            continue;
+        }
+        let p: PathBuf = e.path();
+        let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(io(format!("removing {}", p.display())))?;
+    }
+    if volumes {
+        let _ = std::fs::remove_dir(&dirs.root);
+    }
+    Ok(())
+}

@@ -1,0 +1,398 @@
+//! Turn a plan into what the kernel needs: secrets, rendered files and volumes on
+//! disk, the sandbox spec and the supervisor config.
+//!
+//! Invariant: [`sandbox_spec`] and [`supervisor_config`] are pure functions of the plan
+//! and the container's folders; the writers here only touch the container's folder
+//! under the state root (never the host outside it, never the kernel), and each is
+//! idempotent, so an interrupted apply can simply run them again.
+//!
+//! Rendered files are bound one by one onto their container path, so they must be
+//! replaced *in place* (same inode): a rename would leave the container looking at
+//! the old file. They are read-only inside.
+
+use super::layout::{Dirs, RUN_IN};
+use super::RunError;
+use crate::exec::sandbox::{MountReq, NetNs, Program, RootFs, SandboxSpec};
+use crate::exec::supervisor::SupervisorConfig;
+use crate::plan::types::{FileRes, Plan};
+use crate::spec::types::{MountKind, NetMode};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Length of a generated secret. Letters and digits only: modules embed secrets in
+/// SQL and PHP single-quoted strings.
+pub const SECRET_LEN: usize = 32;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Io { context, source }
+}
+
+/// The root filesystem of a plan's base.
+pub fn rootfs(plan: &Plan) -> Result<RootFs, RunError> {
+    match plan.layer.base.as_str() {
+        "host" => Ok(RootFs::Host),
+        other => Err(RunError::Unsupported(format!(
+            "base `{other}`: this version runs `base = \"host\"` containers only; \
+             the Debian builder is not available yet"
+        ))),
+    }
+}
+
+/// The `/etc` that user and group names of the container resolve in, on the host.
+pub fn etc_dir(root: &RootFs) -> PathBuf {
+    match root {
+        RootFs::Host => PathBuf::from("/etc"),
+        RootFs::Dir(d) => d.join("etc"),
+    }
+}
+
+/// A random string of `SECRET_LEN` letters and digits from the kernel's CSPRNG.
+pub fn generate_secret() -> Result<String, RunError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(SECRET_LEN);
+    let mut buf = [0u8; 64];
+    while out.len() < SECRET_LEN {
+        // SAFETY: getrandom fills the stack buffer it is given.
+        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(io("getrandom")(e));
+        }
+        // Rejection sampling keeps the distribution uniform (248 = 4 * 62).
+        for &b in &buf[..n as usize] {
+            if (b as usize) < 248 && out.len() < SECRET_LEN {
+                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Create every secret of the plan that does not exist yet; returns the new names.
+pub fn ensure_secrets(plan: &Plan, dirs: &Dirs) -> Result<Vec<String>, RunError> {
+    let dir = dirs.secrets();
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("chmod {}", dir.display())))?;
+    let mut created = Vec::new();
+    for name in &plan.secrets {
+        let path = dir.join(name);
+        if path.exists() {
+            continue;
+        }
+        let value = generate_secret()?;
+        // Created 0600 from the start (a temp file, then rename): never readable by others.
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(format!("creating {}", tmp.display())))?;
+        f.write_all(value.as_bytes()).and_then(|_| f.sync_all()).map_err(io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(io(format!("creating {}", path.display())))?;
+        created.push(name.clone());
+    }
+    Ok(created)
+}
+
+/// Look up a secret's value (the executor is the only reader).
+pub fn read_secret(dirs: &Dirs, name: &str) -> Option<String> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(dirs.secrets().join(name)).ok()
+}
+
+fn parse_mode(s: &str) -> Result<u32, RunError> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| RunError::Failed(format!("invalid file mode `{s}`")))
+}
+
+fn owner_ids(owner: &str, etc: &Path) -> Result<(u32, u32), RunError> {
+    let id = crate::exec::supervisor::resolve_user(owner, etc)
+        .map_err(|e| RunError::Failed(format!("owner `{owner}`: {e} (looked up in {})", etc.display())))?;
+    Ok((id.uid, id.gid))
+}
+
+/// Write one rendered file in place; returns whether its content changed.
+fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path) -> Result<bool, RunError> {
+    let content = f
+        .content
+        .render(|n| read_secret(dirs, n))
+        .ok_or_else(|| RunError::Failed(format!("file {path}: a secret it uses has no value")))?;
+    let host = dirs.file(path);
+    if let Some(parent) = host.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    let mode = parse_mode(&f.mode)?;
+    let (uid, gid) = owner_ids(&f.owner, etc)?;
+    let changed = std::fs::read(&host).map(|old| old != content.as_bytes()).unwrap_or(true);
+    if changed {
+        // Truncate and rewrite the same inode: the container has it bind-mounted.
+        // O_NOFOLLOW: the files folder is ours, a symlink there is never followed.
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&host)
+            .map_err(io(format!("writing {}", host.display())))?;
+        out.write_all(content.as_bytes())
+            .and_then(|_| out.sync_all())
+            .map_err(io(format!("writing {}", host.display())))?;
+    }
+    std::os::unix::fs::chown(&host, Some(uid), Some(gid)).map_err(io(format!("chown {}", host.display())))?;
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
+        .map_err(io(format!("chmod {}", host.display())))?;
+    Ok(changed)
+}
+
+/// Write every rendered file; returns the container paths whose content changed.
+pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path) -> Result<Vec<String>, RunError> {
+    let mut changed = Vec::new();
+    for (path, f) in &plan.files {
+        if write_file(dirs, path, f, etc)? {
+            changed.push(path.clone());
+        }
+    }
+    Ok(changed)
+}
+
+/// Create missing volume folders (owner and mode apply to a new volume only: the
+/// data in an existing one belongs to the container); check host bind sources.
+pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path) -> Result<(), RunError> {
+    for (target, m) in &plan.mounts {
+        match m.kind {
+            MountKind::Volume => {
+                let src = m.source.as_deref().unwrap_or_default();
+                let dir = dirs.volume(src);
+                if dir.exists() {
+                    continue;
+                }
+                std::fs::create_dir_all(&dir).map_err(io(format!("creating volume {}", dir.display())))?;
+                if let Some(owner) = &m.owner {
+                    let (uid, gid) = owner_ids(owner, etc)?;
+                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                        .map_err(io(format!("chown {}", dir.display())))?;
+                }
+                if let Some(mode) = &m.mode {
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(parse_mode(mode)?))
+                        .map_err(io(format!("chmod {}", dir.display())))?;
+                }
+            }
+            MountKind::Bind => {
+                let src = m.source.as_deref().unwrap_or_default();
+                if !Path::new(src).exists() {
+                    return Err(RunError::Failed(format!("mount {target}: host path {src} does not exist")));
+                }
+            }
+            MountKind::Tmpfs => {}
+        }
+    }
+    Ok(())
+}
+
+/// Name resolution files every container with its own network gets (as Docker
+/// does), unless the plan renders them itself: `/etc/hosts` naming the container, and
+/// `/etc/resolv.conf` with the spec's nameservers. Without nameservers the file has
+/// none, so the resolver asks 127.0.0.1 inside the container and fails at once,
+/// instead of waiting for the host's resolver that a routed container usually
+/// cannot reach (e.g. Python's http.server does a reverse lookup at start).
+pub fn net_files(plan: &Plan) -> Vec<(&'static str, String)> {
+    if plan.network.mode == NetMode::Host {
+        return Vec::new();
+    }
+    let addr = |s: &Option<String>| s.as_deref().and_then(|a| a.split('/').next()).map(str::to_string);
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for a in addr(&plan.network.ipv4).into_iter().chain(addr(&plan.network.ipv6)) {
+        hosts.push_str(&format!("{a}\t{}\n", plan.hostname));
+    }
+    if plan.network.ipv4.is_none() {
+        hosts.push_str(&format!("127.0.1.1\t{}\n", plan.hostname));
+    }
+    let mut resolv = String::from("# written by container from the spec's network.nameservers\n");
+    for n in &plan.network.nameservers {
+        resolv.push_str(&format!("nameserver {n}\n"));
+    }
+    [("/etc/hosts", hosts), ("/etc/resolv.conf", resolv)]
+        .into_iter()
+        .filter(|(p, _)| !plan.files.contains_key(*p))
+        .collect()
+}
+
+/// Host path of a generated name resolution file.
+fn net_file(dirs: &Dirs, path: &str) -> PathBuf {
+    dirs.root.join("net").join(path.rsplit('/').next().unwrap_or(path))
+}
+
+/// Write the name resolution files in place (they are bound like rendered files).
+pub fn write_net_files(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+    for (path, content) in net_files(plan) {
+        let host = net_file(dirs, path);
+        if std::fs::read(&host).is_ok_and(|old| old == content.as_bytes()) {
+            continue;
+        }
+        std::fs::create_dir_all(host.parent().unwrap_or(Path::new("/")))
+            .map_err(io(format!("creating {}", host.display())))?;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&host)
+            .map_err(io(format!("writing {}", host.display())))?;
+        out.write_all(content.as_bytes()).map_err(io(format!("writing {}", host.display())))?;
+    }
+    Ok(())
+}
+
+/// Argv of the container's PID 1 (run from a sealed copy of our own binary).
+pub fn init_argv() -> Vec<String> {
+    vec!["container-init".into(), "__supervise".into(), format!("{RUN_IN}/supervisor.json")]
+}
+
+/// The sandbox for a plan. Mount order: the run folder and secrets, then the plan's
+/// mounts by target (a parent before what is inside it), then rendered files (so a
+/// file can sit inside a volume or tmpfs).
+pub fn sandbox_spec(plan: &Plan, dirs: &Dirs, rootfs: RootFs, etc: &Path) -> Result<SandboxSpec, RunError> {
+    let mut spec = SandboxSpec::new(&plan.hostname, rootfs, Program::SelfExe(init_argv()));
+    spec.net = if plan.network.mode == NetMode::Host { NetNs::Host } else { NetNs::New };
+    spec.devices = plan.devices.iter().cloned().collect();
+    spec.mounts.push(MountReq::bind(RUN_IN, dirs.run(), false));
+    spec.mounts.push(MountReq::bind(&format!("{RUN_IN}/secrets"), dirs.secrets(), true));
+    for (target, m) in &plan.mounts {
+        let req = match m.kind {
+            MountKind::Volume => {
+                MountReq::bind(target, dirs.volume(m.source.as_deref().unwrap_or_default()), m.read_only)
+            }
+            MountKind::Bind => MountReq::bind(target, m.source.clone().unwrap_or_default(), m.read_only),
+            MountKind::Tmpfs => {
+                let (uid, gid) = match &m.owner {
+                    Some(o) => owner_ids(o, etc)?,
+                    None => (0, 0),
+                };
+                let mode = match &m.mode {
+                    Some(s) => parse_mode(s)?,
+                    None => 0o755,
+                };
+                MountReq {
+                    target: target.clone(),
+                    kind: crate::exec::sandbox::MountKind::Tmpfs { size: m.size, mode, uid, gid },
+                }
+            }
+        };
+        spec.mounts.push(req);
+    }
+    for path in plan.files.keys() {
+        spec.mounts.push(MountReq::bind(path, dirs.file(path), true));
+    }
+    for (path, _) in net_files(plan) {
+        spec.mounts.push(MountReq::bind(path, net_file(dirs, path), true));
+    }
+    Ok(spec)
+}
+
+/// The supervisor's config: the plan's services and init tasks, with its folders as
+/// seen from inside the container.
+pub fn supervisor_config(plan: &Plan) -> SupervisorConfig {
+    let mut cfg = SupervisorConfig::new(RUN_IN);
+    cfg.services = plan.services.clone();
+    cfg.init = plan.init.clone();
+    cfg.secrets_dir = Some(PathBuf::from(format!("{RUN_IN}/secrets")));
+    cfg
+}
+
+/// Write the supervisor config where PID 1 (and a later `reconfigure`) reads it.
+pub fn write_supervisor_config(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+    std::fs::create_dir_all(dirs.logs()).map_err(io(format!("creating {}", dirs.logs().display())))?;
+    let json = serde_json::to_vec_pretty(&supervisor_config(plan)).expect("supervisor config serializes");
+    crate::state::write_atomic(&dirs.supervisor_config(), &json)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::compile::test_plan;
+
+    #[test]
+    fn secrets_are_alphanumeric_and_distinct() {
+        let a = generate_secret().unwrap();
+        let b = generate_secret().unwrap();
+        assert_eq!(a.len(), SECRET_LEN);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn sandbox_spec_orders_mounts_and_binds_files_read_only() {
+        let plan = test_plan(
+            r#"
+name = "t"
+base = "host"
+[[files]]
+path = "/srv/data/conf.txt"
+content = "x"
+[[mounts]]
+target = "/srv/data"
+type = "volume"
+[[mounts]]
+target = "/srv/tmp"
+type = "tmpfs"
+size = "1M"
+"#,
+        );
+        let dirs = Dirs::new(Path::new("/state"), "t");
+        let spec = sandbox_spec(&plan, &dirs, RootFs::Host, Path::new("/etc")).unwrap();
+        let targets: Vec<&str> = spec.mounts.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "/run/container",
+                "/run/container/secrets",
+                "/srv/data",
+                "/srv/tmp",
+                "/srv/data/conf.txt",
+                "/etc/hosts",
+                "/etc/resolv.conf"
+            ]
+        );
+        assert_eq!(
+            spec.mounts[4],
+            MountReq::bind("/srv/data/conf.txt", "/state/containers/t/files/srv/data/conf.txt", true)
+        );
+        assert_eq!(spec.mounts[2], MountReq::bind("/srv/data", "/state/containers/t/volumes/srv-data", false));
+        assert_eq!(spec.net, NetNs::New);
+        assert_eq!(spec.hostname, "t");
+    }
+
+    #[test]
+    fn files_are_rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs::new(dir.path(), "t");
+        let mut plan = test_plan(
+            "name = \"t\"\nbase = \"host\"\n[[files]]\npath = \"/a/b\"\ncontent = \"one\"\nmode = \"0640\"\n",
+        );
+        assert_eq!(write_files(&plan, &dirs, Path::new("/etc")).unwrap(), ["/a/b"]);
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dirs.file("/a/b")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert!(write_files(&plan, &dirs, Path::new("/etc")).unwrap().is_empty(), "unchanged file rewritten");
+        plan.files.get_mut("/a/b").unwrap().content = "two".into();
+        assert_eq!(write_files(&plan, &dirs, Path::new("/etc")).unwrap(), ["/a/b"]);
+        let after = std::fs::metadata(dirs.file("/a/b")).unwrap();
+        assert_eq!(after.ino(), meta.ino(), "the bound inode must stay");
+        assert_eq!(std::fs::read_to_string(dirs.file("/a/b")).unwrap(), "two");
+    }
+}
