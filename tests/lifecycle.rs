@@ -1,0 +1,742 @@
+//! `container apply` and the lifecycle commands, end to end, as root: real
+//! namespaces, mounts, veths, nftables and processes, through the real binary.
+//!
+//! All tests share one state root (the nftables table is host-wide and rebuilt from
+//! every container under the root, so separate roots would clobber each other's
+//! rules). Each test uses its own container names and its own addresses in
+//! 100.74.<slice>.0/24 and fd63:6f6e:7461:696e:74:<slice>::/96, where <slice> comes from
+//! the test process id. Traffic only goes to those containers and to namespaces the
+//! tests make themselves.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn root() -> &'static Path {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| tempfile::Builder::new().prefix("ctl").tempdir().expect("tempdir")).path()
+}
+
+fn slice() -> u32 {
+    std::process::id() % 250 + 1
+}
+
+fn v4(n: u32) -> String {
+    format!("100.74.{}.{n}", slice())
+}
+
+fn v6(n: u32) -> String {
+    format!("fd63:6f6e:7461:696e:74:{:x}::{n:x}", slice())
+}
+
+fn container() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_container"));
+    c.arg("--root").arg(root()).env("NO_COLOR", "1").env_remove("CONTAINER_TEST_CRASH");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    container().args(args).stdin(Stdio::null()).output().expect("run container")
+}
+
+fn text(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    // Keep failure messages readable.
+    if s.len() > 4000 {
+        format!("{}…", &s[..4000])
+    } else {
+        s.into_owned()
+    }
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "container {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh").args(["-c", cmd]).output().expect("sh")
+}
+
+/// A container of this test: its spec file, destroyed with its volumes on drop.
+struct Ct {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Ct {
+    /// `body` is the spec after `name` and `base`.
+    fn new(tag: &str, body: &str) -> Ct {
+        let name = format!("t{}{tag}{}", slice(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let ct = Ct { name, dir: tempfile::tempdir().expect("tempdir") };
+        ct.write(body);
+        ct
+    }
+    fn spec(&self) -> PathBuf {
+        self.dir.path().join("spec.toml")
+    }
+    fn write(&self, body: &str) {
+        let text = format!("name = \"{}\"\nbase = \"host\"\n{body}", self.name);
+        std::fs::write(self.spec(), text).expect("write spec");
+    }
+    fn apply(&self) -> Output {
+        container().args(["apply"]).arg(self.spec()).stdin(Stdio::null()).output().expect("apply")
+    }
+    #[track_caller]
+    fn apply_ok(&self) -> String {
+        let out = self.apply();
+        assert!(
+            out.status.success(),
+            "apply {} failed ({}):\nstdout: {}\nstderr: {}\nsupervisor log: {}",
+            self.name,
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr),
+            std::fs::read_to_string(self.dirs().join("run/supervisor.log")).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn exec(&self, argv: &[&str]) -> Output {
+        container().args(["exec", &self.name, "--"]).args(argv).stdin(Stdio::null()).output().expect("exec")
+    }
+    #[track_caller]
+    fn exec_ok(&self, argv: &[&str]) -> String {
+        let out = self.exec(argv);
+        assert!(out.status.success(), "exec {argv:?} in {}: {}\n{}", self.name, out.status, text(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn status(&self) -> Value {
+        serde_json::from_str(&ok(&["status", &self.name, "--json"])).expect("status json")
+    }
+    fn pid1(&self) -> i64 {
+        self.status()["pid"].as_i64().expect("running")
+    }
+    fn service_pid(&self, svc: &str) -> i64 {
+        self.status()["status"]["services"][svc]["pid"].as_i64().unwrap_or_else(|| panic!("no pid for {svc}"))
+    }
+    fn dirs(&self) -> PathBuf {
+        root().join("containers").join(&self.name)
+    }
+    fn volume(&self, name: &str) -> PathBuf {
+        self.dirs().join("volumes").join(name)
+    }
+}
+
+impl Drop for Ct {
+    fn drop(&mut self) {
+        let _ = run(&["destroy", &self.name, "--volumes"]);
+    }
+}
+
+/// Poll `f` until it returns Some, for up to 30 s.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_get(host: &str, port: u16) -> String {
+    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let mut s = TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap_or_else(|e| panic!("read {addr}: {e}"));
+    body
+}
+
+fn ping(addr: &str) -> bool {
+    Command::new("ping")
+        .args(["-c", "1", "-W", "3", addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn web_spec(n: u32, extra_net: &str) -> String {
+    format!(
+        r#"
+[network]
+ipv4 = "{}"
+ipv6 = "{}"
+{extra_net}
+
+[[files]]
+path = "/srv/www/index.html"
+content = "hello from the test"
+
+[processes.web]
+command = ["/usr/bin/python3", "-m", "http.server", "8080", "--bind", "::", "--directory", "/srv/www"]
+user = "nobody"
+ready = {{ tcp = 8080 }}
+"#,
+        v4(n),
+        v6(n)
+    )
+}
+
+const SLEEPER: &str = r#"
+[processes.main]
+command = ["/bin/sleep", "infinity"]
+"#;
+
+/// What a container leaves on the host: its veth, routes to its addresses, its
+/// nftables rules, mounts under its folder, its cgroups.
+fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let veth = format!("ct-{name}");
+    let links = text(&Command::new("ip").args(["-o", "link"]).output().unwrap().stdout);
+    out.extend(links.lines().filter(|l| l.contains(&format!(" {veth}:")) || l.contains(&format!(" {veth}@"))).map(str::to_string));
+    for fam in ["-4", "-6"] {
+        let routes = text(&Command::new("ip").args([fam, "-o", "route", "show", "table", "all"]).output().unwrap().stdout);
+        out.extend(
+            routes
+                .lines()
+                .filter(|l| addrs.iter().any(|a| l.split_whitespace().any(|w| w == a || w.starts_with(&format!("{a}/")))))
+                .map(str::to_string),
+        );
+    }
+    let nft = text(&Command::new("nft").args(["list", "ruleset"]).output().unwrap().stdout);
+    out.extend(nft.lines().filter(|l| l.contains(&format!("\"container:{name}\""))).map(str::to_string));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = root().join("containers").join(name);
+    out.extend(mounts.lines().filter(|l| l.contains(dir.to_str().unwrap())).map(str::to_string));
+    for h in ["memory", "pids", "cpu", "unified"] {
+        let p = PathBuf::from(format!("/sys/fs/cgroup/{h}/container/{name}"));
+        if p.exists() {
+            out.push(p.display().to_string());
+        }
+    }
+    let p = PathBuf::from(format!("/sys/fs/cgroup/container/{name}"));
+    if p.exists() {
+        out.push(p.display().to_string());
+    }
+    out
+}
+
+// ---- apply, reach, re-apply ------------------------------------------------------
+
+#[test]
+fn apply_serves_both_families_and_reapply_is_a_noop() {
+    let ct = Ct::new("web", &web_spec(1, ""));
+    let out = ct.apply_ok();
+    assert!(out.contains("created"), "{out}");
+    assert!(out.contains(&format!("{}:8080", v4(1))), "apply does not say how to reach it: {out}");
+    assert!(ping(&v4(1)), "host cannot ping the container over IPv4");
+    assert!(ping(&v6(1)), "host cannot ping the container over IPv6");
+    assert!(http_get(&v4(1), 8080).contains("hello from the test"));
+    assert!(http_get(&v6(1), 8080).contains("hello from the test"));
+
+    let pid1 = ct.pid1();
+    let web = ct.service_pid("web");
+    let again = ct.apply();
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("No changes"), "{}", text(&again.stdout));
+    assert_eq!((ct.pid1(), ct.service_pid("web")), (pid1, web), "a no-op apply restarted something");
+    let plan = container().args(["plan"]).arg(ct.spec()).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "plan after apply: {}", text(&plan.stdout));
+
+    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
+    let row = list.as_array().unwrap().iter().find(|r| r["name"] == ct.name.as_str()).expect("listed");
+    assert_eq!(row["state"], "running");
+    assert_eq!(row["services_ready"], 1);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let ct = Ct::new("dry", &web_spec(2, ""));
+    let out = container().args(["apply", "--dry-run"]).arg(ct.spec()).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Plan: "), "{}", text(&out.stdout));
+    assert!(!ct.dirs().join("state.json").exists());
+    assert!(footprint(&ct.name, &[v4(2), v6(2)]).is_empty());
+}
+
+// ---- isolation -----------------------------------------------------------------
+
+#[test]
+fn pid_namespace_has_the_supervisor_as_pid_1_and_hides_the_host() {
+    let ct = Ct::new("pid", SLEEPER);
+    ct.apply_ok();
+    let cmdline = ct.exec_ok(&["cat", "/proc/1/cmdline"]);
+    assert!(cmdline.contains("supervisor.json"), "PID 1 is not our supervisor: {cmdline:?}");
+    let pids: Vec<u32> =
+        ct.exec_ok(&["ls", "/proc"]).split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(pids.len() <= 5, "more processes than the container's: {pids:?}");
+    assert!(!pids.contains(&std::process::id()) || std::process::id() < 10, "host pid visible");
+    assert!(pids.contains(&1));
+}
+
+#[test]
+fn every_namespace_differs_from_the_host() {
+    let ct = Ct::new("ns", "hostname = \"isolated-host\"\n[network]\nmode = \"none\"\n[processes.main]\ncommand = [\"/bin/sleep\", \"infinity\"]\n");
+    ct.apply_ok();
+    for ns in ["mnt", "pid", "uts", "ipc", "net", "cgroup"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        let inside = ct.exec_ok(&["readlink", &format!("/proc/self/ns/{ns}")]);
+        assert_ne!(inside.trim(), host.to_str().unwrap(), "{ns} namespace is the host's");
+    }
+    assert_eq!(ct.exec_ok(&["hostname"]).trim(), "isolated-host");
+    assert_eq!(ct.exec_ok(&["ls", "/sys/class/net"]).split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    // `none` still has a working loopback.
+    let lo = ct.exec_ok(&["cat", "/sys/class/net/lo/operstate"]);
+    assert!(lo.contains("unknown") || lo.contains("up"), "lo is down: {lo}");
+}
+
+#[test]
+fn only_declared_host_paths_are_visible() {
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("marker"), "host only").unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("given"), "declared").unwrap();
+    let ct = Ct::new(
+        "mnt",
+        &format!(
+            "[[mounts]]\ntarget = \"/srv/given\"\ntype = \"bind\"\nsource = \"{}\"\nread_only = true\n{SLEEPER}",
+            shared.path().display()
+        ),
+    );
+    ct.apply_ok();
+    let marker = secret.path().join("marker");
+    let out = ct.exec(&["test", "-e", marker.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a host path is visible inside");
+    assert_eq!(ct.exec_ok(&["cat", "/srv/given/given"]), "declared");
+    // The host's root folders other than /usr and /etc are not there.
+    let out = ct.exec(&["test", "-e", root().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "the state root is visible inside");
+}
+
+#[test]
+fn root_is_read_only_and_volumes_and_tmpfs_are_writable() {
+    let ct = Ct::new(
+        "ro",
+        &format!(
+            "[[mounts]]\ntarget = \"/srv/data\"\ntype = \"volume\"\n[[mounts]]\ntarget = \"/scratch\"\ntype = \"tmpfs\"\nsize = \"4M\"\n{SLEEPER}"
+        ),
+    );
+    ct.apply_ok();
+    for path in ["/newfile", "/usr/newfile", "/etc/newfile"] {
+        let out = ct.exec(&["touch", path]);
+        assert!(!out.status.success(), "{path} is writable");
+        assert!(text(&out.stderr).contains("Read-only file system"), "{path}: {}", text(&out.stderr));
+    }
+    ct.exec_ok(&["sh", "-c", "echo kept > /srv/data/f"]);
+    assert_eq!(std::fs::read_to_string(ct.volume("srv-data").join("f")).unwrap(), "kept\n");
+    ct.exec_ok(&["touch", "/scratch/x", "/tmp/x"]);
+    // A rendered file is read-only inside.
+    let out = ct.exec(&["sh", "-c", "echo x >> /etc/hosts"]);
+    assert!(!out.status.success(), "/etc/hosts is writable");
+}
+
+#[test]
+fn dev_is_minimal_and_proc_sys_are_protected() {
+    let ct = Ct::new("dev", SLEEPER);
+    ct.apply_ok();
+    let mut dev: Vec<String> = ct.exec_ok(&["ls", "-A", "/dev"]).split_whitespace().map(str::to_string).collect();
+    dev.sort();
+    assert_eq!(
+        dev,
+        ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+    );
+    assert_eq!(ct.exec_ok(&["sh", "-c", "wc -c < /proc/kcore"]).trim(), "0", "/proc/kcore is not masked");
+    for path in ["/proc/sys/kernel/hostname", "/proc/sysrq-trigger", "/sys/kernel/uevent_helper"] {
+        let out = ct.exec(&["sh", "-c", &format!("echo x > {path}")]);
+        assert!(!out.status.success(), "{path} is writable");
+    }
+    let out = ct.exec(&["touch", "/sys/x"]);
+    assert!(!out.status.success(), "/sys is writable");
+}
+
+#[test]
+fn no_host_fd_reaches_the_container() {
+    let ct = Ct::new(
+        "fd",
+        "[[mounts]]\ntarget = \"/srv/out\"\ntype = \"volume\"\n[processes.main]\ncommand = [\"/bin/sh\", \"-c\", \"ls /proc/self/fd > /srv/out/fds; ls -l /proc/1/fd > /srv/out/pid1; exec sleep infinity\"]\n",
+    );
+    // The CLI gets an inheritable fd 7 from its parent: it must not reach PID 1 or a service.
+    let cmd = format!(
+        "exec 7</etc/hostname; exec '{}' --root '{}' apply '{}'",
+        env!("CARGO_BIN_EXE_container"),
+        root().display(),
+        ct.spec().display()
+    );
+    let out = sh(&cmd);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fds = eventually("the service's fd list", || {
+        std::fs::read_to_string(ct.volume("srv-out").join("pid1")).ok().filter(|s| !s.is_empty())?;
+        std::fs::read_to_string(ct.volume("srv-out").join("fds")).ok()
+    });
+    // ls itself holds fd 3 (the directory it lists).
+    assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"]);
+    let pid1 = std::fs::read_to_string(ct.volume("srv-out").join("pid1")).unwrap();
+    assert!(!pid1.contains("/etc/hostname"), "a host fd reached PID 1:\n{pid1}");
+}
+
+#[test]
+fn pid_1_is_not_a_writable_host_binary() {
+    let ct = Ct::new("exe", SLEEPER);
+    ct.apply_ok();
+    let out = ct.exec(&["sh", "-c", "echo pwned >> /proc/1/exe"]);
+    assert!(!out.status.success(), "PID 1's binary is writable from inside");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", ct.pid1())).unwrap();
+    let bin = std::fs::read(env!("CARGO_BIN_EXE_container")).unwrap();
+    assert!(!bin.ends_with(b"pwned\n"), "the host binary was changed ({})", exe.display());
+}
+
+// ---- volumes, re-apply, config changes ------------------------------------------------
+
+#[test]
+fn a_volume_keeps_its_data_across_stop_start_reapply_and_destroy() {
+    let body = format!("[[mounts]]\ntarget = \"/srv/data\"\ntype = \"volume\"\n{SLEEPER}");
+    let ct = Ct::new("vol", &body);
+    ct.apply_ok();
+    ct.exec_ok(&["sh", "-c", "echo precious > /srv/data/row"]);
+    ok(&["stop", &ct.name]);
+    assert_eq!(ct.status()["state"], "stopped");
+    ok(&["start", &ct.name]);
+    assert_eq!(ct.exec_ok(&["cat", "/srv/data/row"]), "precious\n", "lost on stop/start");
+    ok(&["restart", &ct.name]);
+    assert_eq!(ct.exec_ok(&["cat", "/srv/data/row"]), "precious\n", "lost on restart");
+    // A change that recreates the container.
+    ct.write(&format!("hostname = \"changed\"\n{body}"));
+    let out = ct.apply_ok();
+    assert!(out.contains("recreated"), "{out}");
+    assert_eq!(ct.exec_ok(&["cat", "/srv/data/row"]), "precious\n", "lost on re-apply");
+    ok(&["destroy", &ct.name]);
+    assert!(footprint(&ct.name, &[]).is_empty());
+    ct.apply_ok();
+    assert_eq!(ct.exec_ok(&["cat", "/srv/data/row"]), "precious\n", "lost on destroy without --volumes");
+    ok(&["destroy", &ct.name, "--volumes"]);
+    assert!(!ct.volume("srv-data").exists(), "destroy --volumes kept the volume");
+}
+
+fn conf_spec(a: &str, b: &str) -> String {
+    format!(
+        r#"
+[[files]]
+path = "/srv/conf/a.conf"
+content = "{a}"
+[[files]]
+path = "/srv/conf/b.conf"
+content = "{b}"
+[[mounts]]
+target = "/srv/state"
+type = "volume"
+
+[processes.a]
+command = ["/bin/sh", "-c", "trap 'cat /srv/conf/a.conf >> /srv/state/a.reloads' HUP; while :; do sleep 0.2; done"]
+reload_signal = "HUP"
+uses = ["/srv/conf/a.conf"]
+
+[processes.b]
+command = ["/bin/sleep", "infinity"]
+uses = ["/srv/conf/b.conf"]
+
+[processes.c]
+command = ["/bin/sleep", "infinity"]
+"#
+    )
+}
+
+#[test]
+fn a_config_change_reloads_or_restarts_only_its_service() {
+    let ct = Ct::new("cfg", &conf_spec("a1", "b1"));
+    ct.apply_ok();
+    let pids = || (ct.pid1(), ct.service_pid("a"), ct.service_pid("b"), ct.service_pid("c"));
+    let (p1, a, b, c) = pids();
+
+    // a.conf changed: a is reloaded (same pid, got SIGHUP, sees the new file).
+    ct.write(&conf_spec("a2", "b1"));
+    let plan = container().args(["plan"]).arg(ct.spec()).output().unwrap();
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(text(&plan.stdout).contains("reload a"), "{}", text(&plan.stdout));
+    let out = ct.apply_ok();
+    assert!(out.contains("reloaded a"), "{out}");
+    assert_eq!(pids(), (p1, a, b, c), "a reload changed a pid");
+    let reloads = eventually("a's reload", || {
+        std::fs::read_to_string(ct.volume("srv-state").join("a.reloads")).ok().filter(|s| s.contains("a2"))
+    });
+    assert_eq!(reloads, "a2");
+    assert_eq!(ct.exec_ok(&["cat", "/srv/conf/a.conf"]), "a2");
+
+    // b.conf changed: b restarts (new pid), nothing else does.
+    ct.write(&conf_spec("a2", "b2"));
+    let out = ct.apply_ok();
+    assert!(out.contains("restarted b"), "{out}");
+    let (p1x, ax, bx, cx) = pids();
+    assert_eq!((p1x, ax, cx), (p1, a, c), "an unrelated service was restarted");
+    assert_ne!(bx, b, "b was not restarted");
+    assert_eq!(ct.exec_ok(&["cat", "/srv/conf/b.conf"]), "b2");
+}
+
+#[test]
+fn a_changed_process_restarts_alone_and_a_new_one_starts() {
+    let base = "[processes.keep]\ncommand = [\"/bin/sleep\", \"infinity\"]\n";
+    let ct = Ct::new("svc", &format!("{base}[processes.change]\ncommand = [\"/bin/sleep\", \"1000\"]\n"));
+    ct.apply_ok();
+    let (p1, keep, change) = (ct.pid1(), ct.service_pid("keep"), ct.service_pid("change"));
+    ct.write(&format!(
+        "{base}[processes.change]\ncommand = [\"/bin/sleep\", \"2000\"]\n[processes.new]\ncommand = [\"/bin/sleep\", \"infinity\"]\n"
+    ));
+    ct.apply_ok();
+    assert_eq!((ct.pid1(), ct.service_pid("keep")), (p1, keep), "container or unchanged service restarted");
+    assert_ne!(ct.service_pid("change"), change);
+    assert!(ct.service_pid("new") > 0);
+}
+
+#[test]
+fn a_changed_address_reconfigures_the_network_live() {
+    let ct = Ct::new("net", &format!("[network]\nipv4 = \"{}\"\n{SLEEPER}", v4(20)));
+    ct.apply_ok();
+    assert!(ping(&v4(20)));
+    let p1 = ct.pid1();
+    ct.write(&format!("[network]\nipv4 = \"{}\"\nipv6 = \"{}\"\n{SLEEPER}", v4(21), v6(21)));
+    let out = ct.apply_ok();
+    assert!(out.contains("network reconfigured"), "{out}");
+    assert_eq!(ct.pid1(), p1, "a network change recreated the container");
+    assert!(ping(&v4(21)) && ping(&v6(21)));
+    assert!(footprint(&ct.name, &[v4(20)]).iter().all(|l| !l.contains(&v4(20))), "old route left");
+}
+
+// ---- network ---------------------------------------------------------------------
+
+#[test]
+fn a_published_port_reaches_the_server_in_the_container() {
+    let port = 20000 + slice() as u16;
+    let ct = Ct::new("pub", &web_spec(3, &format!("publish = [\"{port}:8080\"]")));
+    ct.apply_ok();
+    assert!(http_get("127.0.0.1", port).contains("hello from the test"), "127.0.0.1:{port} does not reach it");
+}
+
+/// A namespace made by the test ("outside"), joined to the host by a veth; removed on drop.
+struct Outside {
+    ns: String,
+    link: String,
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = sh(&format!("ip link del {}; ip netns del {}", self.link, self.ns));
+    }
+}
+
+#[test]
+fn nat_masquerades_traffic_to_an_outside_namespace() {
+    let s = slice();
+    let o = Outside { ns: format!("cto{s}"), link: format!("cto{s}h") };
+    let (host4, far4) = (format!("100.74.{s}.201"), format!("100.74.{s}.202"));
+    let setup = format!(
+        "set -e; ip netns add {ns}; ip link add {l} type veth peer name eth0 netns {ns}; \
+         ip addr add {host4}/30 dev {l}; ip link set {l} up; \
+         ip netns exec {ns} ip addr add {far4}/30 dev eth0; ip netns exec {ns} ip link set eth0 up; \
+         ip netns exec {ns} ip link set lo up",
+        ns = o.ns,
+        l = o.link
+    );
+    let out = sh(&setup);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The outside server answers with the address it sees.
+    let server = "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',9000))\ns.listen()\nwhile True:\n c,a=s.accept(); c.sendall(a[0].encode()); c.close()";
+    let mut srv: Child = Command::new("ip")
+        .args(["netns", "exec", &o.ns, "python3", "-c", server])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ct = Ct::new("nat", &format!("[network]\nipv4 = \"{}\"\nnat = true\n{SLEEPER}", v4(4)));
+    ct.apply_ok();
+    let client = format!(
+        "import socket,time\nfor i in range(100):\n try:\n  c=socket.create_connection(('{far4}',9000),timeout=2); print(c.recv(100).decode()); break\n except OSError: time.sleep(0.1)"
+    );
+    let seen = ct.exec_ok(&["python3", "-c", &client]);
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert_eq!(seen.trim(), host4, "the outside saw the container's own address: not masqueraded");
+}
+
+#[test]
+fn host_network_mode_shares_the_hosts_interfaces() {
+    let ct = Ct::new("hnet", &format!("[network]\nmode = \"host\"\n{SLEEPER}"));
+    ct.apply_ok();
+    let inside = ct.exec_ok(&["readlink", "/proc/self/ns/net"]);
+    assert_eq!(inside.trim(), std::fs::read_link("/proc/self/ns/net").unwrap().to_str().unwrap());
+    assert!(footprint(&ct.name, &[]).is_empty(), "host mode made a veth or rules");
+}
+
+// ---- exec, logs, stop ----------------------------------------------------------------
+
+#[test]
+fn exec_passes_the_exit_code_and_streams() {
+    let ct = Ct::new("exec", SLEEPER);
+    ct.apply_ok();
+    assert_eq!(ct.exec(&["sh", "-c", "exit 7"]).status.code(), Some(7));
+    let out = ct.exec(&["sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!((text(&out.stdout).as_str(), text(&out.stderr).as_str()), ("out\n", "err\n"));
+    let mut child = container()
+        .args(["exec", &ct.name, "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"through stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "through stdin\n");
+    assert_eq!(ct.exec(&["no-such-command"]).status.code(), Some(127));
+    let missing = run(&["exec", "no-such-container", "--", "true"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no container"), "{}", text(&missing.stderr));
+}
+
+#[test]
+fn logs_show_a_services_output() {
+    let ct = Ct::new(
+        "logs",
+        "[processes.talker]\ncommand = [\"/bin/sh\", \"-c\", \"echo hello-from-talker; echo oops >&2; exec sleep infinity\"]\n[processes.quiet]\ncommand = [\"/bin/sleep\", \"infinity\"]\n",
+    );
+    ct.apply_ok();
+    let log = eventually("talker's output", || Some(ok(&["logs", &ct.name, "talker"])).filter(|l| l.contains("oops")));
+    assert!(log.contains("hello-from-talker"), "{log}");
+    let all = ok(&["logs", &ct.name]);
+    assert!(all.contains("talker | hello-from-talker"), "{all}");
+    assert!(!run(&["logs", &ct.name, "nope"]).status.success());
+}
+
+#[test]
+fn stop_ends_a_service_that_ignores_sigterm_at_the_timeout() {
+    let ct = Ct::new(
+        "term",
+        "[processes.stubborn]\ncommand = [\"/bin/sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.1; done\"]\n",
+    );
+    ct.apply_ok();
+    let t = Instant::now();
+    ok(&["stop", &ct.name, "--timeout", "1"]);
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(900), "stop returned before the timeout: {took:?}");
+    assert_eq!(ct.status()["state"], "stopped");
+}
+
+// ---- locking and crash safety ------------------------------------------------------------
+
+#[test]
+fn a_second_apply_waits_for_the_first() {
+    let ct = Ct::new("lock", SLEEPER);
+    ct.apply_ok();
+    let lock = ct.dirs().join(".lock");
+    let mut holder = Command::new("flock").arg(&lock).args(["-c", "sleep 1.5"]).spawn().unwrap();
+    eventually("the lock holder", || {
+        let out = Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().ok()?;
+        (!out.success()).then_some(())
+    });
+    ct.write(&format!("hostname = \"after-lock\"\n{SLEEPER}"));
+    let out = ct.apply();
+    let _ = holder.wait();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("waiting: another `container` command is working on"), "{}", text(&out.stderr));
+    assert_eq!(ct.exec_ok(&["hostname"]).trim(), "after-lock");
+}
+
+#[test]
+fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
+    let port = 21000 + slice() as u16;
+    let n = 30;
+    let body = format!(
+        "[network]\nipv4 = \"{}\"\nipv6 = \"{}\"\nnat = true\npublish = [\"{port}:8080\"]\n{}",
+        v4(n),
+        v6(n),
+        "[[files]]\npath = \"/srv/www/index.html\"\ncontent = \"survived\"\n[processes.web]\ncommand = [\"/usr/bin/python3\", \"-m\", \"http.server\", \"8080\", \"--bind\", \"::\", \"--directory\", \"/srv/www\"]\nready = { tcp = 8080 }\n"
+    );
+    let ct = Ct::new("crash", &body);
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let steps = ["pending", "secrets", "files", "volumes", "cgroup", "spawn", "network", "nft", "release", "ready", "record"];
+    for (i, step) in steps.iter().enumerate() {
+        // Every round changes the hostname, so the apply recreates the container
+        // (after a destroy: creates it) and passes every step.
+        ct.write(&format!("hostname = \"h{i}\"\n{body}"));
+        let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", step).output().unwrap();
+        assert_eq!(out.status.signal(), Some(9), "apply did not crash at {step}: {}", text(&out.stdout));
+        ct.apply_ok();
+        assert!(http_get(&v4(n), 8080).contains("survived"), "not converged after a crash at {step}");
+        assert!(http_get("127.0.0.1", port).contains("survived"), "publish not converged after {step}");
+        if i % 3 == 2 {
+            ok(&["destroy", &ct.name]);
+            assert_eq!(footprint(&ct.name, &[v4(n), v6(n)]), Vec::<String>::new(), "destroy after {step} left these");
+        }
+    }
+    // Crashes while changing a running container in place (a file edit).
+    for (i, step) in ["files", "network", "nft", "ready", "record"].iter().enumerate() {
+        let edited = body.replace("content = \"survived\"", &format!("content = \"edit {i}\""));
+        ct.write(&format!("hostname = \"h{}\"\n{edited}", steps.len() - 1));
+        let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", step).output().unwrap();
+        assert_eq!(out.status.signal(), Some(9), "live apply did not crash at {step}: {}", text(&out.stderr));
+        ct.apply_ok();
+        assert!(http_get(&v4(n), 8080).contains(&format!("edit {i}")), "live edit not converged after {step}");
+    }
+    // A crash, then destroy right away.
+    let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", "nft").output().unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    ok(&["destroy", &ct.name, "--volumes"]);
+    assert_eq!(footprint(&ct.name, &[v4(n), v6(n)]), Vec::<String>::new());
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours = |m: &str| m.lines().filter(|l| l.contains(root().to_str().unwrap())).count();
+    assert_eq!(ours(&mounts_after), ours(&mounts_before));
+}
+
+#[test]
+fn a_hundred_start_stop_cycles_leak_nothing() {
+    let n = 40;
+    let ct = Ct::new("cyc", &format!("[network]\nipv4 = \"{}\"\nipv6 = \"{}\"\nnat = true\n{SLEEPER}", v4(n), v6(n)));
+    ct.apply_ok();
+    ok(&["stop", &ct.name]);
+    let addrs = [v4(n), v6(n)];
+    assert!(footprint(&ct.name, &addrs).is_empty());
+    let ours = |m: String| m.lines().filter(|l| l.contains(root().to_str().unwrap())).count();
+    let mounts = ours(std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    // Open fds anywhere on the host into this container's folder (its PID 1 holds its
+    // supervisor.log, a leaked fd would show up too): none once it is stopped.
+    let dir = ct.dirs();
+    let procs = || {
+        let mut holders = Vec::new();
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            for fd in std::fs::read_dir(p.path().join("fd")).into_iter().flatten().flatten() {
+                if std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&dir)) {
+                    holders.push(format!("{} {}", p.path().display(), fd.path().display()));
+                }
+            }
+        }
+        holders
+    };
+    assert_eq!(procs(), Vec::<String>::new());
+    for i in 0..100 {
+        let out = run(&["start", &ct.name]);
+        assert!(out.status.success(), "start #{i}: {}", text(&out.stderr));
+        let out = run(&["stop", &ct.name]);
+        assert!(out.status.success(), "stop #{i}: {}", text(&out.stderr));
+    }
+    assert_eq!(footprint(&ct.name, &addrs), Vec::<String>::new());
+    assert_eq!(ours(std::fs::read_to_string("/proc/self/mountinfo").unwrap()), mounts, "mounts leaked");
+    assert_eq!(procs(), Vec::<String>::new(), "a process or fd outlived its stop");
+}
