@@ -705,3 +705,28 @@ fn runs_as_pid_1_of_a_pid_namespace() {
     let st = sup.status().unwrap();
     assert_eq!((st.state, st.services["parent"].state), (SupervisorState::Stopped, ServiceState::Stopped));
 }
+
+fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn stop_with_a_timeout_overrides_stop_timeout() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.stop_timeout_ms = 60_000;
+    let stubborn = t.sh("trap '' TERM; touch up; sleep 100; echo never").ready_command(&["test", "-e", "up"]);
+    cfg.services.insert("stubborn".into(), stubborn);
+    let mut sup = t.start(cfg);
+    let st = sup.wait_state("stubborn", ServiceState::Ready);
+    let pid = st.services["stubborn"].pid.unwrap();
+    let asked = Instant::now();
+    assert_eq!(sup.ctl("stop 300"), serde_json::json!({"ok": true}));
+    assert!(sup.wait_exit().success(), "{}", sup.diag());
+    // Loose: only shows the 60 s of the config were not waited for.
+    assert!(asked.elapsed() < Duration::from_secs(5), "stop took {:?}", asked.elapsed());
+    let st = sup.status().unwrap();
+    assert_eq!(st.services["stubborn"].state, ServiceState::Stopped);
+    assert_eq!(st.services["stubborn"].last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGKILL"));
+    assert!(!pid_alive(pid));
+}

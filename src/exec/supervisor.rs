@@ -21,7 +21,7 @@
 //! The supervisor keeps running when services end; it exits (0) only when told to stop:
 //! SIGTERM, SIGINT or the `stop` control command. Stopping goes in reverse dependency
 //! order, one service at a time: SIGTERM to its group, SIGKILL to the group after
-//! `stop_timeout_ms`. SIGHUP reloads every running service that declares a `reload`
+//! `stop_timeout_ms` (or the timeout given to `stop`). SIGHUP reloads every running service that declares a `reload`
 //! (services without one are left alone: a stray SIGHUP must not restart a database).
 //!
 //! Files in `run_dir`: `status.json` ([`Status`]), `control.sock`, `logs/<service>.log`
@@ -29,7 +29,8 @@
 //! `.log.1` at `log_max_bytes`), `logs/init/<task>.log`.
 //!
 //! Control socket: connect to `control.sock`, send one line, read one JSON line:
-//! `status` → the [`Status`]; `reload <svc>`, `restart <svc>`, `stop` →
+//! `status` → the [`Status`]; `reload <svc>`, `restart <svc>`, `stop`, `stop
+//! <timeout_ms>` (SIGKILL after that timeout instead of `stop_timeout_ms`) →
 //! `{"ok":true}` or `{"ok":false,"error":"…"}`. [`control`] is the client.
 //!
 //! Use: the executor writes a [`SupervisorConfig`] as JSON, re-executes its own binary

@@ -466,7 +466,7 @@ impl Sup<'_> {
             };
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => self.reap(),
-                Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(),
+                Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(None),
                 Ok(Signal::SIGHUP) => {
                     for i in 0..self.svcs.len() {
                         if self.svcs[i].res.reload.is_some() && self.svcs[i].pid.is_some() {
@@ -503,12 +503,21 @@ impl Sup<'_> {
         let result = match words.as_slice() {
             ["status"] => return serde_json::to_value(self.status(self.state())).unwrap_or_default(),
             ["stop"] => {
-                self.begin_stop();
+                self.begin_stop(None);
                 Ok(())
             }
+            ["stop", ms] => match ms.parse::<u64>() {
+                Ok(ms) => {
+                    self.begin_stop(Some(Duration::from_millis(ms)));
+                    Ok(())
+                }
+                Err(_) => Err(format!("stop: {ms:?} is not a timeout in milliseconds")),
+            },
             ["reload", name] => self.find(name).and_then(|i| self.reload(i)),
             ["restart", name] => self.find(name).and_then(|i| self.restart(i)),
-            _ => Err(format!("unknown request {line:?}: expected status, reload SERVICE, restart SERVICE or stop")),
+            _ => Err(format!(
+                "unknown request {line:?}: expected status, reload SERVICE, restart SERVICE or stop [TIMEOUT_MS]"
+            )),
         };
         match result {
             Ok(()) => serde_json::json!({ "ok": true }),
@@ -953,12 +962,22 @@ impl Sup<'_> {
 
     // ---- stopping ---------------------------------------------------------------
 
-    fn begin_stop(&mut self) {
+    /// `timeout` replaces `stop_timeout` for this stop, also for what is already being
+    /// stopped (everything, when a stop is under way).
+    fn begin_stop(&mut self, timeout: Option<Duration>) {
+        let now = Instant::now();
+        if let Some(t) = timeout {
+            self.stop_timeout = t;
+            let limit = now + t;
+            let svcs = self.svcs.iter_mut().map(|s| &mut s.kill_at);
+            for at in svcs.chain(self.tasks.iter_mut().map(|t| &mut t.kill_at)).flatten() {
+                *at = (*at).min(limit);
+            }
+        }
         if self.stop_queue.is_some() {
             return;
         }
         note("stopping");
-        let now = Instant::now();
         self.stop_queue = Some(self.order.clone());
         for s in &mut self.svcs {
             s.restart_at = None;
