@@ -4,7 +4,8 @@
 //! process to block them, and the test harness is multi-threaded. So this binary
 //! re-executes itself: when `CONTAINER_SUPERVISOR_TEST_CONFIG` is set, a constructor in
 //! `.init_array` runs the supervisor before the harness (and any thread) starts, and
-//! exits with its code. Services are `/bin/sh -c` and `python3 -c` snippets that
+//! exits with its code. It runs with `run_file` (so `reconfigure` works), or with `run`
+//! when `CONTAINER_SUPERVISOR_TEST_PLAIN` is set too. Services are `/bin/sh -c` and `python3 -c` snippets that
 //! record what happened in a per-test work folder.
 
 use container::exec::supervisor::{
@@ -19,6 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const CONFIG_ENV: &str = "CONTAINER_SUPERVISOR_TEST_CONFIG";
+const PLAIN_ENV: &str = "CONTAINER_SUPERVISOR_TEST_PLAIN";
 
 #[used]
 #[link_section = ".init_array"]
@@ -26,6 +28,13 @@ static SUPERVISOR_ENTRY: extern "C" fn() = supervisor_entry;
 
 extern "C" fn supervisor_entry() {
     let Some(path) = std::env::var_os(CONFIG_ENV) else { return };
+    if std::env::var_os(PLAIN_ENV).is_none() {
+        let code = supervisor::run_file(Path::new(&path)).unwrap_or_else(|e| {
+            eprintln!("supervisor failed: {e}");
+            70
+        });
+        std::process::exit(code);
+    }
     let cfg = std::fs::read(&path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice::<SupervisorConfig>(&b).map_err(|e| e.to_string()));
@@ -91,18 +100,37 @@ impl Scene {
     fn log(&self, service: &str) -> String {
         std::fs::read_to_string(self.run_dir().join("logs").join(format!("{service}.log"))).unwrap_or_default()
     }
+    fn cfg_path(&self) -> PathBuf {
+        self.dir.path().join("supervisor.json")
+    }
     fn start(&self, cfg: SupervisorConfig) -> Sup {
-        let cfg_path = self.dir.path().join("supervisor.json");
-        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        self.start_with(cfg, false)
+    }
+    /// `plain`: with `supervisor::run` instead of `run_file`.
+    fn start_with(&self, cfg: SupervisorConfig, plain: bool) -> Sup {
+        self.rewrite(&cfg);
         let err = std::fs::File::create(self.dir.path().join("supervisor.err")).unwrap();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .env(CONFIG_ENV, &cfg_path)
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        if plain {
+            cmd.env(PLAIN_ENV, "1");
+        }
+        let child = cmd
+            .env(CONFIG_ENV, self.cfg_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
             .unwrap();
         Sup { child, run_dir: self.run_dir(), err: self.dir.path().join("supervisor.err"), exit: None }
+    }
+    /// Replaces the config file as the executor does: a new file renamed over the old.
+    fn rewrite(&self, cfg: &SupervisorConfig) {
+        self.write_config(&serde_json::to_vec(cfg).unwrap());
+    }
+    fn write_config(&self, bytes: &[u8]) {
+        let tmp = self.dir.path().join("supervisor.json.tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.cfg_path()).unwrap();
     }
 }
 
@@ -704,4 +732,177 @@ fn runs_as_pid_1_of_a_pid_namespace() {
     assert!(code.success(), "{code:?}\n{}", sup.diag());
     let st = sup.status().unwrap();
     assert_eq!((st.state, st.services["parent"].state), (SupervisorState::Stopped, ServiceState::Stopped));
+}
+
+fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn error_of(v: &serde_json::Value) -> String {
+    assert_eq!(v["ok"], false, "{v}");
+    v["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn reconfigure_restarts_only_changed_services() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    // `change` marks each definition's start with a file; its probe waits for the file
+    // of the running definition, so `fresh` (after it) can tell which one it followed.
+    let change = |v: &str| {
+        t.sh("echo V=$V; touch change.v$V; exec sleep 100").env("V", v).ready_command(&[
+            "/bin/sh",
+            "-c",
+            "test -e change.v$V",
+        ])
+    };
+    cfg.services.insert("keep".into(), t.sh("exec sleep 100"));
+    cfg.services.insert("change".into(), change("1"));
+    cfg.services.insert("dependent".into(), t.sh("exec sleep 100").after("change"));
+    cfg.services.insert("removed".into(), t.sh("exec sleep 100"));
+    let sup = t.start(cfg.clone());
+    let before = sup.wait_for("all ready", |s| s.services.values().all(|x| x.state == ServiceState::Ready));
+    assert_eq!(before.generation, 0);
+    let pid = |s: &Status, n: &str| s.services[n].pid.unwrap_or_else(|| panic!("{n} has no pid: {s:#?}"));
+
+    cfg.services.insert("change".into(), change("2"));
+    cfg.services.remove("removed");
+    let fresh = "if test -e change.v2; then echo saw-v2; else echo too-early; fi > fresh.tmp; \
+                 mv fresh.tmp fresh.out; exec sleep 100";
+    cfg.services.insert("fresh".into(), t.sh(fresh).after("change"));
+    t.rewrite(&cfg);
+    assert_eq!(sup.ctl("reconfigure"), serde_json::json!({"ok": true}));
+    let st = sup.wait_for("new definition ready", |s| {
+        s.generation == 1
+            && s.services["change"].state == ServiceState::Ready
+            && s.services["change"].pid != before.services["change"].pid
+            && s.services.get("fresh").is_some_and(|x| x.state == ServiceState::Ready)
+    });
+    // Unchanged services, and the dependent of the changed one, are left alone.
+    for n in ["keep", "dependent"] {
+        assert_eq!((pid(&st, n), st.services[n].restarts), (pid(&before, n), 0), "{n}\n{}", sup.diag());
+    }
+    assert_eq!(st.services["change"].restarts, 1);
+    assert_eq!(st.services["change"].last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGTERM"));
+    wait_until("both definitions logged", || t.log("change") == "V=1\nV=2\n");
+    assert!(!st.services.contains_key("removed"), "{st:#?}");
+    let removed = pid(&before, "removed");
+    wait_until("removed service gone", || !pid_alive(removed));
+    // `fresh` started only once the new definition of `change` was ready.
+    wait_until("fresh wrote its file", || t.path("fresh.out").exists());
+    assert_eq!(t.read("fresh.out"), "saw-v2\n");
+    assert_eq!(sup.ctl("status")["generation"], 1);
+}
+
+#[test]
+fn init_tasks_run_again_on_reconfigure() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    std::fs::write(t.path("exists"), "").unwrap();
+    cfg.init.insert("b-early".into(), t.task("echo early >> order"));
+    // First by id, but it waits for `svc`: after a reconfigure `svc` is ready at once,
+    // yet the task with an empty `after` still goes first.
+    cfg.init.insert("a-late".into(), t.task("echo late >> order").after("svc"));
+    cfg.init.insert("skip".into(), t.task("echo skip >> order").creates(&t.path("exists").to_string_lossy()));
+    cfg.init.insert("removed".into(), t.task("echo removed >> removed.runs"));
+    cfg.services.insert("svc".into(), t.sh("exec sleep 100"));
+    let sup = t.start(cfg.clone());
+    let before = sup.wait_for("tasks done", |s| s.init["a-late"].state == TaskState::Done);
+    assert_eq!(t.read("order"), "early\nlate\n");
+
+    cfg.init.remove("removed");
+    cfg.services.insert("new".into(), t.sh("echo new >> order; exec sleep 100"));
+    t.rewrite(&cfg);
+    assert_eq!(sup.ctl("reconfigure"), serde_json::json!({"ok": true}));
+    let st = sup.wait_for("tasks done again", |s| {
+        s.generation == 1
+            && s.init["a-late"].state == TaskState::Done
+            && s.init["b-early"].state == TaskState::Done
+            && s.services.get("new").is_some_and(|x| x.state == ServiceState::Ready)
+    });
+    wait_until("five lines", || t.read("order").lines().count() == 5);
+    let order = t.read("order");
+    let lines: Vec<&str> = order.lines().collect();
+    assert_eq!(lines[..3], ["early", "late", "early"], "{order}");
+    // After the early task, `a-late` and the new service may go in either order.
+    assert_eq!(lines[3..].iter().copied().collect::<BTreeSet<_>>(), ["late", "new"].into(), "{order}");
+    assert_eq!(st.init["skip"].state, TaskState::Skipped);
+    assert!(!st.init.contains_key("removed"), "{st:#?}");
+    assert_eq!(t.read("removed.runs"), "removed\n");
+    assert_eq!(st.services["svc"].pid, before.services["svc"].pid);
+}
+
+#[test]
+fn invalid_config_on_reconfigure_changes_nothing() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.stop_timeout_ms = 60_000;
+    cfg.services.insert("svc".into(), t.sh("exec sleep 100"));
+    // Ignores SIGTERM: the stop at the end lasts until a `stop` with a timeout.
+    let stubborn = t.sh("trap '' TERM; touch up; sleep 100").ready_command(&["test", "-e", "up"]);
+    cfg.services.insert("stubborn".into(), stubborn);
+    let mut sup = t.start(cfg.clone());
+    let before = sup.wait_for("all ready", |s| s.services.values().all(|x| x.state == ServiceState::Ready));
+
+    t.write_config(b"{ not json");
+    assert!(error_of(&sup.ctl("reconfigure")).contains("supervisor.json"));
+    let mut bad = cfg.clone();
+    bad.services.insert("svc".into(), t.sh("exec sleep 50").after("ghost"));
+    t.rewrite(&bad);
+    assert!(error_of(&sup.ctl("reconfigure")).contains("unknown \"ghost\""));
+    let mut moved = cfg.clone();
+    moved.run_dir = t.dir.path().join("elsewhere");
+    t.rewrite(&moved);
+    assert!(error_of(&sup.ctl("reconfigure")).contains("run_dir"));
+    std::fs::remove_file(t.cfg_path()).unwrap();
+    assert!(error_of(&sup.ctl("reconfigure")).contains("reading"));
+
+    let st: Status = serde_json::from_value(sup.ctl("status")).unwrap();
+    assert_eq!(st.generation, 0);
+    for n in ["svc", "stubborn"] {
+        assert_eq!(st.services[n].pid, before.services[n].pid, "{n}");
+        assert_eq!(st.services[n].state, ServiceState::Ready, "{n}");
+    }
+
+    // Once stopping, reconfigure is refused; a later `stop` with a timeout cuts the
+    // wait for the stubborn service short.
+    assert_eq!(sup.ctl("stop"), serde_json::json!({"ok": true}));
+    t.rewrite(&cfg);
+    assert!(error_of(&sup.ctl("reconfigure")).contains("stopping"));
+    assert_eq!(sup.ctl("stop 300"), serde_json::json!({"ok": true}));
+    assert!(sup.wait_exit().success());
+    let st = sup.status().unwrap();
+    assert_eq!(st.services["stubborn"].last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGKILL"));
+}
+
+#[test]
+fn reconfigure_needs_a_config_file() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.services.insert("svc".into(), t.sh("exec sleep 100"));
+    let sup = t.start_with(cfg, true);
+    sup.wait_state("svc", ServiceState::Ready);
+    assert!(error_of(&sup.ctl("reconfigure")).contains("not started from a config file"));
+    assert!(error_of(&sup.ctl("stop soon")).contains("milliseconds"));
+}
+
+#[test]
+fn stop_with_a_timeout_overrides_stop_timeout() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.stop_timeout_ms = 60_000;
+    let stubborn = t.sh("trap '' TERM; touch up; sleep 100; echo never").ready_command(&["test", "-e", "up"]);
+    cfg.services.insert("stubborn".into(), stubborn);
+    let mut sup = t.start(cfg);
+    let st = sup.wait_state("stubborn", ServiceState::Ready);
+    let pid = st.services["stubborn"].pid.unwrap();
+    let asked = Instant::now();
+    assert_eq!(sup.ctl("stop 300"), serde_json::json!({"ok": true}));
+    assert!(sup.wait_exit().success(), "{}", sup.diag());
+    // Loose: only shows the 60 s of the config were not waited for.
+    assert!(asked.elapsed() < Duration::from_secs(5), "stop took {:?}", asked.elapsed());
+    let st = sup.status().unwrap();
+    assert_eq!(st.services["stubborn"].state, ServiceState::Stopped);
+    assert_eq!(st.services["stubborn"].last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGKILL"));
+    assert!(!pid_alive(pid));
 }

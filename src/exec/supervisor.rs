@@ -6,6 +6,8 @@
 //! that ends is reaped, including orphans re-parented to us (as PID 1, or as a child
 //! subreaper when we are not PID 1). `<run_dir>/status.json` is rewritten (temp file,
 //! then rename) after every change of state, so readers never see a torn file.
+//! `reconfigure` never touches a service whose definition did not change: same
+//! process, same pid, same restart count.
 //!
 //! Order: init tasks with an empty `after` run first, one at a time in id order. A
 //! service starts once every name in its `after` is ready (a service) or done or
@@ -21,20 +23,41 @@
 //! The supervisor keeps running when services end; it exits (0) only when told to stop:
 //! SIGTERM, SIGINT or the `stop` control command. Stopping goes in reverse dependency
 //! order, one service at a time: SIGTERM to its group, SIGKILL to the group after
-//! `stop_timeout_ms`. SIGHUP reloads every running service that declares a `reload`
+//! `stop_timeout_ms` (or the timeout given to `stop`). SIGHUP reloads every running service that declares a `reload`
 //! (services without one are left alone: a stray SIGHUP must not restart a database).
 //!
 //! Files in `run_dir`: `status.json` ([`Status`]), `control.sock`, `logs/<service>.log`
 //! (stdout and stderr of the service, its probes and its reload commands; rotated to
 //! `.log.1` at `log_max_bytes`), `logs/init/<task>.log`.
 //!
+//! Reconfigure (when started with [`run_file`]): the executor rewrites the config file
+//! and sends `reconfigure`; the supervisor reads the file again and converges to it
+//! without restarting the container. A file that cannot be read, does not parse, has
+//! bad dependencies or another `run_dir` is refused and nothing changes. Otherwise:
+//! services no longer in the config are stopped (SIGTERM, SIGKILL at the timeout) and
+//! leave the status at once; a service whose definition (`ServiceRes`, compared as a
+//! whole) changed is stopped, then waits for its `after` like a new service and starts
+//! with the new definition (one more restart in its count; its dependents count it as
+//! ready again only once the new definition is ready); new services start once their
+//! `after` is ready; unchanged services are left alone. Dependents of a changed service
+//! are *not* restarted: a dependent that must follow changes its own definition too
+//! (the executor can list the dependency's version in its env, say). Every init task of
+//! the new config runs again under the order rules above (tasks with an empty `after`
+//! before any service waiting to start; `creates` still skips); a task running at that
+//! moment finishes first, then runs again if still in the config. Removed tasks leave
+//! the status. The other fields (timeouts, log size, `secrets_dir`, `etc_dir`) apply
+//! from then on. The status `generation` counts successful reconfigures.
+//!
 //! Control socket: connect to `control.sock`, send one line, read one JSON line:
-//! `status` → the [`Status`]; `reload <svc>`, `restart <svc>`, `stop` →
-//! `{"ok":true}` or `{"ok":false,"error":"…"}`. [`control`] is the client.
+//! `status` → the [`Status`]; `reload <svc>`, `restart <svc>`, `reconfigure` (the
+//! reply comes once convergence has begun; poll `status` for readiness), `stop`,
+//! `stop <timeout_ms>` (SIGKILL after that timeout instead of `stop_timeout_ms`) →
+//! `{"ok":true}` or `{"ok":false,"error":"…"}`; `reconfigure`, `restart` and `reload`
+//! by restart are refused once stopping. [`control`] is the client.
 //!
 //! Use: the executor writes a [`SupervisorConfig`] as JSON, re-executes its own binary
-//! as PID 1 with a hidden subcommand, and that subcommand calls [`run`] before any
-//! other thread exists (signals are taken with a signalfd, which only works when every
+//! as PID 1 with a hidden subcommand, and that subcommand calls [`run_file`] (or
+//! [`run`]) before any other thread exists (signals are taken with a signalfd, which only works when every
 //! thread blocks them; `run` refuses to start in a multi-threaded process). Secrets
 //! for init-task stdin come from `secrets_dir/<name>` or, with [`run_with_secrets`],
 //! from a lookup function.
@@ -216,22 +239,19 @@ pub struct Status {
     pub generation: u64,
     pub pid: i32,
     pub state: SupervisorState,
+    /// Number of successful `reconfigure` requests: once it has grown past the value
+    /// seen before a request, this status describes the new config.
+    #[serde(default)]
+    pub generation: u64,
     pub services: BTreeMap<String, ServiceStatus>,
     pub init: BTreeMap<String, TaskStatus>,
 }
 
 /// Runs the supervisor until it is stopped; returns the exit code for the process.
-/// Secrets come from `cfg.secrets_dir`.
+/// Secrets come from `cfg.secrets_dir`. `reconfigure` is refused: there is no file
+/// to read the new config from.
 pub fn run(cfg: SupervisorConfig) -> Result<i32, SupervisorError> {
-    let dir = cfg.secrets_dir.clone();
-    run_with_secrets(cfg, &move |name: &str| {
-        let dir = dir.as_ref()?;
-        // A secret name is a file name, never a path.
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return None;
-        }
-        std::fs::read_to_string(dir.join(name)).ok()
-    })
+    engine::run(cfg, None, None)
 }
 
 /// [`run`] with secrets from `secret` (name → value).
@@ -239,7 +259,30 @@ pub fn run_with_secrets(
     cfg: SupervisorConfig,
     secret: &dyn Fn(&str) -> Option<String>,
 ) -> Result<i32, SupervisorError> {
-    engine::run(cfg, secret)
+    engine::run(cfg, Some(secret), None)
+}
+
+/// [`run`] with the config read from the JSON file at `path`; the `reconfigure`
+/// control request reads that file again and converges to it.
+pub fn run_file(path: &Path) -> Result<i32, SupervisorError> {
+    let cfg = read_config(path)?;
+    engine::run(cfg, None, Some(path.to_path_buf()))
+}
+
+/// Reads a [`SupervisorConfig`] written as JSON.
+pub fn read_config(path: &Path) -> Result<SupervisorConfig, SupervisorError> {
+    let bytes = std::fs::read(path).map_err(|e| SupervisorError::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| SupervisorError::Config(format!("{}: {e}", path.display())))
+}
+
+/// A secret from `dir/<name>`, as [`run`] looks them up.
+fn secret_from_dir(dir: Option<&Path>, name: &str) -> Option<String> {
+    let dir = dir?;
+    // A secret name is a file name, never a path.
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(dir.join(name)).ok()
 }
 
 /// Path of the control socket in `run_dir`.

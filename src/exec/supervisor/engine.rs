@@ -65,6 +65,9 @@ enum Intent {
     None,
     Stop,
     Restart,
+    /// Its definition changed (`reconfigure`): wait for the dependencies again, then
+    /// start the new definition.
+    Replace,
     Fail(String),
 }
 
@@ -89,6 +92,37 @@ struct Service {
     kill_at: Option<Instant>,
     intent: Intent,
     log: LogSink,
+    /// Removed by `reconfigure` and still being stopped: not in the status, dropped once
+    /// its process has ended. Such services sit after the config's services in `svcs`.
+    gone: bool,
+}
+
+impl Service {
+    fn new(name: &str, res: ServiceRes, log: LogSink) -> Service {
+        Service {
+            name: name.to_string(),
+            res,
+            state: ServiceState::Waiting,
+            message: None,
+            since: now_ms(),
+            pid: None,
+            started_once: false,
+            restarts: 0,
+            last_exit: None,
+            started: Instant::now(),
+            ever_ready: false,
+            backoff: BACKOFF_MIN,
+            restart_at: None,
+            ready_deadline: None,
+            probe_at: None,
+            probe_pid: None,
+            probe_error: None,
+            kill_at: None,
+            intent: Intent::None,
+            log,
+            gone: false,
+        }
+    }
 }
 
 struct Task {
@@ -101,6 +135,29 @@ struct Task {
     pid: Option<i32>,
     log: Option<LogSink>,
     kill_at: Option<Instant>,
+    /// Removed by `reconfigure` while running: not in the status, dropped once it has
+    /// ended. Such tasks sit after the config's tasks in `tasks`.
+    gone: bool,
+    /// `reconfigure` came while it ran: it runs again (the new definition) once ended.
+    again: bool,
+}
+
+impl Task {
+    fn new(id: &str, task: InitTask) -> Task {
+        Task {
+            id: id.to_string(),
+            task,
+            state: TaskState::Pending,
+            exit: None,
+            message: None,
+            since: now_ms(),
+            pid: None,
+            log: None,
+            kill_at: None,
+            gone: false,
+            again: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -118,20 +175,33 @@ enum Src {
     TaskLog(usize),
 }
 
+/// A secret's value by name.
+type SecretFn<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 struct Sup<'a> {
+    /// The config's services in name order (the indexes of `svc_deps` and `order`),
+    /// then the `gone` ones.
     svcs: Vec<Service>,
     svc_deps: Vec<Vec<Dep>>,
+    /// The config's tasks in id order (the indexes of `task_deps`), then the `gone` ones.
     tasks: Vec<Task>,
     task_deps: Vec<Vec<usize>>,
     /// Services in dependency order (dependencies first, then by name).
     order: Vec<usize>,
     /// Some once stopping: services still to stop, the next one last.
     stop_queue: Option<Vec<usize>>,
-    /// Running reload commands: (pid, service).
-    reloaders: Vec<(i32, usize)>,
+    /// Running reload commands: (pid, service name). By name: `reconfigure` renumbers
+    /// services.
+    reloaders: Vec<(i32, String)>,
     conns: Vec<Conn>,
     devnull: OwnedFd,
-    secret: &'a dyn Fn(&str) -> Option<String>,
+    /// The caller's secret lookup; without one, files in `secrets_dir`.
+    secret: Option<SecretFn<'a>>,
+    secrets_dir: Option<PathBuf>,
+    /// The config file `reconfigure` reads again, when started from one.
+    source: Option<PathBuf>,
+    /// Successful `reconfigure`s so far.
+    generation: u64,
     run_dir: PathBuf,
     etc_dir: PathBuf,
     log_max: u64,
@@ -257,7 +327,17 @@ fn mkdir(p: &Path) -> Result<(), SupervisorError> {
     std::fs::create_dir_all(p).map_err(|e| SupervisorError::io(format!("creating {}", p.display()), e))
 }
 
-pub fn run(cfg: SupervisorConfig, secret: &dyn Fn(&str) -> Option<String>) -> Result<i32, SupervisorError> {
+fn open_log(run_dir: &Path, service: &str, max: u64) -> Result<LogSink, SupervisorError> {
+    let path = run_dir.join("logs").join(format!("{service}.log"));
+    LogSink::new(path.clone(), max).map_err(|e| SupervisorError::io(format!("log {}", path.display()), e))
+}
+
+/// `secret` overrides `cfg.secrets_dir`; `source` is the file `cfg` was read from.
+pub fn run(
+    cfg: SupervisorConfig,
+    secret: Option<SecretFn<'_>>,
+    source: Option<PathBuf>,
+) -> Result<i32, SupervisorError> {
     check_single_threaded()?;
     ensure_std_fds();
     let (svc_deps, task_deps, order) = graph(&cfg)?;
@@ -284,47 +364,9 @@ pub fn run(cfg: SupervisorConfig, secret: &dyn Fn(&str) -> Option<String>) -> Re
         let devnull = File::open("/dev/null").map_err(|e| SupervisorError::io("opening /dev/null", e))?;
         let mut svcs = Vec::new();
         for (name, res) in cfg.services.iter() {
-            let path = logs.join(format!("{name}.log"));
-            let log = LogSink::new(path.clone(), cfg.log_max_bytes)
-                .map_err(|e| SupervisorError::io(format!("log {}", path.display()), e))?;
-            svcs.push(Service {
-                name: name.clone(),
-                res: res.clone(),
-                state: ServiceState::Waiting,
-                message: None,
-                since: now_ms(),
-                pid: None,
-                started_once: false,
-                restarts: 0,
-                last_exit: None,
-                started: Instant::now(),
-                ever_ready: false,
-                backoff: BACKOFF_MIN,
-                restart_at: None,
-                ready_deadline: None,
-                probe_at: None,
-                probe_pid: None,
-                probe_error: None,
-                kill_at: None,
-                intent: Intent::None,
-                log,
-            });
+            svcs.push(Service::new(name, res.clone(), open_log(&cfg.run_dir, name, cfg.log_max_bytes)?));
         }
-        let tasks = cfg
-            .init
-            .iter()
-            .map(|(id, task)| Task {
-                id: id.clone(),
-                task: task.clone(),
-                state: TaskState::Pending,
-                exit: None,
-                message: None,
-                since: now_ms(),
-                pid: None,
-                log: None,
-                kill_at: None,
-            })
-            .collect();
+        let tasks = cfg.init.iter().map(|(id, task)| Task::new(id, task.clone())).collect();
         let sock = super::control_socket(&cfg.run_dir);
         let listener =
             control::listen(&sock).map_err(|e| SupervisorError::io(format!("control socket {}", sock.display()), e))?;
@@ -339,6 +381,9 @@ pub fn run(cfg: SupervisorConfig, secret: &dyn Fn(&str) -> Option<String>) -> Re
             conns: Vec::new(),
             devnull: devnull.into(),
             secret,
+            secrets_dir: cfg.secrets_dir.clone(),
+            source,
+            generation: 0,
             run_dir: cfg.run_dir.clone(),
             etc_dir: cfg.etc_dir.clone(),
             log_max: cfg.log_max_bytes,
@@ -361,6 +406,8 @@ pub fn run(cfg: SupervisorConfig, secret: &dyn Fn(&str) -> Option<String>) -> Re
 impl Sup<'_> {
     fn main_loop(&mut self, sigfd: &SignalFd, listener: &UnixListener) -> Result<i32, SupervisorError> {
         loop {
+            // Here, between rounds of events, no index into `svcs` or `tasks` is held.
+            self.drop_gone();
             // A start can make more things due (a service without probe is ready at once).
             for _ in 0..64 {
                 if !self.tick(Instant::now()) {
@@ -466,10 +513,11 @@ impl Sup<'_> {
             };
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => self.reap(),
-                Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(),
+                Ok(Signal::SIGTERM | Signal::SIGINT) => self.begin_stop(None),
                 Ok(Signal::SIGHUP) => {
                     for i in 0..self.svcs.len() {
-                        if self.svcs[i].res.reload.is_some() && self.svcs[i].pid.is_some() {
+                        let s = &self.svcs[i];
+                        if !s.gone && s.res.reload.is_some() && s.pid.is_some() {
                             if let Err(e) = self.reload(i) {
                                 note(&format!("reload {}: {e}", self.svcs[i].name));
                             }
@@ -503,12 +551,22 @@ impl Sup<'_> {
         let result = match words.as_slice() {
             ["status"] => return serde_json::to_value(self.status(self.state())).unwrap_or_default(),
             ["stop"] => {
-                self.begin_stop();
+                self.begin_stop(None);
                 Ok(())
             }
+            ["stop", ms] => match ms.parse::<u64>() {
+                Ok(ms) => {
+                    self.begin_stop(Some(Duration::from_millis(ms)));
+                    Ok(())
+                }
+                Err(_) => Err(format!("stop: {ms:?} is not a timeout in milliseconds")),
+            },
             ["reload", name] => self.find(name).and_then(|i| self.reload(i)),
             ["restart", name] => self.find(name).and_then(|i| self.restart(i)),
-            _ => Err(format!("unknown request {line:?}: expected status, reload SERVICE, restart SERVICE or stop")),
+            ["reconfigure"] => self.reconfigure(),
+            _ => Err(format!(
+                "unknown request {line:?}: expected status, reload SERVICE, restart SERVICE, reconfigure or stop [TIMEOUT_MS]"
+            )),
         };
         match result {
             Ok(()) => serde_json::json!({ "ok": true }),
@@ -517,7 +575,154 @@ impl Sup<'_> {
     }
 
     fn find(&self, name: &str) -> Result<usize, String> {
-        self.svcs.iter().position(|s| s.name == name).ok_or_else(|| format!("no service {name:?}"))
+        self.svcs.iter().position(|s| !s.gone && s.name == name).ok_or_else(|| format!("no service {name:?}"))
+    }
+
+    // ---- reconfigure ------------------------------------------------------------
+
+    /// Reads the config file again and starts converging to it; see the module header.
+    fn reconfigure(&mut self) -> Result<(), String> {
+        if self.stop_queue.is_some() {
+            return Err("the supervisor is stopping".into());
+        }
+        let Some(path) = self.source.clone() else {
+            return Err("the supervisor was not started from a config file: nothing to read again".into());
+        };
+        let cfg = super::read_config(&path).map_err(|e| e.to_string())?;
+        if cfg.run_dir != self.run_dir {
+            // The status, the control socket and the logs live there.
+            return Err(format!(
+                "run_dir cannot change while running ({} → {})",
+                self.run_dir.display(),
+                cfg.run_dir.display()
+            ));
+        }
+        let (svc_deps, task_deps, order) = graph(&cfg).map_err(|e| e.to_string())?;
+        // Opening the logs of new services is the last step that can fail: do it
+        // before anything changes, so a failed request leaves everything as it was.
+        let mut new_logs = BTreeMap::new();
+        for name in cfg.services.keys() {
+            if !self.svcs.iter().any(|s| &s.name == name) {
+                let log = open_log(&self.run_dir, name, cfg.log_max_bytes).map_err(|e| e.to_string())?;
+                new_logs.insert(name.clone(), log);
+            }
+        }
+
+        self.log_max = cfg.log_max_bytes;
+        self.stop_timeout = Duration::from_millis(cfg.stop_timeout_ms);
+        self.ready_timeout = Duration::from_millis(cfg.ready_timeout_ms);
+        self.secrets_dir = cfg.secrets_dir.clone();
+        self.etc_dir = cfg.etc_dir.clone();
+
+        // At most one `Service` per name exists (a removed one that comes back is
+        // taken over), so the old ones can be looked up by name.
+        let mut old: BTreeMap<String, Service> =
+            std::mem::take(&mut self.svcs).into_iter().map(|s| (s.name.clone(), s)).collect();
+        let mut replaced = Vec::new();
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for (name, res) in &cfg.services {
+            let s = match old.remove(name) {
+                Some(mut s) => {
+                    // One removed earlier and still stopping must start again too.
+                    if s.res != *res || s.gone {
+                        replaced.push(self.svcs.len());
+                    }
+                    s.res = res.clone();
+                    s.gone = false;
+                    s
+                }
+                None => {
+                    added.push(name.as_str());
+                    // Opened above for every name not in `svcs`.
+                    let log = new_logs.remove(name).expect("log opened for a new service");
+                    Service::new(name, res.clone(), log)
+                }
+            };
+            self.svcs.push(s);
+        }
+        let n = self.svcs.len();
+        for (name, s) in old {
+            if !s.gone {
+                removed.push(name);
+            }
+            // A service that no longer runs has nothing left to wait for.
+            if s.pid.is_some() {
+                self.svcs.push(Service { gone: true, ..s });
+            }
+        }
+        for s in &mut self.svcs {
+            s.log.set_max(self.log_max);
+        }
+        let now = Instant::now();
+        for i in n..self.svcs.len() {
+            if !matches!(self.svcs[i].intent, Intent::Stop) {
+                self.terminate(i, Intent::Stop, now);
+                self.set_svc(i, ServiceState::Stopping, None);
+            }
+        }
+        for &i in &replaced {
+            self.replace(i, now);
+        }
+        for i in 0..n {
+            // Tasks run again below: an earlier "blocked: init task … failed" may no longer hold.
+            if self.svcs[i].state == ServiceState::Waiting && self.svcs[i].message.is_some() {
+                self.set_svc(i, ServiceState::Waiting, None);
+            }
+        }
+
+        // Every task runs again. At most one runs at any time: it keeps running, and
+        // if its id is still there it runs again once ended.
+        let mut running = std::mem::take(&mut self.tasks).into_iter().find(|t| t.pid.is_some());
+        for (id, task) in &cfg.init {
+            match running.take_if(|r| &r.id == id) {
+                Some(r) => self.tasks.push(Task { task: task.clone(), gone: false, again: true, ..r }),
+                None => self.tasks.push(Task::new(id, task.clone())),
+            }
+        }
+        if let Some(r) = running {
+            self.tasks.push(Task { gone: true, again: false, ..r });
+        }
+
+        self.svc_deps = svc_deps;
+        self.task_deps = task_deps;
+        self.order = order;
+        self.generation += 1;
+        self.dirty = true;
+        let names = |v: Vec<&str>| if v.is_empty() { "-".to_string() } else { v.join(",") };
+        note(&format!(
+            "reconfigured (generation {}): added {}, changed {}, removed {}",
+            self.generation,
+            names(added),
+            names(replaced.iter().map(|&i| self.svcs[i].name.as_str()).collect()),
+            names(removed.iter().map(String::as_str).collect()),
+        ));
+        Ok(())
+    }
+
+    /// Stops a service whose definition changed; it then waits for its dependencies
+    /// like a service never started, and its new definition has to become ready again
+    /// before its dependents count it as ready. Running dependents are left alone.
+    fn replace(&mut self, i: usize, now: Instant) {
+        let s = &mut self.svcs[i];
+        s.ever_ready = false;
+        s.backoff = BACKOFF_MIN;
+        s.restart_at = None;
+        if s.pid.is_some() {
+            self.terminate(i, Intent::Replace, now);
+            self.set_svc(i, ServiceState::Restarting, Some("configuration changed".into()));
+        } else {
+            s.intent = Intent::None;
+            s.ready_deadline = None;
+            s.probe_at = None;
+            self.set_svc(i, ServiceState::Waiting, None);
+        }
+    }
+
+    /// Forgets removed services and tasks that have ended. They are all at the end of
+    /// `svcs` and `tasks`, so no index of a config service or task changes.
+    fn drop_gone(&mut self) {
+        self.svcs.retain(|s| !s.gone || s.pid.is_some());
+        self.tasks.retain(|t| !t.gone || t.pid.is_some());
     }
 
     // ---- state changes -------------------------------------------------------
@@ -629,7 +834,10 @@ impl Sup<'_> {
         let s = &mut self.svcs[i];
         if let Some(pid) = s.pid {
             signal_group(pid, Signal::SIGTERM);
-            s.kill_at = Some(now + self.stop_timeout);
+            // A second request (say, `reconfigure` during a restart) must not put off
+            // the SIGKILL already due.
+            let at = now + self.stop_timeout;
+            s.kill_at = Some(s.kill_at.map_or(at, |k| k.min(at)));
         }
         if let Some(p) = s.probe_pid.take() {
             signal_group(p, Signal::SIGKILL);
@@ -653,7 +861,7 @@ impl Sup<'_> {
                 let s = &self.svcs[i];
                 let pid =
                     self.prepare(i, &argv).and_then(|p| spawn::spawn(&p, self.devnull.as_fd(), s.log.writer()))?;
-                self.reloaders.push((pid, i));
+                self.reloaders.push((pid, self.svcs[i].name.clone()));
                 Ok(())
             }
             None => self.restart(i),
@@ -721,9 +929,9 @@ impl Sup<'_> {
                 }
             }
         } else if let Some(k) = self.reloaders.iter().position(|r| r.0 == pid) {
-            let (_, i) = self.reloaders.swap_remove(k);
+            let (_, name) = self.reloaders.swap_remove(k);
             if !info.success() {
-                note(&format!("reload command of {} ended with {}", self.svcs[i].name, describe(&info)));
+                note(&format!("reload command of {name} ended with {}", describe(&info)));
             }
         } else if let Some(t) = self.tasks.iter().position(|t| t.pid == Some(pid)) {
             let task = &mut self.tasks[t];
@@ -735,7 +943,12 @@ impl Sup<'_> {
             let ok = info.success();
             let msg = (!ok).then(|| format!("ended with {}", describe(&info)));
             task.exit = Some(info);
-            self.set_task(t, if ok { TaskState::Done } else { TaskState::Failed }, msg);
+            if std::mem::take(&mut task.again) {
+                // The run `reconfigure` asked for is still to come.
+                self.set_task(t, TaskState::Pending, None);
+            } else {
+                self.set_task(t, if ok { TaskState::Done } else { TaskState::Failed }, msg);
+            }
         }
         // Anything else was an orphan re-parented to us: reaping it was the point.
     }
@@ -766,6 +979,13 @@ impl Sup<'_> {
             Intent::Restart => {
                 s.backoff = BACKOFF_MIN;
                 self.start_service(i);
+            }
+            Intent::Replace => {
+                if let Some(p) = pid {
+                    signal_group(p, Signal::SIGKILL);
+                }
+                // `tick` starts the new definition once its dependencies are ready.
+                self.set_svc(i, ServiceState::Waiting, None);
             }
             Intent::Fail(msg) => {
                 note(&format!("{}: {msg}", s.name));
@@ -874,8 +1094,16 @@ impl Sup<'_> {
         if self.tasks.iter().any(|t| t.state == TaskState::Running) {
             return;
         }
+        // After `reconfigure` services can be ready while tasks with an empty `after`
+        // are pending; those still go first, as at start.
+        let early = |t: &Task| !t.gone && t.task.after.is_empty() && t.state == TaskState::Pending;
+        let early_pending = self.tasks.iter().any(early);
         for t in 0..self.tasks.len() {
-            if self.tasks[t].state != TaskState::Pending || !self.task_deps[t].iter().all(|&j| self.svcs[j].ever_ready)
+            let task = &self.tasks[t];
+            if task.gone
+                || task.state != TaskState::Pending
+                || (early_pending && !task.task.after.is_empty())
+                || !self.task_deps[t].iter().all(|&j| self.svcs[j].ever_ready)
             {
                 continue;
             }
@@ -903,7 +1131,10 @@ impl Sup<'_> {
             Some(text) => {
                 let mut missing = None;
                 let body = text.render(|name| {
-                    let v = (self.secret)(name);
+                    let v = match self.secret {
+                        Some(f) => f(name),
+                        None => super::secret_from_dir(self.secrets_dir.as_deref(), name),
+                    };
                     if v.is_none() {
                         missing = Some(name.to_string());
                     }
@@ -929,7 +1160,7 @@ impl Sup<'_> {
         let early = self
             .tasks
             .iter()
-            .any(|t| t.task.after.is_empty() && matches!(t.state, TaskState::Pending | TaskState::Running));
+            .any(|t| !t.gone && t.task.after.is_empty() && matches!(t.state, TaskState::Pending | TaskState::Running));
         if early {
             return;
         }
@@ -953,12 +1184,22 @@ impl Sup<'_> {
 
     // ---- stopping ---------------------------------------------------------------
 
-    fn begin_stop(&mut self) {
+    /// `timeout` replaces `stop_timeout` for this stop, also for what is already being
+    /// stopped (a removed service, or everything when a stop is under way).
+    fn begin_stop(&mut self, timeout: Option<Duration>) {
+        let now = Instant::now();
+        if let Some(t) = timeout {
+            self.stop_timeout = t;
+            let limit = now + t;
+            let svcs = self.svcs.iter_mut().map(|s| &mut s.kill_at);
+            for at in svcs.chain(self.tasks.iter_mut().map(|t| &mut t.kill_at)).flatten() {
+                *at = (*at).min(limit);
+            }
+        }
         if self.stop_queue.is_some() {
             return;
         }
         note("stopping");
-        let now = Instant::now();
         self.stop_queue = Some(self.order.clone());
         for s in &mut self.svcs {
             s.restart_at = None;
@@ -972,6 +1213,8 @@ impl Sup<'_> {
             signal_group(pid, Signal::SIGKILL);
         }
         for t in &mut self.tasks {
+            // A stopped task does not run again.
+            t.again = false;
             if let Some(pid) = t.pid {
                 signal_group(pid, Signal::SIGTERM);
                 t.kill_at = Some(now + self.stop_timeout);
@@ -1004,7 +1247,10 @@ impl Sup<'_> {
     }
 
     fn stop_complete(&self) -> bool {
-        self.stop_queue.as_ref().is_some_and(|q| q.is_empty()) && self.tasks.iter().all(|t| t.pid.is_none())
+        // Removed services being stopped are in no queue; they are waited for too.
+        self.stop_queue.as_ref().is_some_and(|q| q.is_empty())
+            && self.tasks.iter().all(|t| t.pid.is_none())
+            && self.svcs.iter().all(|s| s.pid.is_none())
     }
 
     fn finish(&mut self) {
@@ -1034,9 +1280,11 @@ impl Sup<'_> {
             generation: 0,
             pid: std::process::id() as i32,
             state: if state == SupervisorState::Stopped { state } else { self.state() },
+            generation: self.generation,
             services: self
                 .svcs
                 .iter()
+                .filter(|s| !s.gone)
                 .map(|s| {
                     let st = ServiceStatus {
                         state: s.state,
@@ -1052,6 +1300,7 @@ impl Sup<'_> {
             init: self
                 .tasks
                 .iter()
+                .filter(|t| !t.gone)
                 .map(|t| {
                     let st =
                         TaskStatus { state: t.state, exit: t.exit.clone(), since: t.since, message: t.message.clone() };

@@ -38,6 +38,11 @@ impl LogSink {
         Ok(LogSink { read, write, path, file, size, max: max.max(1) })
     }
 
+    /// A new rotation size (`reconfigure`); applies from the next write on.
+    pub fn set_max(&mut self, max: u64) {
+        self.max = max.max(1);
+    }
+
     /// The end children write to (dup'ed onto their stdout and stderr).
     pub fn writer(&self) -> BorrowedFd<'_> {
         self.write.as_fd()
