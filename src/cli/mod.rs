@@ -160,16 +160,8 @@ fn supervise(config: &std::path::Path) -> ExitCode {
     unsafe {
         libc::setsid();
     }
-    let cfg = match std::fs::read(config).map_err(|e| e.to_string()).and_then(|b| {
-        serde_json::from_slice::<crate::exec::supervisor::SupervisorConfig>(&b).map_err(|e| e.to_string())
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: supervisor config {}: {e}", config.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    match crate::exec::supervisor::run(cfg) {
+    // From the file, so that `reconfigure` can read it again.
+    match crate::exec::supervisor::run_file(config) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: supervisor: {e}");

@@ -235,8 +235,6 @@ pub enum SupervisorState {
 /// The content of `status.json` and the reply to `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
-    #[serde(default)]
-    pub generation: u64,
     pub pid: i32,
     pub state: SupervisorState,
     /// Number of successful `reconfigure` requests: once it has grown past the value

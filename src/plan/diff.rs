@@ -283,14 +283,14 @@ pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
 
     for r in &after {
         match find(&before, r.kind, &r.name) {
-            None => changes.push(create(r, new, existing)),
+            None => changes.push(create(r, existing)),
             Some(i) if before[i].value != r.value => changes.push(update(&before[i], r, new)),
             Some(_) => {}
         }
     }
     for r in &before {
         if find(&after, r.kind, &r.name).is_none() {
-            changes.push(delete(r, new));
+            changes.push(delete(r));
         }
     }
     // Files changed by the same apply reload their service once.
@@ -312,7 +312,7 @@ fn users_of(plan: &Plan, path: &str) -> Vec<Effect> {
         .collect()
 }
 
-fn create(r: &Resource, new: &Plan, existing: bool) -> Change {
+fn create(r: &Resource, existing: bool) -> Change {
     let effects = match (r.kind, existing) {
         ("container", _) => vec![Effect::CreateContainer],
         ("layer", _) => vec![Effect::BuildLayer],
@@ -366,7 +366,7 @@ fn update(a: &Resource, b: &Resource, new: &Plan) -> Change {
     Change { op, kind: b.kind, name: b.name.clone(), summary: b.summary.clone(), effects, fields, diff, content: None }
 }
 
-fn delete(r: &Resource, new: &Plan) -> Change {
+fn delete(r: &Resource) -> Change {
     let effects = match r.kind {
         // A removed file's bind mount goes with the container it is in.
         "mount" | "container" | "layer" | "file" => vec![Effect::RecreateContainer],

@@ -1277,7 +1277,6 @@ impl Sup<'_> {
 
     fn status(&self, state: SupervisorState) -> Status {
         Status {
-            generation: 0,
             pid: std::process::id() as i32,
             state: if state == SupervisorState::Stopped { state } else { self.state() },
             generation: self.generation,
