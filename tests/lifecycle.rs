@@ -156,15 +156,20 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn http_get(host: &str, port: u16) -> String {
+fn try_get(host: &str, port: u16) -> Result<String, String> {
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let mut s = TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write {addr}: {e}"))?;
     let mut body = String::new();
-    s.read_to_string(&mut body).unwrap_or_else(|e| panic!("read {addr}: {e}"));
-    body
+    s.read_to_string(&mut body).map_err(|e| format!("read {addr}: {e}"))?;
+    Ok(body)
+}
+
+#[track_caller]
+fn http_get(host: &str, port: u16) -> String {
+    try_get(host, port).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ping(addr: &str) -> bool {
@@ -210,13 +215,21 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let veth = format!("ct-{name}");
     let links = text(&Command::new("ip").args(["-o", "link"]).output().unwrap().stdout);
-    out.extend(links.lines().filter(|l| l.contains(&format!(" {veth}:")) || l.contains(&format!(" {veth}@"))).map(str::to_string));
+    out.extend(
+        links
+            .lines()
+            .filter(|l| l.contains(&format!(" {veth}:")) || l.contains(&format!(" {veth}@")))
+            .map(str::to_string),
+    );
     for fam in ["-4", "-6"] {
-        let routes = text(&Command::new("ip").args([fam, "-o", "route", "show", "table", "all"]).output().unwrap().stdout);
+        let routes =
+            text(&Command::new("ip").args([fam, "-o", "route", "show", "table", "all"]).output().unwrap().stdout);
         out.extend(
             routes
                 .lines()
-                .filter(|l| addrs.iter().any(|a| l.split_whitespace().any(|w| w == a || w.starts_with(&format!("{a}/")))))
+                .filter(|l| {
+                    addrs.iter().any(|a| l.split_whitespace().any(|w| w == a || w.starts_with(&format!("{a}/"))))
+                })
                 .map(str::to_string),
         );
     }
@@ -284,8 +297,7 @@ fn pid_namespace_has_the_supervisor_as_pid_1_and_hides_the_host() {
     ct.apply_ok();
     let cmdline = ct.exec_ok(&["cat", "/proc/1/cmdline"]);
     assert!(cmdline.contains("supervisor.json"), "PID 1 is not our supervisor: {cmdline:?}");
-    let pids: Vec<u32> =
-        ct.exec_ok(&["ls", "/proc"]).split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let pids: Vec<u32> = ct.exec_ok(&["ls", "/proc"]).split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert!(pids.len() <= 5, "more processes than the container's: {pids:?}");
     assert!(!pids.contains(&std::process::id()) || std::process::id() < 10, "host pid visible");
     assert!(pids.contains(&1));
@@ -596,12 +608,8 @@ fn exec_passes_the_exit_code_and_streams() {
     assert_eq!(ct.exec(&["sh", "-c", "exit 7"]).status.code(), Some(7));
     let out = ct.exec(&["sh", "-c", "echo out; echo err >&2"]);
     assert_eq!((text(&out.stdout).as_str(), text(&out.stderr).as_str()), ("out\n", "err\n"));
-    let mut child = container()
-        .args(["exec", &ct.name, "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        container().args(["exec", &ct.name, "--", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(b"through stdin\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(text(&out.stdout), "through stdin\n");
@@ -671,7 +679,8 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
     );
     let ct = Ct::new("crash", &body);
     let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let steps = ["pending", "secrets", "files", "volumes", "cgroup", "spawn", "network", "nft", "release", "ready", "record"];
+    let steps =
+        ["pending", "secrets", "files", "volumes", "cgroup", "spawn", "network", "nft", "release", "ready", "record"];
     for (i, step) in steps.iter().enumerate() {
         // Every round changes the hostname, so the apply recreates the container
         // (after a destroy: creates it) and passes every step.
@@ -679,8 +688,10 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
         let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", step).output().unwrap();
         assert_eq!(out.status.signal(), Some(9), "apply did not crash at {step}: {}", text(&out.stdout));
         ct.apply_ok();
-        assert!(http_get(&v4(n), 8080).contains("survived"), "not converged after a crash at {step}");
-        assert!(http_get("127.0.0.1", port).contains("survived"), "publish not converged after {step}");
+        let got = try_get(&v4(n), 8080);
+        assert!(got.as_deref().is_ok_and(|b| b.contains("survived")), "not converged after a crash at {step}: {got:?}");
+        let got = try_get("127.0.0.1", port);
+        assert!(got.as_deref().is_ok_and(|b| b.contains("survived")), "publish not converged after {step}: {got:?}");
         if i % 3 == 2 {
             ok(&["destroy", &ct.name]);
             assert_eq!(footprint(&ct.name, &[v4(n), v6(n)]), Vec::<String>::new(), "destroy after {step} left these");
@@ -696,6 +707,7 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
         assert!(http_get(&v4(n), 8080).contains(&format!("edit {i}")), "live edit not converged after {step}");
     }
     // A crash, then destroy right away.
+    ct.write(&format!("hostname = \"last\"\n{body}"));
     let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", "nft").output().unwrap();
     assert_eq!(out.status.signal(), Some(9));
     ok(&["destroy", &ct.name, "--volumes"]);
@@ -739,4 +751,38 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
     assert_eq!(footprint(&ct.name, &addrs), Vec::<String>::new());
     assert_eq!(ours(std::fs::read_to_string("/proc/self/mountinfo").unwrap()), mounts, "mounts leaked");
     assert_eq!(procs(), Vec::<String>::new(), "a process or fd outlived its stop");
+}
+
+#[test]
+fn memory_and_pids_limits_apply_on_this_hosts_cgroups() {
+    let ct = Ct::new("lim", &format!("[limits]\nmemory = \"64M\"\npids = 32\n{SLEEPER}"));
+    let out = ct.apply();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid1 = ct.pid1().to_string();
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    // cgroup v1 controllers (this machine's hybrid layout) or cgroup2 (a pure v2 host).
+    let (mem, pids, procs) = if Path::new("/sys/fs/cgroup/memory").is_dir() {
+        (
+            read(&format!("/sys/fs/cgroup/memory/container/{}/memory.limit_in_bytes", ct.name)),
+            read(&format!("/sys/fs/cgroup/pids/container/{}/pids.max", ct.name)),
+            read(&format!("/sys/fs/cgroup/memory/container/{}/cgroup.procs", ct.name)),
+        )
+    } else {
+        (
+            read(&format!("/sys/fs/cgroup/container/{}/memory.max", ct.name)),
+            read(&format!("/sys/fs/cgroup/container/{}/pids.max", ct.name)),
+            read(&format!("/sys/fs/cgroup/container/{}/cgroup.procs", ct.name)),
+        )
+    };
+    match (mem, pids) {
+        (Some(m), Some(p)) => {
+            assert_eq!(m, (64u64 << 20).to_string());
+            assert_eq!(p, "32");
+            assert!(procs.unwrap_or_default().lines().any(|l| l == pid1), "PID 1 is not in the container's cgroup");
+        }
+        // A host without the controllers: apply must say so.
+        _ => assert!(text(&out.stderr).contains("warning"), "no limits and no warning: {}", text(&out.stderr)),
+    }
+    ok(&["stop", &ct.name]);
+    assert!(footprint(&ct.name, &[]).is_empty(), "cgroups left after stop");
 }

@@ -747,6 +747,13 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     // never returns (exec or _exit).
     let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if ret == 0 {
+        // The child's copy of the parent's end must go, or the child would hold both
+        // ends and never see EOF when the parent dies before `release` (e.g. kill -9
+        // mid-apply): it would wait for a release forever instead of exiting.
+        // SAFETY: close(2) on an fd number we own in this (forked) process.
+        unsafe {
+            libc::close(parent_sock.as_raw_fd());
+        }
         child::run(&script, child_raw);
     }
     let clone_err = std::io::Error::last_os_error();

@@ -20,7 +20,7 @@
 use super::layout::{self, crash_point, Dirs, Lock, RunInfo};
 use super::prepare;
 use super::RunError;
-use crate::exec::{net, nft, sandbox, supervisor};
+use crate::exec::{cgroup, net, nft, sandbox, supervisor};
 use crate::plan::diff::{Changes, Effect};
 use crate::plan::Plan;
 use crate::spec::types::NetMode;
@@ -151,6 +151,11 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     let etc = prepare::etc_dir(&rootfs);
     prepare::write_supervisor_config(plan, &dirs)?;
     let spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
+    // Limits apply where the host has the controller; a missing one is a warning.
+    let (cgroups, warnings) = cgroup::Cgroups::create(&plan.name, &plan.limits)?;
+    for w in warnings {
+        say(&format!("warning: {w}"));
+    }
     crash_point("cgroup");
     let log = dirs.run().join("supervisor.log");
     let stdio =
@@ -160,6 +165,10 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;
     crash_point("spawn");
+    // Before release, so every process of the container starts inside. (The cgroup
+    // namespace was made at clone time, so inside, /proc/self/cgroup shows paths
+    // relative to where we were then.)
+    cgroups.add(pending.pid())?;
     match plan.network.mode {
         NetMode::Routed => {
             let ns = net::open_netns(pending.pid())?;
@@ -294,6 +303,8 @@ fn cleanup(root: &Path, dirs: &Dirs) -> Result<(), RunError> {
     }
     let _ = std::fs::remove_file(dirs.run_info());
     sync_nft(root)?;
+    // Kills whatever might still be inside (nothing, after PID 1 ended) and removes them.
+    cgroup::Cgroups::open(&dirs.name)?.remove()?;
     Ok(())
 }
 

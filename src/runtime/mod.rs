@@ -32,6 +32,8 @@ pub enum RunError {
     Net(#[from] crate::exec::net::NetError),
     #[error("nftables: {0}")]
     Nft(#[from] crate::exec::nft::NftError),
+    #[error("cgroups: {0}")]
+    Cgroup(#[from] crate::exec::cgroup::CgroupError),
     #[error("supervisor: {0}")]
     Supervisor(#[from] crate::exec::supervisor::SupervisorError),
     #[error("{0}")]
