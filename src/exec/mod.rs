@@ -5,6 +5,7 @@
 //! `nft` (the tool's nftables table), `sandbox` (namespaces, rootfs, pivot_root),
 //! `supervisor` (PID 1 inside a container). The executor stays single-threaded.
 
+pub mod attach;
 pub mod net;
 pub mod nft;
 pub mod sandbox;
