@@ -78,6 +78,25 @@ pub enum Command {
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },
+    /// Run a command in a running container (its namespaces, root and cgroups).
+    /// The command's exit code is the exit code.
+    Exec {
+        name: String,
+        /// Give the command a terminal (a pty from the container's devpts).
+        #[arg(short, long)]
+        tty: bool,
+        /// Working directory inside.
+        #[arg(short, long, default_value = "/")]
+        workdir: String,
+        /// Extra environment, KEY=VALUE.
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// An interactive shell in a running container (bash if it has one, else sh).
+    Shell { name: String },
     /// Print a container's service logs.
     Logs {
         name: String,
@@ -127,6 +146,10 @@ pub fn main() -> ExitCode {
         Command::Start { name } => run::start(&cli.root, &name),
         Command::Stop { name, timeout } => run::stop(&cli.root, &name, timeout),
         Command::Restart { name, timeout } => run::restart(&cli.root, &name, timeout),
+        Command::Exec { name, tty, workdir, env, command } => {
+            run::exec(&cli.root, &name, command, tty, &workdir, &env)
+        }
+        Command::Shell { name } => run::shell(&cli.root, &name),
         Command::Logs { name, service, follow } => run::logs(&cli.root, &name, service.as_deref(), follow),
         Command::Destroy { name, volumes } => run::destroy(&cli.root, &name, volumes),
         Command::Schema => {

@@ -3,8 +3,10 @@
 //! Invariant: everything here carries out a plan that `plan` already decided; no
 //! policy is made here. Pieces: `net` (veth, addresses, routes over netlink),
 //! `nft` (the tool's nftables table), `sandbox` (namespaces, rootfs, pivot_root),
-//! `supervisor` (PID 1 inside a container). The executor stays single-threaded.
+//! `supervisor` (PID 1 inside a container), `cgroup` (limits), `attach` (exec into a
+//! running container). The executor stays single-threaded.
 
+pub mod attach;
 pub mod cgroup;
 pub mod net;
 pub mod nft;

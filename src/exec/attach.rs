@@ -1,0 +1,1340 @@
+//! Attach: run a command inside a running container by joining its namespaces
+//! (what `container exec NAME -- CMD…` and `container shell NAME` call).
+//!
+//! Invariant: the calling process never changes its own namespaces, root, working
+//! directory, credentials or signal mask, and may be multi-threaded. Everything that
+//! enters the container happens in a forked helper that only makes raw syscalls on
+//! data prepared before the fork; the command is forked once more from the helper,
+//! because `setns` into a PID namespace only moves a process's *children* there. The
+//! command gets exactly fds 0, 1 and 2, a fresh session, default signal dispositions
+//! and an empty signal mask. When [`exec`] returns, the helper has been reaped and,
+//! with a terminal, the caller's terminal modes are restored.
+//!
+//! Usage:
+//! ```no_run
+//! use container::exec::attach::*;
+//! let mut opts = ExecOpts::new(vec!["sh".into(), "-c".into(), "hostname".into()]);
+//! opts.env.insert("TERM".into(), "xterm".into());
+//! let code = exec(1234, &opts, Stdio::inherit())?; // 1234: host pid of the container's PID 1
+//! std::process::exit(code);
+//! # Ok::<(), AttachError>(())
+//! ```
+//!
+//! How it works: the caller opens everything it needs from the host side up front,
+//! as fds (so errors name a path, and nothing depends on paths after joining): the
+//! container's `/proc/<pid>/ns/*` for each namespace that differs from ours (user,
+//! cgroup, ipc, uts, net, pid, mnt), `/proc/<pid>/root`, and the `cgroup.procs` files.
+//! The helper then, in this order: closes every fd it does not need (another thread's
+//! pipes must not be kept open by a process that never execs), moves itself into the
+//! cgroups (before joining the cgroup namespace, so both ends are visible), joins the
+//! user namespace and becomes its root, joins the others with the mount namespace
+//! last, `chroot`s to the container's root, `chdir`s to the workdir, and — for a
+//! terminal — opens `/dev/ptmx` *there* (the container's devpts instance) and sends
+//! the master to the caller. It forks the command, forwards SIGHUP, SIGINT, SIGQUIT,
+//! SIGTERM, SIGUSR1 and SIGUSR2 to it (the helper shares the caller's process group,
+//! so a Ctrl-C on the caller's terminal reaches the command even without a pty),
+//! waits for it and reports its status. It gets SIGHUP when the caller's thread dies
+//! (`PR_SET_PDEATHSIG`), which it forwards as well.
+//!
+//! Helper → caller messages go over a `SOCK_SEQPACKET` socketpair, 9 bytes each:
+//! `[tag, a: u32 LE, b: i32 LE]` — `E` (setup step `a` failed with errno `b`), `M`
+//! (the pty master, as `SCM_RIGHTS`), `X` (exec failed with errno `b`), `S` (the command
+//! ended: `a` = 0 exit code / 1 signal, `b` = the number).
+//!
+//! Without a terminal the command uses the given fds directly (nothing is relayed
+//! or buffered). With a terminal, [`exec`] relays: the caller's stdin → master,
+//! master → the caller's stdout, until the command has exited and the master is
+//! drained (all slave fds closed; if a background process keeps the terminal, until
+//! the master has been quiet for [`DRAIN_GRACE`]). At EOF on the caller's stdin the
+//! terminal's EOF character is sent, as `script(1)` does, so a reading command sees
+//! end of file. If the caller's stdin is a terminal it is in raw mode for the whole
+//! relay. The window size (of the caller's stdout, else stdin, when a terminal) is
+//! set before the command starts and again after every SIGWINCH: a handler writes
+//! to a self-pipe the relay polls (signalfd needs the signal blocked in every thread,
+//! which a library cannot arrange). Only one relay at a time owns that handler; a
+//! concurrent one re-checks the size every 250 ms instead.
+//!
+//! Exit status: the command's exit code, or 128 + the signal that killed it. A
+//! command that cannot be executed gives 127 (not found) or 126 (anything else, e.g.
+//! permission denied), with a shell-like message written to the given stderr.
+//!
+//! Caveats: a caller killed by a signal cannot restore its terminal (install
+//! handlers in the CLI if that matters). If the relay fails (e.g. the caller's stdout
+//! is closed), the master is closed and the helper gets SIGHUP, so the command is
+//! hung up as by a closed terminal, and `exec` waits for it. The pid is trusted to
+//! name the container while the fds are opened (a pid is not a stable handle).
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use libc::{c_char, c_int};
+
+pub use super::sandbox::Stdio;
+use super::supervisor::DEFAULT_PATH;
+
+/// After the command exited, how long the relay keeps reading a terminal that
+/// another process (e.g. a background job) still holds open.
+pub const DRAIN_GRACE: Duration = Duration::from_millis(250);
+/// How often a relay that does not own the SIGWINCH handler re-checks the size.
+const WINCH_FALLBACK: Duration = Duration::from_millis(250);
+/// Stop reading the caller's stdin while this much is waiting for the terminal.
+const MAX_PENDING: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("invalid exec request: {0}")]
+    Spec(String),
+    #[error("container process {pid} is not running")]
+    NotRunning { pid: i32 },
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what}: {source}")]
+    Os {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// A step of entering the container failed; `step` says which.
+    #[error("cannot enter container process {pid}: {step}: {source}")]
+    Enter {
+        pid: i32,
+        step: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the exec helper for container process {pid} ended without reporting the command's status ({how})")]
+    HelperDied { pid: i32, how: String },
+}
+
+fn os(what: &'static str) -> impl FnOnce(io::Error) -> AttachError {
+    move |source| AttachError::Os { what, source }
+}
+
+/// What to run and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOpts {
+    /// `argv[0]` is looked up in the `PATH` of `env` *inside* the container unless it
+    /// contains a '/'.
+    pub argv: Vec<String>,
+    /// The whole environment (nothing is inherited from the caller).
+    pub env: BTreeMap<String, String>,
+    /// Absolute path inside the container.
+    pub workdir: String,
+    /// Allocate a terminal in the container's devpts and relay through it.
+    pub tty: bool,
+    /// `cgroup.procs` files (host paths) to put the command into.
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+impl ExecOpts {
+    /// `PATH` set to the usual system folders, workdir "/", no terminal, no cgroups.
+    pub fn new(argv: Vec<String>) -> Self {
+        let mut env = BTreeMap::new();
+        env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
+        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new() }
+    }
+}
+
+/// Namespaces in joining order: the user namespace first (when the container has
+/// one it owns the others, and joining it grants the capabilities to join them), the
+/// mount namespace last (it changes what paths mean; everything is an fd by then).
+const NAMESPACES: [(&str, c_int); 7] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("pid", libc::CLONE_NEWPID),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+/// Signals the helper passes on to the command.
+const FORWARDED: [c_int; 6] = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2];
+
+fn cstr(what: &str, s: &str) -> Result<CString, AttachError> {
+    CString::new(s).map_err(|_| AttachError::Spec(format!("{what} contains a NUL byte: {s:?}")))
+}
+
+/// Where `execve` is tried, in order, for `argv0` with the command's `PATH`
+/// (as execvp does: an empty entry means the working directory).
+fn exec_candidates(argv0: &str, path_var: &str) -> Vec<String> {
+    if argv0.contains('/') {
+        return vec![argv0.to_string()];
+    }
+    path_var.split(':').map(|dir| if dir.is_empty() { argv0.to_string() } else { format!("{dir}/{argv0}") }).collect()
+}
+
+/// The message a shell would print for a command it cannot execute.
+fn exec_failure_message(argv0: &str, errno: i32) -> String {
+    if errno == libc::ENOENT && !argv0.contains('/') {
+        format!("container: {argv0}: command not found\n")
+    } else {
+        format!("container: {argv0}: {}\n", nix::errno::Errno::from_raw(errno).desc())
+    }
+}
+
+fn last_err() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// `fd` moved above 2 (close-on-exec) if it is one of 0..2, so the command's dup2
+/// onto 0, 1, 2 never clobbers another fd we pass along.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, AttachError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    dup_high(fd.as_raw_fd())
+}
+
+fn dup_high(fd: RawFd) -> Result<OwnedFd, AttachError> {
+    // SAFETY: fcntl on an fd the caller owns or borrows.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if r < 0 {
+        return Err(os("dup an fd")(last_err()));
+    }
+    // SAFETY: fcntl just returned this new fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// The container's namespaces that differ from ours, and its root, as fds.
+struct Target {
+    namespaces: Vec<(&'static str, c_int, OwnedFd)>,
+    root: OwnedFd,
+}
+
+fn open_target(pid: i32) -> Result<Target, AttachError> {
+    if pid <= 0 {
+        return Err(AttachError::Spec(format!("{pid} is not a process id")));
+    }
+    // ENOENT/ESRCH from /proc/<pid>/… means gone (or a zombie, whose namespaces are
+    // released already); either way there is nothing to join.
+    let gone = |path: String| {
+        move |e: io::Error| match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ESRCH) => AttachError::NotRunning { pid },
+            _ => AttachError::Open { path: path.into(), source: e },
+        }
+    };
+    let mut namespaces = Vec::new();
+    for (kind, nstype) in NAMESPACES {
+        // The forking thread's namespaces are the helper's; a kernel without this
+        // namespace type has no such file.
+        let ours = match std::fs::metadata(format!("/proc/thread-self/ns/{kind}")) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(AttachError::Open { path: format!("/proc/thread-self/ns/{kind}").into(), source })
+            }
+        };
+        let path = format!("/proc/{pid}/ns/{kind}");
+        let file = File::open(&path).map_err(gone(path.clone()))?;
+        let theirs = file.metadata().map_err(gone(path.clone()))?;
+        if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+            namespaces.push((kind, nstype, above_stdio(file.into())?));
+        }
+    }
+    let path = format!("/proc/{pid}/root");
+    let c = cstr("path", &path)?;
+    // SAFETY: a NUL-terminated path; O_PATH only names the directory.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(gone(path)(last_err()));
+    }
+    // SAFETY: open just returned this fd.
+    let root = above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })?;
+    Ok(Target { namespaces, root })
+}
+
+/// The window size of `fd` if it is a terminal.
+fn winsize(fd: RawFd) -> Option<libc::winsize> {
+    // SAFETY: TIOCGWINSZ fills a zeroed struct on the stack.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
+}
+
+fn isatty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the fd.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Run `opts` inside the container whose PID 1 has the host pid `pid`; returns the
+/// command's exit code, or 128 + the signal that killed it. `stdio`: the command's
+/// fds (without a terminal) or the fds the relay uses (with one); `None` = ours.
+pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError> {
+    let argv0 = opts.argv.first().ok_or_else(|| AttachError::Spec("empty command".into()))?;
+    if argv0.is_empty() {
+        return Err(AttachError::Spec("empty program name".into()));
+    }
+    if !opts.workdir.starts_with('/') {
+        return Err(AttachError::Spec(format!("workdir {:?} is not an absolute path", opts.workdir)));
+    }
+    let argv_store: Vec<CString> = opts.argv.iter().map(|a| cstr("argument", a)).collect::<Result<_, _>>()?;
+    let env_store: Vec<CString> = opts
+        .env
+        .iter()
+        .map(|(k, v)| {
+            if k.is_empty() || k.contains('=') {
+                return Err(AttachError::Spec(format!("bad environment variable name {k:?}")));
+            }
+            cstr("environment", &format!("{k}={v}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let path_var = opts.env.get("PATH").map_or(DEFAULT_PATH, String::as_str);
+    let candidates: Vec<CString> =
+        exec_candidates(argv0, path_var).iter().map(|c| cstr("program path", c)).collect::<Result<_, _>>()?;
+    let workdir = cstr("workdir", &opts.workdir)?;
+
+    let target = open_target(pid)?;
+    let mut cgroups = Vec::new();
+    for path in &opts.cgroup_procs {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|source| AttachError::Open { path: path.clone(), source })?;
+        cgroups.push((path, above_stdio(f.into())?));
+    }
+
+    let raw = |fd: &Option<OwnedFd>, default: RawFd| fd.as_ref().map_or(default, |f| f.as_raw_fd());
+    let (input, output, errout) = (raw(&stdio.stdin, 0), raw(&stdio.stdout, 1), raw(&stdio.stderr, 2));
+    // Without a terminal the command gets the caller's fds; copies above 2 so its
+    // dup2 onto 0, 1, 2 cannot overwrite one of them.
+    let child_stdio: [Option<OwnedFd>; 3] = if opts.tty {
+        [None, None, None]
+    } else {
+        let high = |f: &Option<OwnedFd>| f.as_ref().map(|f| dup_high(f.as_raw_fd())).transpose();
+        [high(&stdio.stdin)?, high(&stdio.stdout)?, high(&stdio.stderr)?]
+    };
+    let initial_size =
+        if opts.tty { [output, input].into_iter().find(|&fd| isatty(fd)).and_then(winsize) } else { None };
+
+    let (ours, theirs) = {
+        let mut sv = [-1 as c_int; 2];
+        // SAFETY: socketpair fills the two-element array.
+        let r =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
+        if r != 0 {
+            return Err(os("socketpair")(last_err()));
+        }
+        // SAFETY: socketpair just returned these two fds.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
+        (a, above_stdio(b)?)
+    };
+
+    // The helper's steps, each with the description an error will carry.
+    let mut ops = Vec::new();
+    let mut steps: Vec<String> = Vec::new();
+    for (path, fd) in &cgroups {
+        ops.push(helper::Op::Cgroup { fd: fd.as_raw_fd() });
+        steps.push(format!("join the cgroup {}", path.display()));
+    }
+    for (kind, nstype, fd) in &target.namespaces {
+        let fd = fd.as_raw_fd();
+        ops.push(if *nstype == libc::CLONE_NEWUSER {
+            helper::Op::JoinUser { fd }
+        } else {
+            helper::Op::Setns { fd, nstype: *nstype }
+        });
+        steps.push(format!("join its {kind} namespace"));
+    }
+    ops.push(helper::Op::Chroot { root: target.root.as_raw_fd() });
+    steps.push("change root to its root directory".into());
+    ops.push(helper::Op::Chdir { path: workdir });
+    steps.push(format!("change directory to {}", opts.workdir));
+    if opts.tty {
+        ops.push(helper::Op::OpenPty { winsize: initial_size });
+        steps.push("allocate a terminal from its /dev/ptmx".into());
+    }
+    ops.push(helper::Op::Run);
+    steps.push("start the command".into());
+    let first_command_step = steps.len() as u32;
+    steps.push("start a new session for the command".into());
+    steps.push("make the terminal the command's controlling terminal".into());
+    steps.push("set up the command's stdin, stdout and stderr".into());
+
+    let mut keep: Vec<c_int> = vec![theirs.as_raw_fd(), target.root.as_raw_fd()];
+    keep.extend(target.namespaces.iter().map(|(_, _, fd)| fd.as_raw_fd()));
+    keep.extend(cgroups.iter().map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(child_stdio.iter().flatten().map(|fd| fd.as_raw_fd()));
+    keep.sort_unstable();
+    keep.dedup();
+
+    let mut argv: Vec<*const c_char> = argv_store.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const c_char> = env_store.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let script = helper::Script {
+        ops,
+        keep,
+        sock: theirs.as_raw_fd(),
+        parent: std::process::id() as libc::pid_t,
+        stdio: [0, 1, 2].map(|i| child_stdio[i].as_ref().map_or(-1, |f| f.as_raw_fd())),
+        candidates,
+        argv,
+        envp,
+        first_command_step,
+    };
+
+    // SAFETY: the child branch runs `helper::run_helper`, which only makes raw
+    // syscalls on `script` (prepared above, never freed in the child) and never
+    // returns: it ends with _exit.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(os("fork the exec helper")(last_err()));
+    }
+    if child == 0 {
+        // SAFETY: see above.
+        unsafe { helper::run_helper(&script) }
+    }
+    // Our copies of what only the helper needs; the helper's end must close here so
+    // its death shows as EOF.
+    drop(theirs);
+    drop(child_stdio);
+    drop(cgroups);
+    drop(target);
+
+    let mut helper = Helper { pid: child, sock: ours, reaped: false };
+    let mut session = Session::default();
+    if opts.tty {
+        run_tty(&mut helper, &mut session, input, output, initial_size)?;
+    } else {
+        while !session.finished() {
+            let msg = helper.next()?;
+            session.apply(msg)?;
+        }
+    }
+    let how = helper.reap();
+    if let Some((step, errno)) = session.failed {
+        return Err(AttachError::Enter {
+            pid,
+            step: steps.get(step as usize).cloned().unwrap_or_else(|| format!("step {step}")),
+            source: io::Error::from_raw_os_error(errno),
+        });
+    }
+    let Some(code) = session.status else {
+        return Err(AttachError::HelperDied { pid, how });
+    };
+    if let Some(errno) = session.exec_error {
+        // Like a shell: the reason goes to the command's stderr, the code says 126/127.
+        let _ = write_all(errout, exec_failure_message(argv0, errno).as_bytes());
+    }
+    Ok(code)
+}
+
+/// One message from the helper.
+enum Msg {
+    Failed(u32, i32),
+    Pty(OwnedFd),
+    ExecFailed(i32),
+    /// Exit code, or 128 + signal.
+    Status(i32),
+    Eof,
+}
+
+/// What the helper reported so far.
+#[derive(Default)]
+struct Session {
+    status: Option<i32>,
+    exec_error: Option<i32>,
+    failed: Option<(u32, i32)>,
+    lost: bool,
+}
+
+impl Session {
+    fn finished(&self) -> bool {
+        self.status.is_some() || self.failed.is_some() || self.lost
+    }
+
+    fn apply(&mut self, msg: Msg) -> Result<(), AttachError> {
+        match msg {
+            Msg::Failed(step, errno) => self.failed = Some((step, errno)),
+            Msg::ExecFailed(errno) => self.exec_error = Some(errno),
+            Msg::Status(code) => self.status = Some(code),
+            Msg::Eof => self.lost = true,
+            Msg::Pty(_) => {
+                return Err(os("read from the exec helper")(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected terminal fd",
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The forked helper. Dropping it unreaped (an error on our side) hangs up the
+/// command — SIGHUP to the helper, which forwards it — and waits.
+struct Helper {
+    pid: libc::pid_t,
+    sock: OwnedFd,
+    reaped: bool,
+}
+
+/// Control buffer for one fd, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+impl Helper {
+    fn next(&self) -> Result<Msg, AttachError> {
+        let mut buf = [0u8; 16];
+        let mut cbuf = CmsgBuf([0; 64]);
+        loop {
+            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            // SAFETY: a zeroed msghdr pointing at stack buffers that outlive the call.
+            let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+            mh.msg_iov = &mut iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = cbuf.0.as_mut_ptr().cast();
+            mh.msg_controllen = cbuf.0.len() as _;
+            // MSG_CMSG_CLOEXEC: a received fd must not leak into a concurrent fork+exec.
+            // SAFETY: see above.
+            let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut mh, libc::MSG_CMSG_CLOEXEC) };
+            if n < 0 {
+                let e = last_err();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(os("read from the exec helper")(e));
+            }
+            let mut fd = None;
+            // SAFETY: walking the control messages the kernel wrote into `cbuf`.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&mh);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                        let data = libc::CMSG_DATA(c) as *const c_int;
+                        let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<c_int>();
+                        for i in 0..count {
+                            let owned = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
+                            // Keep the first; any other is closed by the drop.
+                            fd.get_or_insert(owned);
+                        }
+                    }
+                    c = libc::CMSG_NXTHDR(&mh, c);
+                }
+            }
+            if n == 0 {
+                return Ok(Msg::Eof);
+            }
+            if n as usize != helper::MSG_LEN {
+                return Err(os("read from the exec helper")(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("message of {n} bytes"),
+                )));
+            }
+            let a = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+            let b = i32::from_le_bytes([buf[5], buf[6], buf[7], buf[8]]);
+            return Ok(match (buf[0], fd) {
+                (helper::TAG_FAILED, _) => Msg::Failed(a, b),
+                (helper::TAG_PTY, Some(fd)) => Msg::Pty(fd),
+                (helper::TAG_EXEC, _) => Msg::ExecFailed(b),
+                (helper::TAG_STATUS, _) => Msg::Status(if a == 0 { b } else { 128 + b }),
+                (tag, _) => {
+                    return Err(os("read from the exec helper")(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unexpected message {:?}", tag as char),
+                    )))
+                }
+            });
+        }
+    }
+
+    /// Wait for the helper to exit; describes how it ended.
+    fn reap(&mut self) -> String {
+        if self.reaped {
+            return "already reaped".into();
+        }
+        self.reaped = true;
+        let mut status: c_int = 0;
+        loop {
+            // SAFETY: waits for our own child, whose pid cannot be reused before this.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                break;
+            }
+            let e = last_err();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return format!("waitpid: {e}");
+            }
+        }
+        if libc::WIFEXITED(status) {
+            format!("exit code {}", libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            format!("killed by signal {}", libc::WTERMSIG(status))
+        } else {
+            format!("wait status {status:#x}")
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // Not reaped yet, so the pid is still our child's.
+            // SAFETY: kill on our own unreaped child.
+            unsafe { libc::kill(self.pid, libc::SIGHUP) };
+            self.reap();
+        }
+    }
+}
+
+/// Write everything, waiting when `fd` is non-blocking and full.
+fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: writes from a live slice.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = last_err();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    // SAFETY: polls one stack pollfd.
+                    unsafe { libc::poll(&mut p, 1, -1) };
+                    continue;
+                }
+                _ => return Err(e),
+            }
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// The caller's terminal in raw mode; restored on drop (every exit path).
+struct RawMode {
+    fd: RawFd,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    fn enter(fd: RawFd) -> Result<Option<RawMode>, AttachError> {
+        if !isatty(fd) {
+            return Ok(None);
+        }
+        // SAFETY: tcgetattr/tcsetattr on a terminal fd with stack structs.
+        unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut saved) != 0 {
+                return Err(os("read the terminal's modes")(last_err()));
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(fd, libc::TCSADRAIN, &raw) != 0 {
+                return Err(os("put the terminal in raw mode")(last_err()));
+            }
+            Ok(Some(RawMode { fd, saved }))
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the modes read in `enter`.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSADRAIN, &self.saved) };
+    }
+}
+
+/// Write end of the SIGWINCH self-pipe, for the handler.
+static WINCH_WRITE: AtomicI32 = AtomicI32::new(-1);
+/// The self-pipe; made once and never closed, because a handler running on another
+/// thread may still be writing to it after a relay ended.
+static WINCH_PIPE: OnceLock<Option<(OwnedFd, OwnedFd)>> = OnceLock::new();
+/// Only one relay at a time owns the process-wide SIGWINCH handler.
+static WINCH_OWNER: Mutex<()> = Mutex::new(());
+
+extern "C" fn on_winch(_: c_int) {
+    let fd = WINCH_WRITE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write is async-signal-safe; errno is saved and restored so the
+        // interrupted code never sees ours. A full pipe (EAGAIN) already wakes the relay.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::write(fd, [1u8].as_ptr().cast(), 1);
+            *libc::__errno_location() = errno;
+        }
+    }
+}
+
+/// Our SIGWINCH handler, installed for one relay; the previous action comes back on drop.
+struct Winch {
+    _owner: MutexGuard<'static, ()>,
+    read: RawFd,
+    old: libc::sigaction,
+}
+
+impl Winch {
+    /// None when another relay owns the handler (or the pipe cannot be made).
+    fn install() -> Option<Winch> {
+        let owner = WINCH_OWNER.try_lock().ok()?;
+        let (read, write) = WINCH_PIPE
+            .get_or_init(|| {
+                let mut p = [-1 as c_int; 2];
+                // SAFETY: pipe2 fills the array.
+                if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+                    return None;
+                }
+                // SAFETY: pipe2 just returned these fds.
+                Some(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+            })
+            .as_ref()?;
+        drain(read.as_raw_fd());
+        WINCH_WRITE.store(write.as_raw_fd(), Ordering::Relaxed);
+        // SAFETY: installs a handler that only calls write on a pipe; sigaction
+        // structs on the stack.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_winch as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGWINCH, &sa, &mut old) != 0 {
+                return None;
+            }
+            Some(Winch { _owner: owner, read: read.as_raw_fd(), old })
+        }
+    }
+}
+
+impl Drop for Winch {
+    fn drop(&mut self) {
+        // SAFETY: puts back the action saved in `install`.
+        unsafe { libc::sigaction(libc::SIGWINCH, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// Read a non-blocking fd until it is empty.
+fn drain(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    // SAFETY: reads into a stack buffer.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// Receive the pty master, then relay until the command is done and the master drained.
+fn run_tty(
+    helper: &mut Helper,
+    session: &mut Session,
+    input: RawFd,
+    output: RawFd,
+    applied: Option<libc::winsize>,
+) -> Result<(), AttachError> {
+    let master = match helper.next()? {
+        Msg::Pty(fd) => fd,
+        other => return session.apply(other),
+    };
+    // Non-blocking, so a command that does not read its input cannot block the relay.
+    // SAFETY: fcntl on the master we own.
+    unsafe {
+        let fl = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(master.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    let raw = RawMode::enter(input)?;
+    let result = relay(helper, session, &master, input, output, applied);
+    drop(raw);
+    if result.is_err() {
+        // Hang up: closing the master sends SIGHUP to the command's terminal session.
+        drop(master);
+    }
+    result
+}
+
+fn relay(
+    helper: &Helper,
+    session: &mut Session,
+    master: &OwnedFd,
+    input: RawFd,
+    output: RawFd,
+    applied: Option<libc::winsize>,
+) -> Result<(), AttachError> {
+    let m = master.as_raw_fd();
+    let size_src = [output, input].into_iter().find(|&fd| isatty(fd));
+    let winch = size_src.and_then(|_| Winch::install());
+    // The size the helper set before the command started (read before the fork), so
+    // a resize since then is applied on the first iteration.
+    let mut last_size = applied.map(|w| (w.ws_row, w.ws_col, w.ws_xpixel, w.ws_ypixel));
+    let mut master_open = true;
+    let mut input_open = true;
+    let mut pending: Vec<u8> = Vec::new();
+    // Set once the helper reported the end: the last time the master had output.
+    let mut quiet_since: Option<Instant> = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // Re-read the size on every wake-up (cheap), so a resize is applied before
+        // any input that was typed after it.
+        if let Some(ws) = size_src.and_then(winsize) {
+            let key = Some((ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel));
+            if key != last_size {
+                // SAFETY: TIOCSWINSZ with a stack struct; the kernel sends SIGWINCH
+                // to the command's foreground process group.
+                unsafe { libc::ioctl(m, libc::TIOCSWINSZ, &ws) };
+                last_size = key;
+            }
+        }
+        // Done once the command has ended and the master is drained (EIO), or has
+        // been quiet for the grace period (someone else still holds the terminal).
+        let finished = session.finished();
+        let remaining = quiet_since.map(|t| DRAIN_GRACE.saturating_sub(t.elapsed()));
+        if finished && (!master_open || remaining == Some(Duration::ZERO)) {
+            return Ok(());
+        }
+
+        const SOCK: usize = 0;
+        const MASTER: usize = 1;
+        const INPUT: usize = 2;
+        const WINCH: usize = 3;
+        let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 4];
+        if !finished {
+            fds[SOCK] = libc::pollfd { fd: helper.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        }
+        if master_open {
+            let out = if pending.is_empty() { 0 } else { libc::POLLOUT };
+            fds[MASTER] = libc::pollfd { fd: m, events: libc::POLLIN | out, revents: 0 };
+        }
+        if input_open && !finished && pending.len() < MAX_PENDING {
+            fds[INPUT] = libc::pollfd { fd: input, events: libc::POLLIN, revents: 0 };
+        }
+        if let Some(w) = &winch {
+            fds[WINCH] = libc::pollfd { fd: w.read, events: libc::POLLIN, revents: 0 };
+        }
+        let timeout = match remaining {
+            Some(d) => d.as_millis().max(1) as c_int,
+            None if size_src.is_some() && winch.is_none() => WINCH_FALLBACK.as_millis() as c_int,
+            None => -1,
+        };
+        // SAFETY: polls a stack array; entries with fd -1 are ignored by the kernel.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
+            let e = last_err();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(os("poll the terminal")(e));
+        }
+        let ready = |i: usize| fds[i].fd >= 0 && fds[i].revents != 0;
+
+        if ready(SOCK) {
+            let msg = helper.next()?;
+            session.apply(msg)?;
+            if session.finished() {
+                quiet_since = Some(Instant::now());
+            }
+        }
+        if ready(MASTER) && fds[MASTER].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            // SAFETY: reads into our buffer.
+            let n = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                write_all(output, &buf[..n as usize]).map_err(os("write the command's output"))?;
+                if quiet_since.is_some() {
+                    quiet_since = Some(Instant::now());
+                }
+            } else if n == 0 || !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                // EIO: every slave fd is closed and everything written was read.
+                master_open = false;
+            }
+        }
+        if master_open && ready(MASTER) && fds[MASTER].revents & libc::POLLOUT != 0 && !pending.is_empty() {
+            // SAFETY: writes from our buffer.
+            let n = unsafe { libc::write(m, pending.as_ptr().cast(), pending.len()) };
+            if n > 0 {
+                pending.drain(..n as usize);
+            } else if n < 0 && !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                // Nobody holds the terminal any more: the input has no reader.
+                pending.clear();
+                input_open = false;
+            }
+        }
+        if ready(INPUT) {
+            // SAFETY: reads into our buffer.
+            let n = unsafe { libc::read(input, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                pending.extend_from_slice(&buf[..n as usize]);
+            } else if n == 0 || fds[INPUT].revents & libc::POLLNVAL != 0 {
+                input_open = false;
+                // Like script(1): end of our input is the terminal's EOF character,
+                // so a command reading lines sees end of file.
+                if let Some(eof) = canonical_eof(m) {
+                    pending.push(eof);
+                }
+            } else if !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                input_open = false;
+            }
+        }
+        if ready(WINCH) {
+            if let Some(w) = &winch {
+                drain(w.read);
+            }
+        }
+    }
+}
+
+/// The EOF character of the terminal behind `master` if it is in canonical mode.
+fn canonical_eof(master: RawFd) -> Option<u8> {
+    // SAFETY: tcgetattr fills a zeroed stack struct.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(master, &mut t) } != 0 || t.c_lflag & libc::ICANON == 0 {
+        return None;
+    }
+    Some(t.c_cc[libc::VEOF])
+}
+
+mod helper {
+    //! The code that runs after `fork`: in the helper, and in the command's process
+    //! until `execve`.
+    //!
+    //! Invariant: nothing here allocates, locks, panics or touches Rust std state. The
+    //! caller may be multi-threaded, and a fork copies only the forking thread, so a
+    //! lock another thread held at that moment (malloc's, stdio's) stays locked
+    //! forever here. Only raw syscalls on the prepared [`Script`]. A failed step is
+    //! reported to the caller as (step index, errno) over the socket, then the
+    //! process exits.
+
+    use libc::{c_char, c_int, c_uint};
+    use std::ffi::CString;
+    use std::ptr;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    pub(super) const MSG_LEN: usize = 9;
+    pub(super) const TAG_FAILED: u8 = b'E';
+    pub(super) const TAG_PTY: u8 = b'M';
+    pub(super) const TAG_EXEC: u8 = b'X';
+    pub(super) const TAG_STATUS: u8 = b'S';
+
+    /// Offsets from `Script::first_command_step` for failures in the command's process.
+    const STEP_SESSION: u32 = 0;
+    const STEP_CTTY: u32 = 1;
+    const STEP_STDIO: u32 = 2;
+
+    /// One step of the helper; fds were opened by the caller.
+    pub(super) enum Op {
+        /// Write "0" to a cgroup.procs file: moves the helper, so the command is born
+        /// there. Done before joining the cgroup namespace, where the helper's
+        /// current (host) cgroup would be out of sight.
+        Cgroup {
+            fd: c_int,
+        },
+        /// Join the user namespace and become its root (uid/gid 0 inside), as nsenter
+        /// does; otherwise we would be the unmapped overflow id.
+        JoinUser {
+            fd: c_int,
+        },
+        Setns {
+            fd: c_int,
+            nstype: c_int,
+        },
+        /// `fchdir` to the container's root (from `/proc/<pid>/root`), `chroot(".")`.
+        Chroot {
+            root: c_int,
+        },
+        Chdir {
+            path: CString,
+        },
+        /// Open `/dev/ptmx` in the container, unlock it, open the slave through the
+        /// master (`TIOCGPTPEER`, no path lookup), set the size and send the master.
+        OpenPty {
+            winsize: Option<libc::winsize>,
+        },
+        /// Fork the command, forward signals, wait, report the status. Never returns.
+        Run,
+    }
+
+    /// Everything the helper and the command need, built before the fork.
+    pub(super) struct Script {
+        pub ops: Vec<Op>,
+        /// Fds above 2 the helper keeps (sorted); every other one is closed at once.
+        pub keep: Vec<c_int>,
+        pub sock: c_int,
+        /// The caller's pid: if our parent is already someone else, it died.
+        pub parent: libc::pid_t,
+        /// Fds to dup onto 0, 1, 2 (-1: keep ours); unused with a terminal.
+        pub stdio: [c_int; 3],
+        /// Paths `execve` tries in order.
+        pub candidates: Vec<CString>,
+        /// NULL-terminated.
+        pub argv: Vec<*const c_char>,
+        pub envp: Vec<*const c_char>,
+        pub first_command_step: u32,
+    }
+
+    struct State {
+        master: c_int,
+        slave: c_int,
+    }
+
+    /// The command's pid, for the forwarding handler.
+    static COMMAND: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn forward(sig: c_int) {
+        let pid = COMMAND.load(Ordering::Relaxed);
+        if pid > 0 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    fn errno() -> c_int {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    }
+
+    fn sys(r: c_int) -> Result<c_int, c_int> {
+        if r < 0 {
+            Err(errno())
+        } else {
+            Ok(r)
+        }
+    }
+
+    fn send(sock: c_int, tag: u8, a: u32, b: i32) {
+        let mut msg = [0u8; MSG_LEN];
+        msg[0] = tag;
+        msg[1..5].copy_from_slice(&a.to_le_bytes());
+        msg[5..9].copy_from_slice(&b.to_le_bytes());
+        // SAFETY: sends a stack buffer; a failure only means the caller is gone.
+        unsafe { libc::send(sock, msg.as_ptr().cast(), MSG_LEN, libc::MSG_NOSIGNAL) };
+    }
+
+    /// Send `fd` with a `TAG_PTY` message.
+    fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_int> {
+        let mut msg = [0u8; MSG_LEN];
+        msg[0] = TAG_PTY;
+        #[repr(C, align(8))]
+        struct Buf([u8; 64]);
+        let mut cbuf = Buf([0; 64]);
+        // SAFETY: a msghdr on the stack pointing at stack buffers; the CMSG macros
+        // stay within `cbuf` (CMSG_SPACE of one int is far below 64 bytes).
+        unsafe {
+            let mut iov = libc::iovec { iov_base: msg.as_mut_ptr().cast(), iov_len: MSG_LEN };
+            let mut mh: libc::msghdr = std::mem::zeroed();
+            mh.msg_iov = &mut iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = cbuf.0.as_mut_ptr().cast();
+            mh.msg_controllen = libc::CMSG_SPACE(size_of::<c_int>() as u32) as _;
+            let c = libc::CMSG_FIRSTHDR(&mh);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<c_int>() as u32) as _;
+            ptr::write_unaligned(libc::CMSG_DATA(c) as *mut c_int, fd);
+            if libc::sendmsg(sock, &mh, libc::MSG_NOSIGNAL) < 0 {
+                return Err(errno());
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f(lo, hi)` for every inclusive range of fds from 3 up that is not in
+    /// the sorted `keep`.
+    pub(super) fn for_each_gap(keep: &[c_int], mut f: impl FnMut(c_uint, c_uint)) {
+        let mut lo: c_uint = 3;
+        for &k in keep {
+            if k < 0 || (k as c_uint) < lo {
+                continue;
+            }
+            let k = k as c_uint;
+            if k > lo {
+                f(lo, k - 1);
+            }
+            lo = k + 1;
+        }
+        f(lo, c_uint::MAX);
+    }
+
+    /// Close every fd above 2 except `keep`: fds of other threads (their pipes) must
+    /// not stay open for as long as the command runs.
+    unsafe fn close_except(keep: &[c_int]) {
+        for_each_gap(keep, |lo, hi| {
+            if libc::syscall(libc::SYS_close_range, lo, hi, 0 as c_uint) != 0 {
+                // Before Linux 5.9: one by one, up to the soft limit.
+                let mut rl: libc::rlimit = std::mem::zeroed();
+                let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+                    rl.rlim_cur.min(1 << 20) as c_uint
+                } else {
+                    4096
+                };
+                let mut fd = lo;
+                while fd <= hi && fd < max {
+                    libc::close(fd as c_int);
+                    fd += 1;
+                }
+            }
+        });
+    }
+
+    /// `fd` moved above 2, so the command's dup2 onto 0..2 cannot hit it.
+    unsafe fn lift(fd: c_int) -> Result<c_int, c_int> {
+        if fd > 2 {
+            return Ok(fd);
+        }
+        let high = sys(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3))?;
+        libc::close(fd);
+        Ok(high)
+    }
+
+    /// Entry point in the helper after fork. Never returns.
+    pub(super) unsafe fn run_helper(script: &Script) -> ! {
+        close_except(&script.keep);
+        // If the caller's thread dies, hang up the command (forwarded below). Checked
+        // after: the caller may have died before the prctl.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
+        if libc::getppid() != script.parent {
+            libc::_exit(1);
+        }
+        let mut st = State { master: -1, slave: -1 };
+        for (i, op) in script.ops.iter().enumerate() {
+            if let Err(e) = step(op, &mut st, script) {
+                send(script.sock, TAG_FAILED, i as u32, e);
+                libc::_exit(1);
+            }
+        }
+        // The ops end with Run, which does not return; unreachable.
+        libc::_exit(1)
+    }
+
+    unsafe fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
+        match op {
+            Op::Cgroup { fd } => {
+                let n = libc::write(*fd, b"0".as_ptr().cast(), 1);
+                if n != 1 {
+                    return Err(if n < 0 { errno() } else { libc::EIO });
+                }
+                Ok(())
+            }
+            Op::JoinUser { fd } => {
+                sys(libc::setns(*fd, libc::CLONE_NEWUSER))?;
+                // Raw syscalls, not glibc's wrappers: those broadcast the change to
+                // every thread glibc knows of, and wait for threads it believes are
+                // being created; we are single-threaded, so the syscall is enough.
+                // setgroups is refused when the container's /proc/<pid>/setgroups
+                // says "deny"; then there are no groups to drop anyway.
+                if libc::syscall(libc::SYS_setgroups, 0 as libc::size_t, ptr::null::<libc::gid_t>()) != 0
+                    && errno() != libc::EPERM
+                {
+                    return Err(errno());
+                }
+                sys(libc::syscall(libc::SYS_setresgid, 0 as libc::gid_t, 0 as libc::gid_t, 0 as libc::gid_t) as c_int)?;
+                sys(libc::syscall(libc::SYS_setresuid, 0 as libc::uid_t, 0 as libc::uid_t, 0 as libc::uid_t) as c_int)?;
+                Ok(())
+            }
+            Op::Setns { fd, nstype } => sys(libc::setns(*fd, *nstype)).map(drop),
+            Op::Chroot { root } => {
+                // setns(mnt) put us at the namespace's root mount; the container's
+                // root is what its PID 1 sees, which is what we join.
+                sys(libc::fchdir(*root))?;
+                sys(libc::chroot(c".".as_ptr()))?;
+                sys(libc::chdir(c"/".as_ptr())).map(drop)
+            }
+            Op::Chdir { path } => sys(libc::chdir(path.as_ptr())).map(drop),
+            Op::OpenPty { winsize } => {
+                let m = sys(libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?;
+                st.master = lift(m)?;
+                let unlock: c_int = 0;
+                sys(libc::ioctl(st.master, libc::TIOCSPTLCK, &unlock))?;
+                let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+                let s = sys(libc::ioctl(st.master, libc::TIOCGPTPEER, flags))?;
+                st.slave = lift(s)?;
+                if let Some(ws) = winsize {
+                    sys(libc::ioctl(st.master, libc::TIOCSWINSZ, ws))?;
+                }
+                send_fd(script.sock, st.master)?;
+                // Only the caller holds the master from now on, so its EIO means the
+                // command's side is closed.
+                libc::close(st.master);
+                st.master = -1;
+                Ok(())
+            }
+            Op::Run => run_command(st, script),
+        }
+    }
+
+    /// Fork the command, forward signals to it, report how it ended, exit.
+    unsafe fn run_command(st: &mut State, script: &Script) -> Result<(), c_int> {
+        // Signals stay blocked until COMMAND is set, so none is lost in between; the
+        // command unblocks them itself after resetting the handlers.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old);
+        for sig in super::FORWARDED {
+            let mut cur: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, ptr::null(), &mut cur);
+            // A signal the caller ignores (e.g. under nohup) stays ignored.
+            if cur.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = forward as *const () as usize;
+            libc::sigfillset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, ptr::null_mut());
+        }
+        let pid = libc::fork();
+        if pid == 0 {
+            command(st, script);
+        }
+        if pid < 0 {
+            let e = errno();
+            libc::sigprocmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+            return Err(e);
+        }
+        COMMAND.store(pid, Ordering::Relaxed);
+        if st.slave >= 0 {
+            libc::close(st.slave);
+            st.slave = -1;
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+        let mut status: c_int = 0;
+        loop {
+            if libc::waitpid(pid, &mut status, 0) == pid {
+                break;
+            }
+            if errno() != libc::EINTR {
+                libc::_exit(1);
+            }
+        }
+        if libc::WIFSIGNALED(status) {
+            send(script.sock, TAG_STATUS, 1, libc::WTERMSIG(status));
+        } else {
+            send(script.sock, TAG_STATUS, 0, libc::WEXITSTATUS(status));
+        }
+        libc::_exit(0)
+    }
+
+    /// In the command's process: session, terminal, stdio, signals, exec. Never returns.
+    unsafe fn command(st: &State, script: &Script) -> ! {
+        let fail = |offset: u32| -> ! {
+            send(script.sock, TAG_FAILED, script.first_command_step + offset, errno());
+            libc::_exit(127)
+        };
+        if libc::setsid() < 0 {
+            fail(STEP_SESSION);
+        }
+        if st.slave >= 0 {
+            // We lead a new session without a terminal, so this one becomes ours
+            // (and its foreground process group is ours).
+            if libc::ioctl(st.slave, libc::TIOCSCTTY, 0) != 0 {
+                fail(STEP_CTTY);
+            }
+            for target in 0..3 {
+                if libc::dup2(st.slave, target) < 0 {
+                    fail(STEP_STDIO);
+                }
+            }
+        } else {
+            for (target, &fd) in script.stdio.iter().enumerate() {
+                if fd >= 0 && libc::dup2(fd, target as c_int) < 0 {
+                    fail(STEP_STDIO);
+                }
+            }
+        }
+        // Everything above 2 closes at exec (the socket must stay open until then,
+        // to report an exec failure).
+        if libc::syscall(libc::SYS_close_range, 3 as c_uint, c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+            let mut rl: libc::rlimit = std::mem::zeroed();
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+                rl.rlim_cur.min(1 << 20) as c_int
+            } else {
+                4096
+            };
+            for fd in 3..max {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+        // Rust ignores SIGPIPE and the helper has handlers; ignored dispositions
+        // survive exec, so reset all, then unblock.
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+
+        // PATH search as execvp does it: keep going past "not here", remember
+        // "not allowed", stop at anything else.
+        let mut denied = false;
+        let mut other = 0;
+        for path in &script.candidates {
+            libc::execve(path.as_ptr(), script.argv.as_ptr(), script.envp.as_ptr());
+            match errno() {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                e => {
+                    other = e;
+                    break;
+                }
+            }
+        }
+        let e = if other != 0 {
+            other
+        } else if denied {
+            libc::EACCES
+        } else {
+            libc::ENOENT
+        };
+        send(script.sock, TAG_EXEC, 0, e);
+        libc::_exit(if e == libc::ENOENT { 127 } else { 126 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_follow_the_command_path() {
+        assert_eq!(exec_candidates("sh", "/usr/bin:/bin"), ["/usr/bin/sh", "/bin/sh"]);
+        assert_eq!(exec_candidates("sh", "/bin::"), ["/bin/sh", "sh", "sh"]);
+        assert_eq!(exec_candidates("./x", "/bin"), ["./x"]);
+        assert_eq!(exec_candidates("/bin/sh", "/usr/bin"), ["/bin/sh"]);
+    }
+
+    #[test]
+    fn failure_messages_read_like_a_shell() {
+        assert_eq!(exec_failure_message("nope", libc::ENOENT), "container: nope: command not found\n");
+        assert_eq!(exec_failure_message("/x/nope", libc::ENOENT), "container: /x/nope: No such file or directory\n");
+        assert_eq!(
+            exec_failure_message("/etc/hostname", libc::EACCES),
+            "container: /etc/hostname: Permission denied\n"
+        );
+    }
+
+    #[test]
+    fn gaps_skip_kept_fds() {
+        let gaps = |keep: &[c_int]| {
+            let mut v = Vec::new();
+            helper::for_each_gap(keep, |lo, hi| v.push((lo, hi)));
+            v
+        };
+        let max = libc::c_uint::MAX;
+        assert_eq!(gaps(&[]), [(3, max)]);
+        assert_eq!(gaps(&[3, 4, 7]), [(5, 6), (8, max)]);
+        assert_eq!(gaps(&[0, 2, 5]), [(3, 4), (6, max)]);
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_anything_runs() {
+        let err = |o: &ExecOpts| exec(1, o, Stdio::inherit()).expect_err("must fail").to_string();
+        assert!(err(&ExecOpts::new(vec![])).contains("empty command"));
+        let mut o = ExecOpts::new(vec!["sh".into()]);
+        o.workdir = "tmp".into();
+        assert!(err(&o).contains("not an absolute path"));
+        let mut o = ExecOpts::new(vec!["sh".into()]);
+        o.env.insert("A=B".into(), "x".into());
+        assert!(err(&o).contains("bad environment variable name"));
+        let o = ExecOpts::new(vec!["sh".into()]);
+        assert_eq!(
+            exec(i32::MAX, &o, Stdio::inherit()).expect_err("no such pid").to_string(),
+            format!("container process {} is not running", i32::MAX)
+        );
+    }
+}
