@@ -146,9 +146,7 @@ pub fn main() -> ExitCode {
         Command::Start { name } => run::start(&cli.root, &name),
         Command::Stop { name, timeout } => run::stop(&cli.root, &name, timeout),
         Command::Restart { name, timeout } => run::restart(&cli.root, &name, timeout),
-        Command::Exec { name, tty, workdir, env, command } => {
-            run::exec(&cli.root, &name, command, tty, &workdir, &env)
-        }
+        Command::Exec { name, tty, workdir, env, command } => run::exec(&cli.root, &name, command, tty, &workdir, &env),
         Command::Shell { name } => run::shell(&cli.root, &name),
         Command::Logs { name, service, follow } => run::logs(&cli.root, &name, service.as_deref(), follow),
         Command::Destroy { name, volumes } => run::destroy(&cli.root, &name, volumes),

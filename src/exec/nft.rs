@@ -1,7 +1,8 @@
 //! The tool's nftables table: NAT (masquerade) and published ports (DNAT).
 //!
-//! Invariant: the tool owns exactly one table, `table inet container` (IPv4 and IPv6),
-//! and always rewrites it whole from the desired state of ALL containers, in one
+//! Invariant: the tool owns one table per state root, `table inet container` for the
+//! default root (`container_<hash>` for others, see [`table_for_root`]; IPv4 and IPv6),
+//! and always rewrites it whole from the desired state of ALL that root's containers, in one
 //! nftables transaction (`nft -j -f -`, JSON batch on stdin): either every rule of the
 //! new state is in place or the old table is untouched. The batch starts with
 //! `add table` + `delete table`, so the delete never fails on a host without the table,
@@ -109,20 +110,20 @@ impl ContainerNet {
     }
 }
 
-fn table() -> Value {
-    json!({"family": FAMILY, "name": TABLE})
+fn table(t: &str) -> Value {
+    json!({"family": FAMILY, "name": t})
 }
 
-fn chain(name: &str, kind: &str, hook: &str, prio: i32) -> Value {
+fn chain(t: &str, name: &str, kind: &str, hook: &str, prio: i32) -> Value {
     json!({"add": {"chain": {
-        "family": FAMILY, "table": TABLE, "name": name,
+        "family": FAMILY, "table": t, "name": name,
         "type": kind, "hook": hook, "prio": prio, "policy": "accept"
     }}})
 }
 
-fn rule(chain: &str, owner: &str, expr: Vec<Value>) -> Value {
+fn rule(t: &str, chain: &str, owner: &str, expr: Vec<Value>) -> Value {
     json!({"add": {"rule": {
-        "family": FAMILY, "table": TABLE, "chain": chain,
+        "family": FAMILY, "table": t, "chain": chain,
         "comment": format!("container:{owner}"), "expr": expr
     }}})
 }
@@ -171,10 +172,15 @@ fn dnat(p: &PublishRule, to: IpAddr) -> Option<Vec<Value>> {
 
 /// The whole transaction for `desired` (pure; what `apply` feeds to `nft`).
 pub fn batch(desired: &[ContainerNet]) -> Value {
+    batch_for(TABLE, desired)
+}
+
+/// [`batch`] for the table named `t`.
+pub fn batch_for(t: &str, desired: &[ContainerNet]) -> Value {
     let mut cmds = vec![
         json!({"metainfo": {"json_schema_version": 1}}),
-        json!({"add": {"table": table()}}),
-        json!({"delete": {"table": table()}}),
+        json!({"add": {"table": table(t)}}),
+        json!({"delete": {"table": table(t)}}),
     ];
     let mut post = Vec::new();
     let mut dnats = Vec::new();
@@ -182,6 +188,7 @@ pub fn batch(desired: &[ContainerNet]) -> Value {
     for c in desired {
         if let (true, Some(v4)) = (c.nat, c.ipv4) {
             post.push(rule(
+                t,
                 "postrouting",
                 &c.name,
                 vec![
@@ -193,6 +200,7 @@ pub fn batch(desired: &[ContainerNet]) -> Value {
         }
         if c.ipv4.is_some() && !c.publish.is_empty() {
             post.push(rule(
+                t,
                 "postrouting",
                 &c.name,
                 vec![
@@ -211,22 +219,32 @@ pub fn batch(desired: &[ContainerNet]) -> Value {
             }
         }
         if c.ipv4.is_some() || c.ipv6.is_some() {
-            forward.push(rule("forward", &c.name, vec![eq(meta("iifname"), json!(c.veth)), json!({"accept": null})]));
-            forward.push(rule("forward", &c.name, vec![eq(meta("oifname"), json!(c.veth)), json!({"accept": null})]));
+            forward.push(rule(
+                t,
+                "forward",
+                &c.name,
+                vec![eq(meta("iifname"), json!(c.veth)), json!({"accept": null})],
+            ));
+            forward.push(rule(
+                t,
+                "forward",
+                &c.name,
+                vec![eq(meta("oifname"), json!(c.veth)), json!({"accept": null})],
+            ));
         }
     }
     if post.is_empty() && dnats.is_empty() && forward.is_empty() {
         return json!({ "nftables": cmds });
     }
-    cmds.push(json!({"add": {"table": table()}}));
+    cmds.push(json!({"add": {"table": table(t)}}));
     // Standard priorities: dstnat = -100, srcnat = 100, filter = 0.
-    cmds.push(chain("prerouting", "nat", "prerouting", -100));
-    cmds.push(chain("output", "nat", "output", -100));
-    cmds.push(chain("postrouting", "nat", "postrouting", 100));
-    cmds.push(chain("forward", "filter", "forward", 0));
+    cmds.push(chain(t, "prerouting", "nat", "prerouting", -100));
+    cmds.push(chain(t, "output", "nat", "output", -100));
+    cmds.push(chain(t, "postrouting", "nat", "postrouting", 100));
+    cmds.push(chain(t, "forward", "filter", "forward", 0));
     for (owner, expr) in &dnats {
-        cmds.push(rule("prerouting", owner, expr.clone()));
-        cmds.push(rule("output", owner, expr.clone()));
+        cmds.push(rule(t, "prerouting", owner, expr.clone()));
+        cmds.push(rule(t, "output", owner, expr.clone()));
     }
     cmds.extend(post);
     cmds.extend(forward);
@@ -235,7 +253,24 @@ pub fn batch(desired: &[ContainerNet]) -> Value {
 
 /// Makes the table match `desired`, atomically.
 pub fn apply(desired: &[ContainerNet]) -> Result<(), NftError> {
-    run_nft(&batch(desired))
+    apply_to(TABLE, desired)
+}
+
+/// [`apply`] to the table named `t` (see [`table_for_root`]).
+pub fn apply_to(t: &str, desired: &[ContainerNet]) -> Result<(), NftError> {
+    run_nft(&batch_for(t, desired))
+}
+
+/// The table of a state root: `container` for the default root, `container_<hash>`
+/// for any other, so containers under two roots (a test's temp root and the real
+/// one) never rebuild each other's rules away.
+pub fn table_for_root(root: &std::path::Path) -> String {
+    if root == std::path::Path::new(crate::state::DEFAULT_ROOT) {
+        return TABLE.to_string();
+    }
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    format!("{TABLE}_{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
 }
 
 fn run_nft(batch: &Value) -> Result<(), NftError> {

@@ -110,7 +110,7 @@ pub fn sync_nft(root: &Path) -> Result<(), RunError> {
             desired.extend(nft::ContainerNet::from_plan(&name, &plan.network)?);
         }
     }
-    match nft::apply(&desired) {
+    match nft::apply_to(&nft::table_for_root(root), &desired) {
         // Without nft and without rules to install there is nothing to remove either.
         Err(nft::NftError::Spawn(e)) if desired.is_empty() && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(nft::NftError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
