@@ -310,9 +310,12 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 if recv_byte(st.sock) != Some(TAG_MAPS) {
                     return Err(libc::EPIPE);
                 }
-                sys(libc::setgroups(0, ptr::null()))?;
-                sys(libc::setresgid(0, 0, 0))?;
-                sys(libc::setresuid(0, 0, 0))
+                // Raw syscalls, not glibc's wrappers: glibc applies id changes to every
+                // thread of the process (setxid broadcast) and can wait on a futex for
+                // a thread that existed in the parent at clone time but not here.
+                sys(libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) as c_int)?;
+                sys(libc::syscall(libc::SYS_setresgid, 0, 0, 0) as c_int)?;
+                sys(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)
             }
             Op::Mount { src, target, in_root, fstype, flags, data } => {
                 let mut sbuf = [0u8; 32];
