@@ -793,3 +793,42 @@ fn memory_and_pids_limits_apply_on_this_hosts_cgroups() {
     ok(&["stop", &ct.name]);
     assert!(footprint(&ct.name, &[]).is_empty(), "cgroups left after stop");
 }
+
+#[test]
+fn bad_input_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_root = dir.path().join("root");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"bad\"\nbase = \"host\"\n[network]\nipv4 = \"300.1.1.1\"\n").unwrap();
+    let debian = dir.path().join("deb.toml");
+    std::fs::write(&debian, "name = \"deb\"\nbase = \"debian:bookworm\"\n[network]\nipv4 = \"auto\"\n").unwrap();
+    for (spec, expect) in [(&bad, "bad.toml:4:"), (&debian, "debian")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_container"))
+            .arg("--root")
+            .arg(&empty_root)
+            .arg("apply")
+            .arg(spec)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(expect), "{}", text(&out.stderr));
+    }
+    // No plan, no pool entry, no container state: at most the lock files.
+    let left: Vec<String> =
+        walk(&empty_root).into_iter().filter(|p| !Path::new(p).is_dir() && !p.ends_with("lock")).collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert!(!empty_root.join("pool.json").exists());
+    assert!(!empty_root.join("containers/deb/state.json").exists());
+}
+
+fn walk(p: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+        let path = e.path();
+        out.push(path.display().to_string());
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+    }
+    out
+}

@@ -99,6 +99,10 @@ pub fn apply(root: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
             }
         };
         if !dry_run {
+            // Refuse what cannot run before anything is recorded.
+            if let Err(e) = runtime::prepare::rootfs(&plan) {
+                return fail(format!("apply {name}: {e}"));
+            }
             if let Err(e) = record_addresses(&state, &plan) {
                 return fail(e);
             }
