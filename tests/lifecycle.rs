@@ -621,6 +621,10 @@ fn exec_passes_the_exit_code_and_streams() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(text(&out.stdout), "through stdin\n");
     assert_eq!(ct.exec(&["no-such-command"]).status.code(), Some(127));
+    // -t: a terminal from the container's own devpts.
+    let out = container().args(["exec", "-t", &ct.name, "--", "sh", "-c", "tty; exit 3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stdout).trim().starts_with("/dev/pts/"), "{}", text(&out.stdout));
     let missing = run(&["exec", "no-such-container", "--", "true"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("no container"), "{}", text(&missing.stderr));
@@ -831,4 +835,28 @@ fn walk(p: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// The README's first command: `apply` without a file runs the embedded example and
+/// says how to reach it.
+#[test]
+fn apply_without_a_file_runs_the_embedded_example() {
+    struct Hello;
+    impl Drop for Hello {
+        fn drop(&mut self) {
+            let _ = run(&["destroy", "hello", "--volumes"]);
+        }
+    }
+    let _hello = Hello;
+    let out = run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let url = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("try: curl "))
+        .unwrap_or_else(|| panic!("no curl hint in: {stdout}"))
+        .to_string();
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    assert!(http_get(host, port.parse().unwrap()).contains("Hello from a container"), "{url}");
 }
