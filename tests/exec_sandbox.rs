@@ -548,3 +548,41 @@ fn symlinks_in_a_dir_root_cannot_reach_the_host() {
     assert!(!host.path().join("sub").exists(), "mount point created on the host");
     assert!(inside.join("sub").is_dir(), "resolved inside the root");
 }
+
+/// The runtime's containers (`container apply`) run `container-init` (built next to
+/// `container`) as PID 1 through the read-only mount, not a copy of `container`.
+#[test]
+fn runtime_pid1_is_container_init() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("state");
+    let spec = dir.path().join("ctt-init-rt.toml");
+    std::fs::write(
+        &spec,
+        "name = \"ctt-init-rt\"\nbase = \"host\"\n[network]\nmode = \"none\"\n\
+         [processes.main]\ncommand = [\"/bin/sleep\", \"infinity\"]\nrestart = \"no\"\n",
+    )
+    .expect("write spec");
+    let container = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_container"))
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .expect("run container");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, out) = container(&["apply", spec.to_str().expect("utf8")]);
+    let run: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("containers/ctt-init-rt/run.json")).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+    .expect("run.json");
+    let pid = run["pid"].as_i64().unwrap_or(0);
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let (destroyed, dout) = container(&["destroy", "ctt-init-rt"]);
+    assert!(ok, "apply failed: {out}");
+    assert!(destroyed, "destroy failed: {dout}");
+    assert_eq!(exe.as_deref(), Some(Path::new("/container-init")), "{out}");
+    assert_eq!(comm, "container-init\n");
+}
