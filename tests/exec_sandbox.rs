@@ -310,6 +310,175 @@ fn self_exe_runs_from_a_sealed_memfd() {
     assert!(!out.contains("WRITABLE"), "{out}");
 }
 
+/// Run inside a container by `exe_runs_through_a_read_only_detached_mount`, as PID 1
+/// from a copy of this test binary; a no-op otherwise. Tries every way a container
+/// root could get write access to the host file behind `/proc/1/exe`.
+#[test]
+fn exe_probe() {
+    if std::env::var_os(PROBE_ENV).is_none() {
+        return;
+    }
+    let errno = || std::io::Error::last_os_error();
+    println!("PID={}", std::process::id());
+    println!("EXE={}", std::fs::read_link("/proc/1/exe").expect("readlink /proc/1/exe").display());
+    let open_w = |label: &str| match std::fs::OpenOptions::new().write(true).open("/proc/1/exe") {
+        Err(e) => println!("{label}=denied {e}"),
+        Ok(_) => println!("{label}=WRITABLE"),
+    };
+    open_w("OPENW");
+    // The mount behind /proc/1/exe, made writable again by a root with CAP_SYS_ADMIN?
+    let path = unsafe { libc::open(c"/proc/1/exe".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    assert!(path >= 0, "open O_PATH: {}", errno());
+    let attr: [u64; 4] = [0, 1 /* attr_clr = MOUNT_ATTR_RDONLY */, 0, 0];
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, path, c"".as_ptr(), libc::AT_EMPTY_PATH, attr.as_ptr(), 32usize)
+    };
+    println!("SETATTR={}", if r == 0 { "CHANGED".to_string() } else { format!("denied {}", errno()) });
+    // A new (writable) clone of that mount?
+    let flags = 1 /* OPEN_TREE_CLONE */ | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32;
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, path, c"".as_ptr(), flags) };
+    println!("CLONE={}", if r >= 0 { "CLONED".to_string() } else { format!("denied {}", errno()) });
+    open_w("OPENW2");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    println!("MOUNTS={}", mounts.lines().count());
+    println!("WRITE_SEEN={}", mounts.contains("ctt-exe"));
+}
+
+#[test]
+fn exe_runs_through_a_read_only_detached_mount() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = dir.path().join("ctt-exe");
+    std::fs::copy(std::env::current_exe().expect("current_exe"), &exe).expect("copy the test binary");
+    let original = std::fs::read(&exe).expect("read copy");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mut s = SandboxSpec::new(
+        "ctt-box",
+        RootFs::Host,
+        Program::Exe {
+            path: exe.clone(),
+            argv: ["ctt-probe", "--exact", "exe_probe", "--nocapture", "--test-threads=1"].map(String::from).into(),
+        },
+    );
+    s.env.insert(PROBE_ENV.into(), "1".into());
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert!(out.contains("PID=1\n"), "{out}");
+    // Not a memfd copy: the file itself, named by its path in the detached mount.
+    assert!(out.contains("EXE=/ctt-exe\n"), "{out}");
+    // Running, the file is busy; the read-only mount is checked below, after exit.
+    assert!(out.contains("OPENW=denied"), "{out}");
+    // The mount belongs to no namespace: nothing can reach it to remount or clone it.
+    assert!(out.contains("SETATTR=denied Invalid argument"), "{out}");
+    assert!(out.contains("CLONE=denied Invalid argument"), "{out}");
+    assert!(out.contains("OPENW2=denied"), "{out}");
+    assert!(out.contains("WRITE_SEEN=false"), "{out}");
+    assert!(!out.contains("WRITABLE") && !out.contains("CHANGED") && !out.contains("CLONED"), "{out}");
+    assert!(std::fs::read(&exe).expect("read copy") == original, "the host file changed");
+    assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"), mountinfo);
+}
+
+#[test]
+fn exe_mount_is_invisible_to_the_host_and_shared_by_containers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = dir.path().join("ctt-sleep");
+    std::fs::copy("/bin/sleep", &exe).expect("copy /bin/sleep");
+    let original = std::fs::read(&exe).expect("read copy");
+    let before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let spec = SandboxSpec::new(
+        "ctt-box",
+        RootFs::Host,
+        Program::Exe { path: exe.clone(), argv: vec!["sleep".into(), "30".into()] },
+    );
+    let mut children: Vec<Child> =
+        (0..2).map(|_| spawn(&spec, Stdio::inherit()).expect("spawn").release().expect("release")).collect();
+    let during = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let names: Vec<_> =
+        children.iter().map(|c| std::fs::read_link(format!("/proc/{}/exe", c.pid)).expect("readlink")).collect();
+    // Both run the very same inode (shared page cache), not a copy.
+    use std::os::unix::fs::MetadataExt;
+    let inodes: Vec<u64> =
+        children.iter().map(|c| std::fs::metadata(format!("/proc/{}/exe", c.pid)).expect("stat").ino()).collect();
+    // CVE-2019-5736's trick: keep an O_PATH handle on PID 1's exe, wait until it no
+    // longer runs (no more ETXTBSY), reopen the handle for writing.
+    let handle = File::from(
+        nix::fcntl::open(
+            format!("/proc/{}/exe", children[0].pid).as_str(),
+            nix::fcntl::OFlag::O_PATH,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("O_PATH /proc/<pid>/exe"),
+    );
+    for c in &children {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    }
+    for c in &mut children {
+        assert_eq!(c.wait().expect("wait"), Exit::Signal(libc::SIGKILL));
+    }
+    let reopened = std::fs::OpenOptions::new().write(true).open(fd_path(&handle)).map(|_| ());
+    let e = reopened.expect_err("the exe of a finished PID 1 reopened for writing");
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    assert_eq!(during, before, "a detached mount showed up in the host's mount table");
+    assert_eq!(names, [Path::new("/ctt-sleep"), Path::new("/ctt-sleep")]);
+    let ino = std::fs::metadata(&exe).expect("stat").ino();
+    assert_eq!(inodes, [ino, ino]);
+    assert!(std::fs::read(&exe).expect("read copy") == original, "the host file changed");
+    assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"), before);
+}
+
+#[test]
+fn exe_that_is_not_a_file_is_refused() {
+    let s = SandboxSpec::new("ctt-box", RootFs::Host, Program::Exe { path: "/usr".into(), argv: vec!["x".into()] });
+    let err = spawn(&s, Stdio::inherit()).expect_err("a directory cannot be exec'd");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let s = SandboxSpec::new(
+        "ctt-box",
+        RootFs::Host,
+        Program::Exe { path: "/nonexistent/ctt".into(), argv: vec!["x".into()] },
+    );
+    let err = spawn(&s, Stdio::inherit()).expect_err("missing program");
+    assert!(err.to_string().contains("/nonexistent/ctt"), "{err}");
+}
+
+/// `container-init` as PID 1 (as containers run it): reads its config, runs the
+/// service, and a SIGTERM from the host stops it cleanly.
+#[test]
+fn container_init_supervises_as_pid_1() {
+    use container::exec::supervisor::{read_status, ServiceState, SupervisorConfig};
+    use container::plan::types::ServiceRes;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut cfg = SupervisorConfig::new("/state/run");
+    let svc = "echo pid1=$(cat /proc/1/comm) > /state/seen; exec sleep 60";
+    cfg.services.insert("hello".into(), ServiceRes::new(&["/bin/sh", "-c", svc]));
+    std::fs::write(state.path().join("supervisor.json"), serde_json::to_vec(&cfg).expect("json")).expect("write");
+    let init = env!("CARGO_BIN_EXE_container-init");
+    let argv = vec!["container-init".into(), "/state/supervisor.json".into()];
+    let mut s = SandboxSpec::new("ctt-init", RootFs::Host, Program::Exe { path: init.into(), argv });
+    s.mounts = vec![MountReq::bind("/state", state.path(), false)];
+    let log = tempfile::tempfile().expect("tempfile");
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(OwnedFd::from(log.try_clone().expect("dup"))),
+        stderr: Some(OwnedFd::from(log.try_clone().expect("dup"))),
+    };
+    let mut child = spawn(&s, stdio).expect("spawn").release().expect("release");
+    let run_dir = state.path().join("run");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(read_status(&run_dir).ok().and_then(|st| st.services.get("hello").map(|h| h.state))
+        == Some(ServiceState::Ready)
+        && state.path().join("seen").exists())
+    {
+        let text = std::fs::read_to_string(fd_path(&log)).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "service never became ready: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.pid), nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let exit = child.wait().expect("wait");
+    let text = std::fs::read_to_string(fd_path(&log)).unwrap_or_default();
+    assert_eq!(exit, Exit::Code(0), "a clean stop exits 0: {text}");
+    let seen = std::fs::read_to_string(state.path().join("seen")).expect("seen");
+    assert!(seen.starts_with("pid1=container-init"), "{seen}");
+}
+
 #[test]
 fn dir_root_is_bound_as_the_root() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -378,4 +547,42 @@ fn symlinks_in_a_dir_root_cannot_reach_the_host() {
     assert_eq!(exit, Exit::Code(0), "{out}");
     assert!(!host.path().join("sub").exists(), "mount point created on the host");
     assert!(inside.join("sub").is_dir(), "resolved inside the root");
+}
+
+/// The runtime's containers (`container apply`) run `container-init` (built next to
+/// `container`) as PID 1 through the read-only mount, not a copy of `container`.
+#[test]
+fn runtime_pid1_is_container_init() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("state");
+    let spec = dir.path().join("ctt-init-rt.toml");
+    std::fs::write(
+        &spec,
+        "name = \"ctt-init-rt\"\nbase = \"host\"\n[network]\nmode = \"none\"\n\
+         [processes.main]\ncommand = [\"/bin/sleep\", \"infinity\"]\nrestart = \"no\"\n",
+    )
+    .expect("write spec");
+    let container = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_container"))
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .expect("run container");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, out) = container(&["apply", spec.to_str().expect("utf8")]);
+    let run: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("containers/ctt-init-rt/run.json")).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+    .expect("run.json");
+    let pid = run["pid"].as_i64().unwrap_or(0);
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let (destroyed, dout) = container(&["destroy", "ctt-init-rt"]);
+    assert!(ok, "apply failed: {out}");
+    assert!(destroyed, "destroy failed: {dout}");
+    assert_eq!(exe.as_deref(), Some(Path::new("/container-init")), "{out}");
+    assert_eq!(comm, "container-init\n");
 }

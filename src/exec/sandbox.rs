@@ -46,12 +46,30 @@
 //! …" and `EROFS`, never silently.
 //!
 //! Programs: [`Program::Path`] execs a path inside the container (no `$PATH`
-//! search). [`Program::SelfExe`] execs our own binary from a sealed memfd copy
-//! (CVE-2019-5736): `/proc/1/exe` inside then is `/memfd:container-self (deleted)`,
-//! which cannot be written, so a container process cannot overwrite the host binary.
+//! search). The other two exec a host binary without giving the container a
+//! writable path to it (CVE-2019-5736: a container root process reopening
+//! `/proc/1/exe` for writing must not reach the host file):
+//! - [`Program::Exe`] (what containers use, for `container-init`): the parent clones
+//!   the file's folder as a *detached* mount (`open_tree(OPEN_TREE_CLONE)`), makes
+//!   that mount read-only (`mount_setattr`), opens the file in it (`O_PATH`), and
+//!   closes the clone's fd, which dissolves the mount's anonymous namespace: the
+//!   mount now belongs to no namespace (nothing can remount it read-write or clone
+//!   it: both answer `EINVAL`) and stays alive only through the file's fd. The child
+//!   execs that fd with `execveat(fd, "", AT_EMPTY_PATH)`. Inside, `/proc/1/exe`
+//!   reads `/<file name>` and resolves through the read-only mount: opening it for
+//!   writing fails with `ETXTBSY` while it runs and `EROFS` always (e.g. through an
+//!   `O_PATH` fd kept until PID 1 exited, the CVE's trick). No mount table (the
+//!   host's or the container's) shows the mount, nothing is copied, and every
+//!   container running the file shares its page cache.
+//!   Without `open_tree`/`mount_setattr` (`ENOSYS`, Linux < 5.12, or `EPERM` from a
+//!   seccomp filter) it falls back to a sealed memfd copy of the file.
+//! - [`Program::SelfExe`]: our own binary from a sealed memfd copy (made once per
+//!   process): `/proc/1/exe` inside then is `/memfd:container-self (deleted)`, which
+//!   cannot be written. Costs a copy of the whole binary in shared memory per
+//!   running container; kept as the fallback when `container-init` is missing.
 //!
 //! Requires Linux ≥ 5.6 (`clone3` with a pidfd, `openat2`); `close_range` (5.11)
-//! has a fallback. With `NetNs::Host` the host's /sys is bound read-only at its top
+//! and the read-only mount for `Program::Exe` (5.12) have fallbacks. With `NetNs::Host` the host's /sys is bound read-only at its top
 //! only: submounts such as /sys/fs/cgroup keep their own flags.
 
 mod child;
@@ -166,6 +184,21 @@ pub enum Program {
     /// Full argv (`argv[0]` is only the displayed name); runs a sealed memfd copy of
     /// the running binary (`/proc/self/exe`).
     SelfExe(Vec<String>),
+    /// Runs the *host* file `path` (need not exist in the container) through a
+    /// private, detached, read-only bind mount of its folder: nothing is copied and
+    /// the page cache is shared by every container running it. `argv[0]` is only
+    /// the displayed name. Falls back to a sealed memfd copy of `path` on kernels
+    /// without `open_tree`/`mount_setattr` (before 5.12).
+    Exe { path: PathBuf, argv: Vec<String> },
+}
+
+impl Program {
+    /// The full argv.
+    pub fn argv(&self) -> &[String] {
+        match self {
+            Program::Path(a) | Program::SelfExe(a) | Program::Exe { argv: a, .. } => a,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,6 +452,28 @@ impl Builder {
     }
 }
 
+/// A sealed (immutable) memfd copy of the file `src`, named `name`.
+fn sealed_copy(src: &Path, name: &std::ffi::CStr) -> Result<OwnedFd, SandboxError> {
+    let io = |what: &'static str| move |source: std::io::Error| SandboxError::Os { what, source };
+    // SAFETY: a NUL-terminated name and valid flags.
+    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if raw < 0 {
+        return Err(io("memfd_create")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: memfd_create just returned this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut exe = File::open(src).map_err(io("open the program to copy"))?;
+    let mut out = File::from(fd.try_clone().map_err(io("dup memfd"))?);
+    std::io::copy(&mut exe, &mut out).map_err(io("copy the program into a memfd"))?;
+    drop(out);
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io("seal memfd")(std::io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
 /// The sealed memfd copy of our own binary, made once per process: it is immutable,
 /// so every container can exec the same one.
 fn self_exe_memfd() -> Result<RawFd, SandboxError> {
@@ -427,32 +482,106 @@ fn self_exe_memfd() -> Result<RawFd, SandboxError> {
     if let Some(fd) = guard.as_ref() {
         return Ok(fd.as_raw_fd());
     }
-    let io = |what: &'static str| move |source: std::io::Error| SandboxError::Os { what, source };
-    // SAFETY: a NUL-terminated name and valid flags.
-    let raw = unsafe { libc::memfd_create(c"container-self".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if raw < 0 {
-        return Err(io("memfd_create")(std::io::Error::last_os_error()));
-    }
-    // SAFETY: memfd_create just returned this fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut exe = File::open("/proc/self/exe").map_err(io("open /proc/self/exe"))?;
-    let mut out = File::from(fd.try_clone().map_err(io("dup memfd"))?);
-    std::io::copy(&mut exe, &mut out).map_err(io("copy /proc/self/exe into memfd"))?;
-    drop(out);
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl on an fd we own.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(io("seal memfd")(std::io::Error::last_os_error()));
-    }
+    let fd = sealed_copy(Path::new("/proc/self/exe"), c"container-self")?;
     let r = fd.as_raw_fd();
     *guard = Some(fd);
     Ok(r)
 }
 
-fn check_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
-    let argv = match &spec.program {
-        Program::Path(a) | Program::SelfExe(a) => a,
+/// `struct mount_attr` of `mount_setattr(2)` (version 0, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// The folder `dir` cloned as a detached bind mount (`open_tree(OPEN_TREE_CLONE)`),
+/// made read-only, nosuid and nodev. The returned fd owns the mount's anonymous
+/// namespace: closing it dissolves that namespace. Errors are raw errnos.
+fn read_only_tree(dir: &CString) -> Result<OwnedFd, i32> {
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: a NUL-terminated path and plain flags; returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, dir.as_ptr(), flags) } as c_int;
+    if raw < 0 {
+        return Err(errno());
+    }
+    // SAFETY: open_tree just returned this fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
     };
+    // SAFETY: the fd is ours, "" with AT_EMPTY_PATH names it, attr is a stack struct
+    // of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(errno());
+    }
+    Ok(fd)
+}
+
+/// The fd `Program::Exe` execs (an `O_PATH` fd, close-on-exec), and the exec step's
+/// description: `path` opened through a read-only detached clone of its folder, or
+/// (old kernels, seccomp) a sealed memfd copy of it. See the module docs.
+fn exe_fd(path: &Path) -> Result<(OwnedFd, String), SandboxError> {
+    let source = |e: nix::Error| SandboxError::Source { path: path.to_path_buf(), source: e };
+    // The real file: `name` is then a plain file in `dir`, never a symlink.
+    let real = std::fs::canonicalize(path).map_err(|e| source(nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
+        return Err(SandboxError::Spec(format!("program {} is not a file", path.display())));
+    };
+    let tree = match read_only_tree(&cstr(dir.as_os_str().as_bytes())?) {
+        Ok(tree) => tree,
+        Err(libc::ENOSYS) | Err(libc::EPERM) => {
+            let st = nix::sys::stat::stat(&real).map_err(source)?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(SandboxError::Spec(format!("program {} is not a regular file", path.display())));
+            }
+            let fd = sealed_copy(&real, &cstr(name.as_bytes())?)?;
+            return Ok((fd, format!("exec the sealed copy of {}", path.display())));
+        }
+        Err(e) => return Err(source(nix::Error::from_raw(e))),
+    };
+    let name = cstr(name.as_bytes())?;
+    // SAFETY: openat on an fd we own with a NUL-terminated plain name.
+    let raw =
+        unsafe { libc::openat(tree.as_raw_fd(), name.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return Err(source(nix::Error::last()));
+    }
+    // SAFETY: openat just returned this fd.
+    let exe = unsafe { OwnedFd::from_raw_fd(raw) };
+    let st = nix::sys::stat::fstat(&exe).map_err(source)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(SandboxError::Spec(format!("program {} is not a regular file", path.display())));
+    }
+    // Dissolve the mount's namespace now: from here on the mount is attached to
+    // nothing, so no one (the container included) can remount or clone it, while
+    // `exe` keeps it alive for the exec.
+    drop(tree);
+    Ok((exe, format!("exec {} (read-only mount)", path.display())))
+}
+
+fn check_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
+    let argv = spec.program.argv();
     if argv.is_empty() {
         return Err(SandboxError::Spec("empty argv".into()));
     }
@@ -667,13 +796,20 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     check_spec(spec)?;
     let mut b = build(spec)?;
 
-    let (argv, exec) = match &spec.program {
-        Program::Path(a) => (a, ExecTarget::Path { path: cstr(&a[0])? }),
-        Program::SelfExe(a) => (a, ExecTarget::Fd { fd: self_exe_memfd()? }),
-    };
-    let exec_step = match &spec.program {
-        Program::Path(a) => format!("exec {}", a[0]),
-        Program::SelfExe(_) => "exec the sealed copy of /proc/self/exe".to_string(),
+    // The parent's copy of a per-spawn exec fd, closed right after clone3.
+    let mut exe: Option<OwnedFd> = None;
+    let argv = spec.program.argv();
+    let (exec, exec_step) = match &spec.program {
+        Program::Path(a) => (ExecTarget::Path { path: cstr(&a[0])? }, format!("exec {}", a[0])),
+        Program::SelfExe(_) => {
+            (ExecTarget::Fd { fd: self_exe_memfd()? }, "exec the sealed copy of /proc/self/exe".to_string())
+        }
+        Program::Exe { path, .. } => {
+            let (fd, step) = exe_fd(path)?;
+            let target = ExecTarget::Fd { fd: fd.as_raw_fd() };
+            exe = Some(fd);
+            (target, step)
+        }
     };
     b.push_post(exec_step.clone(), Op::Exec(exec));
     // The sources are opened first, before the child shadows anything.
@@ -758,6 +894,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     }
     let clone_err = std::io::Error::last_os_error();
     drop(child_sock);
+    drop(exe);
     drop(guard);
     drop(stdio_fds);
     if ret < 0 {

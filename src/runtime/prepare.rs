@@ -257,16 +257,34 @@ pub fn write_net_files(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Argv of the container's PID 1 (run from a sealed copy of our own binary).
+/// Argv of the container's PID 1: `container-init CONFIG`. When PID 1 is the
+/// fallback, our own binary, `__supervise` goes after `argv[0]` (see [`init_program`]).
 pub fn init_argv() -> Vec<String> {
-    vec!["container-init".into(), "__supervise".into(), format!("{RUN_IN}/supervisor.json")]
+    vec!["container-init".into(), format!("{RUN_IN}/supervisor.json")]
+}
+
+/// The container's PID 1: the small `container-init` binary installed next to the
+/// running executable, exec'd through a read-only private mount of that file
+/// (`Program::Exe`); if it is missing, a sealed copy of our own binary running the
+/// hidden `__supervise` subcommand (`Program::SelfExe`, larger and slower).
+pub fn init_program() -> Program {
+    let init =
+        std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("container-init"))).filter(|p| p.is_file());
+    match init {
+        Some(path) => Program::Exe { path, argv: init_argv() },
+        None => {
+            let mut argv = init_argv();
+            argv.insert(1, "__supervise".into());
+            Program::SelfExe(argv)
+        }
+    }
 }
 
 /// The sandbox for a plan. Mount order: the run folder and secrets, then the plan's
 /// mounts by target (a parent before what is inside it), then rendered files (so a
 /// file can sit inside a volume or tmpfs).
 pub fn sandbox_spec(plan: &Plan, dirs: &Dirs, rootfs: RootFs, etc: &Path) -> Result<SandboxSpec, RunError> {
-    let mut spec = SandboxSpec::new(&plan.hostname, rootfs, Program::SelfExe(init_argv()));
+    let mut spec = SandboxSpec::new(&plan.hostname, rootfs, init_program());
     spec.net = if plan.network.mode == NetMode::Host { NetNs::Host } else { NetNs::New };
     spec.devices = plan.devices.iter().cloned().collect();
     spec.mounts.push(MountReq::bind(RUN_IN, dirs.run(), false));

@@ -1,0 +1,49 @@
+//! `container-init CONFIG`: the PID 1 of every container, and nothing else.
+//!
+//! Does exactly what `container __supervise CONFIG` does (that entry point stays as
+//! a fallback): leave the caller's session, read the [`SupervisorConfig`] JSON at
+//! CONFIG and run the supervisor on it until it is told to stop.
+//!
+//! Why a separate binary: PID 1 stays resident for the container's whole life, so
+//! it must be small. This one links only the supervisor (no CLI parser, no
+//! diagnostics renderer, no spec or plan code, no Rhai): the linker drops every
+//! part of the library that `supervisor::run` does not reach. The sandbox execs it
+//! through a read-only detached bind mount (see `Program::Exe`), never by path.
+//!
+//! [`SupervisorConfig`]: container::exec::supervisor::SupervisorConfig
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(config), None) = (args.next(), args.next()) else {
+        eprintln!("usage: container-init CONFIG");
+        return ExitCode::from(2);
+    };
+    // Detach from the session of whoever started the container (a terminal's hangup
+    // or job-control signals must not reach it). Fails harmlessly if already a leader.
+    // Exec'd from an fd, the kernel names the process after the fd ("3"); give it
+    // its own name for ps and /proc/1/comm.
+    // SAFETY: setsid has no memory effects; PR_SET_NAME reads a NUL-terminated string.
+    unsafe {
+        libc::setsid();
+        libc::prctl(libc::PR_SET_NAME, c"container-init".as_ptr());
+    }
+    let config = std::path::Path::new(&config);
+    let cfg = match std::fs::read(config).map_err(|e| e.to_string()).and_then(|b| {
+        serde_json::from_slice::<container::exec::supervisor::SupervisorConfig>(&b).map_err(|e| e.to_string())
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: supervisor config {}: {e}", config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match container::exec::supervisor::run(cfg) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: supervisor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
