@@ -37,7 +37,8 @@ fn main() {
             assert_eq!(child.wait().expect("wait"), Exit::Code(0));
         }
     };
-    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn()>);
+    let cases: Vec<Case> = vec![
         ("floor: unshare … chroot / /bin/true", Box::new(floor)),
         ("sandbox: Program::Path /bin/true", Box::new(sandbox(Program::Path(vec!["/bin/true".into()])))),
         (

@@ -2,7 +2,8 @@
 //!
 //! Does exactly what `container __supervise CONFIG` does (that entry point stays as
 //! a fallback): leave the caller's session, read the [`SupervisorConfig`] JSON at
-//! CONFIG and run the supervisor on it until it is told to stop.
+//! CONFIG and run the supervisor on it (re-reading it on `reconfigure`) until it is told
+//! to stop.
 //!
 //! Why a separate binary: PID 1 stays resident for the container's whole life, so
 //! it must be small. This one links only the supervisor (no CLI parser, no
@@ -29,17 +30,8 @@ fn main() -> ExitCode {
         libc::setsid();
         libc::prctl(libc::PR_SET_NAME, c"container-init".as_ptr());
     }
-    let config = std::path::Path::new(&config);
-    let cfg = match std::fs::read(config).map_err(|e| e.to_string()).and_then(|b| {
-        serde_json::from_slice::<container::exec::supervisor::SupervisorConfig>(&b).map_err(|e| e.to_string())
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: supervisor config {}: {e}", config.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    match container::exec::supervisor::run(cfg) {
+    // From the file, so that the `reconfigure` request can read it again.
+    match container::exec::supervisor::run_file(std::path::Path::new(&config)) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: supervisor: {e}");
