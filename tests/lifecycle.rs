@@ -860,3 +860,21 @@ fn apply_without_a_file_runs_the_embedded_example() {
     let (host, port) = hostport.rsplit_once(':').unwrap();
     assert!(http_get(host, port.parse().unwrap()).contains("Hello from a container"), "{url}");
 }
+
+#[test]
+fn a_failing_service_fails_the_apply_and_the_next_apply_retries() {
+    let ct = Ct::new(
+        "fail",
+        "[processes.broken]\ncommand = [\"/bin/sh\", \"-c\", \"echo cannot start >&2; exit 3\"]\nrestart = \"no\"\nready = { tcp = 9 }\n",
+    );
+    let out = ct.apply();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("service broken"), "{}", text(&out.stderr));
+    assert!(ct.dirs().join("pending.json").exists() && !ct.dirs().join("state.json").exists());
+    // Not "No changes": the next apply tries again.
+    let again = ct.apply();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(!text(&again.stdout).contains("No changes"), "{}", text(&again.stdout));
+    ct.write(SLEEPER);
+    ct.apply_ok();
+}

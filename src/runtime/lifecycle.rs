@@ -150,6 +150,13 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     let rootfs = prepare::rootfs(plan)?;
     let etc = prepare::etc_dir(&rootfs);
     prepare::write_supervisor_config(plan, &dirs)?;
+    // The previous run's status must not be mistaken for this one's.
+    for stale in ["status.json", "control.sock"] {
+        match std::fs::remove_file(dirs.run().join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(format!("removing {stale}"))(e)),
+            _ => {}
+        }
+    }
     let spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
     // Limits apply where the host has the controller; a missing one is a warning.
     let (cgroups, warnings) = cgroup::Cgroups::create(&plan.name, &plan.limits)?;
@@ -410,6 +417,19 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
             Applied::Started { recreated, status }
         }
     };
+    // A service or init task that failed leaves the apply unfinished: `pending.json`
+    // stays, so the next apply retries (recreating) instead of reporting "No changes".
+    let status = match &result {
+        Applied::Started { status, .. } | Applied::Updated { status, .. } => Some(status),
+        Applied::Unchanged => None,
+    };
+    if let Some(failed) = status.map(failures).filter(|f| !f.is_empty()) {
+        return Err(RunError::Failed(format!(
+            "{}\n  (the container runs; see `container logs {}`; the next apply retries)",
+            failed.join("\n  "),
+            plan.name
+        )));
+    }
     crash_point("record");
     crate::state::write_atomic(&dirs.state(), &json)?;
     std::fs::remove_file(dirs.pending()).map_err(io(format!("removing {}", dirs.pending().display())))?;
