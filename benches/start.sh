@@ -10,7 +10,14 @@
 #
 # For the README: "`benches/start.sh` (root, after `cargo build --release --bins`)
 # prints start-up time against `unshare … chroot ROOT /bin/true` (the floor),
-# start with a routed veth, 50 concurrent starts and PID 1's memory."
+# start with a routed veth, 50 concurrent starts and PID 1's memory;
+# `cargo bench --bench sandbox` times the sandbox alone against the same floor."
+#
+# PID 1's RSS is mostly file pages of glibc and ld.so (shared, but counted in every
+# process's VmRSS). A static, size-optimised container-init is much smaller; build it
+# after the release build with
+#   cargo rustc --release --bin container-init -- -C target-feature=+crt-static -C opt-level=z
+# (static glibc is fine here: the supervisor reads /etc/passwd itself, no NSS).
 #
 # Figures, each run interleaved with the others so drift hits all alike:
 #   floor     unshare --pid --mount --uts --ipc --net --fork chroot ROOT /bin/true,
@@ -20,6 +27,8 @@
 #             whose only service is /bin/sleep infinity (no ready probe); each run is
 #             followed, unmeasured, by `container stop`
 #   start+net the same with a routed veth and fixed addresses (100.72.250.x, fd63:…)
+#   start/nonft  `start` with nft out of PATH: the tool then skips its nftables
+#             syncs (nothing routed runs), so this is what start costs without them
 #   start/fb  the same as `start`, without container-init next to `container`: PID 1
 #             is the fallback, a sealed memfd copy of `container` itself (only with
 #             FALLBACK=1, default; FALLBACK=0 skips it)
@@ -88,7 +97,6 @@ spec bench-net $'ipv4 = "100.72.250.2"\nipv6 = "fd63:be7c::2"'
 for i in $(seq -w 1 "$CONC"); do spec "bench-c$i" 'mode = "none"'; done
 
 # --- timing helpers ------------------------------------------------------------------
-now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
 declare -A samples
 measure() { # key, command...
     local key=$1
@@ -114,9 +122,16 @@ bwrap_true() {
         --symlink usr/bin /bin --proc /proc --dev /dev /bin/true
 }
 start_stop() { # key, name
-    measure "$1" "${C[@]}" start "$2"
+    if [[ $1 == start/nonft ]]; then measure "$1" start_nonft "$2"; else measure "$1" "${C[@]}" start "$2"; fi
     "${C[@]}" stop "$2" >/dev/null 2>&1
 }
+# The same start with `nft` out of PATH: with no routed container running, the tool
+# then skips its two nftables syncs (stop's cleanup and start's), which shows what
+# those cost. Only when nft is not in the directories left.
+NONFT_PATH=/usr/local/bin:/usr/bin:/bin
+have_nonft=0
+PATH=$NONFT_PATH command -v nft >/dev/null || have_nonft=1
+start_nonft() { PATH=$NONFT_PATH "${C[@]}" start "$1"; }
 hide_init() { mv "$BIN/container-init" "$BIN/container-init.off"; }
 show_init() { mv "$BIN/container-init.off" "$BIN/container-init"; }
 
@@ -132,6 +147,7 @@ for ((i = 0; i < N; i++)); do
     ((have_bwrap)) && measure bwrap bwrap_true
     start_stop start bench-none
     start_stop start+net bench-net
+    ((have_nonft)) && start_stop start/nonft bench-none
     if ((FALLBACK)); then
         hide_init
         start_stop start/fb bench-none
@@ -210,6 +226,7 @@ if ((have_bwrap)); then row "bwrap --unshare-all /bin/true" bwrap "(1.35× refer
     echo "bwrap                              skipped: not installed (apt-get install bubblewrap)"; fi
 row "container start (network none)" start "≤ 1.2×"
 row "container start (routed veth)" start+net "≤ 1.5×"
+((have_nonft)) && row "container start, nft not on PATH" start/nonft "(no nftables sync)"
 ((FALLBACK)) && row "container start, fallback PID 1" start/fb "(memfd copy of container)"
 read -r cmed cp95 <<<"$(stats "${samples[concurrent]}")"
 printf '%-34s %9.2f %9.2f %9s  %s\n' "$CONC concurrent starts (total)" "$cmed" "$cp95" "" "≤ 250 ms ($CRUNS runs)"
