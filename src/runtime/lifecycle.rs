@@ -98,7 +98,12 @@ pub fn names(root: &Path) -> Vec<String> {
 }
 
 /// Rebuild the tool's nftables table from the containers that run now.
-pub fn sync_nft(root: &Path) -> Result<(), RunError> {
+///
+/// The last batch given to `nft` is kept in `<root>/.nft.json`; when the new batch is
+/// the same, `nft` is not run (it costs ~20 ms, most of a `start`), unless `force`.
+/// An apply that changes a running container forces it, so a table flushed behind
+/// our back is repaired by the next such apply or by any start/stop that changes it.
+pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
     let _lock = lock_shared(root, "nft")?;
     let mut desired = Vec::new();
     for name in names(root) {
@@ -110,13 +115,25 @@ pub fn sync_nft(root: &Path) -> Result<(), RunError> {
             desired.extend(nft::ContainerNet::from_plan(&name, &plan.network)?);
         }
     }
-    match nft::apply_to(&nft::table_for_root(root), &desired) {
+    let table = nft::table_for_root(root);
+    let batch = nft::batch_for(&table, &desired).to_string();
+    let cache = root.join(".nft.json");
+    if !force && std::fs::read_to_string(&cache).is_ok_and(|old| old == batch) {
+        return Ok(());
+    }
+    // Forget the cache first: if `nft` fails or we die, the next sync runs it again.
+    let _ = std::fs::remove_file(&cache);
+    match nft::apply_to(&table, &desired) {
         // Without nft and without rules to install there is nothing to remove either.
         Err(nft::NftError::Spawn(e)) if desired.is_empty() && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(nft::NftError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(RunError::Failed("`nft` is not installed; install it with: apt-get install nftables".into()))
         }
-        r => Ok(r?),
+        Err(e) => Err(e.into()),
+        Ok(()) => {
+            crate::state::write_atomic(&cache, batch.as_bytes())?;
+            Ok(())
+        }
     }
 }
 
@@ -190,7 +207,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         NetMode::Host => {}
     }
     crash_point("network");
-    sync_nft(root)?;
+    sync_nft(root, false)?;
     crash_point("nft");
     let child = pending.release()?;
     crash_point("release");
@@ -203,7 +220,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
 /// init task is done, or something failed.
 pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<supervisor::Status, RunError> {
     let deadline = Instant::now() + READY_WAIT;
-    let mut delay = Duration::from_millis(1);
+    let mut delay = Duration::from_micros(500);
     loop {
         if !info.alive() {
             let log = dirs.run().join("supervisor.log");
@@ -226,8 +243,11 @@ pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<su
                 dirs.name
             )));
         }
+        // Tight at first (most services are up within milliseconds), then relaxed.
         std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(50));
+        if Instant::now() + READY_WAIT > deadline + Duration::from_millis(200) {
+            delay = Duration::from_millis(20);
+        }
     }
 }
 
@@ -309,7 +329,7 @@ fn cleanup(root: &Path, dirs: &Dirs) -> Result<(), RunError> {
         teardown_network(&dirs.name, &plan)?;
     }
     let _ = std::fs::remove_file(dirs.run_info());
-    sync_nft(root)?;
+    sync_nft(root, false)?;
     // Kills whatever might still be inside (nothing, after PID 1 ended) and removes them.
     cgroup::Cgroups::open(&dirs.name)?.remove()?;
     Ok(())
@@ -465,7 +485,7 @@ fn update_live(
         say("network reconfigured");
     }
     crash_point("network");
-    sync_nft(root)?;
+    sync_nft(root, true)?;
     crash_point("nft");
 
     // Service and init-task changes go through the supervisor's reconfigure, which
