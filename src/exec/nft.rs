@@ -19,12 +19,11 @@
 //!   dnat ip to <v4>:<port>` and the `ip6` equivalent. Without a host address the rule
 //!   only matches destinations local to the host (`fib daddr type local`), so traffic
 //!   merely routed through the host to other machines is never hijacked.
-//! - `forward` (filter, priority 0, policy accept): accepts traffic from and to each
-//!   container's veth. Note: an accept here cannot override a drop verdict of another
-//!   table's forward chain (nftables evaluates every base chain of the hook), so a host
-//!   with a drop policy elsewhere must still allow `ct-*` there; this chain makes the
-//!   tool's intent explicit and is the place to hang such rules if the tool ever owns
-//!   the whole policy.
+//! - No filter chain: an accept in our own table could not override a drop verdict of
+//!   another table's forward chain (nftables evaluates every base chain of a hook), so
+//!   a host with a drop policy elsewhere must allow `ct-*` there itself. Leaving it out
+//!   also means a routed container without NAT or published ports needs no nftables
+//!   change at all (`nft` costs ~20 ms a run).
 //!
 //! Loopback: `127.0.0.1:PORT` from the host works because `net` sets
 //! `net.ipv4.conf.<veth>.route_localnet=1` for containers with published ports (the
@@ -184,7 +183,6 @@ pub fn batch_for(t: &str, desired: &[ContainerNet]) -> Value {
     ];
     let mut post = Vec::new();
     let mut dnats = Vec::new();
-    let mut forward = Vec::new();
     for c in desired {
         if let (true, Some(v4)) = (c.nat, c.ipv4) {
             post.push(rule(
@@ -218,36 +216,20 @@ pub fn batch_for(t: &str, desired: &[ContainerNet]) -> Value {
                 }
             }
         }
-        if c.ipv4.is_some() || c.ipv6.is_some() {
-            forward.push(rule(
-                t,
-                "forward",
-                &c.name,
-                vec![eq(meta("iifname"), json!(c.veth)), json!({"accept": null})],
-            ));
-            forward.push(rule(
-                t,
-                "forward",
-                &c.name,
-                vec![eq(meta("oifname"), json!(c.veth)), json!({"accept": null})],
-            ));
-        }
     }
-    if post.is_empty() && dnats.is_empty() && forward.is_empty() {
+    if post.is_empty() && dnats.is_empty() {
         return json!({ "nftables": cmds });
     }
     cmds.push(json!({"add": {"table": table(t)}}));
-    // Standard priorities: dstnat = -100, srcnat = 100, filter = 0.
+    // Standard priorities: dstnat = -100, srcnat = 100.
     cmds.push(chain(t, "prerouting", "nat", "prerouting", -100));
     cmds.push(chain(t, "output", "nat", "output", -100));
     cmds.push(chain(t, "postrouting", "nat", "postrouting", 100));
-    cmds.push(chain(t, "forward", "filter", "forward", 0));
     for (owner, expr) in &dnats {
         cmds.push(rule(t, "prerouting", owner, expr.clone()));
         cmds.push(rule(t, "output", owner, expr.clone()));
     }
     cmds.extend(post);
-    cmds.extend(forward);
     json!({ "nftables": cmds })
 }
 
@@ -396,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn chains_and_forward() {
+    fn chains_and_no_filter() {
         let b = batch(&[web()]);
         let chains: Vec<Value> = b["nftables"]
             .as_array()
@@ -410,10 +392,12 @@ mod tests {
                 json!(["prerouting", "prerouting", -100, "nat"]),
                 json!(["output", "output", -100, "nat"]),
                 json!(["postrouting", "postrouting", 100, "nat"]),
-                json!(["forward", "forward", 0, "filter"]),
             ]
         );
-        assert_eq!(rules(&b, "forward").len(), 2);
+        assert!(rules(&b, "forward").is_empty());
+        // A routed container without NAT or publish needs no table at all.
+        let plain = ContainerNet { nat: false, publish: vec![], ..web() };
+        assert_eq!(batch(&[plain]), batch(&[]));
     }
 
     #[test]
