@@ -279,19 +279,15 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Wait until the process behind `info` exits, up to `timeout`. True if it did.
-fn wait_exit(info: &RunInfo, timeout: Duration) -> bool {
-    let Some(fd) = pidfd_open(info.pid) else { return !info.alive() };
-    if !info.alive() {
-        return true; // the pid may already name another process: trust the start time
-    }
+/// Wait until the process behind `fd` exits, up to `timeout`. True if it did.
+fn wait_exit(fd: &OwnedFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd on the stack.
         let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if n > 0 || !info.alive() {
+        if n > 0 {
             return true;
         }
         if left.is_zero() {
@@ -304,18 +300,22 @@ fn wait_exit(info: &RunInfo, timeout: Duration) -> bool {
 /// then SIGKILL after `timeout`), then SIGKILL PID 1 if it does not end (the kernel
 /// then kills everything in its pid namespace).
 fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize) -> Result<(), RunError> {
+    // A pidfd taken while the start time still matches names this process for good:
+    // waiting and signalling through it cannot hit a recycled pid.
+    let Some(fd) = pidfd_open(info.pid) else { return Ok(()) };
+    if !info.alive() {
+        return Ok(());
+    }
     let ok = |r: Result<serde_json::Value, _>| r.is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)));
     let asked = ok(supervisor::control(&dirs.run(), &format!("stop {}", timeout.as_millis())))
         || ok(supervisor::control(&dirs.run(), "stop"));
     let grace = if asked { timeout * (services.max(1) as u32) + Duration::from_secs(5) } else { Duration::ZERO };
-    if !wait_exit(info, grace) {
-        // SAFETY: kill(2); the start time was checked just now, so the pid is ours.
-        if info.alive() {
-            unsafe {
-                libc::kill(info.pid, libc::SIGKILL);
-            }
+    if !wait_exit(&fd, grace) {
+        // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
+        unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0);
         }
-        if !wait_exit(info, Duration::from_secs(10)) {
+        if !wait_exit(&fd, Duration::from_secs(10)) {
             return Err(RunError::Failed(format!("container PID 1 ({}) did not exit after SIGKILL", info.pid)));
         }
     }

@@ -130,27 +130,9 @@ fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path) -> Result<bool, 
         .render(|n| read_secret(dirs, n))
         .ok_or_else(|| RunError::Failed(format!("file {path}: a secret it uses has no value")))?;
     let host = dirs.file(path);
-    if let Some(parent) = host.parent() {
-        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
-    }
     let mode = parse_mode(&f.mode)?;
     let (uid, gid) = owner_ids(&f.owner, etc)?;
-    let changed = std::fs::read(&host).map(|old| old != content.as_bytes()).unwrap_or(true);
-    if changed {
-        // Truncate and rewrite the same inode: the container has it bind-mounted.
-        // O_NOFOLLOW: the files folder is ours, a symlink there is never followed.
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&host)
-            .map_err(io(format!("writing {}", host.display())))?;
-        out.write_all(content.as_bytes())
-            .and_then(|_| out.sync_all())
-            .map_err(io(format!("writing {}", host.display())))?;
-    }
+    let changed = write_in_place(&host, content.as_bytes())?;
     std::os::unix::fs::chown(&host, Some(uid), Some(gid)).map_err(io(format!("chown {}", host.display())))?;
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
         .map_err(io(format!("chmod {}", host.display())))?;
@@ -239,22 +221,34 @@ fn net_file(dirs: &Dirs, path: &str) -> PathBuf {
 pub fn write_net_files(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
     for (path, content) in net_files(plan) {
         let host = net_file(dirs, path);
-        if std::fs::read(&host).is_ok_and(|old| old == content.as_bytes()) {
-            continue;
-        }
-        std::fs::create_dir_all(host.parent().unwrap_or(Path::new("/")))
-            .map_err(io(format!("creating {}", host.display())))?;
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&host)
-            .map_err(io(format!("writing {}", host.display())))?;
-        out.write_all(content.as_bytes()).map_err(io(format!("writing {}", host.display())))?;
+        write_in_place(&host, content.as_bytes())?;
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o644))
+            .map_err(io(format!("chmod {}", host.display())))?;
     }
     Ok(())
+}
+
+/// Make `host` hold `content`, rewriting the same inode (the container has it
+/// bind-mounted; a rename would leave it looking at the old file). Returns whether
+/// the content changed. New files start 0600 until the caller sets their mode.
+fn write_in_place(host: &Path, content: &[u8]) -> Result<bool, RunError> {
+    if std::fs::read(host).is_ok_and(|old| old == content) {
+        return Ok(false);
+    }
+    if let Some(parent) = host.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    // O_NOFOLLOW: the folder is ours, a symlink there is never followed.
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(host)
+        .map_err(io(format!("writing {}", host.display())))?;
+    out.write_all(content).and_then(|_| out.sync_all()).map_err(io(format!("writing {}", host.display())))?;
+    Ok(true)
 }
 
 /// Argv of the container's PID 1: `container-init CONFIG`. When PID 1 is the
