@@ -211,8 +211,12 @@ pub fn layout(hierarchies: &[Hierarchy], limits: &LimitsRes) -> (Vec<Target>, Ve
         };
         // Only one cgroup2 hierarchy exists per system; a second cgroup2 entry would be
         // another device (a foreign mount) and is ignored like named v1 hierarchies.
+        // A v1 hierarchy only when one of its controllers has a limit to enforce:
+        // every move into a cgroup costs the kernel an RCU grace period (milliseconds),
+        // and the cgroup2 one already tracks the container's processes.
+        let limited = |c: &&str| requested(limits).iter().any(|(r, _)| r == c);
         let wanted = match h.version {
-            Version::V1 => !controllers.is_empty(),
+            Version::V1 => controllers.iter().any(limited),
             Version::V2 => !targets.iter().any(|t: &Target| t.version == Version::V2),
         };
         if wanted {
@@ -303,6 +307,17 @@ impl Cgroups {
         check_name(name)?;
         check_limits(limits)?;
         let (targets, mut warnings) = layout(hierarchies, limits);
+        // A leftover in a hierarchy these limits no longer use (created with other
+        // limits, then a crash) is removed if empty, refused if busy, like the others.
+        let wanted: Vec<PathBuf> = targets.iter().map(|t| t.mount.join(PARENT).join(name)).collect();
+        let stale = Cgroups::open_in(hierarchies, name)?;
+        let stale =
+            Cgroups { name: name.to_string(), dirs: stale.dirs.into_iter().filter(|d| !wanted.contains(d)).collect() };
+        let busy = stale.pids();
+        if !busy.is_empty() {
+            return Err(CgroupError::InUse { path: stale.dirs.first().cloned().unwrap_or_default(), pids: busy });
+        }
+        stale.remove()?;
         let mut made = Cgroups { name: name.to_string(), dirs: Vec::new() };
         let result = (|| {
             for t in &targets {
@@ -376,8 +391,10 @@ impl Cgroups {
     /// [`Cgroups::open`] on the given hierarchies.
     pub fn open_in(hierarchies: &[Hierarchy], name: &str) -> Result<Cgroups, CgroupError> {
         check_name(name)?;
-        // Which hierarchies get a cgroup does not depend on the limits.
-        let (targets, _) = layout(hierarchies, &LimitsRes::default());
+        // Every hierarchy that can hold one (with every limit set): which ones got a
+        // cgroup depends on the limits it was created with.
+        let all = LimitsRes { memory: Some(1), pids: Some(1), cpu_weight: Some(100) };
+        let (targets, _) = layout(hierarchies, &all);
         let dirs = targets.iter().map(|t| t.mount.join(PARENT).join(name)).filter(|d| d.is_dir()).collect();
         Ok(Cgroups { name: name.to_string(), dirs })
     }
@@ -693,6 +710,12 @@ mod tests {
             ]
         );
         assert_eq!(warnings, Vec::<String>::new());
+        // Without limits only the cgroup2 hierarchy tracks the container.
+        let (targets, _) = layout(&hs, &LimitsRes::default());
+        assert_eq!(targets, [t("/sys/fs/cgroup/unified", V2, &[])]);
+        let pids_only = LimitsRes { pids: Some(8), ..LimitsRes::default() };
+        let (targets, _) = layout(&hs, &pids_only);
+        assert_eq!(targets, [t("/sys/fs/cgroup/unified", V2, &[]), t("/sys/fs/cgroup/pids", V1, &["pids"])]);
     }
 
     #[test]
