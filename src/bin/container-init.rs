@@ -21,21 +21,11 @@ fn main() -> ExitCode {
         eprintln!("usage: container-init CONFIG");
         return ExitCode::from(2);
     };
-    // Detach from the session of whoever started the container (a terminal's hangup
-    // or job-control signals must not reach it). Fails harmlessly if already a leader.
     // Exec'd from an fd, the kernel names the process after the fd ("3"); give it
     // its own name for ps and /proc/1/comm.
-    // SAFETY: setsid has no memory effects; PR_SET_NAME reads a NUL-terminated string.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string.
     unsafe {
-        libc::setsid();
         libc::prctl(libc::PR_SET_NAME, c"container-init".as_ptr());
     }
-    // From the file, so that the `reconfigure` request can read it again.
-    match container::exec::supervisor::run_file(std::path::Path::new(&config)) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("error: supervisor: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::from(container::exec::supervisor::pid1_main(std::path::Path::new(&config)))
 }

@@ -175,18 +175,5 @@ pub fn main() -> ExitCode {
 /// PID 1 of a container: read the config, then hand over to the supervisor (which
 /// refuses to run once a second thread exists; nothing before this starts one).
 fn supervise(config: &std::path::Path) -> ExitCode {
-    // Detach from the session of whoever started the container (a terminal's hangup
-    // or job-control signals must not reach it). Fails harmlessly if already a leader.
-    // SAFETY: setsid has no memory effects.
-    unsafe {
-        libc::setsid();
-    }
-    // From the file, so that `reconfigure` can read it again.
-    match crate::exec::supervisor::run_file(config) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("error: supervisor: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::from(crate::exec::supervisor::pid1_main(config))
 }

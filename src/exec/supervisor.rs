@@ -283,6 +283,24 @@ fn secret_from_dir(dir: Option<&Path>, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(name)).ok()
 }
 
+/// The whole life of a container's PID 1 (`container-init CONFIG`, or the fallback
+/// `container __supervise CONFIG`): leave the starter's session, so a terminal's
+/// hangup or job-control signals never reach the container, then [`run_file`].
+/// Returns the process exit code.
+pub fn pid1_main(config: &Path) -> u8 {
+    // SAFETY: setsid has no memory effects; it fails harmlessly for a group leader.
+    unsafe {
+        libc::setsid();
+    }
+    match run_file(config) {
+        Ok(code) => u8::try_from(code).unwrap_or(1),
+        Err(e) => {
+            eprintln!("error: supervisor: {e}");
+            1
+        }
+    }
+}
+
 /// Path of the control socket in `run_dir`.
 pub fn control_socket(run_dir: &Path) -> PathBuf {
     run_dir.join("control.sock")

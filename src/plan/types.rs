@@ -222,6 +222,17 @@ pub struct LimitsRes {
     pub cpu_weight: Option<u32>,
 }
 
+impl NetworkRes {
+    /// The container's IPv4 address without its prefix length ("a.b.c.d").
+    pub fn ipv4_addr(&self) -> Option<&str> {
+        self.ipv4.as_deref().and_then(|a| a.split('/').next())
+    }
+    /// The container's IPv6 address without its prefix length.
+    pub fn ipv6_addr(&self) -> Option<&str> {
+        self.ipv6.as_deref().and_then(|a| a.split('/').next())
+    }
+}
+
 /// Key of a listening port in `Plan::ports`.
 pub fn port_key(proto: Proto, port: u16) -> String {
     format!("{proto}/{port}")

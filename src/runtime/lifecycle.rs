@@ -56,13 +56,7 @@ pub fn lock_shared(root: &Path, what: &str) -> Result<Lock, RunError> {
 }
 
 fn read_plan(path: &Path) -> Result<Option<Plan>, RunError> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| RunError::Failed(format!("{} is damaged: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
-    }
+    Ok(crate::state::read_json(path)?)
 }
 
 /// The last applied plan of a container.

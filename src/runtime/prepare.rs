@@ -194,9 +194,8 @@ pub fn net_files(plan: &Plan) -> Vec<(&'static str, String)> {
     if plan.network.mode == NetMode::Host {
         return Vec::new();
     }
-    let addr = |s: &Option<String>| s.as_deref().and_then(|a| a.split('/').next()).map(str::to_string);
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for a in addr(&plan.network.ipv4).into_iter().chain(addr(&plan.network.ipv6)) {
+    for a in plan.network.ipv4_addr().into_iter().chain(plan.network.ipv6_addr()) {
         hosts.push_str(&format!("{a}\t{}\n", plan.hostname));
     }
     if plan.network.ipv4.is_none() {
