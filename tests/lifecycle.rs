@@ -871,6 +871,19 @@ fn a_failing_service_fails_the_apply_and_the_next_apply_retries() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("service broken"), "{}", text(&out.stderr));
     assert!(ct.dirs().join("pending.json").exists() && !ct.dirs().join("state.json").exists());
+    // `status` shows the exit code and the restart count.
+    let st: Value = serde_json::from_str(&ok(&["status", &ct.name, "--json"])).unwrap();
+    let svc = &st["status"]["services"]["broken"];
+    assert_eq!(
+        (svc["state"].as_str(), svc["last_exit"]["code"].as_i64(), svc["restarts"].as_i64()),
+        (Some("failed"), Some(3), Some(0)),
+        "{st}"
+    );
+    let human = ok(&["status", &ct.name]);
+    assert!(
+        human.contains("service broken") && human.contains("restarts 0") && human.contains("last exit code 3"),
+        "{human}"
+    );
     // Not "No changes": the next apply tries again.
     let again = ct.apply();
     assert_eq!(again.status.code(), Some(1));

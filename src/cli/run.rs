@@ -33,9 +33,8 @@ fn out(text: &str) -> ExitCode {
 /// Record the plan's addresses (auto or given) so no other container gets them.
 fn record_addresses(state: &StateRoot, plan: &Plan) -> Result<(), RunError> {
     let mut pool = state.pool()?;
-    let host = |s: &Option<String>| s.as_deref().and_then(|a| a.split('/').next()).map(str::to_string);
     let before = pool.clone();
-    match host(&plan.network.ipv4).and_then(|a| a.parse().ok()) {
+    match plan.network.ipv4_addr().and_then(|a| a.parse().ok()) {
         Some(a) => {
             pool.ipv4.insert(plan.name.clone(), a);
         }
@@ -43,7 +42,7 @@ fn record_addresses(state: &StateRoot, plan: &Plan) -> Result<(), RunError> {
             pool.ipv4.remove(&plan.name);
         }
     }
-    match host(&plan.network.ipv6).and_then(|a| a.parse().ok()) {
+    match plan.network.ipv6_addr().and_then(|a| a.parse().ok()) {
         Some(a) => {
             pool.ipv6.insert(plan.name.clone(), a);
         }
@@ -189,13 +188,16 @@ fn state_word(s: ServiceState) -> String {
 
 /// How to reach the container's listening ports.
 fn reach(plan: &Plan) -> String {
-    let addr = |s: &Option<String>| s.as_deref().and_then(|a| a.split('/').next()).map(str::to_string);
     let hosts: Vec<String> = match plan.network.mode {
         crate::spec::types::NetMode::Host => vec!["127.0.0.1".into()],
         crate::spec::types::NetMode::None => Vec::new(),
-        crate::spec::types::NetMode::Routed => {
-            addr(&plan.network.ipv4).into_iter().chain(addr(&plan.network.ipv6).map(|a| format!("[{a}]"))).collect()
-        }
+        crate::spec::types::NetMode::Routed => plan
+            .network
+            .ipv4_addr()
+            .map(str::to_string)
+            .into_iter()
+            .chain(plan.network.ipv6_addr().map(|a| format!("[{a}]")))
+            .collect(),
     };
     let mut s = String::new();
     if hosts.is_empty() {
@@ -313,8 +315,10 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
                     line.push_str(&format!(" pid {p}"));
                 }
                 line.push_str(&format!(" restarts {}", svc.restarts));
-                if let Some(e) = &svc.last_exit {
-                    line.push_str(&format!(" last exit {}", serde_json::to_string(e).unwrap_or_default()));
+                match svc.last_exit.as_ref().map(|e| (e.code, e.signal.as_deref())) {
+                    Some((Some(c), _)) => line.push_str(&format!(" last exit code {c}")),
+                    Some((None, Some(sig))) => line.push_str(&format!(" last exit by {sig}")),
+                    _ => {}
                 }
                 if let Some(m) = &svc.message {
                     line.push_str(&format!(" ({m})"));
