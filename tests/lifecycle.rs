@@ -891,3 +891,28 @@ fn a_failing_service_fails_the_apply_and_the_next_apply_retries() {
     ct.write(SLEEPER);
     ct.apply_ok();
 }
+
+#[test]
+fn auto_addresses_come_from_a_persistent_pool() {
+    let spec = format!("[network]\nipv4 = \"auto\"\nipv6 = \"auto\"\n{SLEEPER}");
+    let a = Ct::new("pa", &spec);
+    let b = Ct::new("pb", &spec);
+    a.apply_ok();
+    b.apply_ok();
+    let addr = |ct: &Ct| ct.status()["ipv4"].as_str().map(str::to_string).expect("an address");
+    let (aa, ba) = (addr(&a), addr(&b));
+    assert_ne!(aa, ba, "two containers got one address");
+    let pool: Value = serde_json::from_str(&std::fs::read_to_string(root().join("pool.json")).unwrap()).unwrap();
+    assert_eq!(pool["ipv4"][&a.name].as_str(), aa.split('/').next());
+    // Kept across stop/start and a recreating re-apply.
+    ok(&["restart", &a.name]);
+    a.write(&format!("hostname = \"moved\"\n{spec}"));
+    a.apply_ok();
+    assert_eq!(addr(&a), aa);
+    assert!(ping(aa.split('/').next().unwrap()));
+    // Freed by destroy.
+    ok(&["destroy", &a.name]);
+    let pool: Value = serde_json::from_str(&std::fs::read_to_string(root().join("pool.json")).unwrap()).unwrap();
+    assert!(pool["ipv4"].get(&a.name).is_none() && pool["ipv6"].get(&a.name).is_none(), "{pool}");
+    assert_eq!(pool["ipv4"][&b.name].as_str(), ba.split('/').next());
+}
