@@ -4,11 +4,12 @@
 //! policy is made here. Pieces: `net` (veth, addresses, routes over netlink),
 //! `nft` (the tool's nftables table), `sandbox` (namespaces, rootfs, pivot_root),
 //! `supervisor` (PID 1 inside a container), `cgroup` (limits), `attach` (exec into a
-//! running container). The executor stays single-threaded.
+//! running container), `process` (pidfd handles). The executor stays single-threaded.
 
 pub mod attach;
 pub mod cgroup;
 pub mod net;
 pub mod nft;
+pub mod process;
 pub mod sandbox;
 pub mod supervisor;

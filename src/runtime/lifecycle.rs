@@ -20,11 +20,12 @@
 use super::layout::{self, crash_point, Dirs, Lock, RunInfo};
 use super::prepare;
 use super::RunError;
+use crate::exec::process::Process;
 use crate::exec::{cgroup, net, nft, sandbox, supervisor};
 use crate::plan::diff::{Changes, Effect};
 use crate::plan::Plan;
 use crate::spec::types::NetMode;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -267,36 +268,13 @@ pub fn failures(st: &supervisor::Status) -> Vec<String> {
     out
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; a valid fd is owned by us.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Wait until the process behind `fd` exits, up to `timeout`. True if it did.
-fn wait_exit(fd: &OwnedFd, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one pollfd on the stack.
-        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if n > 0 {
-            return true;
-        }
-        if left.is_zero() {
-            return false;
-        }
-    }
-}
-
 /// Stop the running PID 1: ask the supervisor (services stop in reverse order, SIGTERM
 /// then SIGKILL after `timeout`), then SIGKILL PID 1 if it does not end (the kernel
 /// then kills everything in its pid namespace).
 fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize) -> Result<(), RunError> {
     // A pidfd taken while the start time still matches names this process for good:
     // waiting and signalling through it cannot hit a recycled pid.
-    let Some(fd) = pidfd_open(info.pid) else { return Ok(()) };
+    let Some(proc1) = Process::open(info.pid) else { return Ok(()) };
     if !info.alive() {
         return Ok(());
     }
@@ -304,12 +282,9 @@ fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize)
     let asked = ok(supervisor::control(&dirs.run(), &format!("stop {}", timeout.as_millis())))
         || ok(supervisor::control(&dirs.run(), "stop"));
     let grace = if asked { timeout * (services.max(1) as u32) + Duration::from_secs(5) } else { Duration::ZERO };
-    if !wait_exit(&fd, grace) {
-        // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
-        unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0);
-        }
-        if !wait_exit(&fd, Duration::from_secs(10)) {
+    if !proc1.wait_exit(grace) {
+        proc1.kill();
+        if !proc1.wait_exit(Duration::from_secs(10)) {
             return Err(RunError::Failed(format!("container PID 1 ({}) did not exit after SIGKILL", info.pid)));
         }
     }

@@ -1,0 +1,62 @@
+//! A handle on a process that outlives its pid: a pidfd.
+//!
+//! Invariant: once opened (and checked by the caller to be the right process, e.g.
+//! by its start time), a [`Process`] names that process for good: waiting and
+//! signalling through it can never hit a recycled pid.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Process {
+    fd: OwnedFd,
+}
+
+impl Process {
+    /// `pidfd_open(pid)`; `None` when no such process exists.
+    pub fn open(pid: i32) -> Option<Process> {
+        // SAFETY: plain syscall; a returned fd is new and ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        (fd >= 0).then(|| Process { fd: unsafe { OwnedFd::from_raw_fd(fd as i32) } })
+    }
+
+    /// Wait until the process exits, up to `timeout`. True if it did.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one pollfd on the stack.
+            let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if n > 0 {
+                return true;
+            }
+            if left.is_zero() {
+                return false;
+            }
+        }
+    }
+
+    /// SIGKILL the process (for a container's PID 1: its whole pid namespace).
+    pub fn kill(&self) {
+        // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
+        unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, self.fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<u8>(), 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_and_kills_a_child() {
+        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let p = Process::open(child.id() as i32).expect("pidfd");
+        assert!(!p.wait_exit(Duration::from_millis(20)), "sleep ended early");
+        p.kill();
+        assert!(p.wait_exit(Duration::from_secs(10)));
+        assert!(child.wait().unwrap().code().is_none());
+    }
+}
