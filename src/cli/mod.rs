@@ -4,6 +4,7 @@
 //! exit codes (0 ok / no changes, 2 changes, 1 error). No logic lives here that a
 //! test of the library could not reach.
 
+mod build;
 mod plan;
 mod run;
 
@@ -22,6 +23,9 @@ pub struct Cli {
     /// State root (applied plans, volumes, secrets).
     #[arg(long, global = true, env = "CONTAINER_ROOT", default_value = crate::state::DEFAULT_ROOT, value_name = "DIR")]
     pub root: PathBuf,
+    /// Layer cache (debootstrap bases, package layers, apt downloads).
+    #[arg(long, global = true, env = "CONTAINER_CACHE", default_value = crate::runtime::layers::DEFAULT_CACHE, value_name = "DIR")]
+    pub cache: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +52,22 @@ pub enum Command {
         /// Spec file; without it, the embedded example (examples/hello-host.toml).
         file: Option<PathBuf>,
         /// Print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Build (or reuse) the root layers of a spec without starting anything.
+    Build {
+        /// Spec file.
+        file: PathBuf,
+    },
+    /// List the cached layers: size, content and which containers use them.
+    Images {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cached layers no container uses (never one in use).
+    Gc {
+        /// Only print what would be removed.
         #[arg(long)]
         dry_run: bool,
     },
@@ -139,8 +159,11 @@ pub fn main() -> ExitCode {
     .ok();
     match cli.command {
         Command::Validate { files } => plan::validate(&cli.root, &files),
-        Command::Plan { file, json } => plan::plan(&cli.root, file.as_deref(), json),
-        Command::Apply { file, dry_run } => run::apply(&cli.root, file.as_deref(), dry_run),
+        Command::Plan { file, json } => plan::plan(&cli.root, &cli.cache, file.as_deref(), json),
+        Command::Apply { file, dry_run } => run::apply(&cli.root, &cli.cache, file.as_deref(), dry_run),
+        Command::Build { file } => build::build(&cli.root, &cli.cache, &file),
+        Command::Images { json } => build::images(&cli.cache, json),
+        Command::Gc { dry_run } => build::gc(&cli.cache, dry_run),
         Command::List { json } => run::list(&cli.root, json),
         Command::Status { name, json } => run::status(&cli.root, name.as_deref(), json),
         Command::Start { name } => run::start(&cli.root, &name),

@@ -55,7 +55,7 @@ pub fn validate(root: &Path, files: &[PathBuf]) -> ExitCode {
     }
 }
 
-pub fn plan(root: &Path, file: Option<&Path>, json: bool) -> ExitCode {
+pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitCode {
     if file.is_none() {
         eprintln!("(no spec given: planning the embedded example {EMBEDDED_NAME})");
     }
@@ -71,7 +71,21 @@ pub fn plan(root: &Path, file: Option<&Path>, json: bool) -> ExitCode {
         }
     };
     let changes = plan::diff(applied.as_ref(), &plan);
-    let text = if json { render::json(&changes, &plan) } else { render::human(&changes, true) };
+    let layer = super::build::layer_line(cache, &plan);
+    let text = if json {
+        let mut v: serde_json::Value = serde_json::from_str(&render::json(&changes, &plan)).expect("render::json is JSON");
+        if let Some(l) = &layer {
+            v["layer_cache"] = serde_json::Value::String(l.clone());
+        }
+        format!("{}\n", serde_json::to_string_pretty(&v).expect("serializes"))
+    } else {
+        let mut t = render::human(&changes, true);
+        if let Some(l) = &layer {
+            t.push_str(l);
+            t.push('\n');
+        }
+        t
+    };
     let mut out = anstream::stdout();
     if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
         return ExitCode::FAILURE;

@@ -56,7 +56,7 @@ fn record_addresses(state: &StateRoot, plan: &Plan) -> Result<(), RunError> {
     Ok(())
 }
 
-pub fn apply(root: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
+pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
     if file.is_none() {
         say(&format!("(no spec given: applying the embedded example {EMBEDDED_NAME})"));
     }
@@ -80,6 +80,28 @@ pub fn apply(root: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     let state = StateRoot::new(root);
+    let dirs = Dirs::new(root, &name);
+    if !dry_run {
+        // Build the root before anything is recorded (a failed build changes nothing),
+        // and outside the pool lock (a build takes minutes; the layers do not depend
+        // on addresses). The plan is compiled again below, under the lock.
+        let pool = match state.pool() {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let reader = DirReader(loaded.dir.clone());
+        match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
+            Ok(p) => {
+                if let Err(e) = super::build::ensure(cache, &p) {
+                    return fail(format!("apply {name}: {e}"));
+                }
+            }
+            Err(e) => {
+                report(&e);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let plan = {
         let _pool = match (!dry_run).then(|| runtime::lock_shared(root, "pool")).transpose() {
             Ok(l) => l,
@@ -99,7 +121,11 @@ pub fn apply(root: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
         };
         if !dry_run {
             // Refuse what cannot run before anything is recorded.
-            if let Err(e) = runtime::prepare::rootfs(&plan) {
+            let layers = super::build::ensure(cache, &plan).and_then(|e| match e {
+                Some(e) => crate::runtime::layers::Cache::new(cache).record_use(&dirs, root, &e.ids),
+                None => Ok(()),
+            });
+            if let Err(e) = layers.and_then(|_| runtime::prepare::rootfs(&plan, &dirs)) {
                 return fail(format!("apply {name}: {e}"));
             }
             if let Err(e) = record_addresses(&state, &plan) {
@@ -116,7 +142,6 @@ pub fn apply(root: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
     if dry_run {
         return out(&render::human(&changes, true));
     }
-    let dirs = Dirs::new(root, &name);
     let running = layout::running(&dirs).is_some();
     if !changes.is_empty() && out(&render::human(&changes, true)) != ExitCode::SUCCESS {
         return ExitCode::FAILURE;

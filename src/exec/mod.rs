@@ -4,9 +4,11 @@
 //! policy is made here. Pieces: `net` (veth, addresses, routes over netlink),
 //! `nft` (the tool's nftables table), `sandbox` (namespaces, rootfs, pivot_root),
 //! `supervisor` (PID 1 inside a container), `cgroup` (limits), `attach` (exec into a
-//! running container), `process` (pidfd handles). The executor stays single-threaded.
+//! running container), `process` (pidfd handles), `build` (debootstrap and
+//! commands inside a layer being built). The executor stays single-threaded.
 
 pub mod attach;
+pub mod build;
 pub mod cgroup;
 pub mod net;
 pub mod nft;

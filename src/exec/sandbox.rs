@@ -33,8 +33,12 @@
 //!   they are symlinks on the host (merged /usr) or bound read-only when they are
 //!   real directories; `/tmp`, `/run` and `/var` are empty tmpfs mounts; `/root` and
 //!   `/home` are empty directories.
-//! - [`RootFs::Dir`]: an already built root folder (e.g. the builder's overlay),
-//!   bound as the new root. It must contain `/proc`, `/sys` and `/dev` or be writable.
+//! - [`RootFs::Dir`]: an already built root folder, bound as the new root. It must
+//!   contain `/proc`, `/sys` and `/dev` or be writable.
+//! - [`RootFs::Overlay`]: the builder's layers stacked with overlayfs in the child's
+//!   namespace, over a tmpfs upper layer (so mount points can be made anywhere, with
+//!   their parents copied up with the layer's owners and modes), then made
+//!   read-only. `/tmp` and `/run` are empty tmpfs mounts, as on a booted system.
 //!
 //! Mount targets ([`MountReq`]): a missing target directory (or file, for a file
 //! source) is created, with its parents, inside the new root before the root is made
@@ -127,6 +131,10 @@ pub enum RootFs {
     Host,
     /// An already built root folder, bound as the new root.
     Dir(PathBuf),
+    /// The builder's layers (topmost first), stacked read-only with overlayfs.
+    /// Mount points are created on a throwaway tmpfs upper layer that lives only in
+    /// the container's mount namespace; the root is made read-only once they exist.
+    Overlay(Vec<PathBuf>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +306,30 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// pivot_root. Any existing directory does: sources are already open fds, so
 /// shadowing host paths here cannot change what gets bound.
 const STAGE: &str = "/tmp";
+
+/// overlayfs mount options stacking `layers` (topmost first) over the upper folder
+/// made on the STAGE tmpfs.
+fn overlay_options(layers: &[PathBuf]) -> Result<String, SandboxError> {
+    if layers.is_empty() {
+        return Err(SandboxError::Spec("an overlay root needs at least one layer".into()));
+    }
+    let mut lower = Vec::new();
+    for l in layers {
+        // The child resolves these paths after mounting STAGE, so none may be under it.
+        let s = l.to_str().filter(|s| l.is_absolute() && !s.contains([':', ',', '\\']) && !l.starts_with(STAGE));
+        match s {
+            Some(s) if l.is_dir() => lower.push(s.to_string()),
+            Some(_) => return Err(SandboxError::Spec(format!("layer {} is not a directory", l.display()))),
+            None => {
+                return Err(SandboxError::Spec(format!(
+                    "layer path {} must be absolute UTF-8 without ':', ',' or '\\', and not under {STAGE}",
+                    l.display()
+                )))
+            }
+        }
+    }
+    Ok(format!("lowerdir={},upperdir={STAGE}/upper,workdir={STAGE}/work", lower.join(":")))
+}
 
 fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SandboxError> {
     CString::new(s.as_ref())
@@ -635,13 +667,39 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
             }
             (src, None, libc::MS_BIND | libc::MS_REC, None)
         }
+        // The tmpfs that will hold the overlay's upper and work folders.
+        RootFs::Overlay(_) => (
+            Src::Str(cstr("tmpfs")?),
+            Some(cstr("tmpfs")?),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(cstr("mode=755,size=4m")?),
+        ),
     };
     let what = match &spec.rootfs {
         RootFs::Host => "mount the root tmpfs".to_string(),
         RootFs::Dir(d) => format!("bind the root {}", d.display()),
+        RootFs::Overlay(_) => "mount the overlay's upper tmpfs".to_string(),
     };
     b.push(what, Op::Mount { src, target: cstr(STAGE)?, in_root: false, fstype, flags, data });
     b.push("open the new root".into(), Op::OpenRoot { path: cstr(STAGE)? });
+    if let RootFs::Overlay(layers) = &spec.rootfs {
+        b.push("create the overlay's upper folder".into(), Op::MkdirInRoot { name: cstr("upper")?, mode: 0o755 });
+        b.push("create the overlay's work folder".into(), Op::MkdirInRoot { name: cstr("work")?, mode: 0o700 });
+        let data = overlay_options(layers)?;
+        // Mounted over STAGE itself: the upper folder was resolved at mount time, so
+        // hiding its tmpfs leaves it working and out of the container's sight.
+        let what = format!("mount the overlay of {}", layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", "));
+        let op = Op::Mount {
+            src: Src::Str(cstr("overlay")?),
+            target: cstr(STAGE)?,
+            in_root: false,
+            fstype: Some(cstr("overlay")?),
+            flags: 0,
+            data: Some(cstr(data)?),
+        };
+        b.push(what, op);
+        b.push("open the overlay root".into(), Op::OpenRoot { path: cstr(STAGE)? });
+    }
     if spec.rootfs == RootFs::Host {
         for (name, mode) in [
             ("proc", 0o555),
@@ -693,6 +751,11 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         b.tmpfs(Path::new("/tmp"), fl, "mode=1777".into())?;
         b.tmpfs(Path::new("/run"), fl | libc::MS_NOEXEC, "mode=755".into())?;
         b.tmpfs(Path::new("/var"), fl, "mode=755".into())?;
+    }
+    if matches!(spec.rootfs, RootFs::Overlay(_)) {
+        let fl = libc::MS_NOSUID | libc::MS_NODEV;
+        b.tmpfs(Path::new("/tmp"), fl, "mode=1777".into())?;
+        b.tmpfs(Path::new("/run"), fl, "mode=755".into())?;
     }
 
     // Minimal /dev: a tmpfs with the host's nodes bound in (binds also work in a user

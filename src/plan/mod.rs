@@ -7,6 +7,7 @@
 
 pub mod compile;
 pub mod diff;
+pub mod layer;
 pub mod pool;
 pub mod render;
 pub mod text;

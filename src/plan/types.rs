@@ -52,6 +52,12 @@ pub struct Plan {
 #[serde(deny_unknown_fields)]
 pub struct Layer {
     pub base: String,
+    /// Debian mirror for the base and packages (default: deb.debian.org).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
+    /// Debian architecture (default: the host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
     #[serde(default)]
     pub packages: BTreeSet<String>,
     #[serde(default)]

@@ -159,7 +159,7 @@ fn dev_null() -> Result<OwnedFd, RunError> {
 /// release. Returns once its PID 1 runs; see [`wait_ready`].
 pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunError> {
     let dirs = Dirs::new(root, &plan.name);
-    let rootfs = prepare::rootfs(plan)?;
+    let rootfs = prepare::rootfs(plan, &dirs)?;
     let etc = prepare::etc_dir(&rootfs);
     prepare::write_supervisor_config(plan, &dirs)?;
     // The previous run's status must not be mistaken for this one's.
@@ -337,7 +337,7 @@ pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Sta
 }
 
 fn prepare_dirs(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
-    let rootfs = prepare::rootfs(plan)?;
+    let rootfs = prepare::rootfs(plan, dirs)?;
     let etc = prepare::etc_dir(&rootfs);
     prepare::ensure_secrets(plan, dirs)?;
     prepare::write_files(plan, dirs, &etc)?;
@@ -373,7 +373,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
         return Ok(Applied::Unchanged);
     }
     // Refuse what cannot run before anything changes.
-    prepare::rootfs(plan)?;
+    prepare::rootfs(plan, &dirs)?;
     let old = applied(root, &plan.name)?;
 
     let json = serde_json::to_vec_pretty(plan).expect("plans serialize");
@@ -394,7 +394,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
             }
             prepare::ensure_secrets(plan, &dirs)?;
             crash_point("secrets");
-            let etc = prepare::etc_dir(&prepare::rootfs(plan)?);
+            let etc = prepare::etc_dir(&prepare::rootfs(plan, &dirs)?);
             prepare::write_files(plan, &dirs, &etc)?;
             prepare::write_net_files(plan, &dirs)?;
             crash_point("files");
@@ -435,7 +435,7 @@ fn update_live(
     info: &RunInfo,
     say: Say,
 ) -> Result<Applied, RunError> {
-    let etc = prepare::etc_dir(&prepare::rootfs(plan)?);
+    let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
     prepare::ensure_secrets(plan, dirs)?;
     crash_point("secrets");
     prepare::write_files(plan, dirs, &etc)?;

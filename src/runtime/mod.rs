@@ -9,6 +9,7 @@
 //! was interrupted, and the next apply (or `destroy`) recreates from scratch, cleaning
 //! up whatever the interrupted one left (see [`lifecycle`]).
 
+pub mod layers;
 pub mod layout;
 pub mod lifecycle;
 pub mod prepare;
@@ -36,6 +37,8 @@ pub enum RunError {
     Cgroup(#[from] crate::exec::cgroup::CgroupError),
     #[error("supervisor: {0}")]
     Supervisor(#[from] crate::exec::supervisor::SupervisorError),
+    #[error("build: {0}")]
+    Build(#[from] crate::exec::build::BuildError),
     #[error("{0}")]
     Unsupported(String),
     #[error("no container `{0}` under this state root (see `container list`)")]

@@ -29,22 +29,49 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     move |source| RunError::Io { context, source }
 }
 
-/// The root filesystem of a plan's base.
-pub fn rootfs(plan: &Plan) -> Result<RootFs, RunError> {
-    match plan.layer.base.as_str() {
-        "host" => Ok(RootFs::Host),
-        other => Err(RunError::Unsupported(format!(
-            "base `{other}`: this version runs `base = \"host\"` containers only; \
-             the Debian builder is not available yet"
-        ))),
+/// The root filesystem of a plan's base: the host's system, or the layers the last
+/// `apply` built for it (named in `rootfs.json`, which must match the plan).
+pub fn rootfs(plan: &Plan, dirs: &Dirs) -> Result<RootFs, RunError> {
+    let Some(stack) = crate::plan::layer::stack(&plan.layer) else {
+        return match plan.layer.base.as_str() {
+            "host" => Ok(RootFs::Host),
+            other => Err(RunError::Unsupported(format!("base `{other}` is not supported"))),
+        };
+    };
+    let want = stack.ids();
+    let rec = super::layers::read_rootfs_record(dirs).filter(|r| r.layers == want).ok_or_else(|| {
+        RunError::Failed(format!(
+            "the root of {} ({}) is not built for this spec; `container apply` builds it",
+            plan.name, plan.layer.base
+        ))
+    })?;
+    let cache = super::layers::Cache::new(&rec.cache);
+    let mut roots = Vec::new();
+    for id in &rec.layers {
+        if !cache.is_built(id) {
+            return Err(RunError::Failed(format!(
+                "layer {id} of {} is missing from the cache {} (removed by hand?); `container apply` rebuilds it",
+                plan.name,
+                rec.cache.display()
+            )));
+        }
+        roots.push(cache.root_of(id));
     }
+    Ok(RootFs::Overlay(roots))
 }
 
 /// The `/etc` that user and group names of the container resolve in, on the host.
+/// For layers: the topmost that has a passwd file (package layers that add users
+/// hold a full copy of it).
 pub fn etc_dir(root: &RootFs) -> PathBuf {
     match root {
         RootFs::Host => PathBuf::from("/etc"),
         RootFs::Dir(d) => d.join("etc"),
+        RootFs::Overlay(layers) => layers
+            .iter()
+            .map(|l| l.join("etc"))
+            .find(|e| e.join("passwd").is_file())
+            .unwrap_or_else(|| PathBuf::from("/nonexistent")),
     }
 }
 

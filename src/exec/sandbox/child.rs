@@ -352,6 +352,9 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
             Op::OpenRoot { path } => {
                 let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
                 sys(fd)?;
+                if st.root >= 0 {
+                    libc::close(st.root);
+                }
                 st.root = fd;
                 Ok(())
             }

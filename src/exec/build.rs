@@ -1,0 +1,349 @@
+//! Running build programs: debootstrap, and commands inside a layer being built.
+//!
+//! Invariant: this is the only code that mounts or runs anything for a build, and it
+//! never mounts in the host's namespace: each command runs in a child that first
+//! makes its own private mount namespace, stacks the layer with overlayfs there
+//! (lower layers read-only, the new layer as the upper folder), binds the shared apt
+//! caches in, and chroots. When the command ends, its namespace and every mount in it
+//! go away with it. What ends up in the layer is only what the command wrote.
+//!
+//! All output goes to the build log; [`Watch`] lets the caller show progress while a
+//! command runs (a single-threaded poll, so the CLI stays single-threaded).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("`{tool}` is not installed on this host; install it with: {install}")]
+    MissingTool { tool: &'static str, install: &'static str },
+    #[error("{what} failed ({status}); the build log is {}", log.display())]
+    Failed { what: String, status: String, log: PathBuf },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let context = context.into();
+    move |source| BuildError::Io { context, source }
+}
+
+/// Is `tool` on the host's PATH (the usual sbin folders included)?
+pub fn have_tool(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|d| d.join(tool).is_file())
+}
+
+/// Called while a command runs, about four times a second, with the time it has run
+/// and the last line of the log.
+pub type Watch<'a> = &'a mut dyn FnMut(Duration, &str);
+
+/// A layer being built, as its command sees it: `lower` (topmost first, read-only)
+/// under `upper`, assembled at `merged`.
+#[derive(Debug, Clone)]
+pub struct LayerFs {
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+    /// Host folders bound into the layer while the command runs: (host, container path).
+    pub binds: Vec<(PathBuf, String)>,
+}
+
+/// What a command inside a layer runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Where {
+    /// Chrooted into the layer: a program of the layer.
+    Chroot,
+    /// A host program in the layer's namespace, with the layer at `merged`.
+    Host,
+}
+
+/// Everything the child needs, made before fork (no allocation decisions after).
+struct Prepared {
+    overlay: CString,
+    merged: CString,
+    proc_: CString,
+    tmpfs: Vec<CString>,
+    binds: Vec<(CString, CString)>,
+    chroot: bool,
+}
+
+fn cpath(p: &Path) -> Result<CString, BuildError> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| BuildError::Invalid(format!("NUL in path {}", p.display())))
+}
+
+fn overlay_options(fs: &LayerFs) -> Result<String, BuildError> {
+    let mut lower = Vec::new();
+    for l in &fs.lower {
+        match l.to_str() {
+            Some(s) if !s.contains([':', ',', '\\']) => lower.push(s),
+            _ => return Err(BuildError::Invalid(format!("layer path {} has ':', ',' or '\\'", l.display()))),
+        }
+    }
+    let (up, wk) = (fs.upper.display().to_string(), fs.work.display().to_string());
+    if [&up, &wk].iter().any(|s| s.contains([':', ','])) {
+        return Err(BuildError::Invalid(format!("cache path {up} has ':' or ','")));
+    }
+    Ok(format!("lowerdir={},upperdir={up},workdir={wk}", lower.join(":")))
+}
+
+fn prepare(fs: &LayerFs, chroot: bool) -> Result<Prepared, BuildError> {
+    for d in [&fs.upper, &fs.work, &fs.merged] {
+        std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+    }
+    let mut binds = Vec::new();
+    for (host, target) in &fs.binds {
+        let t = fs.merged.join(target.trim_start_matches('/'));
+        binds.push((cpath(host)?, cpath(&t)?));
+    }
+    Ok(Prepared {
+        overlay: CString::new(overlay_options(fs)?).map_err(|_| BuildError::Invalid("NUL in a layer path".into()))?,
+        merged: cpath(&fs.merged)?,
+        proc_: cpath(&fs.merged.join("proc"))?,
+        tmpfs: vec![cpath(&fs.merged.join("tmp"))?, cpath(&fs.merged.join("run"))?],
+        binds,
+        chroot,
+    })
+}
+
+fn check(r: libc::c_int) -> std::io::Result<()> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// In the forked child, before exec: a private mount namespace with the layer
+/// assembled in it, then (for `Where::Chroot`) chroot into it.
+fn enter(p: &Prepared) -> std::io::Result<()> {
+    let none = std::ptr::null::<libc::c_char>();
+    // SAFETY: plain syscalls on NUL-terminated strings prepared before fork.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+        check(libc::mount(
+            c"overlay".as_ptr(),
+            p.merged.as_ptr(),
+            c"overlay".as_ptr(),
+            0,
+            p.overlay.as_ptr().cast(),
+        ))?;
+        check(libc::mount(c"proc".as_ptr(), p.proc_.as_ptr(), c"proc".as_ptr(), 0, std::ptr::null()))?;
+        for t in &p.tmpfs {
+            check(libc::mount(c"tmpfs".as_ptr(), t.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=1777".as_ptr().cast()))?;
+        }
+        for (src, dst) in &p.binds {
+            check(libc::mount(src.as_ptr(), dst.as_ptr(), none, libc::MS_BIND, std::ptr::null()))?;
+        }
+        if p.chroot {
+            check(libc::chroot(p.merged.as_ptr()))?;
+            check(libc::chdir(c"/".as_ptr()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The environment of build commands: nothing of the caller's but a sane PATH.
+fn clean_env(cmd: &mut Command) {
+    cmd.env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/root")
+        .env("LC_ALL", "C.UTF-8")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("DEBCONF_NONINTERACTIVE_SEEN", "true");
+}
+
+/// Append a line to the build log.
+pub fn log_line(log: &Path, line: &str) -> Result<(), BuildError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    writeln!(f, "{line}").map_err(io(format!("writing {}", log.display())))
+}
+
+/// The last non-empty line of the log (for progress), at most 200 bytes of it.
+fn last_line(log: &Path) -> String {
+    let Ok(mut f) = File::open(log) else { return String::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(1024);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let line = text.split(['\n', '\r']).rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    line.chars().take(200).collect()
+}
+
+/// Run `cmd` with its output appended to `log`, polling `watch`; an error names
+/// `what` and the log.
+fn run_logged(mut cmd: Command, what: &str, log: &Path, watch: Watch) -> Result<(), BuildError> {
+    log_line(log, &format!("$ {what}"))?;
+    let out = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    let err = out.try_clone().map_err(io("dup the log"))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(io(format!("starting {what}")))?;
+    let status: ExitStatus = loop {
+        match child.try_wait().map_err(io(format!("waiting for {what}")))? {
+            Some(s) => break s,
+            None => {
+                watch(start.elapsed(), &last_line(log));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    };
+    log_line(log, &format!("# {what}: {status} after {:.1} s", start.elapsed().as_secs_f64()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Failed { what: what.to_string(), status: status.to_string(), log: log.to_path_buf() })
+    }
+}
+
+/// `debootstrap --variant=minbase` of `suite` into `target`, keeping the downloaded
+/// packages in `debs` (shared with later apt runs).
+pub fn debootstrap(
+    suite: &str,
+    mirror: &str,
+    arch: &str,
+    target: &Path,
+    debs: &Path,
+    log: &Path,
+    watch: Watch,
+) -> Result<(), BuildError> {
+    if !have_tool("debootstrap") {
+        return Err(BuildError::MissingTool { tool: "debootstrap", install: "apt-get install -y debootstrap" });
+    }
+    std::fs::create_dir_all(debs).map_err(io(format!("creating {}", debs.display())))?;
+    let mut cmd = Command::new("debootstrap");
+    clean_env(&mut cmd);
+    cmd.arg("--variant=minbase")
+        .arg(format!("--arch={arch}"))
+        .arg(format!("--cache-dir={}", debs.display()))
+        .arg(suite)
+        .arg(target)
+        .arg(mirror);
+    run_logged(cmd, &format!("debootstrap --variant=minbase --arch={arch} {suite} {mirror}"), log, watch)
+}
+
+/// Run `argv` in the layer (see [`Where`]); `what` names it in the log and errors.
+pub fn run_in_layer(fs: &LayerFs, place: Where, argv: &[String], log: &Path, watch: Watch) -> Result<(), BuildError> {
+    let (prog, args) = argv.split_first().ok_or_else(|| BuildError::Invalid("an empty command".into()))?;
+    let prepared = prepare(fs, place == Where::Chroot)?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    clean_env(&mut cmd);
+    if place == Where::Host {
+        cmd.current_dir("/");
+    }
+    // SAFETY: `enter` makes only syscalls on data prepared before the fork, and the
+    // CLI is single-threaded, so nothing can hold a lock the child would need.
+    unsafe {
+        cmd.pre_exec(move || enter(&prepared));
+    }
+    run_logged(cmd, &argv.join(" "), log, watch)
+}
+
+/// Hex sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
+    use sha2::Digest;
+    let mut f = File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The file behind a fetch URL, verified against `sha256`: a local path (absolute or
+/// `file://`) as it is, an http(s) URL downloaded once into `downloads`.
+pub fn fetch(url: &str, sha256: &str, downloads: &Path, log: &Path, watch: Watch) -> Result<PathBuf, BuildError> {
+    let want = sha256.to_ascii_lowercase();
+    let verify = |p: &Path| -> Result<(), BuildError> {
+        let got = sha256_file(p)?;
+        if got == want {
+            Ok(())
+        } else {
+            Err(BuildError::Invalid(format!("{url}: sha256 is {got}, the spec says {want}")))
+        }
+    };
+    if let Some(local) = url.strip_prefix("file://").or(url.starts_with('/').then_some(url)) {
+        let p = PathBuf::from(local);
+        if !p.is_file() {
+            return Err(BuildError::Invalid(format!("{url}: no such file")));
+        }
+        verify(&p)?;
+        log_line(log, &format!("# fetch {url}: local file, sha256 verified"))?;
+        return Ok(p);
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(BuildError::Invalid(format!("{url}: a fetch URL is http(s)://, file:// or an absolute path")));
+    }
+    std::fs::create_dir_all(downloads).map_err(io(format!("creating {}", downloads.display())))?;
+    let dest = downloads.join(&want);
+    if dest.is_file() && verify(&dest).is_ok() {
+        log_line(log, &format!("# fetch {url}: reused the download {}", dest.display()))?;
+        return Ok(dest);
+    }
+    if !have_tool("curl") {
+        return Err(BuildError::MissingTool { tool: "curl", install: "apt-get install -y curl" });
+    }
+    let tmp = downloads.join(format!(".{want}.part"));
+    let mut cmd = Command::new("curl");
+    cmd.args(["-fsSL", "--retry", "2", "-o"]).arg(&tmp).arg(url);
+    run_logged(cmd, &format!("curl {url}"), log, watch)?;
+    verify(&tmp)?;
+    std::fs::rename(&tmp, &dest).map_err(io(format!("keeping {}", dest.display())))?;
+    Ok(dest)
+}
+
+/// Unpack a tarball (any compression GNU tar knows) into `dest` of the layer, files
+/// owned by root, dropping `strip` leading path components.
+pub fn unpack(fs: &LayerFs, tarball: &Path, dest: &str, strip: u32, log: &Path, watch: Watch) -> Result<(), BuildError> {
+    let rel = dest.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return Err(BuildError::Invalid(format!("unpack destination {dest} contains \"..\"")));
+    }
+    // The folder is made in the layer first (chrooted, so symlinks resolve inside it).
+    run_in_layer(fs, Where::Chroot, &["mkdir".into(), "-p".into(), format!("/{rel}")], log, watch)?;
+    let argv = vec![
+        "tar".to_string(),
+        "-x".into(),
+        "-f".into(),
+        tarball.display().to_string(),
+        "--no-same-owner".into(),
+        "--no-overwrite-dir".into(),
+        format!("--strip-components={strip}"),
+        "-C".into(),
+        fs.merged.join(rel).display().to_string(),
+    ];
+    run_in_layer(fs, Where::Host, &argv, log, watch)
+}

@@ -1,0 +1,128 @@
+//! Layer identities: which cached layers a plan's root is made of.
+//!
+//! Invariant: pure. A layer's id is a hash of everything that goes into it (and of
+//! the ids below it), so an unchanged base, package set and build steps always name
+//! the same cached layer and any change names a new one: that is the whole rebuild
+//! rule. `exec::build` makes the layers; this only names them.
+
+use super::types::{BuildStep, Layer};
+use sha2::{Digest, Sha256};
+
+/// Bumped when the way layers are built changes, so old layers are not reused.
+const BUILD_FORMAT: &str = "container-layer-v1";
+/// Debian's mirror when the spec names none.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// The debootstrap base of a Debian layer stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseSpec {
+    pub suite: String,
+    pub mirror: String,
+    pub arch: String,
+}
+
+/// The layers of a plan's root, bottom first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStack {
+    pub base: BaseSpec,
+    pub base_id: String,
+    /// The package layer (packages and build steps); `None` for a bare base.
+    pub top_id: Option<String>,
+}
+
+impl LayerStack {
+    /// Layer ids, topmost first (the order overlayfs stacks them).
+    pub fn ids(&self) -> Vec<String> {
+        self.top_id.iter().cloned().chain(std::iter::once(self.base_id.clone())).collect()
+    }
+}
+
+/// The Debian architecture this binary runs on (the default `arch`).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" => "ppc64el",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The layer stack of a plan's `layer`, or `None` when it runs on the host's system.
+pub fn stack(layer: &Layer) -> Option<LayerStack> {
+    let suite = layer.base.strip_prefix("debian:")?;
+    let base = BaseSpec {
+        suite: suite.to_string(),
+        mirror: layer.mirror.clone().unwrap_or_else(|| DEFAULT_MIRROR.to_string()),
+        arch: layer.arch.clone().unwrap_or_else(|| host_arch().to_string()),
+    };
+    let base_id = format!("base-{}", short_hash(&[BUILD_FORMAT, "minbase", &base.suite, &base.mirror, &base.arch]));
+    let top_id = (!layer.packages.is_empty() || !layer.steps.is_empty()).then(|| {
+        let packages: Vec<&str> = layer.packages.iter().map(String::as_str).collect();
+        let steps = serde_json::to_string(&layer.steps).expect("build steps serialize");
+        format!("pkg-{}", short_hash(&[BUILD_FORMAT, &base_id, &packages.join(" "), &steps]))
+    });
+    Some(LayerStack { base, base_id, top_id })
+}
+
+/// A one-line description of a build step for logs and `images`.
+pub fn describe_step(step: &BuildStep) -> String {
+    match step {
+        BuildStep::Run(argv) => format!("run {}", argv.join(" ")),
+        BuildStep::Fetch(f) => format!("fetch {} into {}", f.url, f.dest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn layer(base: &str, pk: &[&str]) -> Layer {
+        Layer {
+            base: base.into(),
+            packages: pk.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+            ..Layer::default()
+        }
+    }
+
+    #[test]
+    fn host_has_no_layers() {
+        assert_eq!(stack(&layer("host", &["x"])), None);
+    }
+
+    #[test]
+    fn ids_follow_what_goes_into_a_layer() {
+        let a = stack(&layer("debian:bookworm", &["caddy", "mariadb-server"])).unwrap();
+        let b = stack(&layer("debian:bookworm", &["mariadb-server", "caddy"])).unwrap();
+        assert_eq!(a, b, "package order does not matter (the set is sorted)");
+        let c = stack(&layer("debian:bookworm", &["caddy"])).unwrap();
+        assert_eq!(a.base_id, c.base_id, "same base");
+        assert_ne!(a.top_id, c.top_id, "other packages");
+        let d = stack(&layer("debian:trixie", &["caddy"])).unwrap();
+        assert_ne!(d.base_id, c.base_id);
+        assert_ne!(d.top_id, c.top_id, "a new base names a new package layer");
+        let mut e = layer("debian:bookworm", &["caddy"]);
+        e.mirror = Some("http://mirror.example/debian".into());
+        assert_ne!(stack(&e).unwrap().base_id, c.base_id);
+        let mut f = layer("debian:bookworm", &["caddy"]);
+        f.steps.push(BuildStep::Run(vec!["true".into()]));
+        assert_ne!(stack(&f).unwrap().top_id, c.top_id, "build steps are part of the layer");
+        let bare = stack(&layer("debian:bookworm", &[])).unwrap();
+        assert_eq!(bare.top_id, None);
+        assert_eq!(bare.ids(), vec![bare.base_id.clone()]);
+        assert!(a.base_id.starts_with("base-") && a.top_id.as_deref().unwrap().starts_with("pkg-"));
+    }
+}
