@@ -113,7 +113,7 @@ pub fn layer_line(cache: &Path, plan: &Plan) -> Option<String> {
     Some(if missing.is_empty() {
         format!("layer: reuse {}", st.ids().join(" on "))
     } else {
-        format!("layer: rebuild {} (not in the cache {})", missing.join(", "), cache.dir.display())
+        format!("layer: rebuild {} (not in the cache)", missing.join(", "))
     })
 }
 

@@ -73,7 +73,8 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     let changes = plan::diff(applied.as_ref(), &plan);
     let layer = super::build::layer_line(cache, &plan);
     let text = if json {
-        let mut v: serde_json::Value = serde_json::from_str(&render::json(&changes, &plan)).expect("render::json is JSON");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&render::json(&changes, &plan)).expect("render::json is JSON");
         if let Some(l) = &layer {
             v["layer_cache"] = serde_json::Value::String(l.clone());
         }

@@ -137,13 +137,7 @@ fn enter(p: &Prepared) -> std::io::Result<()> {
     unsafe {
         check(libc::unshare(libc::CLONE_NEWNS))?;
         check(libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
-        check(libc::mount(
-            c"overlay".as_ptr(),
-            p.merged.as_ptr(),
-            c"overlay".as_ptr(),
-            0,
-            p.overlay.as_ptr().cast(),
-        ))?;
+        check(libc::mount(c"overlay".as_ptr(), p.merged.as_ptr(), c"overlay".as_ptr(), 0, p.overlay.as_ptr().cast()))?;
         check(libc::mount(c"proc".as_ptr(), p.proc_.as_ptr(), c"proc".as_ptr(), 0, std::ptr::null()))?;
         for t in &p.tmpfs {
             check(libc::mount(c"tmpfs".as_ptr(), t.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=1777".as_ptr().cast()))?;
@@ -198,10 +192,7 @@ fn last_line(log: &Path) -> String {
 /// `what` and the log.
 fn run_logged(mut cmd: Command, what: &str, log: &Path, watch: Watch) -> Result<(), BuildError> {
     log_line(log, &format!("$ {what}"))?;
-    let out = std::fs::OpenOptions::new()
-        .append(true)
-        .open(log)
-        .map_err(io(format!("opening {}", log.display())))?;
+    let out = std::fs::OpenOptions::new().append(true).open(log).map_err(io(format!("opening {}", log.display())))?;
     let err = out.try_clone().map_err(io("dup the log"))?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     let start = Instant::now();
@@ -327,7 +318,14 @@ pub fn fetch(url: &str, sha256: &str, downloads: &Path, log: &Path, watch: Watch
 
 /// Unpack a tarball (any compression GNU tar knows) into `dest` of the layer, files
 /// owned by root, dropping `strip` leading path components.
-pub fn unpack(fs: &LayerFs, tarball: &Path, dest: &str, strip: u32, log: &Path, watch: Watch) -> Result<(), BuildError> {
+pub fn unpack(
+    fs: &LayerFs,
+    tarball: &Path,
+    dest: &str,
+    strip: u32,
+    log: &Path,
+    watch: Watch,
+) -> Result<(), BuildError> {
     let rel = dest.trim_start_matches('/');
     if rel.split('/').any(|c| c == "..") {
         return Err(BuildError::Invalid(format!("unpack destination {dest} contains \"..\"")));

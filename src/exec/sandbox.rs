@@ -688,7 +688,10 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         let data = overlay_options(layers)?;
         // Mounted over STAGE itself: the upper folder was resolved at mount time, so
         // hiding its tmpfs leaves it working and out of the container's sight.
-        let what = format!("mount the overlay of {}", layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", "));
+        let what = format!(
+            "mount the overlay of {}",
+            layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
         let op = Op::Mount {
             src: Src::Str(cstr("overlay")?),
             target: cstr(STAGE)?,

@@ -293,7 +293,8 @@ impl Cache {
             Ok::<(), BuildError>(())
         };
         let apt = |args: &[&str]| -> Vec<String> {
-            let mut v: Vec<String> = ["apt-get", "-q", "-y", "-o", "APT::Sandbox::User=root"].map(String::from).to_vec();
+            let mut v: Vec<String> =
+                ["apt-get", "-q", "-y", "-o", "APT::Sandbox::User=root"].map(String::from).to_vec();
             v.extend(args.iter().map(|s| s.to_string()));
             v
         };
@@ -485,10 +486,7 @@ fn clear_debs(dir: &Path) {
 fn deb_files(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| n.ends_with(".deb"))
-                .collect()
+            rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.ends_with(".deb")).collect()
         })
         .unwrap_or_default()
 }
@@ -500,9 +498,7 @@ fn installed_debs(base: &Path, upper: &Path) -> BTreeSet<String> {
         let text = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
         text.split("\n\n")
             .filter_map(|stanza| {
-                let field = |k: &str| {
-                    stanza.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
-                };
+                let field = |k: &str| stanza.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()));
                 let (p, v, a) = (field("Package:")?, field("Version:")?, field("Architecture:")?);
                 Some(format!("{p}_{}_{a}.deb", v.replace(':', "%3a")))
             })
