@@ -804,12 +804,17 @@ fn bad_input_changes_nothing() {
     let empty_root = dir.path().join("root");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "name = \"bad\"\nbase = \"host\"\n[network]\nipv4 = \"300.1.1.1\"\n").unwrap();
+    // A root that cannot be built: the build fails before anything is recorded.
     let debian = dir.path().join("deb.toml");
-    std::fs::write(&debian, "name = \"deb\"\nbase = \"debian:bookworm\"\n[network]\nipv4 = \"auto\"\n").unwrap();
-    for (spec, expect) in [(&bad, "bad.toml:4:"), (&debian, "debian")] {
+    let deb =
+        "name = \"deb\"\nbase = \"debian:bookworm\"\nmirror = \"file:///nonexistent\"\n[network]\nipv4 = \"auto\"\n";
+    std::fs::write(&debian, deb).unwrap();
+    for (spec, expect) in [(&bad, "bad.toml:4:"), (&debian, "debootstrap")] {
         let out = Command::new(env!("CARGO_BIN_EXE_container"))
             .arg("--root")
             .arg(&empty_root)
+            .arg("--cache")
+            .arg(dir.path().join("cache"))
             .arg("apply")
             .arg(spec)
             .output()
