@@ -2,7 +2,7 @@
 //!
 //! Renders one /etc/caddy/Caddyfile: plain HTTP only (no ACME, the container has no
 //! internet; TLS terminates in front of it), the admin API on localhost for
-//! `caddy reload`, no autosaved config. Sites are checked by `web::check_sites`,
+//! `caddy reload`, the autosaved config on a tmpfs. Sites are checked by `web::check_sites`,
 //! shared with nginx, so both servers accept exactly the same sites.
 
 #[path = "caddy_conf.rs"]
@@ -59,7 +59,7 @@ pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {
     }
     cx.service("caddy", svc);
     // Nothing here needs to outlive a restart: no certificates (auto_https off) and
-    // no autosaved config (persist_config off).
+    // nothing worth keeping in the autosaved config.
     cx.tmpfs(HOME, Some(16 << 20), Some("caddy:caddy"), Some("0750"));
     if summary.log {
         cx.volume(LOG_DIR, &volume_name(LOG_DIR), Some("caddy:caddy"), Some("0750"));
@@ -86,8 +86,9 @@ proxies = [{ path = "/api/", to = "127.0.0.1:8081" }]
     fn caddyfile_has_the_site_with_redirect_rewrite_and_proxy() {
         let plan = test_plan(STATIC);
         let c = plan.files["/etc/caddy/Caddyfile"].content.redacted();
-        assert!(c.contains("\tauto_https off\n\tadmin localhost:2019\n\tpersist_config off\n"), "{c}");
+        assert!(c.contains("\tauto_https off\n\tadmin 127.0.0.1:2019\n\tstorage file_system"), "{c}");
         assert!(c.contains("\tstorage file_system /var/lib/caddy/.local/share/caddy\n}\n"), "{c}");
+        assert!(!c.contains("persist_config"), "Caddy 2.6 rejects it: {c}");
         assert!(c.contains("http://example.com:80, http://www.example.com:80 {\n\troot * /srv/www\n"), "{c}");
         assert!(c.contains("\tredir /old /new 308\n"), "{c}");
         assert!(c.contains("\trewrite /feed /feed.xml\n"), "{c}");

@@ -18,8 +18,11 @@ pub fn caddyfile(s: &Settings) -> String {
     }
     // No ACME: the container has no internet, TLS terminates in front of it.
     out.push_str("\tauto_https off\n");
-    let _ = writeln!(out, "\tadmin localhost:{ADMIN_PORT}");
-    out.push_str("\tpersist_config off\n");
+    // An address, not "localhost": Go resolves names itself and asks DNS when
+    // /etc/hosts does not list it, which fails in a container without a resolver.
+    let _ = writeln!(out, "\tadmin 127.0.0.1:{ADMIN_PORT}");
+    // No `persist_config off`: Caddy 2.6 (bookworm) does not know it. Its autosave
+    // goes to $XDG_CONFIG_HOME/caddy on the tmpfs HOME, so it never outlives a restart.
     // The one-line form: every Caddy 2 release parses it (the `root` block form is newer).
     let _ = writeln!(out, "\tstorage file_system {HOME}/.local/share/caddy");
     out.push_str("}\n");

@@ -195,6 +195,10 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
             "--user=mysql",
             "--datadir=/var/lib/mysql",
             "--skip-test-db",
+            // Without it the script first asks resolveip for the host name and refuses
+            // to run when /etc/hosts does not list it; the accounts it creates are
+            // 'root'@'localhost' and 'mysql'@'localhost' only, no host names.
+            "--force",
             "--auth-root-authentication-method=socket",
         ])
         .creates("/var/lib/mysql/mysql"),
@@ -303,6 +307,9 @@ grants = [{ database = "app" }, { database = "stats", privileges = ["select"] }]
         let cnf = plan.files["/etc/mysql/mariadb.conf.d/90-container.cnf"].content.redacted();
         assert!(cnf.contains("port = 3306\n"));
         assert_eq!(plan.ports["tcp/3306"], "mariadb");
+        let install = &plan.init["mysql-install"].command;
+        // No host name lookup (fails without /etc/hosts entries).
+        assert!(install.contains(&"--force".to_string()), "{install:?}");
         assert!(plan.secrets.contains("mysql-root"));
     }
 
@@ -315,6 +322,14 @@ grants = [{ database = "app" }, { database = "stats", privileges = ["select"] }]
         assert_eq!(brief.len(), 1, "{brief:?}");
         assert!(brief[0].starts_with("test.toml:4:76: grant on database `shp`, which is not declared"), "{brief:?}");
         assert_eq!(err.problems[0].1.help.as_deref(), Some("did you mean `shop`?"));
+    }
+
+    #[test]
+    fn mysql_dual_stack_is_star() {
+        // "::" would be IPv6 only in MariaDB.
+        let plan = test_plan("name = \"db\"\n[services.mysql]\nbind_address = \"::\"\n");
+        let cnf = plan.files["/etc/mysql/mariadb.conf.d/90-container.cnf"].content.redacted();
+        assert!(cnf.contains("bind-address = *\n"), "{cnf}");
     }
 
     #[test]

@@ -150,7 +150,9 @@ pub fn server_cnf(s: &Settings) -> String {
          skip-name-resolve\n\
          character-set-server = utf8mb4\n\
          collation-server = utf8mb4_unicode_ci\n",
-        bind = s.bind_address,
+        // MariaDB takes "::" literally (IPv6 only: the socket gets IPV6_V6ONLY);
+        // "*" is its spelling of every IPv4 and IPv6 address.
+        bind = if s.bind_address == "::" { "*" } else { s.bind_address.as_str() },
         port = s.port.0,
     );
     if let Some(n) = s.max_connections {

@@ -221,7 +221,10 @@ fn install_task(s: &Settings, cx: &mut Ctx) -> InitTask {
     t.push(format!("', '--admin-user={}', '--admin-pass=", s.admin_user));
     t.append(cx.secret(&s.admin_password));
     t.push(format!(
-        "', '--data-dir={DATA}'];\n$p = proc_open($cmd, [STDIN, STDOUT, STDERR], $pipes, '{ROOT}');\n\
+        "', '--data-dir={DATA}'];\n\
+         // The script itself is stdin, so PHP defines no STDIN/STDOUT/STDERR constants.\n\
+         $io = [['file', '/dev/null', 'r'], fopen('php://stdout', 'w'), fopen('php://stderr', 'w')];\n\
+         $p = proc_open($cmd, $io, $pipes, '{ROOT}');\n\
          exit($p === false ? 1 : proc_close($p));\n"
     ));
     InitTask::new(&["php"]).stdin(t).user("www-data").creates(&format!("{DATA}/.ocdata")).after(super::mysql::SERVICE)
@@ -280,6 +283,9 @@ mod tests {
         assert!(install.after.contains("mariadb"));
         let script = install.stdin.as_ref().unwrap();
         assert!(script.redacted().contains("'--admin-pass=(secret)'"));
+        // No STDIN/STDOUT/STDERR constants when the script is read from stdin.
+        assert!(!script.redacted().contains("STDIN"), "{}", script.redacted());
+        assert!(script.redacted().contains("fopen('php://stderr', 'w')"));
         assert!(script.0.contains(&Seg::Secret("owncloud-admin".into())));
         let php = plan.files["/var/www/owncloud/config/container.config.php"].content.redacted();
         assert!(php.contains("'overwrite.cli.url' => 'http://localhost:8080',"), "{php}");

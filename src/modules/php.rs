@@ -131,6 +131,9 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     let _ = writeln!(ini, "post_max_size = {}", s.post_max_size);
     let _ = writeln!(ini, "max_execution_time = {}", s.max_execution_time);
     let _ = writeln!(ini, "session.save_path = \"{SESSIONS}\"");
+    // Debian sets 0 and leaves the cleanup to a cron job, which no container runs:
+    // PHP removes expired sessions itself, or the tmpfs fills up.
+    ini.push_str("session.gc_probability = 1\n");
     if s.debug {
         ini.push_str("display_errors = On\ndisplay_startup_errors = On\nerror_reporting = E_ALL\nlog_errors = On\n");
     } else {
@@ -223,6 +226,7 @@ mod tests {
         assert!(pool.contains("pm = dynamic"));
         let ini = plan.files["/etc/php/8.2/fpm/conf.d/99-container.ini"].content.redacted();
         assert!(ini.contains("memory_limit = 256M"), "{ini}");
+        assert!(ini.contains("session.save_path = \"/var/lib/php/sessions\"\nsession.gc_probability = 1\n"), "{ini}");
         assert!(plan.layer.packages.contains("php8.2-fpm"));
         assert!(plan.layer.packages.contains("php8.2-mysql"));
         let svc = &plan.services["php-fpm"];
