@@ -247,9 +247,11 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     cx.package("bind9");
     check_options(s, cx);
 
-    let mut svc = ServiceRes::new(&["named", "-g", "-u", "bind", "-c", "/etc/bind/named.conf"])
-        .ready_tcp(53)
-        .reload_signal("HUP");
+    let mut svc = ServiceRes::new(&["named", "-g", "-u", "bind", "-c", "/etc/bind/named.conf"]).reload_signal("HUP");
+    // The supervisor probes 127.0.0.1 and ::1: only when named listens there.
+    if conf::matches_loopback(&s.listen_on, "127.0.0.1") || conf::matches_loopback(&s.listen_on_v6, "::1") {
+        svc = svc.ready_tcp(53);
+    }
     let mut local = String::from("// Rendered by container (bind module): zone statements.\n");
     let mut seen = BTreeMap::new();
     for (i, z) in s.zones.iter().enumerate() {
@@ -609,6 +611,19 @@ allow_transfer = ["localhost"]
         assert!(z.contains("www\t\tIN\tCNAME\t@\n"), "{z}");
         assert!(z.contains("@\t\tIN\tCAA\t0 issue \"letsencrypt.org\"\n"), "{z}");
         assert!(!plan.files.contains_key("/etc/bind/zones/db.example.net"));
+    }
+
+    #[test]
+    fn named_is_probed_on_loopback_only_when_it_listens_there() {
+        let ready = |listen: &str| {
+            let plan = test_plan(&format!("name = \"ns\"\n[services.bind]\n{listen}\n"));
+            plan.services["named"].ready.is_some()
+        };
+        assert!(ready(""), "default: any");
+        assert!(ready("listen_on = [\"127.0.0.0/8\"]\nlisten_on_v6 = [\"none\"]"));
+        assert!(ready("listen_on = [\"none\"]\nlisten_on_v6 = [\"::1\"]"));
+        assert!(!ready("listen_on = [\"192.0.2.53\"]\nlisten_on_v6 = [\"none\"]"));
+        assert!(!ready("listen_on = [\"!localhost\", \"any\"]\nlisten_on_v6 = [\"2001:db8::53\"]"));
     }
 
     #[test]

@@ -84,6 +84,30 @@ pub fn valid_acl_element(e: &str) -> bool {
     matches!(e, "any" | "none" | "localhost" | "localnets") || e.parse::<IpAddr>().is_ok() || Cidr::parse(e).is_ok()
 }
 
+/// Whether the address match list admits the loopback address `lo` (first match
+/// wins, as in BIND; "localhost" and "localnets" include it).
+pub fn matches_loopback(list: &[String], lo: &str) -> bool {
+    let lo_ip: IpAddr = lo.parse().expect("a loopback address");
+    for e in list {
+        let (neg, e) = match e.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, e.as_str()),
+        };
+        let hit = match e {
+            "any" | "localhost" | "localnets" => true,
+            "none" => false,
+            _ => {
+                e.parse::<IpAddr>().map(|a| a == lo_ip).unwrap_or(false)
+                    || Cidr::parse(e).map(|c| c.0.contains(lo_ip)).unwrap_or(false)
+            }
+        };
+        if hit {
+            return !neg;
+        }
+    }
+    false
+}
+
 pub fn type_name(t: RecordType) -> &'static str {
     match t {
         RecordType::A => "A",

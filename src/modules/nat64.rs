@@ -238,9 +238,11 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     cx.init("nat64-4-route-prefix", InitTask::new(&["ip", "-6", "route", "replace", &prefix_s, "dev", TUN]));
     cx.init("nat64-5-masquerade", InitTask::new(&["nft", "-f", NFT]));
 
-    // -d: stay in the foreground and log to stdout. tayga exits on SIGHUP, so a changed
-    // tayga.conf restarts it; the persistent tun keeps its routes meanwhile.
-    cx.service("tayga", ServiceRes::new(&["tayga", "-d", "--config", CONF]).uses(CONF));
+    // -d: stay in the foreground and log to stdout. tayga logs with printf, so stdout
+    // to the supervisor's log is block-buffered: stdbuf (coreutils) makes it line by
+    // line, or the log stays empty until tayga exits. tayga exits on SIGHUP, so a
+    // changed tayga.conf restarts it; the persistent tun keeps its routes meanwhile.
+    cx.service("tayga", ServiceRes::new(&["stdbuf", "-oL", "tayga", "-d", "--config", CONF]).uses(CONF));
 }
 
 #[cfg(test)]
@@ -271,7 +273,7 @@ mod tests {
         assert_eq!(plan.init["nat64-5-masquerade"].command, ["nft", "-f", "/etc/nftables-nat64.conf"]);
         let nft = plan.files["/etc/nftables-nat64.conf"].content.redacted();
         assert!(nft.contains("ip saddr 192.168.255.0/24 oifname \"eth0\" masquerade"), "{nft}");
-        assert_eq!(plan.services["tayga"].command, ["tayga", "-d", "--config", "/etc/tayga.conf"]);
+        assert_eq!(plan.services["tayga"].command, ["stdbuf", "-oL", "tayga", "-d", "--config", "/etc/tayga.conf"]);
         assert!(plan.mounts.contains_key("/var/lib/tayga"));
     }
 

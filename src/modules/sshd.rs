@@ -6,10 +6,14 @@
 //! container being re-created and clients keep trusting it.
 //!
 //! Root password: /etc/shadow lives in the read-only root and cannot be rendered (it
-//! needs a hash of a secret the plan never sees). The init task `sshd-root-password`
-//! runs `chpasswd` with "root:<secret>" on its standard input at every start, so the
-//! EXECUTOR must make /etc writable for it: chpasswd writes /etc/shadow+ and lock files
-//! next to /etc/shadow and renames, so a single-file bind of /etc/shadow is not enough.
+//! needs a hash of a secret the plan never sees), and chpasswd cannot edit it in place
+//! (it locks and renames files next to it in /etc). The init task `sshd-root-password`
+//! (root, at every start, "root:<secret>" on its standard input) therefore copies
+//! passwd, group, shadow and login.defs into the tmpfs /run/root-password/etc, runs
+//! `chpasswd --root /run/root-password` on the copy, and binds the new shadow read-only
+//! over /etc/shadow in the container's mount namespace (undoing the previous bind
+//! first, so reruns do not stack). Bookworm's chpasswd has no `--prefix`. The task
+//! needs CAP_SYS_ADMIN in the container's mount namespace, as container root has.
 
 use super::{Ctx, Services};
 use crate::plan::text::Text;
@@ -29,6 +33,16 @@ use conf::{keys_file, sshd_config};
 const CONFIG: &str = "/etc/ssh/sshd_config";
 const KEYS_DIR: &str = "/etc/ssh/authorized_keys";
 const HOST_KEYS: &str = "/var/lib/ssh-host-keys";
+/// Sets root's password (stdin "root:<password>") on a tmpfs copy of /etc/shadow bound
+/// over the read-only original.
+const ROOT_PASSWORD_SCRIPT: &str = concat!(
+    "set -e; d=/run/root-password; ",
+    "if mountpoint -q /etc/shadow; then umount /etc/shadow; fi; ",
+    "rm -rf \"$d\"; mkdir -m 0700 -p \"$d/etc\"; ",
+    "cp -p /etc/passwd /etc/group /etc/shadow /etc/login.defs \"$d/etc/\"; ",
+    "chpasswd --crypt-method SHA512 --root \"$d\"; ",
+    "mount --bind \"$d/etc/shadow\" /etc/shadow; mount -o remount,bind,ro /etc/shadow",
+);
 /// Accounts of a Debian base system and its daemons: not available as login users.
 #[rustfmt::skip]
 const RESERVED_USERS: &[&str] = &[
@@ -117,7 +131,8 @@ fn default_shell() -> AbsPath {
 }
 
 pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
-    cx.packages(&["openssh-server", "openssh-sftp-server"]);
+    // passwd (chpasswd) and mount (mount, mountpoint) serve the root password task.
+    cx.packages(&["openssh-server", "openssh-sftp-server", "passwd", "mount"]);
 
     // Host keys: generated once into the volume, before any service starts.
     cx.volume(HOST_KEYS, "ssh-host-keys", Some("root:root"), Some("0700"));
@@ -169,21 +184,22 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     }
 
     if let Some(secret) = &s.root_password {
-        // Runs at every start, so the password follows the secret. Needs a writable /etc
-        // (see the module documentation).
+        // Runs at every start, so the password follows the secret (see the module
+        // documentation for why it edits a copy of /etc/shadow).
         let mut line = Text::new().lit("root:");
         line.append(cx.secret(secret));
         line.push("\n");
-        cx.init("sshd-root-password", InitTask::new(&["chpasswd", "--crypt-method", "SHA512"]).stdin(line));
+        cx.init("sshd-root-password", InitTask::new(&["sh", "-c", ROOT_PASSWORD_SCRIPT]).stdin(line));
     }
 
     cx.file(CONFIG, sshd_config(s, &host_keys));
     cx.listen(Proto::Tcp, s.port.0, "sshd", "port");
     // authorized_keys files are read at each login: only the config needs a reload.
-    let svc = ServiceRes::new(&["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG])
-        .ready_tcp(s.port.0)
-        .reload_signal("HUP")
-        .uses(CONFIG);
+    let mut svc = ServiceRes::new(&["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG]).reload_signal("HUP").uses(CONFIG);
+    // The supervisor probes 127.0.0.1 and ::1: only when sshd listens there.
+    if s.listen_addresses.is_empty() || s.listen_addresses.iter().any(|a| a.is_loopback() || a.is_unspecified()) {
+        svc = svc.ready_tcp(s.port.0);
+    }
     cx.service("sshd", svc);
 }
 
@@ -251,6 +267,9 @@ mod tests {
         assert!(plan.mounts.contains_key("/run/sshd"));
         let svc = &plan.services["sshd"];
         assert_eq!(svc.command, ["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG]);
+        assert_eq!(svc.ready, Some(crate::spec::types::Ready::Tcp(Port(2222))), "::1 is probed");
+        let other = test_plan("name = \"s\"\n[services.sshd]\nlisten_addresses = [\"192.0.2.1\"]\n");
+        assert_eq!(other.services["sshd"].ready, None, "the supervisor cannot probe 192.0.2.1");
         assert_eq!(plan.ports["tcp/2222"], "sshd");
     }
 
@@ -269,13 +288,16 @@ mod tests {
     }
 
     #[test]
-    fn root_password_is_set_by_chpasswd_and_never_shown() {
+    fn root_password_is_set_by_chpasswd_on_a_copy_and_never_shown() {
         let plan = test_plan(
             "name = \"s\"\n[services.sshd]\npermit_root_login = \"yes\"\npassword_authentication = true\n\
              root_password = { secret = \"root-pw\" }\n",
         );
         let task = &plan.init["sshd-root-password"];
-        assert_eq!(task.command[0], "chpasswd");
+        assert_eq!(task.command[..2], ["sh", "-c"]);
+        assert!(task.command[2].contains("chpasswd --crypt-method SHA512 --root \"$d\"; "), "{}", task.command[2]);
+        assert!(task.command[2].contains("mount --bind \"$d/etc/shadow\" /etc/shadow; "), "{}", task.command[2]);
+        assert!(task.user.is_none());
         assert_eq!(task.stdin.as_ref().map(Text::redacted).as_deref(), Some("root:(secret)\n"));
         assert!(plan.secrets.contains("root-pw"));
         let conf = plan.files[CONFIG].content.redacted();

@@ -215,9 +215,8 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     cx.listen(Proto::Tcp, s.port.0, "tincd", "port");
     cx.listen(Proto::Udp, s.port.0, "tincd", "port");
     let argv = [
+        // No `-n`: with --config, tincd 1.0 ignores the net name (and warns about it).
         "tincd".to_string(),
-        "-n".into(),
-        net.clone(),
         "-D".into(),
         "-d1".into(),
         format!("--config={dir}"),
@@ -264,10 +263,7 @@ mod tests {
         }
         assert!(!conf.contains("ConnectTo = gamma"), "{conf}");
         let svc = &plan.services["tincd"];
-        assert_eq!(
-            svc.command.join(" "),
-            "tincd -n vpn -D -d1 --config=/etc/tinc/vpn --pidfile=/run/tinc/tinc.vpn.pid"
-        );
+        assert_eq!(svc.command.join(" "), "tincd -D -d1 --config=/etc/tinc/vpn --pidfile=/run/tinc/tinc.vpn.pid");
         assert!(svc.uses.contains("/etc/tinc/vpn/hosts/gamma") && svc.uses.contains("/etc/tinc/vpn/tinc-up"));
         assert!(plan.devices.contains("/dev/net/tun"));
         assert_eq!((plan.ports["tcp/655"].as_str(), plan.ports["udp/655"].as_str()), ("tincd", "tincd"));
