@@ -921,3 +921,22 @@ fn auto_addresses_come_from_a_persistent_pool() {
     assert!(pool["ipv4"].get(&a.name).is_none() && pool["ipv6"].get(&a.name).is_none(), "{pool}");
     assert_eq!(pool["ipv4"][&b.name].as_str(), ba.split('/').next());
 }
+
+#[test]
+fn a_crash_looping_service_fails_the_apply_early() {
+    // `restart = "always"` retries forever with a backoff: apply must not wait its
+    // whole readiness timeout (90 s) for a service that dies at every start.
+    let ct = Ct::new(
+        "loop",
+        "[processes.looping]\ncommand = [\"/bin/sh\", \"-c\", \"echo dying >&2; exit 4\"]\nrestart = \"always\"\nready = { tcp = 9 }\n",
+    );
+    let t = Instant::now();
+    let out = ct.apply();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("service looping keeps exiting") && err.contains("last exit code 4"), "{err}");
+    // Three restarts with a 0.1 s doubling backoff, far below the 90 s timeout
+    // (a generous bound: this is about not waiting for the timeout, not speed).
+    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    assert!(ct.dirs().join("pending.json").exists(), "the next apply must retry");
+}

@@ -25,6 +25,7 @@ use crate::exec::{cgroup, net, nft, sandbox, supervisor};
 use crate::plan::diff::{Changes, Effect};
 use crate::plan::Plan;
 use crate::spec::types::NetMode;
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -216,6 +217,9 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
 pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<supervisor::Status, RunError> {
     let deadline = Instant::now() + READY_WAIT;
     let mut delay = Duration::from_micros(500);
+    // Restart counts when the wait began: a service that keeps dying never settles
+    // (restart policies retry forever), so the wait ends once it has died this often.
+    let mut baseline: Option<BTreeMap<String, u32>> = None;
     loop {
         if !info.alive() {
             let log = dirs.run().join("supervisor.log");
@@ -229,6 +233,14 @@ pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<su
         if let Ok(st) = supervisor::read_status(&dirs.run()) {
             if st.generation >= min_generation && settled(&st) {
                 return Ok(st);
+            }
+            if st.generation >= min_generation {
+                let base = baseline.get_or_insert_with(|| {
+                    st.services.iter().map(|(n, s)| (n.clone(), s.restarts)).collect::<BTreeMap<_, _>>()
+                });
+                if let Some(msg) = crash_loop(&st, base) {
+                    return Err(RunError::Failed(format!("{msg} (see `container logs {} …`)", dirs.name)));
+                }
             }
         }
         if Instant::now() > deadline {
@@ -250,6 +262,28 @@ fn settled(st: &supervisor::Status) -> bool {
     use supervisor::{ServiceState as S, TaskState as T};
     st.services.values().all(|s| matches!(s.state, S::Ready | S::Exited | S::Failed))
         && st.init.values().all(|t| matches!(t.state, T::Done | T::Skipped | T::Failed))
+}
+
+/// Restarts during one wait after which a service that is not ready counts as
+/// crash-looping.
+const CRASH_LOOP: u32 = 3;
+
+/// A service that died `CRASH_LOOP` times since `base` and is not ready: why.
+fn crash_loop(st: &supervisor::Status, base: &BTreeMap<String, u32>) -> Option<String> {
+    st.services.iter().find_map(|(n, s)| {
+        let since = s.restarts.saturating_sub(base.get(n).copied().unwrap_or(0));
+        (since >= CRASH_LOOP && s.state != supervisor::ServiceState::Ready).then(|| {
+            let exit = match &s.last_exit {
+                Some(e) => match (&e.code, &e.signal) {
+                    (Some(c), _) => format!(", last exit code {c}"),
+                    (None, Some(sig)) => format!(", last killed by {sig}"),
+                    _ => String::new(),
+                },
+                None => String::new(),
+            };
+            format!("service {n} keeps exiting: restarted {since} times without becoming ready{exit}")
+        })
+    })
 }
 
 /// Services and tasks that failed, as "name: message" lines.
