@@ -331,7 +331,7 @@ text_value!(
     Publish(PublishRule),
     "a port mapping such as \"8080:80/tcp\"",
     {"type": "string", "pattern": "^((\\[[0-9a-fA-F:.]+\\]|[0-9.]+):)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$",
-     "description": "Forward a host port to a container port: \"8080:80\", \"8053:53/udp\", \"127.0.0.1:8080:80\" or \"[::1]:8080:80\"."},
+     "description": "Forward a host port to a container port: \"8080:80\", \"8053:53/udp\", \"127.0.0.1:8080:80\" or \"[2001:db8::1]:8080:80\" (not \"[::1]\": IPv6 loopback traffic never leaves lo)."},
     |s| {
         let bad = || format!("invalid port mapping `{s}`: write HOST:CONTAINER[/tcp|udp], optionally prefixed by an address, e.g. \"8080:80/tcp\" or \"127.0.0.1:8080:80\"");
         let (rest, proto) = match s.rsplit_once('/') {
@@ -342,7 +342,15 @@ text_value!(
         };
         let (addr, ports) = if let Some(r) = rest.strip_prefix('[') {
             let (a, p) = r.split_once("]:").ok_or_else(bad)?;
-            (Some(a.parse::<Ipv6Addr>().map(IpAddr::V6).map_err(|_| bad())?), p)
+            let a = a.parse::<Ipv6Addr>().map_err(|_| bad())?;
+            if a.is_loopback() {
+                return Err(format!(
+                    "`{s}` cannot work: traffic to [::1] never leaves the loopback interface, so it cannot \
+                     be forwarded to a container (unlike 127.0.0.1); publish on a host address or use \
+                     \"127.0.0.1:{p}\""
+                ));
+            }
+            (Some(IpAddr::V6(a)), p)
         } else {
             let parts: Vec<&str> = rest.split(':').collect();
             match parts.as_slice() {
@@ -409,7 +417,9 @@ mod tests {
         assert_eq!(Duration::parse("90s").unwrap().0, 90_000);
         assert_eq!(AbsPath::parse("/var//lib/./mysql/").unwrap().0, "/var/lib/mysql");
         assert_eq!(Publish::parse("8080:80").unwrap().to_string(), "8080:80/tcp");
-        assert_eq!(Publish::parse("[::1]:53:53/udp").unwrap().to_string(), "[::1]:53:53/udp");
+        assert_eq!(Publish::parse("[fd00::1]:53:53/udp").unwrap().to_string(), "[fd00::1]:53:53/udp");
+        let e = Publish::parse("[::1]:8080:80").unwrap_err();
+        assert!(e.contains("never leaves the loopback") && e.contains("127.0.0.1:8080:80"), "{e}");
         assert_eq!(Publish::parse("127.0.0.1:8080:80").unwrap().0.host_port, 8080);
         assert_eq!(Cidr::parse("64:ff9b::/96").unwrap().to_string(), "64:ff9b::/96");
     }
