@@ -940,3 +940,12 @@ fn a_crash_looping_service_fails_the_apply_early() {
     assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
     assert!(ct.dirs().join("pending.json").exists(), "the next apply must retry");
 }
+
+#[test]
+fn destroying_an_unknown_name_fails_and_leaves_no_trace() {
+    let name = format!("t{}ghost", slice());
+    let out = run(&["destroy", &name]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no container"), "{}", text(&out.stderr));
+    assert!(!root().join("containers").join(&name).exists(), "a folder (lock file) was left for an unknown name");
+}

@@ -406,6 +406,10 @@ pub fn restart(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
 }
 
 pub fn destroy(root: &Path, name: &str, volumes: bool) -> ExitCode {
+    // Taking the lock creates the container's folder: not for a name that has none.
+    if !Dirs::new(root, name).root.exists() {
+        return fail(format!("destroy {name}: {}", RunError::NotFound(name.to_string())));
+    }
     let r = {
         let lock = runtime::lock(root, name, &mut say);
         lock.and_then(|_l| runtime::destroy(root, name, volumes, &mut say))
