@@ -97,12 +97,13 @@ impl BuildUi for Progress {
     }
 }
 
-/// Build (or reuse) the layers of `plan`; `None` for a `host` base.
-pub fn ensure(cache: &Path, plan: &Plan) -> Result<Option<Ensured>, RunError> {
+/// Build (or reuse) the layers of `plan` (its spec in `spec_dir`); `None` for a
+/// `host` base.
+pub fn ensure(cache: &Path, plan: &Plan, spec_dir: &Path) -> Result<Option<Ensured>, RunError> {
     if stack(&plan.layer).is_none() {
         return Ok(None);
     }
-    Cache::new(cache).ensure(&plan.layer, &mut Progress::new()).map(Some)
+    Cache::new(cache).ensure(&plan.layer, spec_dir, &mut Progress::new()).map(Some)
 }
 
 /// What `plan` prints about the layers: reuse or (re)build.
@@ -118,7 +119,7 @@ pub fn layer_line(cache: &Path, plan: &Plan) -> Option<String> {
 }
 
 pub fn build(root: &Path, cache: &Path, file: &Path) -> ExitCode {
-    let (_, plan, _) = match load_and_compile(root, Some(file)) {
+    let (loaded, plan, _) = match load_and_compile(root, Some(file)) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -126,7 +127,7 @@ pub fn build(root: &Path, cache: &Path, file: &Path) -> ExitCode {
         println!("{}: base `host` has nothing to build", plan.name);
         return ExitCode::SUCCESS;
     }
-    match ensure(cache, &plan) {
+    match ensure(cache, &plan, &loaded.dir) {
         Ok(Some(e)) => {
             let verb = if e.built.is_empty() { "reused" } else { "built" };
             println!("{}: layers {} ({verb})", plan.name, e.ids.join(" on "));

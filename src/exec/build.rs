@@ -274,6 +274,16 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A fetch URL as `fetch` takes it: a relative path (a file next to the spec) made
+/// absolute against `spec_dir`; URLs and absolute paths unchanged.
+pub fn resolve_local(url: &str, spec_dir: &Path) -> String {
+    if url.contains("://") || url.starts_with('/') {
+        url.to_string()
+    } else {
+        spec_dir.join(url).display().to_string()
+    }
+}
+
 /// The file behind a fetch URL, verified against `sha256`: a local path (absolute or
 /// `file://`) as it is, an http(s) URL downloaded once into `downloads`.
 pub fn fetch(url: &str, sha256: &str, downloads: &Path, log: &Path, watch: Watch) -> Result<PathBuf, BuildError> {
@@ -326,6 +336,18 @@ pub fn unpack(
     log: &Path,
     watch: Watch,
 ) -> Result<(), BuildError> {
+    // GNU tar runs the decompressor by the file's content; name the missing one.
+    let name = tarball.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let needs = [
+        (".bz2", "bzip2", "apt-get install -y bzip2"),
+        (".xz", "xz", "apt-get install -y xz-utils"),
+        (".zst", "zstd", "apt-get install -y zstd"),
+    ];
+    for (ext, tool, install) in needs {
+        if (name.ends_with(ext) || name.ends_with(&format!(".t{}", &ext[1..]))) && !have_tool(tool) {
+            return Err(BuildError::MissingTool { tool, install });
+        }
+    }
     let rel = dest.trim_start_matches('/');
     if rel.split('/').any(|c| c == "..") {
         return Err(BuildError::Invalid(format!("unpack destination {dest} contains \"..\"")));

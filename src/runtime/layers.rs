@@ -143,8 +143,9 @@ impl Cache {
         out
     }
 
-    /// Build whatever of `layer`'s stack is not cached yet; report reuse.
-    pub fn ensure(&self, layer: &Layer, ui: &mut dyn BuildUi) -> Result<Ensured, RunError> {
+    /// Build whatever of `layer`'s stack is not cached yet; report reuse. Relative
+    /// fetch paths (a tarball next to the spec) are taken from `spec_dir`.
+    pub fn ensure(&self, layer: &Layer, spec_dir: &Path, ui: &mut dyn BuildUi) -> Result<Ensured, RunError> {
         let st = stack(layer).ok_or_else(|| RunError::Failed(format!("base `{}` has no layers", layer.base)))?;
         let ids = st.ids();
         let ready = |c: &Cache| Ensured {
@@ -167,7 +168,7 @@ impl Cache {
             if self.is_built(top) {
                 ui.say(&format!("layer {top}: reuse"));
             } else {
-                self.build(top, ui, |c, log, ui| c.build_packages(&st, top, layer, log, ui))?;
+                self.build(top, ui, |c, log, ui| c.build_packages(&st, top, layer, spec_dir, log, ui))?;
                 built.push(top.clone());
             }
         }
@@ -253,6 +254,7 @@ impl Cache {
         st: &LayerStack,
         id: &str,
         layer: &Layer,
+        spec_dir: &Path,
         log: &Path,
         ui: &mut dyn BuildUi,
     ) -> Result<LayerMeta, BuildError> {
@@ -324,7 +326,8 @@ impl Cache {
                     self.step(ui, n, total, &describe_step(s), log)?;
                     let t = Instant::now();
                     let mut watch = |d: Duration, l: &str| ui.tick(d, l);
-                    let file = build::fetch(&f.url, &f.sha256, &self.dir.join("downloads"), log, &mut watch)?;
+                    let url = build::resolve_local(&f.url, spec_dir);
+                    let file = build::fetch(&url, &f.sha256, &self.dir.join("downloads"), log, &mut watch)?;
                     build::unpack(&fs, &file, &f.dest, f.strip, log, &mut watch)?;
                     ui.end(t.elapsed().as_secs_f64());
                 }
