@@ -174,7 +174,9 @@ pub fn add_site(all: &mut Services, server: WebServer, site: web::Site) {
 }
 
 pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
-    cx.package("wordpress");
+    // The theme is only a Recommends of `wordpress`: without it (--no-install-recommends)
+    // the site renders a blank page.
+    cx.packages(&["wordpress", "wordpress-theme-twentytwentythree"]);
     if s.sites.is_empty() {
         cx.error("sites", "at least one site is needed", Some("remove `sites` to get one site named \"default\""));
     }
@@ -305,6 +307,8 @@ mod tests {
         assert!(f.content.0.contains(&Seg::Secret("wordpress-default-secure-auth-salt".into())));
         assert_eq!(f.content.secrets().count(), 9);
         assert!(plan.layer.packages.contains("wordpress"));
+        // A Recommends of wordpress: without a theme the site is a blank page.
+        assert!(plan.layer.packages.contains("wordpress-theme-twentytwentythree"));
         assert_eq!(plan.mounts["/usr/share/wordpress/wp-content/uploads"].owner.as_deref(), Some("www-data:www-data"));
     }
 
