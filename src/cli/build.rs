@@ -97,13 +97,18 @@ impl BuildUi for Progress {
     }
 }
 
-/// Build (or reuse) the layers of `plan` (its spec in `spec_dir`); `None` for a
-/// `host` base.
-pub fn ensure(cache: &Path, plan: &Plan, spec_dir: &Path) -> Result<Option<Ensured>, RunError> {
+/// Build (or reuse) the layers of `plan` (its spec in `spec_dir`), and with `user`
+/// record that this container uses them; `None` for a `host` base.
+pub fn ensure(
+    cache: &Path,
+    plan: &Plan,
+    spec_dir: &Path,
+    user: Option<(&crate::runtime::Dirs, &Path)>,
+) -> Result<Option<Ensured>, RunError> {
     if stack(&plan.layer).is_none() {
         return Ok(None);
     }
-    Cache::new(cache).ensure(&plan.layer, spec_dir, &mut Progress::new()).map(Some)
+    Cache::new(cache).ensure(&plan.layer, spec_dir, user, &mut Progress::new()).map(Some)
 }
 
 /// What `plan` prints about the layers: reuse or (re)build.
@@ -127,7 +132,7 @@ pub fn build(root: &Path, cache: &Path, file: &Path) -> ExitCode {
         println!("{}: base `host` has nothing to build", plan.name);
         return ExitCode::SUCCESS;
     }
-    match ensure(cache, &plan, &loaded.dir) {
+    match ensure(cache, &plan, &loaded.dir, None) {
         Ok(Some(e)) => {
             let verb = if e.built.is_empty() { "reused" } else { "built" };
             println!("{}: layers {} ({verb})", plan.name, e.ids.join(" on "));

@@ -92,7 +92,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
         let reader = DirReader(loaded.dir.clone());
         match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
             Ok(p) => {
-                if let Err(e) = super::build::ensure(cache, &p, &loaded.dir) {
+                if let Err(e) = super::build::ensure(cache, &p, &loaded.dir, None) {
                     return fail(format!("apply {name}: {e}"));
                 }
             }
@@ -121,10 +121,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
         };
         if !dry_run {
             // Refuse what cannot run before anything is recorded.
-            let layers = super::build::ensure(cache, &plan, &loaded.dir).and_then(|e| match e {
-                Some(e) => crate::runtime::layers::Cache::new(cache).record_use(&dirs, root, &e.ids),
-                None => Ok(()),
-            });
+            let layers = super::build::ensure(cache, &plan, &loaded.dir, Some((&dirs, root)));
             if let Err(e) = layers.and_then(|_| runtime::prepare::rootfs(&plan, &dirs)) {
                 return fail(format!("apply {name}: {e}"));
             }

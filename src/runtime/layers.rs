@@ -144,35 +144,38 @@ impl Cache {
     }
 
     /// Build whatever of `layer`'s stack is not cached yet; report reuse. Relative
-    /// fetch paths (a tarball next to the spec) are taken from `spec_dir`.
-    pub fn ensure(&self, layer: &Layer, spec_dir: &Path, ui: &mut dyn BuildUi) -> Result<Ensured, RunError> {
+    /// fetch paths (a tarball next to the spec) are taken from `spec_dir`. With
+    /// `user` (the container's folders and state root), record that it uses the
+    /// layers, under the same lock, so a `gc` can never fall between the two.
+    pub fn ensure(
+        &self,
+        layer: &Layer,
+        spec_dir: &Path,
+        user: Option<(&Dirs, &Path)>,
+        ui: &mut dyn BuildUi,
+    ) -> Result<Ensured, RunError> {
         let st = stack(layer).ok_or_else(|| RunError::Failed(format!("base `{}` has no layers", layer.base)))?;
         let ids = st.ids();
-        let ready = |c: &Cache| Ensured {
-            ids: ids.clone(),
-            roots: ids.iter().map(|i| c.root_of(i)).collect(),
-            built: Vec::new(),
-        };
-        if ids.iter().all(|i| self.is_built(i)) {
-            return Ok(ready(self));
-        }
         let _lock = self.lock(ui)?;
         let mut built = Vec::new();
         if self.is_built(&st.base_id) {
-            ui.say(&format!("base {} (debian:{}): reuse", st.base_id, st.base.suite));
+            if st.top_id.as_ref().is_some_and(|t| !self.is_built(t)) {
+                ui.say(&format!("base {} (debian:{}): reuse", st.base_id, st.base.suite));
+            }
         } else {
             self.build(&st.base_id, ui, |c, log, ui| c.build_base(&st, log, ui))?;
             built.push(st.base_id.clone());
         }
         if let Some(top) = &st.top_id {
-            if self.is_built(top) {
-                ui.say(&format!("layer {top}: reuse"));
-            } else {
+            if !self.is_built(top) {
                 self.build(top, ui, |c, log, ui| c.build_packages(&st, top, layer, spec_dir, log, ui))?;
                 built.push(top.clone());
             }
         }
-        Ok(Ensured { built, ..ready(self) })
+        if let Some((dirs, state_root)) = user {
+            self.record_use(dirs, state_root, &ids)?;
+        }
+        Ok(Ensured { roots: ids.iter().map(|i| self.root_of(i)).collect(), ids, built })
     }
 
     /// Build layer `id` in its partial folder with `f`, then move it into place; on
@@ -366,8 +369,8 @@ impl Cache {
     }
 
     /// Record that container `name` under `root` uses `ids` (and write its
-    /// `rootfs.json`, which is what makes the refs count).
-    pub fn record_use(&self, dirs: &Dirs, state_root: &Path, ids: &[String]) -> Result<(), RunError> {
+    /// `rootfs.json`, which is what makes the refs count). Called with the lock held.
+    fn record_use(&self, dirs: &Dirs, state_root: &Path, ids: &[String]) -> Result<(), RunError> {
         for id in ids {
             let p = self.ref_path(id, state_root, &dirs.name);
             let r = LayerRef { root: state_root.to_path_buf(), name: dirs.name.clone() };
