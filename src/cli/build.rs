@@ -83,7 +83,11 @@ impl BuildUi for Progress {
         let head = format!("[{bar}] {n}/{total} {} {}:{:02} ", self.current, secs / 60, secs % 60);
         let room = width().saturating_sub(head.chars().count() + 1);
         let tail: String = last.chars().take(room).collect();
-        eprint!("\r\x1b[2K{head}\x1b[2m{tail}\x1b[0m");
+        if std::env::var_os("NO_COLOR").is_some() {
+            eprint!("\r\x1b[2K{head}{tail}");
+        } else {
+            eprint!("\r\x1b[2K{head}\x1b[2m{tail}\x1b[0m");
+        }
         let _ = std::io::stderr().flush();
     }
     fn end(&mut self, secs: f64) {
