@@ -233,7 +233,16 @@ impl Cache {
         let t = Instant::now();
         self.step(ui, 1, 1, &format!("debootstrap debian:{} ({})", st.base.suite, st.base.arch), log)?;
         let mut watch = |d: Duration, l: &str| ui.tick(d, l);
-        build::debootstrap(&st.base.suite, &st.base.mirror, &st.base.arch, &root, &self.archives(), log, &mut watch)?;
+        let (b, debs) = (&st.base, self.archives());
+        let mut result = build::debootstrap(&b.suite, &b.mirror, &b.arch, &root, &debs, log, &mut watch);
+        if let Err(BuildError::Failed { .. }) = &result {
+            // Once more from scratch: a download cut off by the mirror is the usual
+            // cause, and what was fetched so far stays in the shared cache.
+            build::log_line(log, "# debootstrap failed; retrying once from scratch")?;
+            remove_tree(&root).map_err(|e| BuildError::Invalid(e.to_string()))?;
+            result = build::debootstrap(&b.suite, &b.mirror, &b.arch, &root, &debs, log, &mut watch);
+        }
+        result?;
         ui.end(t.elapsed().as_secs_f64());
         // The .debs live in the shared cache, not in the layer.
         clear_debs(&root.join("var/cache/apt/archives"));
@@ -298,8 +307,9 @@ impl Cache {
             Ok::<(), BuildError>(())
         };
         let apt = |args: &[&str]| -> Vec<String> {
-            let mut v: Vec<String> =
-                ["apt-get", "-q", "-y", "-o", "APT::Sandbox::User=root"].map(String::from).to_vec();
+            // Retries: a mirror's transient error should not fail a build.
+            let opts = ["apt-get", "-q", "-y", "-o", "APT::Sandbox::User=root", "-o", "Acquire::Retries=3"];
+            let mut v: Vec<String> = opts.map(String::from).to_vec();
             v.extend(args.iter().map(|s| s.to_string()));
             v
         };
