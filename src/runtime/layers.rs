@@ -27,6 +27,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod usage;
+pub use usage::{read_rootfs_record, RootfsRecord};
+
 pub const DEFAULT_CACHE: &str = "/var/cache/container";
 
 /// What a built layer is, stored as `layer.json` next to its root.
@@ -70,20 +73,6 @@ pub struct Ensured {
     pub roots: Vec<PathBuf>,
     /// Layers this call built (empty: everything was reused).
     pub built: Vec<String>,
-}
-
-/// Which layers a container's root is made of (`containers/<name>/rootfs.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RootfsRecord {
-    pub cache: PathBuf,
-    /// Topmost first.
-    pub layers: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct LayerRef {
-    root: PathBuf,
-    name: String,
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -370,117 +359,6 @@ impl Cache {
             size: 0,
         })
     }
-
-    fn ref_path(&self, id: &str, root: &Path, name: &str) -> PathBuf {
-        use sha2::Digest;
-        let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-        let h: String = h.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        self.dir.join("refs").join(id).join(format!("{h}-{name}.json"))
-    }
-
-    /// Record that container `name` under `root` uses `ids` (and write its
-    /// `rootfs.json`, which is what makes the refs count). Called with the lock held.
-    fn record_use(&self, dirs: &Dirs, state_root: &Path, ids: &[String]) -> Result<(), RunError> {
-        for id in ids {
-            let p = self.ref_path(id, state_root, &dirs.name);
-            let r = LayerRef { root: state_root.to_path_buf(), name: dirs.name.clone() };
-            crate::state::write_atomic(&p, &serde_json::to_vec(&r).expect("ref serializes"))?;
-        }
-        let rec = RootfsRecord { cache: self.dir.clone(), layers: ids.to_vec() };
-        crate::state::write_atomic(&rootfs_record_path(dirs), &serde_json::to_vec_pretty(&rec).expect("serializes"))?;
-        Ok(())
-    }
-
-    /// The containers (state root, name) whose root uses layer `id` now.
-    pub fn users(&self, id: &str) -> Vec<(PathBuf, String)> {
-        let Ok(rd) = std::fs::read_dir(self.dir.join("refs").join(id)) else { return Vec::new() };
-        let mut out = Vec::new();
-        for e in rd.flatten() {
-            let Ok(Some(r)) = crate::state::read_json::<LayerRef>(&e.path()) else { continue };
-            let dirs = Dirs::new(&r.root, &r.name);
-            let live = read_rootfs_record(&dirs)
-                .is_some_and(|rec| rec.cache == self.dir && rec.layers.iter().any(|l| l == id));
-            if live {
-                out.push((r.root, r.name));
-            } else {
-                // A container that was destroyed or moved to other layers.
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// Remove every layer no container uses and no mount namespace has mounted, and
-    /// leftovers of interrupted builds. Returns the removed layers.
-    pub fn gc(&self, dry_run: bool, ui: &mut dyn BuildUi) -> Result<Vec<LayerMeta>, RunError> {
-        let _lock = self.lock(ui)?;
-        let layers = self.list();
-        let mounted = mounted_layer_dirs();
-        let mut keep: BTreeSet<String> = BTreeSet::new();
-        for l in &layers {
-            let root = self.root_of(&l.id);
-            if !self.users(&l.id).is_empty() || mounted.iter().any(|m| m == &root) {
-                keep.insert(l.id.clone());
-                keep.extend(l.parent.clone());
-            }
-        }
-        let gone: Vec<LayerMeta> = layers.into_iter().filter(|l| !keep.contains(&l.id)).collect();
-        if dry_run {
-            return Ok(gone);
-        }
-        for l in &gone {
-            // Renamed first, so a half-removed layer never looks built.
-            let trash = self.dir.join("layers").join(format!("{}.removing", l.id));
-            std::fs::rename(self.layer_dir(&l.id), &trash).map_err(io(format!("removing layer {}", l.id)))?;
-            remove_tree(&trash)?;
-            let _ = std::fs::remove_dir_all(self.dir.join("refs").join(&l.id));
-        }
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("layers")) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if n.ends_with(".partial") || n.ends_with(".removing") {
-                    remove_tree(&e.path())?;
-                }
-            }
-        }
-        Ok(gone)
-    }
-}
-
-fn rootfs_record_path(dirs: &Dirs) -> PathBuf {
-    dirs.root.join("rootfs.json")
-}
-
-pub fn read_rootfs_record(dirs: &Dirs) -> Option<RootfsRecord> {
-    crate::state::read_json(&rootfs_record_path(dirs)).ok().flatten()
-}
-
-/// Layer root folders that some mount namespace on the host has in an overlay
-/// (running containers, and builds), read from each namespace's mountinfo once.
-fn mounted_layer_dirs() -> Vec<PathBuf> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
-    for e in rd.flatten() {
-        let pid = e.file_name();
-        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(ns) = std::fs::read_link(e.path().join("ns/mnt")) else { continue };
-        if !seen.insert(ns) {
-            continue;
-        }
-        let Ok(info) = std::fs::read_to_string(e.path().join("mountinfo")) else { continue };
-        for line in info.lines().filter(|l| l.contains(" - overlay ")) {
-            for opt in line.rsplit(' ').next().unwrap_or("").split(',') {
-                if let Some(lower) = opt.strip_prefix("lowerdir=") {
-                    out.extend(lower.split(':').map(PathBuf::from));
-                }
-            }
-        }
-    }
-    out
 }
 
 fn remove_tree(p: &Path) -> Result<(), RunError> {
