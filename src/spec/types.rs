@@ -23,10 +23,10 @@ pub struct Spec {
     /// Debian mirror the base and packages come from (default
     /// "http://deb.debian.org/debian"). Ignored for `base = "host"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<Mirror>,
+    pub mirror: Option<crate::spec::values::Mirror>,
     /// Debian architecture of the root, e.g. "amd64" (default: the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arch: Option<Arch>,
+    pub arch: Option<crate::spec::values::Arch>,
     /// Host name inside the container; defaults to the container name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -98,69 +98,6 @@ impl<'de> Deserialize<'de> for Base {
         } else {
             Err(serde::de::Error::custom(format!(
                 "invalid base `{s}`: allowed are \"host\" and \"debian:<suite>\", e.g. \"debian:bookworm\""
-            )))
-        }
-    }
-}
-
-/// A Debian mirror URL: "http://…", "https://…" or "file:///…".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Mirror(pub String);
-
-impl JsonSchema for Mirror {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Mirror".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "pattern": "^(https?://|file:///)[^\\s,]+$",
-            "description": "A Debian mirror URL: \"http://…\", \"https://…\" or \"file:///…\"."
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Mirror {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let ok = (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("file:///"))
-            && !s.contains(|c: char| c.is_whitespace() || c == ',');
-        if ok {
-            Ok(Mirror(s))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "invalid mirror `{s}`: allowed is a URL starting with http://, https:// or file:///, \
-                 e.g. \"http://deb.debian.org/debian\""
-            )))
-        }
-    }
-}
-
-/// A Debian architecture name such as "amd64" or "arm64".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Arch(pub String);
-
-impl JsonSchema for Arch {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Arch".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "pattern": "^[a-z0-9]+$",
-            "description": "A Debian architecture name, e.g. \"amd64\" or \"arm64\"."
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Arch {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-            Ok(Arch(s))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "invalid arch `{s}`: allowed is a Debian architecture name such as \"amd64\" or \"arm64\""
             )))
         }
     }

@@ -100,6 +100,37 @@ text_value!(
 );
 
 text_value!(
+    /// A Debian mirror URL: "http://…", "https://…" or "file:///…".
+    Mirror(String),
+    "a Debian mirror URL such as \"http://deb.debian.org/debian\"",
+    {"type": "string", "pattern": "^(https?://|file:///)[^\\s,]+$",
+     "description": "A Debian mirror URL: \"http://…\", \"https://…\" or \"file:///…\"."},
+    |s| {
+        let ok = (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("file:///"))
+            && !s.contains(|c: char| c.is_whitespace() || c == ',');
+        if ok { Ok(s.to_string()) } else {
+            Err(format!("invalid mirror `{s}`: allowed is a URL starting with http://, https:// or file:///, \
+                         e.g. \"http://deb.debian.org/debian\""))
+        }
+    },
+    |s, f| f.write_str(s)
+);
+
+text_value!(
+    /// A Debian architecture name such as "amd64" or "arm64".
+    Arch(String),
+    "a Debian architecture name such as \"amd64\"",
+    {"type": "string", "pattern": "^[a-z0-9]+$",
+     "description": "A Debian architecture name, e.g. \"amd64\" or \"arm64\"."},
+    |s| {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) { Ok(s.to_string()) } else {
+            Err(format!("invalid arch `{s}`: allowed is a Debian architecture name such as \"amd64\" or \"arm64\""))
+        }
+    },
+    |s, f| f.write_str(s)
+);
+
+text_value!(
     /// An absolute path inside the container.
     AbsPath(String),
     "an absolute path",
