@@ -478,6 +478,10 @@ fn reload_by_signal_keeps_pid_and_restart_changes_it() {
         t.sh("exec sleep 100").reload_command(&["/bin/sh", "-c", "echo by-command >> reload.out"]),
     );
     cfg.services.insert("plain".into(), t.sh("exec sleep 100"));
+    cfg.services.insert(
+        "badcmd".into(),
+        t.sh("exec sleep 100").reload_command(&["/bin/sh", "-c", "echo rejected >&2; exit 3"]),
+    );
     let sup = t.start(cfg);
     let st = sup.wait_for("all ready", |s| s.services.values().all(|x| x.state == ServiceState::Ready));
     let pid = |s: &Status, n: &str| s.services[n].pid.unwrap();
@@ -495,8 +499,12 @@ fn reload_by_signal_keeps_pid_and_restart_changes_it() {
     let st = sup.status().unwrap();
     assert_eq!((pid(&st, "hup"), pid(&st, "plain"), st.services["plain"].restarts), (hup, plain, 0));
 
+    // A reload command is answered when it has ended, with its outcome.
     assert_eq!(sup.ctl("reload cmd"), serde_json::json!({"ok": true}));
-    wait_until("reload command twice", || t.read("reload.out") == "by-command\nby-command\n");
+    assert_eq!(t.read("reload.out"), "by-command\nby-command\n", "answered before the command ran");
+    let bad = sup.ctl("reload badcmd");
+    assert_eq!(bad["ok"], false, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("reload command of badcmd ended with"), "{bad}");
 
     assert_eq!(sup.ctl("restart hup"), serde_json::json!({"ok": true}));
     let st = sup.wait_for("hup restarted", |s| {

@@ -192,7 +192,9 @@ struct Sup<'a> {
     stop_queue: Option<Vec<usize>>,
     /// Running reload commands: (pid, service name). By name: `reconfigure` renumbers
     /// services.
-    reloaders: Vec<(i32, String)>,
+    /// Running reload commands: pid, service, and the control connection that asked
+    /// for it (answered when the command ends, with its outcome).
+    reloaders: Vec<(i32, String, Option<Conn>)>,
     conns: Vec<Conn>,
     devnull: OwnedFd,
     /// The caller's secret lookup; without one, files in `secrets_dir`.
@@ -484,8 +486,10 @@ impl Sup<'_> {
                     }
                     Input::Line(line) => {
                         let conn = self.conns.remove(i);
-                        let reply = self.request(&line);
-                        conn.reply(&reply);
+                        if let Some(conn) = self.reload_by_command(&line, conn) {
+                            let reply = self.request(&line);
+                            conn.reply(&reply);
+                        }
                     }
                 }
             }
@@ -572,6 +576,28 @@ impl Sup<'_> {
             Ok(()) => serde_json::json!({ "ok": true }),
             Err(e) => serde_json::json!({ "ok": false, "error": e }),
         }
+    }
+
+    /// `reload NAME` of a service reloaded by a command: start the command and keep
+    /// `conn` to answer once it ends (so `apply` learns whether the reload worked,
+    /// e.g. `caddy reload` rejecting a config). Gives `conn` back for anything else.
+    fn reload_by_command(&mut self, line: &str, conn: Conn) -> Option<Conn> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["reload", name] = words.as_slice() else { return Some(conn) };
+        let i = self.find(name).ok()?;
+        let by_command = matches!(self.svcs[i].res.reload, Some(Reload::Command(_))) && self.svcs[i].pid.is_some();
+        if !by_command {
+            return Some(conn);
+        }
+        match self.reload(i) {
+            Ok(()) => {
+                if let Some(r) = self.reloaders.last_mut() {
+                    r.2 = Some(conn);
+                }
+            }
+            Err(e) => conn.reply(&serde_json::json!({ "ok": false, "error": e })),
+        }
+        None
     }
 
     fn find(&self, name: &str) -> Result<usize, String> {
@@ -861,7 +887,7 @@ impl Sup<'_> {
                 let s = &self.svcs[i];
                 let pid =
                     self.prepare(i, &argv).and_then(|p| spawn::spawn(&p, self.devnull.as_fd(), s.log.writer()))?;
-                self.reloaders.push((pid, self.svcs[i].name.clone()));
+                self.reloaders.push((pid, self.svcs[i].name.clone(), None));
                 Ok(())
             }
             None => self.restart(i),
@@ -929,9 +955,16 @@ impl Sup<'_> {
                 }
             }
         } else if let Some(k) = self.reloaders.iter().position(|r| r.0 == pid) {
-            let (_, name) = self.reloaders.swap_remove(k);
-            if !info.success() {
-                note(&format!("reload command of {name} ended with {}", describe(&info)));
+            let (_, name, conn) = self.reloaders.swap_remove(k);
+            let reply = if info.success() {
+                serde_json::json!({ "ok": true })
+            } else {
+                let msg = format!("reload command of {name} ended with {}", describe(&info));
+                note(&msg);
+                serde_json::json!({ "ok": false, "error": msg })
+            };
+            if let Some(conn) = conn {
+                conn.reply(&reply);
             }
         } else if let Some(t) = self.tasks.iter().position(|t| t.pid == Some(pid)) {
             let task = &mut self.tasks[t];
@@ -1209,8 +1242,8 @@ impl Sup<'_> {
                 signal_group(p, Signal::SIGKILL);
             }
         }
-        for &(pid, _) in &self.reloaders {
-            signal_group(pid, Signal::SIGKILL);
+        for r in &self.reloaders {
+            signal_group(r.0, Signal::SIGKILL);
         }
         for t in &mut self.tasks {
             // A stopped task does not run again.
@@ -1254,8 +1287,8 @@ impl Sup<'_> {
     }
 
     fn finish(&mut self) {
-        for &(pid, _) in &self.reloaders {
-            signal_group(pid, Signal::SIGKILL);
+        for r in &self.reloaders {
+            signal_group(r.0, Signal::SIGKILL);
         }
         self.reap();
         for s in &mut self.svcs {
