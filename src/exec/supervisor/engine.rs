@@ -584,7 +584,7 @@ impl Sup<'_> {
     fn reload_by_command(&mut self, line: &str, conn: Conn) -> Option<Conn> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let ["reload", name] = words.as_slice() else { return Some(conn) };
-        let i = self.find(name).ok()?;
+        let Ok(i) = self.find(name) else { return Some(conn) };
         let by_command = matches!(self.svcs[i].res.reload, Some(Reload::Command(_))) && self.svcs[i].pid.is_some();
         if !by_command {
             return Some(conn);
