@@ -17,8 +17,20 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub fn root() -> &'static Path {
-    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOT.get_or_init(|| tempfile::Builder::new().prefix("cte2e").tempdir().expect("tempdir")).path()
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("cte2e").tempdir().expect("tempdir").keep();
+        // Statics are never dropped: remove the root when the test process exits
+        // (each test has destroyed its containers by then).
+        extern "C" fn remove_root() {
+            if let Some(r) = ROOT.get() {
+                let _ = std::fs::remove_dir_all(r);
+            }
+        }
+        // SAFETY: registers a plain function without arguments.
+        unsafe { libc::atexit(remove_root) };
+        dir
+    })
 }
 
 pub fn cache() -> PathBuf {
@@ -180,22 +192,28 @@ impl Drop for Ct {
     }
 }
 
-/// A shipped spec's text without its `name` line, with "auto" addresses replaced.
+/// A shipped spec's text without its top-level `name` line (the one before the first
+/// table; `name` keys inside tables stay), with "auto" addresses replaced.
 pub fn shipped_body(text: &str, ipv4: &str, ipv6: &str) -> String {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("name =") || l.starts_with(' ') || l.starts_with('\t'))
-        .map(|l| {
-            let t = l.trim_start();
-            if t.starts_with("ipv4 = \"auto\"") || t.starts_with("ipv4: auto") {
-                format!("ipv4 = \"{ipv4}\"")
-            } else if t.starts_with("ipv6 = \"auto\"") || t.starts_with("ipv6: auto") {
-                format!("ipv6 = \"{ipv6}\"")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut top = true;
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let t = l.trim_start();
+        if t.starts_with('[') {
+            top = false;
+        }
+        if top && t.starts_with("name =") {
+            continue;
+        }
+        out.push(if t.starts_with("ipv4 = \"auto\"") {
+            format!("ipv4 = \"{ipv4}\"")
+        } else if t.starts_with("ipv6 = \"auto\"") {
+            format!("ipv6 = \"{ipv6}\"")
+        } else {
+            l.to_string()
+        });
+    }
+    out.join("\n")
 }
 
 /// Poll `f` until it returns Some, for up to `secs`.
