@@ -161,8 +161,11 @@ fn stack_mysql_caddy_php() {
     assert_eq!(plan.status.code(), Some(2), "{plan_text}\n{}", text(&plan.stderr));
     assert!(plan_text.contains("reload caddy") && !plan_text.contains("restart"), "{plan_text}");
     let out = ct.apply_ok();
-    let (code, page) = get(&ct, &[&url(&a4, 80, "/")]);
-    assert!(code == 200 && page.contains("<h1>Edited site</h1>"), "{code} {page}\napply: {out}");
+    // apply sends the reload without waiting for `caddy reload` to finish (see the report).
+    eventually("the edited page", 10, || {
+        let (code, page) = curl(&[&url(&a4, 80, "/")]);
+        (code == 200 && page.contains("<h1>Edited site</h1>")).then_some(())
+    });
     let after = pids(&ct);
     assert_eq!(after[0], before[0], "MariaDB restarted by a site edit: {out}");
     assert_eq!(after[2], before[2], "PHP-FPM restarted by a site edit: {out}");
@@ -237,6 +240,8 @@ echo "ownCloud was successfully installed\n";
 ];
 
 /// Make `name` (a .tar.gz) in `dir` from OC_FILES with the host's tar; its sha256.
+/// Reproducible (fixed times, owners and order, no name or time in the gzip header), so
+/// the same content hashes the same and the built layer is reused by the next run.
 fn owncloud_tarball(dir: &Path, name: &str) -> String {
     let src = dir.join("oc-src");
     for (path, content) in OC_FILES {
@@ -244,9 +249,27 @@ fn owncloud_tarball(dir: &Path, name: &str) -> String {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();
     }
-    let tarball = dir.join(name);
-    let out = host(&["tar", "-czf", tarball.to_str().unwrap(), "-C", src.to_str().unwrap(), "owncloud"]);
+    let tar = dir.join(name.trim_end_matches(".gz"));
+    let (tar_s, src_s) = (tar.to_str().unwrap(), src.to_str().unwrap());
+    let out = host(&[
+        "tar",
+        "--sort=name",
+        "--mtime=@0",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--mode=go-w",
+        "-cf",
+        tar_s,
+        "-C",
+        src_s,
+        "owncloud",
+    ]);
     assert!(out.status.success(), "tar: {}", text(&out.stderr));
+    let out = host(&["gzip", "-n", "-f", tar_s]);
+    assert!(out.status.success(), "gzip: {}", text(&out.stderr));
+    let tarball = dir.join(name);
+    assert!(tarball.exists());
     let out = host(&["sha256sum", tarball.to_str().unwrap()]);
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
@@ -356,7 +379,7 @@ fn nginx_sites_proxy_and_php() {
     let plan = text(&run(&["plan", ct.spec().to_str().unwrap()]).stdout);
     let out = ct.apply_ok();
     assert!(plan.contains("reload nginx") && !plan.contains("restart"), "{plan}");
-    // A HUP reload is asynchronous: old workers may answer a moment longer.
+    // A HUP reload is asynchronous: the new workers take a moment to start.
     eventually("the new server name", 10, || {
         let (code, page) = curl(&["-H", "Host: www.example.org", &url(&a4, 80, "/")]);
         (code == 200 && page.contains("Static on nginx")).then_some(())
