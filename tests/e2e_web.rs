@@ -153,19 +153,23 @@ fn stack_mysql_caddy_php() {
     assert_eq!(pids(&ct), before, "a no-op apply restarted something");
 
     // --- a site edit: new content served, caddy reloaded (same PID), MariaDB untouched.
-    let edited = body.replace("<h1>Served by Caddy</h1>", "<h1>Edited site</h1>");
-    assert_ne!(edited, body);
+    // The page's content and the site's config (a new redirect, so the Caddyfile changes).
+    let edited = body.replace("<h1>Served by Caddy</h1>", "<h1>Edited site</h1>").replace(
+        "{ from = \"/index.htm\", to = \"/\", status = 301 },",
+        "{ from = \"/index.htm\", to = \"/\", status = 301 },\n  { from = \"/home\", to = \"/\", status = 308 },",
+    );
+    assert!(edited.contains("/home") && edited.contains("Edited site"), "the shipped caddy.toml changed");
     ct.write(&edited);
     let plan = run(&["plan", ct.spec().to_str().unwrap()]);
     let plan_text = text(&plan.stdout);
     assert_eq!(plan.status.code(), Some(2), "{plan_text}\n{}", text(&plan.stderr));
     assert!(plan_text.contains("reload caddy") && !plan_text.contains("restart"), "{plan_text}");
     let out = ct.apply_ok();
-    // apply sends the reload without waiting for `caddy reload` to finish (see the report).
-    eventually("the edited page", 10, || {
-        let (code, page) = curl(&[&url(&a4, 80, "/")]);
-        (code == 200 && page.contains("<h1>Edited site</h1>")).then_some(())
-    });
+    // The file is rewritten in place; apply sends the reload without waiting for
+    // `caddy reload` to finish, so the new redirect may take a moment.
+    let (code, page) = curl(&[&url(&a4, 80, "/")]);
+    assert!(code == 200 && page.contains("<h1>Edited site</h1>"), "{code} {page}\n{out}");
+    eventually("the new redirect", 10, || (curl(&[&url(&a4, 80, "/home")]).0 == 308).then_some(()));
     let after = pids(&ct);
     assert_eq!(after[0], before[0], "MariaDB restarted by a site edit: {out}");
     assert_eq!(after[2], before[2], "PHP-FPM restarted by a site edit: {out}");
