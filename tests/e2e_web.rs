@@ -14,26 +14,12 @@ use std::path::Path;
 
 const SALT: u32 = 2;
 
-/// A shipped spec's text, renamed (its top-level `name` line dropped) and with "auto"
-/// addresses replaced, or, with `from`, only the part from the first line that starts
-/// with `from` (e.g. its `[services.` tables). (support's `shipped_body` also drops the
-/// `name = ` lines of tables, e.g. mysql's databases and users.)
+/// A shipped spec's text, renamed and with "auto" addresses replaced (support's
+/// `shipped_body`), or, with `from`, only the part from the first line that starts
+/// with `from` (e.g. its `[services.` tables).
 fn shipped(path: &str, from: Option<&str>, ipv4: &str, ipv6: &str) -> String {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("read spec");
-    let mut top = true;
-    let lines: Vec<String> = text
-        .lines()
-        .filter(|l| {
-            top &= !l.starts_with('[');
-            !(top && l.starts_with("name ="))
-        })
-        .map(|l| match l.trim_start() {
-            t if t.starts_with("ipv4 = \"auto\"") => format!("ipv4 = \"{ipv4}\""),
-            t if t.starts_with("ipv6 = \"auto\"") => format!("ipv6 = \"{ipv6}\""),
-            _ => l.to_string(),
-        })
-        .collect();
-    let body = lines.join("\n");
+    let body = shipped_body(&text, ipv4, ipv6);
     match from {
         None => body,
         Some(from) => {
