@@ -367,11 +367,11 @@ fn shipped(path: &str, ipv4: &str, ipv6: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // sshd
 
-fn ssh_base(kh: &str) -> Vec<String> {
+fn ssh_base(kh: &str, batch: bool) -> Vec<String> {
     [
         "ssh",
         "-o",
-        "BatchMode=yes",
+        if batch { "BatchMode=yes" } else { "BatchMode=no" },
         "-o",
         "ConnectTimeout=10",
         "-o",
@@ -416,7 +416,7 @@ authorized_keys = ["{k}"]
     );
     ct.apply_ok();
     let with_key = |user: &str, strict: &str| {
-        let mut argv = ssh_base(&kh);
+        let mut argv = ssh_base(&kh, true);
         argv.extend(
             [
                 "-o",
@@ -447,12 +447,9 @@ authorized_keys = ["{k}"]
         std::fs::write(dir.path().join("pw"), password).unwrap();
         std::fs::write(&askpass, format!("#!/bin/sh\ncat {}\n", dir.path().join("pw").display())).unwrap();
         host_ok(&["chmod", "755", askpass.to_str().unwrap()]);
-        let mut argv = ssh_base(&kh);
-        argv.retain(|a| a != "BatchMode=yes");
+        let mut argv = ssh_base(&kh, false);
         argv.extend(
             [
-                "-o",
-                "BatchMode=no",
                 "-o",
                 "StrictHostKeyChecking=yes",
                 "-o",
@@ -482,7 +479,14 @@ authorized_keys = ["{k}"]
     // Never in clear outside the secrets folder: not in the plan, not in the state.
     let plan = both(&run(&["plan", "--json", ct.spec().to_str().unwrap()]));
     assert!(!plan.contains(pw.trim()), "plan shows the password");
-    let hits = host(&["grep", "-rlF", "--exclude-dir=secrets", "--exclude-dir=volumes", pw.trim(), ct.dirs().to_str().unwrap()]);
+    let hits = host(&[
+        "grep",
+        "-rlF",
+        "--exclude-dir=secrets",
+        "--exclude-dir=volumes",
+        pw.trim(),
+        ct.dirs().to_str().unwrap(),
+    ]);
     assert!(hits.stdout.is_empty(), "password in clear in: {}", text(&hits.stdout));
 
     // Host keys survive re-creation (destroy without --volumes, apply): strict checking
@@ -504,10 +508,8 @@ fn rsync_daemon_authenticated_upload_from_the_host() {
     let c4 = v4(SALT, 61);
     // The shipped spec, with the backup module admitting the host (which reaches a
     // routed container from its gateway address) instead of 100.64.0.0/10.
-    let body = shipped("specs/rsync.toml", &ip, &v6(SALT, 60)).replace(
-        r#"hosts_allow = ["10.0.0.0/8", "100.64.0.0/10", "fc00::/7"]"#,
-        r#"hosts_allow = ["169.254.0.1"]"#,
-    );
+    let body = shipped("specs/rsync.toml", &ip, &v6(SALT, 60))
+        .replace(r#"hosts_allow = ["10.0.0.0/8", "100.64.0.0/10", "fc00::/7"]"#, r#"hosts_allow = ["169.254.0.1"]"#);
     assert!(body.contains("169.254.0.1"), "the shipped spec changed: {body}");
     let ct = Ct::new(&name("rsy"), &body);
     ct.apply_ok();
@@ -543,11 +545,8 @@ fn rsync_daemon_authenticated_upload_from_the_host() {
 
     // hosts_allow: a client namespace outside the list is refused, even with the password.
     let client = Netns::new("r", &[&c4], &[]);
-    let out = client
-        .cmd(&["rsync", "-a", "--timeout=20", &src, &url])
-        .env("RSYNC_PASSWORD", pw.trim())
-        .output()
-        .unwrap();
+    let out =
+        client.cmd(&["rsync", "-a", "--timeout=20", &src, &url]).env("RSYNC_PASSWORD", pw.trim()).output().unwrap();
     assert!(!out.status.success() && both(&out).contains("access denied"), "{}", both(&out));
 
     // The public module: read-only, readable anonymously.
@@ -562,48 +561,62 @@ fn rsync_daemon_authenticated_upload_from_the_host() {
 // ---------------------------------------------------------------------------------------
 // tinc
 
-fn tinc_spec(ip4: &str, ip6: &str, me: &str, addr: &str, peer: &str, peer_addr: Option<&str>, peer_sub: &str, key: &str) -> String {
-    let address = peer_addr.map(|a| format!("address = \"{a}\"\n")).unwrap_or_default();
+/// Node `me` (0: alpha, 1: beta) at 100.75.<slice>.(70 + me) and 10.10.0.(me + 1) on the
+/// VPN, with the other node as its peer; alpha connects to beta's address.
+fn tinc_spec(me: u32, peer_key: &str) -> String {
+    let names = ["alpha", "beta"];
+    let peer = 1 - me;
+    let connect = if me == 0 { format!("address = \"{}\"\n", v4(SALT, 71)) } else { String::new() };
     format!(
         r#"base = "debian:bookworm"
 packages = ["iputils-ping"]
 [network]
-ipv4 = "{ip4}"
-ipv6 = "{ip6}"
+ipv4 = "{}"
+ipv6 = "{}"
 [services.tinc]
-name = "{me}"
-address = "{addr}"
+name = "{}"
+address = "10.10.0.{}/24"
 [[services.tinc.peers]]
-name = "{peer}"
-{address}subnets = ["{peer_sub}"]
+name = "{}"
+{connect}subnets = ["10.10.0.{}/32"]
 public_key = '''
-{key}'''
-"#
+{peer_key}'''
+"#,
+        v4(SALT, 70 + me),
+        v6(SALT, 70 + me),
+        names[me as usize],
+        me + 1,
+        names[peer as usize],
+        peer + 1,
     )
 }
 
 #[test]
 fn tinc_nodes_ping_each_other() {
-    let (a4, b4) = (v4(SALT, 70), v4(SALT, 71));
     // A well-formed stand-in key until the peer has made its own.
-    let stand_in = host_ok(&["sh", "-c", "openssl genrsa 1024 2>/dev/null | openssl rsa -RSAPublicKey_out 2>/dev/null"]);
-    let alpha_spec = |key: &str| tinc_spec(&a4, &v6(SALT, 70), "alpha", "10.10.0.1/24", "beta", Some(&b4), "10.10.0.2/32", key);
-    let alpha = Ct::new(&name("ta"), &alpha_spec(&stand_in));
+    let stand_in =
+        host_ok(&["sh", "-c", "openssl genrsa 1024 2>/dev/null | openssl rsa -RSAPublicKey_out 2>/dev/null"]);
+    let alpha = Ct::new(&name("ta"), &tinc_spec(0, &stand_in));
     alpha.apply_ok();
     // The documented exchange: each node's rsa_key.pub goes into the other's spec.
     let alpha_key = alpha.exec_ok(&["cat", "/var/lib/tinc/vpn/rsa_key.pub"]);
-    let beta = Ct::new(
-        &name("tb"),
-        &tinc_spec(&b4, &v6(SALT, 71), "beta", "10.10.0.2/24", "alpha", None, "10.10.0.1/32", &alpha_key),
-    );
+    let beta = Ct::new(&name("tb"), &tinc_spec(1, &alpha_key));
     beta.apply_ok();
     let beta_key = beta.exec_ok(&["cat", "/var/lib/tinc/vpn/rsa_key.pub"]);
-    alpha.write(&alpha_spec(&beta_key));
+    alpha.write(&tinc_spec(0, &beta_key));
     alpha.apply_ok();
     let logs = || format!("alpha: {}\nbeta: {}", alpha.logs(), beta.logs());
-    eventually(&format!("alpha pings beta over tinc\n{}", logs()), 60, || {
-        alpha.exec(&["ping", "-c", "1", "-W", "1", "10.10.0.2"]).status.success().then_some(())
-    });
+    // The VPN addresses go into the tunnel, never to the host's default route.
+    for (ct, peer) in [(&alpha, "10.10.0.2"), (&beta, "10.10.0.1")] {
+        let route = ct.exec_ok(&["ip", "route", "get", peer]);
+        assert!(route.contains("dev tinc-vpn"), "{route}\n{}", logs());
+    }
+    // tincd connects after the reload (SIGHUP) with beta's real key.
+    let start = std::time::Instant::now();
+    let pinged = std::iter::repeat_with(|| alpha.exec(&["ping", "-c", "1", "-W", "1", "10.10.0.2"]).status.success())
+        .take_while(|_| start.elapsed().as_secs() < 60)
+        .any(|ok| ok);
+    assert!(pinged, "alpha pings beta over tinc\n{}", logs());
     let out = beta.exec(&["ping", "-c", "2", "-W", "2", "10.10.0.1"]);
     assert!(out.status.success(), "beta pings alpha: {}\n{}", both(&out), logs());
 }
