@@ -343,25 +343,9 @@ browseable = false
     assert!(ct.volume("share-hidden").join("note.txt").exists());
 }
 
-/// A shipped TOML spec without its container name, with its "auto" addresses replaced.
-/// (Not `support::shipped_body`: it drops every `name =` line, also those of users,
-/// shares and modules in array tables.)
 fn shipped(path: &str, ipv4: &str, ipv6: &str) -> String {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("read spec");
-    let mut top = true;
-    text.lines()
-        .filter(|l| {
-            top &= !l.starts_with('[');
-            !(top && l.starts_with("name ="))
-        })
-        .map(|l| match l {
-            "ipv4 = \"auto\"" => format!("ipv4 = \"{ipv4}\""),
-            "ipv6 = \"auto\"" => format!("ipv6 = \"{ipv6}\""),
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    shipped_body(&text, ipv4, ipv6) + "\n"
 }
 
 // ---------------------------------------------------------------------------------------
