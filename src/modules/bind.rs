@@ -45,6 +45,10 @@ pub struct Settings {
     /// Resolvers to forward recursive queries to, e.g. ["192.0.2.53"]. Needs `recursion = true`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forwarders: Vec<IpAddr>,
+    /// Resolve only through `forwarders`, never by asking the root servers and the
+    /// Internet directly (also when a forwarder fails). Needs `forwarders`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forward_only: bool,
     /// Response rate limiting against reflection attacks (off when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
@@ -67,6 +71,7 @@ impl Default for Settings {
             recursion: false,
             allow_recursion: Vec::new(),
             forwarders: Vec::new(),
+            forward_only: false,
             rate_limit: None,
             dns64: Vec::new(),
             zones: Vec::new(),
@@ -328,6 +333,9 @@ fn check_options(s: &Settings, cx: &mut Ctx) {
             cx.error("forwarders", "forwarders are used only for recursion", help);
         }
     }
+    if s.forward_only && s.forwarders.is_empty() {
+        cx.error("forward_only", "forward_only needs forwarders", Some("list the resolvers in `forwarders`"));
+    }
     if let Some(rl) = &s.rate_limit {
         if rl.responses_per_second == 0 {
             cx.error("rate_limit.responses_per_second", "responses_per_second must be at least 1", None);
@@ -587,10 +595,10 @@ allow_transfer = ["localhost"]
         assert!(o.contains("\trecursion no;\n"), "{o}");
         assert!(o.contains("\trate-limit {\n\t\tresponses-per-second 10;\n\t\twindow 5;\n\t};\n"), "{o}");
         let plan = test_plan(
-            "name = \"r\"\n[services.bind]\nrecursion = true\nallow_recursion = [\"10.0.0.0/8\", \"!10.9.0.0/16\"]\nforwarders = [\"192.0.2.53\"]\n",
+            "name = \"r\"\n[services.bind]\nrecursion = true\nallow_recursion = [\"10.0.0.0/8\", \"!10.9.0.0/16\"]\nforwarders = [\"192.0.2.53\"]\nforward_only = true\n",
         );
         let o = plan.files["/etc/bind/named.conf.options"].content.redacted();
-        assert!(o.contains("\trecursion yes;\n\tallow-recursion { 10.0.0.0/8; !10.9.0.0/16; };\n\tforwarders { 192.0.2.53; };\n\tdnssec-validation auto;\n"), "{o}");
+        assert!(o.contains("\trecursion yes;\n\tallow-recursion { 10.0.0.0/8; !10.9.0.0/16; };\n\tforwarders { 192.0.2.53; };\n\tforward only;\n\tdnssec-validation auto;\n"), "{o}");
         assert!(plan.files["/etc/bind/named.conf"].content.redacted().contains("named.conf.default-zones"));
         assert!(plan.layer.packages.contains("dns-root-data"));
     }

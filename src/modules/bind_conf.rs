@@ -248,6 +248,9 @@ pub fn options(s: &Settings) -> String {
         }
         if !s.forwarders.is_empty() {
             let _ = writeln!(o, "\tforwarders {{ {} }};", addrs(&s.forwarders));
+            if s.forward_only {
+                o.push_str("\tforward only;\n");
+            }
         }
         o.push_str("\tdnssec-validation auto;\n");
     } else {
