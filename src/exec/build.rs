@@ -78,7 +78,8 @@ struct Prepared {
     overlay: CString,
     merged: CString,
     proc_: CString,
-    tmpfs: Vec<CString>,
+    /// (target, mount data): /tmp and /run, so nothing written there stays in the layer.
+    tmpfs: Vec<(CString, &'static std::ffi::CStr)>,
     binds: Vec<(CString, CString)>,
     chroot: bool,
 }
@@ -115,7 +116,7 @@ fn prepare(fs: &LayerFs, chroot: bool) -> Result<Prepared, BuildError> {
         overlay: CString::new(overlay_options(fs)?).map_err(|_| BuildError::Invalid("NUL in a layer path".into()))?,
         merged: cpath(&fs.merged)?,
         proc_: cpath(&fs.merged.join("proc"))?,
-        tmpfs: vec![cpath(&fs.merged.join("tmp"))?, cpath(&fs.merged.join("run"))?],
+        tmpfs: vec![(cpath(&fs.merged.join("tmp"))?, c"mode=1777"), (cpath(&fs.merged.join("run"))?, c"mode=755")],
         binds,
         chroot,
     })
@@ -139,8 +140,8 @@ fn enter(p: &Prepared) -> std::io::Result<()> {
         check(libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
         check(libc::mount(c"overlay".as_ptr(), p.merged.as_ptr(), c"overlay".as_ptr(), 0, p.overlay.as_ptr().cast()))?;
         check(libc::mount(c"proc".as_ptr(), p.proc_.as_ptr(), c"proc".as_ptr(), 0, std::ptr::null()))?;
-        for t in &p.tmpfs {
-            check(libc::mount(c"tmpfs".as_ptr(), t.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=1777".as_ptr().cast()))?;
+        for (t, data) in &p.tmpfs {
+            check(libc::mount(c"tmpfs".as_ptr(), t.as_ptr(), c"tmpfs".as_ptr(), 0, data.as_ptr().cast()))?;
         }
         for (src, dst) in &p.binds {
             check(libc::mount(src.as_ptr(), dst.as_ptr(), none, libc::MS_BIND, std::ptr::null()))?;

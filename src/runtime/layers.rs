@@ -176,7 +176,10 @@ impl Cache {
         f: impl FnOnce(&Cache, &Path, &mut dyn BuildUi) -> Result<LayerMeta, BuildError>,
     ) -> Result<(), RunError> {
         let partial = self.dir.join("layers").join(format!("{id}.partial"));
+        // Leftovers of an interrupted build (or a layer folder without its layer.json,
+        // which never counts as built) would be in the way.
         remove_tree(&partial)?;
+        remove_tree(&self.layer_dir(id))?;
         std::fs::create_dir_all(&partial).map_err(io(format!("creating {}", partial.display())))?;
         let log = self.log_of(id);
         std::fs::create_dir_all(self.dir.join("logs")).map_err(io("creating the log folder"))?;
