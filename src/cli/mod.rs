@@ -152,7 +152,12 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Layer paths end up in overlay mount options and in records other state roots
+    // read: they must not depend on the working directory.
+    if let Ok(abs) = std::path::absolute(&cli.cache) {
+        cli.cache = abs;
+    }
     miette::set_hook(Box::new(|_| {
         Box::new(miette::MietteHandlerOpts::new().terminal_links(false).context_lines(1).build())
     }))
