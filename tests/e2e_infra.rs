@@ -18,19 +18,6 @@ fn name(tag: &str) -> String {
     format!("i{}{tag}", slice(SALT))
 }
 
-#[track_caller]
-fn host_ok(argv: &[&str]) -> String {
-    let out = host(argv);
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn both(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }

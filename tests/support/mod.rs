@@ -90,6 +90,20 @@ pub fn host(argv: &[&str]) -> Output {
     Command::new(argv[0]).args(&argv[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{argv:?}: {e}"))
 }
 
+/// Run a host program that must succeed; its stdout.
+#[track_caller]
+pub fn host_ok(argv: &[&str]) -> String {
+    let out = host(argv);
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A container of a test, destroyed with its volumes when dropped.
 pub struct Ct {
     pub name: String,
