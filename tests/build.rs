@@ -115,3 +115,21 @@ fn a_base_that_cannot_be_bootstrapped_fails_cleanly() {
     assert!(!cache().join("layers").join(id).exists());
     assert!(!cache().join("layers").join(format!("{id}.partial")).exists());
 }
+
+#[test]
+fn a_missing_debootstrap_is_named_with_its_install_command() {
+    // A base not in the cache (its own mirror), and a PATH without debootstrap.
+    let c = Ct::new(
+        &format!("b{}t", slice(SALT)),
+        "base = \"debian:bookworm\"\nmirror = \"file:///nonexistent/no-tool\"\n[network]\nmode = \"none\"\n",
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = container().env("PATH", empty.path()).arg("apply").arg(c.spec()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`debootstrap` is not installed on this host") && err.contains("apt-get install -y debootstrap"),
+        "{err}"
+    );
+    assert!(!c.dirs().join("state.json").exists() && !c.dirs().join("rootfs.json").exists());
+}

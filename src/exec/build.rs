@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("`{tool}` is not installed on this host; install it with: {install}")]
+    #[error("`{tool}` is not installed on this host (not on PATH); install it with: {install}")]
     MissingTool { tool: &'static str, install: &'static str },
     #[error("{what} failed ({status}); the build log is {}", log.display())]
     Failed { what: String, status: String, log: PathBuf },
@@ -40,12 +40,14 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
     move |source| BuildError::Io { context, source }
 }
 
-/// Is `tool` on the host's PATH (the usual sbin folders included)?
-pub fn have_tool(tool: &str) -> bool {
+/// Where `tool` is on the caller's PATH (the path it will be run from), if anywhere.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .any(|d| d.join(tool).is_file())
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+fn have_tool(tool: &str) -> bool {
+    find_tool(tool).is_some()
 }
 
 /// Called while a command runs, about four times a second, with the time it has run
@@ -226,11 +228,11 @@ pub fn debootstrap(
     log: &Path,
     watch: Watch,
 ) -> Result<(), BuildError> {
-    if !have_tool("debootstrap") {
+    let Some(exe) = find_tool("debootstrap") else {
         return Err(BuildError::MissingTool { tool: "debootstrap", install: "apt-get install -y debootstrap" });
-    }
+    };
     std::fs::create_dir_all(debs).map_err(io(format!("creating {}", debs.display())))?;
-    let mut cmd = Command::new("debootstrap");
+    let mut cmd = Command::new(exe);
     clean_env(&mut cmd);
     cmd.arg("--variant=minbase")
         .arg(format!("--arch={arch}"))
