@@ -370,3 +370,30 @@ pub fn unpack(
     ];
     run_in_layer(fs, Where::Host, &argv, log, watch)
 }
+
+/// Lower folders of every overlay mounted in any mount namespace on the host
+/// (running containers, builds), read from each namespace's mountinfo once.
+pub fn mounted_overlay_lowers() -> Vec<PathBuf> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let pid = e.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(ns) = std::fs::read_link(e.path().join("ns/mnt")) else { continue };
+        if !seen.insert(ns) {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(e.path().join("mountinfo")) else { continue };
+        for line in info.lines().filter(|l| l.contains(" - overlay ")) {
+            for opt in line.rsplit(' ').next().unwrap_or("").split(',') {
+                if let Some(lower) = opt.strip_prefix("lowerdir=") {
+                    out.extend(lower.split(':').map(PathBuf::from));
+                }
+            }
+        }
+    }
+    out
+}

@@ -3,7 +3,8 @@
 //! Invariant: a container uses a layer while its `rootfs.json` (written by `apply`
 //! under the cache lock) names it; a ref in the cache (`refs/<id>/…`) only points
 //! at that record, so a ref whose container is gone or moved on is simply stale and
-//! removed when read. A layer some mount namespace has mounted is in use too.
+//! removed when read. A layer some mount namespace has mounted is in use too (which
+//! `exec::build::mounted_overlay_lowers` reads from the kernel).
 
 use super::{io, remove_tree, BuildUi, Cache, LayerMeta};
 use crate::runtime::layout::Dirs;
@@ -72,7 +73,7 @@ impl Cache {
     pub fn gc(&self, dry_run: bool, ui: &mut dyn BuildUi) -> Result<Vec<LayerMeta>, RunError> {
         let _lock = self.lock(ui)?;
         let layers = self.list();
-        let mounted = mounted_layer_dirs();
+        let mounted = crate::exec::build::mounted_overlay_lowers();
         let mut keep: BTreeSet<String> = BTreeSet::new();
         for l in &layers {
             let root = self.root_of(&l.id);
@@ -110,31 +111,4 @@ fn rootfs_record_path(dirs: &Dirs) -> PathBuf {
 
 pub fn read_rootfs_record(dirs: &Dirs) -> Option<RootfsRecord> {
     crate::state::read_json(&rootfs_record_path(dirs)).ok().flatten()
-}
-
-/// Layer root folders that some mount namespace on the host has in an overlay
-/// (running containers, and builds), read from each namespace's mountinfo once.
-fn mounted_layer_dirs() -> Vec<PathBuf> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
-    for e in rd.flatten() {
-        let pid = e.file_name();
-        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(ns) = std::fs::read_link(e.path().join("ns/mnt")) else { continue };
-        if !seen.insert(ns) {
-            continue;
-        }
-        let Ok(info) = std::fs::read_to_string(e.path().join("mountinfo")) else { continue };
-        for line in info.lines().filter(|l| l.contains(" - overlay ")) {
-            for opt in line.rsplit(' ').next().unwrap_or("").split(',') {
-                if let Some(lower) = opt.strip_prefix("lowerdir=") {
-                    out.extend(lower.split(':').map(PathBuf::from));
-                }
-            }
-        }
-    }
-    out
 }
