@@ -72,17 +72,22 @@ pub fn text(b: &[u8]) -> String {
     }
 }
 
+/// The stdout of `out`, which must have succeeded (`what` names it otherwise).
 #[track_caller]
-pub fn ok(args: &[&str]) -> String {
-    let out = run(args);
+pub fn stdout_of(what: &str, out: Output) -> String {
     assert!(
         out.status.success(),
-        "container {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
         out.status,
         text(&out.stdout),
         text(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+pub fn ok(args: &[&str]) -> String {
+    stdout_of(&format!("container {args:?}"), run(args))
 }
 
 /// Run a host program; its output.
@@ -93,15 +98,7 @@ pub fn host(argv: &[&str]) -> Output {
 /// Run a host program that must succeed; its stdout.
 #[track_caller]
 pub fn host_ok(argv: &[&str]) -> String {
-    let out = host(argv);
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    stdout_of(&format!("{argv:?}"), host(argv))
 }
 
 /// A container of a test, destroyed with its volumes when dropped.
@@ -166,16 +163,7 @@ impl Ct {
 
     #[track_caller]
     pub fn exec_ok(&self, argv: &[&str]) -> String {
-        let out = self.exec(argv);
-        assert!(
-            out.status.success(),
-            "exec {argv:?} in {}: {}\nstdout: {}\nstderr: {}",
-            self.name,
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(&format!("exec {argv:?} in {}", self.name), self.exec(argv))
     }
 
     pub fn status(&self) -> Value {
