@@ -4,7 +4,7 @@
 //! Reports medians and the 95th percentile; it asserts nothing (timings belong in
 //! benchmarks, not tests). Figures go into the closing note of the issue.
 
-use container::plan::{self, pool::Pool, render, DirReader, Env};
+use container::plan::{self, pool::AddressPool, render, DirReader, Env};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ fn main() {
             let t = Instant::now();
             let loaded = container::spec::load_file(&f).expect("shipped specs load");
             let reader = DirReader(loaded.dir.clone());
-            let p = plan::compile(&loaded, &Env { pool: &Pool::default(), reader: &reader })
+            let p = plan::compile(&loaded, &Env { pool: &AddressPool::default(), reader: &reader })
                 .expect("shipped specs compile");
             let changes = plan::diff(None, &p);
             std::hint::black_box(render::human(&changes, false));

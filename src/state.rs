@@ -5,7 +5,7 @@
 //! version, never a torn one. Layout: `containers/<name>/state.json` (the last
 //! applied plan) and `pool.json` (addresses in use).
 
-use crate::plan::pool::Pool;
+use crate::plan::pool::AddressPool;
 use crate::plan::Plan;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,11 +51,11 @@ impl StateRoot {
         write_atomic(&self.state_file(&plan.name), &json)
     }
 
-    pub fn pool(&self) -> Result<Pool, StateError> {
+    pub fn pool(&self) -> Result<AddressPool, StateError> {
         Ok(read_json(&self.root.join("pool.json"))?.unwrap_or_default())
     }
 
-    pub fn save_pool(&self, pool: &Pool) -> Result<(), StateError> {
+    pub fn save_pool(&self, pool: &AddressPool) -> Result<(), StateError> {
         let json = serde_json::to_vec_pretty(pool).expect("pools always serialize");
         write_atomic(&self.root.join("pool.json"), &json)
     }

@@ -4,7 +4,7 @@
 //! (with a generous deadline that only turns a hang into a failure).
 
 use container::exec::attach::{exec, AttachError, ExecOpts, Stdio};
-use container::exec::sandbox::{spawn, Child, IdMap, IdRange, NetNs, Program, RootFs, SandboxSpec};
+use container::exec::sandbox::{spawn, IdMap, IdRange, InitProcess, NetNs, Program, RootFs, SandboxSpec};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,7 +19,7 @@ const HANG: Duration = Duration::from_secs(120);
 
 /// A running container; killed and reaped on drop.
 struct Container {
-    child: Child,
+    child: InitProcess,
 }
 
 impl Container {

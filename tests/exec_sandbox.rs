@@ -86,7 +86,7 @@ fn root_is_read_only_but_tmpfs_and_volumes_are_writable() {
     s.mounts = vec![
         MountReq {
             target: "/scratch".into(),
-            kind: MountKind::Tmpfs { size: Some(1 << 20), mode: 0o700, uid: 0, gid: 0 },
+            kind: MountSource::Tmpfs { size: Some(1 << 20), mode: 0o700, uid: 0, gid: 0 },
         },
         MountReq::bind("/srv/data", vol.path(), false),
         MountReq::bind("/srv/conf", ro.path(), true),
@@ -389,7 +389,7 @@ fn exe_mount_is_invisible_to_the_host_and_shared_by_containers() {
         RootFs::Host,
         Program::Exe { path: exe.clone(), argv: vec!["sleep".into(), "30".into()] },
     );
-    let mut children: Vec<Child> =
+    let mut children: Vec<InitProcess> =
         (0..2).map(|_| spawn(&spec, Stdio::inherit()).expect("spawn").release().expect("release")).collect();
     let during = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let names: Vec<_> =

@@ -209,12 +209,12 @@ fn dup_high(fd: RawFd) -> Result<OwnedFd, AttachError> {
 }
 
 /// The container's namespaces that differ from ours, and its root, as fds.
-struct Target {
+struct EnterTarget {
     namespaces: Vec<(&'static str, c_int, OwnedFd)>,
     root: OwnedFd,
 }
 
-fn open_target(pid: i32) -> Result<Target, AttachError> {
+fn open_target(pid: i32) -> Result<EnterTarget, AttachError> {
     if pid <= 0 {
         return Err(AttachError::Spec(format!("{pid} is not a process id")));
     }
@@ -253,7 +253,7 @@ fn open_target(pid: i32) -> Result<Target, AttachError> {
     }
     // SAFETY: open just returned this fd.
     let root = above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })?;
-    Ok(Target { namespaces, root })
+    Ok(EnterTarget { namespaces, root })
 }
 
 /// The window size of `fd` if it is a terminal.
@@ -335,27 +335,27 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     let mut ops = Vec::new();
     let mut steps: Vec<String> = Vec::new();
     for (path, fd) in &cgroups {
-        ops.push(helper::Op::Cgroup { fd: fd.as_raw_fd() });
+        ops.push(helper::EnterStep::Cgroup { fd: fd.as_raw_fd() });
         steps.push(format!("join the cgroup {}", path.display()));
     }
     for (kind, nstype, fd) in &target.namespaces {
         let fd = fd.as_raw_fd();
         ops.push(if *nstype == libc::CLONE_NEWUSER {
-            helper::Op::JoinUser { fd }
+            helper::EnterStep::JoinUser { fd }
         } else {
-            helper::Op::Setns { fd, nstype: *nstype }
+            helper::EnterStep::Setns { fd, nstype: *nstype }
         });
         steps.push(format!("join its {kind} namespace"));
     }
-    ops.push(helper::Op::Chroot { root: target.root.as_raw_fd() });
+    ops.push(helper::EnterStep::Chroot { root: target.root.as_raw_fd() });
     steps.push("change root to its root directory".into());
-    ops.push(helper::Op::Chdir { path: workdir });
+    ops.push(helper::EnterStep::Chdir { path: workdir });
     steps.push(format!("change directory to {}", opts.workdir));
     if opts.tty {
-        ops.push(helper::Op::OpenPty { winsize: initial_size });
+        ops.push(helper::EnterStep::OpenPty { winsize: initial_size });
         steps.push("allocate a terminal from its /dev/ptmx".into());
     }
-    ops.push(helper::Op::Run);
+    ops.push(helper::EnterStep::Run);
     steps.push("start the command".into());
     let first_command_step = steps.len() as u32;
     steps.push("start a new session for the command".into());
@@ -373,7 +373,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     argv.push(std::ptr::null());
     let mut envp: Vec<*const c_char> = env_store.iter().map(|c| c.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let script = helper::Script {
+    let script = helper::EnterScript {
         ops,
         keep,
         sock: theirs.as_raw_fd(),
@@ -893,7 +893,7 @@ mod helper {
     //! Invariant: nothing here allocates, locks, panics or touches Rust std state. The
     //! caller may be multi-threaded, and a fork copies only the forking thread, so a
     //! lock another thread held at that moment (malloc's, stdio's) stays locked
-    //! forever here. Only raw syscalls on the prepared [`Script`]. A failed step is
+    //! forever here. Only raw syscalls on the prepared [`EnterScript`]. A failed step is
     //! reported to the caller as (step index, errno) over the socket, then the
     //! process exits.
 
@@ -908,13 +908,13 @@ mod helper {
     pub(super) const TAG_EXEC: u8 = b'X';
     pub(super) const TAG_STATUS: u8 = b'S';
 
-    /// Offsets from `Script::first_command_step` for failures in the command's process.
+    /// Offsets from `EnterScript::first_command_step` for failures in the command's process.
     const STEP_SESSION: u32 = 0;
     const STEP_CTTY: u32 = 1;
     const STEP_STDIO: u32 = 2;
 
     /// One step of the helper; fds were opened by the caller.
-    pub(super) enum Op {
+    pub(super) enum EnterStep {
         /// Write "0" to a cgroup.procs file: moves the helper, so the command is born
         /// there. Done before joining the cgroup namespace, where the helper's
         /// current (host) cgroup would be out of sight.
@@ -947,8 +947,8 @@ mod helper {
     }
 
     /// Everything the helper and the command need, built before the fork.
-    pub(super) struct Script {
-        pub ops: Vec<Op>,
+    pub(super) struct EnterScript {
+        pub ops: Vec<EnterStep>,
         /// Fds above 2 the helper keeps (sorted); every other one is closed at once.
         pub keep: Vec<c_int>,
         pub sock: c_int,
@@ -964,7 +964,7 @@ mod helper {
         pub first_command_step: u32,
     }
 
-    struct State {
+    struct EnterState {
         master: c_int,
         slave: c_int,
     }
@@ -1078,7 +1078,7 @@ mod helper {
     }
 
     /// Entry point in the helper after fork. Never returns.
-    pub(super) unsafe fn run_helper(script: &Script) -> ! {
+    pub(super) unsafe fn run_helper(script: &EnterScript) -> ! {
         close_except(&script.keep);
         // If the caller's thread dies, hang up the command (forwarded below). Checked
         // after: the caller may have died before the prctl.
@@ -1086,7 +1086,7 @@ mod helper {
         if libc::getppid() != script.parent {
             libc::_exit(1);
         }
-        let mut st = State { master: -1, slave: -1 };
+        let mut st = EnterState { master: -1, slave: -1 };
         for (i, op) in script.ops.iter().enumerate() {
             if let Err(e) = step(op, &mut st, script) {
                 send(script.sock, TAG_FAILED, i as u32, e);
@@ -1097,16 +1097,16 @@ mod helper {
         libc::_exit(1)
     }
 
-    unsafe fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
+    unsafe fn step(op: &EnterStep, st: &mut EnterState, script: &EnterScript) -> Result<(), c_int> {
         match op {
-            Op::Cgroup { fd } => {
+            EnterStep::Cgroup { fd } => {
                 let n = libc::write(*fd, b"0".as_ptr().cast(), 1);
                 if n != 1 {
                     return Err(if n < 0 { errno() } else { libc::EIO });
                 }
                 Ok(())
             }
-            Op::JoinUser { fd } => {
+            EnterStep::JoinUser { fd } => {
                 sys(libc::setns(*fd, libc::CLONE_NEWUSER))?;
                 // Raw syscalls, not glibc's wrappers: those broadcast the change to
                 // every thread glibc knows of, and wait for threads it believes are
@@ -1122,16 +1122,16 @@ mod helper {
                 sys(libc::syscall(libc::SYS_setresuid, 0 as libc::uid_t, 0 as libc::uid_t, 0 as libc::uid_t) as c_int)?;
                 Ok(())
             }
-            Op::Setns { fd, nstype } => sys(libc::setns(*fd, *nstype)).map(drop),
-            Op::Chroot { root } => {
+            EnterStep::Setns { fd, nstype } => sys(libc::setns(*fd, *nstype)).map(drop),
+            EnterStep::Chroot { root } => {
                 // setns(mnt) put us at the namespace's root mount; the container's
                 // root is what its PID 1 sees, which is what we join.
                 sys(libc::fchdir(*root))?;
                 sys(libc::chroot(c".".as_ptr()))?;
                 sys(libc::chdir(c"/".as_ptr())).map(drop)
             }
-            Op::Chdir { path } => sys(libc::chdir(path.as_ptr())).map(drop),
-            Op::OpenPty { winsize } => {
+            EnterStep::Chdir { path } => sys(libc::chdir(path.as_ptr())).map(drop),
+            EnterStep::OpenPty { winsize } => {
                 let m = sys(libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?;
                 st.master = lift(m)?;
                 let unlock: c_int = 0;
@@ -1149,12 +1149,12 @@ mod helper {
                 st.master = -1;
                 Ok(())
             }
-            Op::Run => run_command(st, script),
+            EnterStep::Run => run_command(st, script),
         }
     }
 
     /// Fork the command, forward signals to it, report how it ended, exit.
-    unsafe fn run_command(st: &mut State, script: &Script) -> Result<(), c_int> {
+    unsafe fn run_command(st: &mut EnterState, script: &EnterScript) -> Result<(), c_int> {
         // Signals stay blocked until COMMAND is set, so none is lost in between; the
         // command unblocks them itself after resetting the handlers.
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -1209,7 +1209,7 @@ mod helper {
     }
 
     /// In the command's process: session, terminal, stdio, signals, exec. Never returns.
-    unsafe fn command(st: &State, script: &Script) -> ! {
+    unsafe fn command(st: &EnterState, script: &EnterScript) -> ! {
         let fail = |offset: u32| -> ! {
             send(script.sock, TAG_FAILED, script.first_command_step + offset, errno());
             libc::_exit(127)

@@ -76,7 +76,7 @@ pub enum Where {
 }
 
 /// Everything the child needs, made before fork (no allocation decisions after).
-struct Prepared {
+struct PreparedBuild {
     overlay: CString,
     merged: CString,
     proc_: CString,
@@ -105,7 +105,7 @@ fn overlay_options(fs: &LayerFs) -> Result<String, BuildError> {
     Ok(format!("lowerdir={},upperdir={up},workdir={wk}", lower.join(":")))
 }
 
-fn prepare(fs: &LayerFs, chroot: bool) -> Result<Prepared, BuildError> {
+fn prepare(fs: &LayerFs, chroot: bool) -> Result<PreparedBuild, BuildError> {
     for d in [&fs.upper, &fs.work, &fs.merged] {
         std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
     }
@@ -114,7 +114,7 @@ fn prepare(fs: &LayerFs, chroot: bool) -> Result<Prepared, BuildError> {
         let t = fs.merged.join(target.trim_start_matches('/'));
         binds.push((cpath(host)?, cpath(&t)?));
     }
-    Ok(Prepared {
+    Ok(PreparedBuild {
         overlay: CString::new(overlay_options(fs)?).map_err(|_| BuildError::Invalid("NUL in a layer path".into()))?,
         merged: cpath(&fs.merged)?,
         proc_: cpath(&fs.merged.join("proc"))?,
@@ -134,7 +134,7 @@ fn check(r: libc::c_int) -> std::io::Result<()> {
 
 /// In the forked child, before exec: a private mount namespace with the layer
 /// assembled in it, then (for `Where::Chroot`) chroot into it.
-fn enter(p: &Prepared) -> std::io::Result<()> {
+fn enter(p: &PreparedBuild) -> std::io::Result<()> {
     let none = std::ptr::null::<libc::c_char>();
     // SAFETY: plain syscalls on NUL-terminated strings prepared before fork.
     unsafe {

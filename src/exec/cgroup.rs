@@ -110,7 +110,7 @@ pub struct Hierarchy {
 
 /// Where one of a container's cgroups goes and which managed controllers it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct CgroupTarget {
     pub mount: PathBuf,
     pub version: Version,
     pub controllers: Vec<&'static str>,
@@ -197,7 +197,7 @@ pub fn discover() -> Result<Vec<Hierarchy>, CgroupError> {
 /// when available (cheap accounting); `cpu` only for a `cpu_weight`, because enabling
 /// it has costs and caveats (real-time tasks) that buy nothing without a weight.
 /// Returns the targets and one warning per limit that no controller can apply.
-pub fn layout(hierarchies: &[Hierarchy], limits: &LimitsRes) -> (Vec<Target>, Vec<String>) {
+pub fn layout(hierarchies: &[Hierarchy], limits: &LimitsRes) -> (Vec<CgroupTarget>, Vec<String>) {
     let in_v1 = |c: &str| hierarchies.iter().any(|h| h.version == Version::V1 && h.controllers.iter().any(|x| x == c));
     let mut targets = Vec::new();
     for h in hierarchies {
@@ -217,10 +217,10 @@ pub fn layout(hierarchies: &[Hierarchy], limits: &LimitsRes) -> (Vec<Target>, Ve
         let limited = |c: &&str| requested(limits).iter().any(|(r, _)| r == c);
         let wanted = match h.version {
             Version::V1 => controllers.iter().any(limited),
-            Version::V2 => !targets.iter().any(|t: &Target| t.version == Version::V2),
+            Version::V2 => !targets.iter().any(|t: &CgroupTarget| t.version == Version::V2),
         };
         if wanted {
-            targets.push(Target { mount: h.mount.clone(), version: h.version, controllers });
+            targets.push(CgroupTarget { mount: h.mount.clone(), version: h.version, controllers });
         }
     }
     let has = |c: &str| targets.iter().any(|t| t.controllers.contains(&c));
@@ -340,7 +340,7 @@ impl Cgroups {
     /// controllers on the way down. Returns it and the controllers usable there.
     fn create_one(
         &mut self,
-        t: &Target,
+        t: &CgroupTarget,
         limits: &LimitsRes,
         warnings: &mut Vec<String>,
     ) -> Result<(PathBuf, Vec<&'static str>), CgroupError> {
@@ -645,8 +645,8 @@ mod tests {
         }
     }
 
-    fn t(mount: &str, version: Version, controllers: &[&'static str]) -> Target {
-        Target { mount: mount.into(), version, controllers: controllers.to_vec() }
+    fn t(mount: &str, version: Version, controllers: &[&'static str]) -> CgroupTarget {
+        CgroupTarget { mount: mount.into(), version, controllers: controllers.to_vec() }
     }
 
     fn all_limits() -> LimitsRes {

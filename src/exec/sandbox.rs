@@ -78,7 +78,7 @@
 
 mod child;
 
-use child::{ExecTarget, InRoot, Op, Script, Src};
+use child::{ExecTarget, InRoot, MountSrc, SetupScript, SetupStep};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
@@ -138,7 +138,7 @@ pub enum RootFs {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MountKind {
+pub enum MountSource {
     /// Bind a host file or directory (a volume from the state dir, a rendered file).
     Bind { source: PathBuf, read_only: bool },
     /// A fresh tmpfs; `size` in bytes (None: the kernel default, half of RAM).
@@ -149,15 +149,15 @@ pub enum MountKind {
 pub struct MountReq {
     /// Absolute path inside the container.
     pub target: String,
-    pub kind: MountKind,
+    pub kind: MountSource,
 }
 
 impl MountReq {
     pub fn bind(target: &str, source: impl Into<PathBuf>, read_only: bool) -> Self {
-        MountReq { target: target.into(), kind: MountKind::Bind { source: source.into(), read_only } }
+        MountReq { target: target.into(), kind: MountSource::Bind { source: source.into(), read_only } }
     }
     pub fn tmpfs(target: &str) -> Self {
-        MountReq { target: target.into(), kind: MountKind::Tmpfs { size: None, mode: 0o755, uid: 0, gid: 0 } }
+        MountReq { target: target.into(), kind: MountSource::Tmpfs { size: None, mode: 0o755, uid: 0, gid: 0 } }
     }
 }
 
@@ -279,7 +279,7 @@ pub struct Pending {
 
 /// The running container's PID 1 (a host pid). Dropping it does not kill it.
 #[derive(Debug)]
-pub struct Child {
+pub struct InitProcess {
     pub pid: i32,
     /// A pidfd for race-free signalling and polling (from `CLONE_PIDFD`).
     pub pidfd: OwnedFd,
@@ -384,44 +384,44 @@ fn prefixes(p: &Path) -> Result<Vec<InRoot>, SandboxError> {
 /// read-only root and the hostname come after pivot_root, on container paths.
 #[derive(Default)]
 struct Builder {
-    pre: Vec<(String, Op)>,
-    post: Vec<(String, Op)>,
+    pre: Vec<(String, SetupStep)>,
+    post: Vec<(String, SetupStep)>,
     /// Host paths the child opens first, by slot.
     sources: Vec<CString>,
 }
 
 impl Builder {
-    fn push(&mut self, what: String, op: Op) {
+    fn push(&mut self, what: String, op: SetupStep) {
         self.pre.push((what, op));
     }
 
-    fn push_post(&mut self, what: String, op: Op) {
+    fn push_post(&mut self, what: String, op: SetupStep) {
         self.post.push((what, op));
     }
 
     /// Register a host path the child binds from; checked now for a clear error.
     /// Returns its slot and whether it is a directory.
-    fn source(&mut self, path: &Path) -> Result<(Src, bool), SandboxError> {
+    fn source(&mut self, path: &Path) -> Result<(MountSrc, bool), SandboxError> {
         let st =
             nix::sys::stat::stat(path).map_err(|source| SandboxError::Source { path: path.to_path_buf(), source })?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let slot = self.sources.len();
         self.sources.push(cstr(path.as_os_str().as_bytes())?);
-        Ok((Src::Slot(slot), is_dir))
+        Ok((MountSrc::Slot(slot), is_dir))
     }
 
     /// A mount in the new root (before pivot_root).
     fn mount(
         &mut self,
         what: String,
-        src: Src,
+        src: MountSrc,
         target: &Path,
         fstype: Option<&str>,
         flags: libc::c_ulong,
         data: Option<String>,
     ) -> Result<(), SandboxError> {
         let rel = target.strip_prefix("/").unwrap_or(target);
-        let op = Op::Mount {
+        let op = SetupStep::Mount {
             src,
             target: cstr(rel.as_os_str().as_bytes())?,
             in_root: true,
@@ -438,7 +438,7 @@ impl Builder {
         let rel = target.strip_prefix("/").unwrap_or(target);
         self.push(
             format!("remount {} read-only", target.display()),
-            Op::RemountRo { target: cstr(rel.as_os_str().as_bytes())?, in_root: true },
+            SetupStep::RemountRo { target: cstr(rel.as_os_str().as_bytes())?, in_root: true },
         );
         Ok(())
     }
@@ -459,12 +459,12 @@ impl Builder {
     fn ensure(&mut self, target: &Path, dir: bool) -> Result<(), SandboxError> {
         let what = format!("create mount point {}", target.display());
         if dir {
-            self.push(what, Op::EnsureDir { prefixes: prefixes(target)? });
+            self.push(what, SetupStep::EnsureDir { prefixes: prefixes(target)? });
         } else {
             if let Some(parent) = target.parent().filter(|p| *p != Path::new("/")) {
-                self.push(what.clone(), Op::EnsureDir { prefixes: prefixes(parent)? });
+                self.push(what.clone(), SetupStep::EnsureDir { prefixes: prefixes(parent)? });
             }
-            self.push(what, Op::EnsureFile { file: in_root(target)? });
+            self.push(what, SetupStep::EnsureFile { file: in_root(target)? });
         }
         Ok(())
     }
@@ -472,13 +472,13 @@ impl Builder {
     fn tmpfs(&mut self, target: &Path, flags: libc::c_ulong, data: String) -> Result<(), SandboxError> {
         self.ensure(target, true)?;
         let what = format!("mount tmpfs on {}", target.display());
-        self.mount(what, Src::Str(cstr("tmpfs")?), target, Some("tmpfs"), flags, Some(data))
+        self.mount(what, MountSrc::Str(cstr("tmpfs")?), target, Some("tmpfs"), flags, Some(data))
     }
 
     fn symlink(&mut self, target: &str, link: &str) -> Result<(), SandboxError> {
         self.push(
             format!("symlink {link} -> {target}"),
-            Op::Symlink { target: cstr(target)?, file: in_root(Path::new(link))? },
+            SetupStep::Symlink { target: cstr(target)?, file: in_root(Path::new(link))? },
         );
         Ok(())
     }
@@ -637,13 +637,13 @@ fn check_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
 fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
     let mut b = Builder::default();
     if spec.user_ns.is_some() {
-        b.push("become root in the user namespace".into(), Op::BecomeRoot);
+        b.push("become root in the user namespace".into(), SetupStep::BecomeRoot);
     }
     // Nothing we mount may propagate back to the host.
     b.push(
         "make / private".into(),
-        Op::Mount {
-            src: Src::None,
+        SetupStep::Mount {
+            src: MountSrc::None,
             target: cstr("/")?,
             in_root: false,
             fstype: None,
@@ -655,7 +655,7 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
     // The root mount at STAGE, plus the skeleton.
     let (src, fstype, flags, data) = match &spec.rootfs {
         RootFs::Host => (
-            Src::Str(cstr("tmpfs")?),
+            MountSrc::Str(cstr("tmpfs")?),
             Some(cstr("tmpfs")?),
             libc::MS_NOSUID | libc::MS_NODEV,
             Some(cstr("mode=755,size=1m")?),
@@ -669,7 +669,7 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         }
         // The tmpfs that will hold the overlay's upper and work folders.
         RootFs::Overlay(_) => (
-            Src::Str(cstr("tmpfs")?),
+            MountSrc::Str(cstr("tmpfs")?),
             Some(cstr("tmpfs")?),
             libc::MS_NOSUID | libc::MS_NODEV,
             Some(cstr("mode=755,size=4m")?),
@@ -680,11 +680,14 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         RootFs::Dir(d) => format!("bind the root {}", d.display()),
         RootFs::Overlay(_) => "mount the overlay's upper tmpfs".to_string(),
     };
-    b.push(what, Op::Mount { src, target: cstr(STAGE)?, in_root: false, fstype, flags, data });
-    b.push("open the new root".into(), Op::OpenRoot { path: cstr(STAGE)? });
+    b.push(what, SetupStep::Mount { src, target: cstr(STAGE)?, in_root: false, fstype, flags, data });
+    b.push("open the new root".into(), SetupStep::OpenRoot { path: cstr(STAGE)? });
     if let RootFs::Overlay(layers) = &spec.rootfs {
-        b.push("create the overlay's upper folder".into(), Op::MkdirInRoot { name: cstr("upper")?, mode: 0o755 });
-        b.push("create the overlay's work folder".into(), Op::MkdirInRoot { name: cstr("work")?, mode: 0o700 });
+        b.push(
+            "create the overlay's upper folder".into(),
+            SetupStep::MkdirInRoot { name: cstr("upper")?, mode: 0o755 },
+        );
+        b.push("create the overlay's work folder".into(), SetupStep::MkdirInRoot { name: cstr("work")?, mode: 0o700 });
         let data = overlay_options(layers)?;
         // Mounted over STAGE itself: the upper folder was resolved at mount time, so
         // hiding its tmpfs leaves it working and out of the container's sight.
@@ -692,8 +695,8 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
             "mount the overlay of {}",
             layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", ")
         );
-        let op = Op::Mount {
-            src: Src::Str(cstr("overlay")?),
+        let op = SetupStep::Mount {
+            src: MountSrc::Str(cstr("overlay")?),
             target: cstr(STAGE)?,
             in_root: false,
             fstype: Some(cstr("overlay")?),
@@ -701,7 +704,7 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
             data: Some(cstr(data)?),
         };
         b.push(what, op);
-        b.push("open the overlay root".into(), Op::OpenRoot { path: cstr(STAGE)? });
+        b.push("open the overlay root".into(), SetupStep::OpenRoot { path: cstr(STAGE)? });
     }
     if spec.rootfs == RootFs::Host {
         for (name, mode) in [
@@ -716,19 +719,19 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
             ("root", 0o700),
             ("home", 0o755),
         ] {
-            b.push(format!("create /{name} in the root"), Op::MkdirInRoot { name: cstr(name)?, mode });
+            b.push(format!("create /{name} in the root"), SetupStep::MkdirInRoot { name: cstr(name)?, mode });
         }
     }
 
     // proc and sysfs are mounted while the host's are still visible: in a user
     // namespace the kernel allows a new instance only then.
     let nodev = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    b.mount("mount proc on /proc".into(), Src::Str(cstr("proc")?), Path::new("/proc"), Some("proc"), nodev, None)?;
+    b.mount("mount proc on /proc".into(), MountSrc::Str(cstr("proc")?), Path::new("/proc"), Some("proc"), nodev, None)?;
     match spec.net {
         NetNs::New => {
             let what = "mount sysfs on /sys".to_string();
             let fl = nodev | libc::MS_RDONLY;
-            b.mount(what, Src::Str(cstr("sysfs")?), Path::new("/sys"), Some("sysfs"), fl, None)?;
+            b.mount(what, MountSrc::Str(cstr("sysfs")?), Path::new("/sys"), Some("sysfs"), fl, None)?;
         }
         // A new sysfs shows the netns of its mounter; sharing the host's netns, the
         // host's sysfs is the right one, read-only.
@@ -779,7 +782,7 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
     b.ensure(pts, true)?;
     let pts_data = Some("newinstance,ptmxmode=0666,mode=0620".to_string());
     let fl = libc::MS_NOSUID | libc::MS_NOEXEC;
-    b.mount("mount devpts on /dev/pts".into(), Src::Str(cstr("devpts")?), pts, Some("devpts"), fl, pts_data)?;
+    b.mount("mount devpts on /dev/pts".into(), MountSrc::Str(cstr("devpts")?), pts, Some("devpts"), fl, pts_data)?;
     b.symlink("pts/ptmx", "/dev/ptmx")?;
     b.tmpfs(Path::new("/dev/shm"), nodev, "mode=1777".into())?;
     for (link, target) in [
@@ -795,8 +798,8 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
     for m in &spec.mounts {
         let target = container_path(&m.target)?;
         match &m.kind {
-            MountKind::Bind { source, read_only } => b.bind(source, &target, *read_only)?,
-            MountKind::Tmpfs { size, mode, uid, gid } => {
+            MountSource::Bind { source, read_only } => b.bind(source, &target, *read_only)?,
+            MountSource::Tmpfs { size, mode, uid, gid } => {
                 let mut data = format!("mode={mode:o},uid={uid},gid={gid}");
                 if let Some(s) = size {
                     data.push_str(&format!(",size={s}"));
@@ -807,17 +810,17 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
     }
 
     for p in MASKED {
-        b.push_post(format!("mask {p}"), Op::Mask { path: cstr(p)? });
+        b.push_post(format!("mask {p}"), SetupStep::Mask { path: cstr(p)? });
     }
     for p in READ_ONLY {
-        b.push_post(format!("make {p} read-only"), Op::ReadOnly { path: cstr(p)? });
+        b.push_post(format!("make {p} read-only"), SetupStep::ReadOnly { path: cstr(p)? });
     }
     if spec.readonly_root {
-        let op = Op::RemountRo { target: cstr("/")?, in_root: false };
+        let op = SetupStep::RemountRo { target: cstr("/")?, in_root: false };
         b.push_post("remount / read-only".into(), op);
     }
-    b.push_post("set the hostname".into(), Op::Hostname { name: cstr(&spec.hostname)? });
-    b.push_post("wait for release".into(), Op::WaitGo);
+    b.push_post("set the hostname".into(), SetupStep::Hostname { name: cstr(&spec.hostname)? });
+    b.push_post("wait for release".into(), SetupStep::WaitGo);
     Ok(b)
 }
 
@@ -877,20 +880,20 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
             (target, step)
         }
     };
-    b.push_post(exec_step.clone(), Op::Exec(exec));
+    b.push_post(exec_step.clone(), SetupStep::Exec(exec));
     // The sources are opened first, before the child shadows anything.
     let mut what: Vec<String> = Vec::new();
-    let mut ops: Vec<Op> = Vec::new();
+    let mut ops: Vec<SetupStep> = Vec::new();
     for (slot, path) in b.sources.iter().enumerate() {
         what.push(format!("open {}", path.to_string_lossy()));
-        ops.push(Op::OpenSource { slot, path: path.clone() });
+        ops.push(SetupStep::OpenSource { slot, path: path.clone() });
     }
     for (w, op) in b.pre {
         what.push(w);
         ops.push(op);
     }
     what.push("pivot_root into the new root".into());
-    ops.push(Op::Pivot);
+    ops.push(SetupStep::Pivot);
     for (w, op) in b.post {
         what.push(w);
         ops.push(op);
@@ -915,7 +918,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     let stdio_fds = [high_fd(stdio.stdin)?, high_fd(stdio.stdout)?, high_fd(stdio.stderr)?];
     let raw_stdio = [0, 1, 2].map(|i| stdio_fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
     let slots = b.sources.iter().map(|_| std::cell::Cell::new(-1)).collect();
-    let script = Script { ops, slots, argv: argv_ptrs, envp: env_ptrs, stdio: raw_stdio };
+    let script = SetupScript { ops, slots, argv: argv_ptrs, envp: env_ptrs, stdio: raw_stdio };
 
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_PIDFD;
@@ -1060,7 +1063,7 @@ impl Pending {
 
     /// Let the child exec its program. Returns once the exec succeeded (the sync
     /// socket closed on exec) or with the exec error.
-    pub fn release(mut self) -> Result<Child, SandboxError> {
+    pub fn release(mut self) -> Result<InitProcess, SandboxError> {
         self.send(child::TAG_GO)?;
         match self.recv()? {
             None => {
@@ -1070,7 +1073,7 @@ impl Pending {
                     what: "clone3 returned no pidfd",
                     source: std::io::Error::from_raw_os_error(libc::ENOSYS),
                 })?;
-                Ok(Child { pid: pid.as_raw(), pidfd })
+                Ok(InitProcess { pid: pid.as_raw(), pidfd })
             }
             Some((_, _, errno)) => {
                 self.reap();
@@ -1094,7 +1097,7 @@ impl Drop for Pending {
     }
 }
 
-impl Child {
+impl InitProcess {
     /// Block until PID 1 exits (this reaps it).
     pub fn wait(&mut self) -> Result<Exit, SandboxError> {
         loop {

@@ -27,7 +27,7 @@ const CACHE: &str = "/var/cache/bind";
 /// BIND 9 settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct BindSettings {
     /// IPv4 addresses to answer on (address match list: "any", "none", "localhost",
     /// "localnets", addresses, networks; "!" negates).
     pub listen_on: Vec<String>,
@@ -61,10 +61,10 @@ pub struct Settings {
     pub zones: Vec<Zone>,
 }
 
-impl Default for Settings {
+impl Default for BindSettings {
     fn default() -> Self {
         let any = vec!["any".to_string()];
-        Settings {
+        BindSettings {
             listen_on: any.clone(),
             listen_on_v6: any.clone(),
             allow_query: any,
@@ -246,9 +246,9 @@ fn apex() -> String {
 /// Zones the Debian default-zones file already defines (loaded with recursion).
 const DEFAULT_ZONES: [&str; 4] = ["localhost", "127.in-addr.arpa", "0.in-addr.arpa", "255.in-addr.arpa"];
 
-pub fn expand(_s: &Settings, _all: &mut Services, _problems: &mut Vec<Problem>) {}
+pub fn expand(_s: &BindSettings, _all: &mut Services, _problems: &mut Vec<Problem>) {}
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &BindSettings, _all: &Services, cx: &mut Ctx) {
     cx.package("bind9");
     check_options(s, cx);
 
@@ -319,7 +319,7 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     cx.tmpfs("/run/named", Some(1 << 20), Some("bind:bind"), Some("0775"));
 }
 
-fn check_options(s: &Settings, cx: &mut Ctx) {
+fn check_options(s: &BindSettings, cx: &mut Ctx) {
     check_acl(cx, "listen_on", &s.listen_on);
     check_acl(cx, "listen_on_v6", &s.listen_on_v6);
     check_acl(cx, "allow_query", &s.allow_query);

@@ -4,7 +4,7 @@
 //! values are re-rendered from their parsed form, and TXT/CAA text is quoted and escaped
 //! byte by byte, so a value can never break out of its record or statement.
 
-use super::{RecordType, Settings, Zone, ZoneKind};
+use super::{BindSettings, RecordType, Zone, ZoneKind};
 use crate::spec::values::{Cidr, Duration};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -234,7 +234,7 @@ pub fn named_conf(recursion: bool) -> String {
     s
 }
 
-pub fn options(s: &Settings) -> String {
+pub fn options(s: &BindSettings) -> String {
     let mut o = String::from("// Rendered by container (bind module).\noptions {\n");
     let _ = writeln!(o, "\tdirectory \"{}\";", super::CACHE);
     o.push_str("\tpid-file \"/run/named/named.pid\";\n");

@@ -1,4 +1,4 @@
-//! caddy: Caddy 2.6 (Debian bookworm's `caddy`) serving `web::Site`s.
+//! caddy: Caddy 2.6 (Debian bookworm's `caddy`) serving `web::WebSite`s.
 //!
 //! Renders one /etc/caddy/Caddyfile: plain HTTP only (no ACME, the container has no
 //! internet; TLS terminates in front of it), the admin API on localhost for
@@ -8,7 +8,7 @@
 #[path = "caddy_conf.rs"]
 mod conf;
 
-use super::web::{check_sites, Site};
+use super::web::{check_sites, WebSite};
 use super::{Ctx, Services};
 use crate::plan::compile::volume_name;
 use crate::plan::types::ServiceRes;
@@ -26,15 +26,15 @@ pub const ADMIN_PORT: u16 = 2019;
 /// Settings of the caddy module.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct CaddySettings {
     /// Web sites served.
-    pub sites: Vec<Site>,
+    pub sites: Vec<WebSite>,
     /// Log every request and internal event in detail (Caddy's `debug` option).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub debug: bool,
 }
 
-pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &CaddySettings, all: &Services, cx: &mut Ctx) {
     let summary = check_sites(&s.sites, all, "caddy", cx);
     cx.listen(Proto::Tcp, ADMIN_PORT, "caddy", "");
     cx.package("caddy");

@@ -5,13 +5,13 @@
 //! (redir, rewrite, reverse_proxy, php_fastcgi, file_server): the order written here
 //! is for the reader.
 
-use super::{Settings, ADMIN_PORT, HOME, LOG_DIR};
+use super::{CaddySettings, ADMIN_PORT, HOME, LOG_DIR};
 use crate::modules::php;
 use crate::modules::web::site_key;
-use crate::modules::web::Site;
+use crate::modules::web::WebSite;
 use std::fmt::Write;
 
-pub fn caddyfile(s: &Settings) -> String {
+pub fn caddyfile(s: &CaddySettings) -> String {
     let mut out = String::from("# Rendered by container (caddy module).\n{\n");
     if s.debug {
         out.push_str("\tdebug\n");
@@ -33,7 +33,7 @@ pub fn caddyfile(s: &Settings) -> String {
     out
 }
 
-fn site_block(out: &mut String, site: &Site) {
+fn site_block(out: &mut String, site: &WebSite) {
     let port = site.port.0;
     let addrs: Vec<String> = if site.hosts.is_empty() {
         vec![format!("http://:{port}")]

@@ -31,40 +31,40 @@ use serde::{Deserialize, Serialize};
 pub struct Services {
     /// MariaDB server: databases, users and grants ensured on every apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mysql: Option<mysql::Settings>,
+    pub mysql: Option<mysql::MysqlSettings>,
     /// Caddy 2 web server: sites, redirects, rewrites, reverse proxies, PHP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub caddy: Option<caddy::Settings>,
+    pub caddy: Option<caddy::CaddySettings>,
     /// PHP 8.2 FPM: php.ini settings and pools; registers with caddy or nginx.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub php: Option<php::Settings>,
+    pub php: Option<php::PhpSettings>,
     /// WordPress from the Debian package: one instance per site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wordpress: Option<wordpress::Settings>,
+    pub wordpress: Option<wordpress::WordpressSettings>,
     /// ownCloud from a release tarball.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owncloud: Option<owncloud::Settings>,
+    pub owncloud: Option<owncloud::OwncloudSettings>,
     /// BIND 9 name server: zones, recursion, rate limiting, DNS64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bind: Option<bind::Settings>,
+    pub bind: Option<bind::BindSettings>,
     /// Samba 4 file server: shares backed by volumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub samba: Option<samba::Settings>,
+    pub samba: Option<samba::SambaSettings>,
     /// NAT64 with tayga: an IPv6 /96 prefix mapped onto an IPv4 pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nat64: Option<nat64::Settings>,
+    pub nat64: Option<nat64::Nat64Settings>,
     /// nginx web server: sites, reverse proxies, PHP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nginx: Option<nginx::Settings>,
+    pub nginx: Option<nginx::NginxSettings>,
     /// OpenSSH server: key login, persistent host keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sshd: Option<sshd::Settings>,
+    pub sshd: Option<sshd::SshdSettings>,
     /// rsync daemon: modules with authenticated users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rsync: Option<rsync::Settings>,
+    pub rsync: Option<rsync::RsyncSettings>,
     /// tinc 1.0 VPN: a node joined to peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tinc: Option<tinc::Settings>,
+    pub tinc: Option<tinc::TincSettings>,
 }
 
 /// Which web server serves sites that a module (wordpress, owncloud) brings.
@@ -95,7 +95,7 @@ impl Services {
         // A site that runs PHP brings PHP-FPM with it.
         let sites = self.caddy.iter().flat_map(|c| &c.sites).chain(self.nginx.iter().flat_map(|n| &n.sites));
         if self.php.is_none() && sites.into_iter().any(|s| !s.php.is_off()) {
-            self.php = Some(php::Settings::default());
+            self.php = Some(php::PhpSettings::default());
         }
     }
 

@@ -5,7 +5,7 @@
 //! and apply by one idempotent SQL script fed to the client over the root socket, so
 //! the server converges to the spec without the plan ever holding a password: the
 //! script is `Text` with secret references. Other modules (wordpress, owncloud) ask
-//! for their database and user through `Settings::ensure_database` / `ensure_grant`.
+//! for their database and user through `MysqlSettings::ensure_database` / `ensure_grant`.
 
 #[path = "mysql_conf.rs"]
 mod conf;
@@ -31,7 +31,7 @@ pub const SERVICE: &str = "mariadb";
 /// MariaDB 10.11 settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct MysqlSettings {
     /// TCP port the server listens on.
     pub port: Port,
     /// Address the server listens on: "0.0.0.0" (default: every address, so clients on
@@ -51,7 +51,7 @@ pub struct Settings {
     /// the account or revoke the privilege: the plan shows the changed ensure task, but
     /// apply never deletes database state. Drop it yourself with `DROP USER` if meant.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub users: Vec<User>,
+    pub users: Vec<MysqlUser>,
     /// Most client connections at once (`max_connections`; MariaDB's default is 151).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
@@ -64,9 +64,9 @@ pub struct Settings {
     pub config: BTreeMap<String, String>,
 }
 
-impl Default for Settings {
+impl Default for MysqlSettings {
     fn default() -> Self {
-        Settings {
+        MysqlSettings {
             port: Port(3306),
             bind_address: "0.0.0.0".into(),
             root_password: secret_ref("mysql-root"),
@@ -101,7 +101,7 @@ fn default_collation() -> String {
 
 /// A MariaDB account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct User {
+pub struct MysqlUser {
     /// Account name: up to 64 letters, digits, `_` and `$`.
     pub name: String,
     /// Host the account may connect from: "%" (default: anywhere), "localhost" (the
@@ -140,7 +140,7 @@ pub fn secret_ref(name: &str) -> SecretRef {
     SecretRef { secret: SecretName(name.to_string()) }
 }
 
-impl Settings {
+impl MysqlSettings {
     /// Declare a database unless one of that name exists.
     pub fn ensure_database(&mut self, name: &str) {
         if !self.databases.iter().any(|d| d.name == name) {
@@ -162,7 +162,7 @@ impl Settings {
                     u.grants.push(grant);
                 }
             }
-            None => self.users.push(User {
+            None => self.users.push(MysqlUser {
                 name: user.to_string(),
                 host: host.to_string(),
                 password: password.clone(),
@@ -173,11 +173,11 @@ impl Settings {
 }
 
 /// Let another module make sure MariaDB runs (with defaults when not configured).
-pub fn enable(all: &mut Services) -> &mut Settings {
-    all.mysql.get_or_insert_with(Settings::default)
+pub fn enable(all: &mut Services) -> &mut MysqlSettings {
+    all.mysql.get_or_insert_with(MysqlSettings::default)
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &MysqlSettings, _all: &Services, cx: &mut Ctx) {
     cx.packages(&["mariadb-server", "mariadb-client"]);
     conf::check(s, cx);
 

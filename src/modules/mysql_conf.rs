@@ -1,7 +1,7 @@
 //! Rendering and checks for the mysql module: the server options file, the ensure
 //! script, SQL quoting and the validation of names and privileges.
 
-use super::{Settings, CNF, DATADIR, SOCKET};
+use super::{MysqlSettings, CNF, DATADIR, SOCKET};
 use crate::modules::Ctx;
 use crate::plan::text::Text;
 use std::collections::BTreeSet;
@@ -102,7 +102,7 @@ fn account(name: &str, host: &str) -> String {
 /// (password converged with ALTER USER), grants. Nothing is ever dropped or revoked.
 /// Secret values are inserted unescaped inside '...': generated secrets must not
 /// contain `'` or `\`.
-pub fn ensure_sql(s: &Settings) -> Text {
+pub fn ensure_sql(s: &MysqlSettings) -> Text {
     let mut t = Text::new().lit("-- Rendered by container (mysql module): ensured on every start and apply.\n");
     t.push("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('");
     t.push_secret(s.root_password.name());
@@ -134,7 +134,7 @@ pub fn ensure_sql(s: &Settings) -> Text {
 
 /// `/etc/mysql/mariadb.conf.d/90-container.cnf`. No `log_error`: in the foreground
 /// MariaDB then logs to stderr, which the supervisor captures.
-pub fn server_cnf(s: &Settings) -> String {
+pub fn server_cnf(s: &MysqlSettings) -> String {
     let mut c = format!(
         "# Rendered by container (mysql module): {CNF}\n\
          # Read after Debian's 50-server.cnf, so these options win.\n\
@@ -173,7 +173,7 @@ pub fn server_cnf(s: &Settings) -> String {
 }
 
 /// Report every problem of the settings (paths relative to `services.mysql`).
-pub fn check(s: &Settings, cx: &mut Ctx) {
+pub fn check(s: &MysqlSettings, cx: &mut Ctx) {
     if s.bind_address.parse::<std::net::IpAddr>().is_err() {
         cx.error(
             "bind_address",

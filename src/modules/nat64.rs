@@ -39,7 +39,7 @@ const WKP: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 /// NAT64 settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct Nat64Settings {
     /// IPv6 /96 that maps the IPv4 Internet: IPv4 host a.b.c.d is reached at
     /// <prefix>a.b.c.d. The default well-known prefix 64:ff9b::/96 reaches public IPv4
     /// addresses only: tayga drops traffic to private ones (10/8, 172.16/12, 192.168/16,
@@ -61,9 +61,9 @@ pub struct Settings {
     pub dns64: bool,
 }
 
-impl Default for Settings {
+impl Default for Nat64Settings {
     fn default() -> Self {
-        Settings {
+        Nat64Settings {
             prefix: Cidr(Net { addr: IpAddr::V6(WKP), len: 96 }),
             ipv4_pool: Cidr(Net { addr: IpAddr::V4(Ipv4Addr::new(192, 168, 255, 0)), len: 24 }),
             tayga_ipv4: None,
@@ -109,7 +109,7 @@ fn private_v4(a: Ipv4Addr) -> bool {
 }
 
 /// Tell bind about the prefix (DNS64) when both are enabled.
-pub fn expand(s: &Settings, all: &mut Services, _problems: &mut Vec<Problem>) {
+pub fn expand(s: &Nat64Settings, all: &mut Services, _problems: &mut Vec<Problem>) {
     if !s.dns64 || usable_prefix(&s.prefix.0).is_err() {
         return;
     }
@@ -120,7 +120,7 @@ pub fn expand(s: &Settings, all: &mut Services, _problems: &mut Vec<Problem>) {
     }
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &Nat64Settings, _all: &Services, cx: &mut Ctx) {
     let net = &cx.plan.network;
     let own4 = net.ipv4.as_deref().and_then(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok());
     let own6 = net.ipv6.as_deref().and_then(|a| a.split('/').next()?.parse::<Ipv6Addr>().ok());

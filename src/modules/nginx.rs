@@ -1,4 +1,4 @@
-//! nginx: nginx 1.22 (Debian bookworm's `nginx`) serving `web::Site`s.
+//! nginx: nginx 1.22 (Debian bookworm's `nginx`) serving `web::WebSite`s.
 //!
 //! Renders our own /etc/nginx/nginx.conf (foreground, errors to stderr, temp files
 //! on a tmpfs) and one server block per site. Debian's sites-enabled and conf.d are
@@ -9,7 +9,7 @@
 mod conf;
 
 use super::web::check_sites;
-use super::web::Site;
+use super::web::WebSite;
 use super::{Ctx, Services};
 use crate::plan::compile::volume_name;
 use crate::plan::types::ServiceRes;
@@ -27,9 +27,9 @@ pub const RUN_DIR: &str = "/run/nginx";
 /// Settings of the nginx module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct NginxSettings {
     /// Web sites served.
-    pub sites: Vec<Site>,
+    pub sites: Vec<WebSite>,
     /// Number of worker processes; default one per CPU ("auto").
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -39,13 +39,13 @@ pub struct Settings {
     pub worker_connections: u32,
 }
 
-impl Default for Settings {
+impl Default for NginxSettings {
     fn default() -> Self {
-        Settings { sites: Vec::new(), worker_processes: None, worker_connections: 768 }
+        NginxSettings { sites: Vec::new(), worker_processes: None, worker_connections: 768 }
     }
 }
 
-pub fn compile(s: &Settings, all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &NginxSettings, all: &Services, cx: &mut Ctx) {
     let summary = check_sites(&s.sites, all, "nginx", cx);
     if s.worker_processes == Some(0) {
         cx.error("worker_processes", "worker_processes must be at least 1", Some("remove it for one per CPU"));

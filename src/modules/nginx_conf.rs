@@ -5,13 +5,13 @@
 //! Caddy's directive order: exact redirects first, then proxy prefixes (`^~`, so the
 //! PHP regex cannot take a proxied path), then PHP, then static files.
 
-use super::{Settings, RUN_DIR, SITES_CONF, TEMP_DIR};
+use super::{NginxSettings, RUN_DIR, SITES_CONF, TEMP_DIR};
 use crate::modules::web::site_key;
-use crate::modules::web::Site;
+use crate::modules::web::WebSite;
 use crate::modules::{php, Services};
 use std::fmt::Write;
 
-pub fn nginx_conf(s: &Settings) -> String {
+pub fn nginx_conf(s: &NginxSettings) -> String {
     let workers = s.worker_processes.map_or_else(|| "auto".to_string(), |n| n.to_string());
     let mut out = String::from("# Rendered by container (nginx module).\n");
     out.push_str("daemon off;\nuser www-data;\n");
@@ -38,7 +38,7 @@ pub fn nginx_conf(s: &Settings) -> String {
     out
 }
 
-pub fn sites_conf(s: &Settings, all: &Services) -> String {
+pub fn sites_conf(s: &NginxSettings, all: &Services) -> String {
     let mut out = String::from("# Rendered by container (nginx module).\n");
     for (i, site) in s.sites.iter().enumerate() {
         let _ = write!(out, "\n# sites[{i}]\n");
@@ -60,7 +60,7 @@ fn exact_regex(s: &str) -> String {
     out
 }
 
-fn server_block(out: &mut String, site: &Site, all: &Services) {
+fn server_block(out: &mut String, site: &WebSite, all: &Services) {
     let port = site.port.0;
     let default = if site.hosts.is_empty() { " default_server" } else { "" };
     let names = if site.hosts.is_empty() { "_".to_string() } else { site.hosts.join(" ") };

@@ -28,7 +28,7 @@ const EXTENSIONS: &[&str] = &["mysql", "gd", "xml", "mbstring", "curl", "zip", "
 
 /// ownCloud settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Settings {
+pub struct OwncloudSettings {
     /// Where the release tarball comes from: an "https://" (or "http://") URL, a
     /// "file:///" URL, or a path relative to the spec's folder (offline builds).
     pub url: String,
@@ -76,13 +76,13 @@ fn yes() -> bool {
     true
 }
 
-fn web_site(s: &Settings) -> web::Site {
-    web::Site::php_app(s.port.clone(), s.hosts.clone(), ROOT, Size(512 << 20))
+fn web_site(s: &OwncloudSettings) -> web::WebSite {
+    web::WebSite::php_app(s.port.clone(), s.hosts.clone(), ROOT, Size(512 << 20))
 }
 
 /// Bring MariaDB with the "owncloud" database and account, PHP with ownCloud's
 /// extensions, and the web site.
-pub fn expand(s: &Settings, all: &mut Services, _problems: &mut Vec<Problem>) {
+pub fn expand(s: &OwncloudSettings, all: &mut Services, _problems: &mut Vec<Problem>) {
     let mysql = super::mysql::enable(all);
     mysql.ensure_database(DB);
     // Over the socket only: the account cannot be used from outside the container.
@@ -120,7 +120,7 @@ fn php_str(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &OwncloudSettings, _all: &Services, cx: &mut Ctx) {
     if let Err(e) = check_url(&s.url) {
         cx.error(
             "url",
@@ -178,7 +178,7 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
 }
 
 /// `$CONFIG` values that always win over config.php.
-fn container_config(s: &Settings, cx: &mut Ctx) -> Text {
+fn container_config(s: &OwncloudSettings, cx: &mut Ctx) -> Text {
     let mut domains = vec!["localhost".to_string()];
     domains.extend(s.hosts.iter().map(|h| h.to_ascii_lowercase()).filter(|h| h != "localhost"));
     let list: Vec<String> = domains.iter().enumerate().map(|(i, d)| format!("    {i} => {},\n", php_str(d))).collect();
@@ -210,7 +210,7 @@ fn container_config(s: &Settings, cx: &mut Ctx) -> Text {
 /// Install once, as www-data, after the database runs. The passwords are secrets, so
 /// they cannot be argv: a PHP script on stdin runs occ with an argv array (no shell).
 /// Done when the data folder holds `.ocdata`, which the install writes.
-fn install_task(s: &Settings, cx: &mut Ctx) -> InitTask {
+fn install_task(s: &OwncloudSettings, cx: &mut Ctx) -> InitTask {
     let mut t = Text::new().lit(format!(
         "<?php\n// Rendered by container (owncloud module): first install.\n$cmd = [PHP_BINARY, '{ROOT}/occ', \
          'maintenance:install', '--no-interaction', '--database=mysql', '--database-name={DB}', \

@@ -29,7 +29,7 @@ pub fn socket(pool: &str) -> String {
 /// PHP 8.2 FPM settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct PhpSettings {
     /// php.ini `memory_limit`.
     pub memory_limit: Size,
     /// php.ini `upload_max_filesize`.
@@ -49,12 +49,12 @@ pub struct Settings {
     /// Size of the tmpfs holding sessions.
     pub sessions_size: Size,
     /// FPM pools; default one pool named "www".
-    pub pools: Vec<Pool>,
+    pub pools: Vec<PhpPool>,
 }
 
-impl Default for Settings {
+impl Default for PhpSettings {
     fn default() -> Self {
-        Settings {
+        PhpSettings {
             memory_limit: Size(128 << 20),
             upload_max_filesize: Size(2 << 20),
             post_max_size: Size(8 << 20),
@@ -63,7 +63,7 @@ impl Default for Settings {
             ini: BTreeMap::new(),
             extensions: Vec::new(),
             sessions_size: Size(64 << 20),
-            pools: vec![Pool::default()],
+            pools: vec![PhpPool::default()],
         }
     }
 }
@@ -84,7 +84,7 @@ pub enum Pm {
 /// An FPM pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Pool {
+pub struct PhpPool {
     /// Pool name; the socket is /run/php/php8.2-fpm-<name>.sock ("www": php8.2-fpm.sock).
     pub name: String,
     /// User the workers run as.
@@ -96,19 +96,19 @@ pub struct Pool {
     pub max_children: u32,
 }
 
-impl Default for Pool {
+impl Default for PhpPool {
     fn default() -> Self {
-        Pool { name: DEFAULT_POOL.into(), user: "www-data".into(), pm: Pm::Dynamic, max_children: 5 }
+        PhpPool { name: DEFAULT_POOL.into(), user: "www-data".into(), pm: Pm::Dynamic, max_children: 5 }
     }
 }
 
-impl Settings {
+impl PhpSettings {
     pub fn has_pool(&self, name: &str) -> bool {
         self.pools.iter().any(|p| p.name == name)
     }
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &PhpSettings, _all: &Services, cx: &mut Ctx) {
     cx.package(&format!("php{VERSION}-fpm"));
     for ext in &s.extensions {
         cx.package(&format!("php{VERSION}-{ext}"));
@@ -191,7 +191,7 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
     cx.tmpfs(SESSIONS, Some(s.sessions_size.0), Some("www-data:www-data"), Some("1733"));
 }
 
-fn pool_conf(p: &Pool) -> String {
+fn pool_conf(p: &PhpPool) -> String {
     let pm = match p.pm {
         Pm::Static => "static",
         Pm::Dynamic => "dynamic",

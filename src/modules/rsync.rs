@@ -24,7 +24,7 @@ const RUN_DIR: &str = "/run/rsyncd";
 /// rsync daemon settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct RsyncSettings {
     /// TCP port of the daemon.
     pub port: Port,
     /// Most simultaneous clients of each module; 0 (default): no limit.
@@ -37,9 +37,9 @@ pub struct Settings {
     pub users: Vec<RsyncUser>,
 }
 
-impl Default for Settings {
+impl Default for RsyncSettings {
     fn default() -> Self {
-        Settings { port: Port(873), max_connections: 0, modules: Vec::new(), users: Vec::new() }
+        RsyncSettings { port: Port(873), max_connections: 0, modules: Vec::new(), users: Vec::new() }
     }
 }
 
@@ -118,7 +118,7 @@ fn plain_value(s: &str) -> bool {
     !s.chars().any(char::is_control) && !s.ends_with('\\')
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &RsyncSettings, _all: &Services, cx: &mut Ctx) {
     cx.package("rsync");
     let mut users = BTreeSet::new();
     let mut secrets = Text::new();

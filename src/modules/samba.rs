@@ -24,7 +24,7 @@ const PRIVATE: &str = "/var/lib/samba/private";
 /// Samba settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct SambaSettings {
     /// Workgroup (Windows domain name shown to clients).
     pub workgroup: String,
     /// Server description shown to clients.
@@ -39,15 +39,15 @@ pub struct Settings {
     pub map_to_guest: MapToGuest,
     /// Samba users; each also becomes a Unix account without login.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub users: Vec<User>,
+    pub users: Vec<SambaUser>,
     /// Shares.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<Share>,
 }
 
-impl Default for Settings {
+impl Default for SambaSettings {
     fn default() -> Self {
-        Settings {
+        SambaSettings {
             workgroup: "WORKGROUP".into(),
             server_string: "Samba file server".into(),
             netbios_name: None,
@@ -73,7 +73,7 @@ pub enum MapToGuest {
 
 /// A Samba user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct User {
+pub struct SambaUser {
     /// User name (lowercase letters, digits, `_`, `-`; up to 32 characters).
     pub name: String,
     /// Password, e.g. { secret = "samba-alice" }.
@@ -162,7 +162,7 @@ fn plain(s: &str) -> bool {
     !s.chars().any(|c| c.is_control()) && !s.starts_with('[') && s.trim() == s
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &SambaSettings, _all: &Services, cx: &mut Ctx) {
     cx.package("samba");
     for (field, v) in [("workgroup", &s.workgroup), ("server_string", &s.server_string)] {
         if !plain(v) || v.is_empty() {
@@ -310,7 +310,7 @@ fn group_of(user: &str) -> &str {
 
 /// Who owns a share's folder and whether anyone may write. Writers all act as the
 /// owner (`force user`), so files stay accessible to every user of the share.
-fn share_owner(sh: &Share, s: &Settings) -> (String, bool) {
+fn share_owner(sh: &Share, s: &SambaSettings) -> (String, bool) {
     let writable = !sh.read_only || !sh.write_list.is_empty();
     let owner = if sh.guest_ok {
         s.guest_account.clone()
@@ -329,7 +329,7 @@ fn yn(b: bool) -> &'static str {
     }
 }
 
-fn global(s: &Settings) -> String {
+fn global(s: &SambaSettings) -> String {
     let mut g = String::from("# Rendered by container (samba module).\n[global]\n");
     let _ = writeln!(g, "\tworkgroup = {}", s.workgroup);
     let _ = writeln!(g, "\tserver string = {}", s.server_string);

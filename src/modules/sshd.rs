@@ -53,7 +53,7 @@ const RESERVED_USERS: &[&str] = &[
 /// OpenSSH server settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct SshdSettings {
     /// TCP port sshd listens on.
     pub port: Port,
     /// Addresses to listen on, e.g. ["100.72.0.3"]; empty (default): all addresses.
@@ -76,9 +76,9 @@ pub struct Settings {
     pub root_password: Option<SecretRef>,
 }
 
-impl Default for Settings {
+impl Default for SshdSettings {
     fn default() -> Self {
-        Settings {
+        SshdSettings {
             port: Port(22),
             listen_addresses: Vec::new(),
             permit_root_login: PermitRootLogin::ProhibitPassword,
@@ -130,7 +130,7 @@ fn default_shell() -> AbsPath {
     AbsPath("/bin/bash".into())
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &SshdSettings, _all: &Services, cx: &mut Ctx) {
     // passwd (chpasswd) and mount (mount, mountpoint) serve the root password task.
     cx.packages(&["openssh-server", "openssh-sftp-server", "passwd", "mount"]);
 

@@ -1,7 +1,7 @@
 //! Rendering and checking for the sshd module: sshd_config, authorized_keys files,
 //! OpenSSH public key lines.
 
-use super::{Settings, KEYS_DIR};
+use super::{SshdSettings, KEYS_DIR};
 use std::fmt::Write;
 
 /// Key types accepted in authorized_keys (ssh-dss is disabled in OpenSSH 9).
@@ -15,7 +15,7 @@ const KEY_TYPES: &[&str] = &[
     "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
 
-pub(super) fn sshd_config(s: &Settings, host_keys: &[String]) -> String {
+pub(super) fn sshd_config(s: &SshdSettings, host_keys: &[String]) -> String {
     let mut out = String::from("# Rendered by container (sshd module).\n");
     let _ = writeln!(out, "Port {}", s.port.0);
     for a in &s.listen_addresses {

@@ -24,7 +24,7 @@ const KEYS: &str = "/var/lib/tinc";
 
 /// tinc 1.0 node settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Settings {
+pub struct TincSettings {
     /// Network name (tincd -n): 1-10 lowercase letters, digits and `_`; the interface
     /// is "tinc-<network>".
     #[serde(default = "default_network")]
@@ -88,7 +88,7 @@ fn valid_node_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &TincSettings, _all: &Services, cx: &mut Ctx) {
     cx.packages(&["tinc", "iproute2", "openssl"]);
     cx.device("/dev/net/tun");
     let net = &s.network;

@@ -1,7 +1,7 @@
 //! The web site model shared by the caddy and nginx modules.
 //!
 //! Invariant: one description of a site, two renderers. Modules that bring a site
-//! (wordpress, owncloud) build a `Site` and push it into whichever server the user
+//! (wordpress, owncloud) build a `WebSite` and push it into whichever server the user
 //! picked, so they never write server syntax themselves.
 
 use super::{Ctx, Services};
@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 /// A web site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Site {
+pub struct WebSite {
     /// Port to listen on (plain HTTP; TLS terminates in front of the container).
     #[serde(default = "default_port")]
     pub port: Port,
@@ -42,10 +42,10 @@ pub struct Site {
     pub max_body: Option<crate::spec::values::Size>,
 }
 
-impl Site {
+impl WebSite {
     /// A PHP application's site: `root` served with the default PHP pool.
-    pub fn php_app(port: Port, hosts: Vec<String>, root: &str, max_body: crate::spec::values::Size) -> Site {
-        Site {
+    pub fn php_app(port: Port, hosts: Vec<String>, root: &str, max_body: crate::spec::values::Size) -> WebSite {
+        WebSite {
             port,
             hosts,
             root: Some(AbsPath(root.into())),
@@ -164,7 +164,7 @@ pub struct Proxy {
 }
 
 /// Check a site's fields; problems are reported through `err(relative_path, message, help)`.
-pub fn check(site: &Site, at: &str, err: &mut dyn FnMut(&str, String, &str)) {
+pub fn check(site: &WebSite, at: &str, err: &mut dyn FnMut(&str, String, &str)) {
     for h in &site.hosts {
         if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.*".contains(&b)) {
             err(
@@ -215,14 +215,14 @@ pub fn check(site: &Site, at: &str, err: &mut dyn FnMut(&str, String, &str)) {
 }
 
 /// File name (without `.log`) of a site's access log: first host (or "_default") and port.
-pub(super) fn site_key(site: &Site) -> String {
+pub(super) fn site_key(site: &WebSite) -> String {
     // `_` cannot occur in a host name, so these keys never equal a real host's.
     let host = site.hosts.first().map_or("_default", String::as_str).replace('*', "_wildcard");
     format!("{host}-{}", site.port.0)
 }
 
 /// What the sites of one server need from it.
-pub(super) struct Summary {
+pub(super) struct SiteSummary {
     /// The first site's port: the server's readiness check.
     pub first_port: Option<u16>,
     /// Some site runs PHP.
@@ -242,7 +242,7 @@ fn plain(s: &str, extra: &[u8]) -> bool {
 const PLAIN_HELP: &str = "use letters, digits and - . _ ~ / % + , @ ! : = & ( ); percent-encode anything else";
 
 /// Check the sites of one server (`owner` is "caddy" or "nginx") and claim their ports.
-pub(super) fn check_sites(sites: &[Site], all: &Services, owner: &str, cx: &mut Ctx) -> Summary {
+pub(super) fn check_sites(sites: &[WebSite], all: &Services, owner: &str, cx: &mut Ctx) -> SiteSummary {
     if sites.is_empty() {
         cx.error(
             "",
@@ -297,7 +297,7 @@ pub(super) fn check_sites(sites: &[Site], all: &Services, owner: &str, cx: &mut 
             }
         }
     }
-    Summary {
+    SiteSummary {
         first_port: sites.first().map(|s| s.port.0),
         php: sites.iter().any(|s| !s.php.is_off()),
         log: sites.iter().any(|s| s.log),
@@ -305,7 +305,7 @@ pub(super) fn check_sites(sites: &[Site], all: &Services, owner: &str, cx: &mut 
 }
 
 /// Values written into both servers' configs must read the same to both.
-fn check_tokens(site: &Site, at: &str, cx: &mut Ctx) {
+fn check_tokens(site: &WebSite, at: &str, cx: &mut Ctx) {
     let bad = |cx: &mut Ctx, path: String, v: &str| {
         cx.error(&path, format!("`{v}` contains a character that cannot be used here"), Some(PLAIN_HELP));
     };

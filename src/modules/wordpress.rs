@@ -42,23 +42,23 @@ const KEYS: &[&str] = &[
 /// WordPress settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Settings {
+pub struct WordpressSettings {
     /// WordPress instances; default one site named "default" answering any host.
-    pub sites: Vec<Site>,
+    pub sites: Vec<WordpressSite>,
     /// Web server that serves the sites.
     pub web: WebServer,
 }
 
-impl Default for Settings {
+impl Default for WordpressSettings {
     fn default() -> Self {
-        Settings { sites: vec![Site::default()], web: WebServer::Caddy }
+        WordpressSettings { sites: vec![WordpressSite::default()], web: WebServer::Caddy }
     }
 }
 
 /// One WordPress instance with its own database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Site {
+pub struct WordpressSite {
     /// Site name: 1-32 lowercase letters, digits and `_`, starting with a letter. The
     /// database and its account are "wordpress_<name>".
     pub name: String,
@@ -77,9 +77,9 @@ pub struct Site {
     pub debug: bool,
 }
 
-impl Default for Site {
+impl Default for WordpressSite {
     fn default() -> Self {
-        Site {
+        WordpressSite {
             name: "default".into(),
             hosts: Vec::new(),
             port: Port(80),
@@ -90,7 +90,7 @@ impl Default for Site {
     }
 }
 
-impl Site {
+impl WordpressSite {
     fn db(&self) -> String {
         format!("wordpress_{}", self.name)
     }
@@ -127,14 +127,14 @@ fn valid_prefix(s: &str) -> bool {
 }
 
 /// The web site a WordPress site needs.
-fn web_site(site: &Site) -> web::Site {
-    web::Site::php_app(site.port.clone(), site.hosts.clone(), ROOT, Size(64 << 20))
+fn web_site(site: &WordpressSite) -> web::WebSite {
+    web::WebSite::php_app(site.port.clone(), site.hosts.clone(), ROOT, Size(64 << 20))
 }
 
 /// Bring MariaDB with a database and account per site, PHP with WordPress's
 /// extensions, and a web site per site. Invalid sites are left to `compile` to report.
-pub fn expand(s: &Settings, all: &mut Services, _problems: &mut Vec<Problem>) {
-    let sites: Vec<&Site> = s.sites.iter().filter(|site| valid_name(&site.name)).collect();
+pub fn expand(s: &WordpressSettings, all: &mut Services, _problems: &mut Vec<Problem>) {
+    let sites: Vec<&WordpressSite> = s.sites.iter().filter(|site| valid_name(&site.name)).collect();
     if sites.is_empty() {
         return;
     }
@@ -153,7 +153,7 @@ pub fn expand(s: &Settings, all: &mut Services, _problems: &mut Vec<Problem>) {
 /// Make sure PHP runs with `extensions`; a PHP brought by us (not configured by the
 /// user) also accepts uploads up to `upload` bytes.
 pub fn add_php(all: &mut Services, extensions: &[&str], upload: u64) {
-    let php = all.php.get_or_insert_with(|| super::php::Settings {
+    let php = all.php.get_or_insert_with(|| super::php::PhpSettings {
         upload_max_filesize: Size(upload),
         post_max_size: Size(upload),
         ..Default::default()
@@ -166,14 +166,14 @@ pub fn add_php(all: &mut Services, extensions: &[&str], upload: u64) {
 }
 
 /// Add `site` to the chosen web server (enabled with defaults when needed).
-pub fn add_site(all: &mut Services, server: WebServer, site: web::Site) {
+pub fn add_site(all: &mut Services, server: WebServer, site: web::WebSite) {
     match server {
         WebServer::Caddy => all.caddy.get_or_insert_with(Default::default).sites.push(site),
         WebServer::Nginx => all.nginx.get_or_insert_with(Default::default).sites.push(site),
     }
 }
 
-pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
+pub fn compile(s: &WordpressSettings, _all: &Services, cx: &mut Ctx) {
     // The theme is only a Recommends of `wordpress`: without it (--no-install-recommends)
     // the site renders a blank page.
     cx.packages(&["wordpress", "wordpress-theme-twentytwentythree"]);
@@ -239,7 +239,7 @@ pub fn compile(s: &Settings, _all: &Services, cx: &mut Ctx) {
 }
 
 /// The host config Debian's wp-config.php loads; secrets stay references.
-fn wp_config(site: &Site, cx: &mut Ctx) -> crate::plan::text::Text {
+fn wp_config(site: &WordpressSite, cx: &mut Ctx) -> crate::plan::text::Text {
     let db = site.db();
     let mut t = crate::plan::text::Text::new();
     t.push(format!(

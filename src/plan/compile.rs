@@ -4,7 +4,7 @@
 //! expand and compile → `on_plan` hooks → whole-plan checks. Any problem stops the
 //! compile and is reported with its location; no partial plan escapes.
 
-use super::pool::Pool;
+use super::pool::AddressPool;
 use super::text::Text;
 use super::types::*;
 use crate::diag::{Problem, SpecErrors};
@@ -44,7 +44,7 @@ impl SourceReader for DirReader {
 
 /// Everything a compile may look at besides the spec.
 pub struct Env<'a> {
-    pub pool: &'a Pool,
+    pub pool: &'a AddressPool,
     pub reader: &'a dyn SourceReader,
 }
 
@@ -200,7 +200,7 @@ pub fn volume_name(target: &str) -> String {
     target.trim_matches('/').replace('/', "-")
 }
 
-fn network(spec: &Spec, pool: &Pool, problems: &mut Vec<Problem>) -> NetworkRes {
+fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> NetworkRes {
     let n = &spec.network;
     let has_addr = n.ipv4.is_some() || n.ipv6.is_some();
     let mode = n.mode.unwrap_or(if has_addr { NetMode::Routed } else { NetMode::None });
@@ -383,5 +383,5 @@ pub fn try_test_plan(toml_text: &str) -> Result<Plan, SpecErrors> {
     }
     let (spec, tree, text) = crate::spec::parse_bytes("test.toml", toml_text.as_bytes(), crate::spec::Format::Toml)?;
     let loaded = Loaded { spec, tree, file: "test.toml".into(), text, dir: PathBuf::new() };
-    compile(&loaded, &Env { pool: &Pool::default(), reader: &NoFiles })
+    compile(&loaded, &Env { pool: &AddressPool::default(), reader: &NoFiles })
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 /// What happens to a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Op {
+pub enum ChangeOp {
     Create,
     Update,
     /// Destroy and create again (the resource cannot change in place).
@@ -22,13 +22,13 @@ pub enum Op {
     Delete,
 }
 
-impl Op {
+impl ChangeOp {
     pub fn symbol(self) -> &'static str {
         match self {
-            Op::Create => "+",
-            Op::Update => "~",
-            Op::Replace => "±",
-            Op::Delete => "-",
+            ChangeOp::Create => "+",
+            ChangeOp::Update => "~",
+            ChangeOp::Replace => "±",
+            ChangeOp::Delete => "-",
         }
     }
 }
@@ -86,7 +86,7 @@ pub struct Resource {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
-    pub op: Op,
+    pub op: ChangeOp,
     pub kind: &'static str,
     pub name: String,
     #[serde(skip)]
@@ -115,12 +115,12 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
-    pub fn count(&self, op: Op) -> usize {
-        self.changes.iter().filter(|c| c.op == op || (op == Op::Create && c.op == Op::Replace)).count()
+    pub fn count(&self, op: ChangeOp) -> usize {
+        self.changes.iter().filter(|c| c.op == op || (op == ChangeOp::Create && c.op == ChangeOp::Replace)).count()
     }
     /// Destroy count: deletes and replacements (Terraform counts a replace in both).
     pub fn destroyed(&self) -> usize {
-        self.changes.iter().filter(|c| matches!(c.op, Op::Delete | Op::Replace)).count()
+        self.changes.iter().filter(|c| matches!(c.op, ChangeOp::Delete | ChangeOp::Replace)).count()
     }
 }
 
@@ -328,7 +328,7 @@ fn create(r: &Resource, existing: bool) -> Change {
         _ => Vec::new(),
     };
     Change {
-        op: Op::Create,
+        op: ChangeOp::Create,
         kind: r.kind,
         name: r.name.clone(),
         summary: r.summary.clone(),
@@ -341,18 +341,18 @@ fn create(r: &Resource, existing: bool) -> Change {
 
 fn update(a: &Resource, b: &Resource, new: &Plan) -> Change {
     let (op, effects) = match b.kind {
-        "container" => (Op::Replace, vec![Effect::RecreateContainer]),
-        "layer" => (Op::Replace, vec![Effect::RebuildLayer, Effect::RecreateContainer]),
-        "mount" => (Op::Replace, vec![Effect::RecreateContainer]),
-        "network" => (Op::Update, vec![Effect::ReconfigureNetwork]),
+        "container" => (ChangeOp::Replace, vec![Effect::RecreateContainer]),
+        "layer" => (ChangeOp::Replace, vec![Effect::RebuildLayer, Effect::RecreateContainer]),
+        "mount" => (ChangeOp::Replace, vec![Effect::RecreateContainer]),
+        "network" => (ChangeOp::Update, vec![Effect::ReconfigureNetwork]),
         "file" => {
             let mut e = vec![Effect::WriteFile(b.name.clone())];
             e.extend(users_of(new, &b.name));
-            (Op::Update, e)
+            (ChangeOp::Update, e)
         }
-        "service" => (Op::Update, vec![Effect::RestartService(b.name.clone())]),
-        "init" => (Op::Update, vec![Effect::RunInit(b.name.clone())]),
-        _ => (Op::Update, Vec::new()),
+        "service" => (ChangeOp::Update, vec![Effect::RestartService(b.name.clone())]),
+        "init" => (ChangeOp::Update, vec![Effect::RunInit(b.name.clone())]),
+        _ => (ChangeOp::Update, Vec::new()),
     };
     let diff = match (&a.body, &b.body) {
         (Some(x), Some(y)) if x != y => Some(unified(x, y, &b.name)),
@@ -375,7 +375,7 @@ fn delete(r: &Resource) -> Change {
         _ => Vec::new(),
     };
     Change {
-        op: Op::Delete,
+        op: ChangeOp::Delete,
         kind: r.kind,
         name: r.name.clone(),
         summary: r.summary.clone(),

@@ -16,14 +16,14 @@ pub const POOL_V6: (Ipv6Addr, u8) = (Ipv6Addr::new(0xfd63, 0x6f6e, 0x7461, 0x696
 /// Addresses in use, by container name (statically given ones included, so that
 /// two containers never get one address).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pool {
+pub struct AddressPool {
     #[serde(default)]
     pub ipv4: BTreeMap<String, Ipv4Addr>,
     #[serde(default)]
     pub ipv6: BTreeMap<String, Ipv6Addr>,
 }
 
-impl Pool {
+impl AddressPool {
     /// The address for `name`: `want` if given (and free), else its recorded or the
     /// lowest free pool address.
     pub fn v4(&self, name: &str, want: Option<Ipv4Addr>) -> Result<Ipv4Addr, String> {
@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn auto_addresses_are_stable_and_never_shared() {
-        let mut pool = Pool::default();
+        let mut pool = AddressPool::default();
         let a = pool.v4("a", None).unwrap();
         assert_eq!(a, Ipv4Addr::new(100, 72, 0, 2));
         pool.ipv4.insert("a".into(), a);

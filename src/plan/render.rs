@@ -3,17 +3,17 @@
 //! Invariant: output is a pure function of the changes (and whether colour is on),
 //! so it is byte-identical for identical inputs. Secrets appear only as `(secret)`.
 
-use super::diff::{Changes, Op};
+use super::diff::{ChangeOp, Changes};
 use super::Plan;
 use anstyle::{AnsiColor, Style};
 use std::fmt::Write;
 
-fn style(op: Op) -> Style {
+fn style(op: ChangeOp) -> Style {
     let c = match op {
-        Op::Create => AnsiColor::Green,
-        Op::Update => AnsiColor::Yellow,
-        Op::Replace => AnsiColor::Magenta,
-        Op::Delete => AnsiColor::Red,
+        ChangeOp::Create => AnsiColor::Green,
+        ChangeOp::Update => AnsiColor::Yellow,
+        ChangeOp::Replace => AnsiColor::Magenta,
+        ChangeOp::Delete => AnsiColor::Red,
     };
     Style::new().fg_color(Some(c.into()))
 }
@@ -40,7 +40,7 @@ pub fn human(changes: &Changes, color: bool) -> String {
         }
         if let Some(content) = &c.content {
             for line in content.lines() {
-                let _ = writeln!(out, "{}", paint(style(Op::Create), format!("    + {line}").trim_end()));
+                let _ = writeln!(out, "{}", paint(style(ChangeOp::Create), format!("    + {line}").trim_end()));
             }
             if !content.is_empty() && !content.ends_with('\n') {
                 let _ = writeln!(out, "    \\ No newline at end of file");
@@ -51,9 +51,9 @@ pub fn human(changes: &Changes, color: bool) -> String {
                 let s = if line.starts_with("+++") || line.starts_with("---") {
                     Style::new().bold()
                 } else if line.starts_with('+') {
-                    style(Op::Create)
+                    style(ChangeOp::Create)
                 } else if line.starts_with('-') {
-                    style(Op::Delete)
+                    style(ChangeOp::Delete)
                 } else if line.starts_with("@@") {
                     Style::new().fg_color(Some(AnsiColor::Cyan.into()))
                 } else {
@@ -66,8 +66,8 @@ pub fn human(changes: &Changes, color: bool) -> String {
     let _ = writeln!(
         out,
         "Plan: {} to add, {} to change, {} to destroy.",
-        changes.count(Op::Create),
-        changes.count(Op::Update),
+        changes.count(ChangeOp::Create),
+        changes.count(ChangeOp::Update),
         changes.destroyed()
     );
     out
@@ -78,13 +78,13 @@ pub fn human(changes: &Changes, color: bool) -> String {
 struct JsonOut<'a> {
     format: u32,
     container: &'a str,
-    summary: Summary,
+    summary: ChangeSummary,
     changes: &'a [super::diff::Change],
     plan: &'a Plan,
 }
 
 #[derive(serde::Serialize)]
-struct Summary {
+struct ChangeSummary {
     add: usize,
     change: usize,
     destroy: usize,
@@ -94,9 +94,9 @@ pub fn json(changes: &Changes, plan: &Plan) -> String {
     let out = JsonOut {
         format: super::types::PLAN_FORMAT,
         container: &changes.container,
-        summary: Summary {
-            add: changes.count(Op::Create),
-            change: changes.count(Op::Update),
+        summary: ChangeSummary {
+            add: changes.count(ChangeOp::Create),
+            change: changes.count(ChangeOp::Update),
             destroy: changes.destroyed(),
         },
         changes: &changes.changes,

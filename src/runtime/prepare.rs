@@ -326,7 +326,7 @@ pub fn sandbox_spec(plan: &Plan, dirs: &Dirs, rootfs: RootFs, etc: &Path) -> Res
                 };
                 MountReq {
                     target: target.clone(),
-                    kind: crate::exec::sandbox::MountKind::Tmpfs { size: m.size, mode, uid, gid },
+                    kind: crate::exec::sandbox::MountSource::Tmpfs { size: m.size, mode, uid, gid },
                 }
             }
         };

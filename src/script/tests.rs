@@ -1,7 +1,7 @@
 use super::*;
 use crate::diag::SpecErrors;
 use crate::plan::compile::{compile, try_test_plan, Env};
-use crate::plan::pool::Pool;
+use crate::plan::pool::AddressPool;
 use crate::spec::{parse_bytes, Format, Loaded};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ fn loaded(toml: &str) -> Loaded {
 
 fn plan_with_files(toml: &str, files: &[(&'static str, &'static str)]) -> Result<Plan, SpecErrors> {
     let reader = MapReader(files.iter().copied().collect());
-    compile(&loaded(toml), &Env { pool: &Pool::default(), reader: &reader })
+    compile(&loaded(toml), &Env { pool: &AddressPool::default(), reader: &reader })
 }
 
 fn spec_after_hooks(toml: &str) -> Spec {

@@ -3,7 +3,7 @@
 //! Invariant: nothing here allocates, locks, panics or touches Rust std state. The
 //! parent may be multi-threaded (tests are), and after a raw `clone3` another thread
 //! may have held the malloc or stdio lock at the moment of the copy; only raw
-//! syscalls on data the parent prepared (`Script`) are safe. Every step reports its
+//! syscalls on data the parent prepared (`SetupScript`) are safe. Every step reports its
 //! failure to the parent as (step index, errno) over the sync socket, then exits.
 
 use libc::{c_char, c_int, c_ulong};
@@ -21,7 +21,7 @@ pub(super) const TAG_MAPS: u8 = b'M';
 pub(super) const TAG_GO: u8 = b'G';
 
 /// One step of the child's setup; every path and string was built by the parent.
-pub(super) enum Op {
+pub(super) enum SetupStep {
     /// Wait for `TAG_MAPS`, then become root of the new user namespace.
     BecomeRoot,
     /// Open the host path `path` as `O_PATH` into source slot `slot`. Done first in
@@ -34,7 +34,7 @@ pub(super) enum Op {
     /// `mount(2)`; `target` is absolute, or relative to the new root when `in_root`
     /// (resolved with `RESOLVE_IN_ROOT`, so a symlink in the root stays inside it).
     Mount {
-        src: Src,
+        src: MountSrc,
         target: CString,
         in_root: bool,
         fstype: Option<CString>,
@@ -89,7 +89,7 @@ pub(super) enum Op {
     Exec(ExecTarget),
 }
 
-pub(super) enum Src {
+pub(super) enum MountSrc {
     None,
     Str(CString),
     /// A source slot, mounted as `/proc/self/fd/N`.
@@ -114,8 +114,8 @@ pub(super) enum ExecTarget {
 }
 
 /// What the child carries out; built by the parent before `clone3`.
-pub(super) struct Script {
-    pub ops: Vec<Op>,
+pub(super) struct SetupScript {
+    pub ops: Vec<SetupStep>,
     /// NULL-terminated argv and envp (pointers into `argv_store`/`env_store`).
     pub argv: Vec<*const c_char>,
     pub envp: Vec<*const c_char>,
@@ -296,17 +296,17 @@ fn exists(path: *const c_char) -> Result<Option<libc::mode_t>, c_int> {
     }
 }
 
-struct State {
+struct SetupState {
     sock: c_int,
     root: c_int,
 }
 
-fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
+fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(), c_int> {
     // SAFETY (whole function): raw syscalls on NUL-terminated strings owned by the
     // script, stack buffers, and fds this process owns.
     unsafe {
         match op {
-            Op::BecomeRoot => {
+            SetupStep::BecomeRoot => {
                 if recv_byte(st.sock) != Some(TAG_MAPS) {
                     return Err(libc::EPIPE);
                 }
@@ -317,12 +317,12 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 sys(libc::syscall(libc::SYS_setresgid, 0, 0, 0) as c_int)?;
                 sys(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)
             }
-            Op::Mount { src, target, in_root, fstype, flags, data } => {
+            SetupStep::Mount { src, target, in_root, fstype, flags, data } => {
                 let mut sbuf = [0u8; 32];
                 let s = match src {
-                    Src::None => ptr::null(),
-                    Src::Str(c) => c.as_ptr(),
-                    Src::Slot(i) => match script.slots.get(*i) {
+                    MountSrc::None => ptr::null(),
+                    MountSrc::Str(c) => c.as_ptr(),
+                    MountSrc::Slot(i) => match script.slots.get(*i) {
                         Some(fd) if fd.get() >= 0 => fd_path(fd.get(), &mut sbuf),
                         _ => return Err(libc::EBADF),
                     },
@@ -340,7 +340,7 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 }
                 r
             }
-            Op::OpenSource { slot, path } => {
+            SetupStep::OpenSource { slot, path } => {
                 let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
                 sys(fd)?;
                 match script.slots.get(*slot) {
@@ -349,7 +349,7 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 }
                 Ok(())
             }
-            Op::OpenRoot { path } => {
+            SetupStep::OpenRoot { path } => {
                 let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC);
                 sys(fd)?;
                 if st.root >= 0 {
@@ -358,11 +358,11 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 st.root = fd;
                 Ok(())
             }
-            Op::MkdirInRoot { name, mode } => match sys(libc::mkdirat(st.root, name.as_ptr(), *mode)) {
+            SetupStep::MkdirInRoot { name, mode } => match sys(libc::mkdirat(st.root, name.as_ptr(), *mode)) {
                 Err(libc::EEXIST) => Ok(()),
                 r => r,
             },
-            Op::Pivot => {
+            SetupStep::Pivot => {
                 sys(libc::fchdir(st.root))?;
                 // pivot_root(".", ".") stacks the old root on top of the new one, so
                 // no put_old directory is needed (the new root may be read-only).
@@ -374,13 +374,13 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 st.root = -1;
                 Ok(())
             }
-            Op::EnsureDir { prefixes } => {
+            SetupStep::EnsureDir { prefixes } => {
                 for p in prefixes {
                     ensure_in_root(st.root, p, |dir, name| libc::mkdirat(dir, name, 0o755))?;
                 }
                 Ok(())
             }
-            Op::EnsureFile { file } => ensure_in_root(st.root, file, |dir, name| {
+            SetupStep::EnsureFile { file } => ensure_in_root(st.root, file, |dir, name| {
                 let fd = libc::openat(
                     dir,
                     name,
@@ -392,11 +392,11 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 }
                 fd
             }),
-            Op::Symlink { target, file } => {
+            SetupStep::Symlink { target, file } => {
                 ensure_in_root(st.root, file, |dir, name| libc::symlinkat(target.as_ptr(), dir, name))
             }
-            Op::RemountRo { target, in_root: false } => remount_ro(target.as_ptr()),
-            Op::RemountRo { target, in_root: true } => {
+            SetupStep::RemountRo { target, in_root: false } => remount_ro(target.as_ptr()),
+            SetupStep::RemountRo { target, in_root: true } => {
                 // Opened after the mount, so the fd is the new mount's root.
                 let fd = open_in_root(st.root, target, 0)?;
                 let mut buf = [0u8; 32];
@@ -404,7 +404,7 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 libc::close(fd);
                 r
             }
-            Op::Mask { path } => match exists(path.as_ptr())? {
+            SetupStep::Mask { path } => match exists(path.as_ptr())? {
                 None => Ok(()),
                 Some(mode) if mode & libc::S_IFMT == libc::S_IFDIR => sys(libc::mount(
                     c"tmpfs".as_ptr(),
@@ -417,15 +417,15 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                     sys(libc::mount(c"/dev/null".as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND, ptr::null()))
                 }
             },
-            Op::ReadOnly { path } => {
+            SetupStep::ReadOnly { path } => {
                 if exists(path.as_ptr())?.is_none() {
                     return Ok(());
                 }
                 sys(libc::mount(path.as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND | libc::MS_REC, ptr::null()))?;
                 remount_ro(path.as_ptr())
             }
-            Op::Hostname { name } => sys(libc::sethostname(name.as_ptr(), name.as_bytes().len())),
-            Op::WaitGo => {
+            SetupStep::Hostname { name } => sys(libc::sethostname(name.as_ptr(), name.as_bytes().len())),
+            SetupStep::WaitGo => {
                 send(st.sock, TAG_READY, 0, 0);
                 if recv_byte(st.sock) != Some(TAG_GO) {
                     // The parent dropped the pending container: leave quietly.
@@ -433,7 +433,7 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
                 }
                 Ok(())
             }
-            Op::Exec(target) => {
+            SetupStep::Exec(target) => {
                 prepare_exec(script)?;
                 match target {
                     ExecTarget::Path { path } => {
@@ -456,7 +456,7 @@ fn step(op: &Op, st: &mut State, script: &Script) -> Result<(), c_int> {
 }
 
 /// Stdio, signals and fds as the program must find them.
-unsafe fn prepare_exec(script: &Script) -> Result<(), c_int> {
+unsafe fn prepare_exec(script: &SetupScript) -> Result<(), c_int> {
     for (target, &fd) in script.stdio.iter().enumerate() {
         if fd >= 0 {
             sys(libc::dup2(fd, target as c_int))?;
@@ -487,8 +487,8 @@ unsafe fn prepare_exec(script: &Script) -> Result<(), c_int> {
 }
 
 /// Entry point after `clone3` returned 0. Never returns.
-pub(super) fn run(script: &Script, sock: c_int) -> ! {
-    let mut st = State { sock, root: -1 };
+pub(super) fn run(script: &SetupScript, sock: c_int) -> ! {
+    let mut st = SetupState { sock, root: -1 };
     for (i, op) in script.ops.iter().enumerate() {
         if let Err(e) = step(op, &mut st, script) {
             send(sock, TAG_ERROR, i as u32, e);

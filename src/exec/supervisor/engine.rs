@@ -9,7 +9,7 @@
 
 use super::control::{self, Conn, Input};
 use super::log::LogSink;
-use super::spawn::{self, Prepared};
+use super::spawn::{self, PreparedCommand};
 use super::{
     ExitInfo, ServiceState, ServiceStatus, Status, SupervisorConfig, SupervisorError, SupervisorState, TaskState,
     TaskStatus,
@@ -167,7 +167,7 @@ enum Dep {
 }
 
 #[derive(Clone, Copy)]
-enum Src {
+enum PollSource {
     Signal,
     Listener,
     Conn(usize),
@@ -430,20 +430,22 @@ impl Sup<'_> {
                     PollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
                 }
             };
-            let mut srcs = vec![Src::Signal, Src::Listener];
-            srcs.extend((0..self.conns.len()).map(Src::Conn));
-            srcs.extend((0..self.svcs.len()).map(Src::ServiceLog));
-            srcs.extend(self.tasks.iter().enumerate().filter(|(_, t)| t.log.is_some()).map(|(i, _)| Src::TaskLog(i)));
-            let ready: Vec<Src> = {
+            let mut srcs = vec![PollSource::Signal, PollSource::Listener];
+            srcs.extend((0..self.conns.len()).map(PollSource::Conn));
+            srcs.extend((0..self.svcs.len()).map(PollSource::ServiceLog));
+            srcs.extend(
+                self.tasks.iter().enumerate().filter(|(_, t)| t.log.is_some()).map(|(i, _)| PollSource::TaskLog(i)),
+            );
+            let ready: Vec<PollSource> = {
                 let mut fds: Vec<PollFd> = srcs
                     .iter()
                     .filter_map(|s| {
                         let fd = match *s {
-                            Src::Signal => sigfd.as_fd(),
-                            Src::Listener => listener.as_fd(),
-                            Src::Conn(i) => self.conns[i].stream().as_fd(),
-                            Src::ServiceLog(i) => self.svcs[i].log.reader(),
-                            Src::TaskLog(i) => self.tasks[i].log.as_ref()?.reader(),
+                            PollSource::Signal => sigfd.as_fd(),
+                            PollSource::Listener => listener.as_fd(),
+                            PollSource::Conn(i) => self.conns[i].stream().as_fd(),
+                            PollSource::ServiceLog(i) => self.svcs[i].log.reader(),
+                            PollSource::TaskLog(i) => self.tasks[i].log.as_ref()?.reader(),
                         };
                         Some(PollFd::new(fd, PollFlags::POLLIN))
                     })
@@ -461,15 +463,15 @@ impl Sup<'_> {
             let mut conn_events = Vec::new();
             for src in ready {
                 match src {
-                    Src::Signal => self.on_signals(sigfd),
-                    Src::Listener => self.accept(listener),
-                    Src::Conn(i) => conn_events.push(i),
-                    Src::ServiceLog(i) => {
+                    PollSource::Signal => self.on_signals(sigfd),
+                    PollSource::Listener => self.accept(listener),
+                    PollSource::Conn(i) => conn_events.push(i),
+                    PollSource::ServiceLog(i) => {
                         if let Err(e) = self.svcs[i].log.drain() {
                             note(&format!("log of {}: {e}", self.svcs[i].name));
                         }
                     }
-                    Src::TaskLog(i) => {
+                    PollSource::TaskLog(i) => {
                         if let Some(Err(e)) = self.tasks[i].log.as_mut().map(LogSink::drain) {
                             note(&format!("log of init task {}: {e}", self.tasks[i].id));
                         }
@@ -774,7 +776,7 @@ impl Sup<'_> {
         self.dirty = true;
     }
 
-    fn prepare(&self, i: usize, argv: &[String]) -> Result<Prepared, String> {
+    fn prepare(&self, i: usize, argv: &[String]) -> Result<PreparedCommand, String> {
         let r = &self.svcs[i].res;
         spawn::prepare(argv, &r.env, r.user.as_deref(), r.workdir.as_deref(), &self.etc_dir)
     }

@@ -23,7 +23,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// A command ready to be forked and exec'd any number of times.
 #[derive(Debug)]
-pub struct Prepared {
+pub struct PreparedCommand {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -54,7 +54,7 @@ pub fn prepare(
     user: Option<&str>,
     workdir: Option<&str>,
     etc: &Path,
-) -> Result<Prepared, String> {
+) -> Result<PreparedCommand, String> {
     let prog = argv.first().ok_or("empty command")?;
     let ident = user.map(|u| users::resolve(u, etc)).transpose()?;
     let mut vars: BTreeMap<&str, &str> = BTreeMap::new();
@@ -72,7 +72,7 @@ pub fn prepare(
     let path_var = vars.get("PATH").copied().unwrap_or(DEFAULT_PATH);
     let path = find_program(prog, path_var).ok_or_else(|| format!("{prog}: command not found in PATH={path_var}"))?;
     let path = cstring("program path", &path.to_string_lossy())?;
-    Ok(Prepared {
+    Ok(PreparedCommand {
         path,
         argv: argv.iter().map(|a| cstring("argument", a)).collect::<Result<_, _>>()?,
         envp: vars.iter().map(|(k, v)| cstring("environment", &format!("{k}={v}"))).collect::<Result<_, _>>()?,
@@ -84,14 +84,14 @@ pub fn prepare(
 const STAGES: [&str; 7] = ["setsid", "dup2", "setgroups", "setgid", "setuid", "chdir", "execve"];
 
 /// Forks and execs `p`; returns the child's pid (also its process group id).
-pub fn spawn(p: &Prepared, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) -> Result<i32, String> {
+pub fn spawn(p: &PreparedCommand, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) -> Result<i32, String> {
     let argv: Vec<*const c_char> = p.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     let envp: Vec<*const c_char> = p.envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     let groups: Vec<libc::gid_t> = p.ident.as_ref().map(|i| i.groups.clone()).unwrap_or_default();
     let ids = p.ident.as_ref().map(|i| (i.uid, i.gid));
     let workdir = p.workdir.as_ref().map_or(std::ptr::null(), |w| w.as_ptr());
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let child = Child {
+    let child = ForkedChild {
         path: p.path.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
@@ -136,7 +136,7 @@ pub fn spawn(p: &Prepared, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) -> Result
 }
 
 /// What the child needs, as raw pointers valid until exec.
-struct Child<'a> {
+struct ForkedChild<'a> {
     path: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
@@ -148,7 +148,7 @@ struct Child<'a> {
     report: RawFd,
 }
 
-impl Child<'_> {
+impl ForkedChild<'_> {
     /// Tells the parent which step failed (with errno) and exits.
     unsafe fn fail(&self, stage: u8) -> ! {
         let errno = Errno::last_raw();
