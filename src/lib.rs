@@ -13,3 +13,4 @@ pub mod schema;
 pub mod script;
 pub mod spec;
 pub mod state;
+pub mod vocab;

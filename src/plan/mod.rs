@@ -10,9 +10,12 @@ pub mod diff;
 pub mod layer;
 pub mod pool;
 pub mod render;
-pub mod text;
-pub mod types;
 
-pub use compile::{compile, DirReader, Env, SourceReader};
+// The plan's data lives in the leaf `vocab` (modules and hooks produce it too); these
+// names keep `plan::types::…` and `plan::text::…` working for the layers above.
+pub use crate::vocab::plan as types;
+pub use crate::vocab::source::{DirReader, SourceReader, MAX_SOURCE_BYTES};
+pub use crate::vocab::text;
+pub use compile::{compile, Env};
 pub use diff::{diff, Change, Changes};
 pub use types::Plan;

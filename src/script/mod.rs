@@ -21,9 +21,10 @@ mod report;
 mod tests;
 
 use crate::diag::{Problem, Source};
-use crate::plan::{Plan, SourceReader};
 use crate::spec::types::HookSpec;
 use crate::spec::Spec;
+use crate::vocab::plan::Plan;
+use crate::vocab::source::SourceReader;
 use engine::{lock, Shared};
 use report::spec_problem;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Position, Scope, AST};
