@@ -46,6 +46,14 @@ impl Process {
     }
 }
 
+/// SIGKILL to ourselves: the crash points' `kill -9` (see `runtime::crash`).
+pub fn kill_self() {
+    // SAFETY: kill(2) on our own pid.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,9 @@
 //! - `volumes/`     volumes: kept by `destroy` unless `--volumes`
 //! - `.lock`        flock(2) target
 
+pub use crate::exec::lock::Lock;
 use crate::state::{write_atomic, StateError};
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The container's run folder as seen from inside.
@@ -119,59 +118,6 @@ pub fn write_run_info(dirs: &Dirs, info: &RunInfo) -> Result<(), StateError> {
     write_atomic(&dirs.run_info(), &json)
 }
 
-/// An exclusive flock on a container (or on a root-wide resource); released on drop.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
-}
-
-impl Lock {
-    /// Take the lock at `path`, waiting for another holder; `waiting` is called once
-    /// if the lock is busy, before blocking.
-    pub fn take(path: &Path, waiting: impl FnOnce()) -> std::io::Result<Lock> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-        let fd = file.as_raw_fd();
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(Lock { _file: file });
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(err);
-        }
-        waiting();
-        loop {
-            // SAFETY: as above; blocking.
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
-                return Ok(Lock { _file: file });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
-    }
-}
-
-/// Test-only crash switch: with `CONTAINER_TEST_CRASH=<step>` in the environment the
-/// process kills itself with SIGKILL when it reaches `step`, exactly like `kill -9`
-/// from outside at that moment. Used by the crash-safety tests; harmless otherwise.
-pub fn crash_point(step: &str) {
-    if std::env::var_os("CONTAINER_TEST_CRASH").is_some_and(|v| v == step) {
-        // SAFETY: kill(2) on ourselves.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
-}
-
-/// The steps `crash_point` knows, in the order apply reaches them.
-pub const CRASH_STEPS: &[&str] =
-    &["pending", "secrets", "files", "volumes", "cgroup", "spawn", "network", "nft", "release", "ready", "record"];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,22 +127,5 @@ mod tests {
         let me = RunInfo::of(std::process::id() as i32).expect("own stat");
         assert!(me.alive());
         assert!(!RunInfo { start_time: me.start_time + 1, ..me }.alive());
-    }
-
-    #[test]
-    fn lock_is_exclusive() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x/.lock");
-        let a = Lock::take(&p, || panic!("free lock reported busy")).unwrap();
-        let p2 = p.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let t = std::thread::spawn(move || {
-            // flock locks belong to the open file description, so two opens conflict
-            // even in one process.
-            let _b = Lock::take(&p2, || tx.send(()).unwrap()).unwrap();
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(30)).expect("second taker did not see the lock busy");
-        drop(a);
-        t.join().unwrap();
     }
 }

@@ -17,7 +17,8 @@
 //! what runs, never patched, so a missed step cannot leave a stale rule behind for
 //! longer than the next command.
 
-use super::layout::{self, crash_point, Dirs, Lock, RunInfo};
+use super::crash::{crash_point, CrashPoint};
+use super::layout::{self, Dirs, Lock, RunInfo};
 use super::prepare;
 use super::RunError;
 use crate::exec::process::Process;
@@ -176,7 +177,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     for w in warnings {
         say(&format!("warning: {w}"));
     }
-    crash_point("cgroup");
+    crash_point(CrashPoint::Cgroup);
     let log = dirs.run().join("supervisor.log");
     let stdio =
         sandbox::Stdio { stdin: Some(dev_null()?), stdout: Some(open_log(&log)?), stderr: Some(open_log(&log)?) };
@@ -184,7 +185,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;
-    crash_point("spawn");
+    crash_point(CrashPoint::Spawn);
     // Before release, so every process of the container starts inside. (The cgroup
     // namespace was made at clone time, so inside, /proc/self/cgroup shows paths
     // relative to where we were then.)
@@ -202,11 +203,11 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         }
         NetMode::Host => {}
     }
-    crash_point("network");
+    crash_point(CrashPoint::Network);
     sync_nft(root, false)?;
-    crash_point("nft");
+    crash_point(CrashPoint::Nft);
     let child = pending.release()?;
-    crash_point("release");
+    crash_point(CrashPoint::Release);
     // PID 1 outlives us: it is reparented when we exit. Its pidfd is not needed.
     drop(child);
     Ok(info)
@@ -412,7 +413,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
 
     let json = serde_json::to_vec_pretty(plan).expect("plans serialize");
     crate::state::write_atomic(&dirs.pending(), &json)?;
-    crash_point("pending");
+    crash_point(CrashPoint::Pending);
 
     let live = running.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
     let result = match (live, old) {
@@ -427,16 +428,16 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
                 stop(root, &plan.name, None, say)?;
             }
             prepare::ensure_secrets(plan, &dirs)?;
-            crash_point("secrets");
+            crash_point(CrashPoint::Secrets);
             let etc = prepare::etc_dir(&prepare::rootfs(plan, &dirs)?);
             prepare::write_files(plan, &dirs, &etc)?;
             prepare::write_net_files(plan, &dirs)?;
-            crash_point("files");
+            crash_point(CrashPoint::Files);
             prepare::ensure_volumes(plan, &dirs, &etc)?;
-            crash_point("volumes");
+            crash_point(CrashPoint::Volumes);
             let info = start_plan(root, plan, say)?;
             let status = wait_ready(&dirs, &info, 0)?;
-            crash_point("ready");
+            crash_point(CrashPoint::Ready);
             Applied::Started { recreated, status }
         }
     };
@@ -453,7 +454,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
             plan.name
         )));
     }
-    crash_point("record");
+    crash_point(CrashPoint::Record);
     crate::state::write_atomic(&dirs.state(), &json)?;
     std::fs::remove_file(dirs.pending()).map_err(io(format!("removing {}", dirs.pending().display())))?;
     Ok(result)
@@ -471,12 +472,12 @@ fn update_live(
 ) -> Result<Applied, RunError> {
     let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
     prepare::ensure_secrets(plan, dirs)?;
-    crash_point("secrets");
+    crash_point(CrashPoint::Secrets);
     prepare::write_files(plan, dirs, &etc)?;
     prepare::write_net_files(plan, dirs)?;
-    crash_point("files");
+    crash_point(CrashPoint::Files);
     prepare::ensure_volumes(plan, dirs, &etc)?;
-    crash_point("volumes");
+    crash_point(CrashPoint::Volumes);
     let effects: Vec<&Effect> = changes.changes.iter().flat_map(|c| &c.effects).collect();
     let network = effects.iter().any(|e| matches!(e, Effect::ReconfigureNetwork));
     if network {
@@ -487,9 +488,9 @@ fn update_live(
         }
         say("network reconfigured");
     }
-    crash_point("network");
+    crash_point(CrashPoint::Network);
     sync_nft(root, true)?;
-    crash_point("nft");
+    crash_point(CrashPoint::Nft);
 
     // Service and init-task changes go through the supervisor's reconfigure, which
     // restarts exactly the services whose definition changed and reruns init tasks.
@@ -524,7 +525,7 @@ fn update_live(
         }
     }
     let status = wait_ready(dirs, info, generation)?;
-    crash_point("ready");
+    crash_point(CrashPoint::Ready);
     Ok(Applied::Updated { reloaded, restarted, network, status })
 }
 

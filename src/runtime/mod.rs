@@ -9,11 +9,13 @@
 //! was interrupted, and the next apply (or `destroy`) recreates from scratch, cleaning
 //! up whatever the interrupted one left (see [`lifecycle`]).
 
+pub mod crash;
 pub mod layers;
 pub mod layout;
 pub mod lifecycle;
 pub mod prepare;
 
+pub use crash::CrashPoint;
 pub use layout::Dirs;
 pub use lifecycle::*;
 
