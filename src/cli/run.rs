@@ -4,9 +4,9 @@
 use super::plan::{report, EMBEDDED, EMBEDDED_NAME};
 use crate::exec::supervisor::{self, ServiceState, Status};
 use crate::plan::{self, render, DirReader, Env, Plan};
+use crate::runtime::layout::StateRoot;
 use crate::runtime::{self, layout, Applied, Dirs, RunError};
 use crate::spec;
-use crate::state::StateRoot;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -444,13 +444,7 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
     let prefix = services.len() > 1;
     let mut tails: Vec<Tail> = services
         .iter()
-        .map(|s| Tail {
-            label: s.clone(),
-            path: dirs.logs().join(format!("{s}.log")),
-            pos: 0,
-            ino: 0,
-            partial: Vec::new(),
-        })
+        .map(|s| Tail { label: s.clone(), path: dirs.service_log(s), pos: 0, ino: 0, partial: Vec::new() })
         .collect();
     let mut o = std::io::stdout().lock();
     for t in &mut tails {

@@ -1,25 +1,99 @@
-//! Where a container's state lives under the state root, and who may change it.
+//! Where everything lives under the state root, and who may change it.
 //!
-//! Invariant: every path of a container comes from [`Dirs`]; every command that
-//! changes a container holds its [`Lock`]; `run.json` names the running PID 1 by pid
-//! *and* start time, so a recycled pid is never mistaken for the container.
+//! Invariant: every path under the state root comes from [`StateRoot`] (root-wide
+//! files) or [`Dirs`] (one container's folder), and nothing else joins names onto the
+//! root; the cache tree is `layers::Cache`'s. `state.json` is written by
+//! [`record_applied`] only and `pending.json` by [`write_pending`] only. Every command
+//! that changes a container holds its [`Lock`]; `run.json` names the running PID 1 by
+//! pid *and* start time, so a recycled pid is never mistaken for the container.
+//!
+//! Layout of the state root (default `/var/lib/container`):
+//! - `pool.json`    addresses in use, by container name ([`AddressPool`])
+//! - `.pool.lock`, `.nft.lock`   flock(2) targets for the pool and the nftables table
+//! - `.nft.json`    the last batch given to `nft` (skips an identical rebuild)
+//! - `containers/<name>/`  one container (below)
 //!
 //! Layout of `containers/<name>/`:
 //! - `state.json`   the last applied plan (written last, atomically)
 //! - `pending.json` the plan an apply is carrying out; present only while it runs or
 //!   after it was interrupted, so the next command knows to recreate and clean up
 //! - `run.json`     pid and start time of the running PID 1
+//! - `rootfs.json`  which cached layers the root is made of (`layers::RootfsRecord`)
 //! - `run/`         bound at `/run/container` inside: supervisor.json, status.json,
-//!   control.sock, logs/
+//!   control.sock, logs/ (the supervisor names what is inside), and supervisor.log
+//!   (PID 1's own stdout and stderr)
 //! - `secrets/`     one 0600 file per generated secret (bound read-only inside)
 //! - `files/`       rendered files, each bound onto its container path
+//! - `net/`         generated /etc/hosts and /etc/resolv.conf, bound like files
 //! - `volumes/`     volumes: kept by `destroy` unless `--volumes`
 //! - `.lock`        flock(2) target
 
 pub use crate::exec::lock::Lock;
-use crate::state::{write_atomic, StateError};
+use crate::plan::pool::AddressPool;
+use crate::plan::Plan;
+use crate::state::{read_json, write_atomic, StateError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The state root when neither `--root` nor `CONTAINER_ROOT` says otherwise.
+pub const DEFAULT_ROOT: &str = "/var/lib/container";
+
+/// The state root: its root-wide files and the folder of each container.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    pub root: PathBuf,
+}
+
+impl StateRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateRoot { root: root.into() }
+    }
+    /// The folder holding one folder per container.
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    /// The paths of container `name`.
+    pub fn container(&self, name: &str) -> Dirs {
+        Dirs::new(&self.root, name)
+    }
+    pub fn pool_file(&self) -> PathBuf {
+        self.root.join("pool.json")
+    }
+    /// The lock on something all containers under the root share (`pool`, `nft`).
+    pub fn shared_lock(&self, what: &str) -> PathBuf {
+        self.root.join(format!(".{what}.lock"))
+    }
+    /// The last batch given to `nft` for this root.
+    pub fn nft_cache(&self) -> PathBuf {
+        self.root.join(".nft.json")
+    }
+    /// The nftables table of this root: `container` for the default root,
+    /// `container_<hash>` for any other, so containers under two roots (a test's temp
+    /// root and the real one) never rebuild each other's rules away.
+    pub fn nft_table(&self) -> String {
+        let table = crate::exec::nft::TABLE;
+        if self.root == Path::new(DEFAULT_ROOT) {
+            return table.to_string();
+        }
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(self.root.as_os_str().as_encoded_bytes());
+        format!("{table}_{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+    }
+
+    /// The plan last applied to `name`; `None` when it was never applied.
+    pub fn applied(&self, name: &str) -> Result<Option<Plan>, StateError> {
+        read_json(&self.container(name).state())
+    }
+
+    pub fn pool(&self) -> Result<AddressPool, StateError> {
+        Ok(read_json(&self.pool_file())?.unwrap_or_default())
+    }
+
+    pub fn save_pool(&self, pool: &AddressPool) -> Result<(), StateError> {
+        let json = serde_json::to_vec_pretty(pool).expect("pools always serialize");
+        write_atomic(&self.pool_file(), &json)
+    }
+}
 
 /// The container's run folder as seen from inside.
 pub const RUN_IN: &str = "/run/container";
@@ -43,11 +117,26 @@ impl Dirs {
     pub fn run_info(&self) -> PathBuf {
         self.root.join("run.json")
     }
+    pub fn rootfs_record(&self) -> PathBuf {
+        self.root.join("rootfs.json")
+    }
+    /// The container's lock (see `lifecycle::lock`).
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
     pub fn run(&self) -> PathBuf {
         self.root.join("run")
     }
     pub fn logs(&self) -> PathBuf {
         self.run().join("logs")
+    }
+    /// The log the supervisor keeps of service `name` (see `exec::supervisor`).
+    pub fn service_log(&self, name: &str) -> PathBuf {
+        self.logs().join(format!("{name}.log"))
+    }
+    /// stdout and stderr of PID 1 itself.
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.run().join("supervisor.log")
     }
     pub fn supervisor_config(&self) -> PathBuf {
         self.run().join("supervisor.json")
@@ -61,6 +150,10 @@ impl Dirs {
     /// Host path of a rendered file (`path` is an absolute container path).
     pub fn file(&self, path: &str) -> PathBuf {
         self.files().join(path.trim_start_matches('/'))
+    }
+    /// Host path of a generated name resolution file (`/etc/hosts`, `/etc/resolv.conf`).
+    pub fn net_file(&self, path: &str) -> PathBuf {
+        self.root.join("net").join(path.rsplit('/').next().unwrap_or(path))
     }
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")
@@ -113,6 +206,25 @@ pub fn running(dirs: &Dirs) -> Option<RunInfo> {
     info.alive().then_some(info)
 }
 
+/// Record the plan an apply is about to carry out (`pending.json`).
+pub fn write_pending(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
+    let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
+    write_atomic(&dirs.pending(), &json)
+}
+
+/// Record `plan` as applied: `state.json` := the plan, then `pending.json` goes. The
+/// only writer of `state.json`.
+pub fn record_applied(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
+    let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
+    write_atomic(&dirs.state(), &json)?;
+    match std::fs::remove_file(dirs.pending()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StateError::Write { path: dirs.pending(), source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn write_run_info(dirs: &Dirs, info: &RunInfo) -> Result<(), StateError> {
     let json = serde_json::to_vec(info).expect("run info serializes");
     write_atomic(&dirs.run_info(), &json)
@@ -127,5 +239,26 @@ mod tests {
         let me = RunInfo::of(std::process::id() as i32).expect("own stat");
         assert!(me.alive());
         assert!(!RunInfo { start_time: me.start_time + 1, ..me }.alive());
+    }
+
+    #[test]
+    fn the_default_root_owns_the_plain_table_and_other_roots_a_hashed_one() {
+        assert_eq!(StateRoot::new(DEFAULT_ROOT).nft_table(), "container");
+        let (a, b) = (StateRoot::new("/tmp/a").nft_table(), StateRoot::new("/tmp/b").nft_table());
+        assert!(a.starts_with("container_") && a.len() == "container_".len() + 8, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn recording_a_plan_as_applied_ends_the_pending_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(dir.path());
+        let plan = crate::plan::compile::test_plan("name = \"rec\"\nbase = \"host\"\n");
+        let dirs = root.container("rec");
+        write_pending(&dirs, &plan).unwrap();
+        assert!(dirs.pending().is_file() && root.applied("rec").unwrap().is_none());
+        record_applied(&dirs, &plan).unwrap();
+        assert!(!dirs.pending().exists());
+        assert_eq!(root.applied("rec").unwrap(), Some(plan));
     }
 }

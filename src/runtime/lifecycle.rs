@@ -18,7 +18,7 @@
 //! longer than the next command.
 
 use super::crash::{crash_point, CrashPoint};
-use super::layout::{self, Dirs, Lock, RunInfo};
+use super::layout::{self, Dirs, Lock, RunInfo, StateRoot};
 use super::prepare;
 use super::RunError;
 use crate::exec::process::Process;
@@ -47,14 +47,14 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
 /// Take the container's lock, saying so if another command holds it.
 pub fn lock(root: &Path, name: &str, say: Say) -> Result<Lock, RunError> {
     let dirs = Dirs::new(root, name);
-    let path = dirs.root.join(".lock");
+    let path = dirs.lock_file();
     Lock::take(&path, || say(&format!("waiting: another `container` command is working on `{name}`")))
         .map_err(io(format!("locking {}", path.display())))
 }
 
 /// A lock on something shared by all containers under the root (`pool`, `nft`).
 pub fn lock_shared(root: &Path, what: &str) -> Result<Lock, RunError> {
-    let path = root.join(format!(".{what}.lock"));
+    let path = StateRoot::new(root).shared_lock(what);
     Lock::take(&path, || {}).map_err(io(format!("locking {}", path.display())))
 }
 
@@ -83,12 +83,16 @@ fn current_plan(dirs: &Dirs) -> Result<Option<Plan>, RunError> {
 
 /// Names of the containers under the root that have a state (applied or pending).
 pub fn names(root: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(root.join("containers"))
+    let root = StateRoot::new(root);
+    let mut out: Vec<String> = std::fs::read_dir(root.containers())
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("state.json").exists() || e.path().join("pending.json").exists())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| {
+            let dirs = root.container(name);
+            dirs.state().exists() || dirs.pending().exists()
+        })
         .collect();
     out.sort();
     out
@@ -112,9 +116,9 @@ pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
             desired.extend(nft::ContainerNet::from_plan(&name, &plan.network)?);
         }
     }
-    let table = nft::table_for_root(root);
+    let table = StateRoot::new(root).nft_table();
     let batch = nft::batch_for(&table, &desired).to_string();
-    let cache = root.join(".nft.json");
+    let cache = StateRoot::new(root).nft_cache();
     if !force && std::fs::read_to_string(&cache).is_ok_and(|old| old == batch) {
         return Ok(());
     }
@@ -178,7 +182,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         say(&format!("warning: {w}"));
     }
     crash_point(CrashPoint::Cgroup);
-    let log = dirs.run().join("supervisor.log");
+    let log = dirs.supervisor_log();
     let stdio =
         sandbox::Stdio { stdin: Some(dev_null()?), stdout: Some(open_log(&log)?), stderr: Some(open_log(&log)?) };
     let pending = sandbox::spawn(&spec, stdio)?;
@@ -223,7 +227,7 @@ pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<su
     let mut baseline: Option<BTreeMap<String, u32>> = None;
     loop {
         if !info.alive() {
-            let log = dirs.run().join("supervisor.log");
+            let log = dirs.supervisor_log();
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
             return Err(RunError::Failed(format!(
@@ -411,8 +415,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     prepare::rootfs(plan, &dirs)?;
     let old = applied(root, &plan.name)?;
 
-    let json = serde_json::to_vec_pretty(plan).expect("plans serialize");
-    crate::state::write_atomic(&dirs.pending(), &json)?;
+    layout::write_pending(&dirs, plan)?;
     crash_point(CrashPoint::Pending);
 
     let live = running.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
@@ -455,8 +458,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
         )));
     }
     crash_point(CrashPoint::Record);
-    crate::state::write_atomic(&dirs.state(), &json)?;
-    std::fs::remove_file(dirs.pending()).map_err(io(format!("removing {}", dirs.pending().display())))?;
+    layout::record_applied(&dirs, plan)?;
     Ok(result)
 }
 
@@ -553,7 +555,7 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     stop(root, name, None, say)?;
     {
         let _pool = lock_shared(root, "pool")?;
-        let state = crate::state::StateRoot::new(root);
+        let state = StateRoot::new(root);
         let mut pool = state.pool()?;
         pool.ipv4.remove(name);
         pool.ipv6.remove(name);

@@ -232,7 +232,7 @@ pub fn net_files(plan: &Plan) -> Vec<(&'static str, String)> {
 
 /// Host path of a generated name resolution file.
 fn net_file(dirs: &Dirs, path: &str) -> PathBuf {
-    dirs.root.join("net").join(path.rsplit('/').next().unwrap_or(path))
+    dirs.net_file(path)
 }
 
 /// Write the name resolution files in place (they are bound like rendered files).
