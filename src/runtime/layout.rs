@@ -29,6 +29,7 @@
 //! - `.lock`        flock(2) target
 
 pub use crate::exec::lock::Lock;
+use crate::exec::process::proc_stat;
 use crate::plan::pool::AddressPool;
 use crate::plan::Plan;
 use crate::state::{read_json, write_atomic, StateError};
@@ -172,16 +173,6 @@ pub struct RunInfo {
     pub start_time: u64,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
-}
-
-/// (start time, state letter) of a live process.
-fn proc_stat(pid: i32) -> Option<(u64, char)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields follow the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    Some((fields.get(19)?.parse().ok()?, state))
 }
 
 impl RunInfo {
