@@ -28,7 +28,7 @@ pub fn compile(loaded: &Loaded, env: &Env) -> Result<Plan, SpecErrors> {
     let hooks = Hooks::load(&loaded.spec, env.reader).map_err(|e| script_errors(loaded, e))?;
     let spec = hooks.on_spec(loaded.spec.clone()).map_err(|e| script_errors(loaded, e))?;
     let mut problems = Vec::new();
-    let plan = build(&spec, env, &mut problems);
+    let plan = resources(&spec, env, &mut problems);
     if !problems.is_empty() {
         return Err(loaded.errors(problems));
     }
@@ -58,7 +58,7 @@ fn script_errors(loaded: &Loaded, e: Vec<crate::script::ScriptProblem>) -> SpecE
 }
 
 /// Resources from the spec itself, then every module.
-fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
+fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
     let name = spec.name.0.clone();
     let network = network(spec, env.pool, problems);
     let mut plan = Plan {
