@@ -8,6 +8,9 @@
 //!   `a → b` is any `crate::b` path in the non-test code of `a`. Test code (a
 //!   `#[cfg(test)]` item, or a file declared by `#[cfg(test)] mod x;`) may reach
 //!   upwards, e.g. a module's tests compile a whole plan.
+//! - `unsafe` and raw system calls (`libc::` functions and types, `nix::`) appear only
+//!   in `src/exec/` and `src/bin/`; elsewhere a `libc::` constant (e.g. `O_NOFOLLOW`
+//!   for `OpenOptions`) is the most allowed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -262,4 +265,67 @@ fn the_reference_scanner_skips_tests_comments_and_macros() {
     let mut test_files = BTreeSet::new();
     without_tests(Path::new("src/script/mod.rs"), "#[cfg(test)]\nmod tests;\n", &mut test_files);
     assert!(test_files.contains(Path::new("src/script/tests.rs")), "{test_files:?}");
+}
+
+/// Places outside `exec` and the binaries that use `unsafe` or call the kernel raw.
+fn raw_outside_exec() -> Vec<String> {
+    let root = src();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.starts_with(root.join("exec")) && !f.starts_with(root.join("bin"))) {
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for what in raw_uses(code) {
+                found.push(format!("{}:{}: {what}", rel(f), i + 1));
+            }
+        }
+    }
+    found
+}
+
+/// `unsafe` blocks, fns, impls and traits; `libc::` items that are not constants; `nix::`.
+fn raw_uses(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let words: Vec<&str> = code.split(|c: char| !is_ident(c) && c != ':').filter(|w| !w.is_empty()).collect();
+    for (i, w) in words.iter().enumerate() {
+        if *w == "unsafe" {
+            let next_is_item = words.get(i + 1).is_some_and(|n| ["fn", "impl", "trait", "extern"].contains(n));
+            let block = code.split("unsafe").skip(1).any(|rest| rest.trim_start().starts_with('{'));
+            if next_is_item || block {
+                out.push("unsafe".to_string());
+            }
+        }
+        for prefix in ["libc::", "nix::"] {
+            if let Some(item) = w.find(prefix).map(|at| &w[at + prefix.len()..]) {
+                let constant = prefix == "libc::" && item.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+                let ident_before = w.find(prefix).is_some_and(|at| at > 0 && !w[..at].ends_with("::"));
+                if !constant && !ident_before {
+                    out.push(format!("{prefix}{item}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn unsafe_and_raw_syscalls_live_in_exec() {
+    let found = raw_outside_exec();
+    assert!(
+        found.is_empty(),
+        "unsafe or raw system calls outside src/exec (move them into exec, see docs/ARCHITECTURE.md):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_raw_use_scanner_sees_calls_and_lets_constants_pass() {
+    assert_eq!(raw_uses("let n = unsafe { libc::getrandom(p, n, 0) };"), ["unsafe", "libc::getrandom"]);
+    assert_eq!(raw_uses("pub unsafe fn f() {}"), ["unsafe"]);
+    assert_eq!(raw_uses("use nix::unistd::fork;"), ["nix::unistd::fork"]);
+    assert_eq!(raw_uses("    .custom_flags(libc::O_NOFOLLOW)"), Vec::<String>::new());
+    assert_eq!(raw_uses("fn bad_upstreams_and_unsafe_values_are_errors() {"), Vec::<String>::new());
+    assert_eq!(raw_uses("let x: std::os::raw::c_int = 0;"), Vec::<String>::new());
 }

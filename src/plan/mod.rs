@@ -3,7 +3,9 @@
 //!
 //! Invariant: pure and deterministic. Same spec + same state ⇒ byte-identical plan
 //! and output. The only input besides the spec is what `Env` hands in (the address
-//! pool and files next to the spec); nothing here touches the OS.
+//! pool and files next to the spec); nothing here touches the OS. The plan's data
+//! types live in the leaf `vocab` (modules and hooks produce them too) and are
+//! re-exported here as `plan::types` and `plan::text`.
 
 pub mod compile;
 pub mod diff;
