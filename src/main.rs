@@ -1,3 +1,5 @@
+//! The `container` command: a thin binary over `container::cli`.
+
 fn main() -> std::process::ExitCode {
     container::cli::main()
 }

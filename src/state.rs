@@ -1,16 +1,13 @@
-//! The state root: what was last applied, and the address pool.
+//! State files: how every file of the state and cache trees is read and written.
 //!
-//! Invariant: files under the root are only ever replaced atomically (write a temp
-//! file, fsync, rename, fsync the folder), so a crash leaves the old or the new
-//! version, never a torn one. Layout: `containers/<name>/state.json` (the last
-//! applied plan) and `pool.json` (addresses in use).
+//! Invariant: a file there is only ever replaced atomically (write a temp file,
+//! fsync, rename, fsync the folder), so a crash leaves the old or the new version,
+//! never a torn one. Which files exist and where is decided in one place,
+//! `runtime::layout` (the state root) and `runtime::layers::Cache` (the cache);
+//! docs/ARCHITECTURE.md, "State layout", lists them.
 
-use crate::plan::pool::AddressPool;
-use crate::plan::Plan;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-pub const DEFAULT_ROOT: &str = "/var/lib/container";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -22,46 +19,7 @@ pub enum StateError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-#[derive(Debug, Clone)]
-pub struct StateRoot {
-    pub root: PathBuf,
-}
-
-impl StateRoot {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateRoot { root: root.into() }
-    }
-
-    pub fn container_dir(&self, name: &str) -> PathBuf {
-        self.root.join("containers").join(name)
-    }
-
-    fn state_file(&self, name: &str) -> PathBuf {
-        self.container_dir(name).join("state.json")
-    }
-
-    /// The plan last applied to `name`; `None` when it was never applied.
-    pub fn applied(&self, name: &str) -> Result<Option<Plan>, StateError> {
-        read_json(&self.state_file(name))
-    }
-
-    /// Record `plan` as applied.
-    pub fn record_applied(&self, plan: &Plan) -> Result<(), StateError> {
-        let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
-        write_atomic(&self.state_file(&plan.name), &json)
-    }
-
-    pub fn pool(&self) -> Result<AddressPool, StateError> {
-        Ok(read_json(&self.root.join("pool.json"))?.unwrap_or_default())
-    }
-
-    pub fn save_pool(&self, pool: &AddressPool) -> Result<(), StateError> {
-        let json = serde_json::to_vec_pretty(pool).expect("pools always serialize");
-        write_atomic(&self.root.join("pool.json"), &json)
-    }
-}
-
-/// Read a JSON file of the state root; `None` when it does not exist.
+/// Read a JSON file of the state or cache tree; `None` when it does not exist.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)

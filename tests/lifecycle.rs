@@ -690,13 +690,13 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
     );
     let ct = Ct::new("crash", &body);
     let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let steps =
-        ["pending", "secrets", "files", "volumes", "cgroup", "spawn", "network", "nft", "release", "ready", "record"];
+    // Every crash point the code knows, in the order apply reaches them.
+    let steps = container::runtime::CrashPoint::ALL;
     for (i, step) in steps.iter().enumerate() {
         // Every round changes the hostname, so the apply recreates the container
         // (after a destroy: creates it) and passes every step.
         ct.write(&format!("hostname = \"h{i}\"\n{body}"));
-        let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", step).output().unwrap();
+        let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", step.name()).output().unwrap();
         assert_eq!(out.status.signal(), Some(9), "apply did not crash at {step}: {}", text(&out.stdout));
         ct.apply_ok();
         let got = try_get(&v4(n), 8080);
@@ -709,10 +709,10 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
         }
     }
     // Crashes while changing a running container in place (a file edit).
-    for (i, step) in ["files", "network", "nft", "ready", "record"].iter().enumerate() {
+    for (i, step) in container::runtime::CrashPoint::LIVE.iter().enumerate() {
         let edited = body.replace("content = \"survived\"", &format!("content = \"edit {i}\""));
         ct.write(&format!("hostname = \"h{}\"\n{edited}", steps.len() - 1));
-        let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", step).output().unwrap();
+        let out = container().args(["apply"]).arg(ct.spec()).env("CONTAINER_TEST_CRASH", step.name()).output().unwrap();
         assert_eq!(out.status.signal(), Some(9), "live apply did not crash at {step}: {}", text(&out.stderr));
         ct.apply_ok();
         assert!(http_get(&v4(n), 8080).contains(&format!("edit {i}")), "live edit not converged after {step}");

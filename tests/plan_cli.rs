@@ -3,7 +3,7 @@
 
 use assert_cmd::Command;
 use container::plan::Plan;
-use container::state::StateRoot;
+use container::runtime::layout::{record_applied, StateRoot};
 use std::path::Path;
 
 fn container(root: &Path) -> Command {
@@ -21,7 +21,7 @@ fn plan_json(root: &Path, file: &Path) -> (i32, String) {
 fn record(root: &Path, json: &str) {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     let plan: Plan = serde_json::from_value(v["plan"].clone()).unwrap();
-    StateRoot::new(root).record_applied(&plan).unwrap();
+    record_applied(&StateRoot::new(root).container(&plan.name), &plan).unwrap();
 }
 
 #[test]

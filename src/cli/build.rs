@@ -219,7 +219,7 @@ pub fn images(cache: &Path, json: bool) -> ExitCode {
 
 /// A container as `images` names it: just the name under the default state root.
 fn user_name(root: &Path, name: &str) -> String {
-    if root == Path::new(crate::state::DEFAULT_ROOT) {
+    if root == Path::new(crate::runtime::layout::DEFAULT_ROOT) {
         name.to_string()
     } else {
         format!("{name}@{}", root.display())

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 )]
 pub struct Cli {
     /// State root (applied plans, volumes, secrets).
-    #[arg(long, global = true, env = "CONTAINER_ROOT", default_value = crate::state::DEFAULT_ROOT, value_name = "DIR")]
+    #[arg(long, global = true, env = "CONTAINER_ROOT", default_value = crate::runtime::layout::DEFAULT_ROOT, value_name = "DIR")]
     pub root: PathBuf,
     /// Layer cache (debootstrap bases, package layers, apt downloads).
     #[arg(long, global = true, env = "CONTAINER_CACHE", default_value = crate::runtime::layers::DEFAULT_CACHE, value_name = "DIR")]

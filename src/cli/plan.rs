@@ -2,8 +2,8 @@
 
 use crate::diag::SpecErrors;
 use crate::plan::{self, render, DirReader, Env};
+use crate::runtime::layout::StateRoot;
 use crate::spec;
-use crate::state::StateRoot;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -4,9 +4,9 @@
 use super::plan::{report, EMBEDDED, EMBEDDED_NAME};
 use crate::exec::supervisor::{self, ServiceState, Status};
 use crate::plan::{self, render, DirReader, Env, Plan};
+use crate::runtime::layout::StateRoot;
 use crate::runtime::{self, layout, Applied, Dirs, RunError};
 use crate::spec;
-use crate::state::StateRoot;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -444,13 +444,7 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
     let prefix = services.len() > 1;
     let mut tails: Vec<Tail> = services
         .iter()
-        .map(|s| Tail {
-            label: s.clone(),
-            path: dirs.logs().join(format!("{s}.log")),
-            pos: 0,
-            ino: 0,
-            partial: Vec::new(),
-        })
+        .map(|s| Tail { label: s.clone(), path: dirs.service_log(s), pos: 0, ino: 0, partial: Vec::new() })
         .collect();
     let mut o = std::io::stdout().lock();
     for t in &mut tails {
@@ -518,23 +512,8 @@ impl Tail {
     }
 }
 
-/// The running PID 1 of `name`, or a clear error.
-fn running_pid(root: &Path, name: &str) -> Result<i32, RunError> {
-    if runtime::names(root).iter().all(|x| x != name) {
-        return Err(RunError::NotFound(name.to_string()));
-    }
-    layout::running(&Dirs::new(root, name))
-        .map(|i| i.pid)
-        .ok_or_else(|| RunError::Failed(format!("{name} is not running (start it with `container start {name}`)")))
-}
-
 pub fn exec(root: &Path, name: &str, argv: Vec<String>, tty: bool, workdir: &str, env: &[String]) -> ExitCode {
-    use crate::exec::attach;
-    let pid = match running_pid(root, name) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let mut opts = attach::ExecOpts::new(argv);
+    let mut opts = runtime::enter::ExecOpts::new(argv);
     opts.tty = tty;
     opts.workdir = workdir.to_string();
     if tty {
@@ -550,21 +529,16 @@ pub fn exec(root: &Path, name: &str, argv: Vec<String>, tty: bool, workdir: &str
             _ => return fail(format!("--env {kv:?}: expected KEY=VALUE")),
         }
     }
-    // The command is born in the container's cgroups (limits count for it too).
-    opts.cgroup_procs = crate::exec::cgroup::Cgroups::open(name).map(|c| c.procs_files()).unwrap_or_default();
-    match attach::exec(pid, &opts, attach::Stdio::inherit()) {
+    match runtime::enter::exec(root, name, opts) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
-        Err(e) => fail(format!("exec in {name}: {e}")),
+        Err(RunError::Attach(e)) => fail(format!("exec in {name}: {e}")),
+        Err(e) => fail(e),
     }
 }
 
 pub fn shell(root: &Path, name: &str) -> ExitCode {
-    let pid = match running_pid(root, name) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    // The container's root is what PID 1 sees.
-    let has_bash = std::path::Path::new(&format!("/proc/{pid}/root/bin/bash")).exists();
-    let sh = if has_bash { "/bin/bash" } else { "/bin/sh" };
-    exec(root, name, vec![sh.to_string(), "-l".to_string()], true, "/", &[])
+    match runtime::enter::login_shell(root, name) {
+        Ok(sh) => exec(root, name, vec![sh.to_string(), "-l".to_string()], true, "/", &[]),
+        Err(e) => fail(e),
+    }
 }

@@ -4,7 +4,7 @@
 //! span, help); only this module turns them into miette reports with source
 //! snippets. All problems of one file travel together, so the user sees them at once.
 
-use crate::spec::node::{Path, Span};
+use crate::vocab::path::{Path, Span};
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use std::fmt;
 use std::sync::Arc;

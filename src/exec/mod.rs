@@ -4,14 +4,17 @@
 //! policy is made here. Pieces: `net` (veth, addresses, routes over netlink),
 //! `nft` (the tool's nftables table), `sandbox` (namespaces, rootfs, pivot_root),
 //! `supervisor` (PID 1 inside a container), `cgroup` (limits), `attach` (exec into a
-//! running container), `process` (pidfd handles), `build` (debootstrap and
-//! commands inside a layer being built). The executor stays single-threaded.
+//! running container), `process` (pidfd handles; our own SIGKILL for crash points),
+//! `lock` (flock), `random` (getrandom), `build` (debootstrap and commands inside a
+//! layer being built). The executor stays single-threaded.
 
 pub mod attach;
 pub mod build;
 pub mod cgroup;
+pub mod lock;
 pub mod net;
 pub mod nft;
 pub mod process;
+pub mod random;
 pub mod sandbox;
 pub mod supervisor;

@@ -1,7 +1,7 @@
 //! The tool's nftables table: NAT (masquerade) and published ports (DNAT).
 //!
 //! Invariant: the tool owns one table per state root, `table inet container` for the
-//! default root (`container_<hash>` for others, see [`table_for_root`]; IPv4 and IPv6),
+//! default root (`container_<hash>` for others, named by `runtime::layout`; IPv4 and IPv6),
 //! and always rewrites it whole from the desired state of ALL that root's containers, in one
 //! nftables transaction (`nft -j -f -`, JSON batch on stdin): either every rule of the
 //! new state is in place or the old table is untouched. The batch starts with
@@ -238,21 +238,9 @@ pub fn apply(desired: &[ContainerNet]) -> Result<(), NftError> {
     apply_to(TABLE, desired)
 }
 
-/// [`apply`] to the table named `t` (see [`table_for_root`]).
+/// [`apply`] to the table named `t` (the runtime names one table per state root).
 pub fn apply_to(t: &str, desired: &[ContainerNet]) -> Result<(), NftError> {
     run_nft(&batch_for(t, desired))
-}
-
-/// The table of a state root: `container` for the default root, `container_<hash>`
-/// for any other, so containers under two roots (a test's temp root and the real
-/// one) never rebuild each other's rules away.
-pub fn table_for_root(root: &std::path::Path) -> String {
-    if root == std::path::Path::new(crate::state::DEFAULT_ROOT) {
-        return TABLE.to_string();
-    }
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-    format!("{TABLE}_{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
 }
 
 fn run_nft(batch: &Value) -> Result<(), NftError> {

@@ -46,6 +46,25 @@ impl Process {
     }
 }
 
+/// (start time, state letter) of a live process, from `/proc/<pid>/stat`: the start
+/// time (field 22, clock ticks since boot) and the pid together name one process.
+pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields follow the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    Some((fields.get(19)?.parse().ok()?, state))
+}
+
+/// SIGKILL to ourselves: the crash points' `kill -9` (see `runtime::crash`).
+pub fn kill_self() {
+    // SAFETY: kill(2) on our own pid.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,10 +55,14 @@
 //! `{"ok":true}` or `{"ok":false,"error":"…"}`; `reconfigure`, `restart` and `reload`
 //! by restart are refused once stopping. [`control`] is the client.
 //!
-//! Use: the executor writes a [`SupervisorConfig`] as JSON, re-executes its own binary
-//! as PID 1 with a hidden subcommand, and that subcommand calls [`run_file`] (or
-//! [`run`]) before any other thread exists (signals are taken with a signalfd, which only works when every
-//! thread blocks them; `run` refuses to start in a multi-threaded process). Secrets
+//! Use: the runtime writes a [`SupervisorConfig`] as JSON and the sandbox starts, as
+//! PID 1, the small `container-init CONFIG` binary installed next to `container`
+//! (through a read-only detached mount, `Program::Exe`); only when that binary is
+//! missing does it fall back to a sealed memfd copy of `container` itself running the
+//! hidden `__supervise CONFIG` subcommand (`Program::SelfExe`). Both call
+//! [`pid1_main`], which calls [`run_file`] before any other thread exists (signals
+//! are taken with a signalfd, which only works when every thread blocks them; `run`
+//! refuses to start in a multi-threaded process). Secrets
 //! for init-task stdin come from `secrets_dir/<name>` or, with [`run_with_secrets`],
 //! from a lookup function.
 

@@ -14,8 +14,8 @@ mod conf;
 
 use super::{Ctx, Services};
 use crate::diag::Problem;
-use crate::plan::types::ServiceRes;
-use crate::spec::values::{Cidr, Duration, Proto};
+use crate::vocab::plan::ServiceRes;
+use crate::vocab::values::{Cidr, Duration, Proto};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,7 +5,7 @@
 //! byte by byte, so a value can never break out of its record or statement.
 
 use super::{BindSettings, RecordType, Zone, ZoneKind};
-use crate::spec::values::{Cidr, Duration};
+use crate::vocab::values::{Cidr, Duration};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -10,9 +10,9 @@ mod conf;
 
 use super::web::{check_sites, WebSite};
 use super::{Ctx, Services};
-use crate::plan::compile::volume_name;
-use crate::plan::types::ServiceRes;
-use crate::spec::values::Proto;
+use crate::vocab::plan::ServiceRes;
+use crate::vocab::values::volume_name;
+use crate::vocab::values::Proto;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +69,7 @@ pub fn compile(s: &CaddySettings, all: &Services, cx: &mut Ctx) {
 #[cfg(test)]
 mod tests {
     use crate::plan::compile::{test_plan, try_test_plan};
-    use crate::plan::types::Reload;
+    use crate::vocab::plan::Reload;
 
     const STATIC: &str = r#"name = "web"
 [[services.caddy.sites]]

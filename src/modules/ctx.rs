@@ -7,11 +7,11 @@
 //! the escape hatch for replacing a rendered config or choosing where data lives.
 
 use crate::diag::Problem;
-use crate::plan::text::Text;
-use crate::plan::types::{port_key, BuildStep, FileRes, InitTask, MountRes, Plan, ServiceRes};
-use crate::spec::node::Path;
-use crate::spec::types::MountKind;
-use crate::spec::values::{Proto, SecretRef};
+use crate::vocab::kinds::MountKind;
+use crate::vocab::path::Path;
+use crate::vocab::plan::{port_key, BuildStep, FileRes, InitTask, MountRes, Plan, ServiceRes};
+use crate::vocab::text::Text;
+use crate::vocab::values::{Proto, SecretRef};
 
 pub struct Ctx<'a> {
     pub plan: &'a mut Plan,

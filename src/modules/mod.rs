@@ -4,6 +4,11 @@
 //! needs (wordpress asks mysql for a database, php for a pool, caddy for a site) by
 //! editing the effective settings; `compile` then turns each module's settings into
 //! plan resources through `Ctx`. No module touches the OS.
+//!
+//! Layering: a module owns its settings type (`services.<module>` of the spec, which
+//! `spec::types::Spec` composes through [`Services`]) and emits the plan's data from
+//! `vocab`; it imports only `vocab` and `diag`, never `spec`, `plan` or `script`
+//! (its tests may compile whole plans). docs/ARCHITECTURE.md says how to add one.
 
 pub mod bind;
 pub mod caddy;

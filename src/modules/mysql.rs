@@ -11,8 +11,8 @@
 mod conf;
 
 use super::{Ctx, Services};
-use crate::plan::types::{InitTask, ServiceRes};
-use crate::spec::values::{Port, Proto, SecretName, SecretRef, Size};
+use crate::vocab::plan::{InitTask, ServiceRes};
+use crate::vocab::values::{Port, Proto, SecretName, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -229,7 +229,7 @@ pub fn compile(s: &MysqlSettings, _all: &Services, cx: &mut Ctx) {
 #[cfg(test)]
 mod tests {
     use crate::plan::compile::{test_plan, try_test_plan};
-    use crate::plan::text::Seg;
+    use crate::vocab::text::Seg;
 
     const SPEC: &str = r#"name = "db"
 [services.mysql]

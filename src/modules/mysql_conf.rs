@@ -3,7 +3,7 @@
 
 use super::{MysqlSettings, CNF, DATADIR, SOCKET};
 use crate::modules::Ctx;
-use crate::plan::text::Text;
+use crate::vocab::text::Text;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 

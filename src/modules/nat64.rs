@@ -19,8 +19,8 @@
 use super::bind::Dns64;
 use super::{Ctx, Services};
 use crate::diag::Problem;
-use crate::plan::types::{InitTask, ServiceRes};
-use crate::spec::values::{Cidr, Net};
+use crate::vocab::plan::{InitTask, ServiceRes};
+use crate::vocab::values::{Cidr, Net};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;

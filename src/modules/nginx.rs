@@ -11,8 +11,8 @@ mod conf;
 use super::web::check_sites;
 use super::web::WebSite;
 use super::{Ctx, Services};
-use crate::plan::compile::volume_name;
-use crate::plan::types::ServiceRes;
+use crate::vocab::plan::ServiceRes;
+use crate::vocab::values::volume_name;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -157,7 +157,7 @@ max_body = "1G"
         assert!(plan.mounts.contains_key("/var/lib/nginx"));
         assert!(!plan.mounts.contains_key("/var/log/nginx"));
         assert!(plan.layer.packages.contains("nginx"));
-        assert_eq!(plan.services["nginx"].ready, Some(crate::spec::types::Ready::Tcp(crate::spec::values::Port(80))));
+        assert_eq!(plan.services["nginx"].ready, Some(crate::vocab::kinds::Ready::Tcp(crate::vocab::values::Port(80))));
     }
 
     #[test]

@@ -13,9 +13,9 @@
 use super::wordpress::{add_php, add_site};
 use super::{web, Ctx, Services, WebServer};
 use crate::diag::Problem;
-use crate::plan::text::Text;
-use crate::plan::types::{BuildStep, Fetch, InitTask};
-use crate::spec::values::{Port, SecretRef, Size};
+use crate::vocab::plan::{BuildStep, Fetch, InitTask};
+use crate::vocab::text::Text;
+use crate::vocab::values::{Port, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -233,8 +233,8 @@ fn install_task(s: &OwncloudSettings, cx: &mut Ctx) -> InitTask {
 #[cfg(test)]
 mod tests {
     use crate::plan::compile::{test_plan, try_test_plan};
-    use crate::plan::text::Seg;
-    use crate::plan::types::BuildStep;
+    use crate::vocab::plan::BuildStep;
+    use crate::vocab::text::Seg;
 
     const SHA: &str = "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -4,8 +4,8 @@
 //! on a tmpfs. Web servers (caddy, nginx) reach a pool through `socket(pool)`.
 
 use super::{Ctx, Services};
-use crate::plan::types::ServiceRes;
-use crate::spec::values::Size;
+use crate::vocab::plan::ServiceRes;
+use crate::vocab::values::Size;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

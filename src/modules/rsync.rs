@@ -8,9 +8,9 @@
 //! command line, so changing it changes the service itself.
 
 use super::{Ctx, Services};
-use crate::plan::text::Text;
-use crate::plan::types::ServiceRes;
-use crate::spec::values::{AbsPath, Port, Proto, SecretRef};
+use crate::vocab::plan::ServiceRes;
+use crate::vocab::text::Text;
+use crate::vocab::values::{AbsPath, Port, Proto, SecretRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

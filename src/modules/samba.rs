@@ -9,9 +9,9 @@
 //! locks, caches and logs to tmpfs.
 
 use super::{Ctx, Services};
-use crate::plan::text::Text;
-use crate::plan::types::{BuildStep, InitTask, ServiceRes};
-use crate::spec::values::{AbsPath, Mode, Proto, SecretRef};
+use crate::vocab::plan::{BuildStep, InitTask, ServiceRes};
+use crate::vocab::text::Text;
+use crate::vocab::values::{AbsPath, Mode, Proto, SecretRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -270,7 +270,7 @@ pub fn compile(s: &SambaSettings, _all: &Services, cx: &mut Ctx) {
             );
         }
         let volume = sh.volume.clone().unwrap_or_else(|| format!("share-{}", sh.name.to_ascii_lowercase()));
-        if !crate::spec::validate::relative_inside(&volume) {
+        if !crate::vocab::values::relative_inside(&volume) {
             ok = false;
             cx.error(
                 &format!("{at}.volume"),
@@ -431,7 +431,7 @@ create_mask = "0660"
     #[test]
     fn users_get_an_account_and_a_password_from_their_secret() {
         let plan = test_plan(SPEC);
-        let want = crate::plan::types::BuildStep::Run(
+        let want = crate::vocab::plan::BuildStep::Run(
             ["useradd", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", "alice"]
                 .map(String::from)
                 .to_vec(),

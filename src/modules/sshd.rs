@@ -16,9 +16,9 @@
 //! needs CAP_SYS_ADMIN in the container's mount namespace, as container root has.
 
 use super::{Ctx, Services};
-use crate::plan::text::Text;
-use crate::plan::types::{BuildStep, InitTask, ServiceRes};
-use crate::spec::values::{AbsPath, Port, Proto, SecretRef};
+use crate::vocab::plan::{BuildStep, InitTask, ServiceRes};
+use crate::vocab::text::Text;
+use crate::vocab::values::{AbsPath, Port, Proto, SecretRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -267,7 +267,7 @@ mod tests {
         assert!(plan.mounts.contains_key("/run/sshd"));
         let svc = &plan.services["sshd"];
         assert_eq!(svc.command, ["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG]);
-        assert_eq!(svc.ready, Some(crate::spec::types::Ready::Tcp(Port(2222))), "::1 is probed");
+        assert_eq!(svc.ready, Some(crate::vocab::kinds::Ready::Tcp(Port(2222))), "::1 is probed");
         let other = test_plan("name = \"s\"\n[services.sshd]\nlisten_addresses = [\"192.0.2.1\"]\n");
         assert_eq!(other.services["sshd"].ready, None, "the supervisor cannot probe 192.0.2.1");
         assert_eq!(plan.ports["tcp/2222"], "sshd");

@@ -8,8 +8,8 @@
 //! their spec (`peers[].public_key`). tincd needs /dev/net/tun and CAP_NET_ADMIN.
 
 use super::{Ctx, Services};
-use crate::plan::types::{InitTask, ServiceRes};
-use crate::spec::values::{Cidr, Port, Proto};
+use crate::vocab::plan::{InitTask, ServiceRes};
+use crate::vocab::values::{Cidr, Port, Proto};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

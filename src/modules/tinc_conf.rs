@@ -1,6 +1,6 @@
 //! Checked values of the tinc module: the node's VPN address and peers' PEM keys.
 
-use crate::spec::values::{Cidr, Net};
+use crate::vocab::values::{Cidr, Net};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;

@@ -5,7 +5,7 @@
 //! picked, so they never write server syntax themselves.
 
 use super::{Ctx, Services};
-use crate::spec::values::{AbsPath, Port, Proto};
+use crate::vocab::values::{AbsPath, Port, Proto};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -39,12 +39,12 @@ pub struct WebSite {
     pub log: bool,
     /// Largest request body accepted, e.g. "64M" (uploads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_body: Option<crate::spec::values::Size>,
+    pub max_body: Option<crate::vocab::values::Size>,
 }
 
 impl WebSite {
     /// A PHP application's site: `root` served with the default PHP pool.
-    pub fn php_app(port: Port, hosts: Vec<String>, root: &str, max_body: crate::spec::values::Size) -> WebSite {
+    pub fn php_app(port: Port, hosts: Vec<String>, root: &str, max_body: crate::vocab::values::Size) -> WebSite {
         WebSite {
             port,
             hosts,

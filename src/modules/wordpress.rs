@@ -17,7 +17,7 @@
 use super::web;
 use super::{Ctx, Services, WebServer};
 use crate::diag::Problem;
-use crate::spec::values::{Port, SecretRef, Size};
+use crate::vocab::values::{Port, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -239,9 +239,9 @@ pub fn compile(s: &WordpressSettings, _all: &Services, cx: &mut Ctx) {
 }
 
 /// The host config Debian's wp-config.php loads; secrets stay references.
-fn wp_config(site: &WordpressSite, cx: &mut Ctx) -> crate::plan::text::Text {
+fn wp_config(site: &WordpressSite, cx: &mut Ctx) -> crate::vocab::text::Text {
     let db = site.db();
-    let mut t = crate::plan::text::Text::new();
+    let mut t = crate::vocab::text::Text::new();
     t.push(format!(
         "<?php\n// Rendered by container (wordpress module, site \"{name}\"): loaded by Debian's\n\
          // {ROOT}/wp-config.php, which sets ABSPATH and loads WordPress.\n\
@@ -286,7 +286,7 @@ fn wp_config(site: &WordpressSite, cx: &mut Ctx) -> crate::plan::text::Text {
 mod tests {
     use crate::modules::web::PhpUse;
     use crate::plan::compile::{test_plan, try_test_plan};
-    use crate::plan::text::Seg;
+    use crate::vocab::text::Seg;
 
     #[test]
     fn wordpress_default_site_takes_its_password_and_keys_from_secrets() {

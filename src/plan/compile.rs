@@ -13,34 +13,9 @@ use crate::script::Hooks;
 use crate::spec::node::Path;
 use crate::spec::types::{MountKind, NetMode, Spec};
 use crate::spec::Loaded;
+use crate::vocab::source::SourceReader;
+use crate::vocab::values::volume_name;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-
-/// Reads files next to the spec (hook scripts, `source` files). The only I/O a plan
-/// may depend on, behind a trait so that tests and benchmarks stay pure.
-pub trait SourceReader {
-    fn read(&self, rel: &str) -> Result<String, String>;
-}
-
-/// Largest file a spec may pull in through `source` or a hook.
-pub const MAX_SOURCE_BYTES: u64 = 1 << 20;
-
-/// Reads relative paths inside one folder.
-pub struct DirReader(pub PathBuf);
-
-impl SourceReader for DirReader {
-    fn read(&self, rel: &str) -> Result<String, String> {
-        if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
-            return Err(format!("`{rel}` is outside the spec's folder"));
-        }
-        let path = self.0.join(rel);
-        let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if meta.len() > MAX_SOURCE_BYTES {
-            return Err(format!("{} is larger than {MAX_SOURCE_BYTES} bytes", path.display()));
-        }
-        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    }
-}
 
 /// Everything a compile may look at besides the spec.
 pub struct Env<'a> {
@@ -53,7 +28,7 @@ pub fn compile(loaded: &Loaded, env: &Env) -> Result<Plan, SpecErrors> {
     let hooks = Hooks::load(&loaded.spec, env.reader).map_err(|e| script_errors(loaded, e))?;
     let spec = hooks.on_spec(loaded.spec.clone()).map_err(|e| script_errors(loaded, e))?;
     let mut problems = Vec::new();
-    let plan = build(&spec, env, &mut problems);
+    let plan = resources(&spec, env, &mut problems);
     if !problems.is_empty() {
         return Err(loaded.errors(problems));
     }
@@ -83,7 +58,7 @@ fn script_errors(loaded: &Loaded, e: Vec<crate::script::ScriptProblem>) -> SpecE
 }
 
 /// Resources from the spec itself, then every module.
-fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
+fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
     let name = spec.name.0.clone();
     let network = network(spec, env.pool, problems);
     let mut plan = Plan {
@@ -193,11 +168,6 @@ fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
     cx.extend_problems(expand_problems);
     services.compile(&mut cx);
     plan
-}
-
-/// Volume folder name derived from a target: /var/lib/mysql → var-lib-mysql.
-pub fn volume_name(target: &str) -> String {
-    target.trim_matches('/').replace('/', "-")
 }
 
 fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> NetworkRes {
@@ -382,6 +352,6 @@ pub fn try_test_plan(toml_text: &str) -> Result<Plan, SpecErrors> {
         }
     }
     let (spec, tree, text) = crate::spec::parse_bytes("test.toml", toml_text.as_bytes(), crate::spec::Format::Toml)?;
-    let loaded = Loaded { spec, tree, file: "test.toml".into(), text, dir: PathBuf::new() };
+    let loaded = Loaded { spec, tree, file: "test.toml".into(), text, dir: std::path::PathBuf::new() };
     compile(&loaded, &Env { pool: &AddressPool::default(), reader: &NoFiles })
 }

@@ -1,26 +1,100 @@
-//! Where a container's state lives under the state root, and who may change it.
+//! Where everything lives under the state root, and who may change it.
 //!
-//! Invariant: every path of a container comes from [`Dirs`]; every command that
-//! changes a container holds its [`Lock`]; `run.json` names the running PID 1 by pid
-//! *and* start time, so a recycled pid is never mistaken for the container.
+//! Invariant: every path under the state root comes from [`StateRoot`] (root-wide
+//! files) or [`Dirs`] (one container's folder), and nothing else joins names onto the
+//! root; the cache tree is `layers::Cache`'s. `state.json` is written by
+//! [`record_applied`] only and `pending.json` by [`write_pending`] only. Every command
+//! that changes a container holds its [`Lock`]; `run.json` names the running PID 1 by
+//! pid *and* start time, so a recycled pid is never mistaken for the container.
+//!
+//! Layout of the state root (default `/var/lib/container`):
+//! - `pool.json`    addresses in use, by container name ([`AddressPool`])
+//! - `.pool.lock`, `.nft.lock`   flock(2) targets for the pool and the nftables table
+//! - `.nft.json`    the last batch given to `nft` (skips an identical rebuild)
+//! - `containers/<name>/`  one container (below)
 //!
 //! Layout of `containers/<name>/`:
 //! - `state.json`   the last applied plan (written last, atomically)
 //! - `pending.json` the plan an apply is carrying out; present only while it runs or
 //!   after it was interrupted, so the next command knows to recreate and clean up
 //! - `run.json`     pid and start time of the running PID 1
+//! - `rootfs.json`  which cached layers the root is made of (`layers::RootfsRecord`)
 //! - `run/`         bound at `/run/container` inside: supervisor.json, status.json,
-//!   control.sock, logs/
+//!   control.sock, logs/ (the supervisor names what is inside), and supervisor.log
+//!   (PID 1's own stdout and stderr)
 //! - `secrets/`     one 0600 file per generated secret (bound read-only inside)
 //! - `files/`       rendered files, each bound onto its container path
+//! - `net/`         generated /etc/hosts and /etc/resolv.conf, bound like files
 //! - `volumes/`     volumes: kept by `destroy` unless `--volumes`
 //! - `.lock`        flock(2) target
 
-use crate::state::{write_atomic, StateError};
+pub use crate::exec::lock::Lock;
+use crate::exec::process::proc_stat;
+use crate::plan::pool::AddressPool;
+use crate::plan::Plan;
+use crate::state::{read_json, write_atomic, StateError};
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+/// The state root when neither `--root` nor `CONTAINER_ROOT` says otherwise.
+pub const DEFAULT_ROOT: &str = "/var/lib/container";
+
+/// The state root: its root-wide files and the folder of each container.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    pub root: PathBuf,
+}
+
+impl StateRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateRoot { root: root.into() }
+    }
+    /// The folder holding one folder per container.
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    /// The paths of container `name`.
+    pub fn container(&self, name: &str) -> Dirs {
+        Dirs::new(&self.root, name)
+    }
+    pub fn pool_file(&self) -> PathBuf {
+        self.root.join("pool.json")
+    }
+    /// The lock on something all containers under the root share (`pool`, `nft`).
+    pub fn shared_lock(&self, what: &str) -> PathBuf {
+        self.root.join(format!(".{what}.lock"))
+    }
+    /// The last batch given to `nft` for this root.
+    pub fn nft_cache(&self) -> PathBuf {
+        self.root.join(".nft.json")
+    }
+    /// The nftables table of this root: `container` for the default root,
+    /// `container_<hash>` for any other, so containers under two roots (a test's temp
+    /// root and the real one) never rebuild each other's rules away.
+    pub fn nft_table(&self) -> String {
+        let table = crate::exec::nft::TABLE;
+        if self.root == Path::new(DEFAULT_ROOT) {
+            return table.to_string();
+        }
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(self.root.as_os_str().as_encoded_bytes());
+        format!("{table}_{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+    }
+
+    /// The plan last applied to `name`; `None` when it was never applied.
+    pub fn applied(&self, name: &str) -> Result<Option<Plan>, StateError> {
+        read_json(&self.container(name).state())
+    }
+
+    pub fn pool(&self) -> Result<AddressPool, StateError> {
+        Ok(read_json(&self.pool_file())?.unwrap_or_default())
+    }
+
+    pub fn save_pool(&self, pool: &AddressPool) -> Result<(), StateError> {
+        let json = serde_json::to_vec_pretty(pool).expect("pools always serialize");
+        write_atomic(&self.pool_file(), &json)
+    }
+}
 
 /// The container's run folder as seen from inside.
 pub const RUN_IN: &str = "/run/container";
@@ -44,11 +118,26 @@ impl Dirs {
     pub fn run_info(&self) -> PathBuf {
         self.root.join("run.json")
     }
+    pub fn rootfs_record(&self) -> PathBuf {
+        self.root.join("rootfs.json")
+    }
+    /// The container's lock (see `lifecycle::lock`).
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
     pub fn run(&self) -> PathBuf {
         self.root.join("run")
     }
     pub fn logs(&self) -> PathBuf {
         self.run().join("logs")
+    }
+    /// The log the supervisor keeps of service `name` (see `exec::supervisor`).
+    pub fn service_log(&self, name: &str) -> PathBuf {
+        self.logs().join(format!("{name}.log"))
+    }
+    /// stdout and stderr of PID 1 itself.
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.run().join("supervisor.log")
     }
     pub fn supervisor_config(&self) -> PathBuf {
         self.run().join("supervisor.json")
@@ -62,6 +151,10 @@ impl Dirs {
     /// Host path of a rendered file (`path` is an absolute container path).
     pub fn file(&self, path: &str) -> PathBuf {
         self.files().join(path.trim_start_matches('/'))
+    }
+    /// Host path of a generated name resolution file (`/etc/hosts`, `/etc/resolv.conf`).
+    pub fn net_file(&self, path: &str) -> PathBuf {
+        self.root.join("net").join(path.rsplit('/').next().unwrap_or(path))
     }
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")
@@ -80,16 +173,6 @@ pub struct RunInfo {
     pub start_time: u64,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
-}
-
-/// (start time, state letter) of a live process.
-fn proc_stat(pid: i32) -> Option<(u64, char)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields follow the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    Some((fields.get(19)?.parse().ok()?, state))
 }
 
 impl RunInfo {
@@ -114,63 +197,29 @@ pub fn running(dirs: &Dirs) -> Option<RunInfo> {
     info.alive().then_some(info)
 }
 
+/// Record the plan an apply is about to carry out (`pending.json`).
+pub fn write_pending(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
+    let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
+    write_atomic(&dirs.pending(), &json)
+}
+
+/// Record `plan` as applied: `state.json` := the plan, then `pending.json` goes. The
+/// only writer of `state.json`.
+pub fn record_applied(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
+    let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
+    write_atomic(&dirs.state(), &json)?;
+    match std::fs::remove_file(dirs.pending()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StateError::Write { path: dirs.pending(), source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn write_run_info(dirs: &Dirs, info: &RunInfo) -> Result<(), StateError> {
     let json = serde_json::to_vec(info).expect("run info serializes");
     write_atomic(&dirs.run_info(), &json)
 }
-
-/// An exclusive flock on a container (or on a root-wide resource); released on drop.
-#[derive(Debug)]
-pub struct Lock {
-    _file: File,
-}
-
-impl Lock {
-    /// Take the lock at `path`, waiting for another holder; `waiting` is called once
-    /// if the lock is busy, before blocking.
-    pub fn take(path: &Path, waiting: impl FnOnce()) -> std::io::Result<Lock> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-        let fd = file.as_raw_fd();
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(Lock { _file: file });
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(err);
-        }
-        waiting();
-        loop {
-            // SAFETY: as above; blocking.
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
-                return Ok(Lock { _file: file });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
-    }
-}
-
-/// Test-only crash switch: with `CONTAINER_TEST_CRASH=<step>` in the environment the
-/// process kills itself with SIGKILL when it reaches `step`, exactly like `kill -9`
-/// from outside at that moment. Used by the crash-safety tests; harmless otherwise.
-pub fn crash_point(step: &str) {
-    if std::env::var_os("CONTAINER_TEST_CRASH").is_some_and(|v| v == step) {
-        // SAFETY: kill(2) on ourselves.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
-}
-
-/// The steps `crash_point` knows, in the order apply reaches them.
-pub const CRASH_STEPS: &[&str] =
-    &["pending", "secrets", "files", "volumes", "cgroup", "spawn", "network", "nft", "release", "ready", "record"];
 
 #[cfg(test)]
 mod tests {
@@ -184,19 +233,23 @@ mod tests {
     }
 
     #[test]
-    fn lock_is_exclusive() {
+    fn the_default_root_owns_the_plain_table_and_other_roots_a_hashed_one() {
+        assert_eq!(StateRoot::new(DEFAULT_ROOT).nft_table(), "container");
+        let (a, b) = (StateRoot::new("/tmp/a").nft_table(), StateRoot::new("/tmp/b").nft_table());
+        assert!(a.starts_with("container_") && a.len() == "container_".len() + 8, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn recording_a_plan_as_applied_ends_the_pending_one() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x/.lock");
-        let a = Lock::take(&p, || panic!("free lock reported busy")).unwrap();
-        let p2 = p.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let t = std::thread::spawn(move || {
-            // flock locks belong to the open file description, so two opens conflict
-            // even in one process.
-            let _b = Lock::take(&p2, || tx.send(()).unwrap()).unwrap();
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(30)).expect("second taker did not see the lock busy");
-        drop(a);
-        t.join().unwrap();
+        let root = StateRoot::new(dir.path());
+        let plan = crate::plan::compile::test_plan("name = \"rec\"\nbase = \"host\"\n");
+        let dirs = root.container("rec");
+        write_pending(&dirs, &plan).unwrap();
+        assert!(dirs.pending().is_file() && root.applied("rec").unwrap().is_none());
+        record_applied(&dirs, &plan).unwrap();
+        assert!(!dirs.pending().exists());
+        assert_eq!(root.applied("rec").unwrap(), Some(plan));
     }
 }

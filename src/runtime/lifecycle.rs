@@ -17,7 +17,8 @@
 //! what runs, never patched, so a missed step cannot leave a stale rule behind for
 //! longer than the next command.
 
-use super::layout::{self, crash_point, Dirs, Lock, RunInfo};
+use super::crash::{crash_point, CrashPoint};
+use super::layout::{self, Dirs, Lock, RunInfo, StateRoot};
 use super::prepare;
 use super::RunError;
 use crate::exec::process::Process;
@@ -46,14 +47,14 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
 /// Take the container's lock, saying so if another command holds it.
 pub fn lock(root: &Path, name: &str, say: Say) -> Result<Lock, RunError> {
     let dirs = Dirs::new(root, name);
-    let path = dirs.root.join(".lock");
+    let path = dirs.lock_file();
     Lock::take(&path, || say(&format!("waiting: another `container` command is working on `{name}`")))
         .map_err(io(format!("locking {}", path.display())))
 }
 
 /// A lock on something shared by all containers under the root (`pool`, `nft`).
 pub fn lock_shared(root: &Path, what: &str) -> Result<Lock, RunError> {
-    let path = root.join(format!(".{what}.lock"));
+    let path = StateRoot::new(root).shared_lock(what);
     Lock::take(&path, || {}).map_err(io(format!("locking {}", path.display())))
 }
 
@@ -82,12 +83,16 @@ fn current_plan(dirs: &Dirs) -> Result<Option<Plan>, RunError> {
 
 /// Names of the containers under the root that have a state (applied or pending).
 pub fn names(root: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(root.join("containers"))
+    let root = StateRoot::new(root);
+    let mut out: Vec<String> = std::fs::read_dir(root.containers())
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("state.json").exists() || e.path().join("pending.json").exists())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| {
+            let dirs = root.container(name);
+            dirs.state().exists() || dirs.pending().exists()
+        })
         .collect();
     out.sort();
     out
@@ -111,9 +116,9 @@ pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
             desired.extend(nft::ContainerNet::from_plan(&name, &plan.network)?);
         }
     }
-    let table = nft::table_for_root(root);
+    let table = StateRoot::new(root).nft_table();
     let batch = nft::batch_for(&table, &desired).to_string();
-    let cache = root.join(".nft.json");
+    let cache = StateRoot::new(root).nft_cache();
     if !force && std::fs::read_to_string(&cache).is_ok_and(|old| old == batch) {
         return Ok(());
     }
@@ -176,15 +181,15 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     for w in warnings {
         say(&format!("warning: {w}"));
     }
-    crash_point("cgroup");
-    let log = dirs.run().join("supervisor.log");
+    crash_point(CrashPoint::Cgroup);
+    let log = dirs.supervisor_log();
     let stdio =
         sandbox::Stdio { stdin: Some(dev_null()?), stdout: Some(open_log(&log)?), stderr: Some(open_log(&log)?) };
     let pending = sandbox::spawn(&spec, stdio)?;
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;
-    crash_point("spawn");
+    crash_point(CrashPoint::Spawn);
     // Before release, so every process of the container starts inside. (The cgroup
     // namespace was made at clone time, so inside, /proc/self/cgroup shows paths
     // relative to where we were then.)
@@ -202,11 +207,11 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         }
         NetMode::Host => {}
     }
-    crash_point("network");
+    crash_point(CrashPoint::Network);
     sync_nft(root, false)?;
-    crash_point("nft");
+    crash_point(CrashPoint::Nft);
     let child = pending.release()?;
-    crash_point("release");
+    crash_point(CrashPoint::Release);
     // PID 1 outlives us: it is reparented when we exit. Its pidfd is not needed.
     drop(child);
     Ok(info)
@@ -222,7 +227,7 @@ pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<su
     let mut baseline: Option<BTreeMap<String, u32>> = None;
     loop {
         if !info.alive() {
-            let log = dirs.run().join("supervisor.log");
+            let log = dirs.supervisor_log();
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
             return Err(RunError::Failed(format!(
@@ -410,9 +415,8 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     prepare::rootfs(plan, &dirs)?;
     let old = applied(root, &plan.name)?;
 
-    let json = serde_json::to_vec_pretty(plan).expect("plans serialize");
-    crate::state::write_atomic(&dirs.pending(), &json)?;
-    crash_point("pending");
+    layout::write_pending(&dirs, plan)?;
+    crash_point(CrashPoint::Pending);
 
     let live = running.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
     let result = match (live, old) {
@@ -427,16 +431,16 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
                 stop(root, &plan.name, None, say)?;
             }
             prepare::ensure_secrets(plan, &dirs)?;
-            crash_point("secrets");
+            crash_point(CrashPoint::Secrets);
             let etc = prepare::etc_dir(&prepare::rootfs(plan, &dirs)?);
             prepare::write_files(plan, &dirs, &etc)?;
             prepare::write_net_files(plan, &dirs)?;
-            crash_point("files");
+            crash_point(CrashPoint::Files);
             prepare::ensure_volumes(plan, &dirs, &etc)?;
-            crash_point("volumes");
+            crash_point(CrashPoint::Volumes);
             let info = start_plan(root, plan, say)?;
             let status = wait_ready(&dirs, &info, 0)?;
-            crash_point("ready");
+            crash_point(CrashPoint::Ready);
             Applied::Started { recreated, status }
         }
     };
@@ -453,9 +457,8 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
             plan.name
         )));
     }
-    crash_point("record");
-    crate::state::write_atomic(&dirs.state(), &json)?;
-    std::fs::remove_file(dirs.pending()).map_err(io(format!("removing {}", dirs.pending().display())))?;
+    crash_point(CrashPoint::Record);
+    layout::record_applied(&dirs, plan)?;
     Ok(result)
 }
 
@@ -471,12 +474,12 @@ fn update_live(
 ) -> Result<Applied, RunError> {
     let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
     prepare::ensure_secrets(plan, dirs)?;
-    crash_point("secrets");
+    crash_point(CrashPoint::Secrets);
     prepare::write_files(plan, dirs, &etc)?;
     prepare::write_net_files(plan, dirs)?;
-    crash_point("files");
+    crash_point(CrashPoint::Files);
     prepare::ensure_volumes(plan, dirs, &etc)?;
-    crash_point("volumes");
+    crash_point(CrashPoint::Volumes);
     let effects: Vec<&Effect> = changes.changes.iter().flat_map(|c| &c.effects).collect();
     let network = effects.iter().any(|e| matches!(e, Effect::ReconfigureNetwork));
     if network {
@@ -487,9 +490,9 @@ fn update_live(
         }
         say("network reconfigured");
     }
-    crash_point("network");
+    crash_point(CrashPoint::Network);
     sync_nft(root, true)?;
-    crash_point("nft");
+    crash_point(CrashPoint::Nft);
 
     // Service and init-task changes go through the supervisor's reconfigure, which
     // restarts exactly the services whose definition changed and reruns init tasks.
@@ -524,7 +527,7 @@ fn update_live(
         }
     }
     let status = wait_ready(dirs, info, generation)?;
-    crash_point("ready");
+    crash_point(CrashPoint::Ready);
     Ok(Applied::Updated { reloaded, restarted, network, status })
 }
 
@@ -552,7 +555,7 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     stop(root, name, None, say)?;
     {
         let _pool = lock_shared(root, "pool")?;
-        let state = crate::state::StateRoot::new(root);
+        let state = StateRoot::new(root);
         let mut pool = state.pool()?;
         pool.ipv4.remove(name);
         pool.ipv6.remove(name);

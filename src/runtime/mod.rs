@@ -9,11 +9,14 @@
 //! was interrupted, and the next apply (or `destroy`) recreates from scratch, cleaning
 //! up whatever the interrupted one left (see [`lifecycle`]).
 
+pub mod crash;
+pub mod enter;
 pub mod layers;
 pub mod layout;
 pub mod lifecycle;
 pub mod prepare;
 
+pub use crash::CrashPoint;
 pub use layout::Dirs;
 pub use lifecycle::*;
 
@@ -37,6 +40,8 @@ pub enum RunError {
     Cgroup(#[from] crate::exec::cgroup::CgroupError),
     #[error("supervisor: {0}")]
     Supervisor(#[from] crate::exec::supervisor::SupervisorError),
+    #[error("exec: {0}")]
+    Attach(#[from] crate::exec::attach::AttachError),
     #[error("build: {0}")]
     Build(#[from] crate::exec::build::BuildError),
     #[error("{0}")]

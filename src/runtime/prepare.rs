@@ -81,17 +81,9 @@ pub fn generate_secret() -> Result<String, RunError> {
     let mut out = String::with_capacity(SECRET_LEN);
     let mut buf = [0u8; 64];
     while out.len() < SECRET_LEN {
-        // SAFETY: getrandom fills the stack buffer it is given.
-        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(io("getrandom")(e));
-        }
+        let n = crate::exec::random::fill(&mut buf).map_err(io("getrandom"))?;
         // Rejection sampling keeps the distribution uniform (248 = 4 * 62).
-        for &b in &buf[..n as usize] {
+        for &b in &buf[..n] {
             if (b as usize) < 248 && out.len() < SECRET_LEN {
                 out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
             }
@@ -240,7 +232,7 @@ pub fn net_files(plan: &Plan) -> Vec<(&'static str, String)> {
 
 /// Host path of a generated name resolution file.
 fn net_file(dirs: &Dirs, path: &str) -> PathBuf {
-    dirs.root.join("net").join(path.rsplit('/').next().unwrap_or(path))
+    dirs.net_file(path)
 }
 
 /// Write the name resolution files in place (they are bound like rendered files).

@@ -61,7 +61,7 @@ fn fail<T>(msg: String) -> Res<T> {
 }
 
 /// The engine every hook of one spec runs in.
-pub fn build(shared: Arc<Mutex<Shared>>) -> Engine {
+pub fn new_engine(shared: Arc<Mutex<Shared>>) -> Engine {
     let mut e = Engine::new_raw();
     // The standard library without BasicTimePackage (clocks break determinism).
     e.register_global_module(CorePackage::new().as_shared_module());

@@ -21,9 +21,10 @@ mod report;
 mod tests;
 
 use crate::diag::{Problem, Source};
-use crate::plan::{Plan, SourceReader};
 use crate::spec::types::HookSpec;
 use crate::spec::Spec;
+use crate::vocab::plan::Plan;
+use crate::vocab::source::SourceReader;
 use engine::{lock, Shared};
 use report::spec_problem;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Position, Scope, AST};
@@ -71,7 +72,7 @@ impl Hooks {
             return Ok(Hooks { inner: None });
         }
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let mut inner = Inner { engine: engine::build(shared.clone()), shared, hooks: Vec::new(), spec_run: None };
+        let mut inner = Inner { engine: engine::new_engine(shared.clone()), shared, hooks: Vec::new(), spec_run: None };
         let mut problems = Vec::new();
         for (index, h) in spec.hooks.iter().enumerate() {
             match inner.load_hook(index, h, reader) {

@@ -8,7 +8,9 @@ pub mod de;
 pub mod node;
 pub mod types;
 pub mod validate;
-pub mod values;
+
+/// The checked value types live in the leaf `vocab` (modules and the plan use them too).
+pub use crate::vocab::values;
 
 use crate::diag::{Problem, SpecErrors};
 use node::{Node, Path};

@@ -6,6 +6,7 @@
 
 use super::values::*;
 use crate::modules::Services;
+pub use crate::vocab::kinds::{MountKind, NetMode, Ready, Restart};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -122,18 +123,6 @@ pub struct FileSpec {
     pub owner: Option<String>,
 }
 
-/// Kind of a mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MountKind {
-    /// A named folder under the container's state dir that outlives the container.
-    Volume,
-    /// A host path bound into the container.
-    Bind,
-    /// A memory-backed filesystem, empty at every start.
-    Tmpfs,
-}
-
 /// A mount in the container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MountSpec {
@@ -156,18 +145,6 @@ pub struct MountSpec {
 
 fn default_mount_kind() -> MountKind {
     MountKind::Volume
-}
-
-/// How the container is networked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NetMode {
-    /// A veth pair routed by the host: /32 and /128 addresses, host as gateway.
-    Routed,
-    /// Only a loopback interface.
-    None,
-    /// Share the host's network namespace.
-    Host,
 }
 
 /// Network of the container.
@@ -197,31 +174,6 @@ pub struct NetworkSpec {
     /// Name servers written to the container's /etc/resolv.conf.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<std::net::IpAddr>,
-}
-
-/// Restart policy of a supervised program.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Restart {
-    /// Never restart.
-    No,
-    /// Restart when it exits with a non-zero status or a signal (default).
-    #[default]
-    OnFailure,
-    /// Always restart.
-    Always,
-}
-
-/// When a supervised program counts as ready.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Ready {
-    /// A TCP port on the container's loopback accepts connections.
-    Tcp(Port),
-    /// A unix socket accepts connections.
-    Unix(AbsPath),
-    /// A command exits 0 (argv list).
-    Command(Vec<String>),
 }
 
 /// A generic supervised program.

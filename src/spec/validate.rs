@@ -7,6 +7,7 @@
 use super::node::Path;
 use super::types::*;
 use crate::diag::Problem;
+use crate::vocab::values::relative_inside;
 use std::collections::BTreeMap;
 
 pub fn validate(spec: &Spec) -> Vec<Problem> {
@@ -354,9 +355,4 @@ fn valid_process_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 63
         && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-/// A relative path that stays inside its folder.
-pub fn relative_inside(p: &str) -> bool {
-    !p.is_empty() && !p.starts_with('/') && !p.contains('\0') && p.split('/').all(|c| c != "..")
 }

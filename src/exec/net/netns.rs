@@ -9,7 +9,7 @@
 //! - `Job::Sysctls`: it writes `/proc/sys/net/...` files, which resolve against the
 //!   namespace of the process that opens them.
 //!
-//! A thread cannot be used: the executor must stay single-threaded (see DESIGN.md) and
+//! A thread cannot be used: the executor must stay single-threaded (docs/ARCHITECTURE.md, "Threads") and
 //! tests run in threads of one process whose namespaces must not change. The child
 //! only makes async-signal-safe calls on memory prepared before `fork`, so this is
 //! sound even when the caller has other threads (as the test harness does). It reports

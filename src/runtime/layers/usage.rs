@@ -44,7 +44,7 @@ impl Cache {
             crate::state::write_atomic(&p, &serde_json::to_vec(&r).expect("ref serializes"))?;
         }
         let rec = RootfsRecord { cache: self.dir.clone(), layers: ids.to_vec() };
-        crate::state::write_atomic(&rootfs_record_path(dirs), &serde_json::to_vec_pretty(&rec).expect("serializes"))?;
+        crate::state::write_atomic(&dirs.rootfs_record(), &serde_json::to_vec_pretty(&rec).expect("serializes"))?;
         Ok(())
     }
 
@@ -105,10 +105,6 @@ impl Cache {
     }
 }
 
-fn rootfs_record_path(dirs: &Dirs) -> PathBuf {
-    dirs.root.join("rootfs.json")
-}
-
 pub fn read_rootfs_record(dirs: &Dirs) -> Option<RootfsRecord> {
-    crate::state::read_json(&rootfs_record_path(dirs)).ok().flatten()
+    crate::state::read_json(&dirs.rootfs_record()).ok().flatten()
 }

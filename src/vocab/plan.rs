@@ -4,9 +4,9 @@
 //! the same spec and state always serialize to the same bytes. It holds secret names,
 //! never secret values. It is what `state.json` stores as "last applied".
 
+use super::kinds::{MountKind, NetMode, Ready, Restart};
 use super::text::Text;
-use crate::spec::types::{MountKind, NetMode, Ready, Restart};
-use crate::spec::values::Proto;
+use super::values::Proto;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -269,11 +269,11 @@ impl ServiceRes {
         self
     }
     pub fn ready_tcp(mut self, port: u16) -> Self {
-        self.ready = Some(Ready::Tcp(crate::spec::values::Port(port)));
+        self.ready = Some(Ready::Tcp(super::values::Port(port)));
         self
     }
     pub fn ready_unix(mut self, path: &str) -> Self {
-        self.ready = Some(Ready::Unix(crate::spec::values::AbsPath(path.to_string())));
+        self.ready = Some(Ready::Unix(super::values::AbsPath(path.to_string())));
         self
     }
     pub fn ready_command<S: AsRef<str>>(mut self, argv: &[S]) -> Self {

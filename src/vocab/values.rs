@@ -436,6 +436,16 @@ impl SecretRef {
     }
 }
 
+/// A relative path that stays inside its folder.
+pub fn relative_inside(p: &str) -> bool {
+    !p.is_empty() && !p.starts_with('/') && !p.contains('\0') && p.split('/').all(|c| c != "..")
+}
+
+/// Volume folder name derived from a target: /var/lib/mysql → var-lib-mysql.
+pub fn volume_name(target: &str) -> String {
+    target.trim_matches('/').replace('/', "-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,38 @@
+//! Entering a running container: what `container exec` and `container shell` run.
+//!
+//! Invariant: a command enters only a container that runs now (its PID 1 checked by
+//! pid and start time), joins all its namespaces through `exec::attach` and is born
+//! in the container's cgroups, so its limits count for it too. The CLI says what to
+//! run; this module finds where, and `exec` does it.
+
+use super::layout::{self, Dirs};
+use super::RunError;
+pub use crate::exec::attach::ExecOpts;
+use crate::exec::{attach, cgroup};
+use std::path::Path;
+
+/// The running PID 1 of `name`, or a clear error.
+pub fn running_pid(root: &Path, name: &str) -> Result<i32, RunError> {
+    if super::names(root).iter().all(|x| x != name) {
+        return Err(RunError::NotFound(name.to_string()));
+    }
+    layout::running(&Dirs::new(root, name))
+        .map(|i| i.pid)
+        .ok_or_else(|| RunError::Failed(format!("{name} is not running (start it with `container start {name}`)")))
+}
+
+/// Run `opts` in container `name` with the caller's stdin, stdout and stderr (and its
+/// terminal when `opts.tty`); the command's exit code.
+pub fn exec(root: &Path, name: &str, mut opts: ExecOpts) -> Result<i32, RunError> {
+    let pid = running_pid(root, name)?;
+    opts.cgroup_procs = cgroup::Cgroups::open(name).map(|c| c.procs_files()).unwrap_or_default();
+    Ok(attach::exec(pid, &opts, attach::Stdio::inherit())?)
+}
+
+/// The login shell of container `name`: bash where its root has one, else sh.
+pub fn login_shell(root: &Path, name: &str) -> Result<&'static str, RunError> {
+    let pid = running_pid(root, name)?;
+    // The container's root is what PID 1 sees.
+    let has_bash = Path::new(&format!("/proc/{pid}/root/bin/bash")).exists();
+    Ok(if has_bash { "/bin/bash" } else { "/bin/sh" })
+}

@@ -1,0 +1,23 @@
+//! The shared vocabulary: the types that `spec`, `modules`, `script`, `plan` and the
+//! executor all speak.
+//!
+//! Invariant: a leaf. Nothing here imports another module of the crate, so every
+//! layer can use these types without the layers importing each other in a circle
+//! (docs/ARCHITECTURE.md, "Layers"). Plain data and its parsing, printing and schema
+//! only: no I/O except `source::DirReader`, the one reader of files next to a spec.
+//! A type that a module's settings, the spec and the plan share goes here; the
+//! spec-only and plan-only types stay in `spec` and `plan`.
+//!
+//! - [`values`]: checked values of the spec language (sizes, ports, paths, CIDRs, …).
+//! - [`kinds`]: the spec's enums the plan stores as written (mount kind, net mode, …).
+//! - [`path`]: places in a document (byte span, dotted path) for diagnostics.
+//! - [`plan`]: the plan's data, what modules and hooks produce and `state.json` keeps.
+//! - [`text`]: file content that may hold secret references.
+//! - [`source`]: reading files next to the spec.
+
+pub mod kinds;
+pub mod path;
+pub mod plan;
+pub mod source;
+pub mod text;
+pub mod values;
