@@ -194,7 +194,7 @@ pub fn host_ifname(name: &str) -> String {
 }
 
 /// Parses "a.b.c.d/32" (or a bare address: a host prefix).
-fn parse_addr(s: &str) -> Result<(IpAddr, u8), NetError> {
+pub fn parse_addr(s: &str) -> Result<(IpAddr, u8), NetError> {
     let bad = |detail: &str| NetError::BadAddress { value: s.to_string(), detail: detail.to_string() };
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
@@ -207,6 +207,26 @@ fn parse_addr(s: &str) -> Result<(IpAddr, u8), NetError> {
         None => max,
     };
     Ok((addr, len))
+}
+
+/// A network: address and prefix length.
+pub type Network = (IpAddr, u8);
+
+/// Whether the network `outer` contains `inner` (both `(address, prefix length)`;
+/// equal networks contain each other; different families never).
+pub fn covers((outer, olen): Network, (inner, ilen): Network) -> bool {
+    let bits = |a: IpAddr| -> (u128, u8) {
+        match a {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
+        }
+    };
+    let ((o, width), (i, iwidth)) = (bits(outer), bits(inner));
+    if width != iwidth || olen > ilen || olen > width {
+        return false;
+    }
+    let shift = u32::from(width - olen);
+    shift >= 128 || (o >> shift) == (i >> shift)
 }
 
 /// `net.ipv4.ip_forward` → `net/ipv4/ip_forward`; only `net.*` keys, no path tricks.
@@ -714,6 +734,19 @@ mod tests {
         assert!(teardown_steps("a", &n).unwrap().is_empty());
         n.mode = NetMode::None;
         assert_eq!(setup_steps("a", &n).unwrap(), vec![Step::LinkUp { side: Side::Container, dev: "lo".into() }]);
+    }
+
+    #[test]
+    fn covers_compares_networks() {
+        let n = |s: &str| parse_addr(s).unwrap();
+        assert!(covers(n("100.72.0.0/16"), n("100.72.3.4/32")));
+        assert!(covers(n("100.72.3.4/32"), n("100.72.3.4")));
+        assert!(!covers(n("100.72.3.4/32"), n("100.72.0.0/16")));
+        assert!(!covers(n("100.73.0.0/16"), n("100.72.3.4/32")));
+        assert!(covers(n("0.0.0.0/0"), n("1.2.3.4/32")));
+        assert!(covers(n("::/0"), n("fd63::1/128")));
+        assert!(covers(n("64:ff9b::/96"), n("64:ff9b::a00:1/128")));
+        assert!(!covers(n("0.0.0.0/0"), n("::/0")), "families never overlap");
     }
 
     #[test]
