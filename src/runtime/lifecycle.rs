@@ -181,9 +181,10 @@ pub fn network_problems(root: &Path, plan: &Plan, routes: &[net::HostRoute]) -> 
         if layout::running(&dirs).is_some() {
             continue;
         }
-        let Some(theirs) = current_plan(&dirs)? else { continue };
+        // An unreadable plan of another container does not block this one.
+        let Ok(Some(theirs)) = current_plan(&dirs) else { continue };
         for (field, m) in &mine {
-            for (tfield, t) in net::own_networks(&theirs.network)? {
+            for (tfield, t) in net::own_networks(&theirs.network).unwrap_or_default() {
                 if net::covers(*m, t) || net::covers(t, *m) {
                     problems.push(format!(
                         "{field} {}/{} overlaps {tfield} {}/{} of container `{other}` (stopped)",
