@@ -349,6 +349,7 @@ fn fake(name: &str, n: u32) -> ContainerNet {
         nat: true,
         publish: vec![container::spec::values::Publish::parse(&format!("{}:80", 20000 + n)).unwrap().0],
         veth: host_ifname(name),
+        prefixes: vec![],
     }
 }
 
@@ -361,9 +362,9 @@ fn nft_table_follows_the_desired_state() {
     nft::apply(&[a.clone(), b.clone()]).expect("apply two");
     let rules = table_rules().expect("table exists");
     let owned = |c: &ContainerNet| rules.iter().filter(|r| r["comment"] == format!("container:{}", c.name)).count();
-    // masquerade + loopback masquerade + 2×(v4+v6 DNAT) = 6 each.
-    assert_eq!(owned(&a), 6, "{rules:#?}");
-    assert_eq!(owned(&b), 6);
+    // masquerade + loopback masquerade + 2×(v4+v6 DNAT) + 4 fence = 10 each.
+    assert_eq!(owned(&a), 10, "{rules:#?}");
+    assert_eq!(owned(&b), 10);
     let listing = ok(&["nft", "list", "table", "inet", "container"]);
     assert!(listing.contains(&format!("dnat ip to {}:80", a.ipv4.unwrap())), "{listing}");
     assert!(listing.contains(&format!("dnat ip6 to [{}]:80", a.ipv6.unwrap())), "{listing}");
@@ -372,7 +373,7 @@ fn nft_table_follows_the_desired_state() {
     nft::apply(std::slice::from_ref(&b)).expect("apply one");
     let rules = table_rules().expect("table exists");
     assert!(rules.iter().all(|r| r["comment"] == format!("container:{}", b.name)), "{rules:#?}");
-    assert_eq!(rules.len(), 6);
+    assert_eq!(rules.len(), 10);
 
     nft::apply(&[]).expect("apply none");
     assert!(table_rules().is_none());

@@ -70,6 +70,12 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
             return ExitCode::FAILURE;
         }
     };
+    // Addresses and prefixes that would take over another container's or a host
+    // route are refused here as `apply` refuses them.
+    if let Err(e) = crate::runtime::check_network_if_readable(root, &plan) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let changes = plan::diff(applied.as_ref(), &plan);
     let layer = super::build::layer_line(cache, &plan);
     let text = if json {

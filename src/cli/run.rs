@@ -125,6 +125,9 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             if let Err(e) = layers.and_then(|_| runtime::prepare::rootfs(&plan, &dirs)) {
                 return fail(format!("apply {name}: {e}"));
             }
+            if let Err(e) = runtime::check_network(root, &plan) {
+                return fail(format!("apply {name}: {e}"));
+            }
             if let Err(e) = record_addresses(&state, &plan) {
                 return fail(e);
             }

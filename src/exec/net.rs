@@ -31,6 +31,12 @@
 //! by a short-lived forked child (see `netns`): the calling process never changes
 //! namespace, so this works from a single-threaded executor and from threaded tests.
 //!
+//! Conflicts: [`conflicts`] (pure) tells which of the host's routes ([`host_routes`]:
+//! the main table and the host's own addresses, read from the kernel, so the same for
+//! every state root) a container's /32, /128 and prefixes would take over. Route
+//! replacement (above) would otherwise silently steal another container's route, and
+//! when the thief's veth went, the victim's traffic would follow the default route.
+//!
 //! Use: `setup(name, &plan.network, netns_fd)` once the container's network namespace
 //! exists (fd from [`open_netns`] or `/run/netns/<name>`), before its services start;
 //! `teardown(name, &plan.network)` on stop/destroy (works whether or not the namespace
@@ -194,7 +200,7 @@ pub fn host_ifname(name: &str) -> String {
 }
 
 /// Parses "a.b.c.d/32" (or a bare address: a host prefix).
-fn parse_addr(s: &str) -> Result<(IpAddr, u8), NetError> {
+pub fn parse_addr(s: &str) -> Result<(IpAddr, u8), NetError> {
     let bad = |detail: &str| NetError::BadAddress { value: s.to_string(), detail: detail.to_string() };
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
@@ -207,6 +213,26 @@ fn parse_addr(s: &str) -> Result<(IpAddr, u8), NetError> {
         None => max,
     };
     Ok((addr, len))
+}
+
+/// A network: address and prefix length.
+pub type Network = (IpAddr, u8);
+
+/// Whether the network `outer` contains `inner` (both `(address, prefix length)`;
+/// equal networks contain each other; different families never).
+pub fn covers((outer, olen): Network, (inner, ilen): Network) -> bool {
+    let bits = |a: IpAddr| -> (u128, u8) {
+        match a {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
+        }
+    };
+    let ((o, width), (i, iwidth)) = (bits(outer), bits(inner));
+    if width != iwidth || olen > ilen || olen > width {
+        return false;
+    }
+    let shift = u32::from(width - olen);
+    shift >= 128 || (o >> shift) == (i >> shift)
 }
 
 /// `net.ipv4.ip_forward` → `net/ipv4/ip_forward`; only `net.*` keys, no path tricks.
@@ -374,6 +400,107 @@ pub fn teardown_steps(name: &str, net: &NetworkRes) -> Result<Vec<Step>, NetErro
     }
     s.push(Step::DeleteLink { dev: host_ifname(name) });
     Ok(s)
+}
+
+/// A route of the host that a container's addresses and prefixes must not take over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoute {
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    /// A `local` route of the local table (an address of the host) rather than a
+    /// route of the main table.
+    pub local: bool,
+    /// The output interface, when the route has one.
+    pub dev: Option<String>,
+}
+
+impl std::fmt::Display for HostRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.dst, self.prefix_len)?;
+        if let Some(d) = &self.dev {
+            write!(f, " dev {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The main table's routes and the host's own addresses (the local table's `local`
+/// routes), both families, read from the kernel. These are the same for every state
+/// root, so a check against them sees the containers of every root.
+pub fn host_routes() -> Result<Vec<HostRoute>, NetError> {
+    use netlink_packet_route::route::{RouteHeader, RouteType};
+    let mut nl = Netlink::open()?;
+    let names: std::collections::BTreeMap<u32, String> = nl.link_names()?.into_iter().collect();
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        for netlink::RouteEntry { table, kind, dst, prefix_len, oif } in nl.routes(v6)? {
+            let local = match (table, kind) {
+                (t, _) if t == u32::from(RouteHeader::RT_TABLE_MAIN) => false,
+                (255, RouteType::Local) => true,
+                _ => continue,
+            };
+            let dev = oif.and_then(|i| names.get(&i).cloned());
+            out.push(HostRoute { dst, prefix_len, local, dev });
+        }
+    }
+    Ok(out)
+}
+
+/// Why a container's network may not be set up on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// `network.ipv4`, `network.ipv6` or `network.prefixes`.
+    pub field: &'static str,
+    /// The container's network, "addr/len".
+    pub net: String,
+    /// The route it collides with.
+    pub route: HostRoute,
+    /// The route leads into another container's veth (`ct-*`).
+    pub container_veth: bool,
+}
+
+/// The container's own networks: its /32, its /128 and its routed prefixes.
+pub fn own_networks(net: &NetworkRes) -> Result<Vec<(&'static str, Network)>, NetError> {
+    let mut out = Vec::new();
+    if net.mode != NetMode::Routed {
+        return Ok(out);
+    }
+    let (v4, v6) = addresses(net)?;
+    out.extend(v4.map(|a| ("network.ipv4", (IpAddr::V4(a), 32))));
+    out.extend(v6.map(|a| ("network.ipv6", (IpAddr::V6(a), 128))));
+    for p in &net.prefixes {
+        out.push(("network.prefixes", parse_addr(p)?));
+    }
+    Ok(out)
+}
+
+/// The routes that container `name`'s addresses and prefixes would take over (pure).
+///
+/// Routes through the container's own veth are its own (a re-apply). A route into
+/// another container's veth conflicts when the two networks overlap at all: the more
+/// specific one would steal the other's traffic, and a replaced route would be gone
+/// with its owner's veth. Any other route is the host's: it conflicts when the
+/// container's network covers it (its own subnet, a more specific route, one of the
+/// host's addresses); a host route that covers the container's network (the default
+/// route, an uplink subnet with proxy ARP) is how routed containers work.
+pub fn conflicts(name: &str, net: &NetworkRes, routes: &[HostRoute]) -> Result<Vec<Conflict>, NetError> {
+    let own_veth = host_ifname(name);
+    let mut out = Vec::new();
+    for (field, mine) in own_networks(net)? {
+        for r in routes {
+            let theirs = (r.dst, r.prefix_len);
+            let dev = r.dev.as_deref();
+            if dev == Some(own_veth.as_str()) {
+                continue;
+            }
+            let container_veth = dev.is_some_and(|d| d.starts_with("ct-"));
+            let hit = if container_veth { covers(mine, theirs) || covers(theirs, mine) } else { covers(mine, theirs) };
+            if hit {
+                out.push(Conflict { field, net: format!("{}/{}", mine.0, mine.1), route: r.clone(), container_veth });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Opens `/proc/<pid>/ns/net`, the handle [`setup`] and [`run`] take.
@@ -714,6 +841,61 @@ mod tests {
         assert!(teardown_steps("a", &n).unwrap().is_empty());
         n.mode = NetMode::None;
         assert_eq!(setup_steps("a", &n).unwrap(), vec![Step::LinkUp { side: Side::Container, dev: "lo".into() }]);
+    }
+
+    fn route(dst: &str, len: u8, dev: &str, local: bool) -> HostRoute {
+        HostRoute { dst: dst.parse().unwrap(), prefix_len: len, local, dev: Some(dev.into()) }
+    }
+
+    #[test]
+    fn covers_compares_networks() {
+        let n = |s: &str| parse_addr(s).unwrap();
+        assert!(covers(n("100.72.0.0/16"), n("100.72.3.4/32")));
+        assert!(covers(n("100.72.3.4/32"), n("100.72.3.4")));
+        assert!(!covers(n("100.72.3.4/32"), n("100.72.0.0/16")));
+        assert!(!covers(n("100.73.0.0/16"), n("100.72.3.4/32")));
+        assert!(covers(n("0.0.0.0/0"), n("1.2.3.4/32")));
+        assert!(covers(n("::/0"), n("fd63::1/128")));
+        assert!(covers(n("64:ff9b::/96"), n("64:ff9b::a00:1/128")));
+        assert!(!covers(n("0.0.0.0/0"), n("::/0")), "families never overlap");
+    }
+
+    #[test]
+    fn conflicts_with_other_containers_and_host_routes() {
+        let mut n = res();
+        n.prefixes.insert("100.72.9.0/24".into());
+        let routes = vec![
+            // Its own routes (a re-apply) and covering host routes are fine.
+            route("100.72.0.2", 32, "ct-web", false),
+            route("100.72.9.0", 24, "ct-web", false),
+            route("0.0.0.0", 0, "eth0", false),
+            route("100.64.0.0", 10, "eth1", false),
+            route("::", 0, "eth0", false),
+            // Another container inside the prefix, one whose prefix covers web's v6.
+            route("100.72.9.7", 32, "ct-db", false),
+            route("fd63:6f6e:7461:696e::", 112, "ct-r", false),
+            // A host route and a host address the prefix covers.
+            route("100.72.9.128", 25, "eth1", false),
+            route("100.72.9.1", 32, "eth1", true),
+            // Not overlapping at all.
+            route("100.72.0.3", 32, "ct-db2", false),
+        ];
+        let got = conflicts("web", &n, &routes).unwrap();
+        let shown: Vec<String> = got.iter().map(|c| format!("{} {} {}", c.field, c.net, c.route)).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "network.ipv6 fd63:6f6e:7461:696e::2/128 fd63:6f6e:7461:696e::/112 dev ct-r",
+                "network.prefixes 100.72.9.0/24 100.72.9.7/32 dev ct-db",
+                "network.prefixes 100.72.9.0/24 100.72.9.128/25 dev eth1",
+                "network.prefixes 100.72.9.0/24 100.72.9.1/32 dev eth1",
+            ]
+        );
+        assert_eq!(got.iter().map(|c| c.container_veth).collect::<Vec<_>>(), vec![true, true, false, false]);
+        assert!(got[3].route.local);
+        // Other modes have no routes to collide.
+        n.mode = NetMode::Host;
+        assert!(conflicts("web", &n, &routes).unwrap().is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The tool's nftables table: NAT (masquerade) and published ports (DNAT).
+//! The tool's nftables table: the network fences, NAT (masquerade) and published
+//! ports (DNAT).
 //!
 //! Invariant: the tool owns one table per state root, `table inet container` for the
 //! default root (`container_<hash>` for others, named by `runtime::layout`; IPv4 and IPv6),
@@ -9,6 +10,16 @@
 //! then recreates it; with no rules wanted, the table is simply left deleted.
 //!
 //! Content (every rule carries the comment `container:<name>`):
+//! - `fence` (filter, prerouting, priority raw = -300: before conntrack and NAT, so
+//!   it sees what the container really sent), four drop rules per routed container,
+//!   matched on `iifname "<veth>"`:
+//!   `ip saddr != { <v4>, <v4 prefixes> } drop` (any IPv4 without a v4 address or
+//!   prefix), `ip daddr 127.0.0.0/8 drop`, `ip6 saddr != { <v6>, <v6 prefixes>,
+//!   fe80::/10 } drop` and `ip6 daddr ::1 drop`. So a container's packets carry one
+//!   of its own addresses (the routed prefixes count: a router such as tayga sends
+//!   from them; link-local for NDP), and nothing from a container reaches the host's
+//!   loopback services, not even with `route_localnet` on its veth or through a
+//!   DNAT of a port published on `127.0.0.1:` (the drop comes before the DNAT).
 //! - `postrouting` (nat, srcnat): `ip saddr <v4> oifname != "<veth>" masquerade` per
 //!   container with `nat` (IPv4 only: containers have routed, global IPv6 addresses);
 //!   plus `ip saddr 127.0.0.0/8 oifname "<veth>" masquerade` for containers with an
@@ -19,18 +30,20 @@
 //!   dnat ip to <v4>:<port>` and the `ip6` equivalent. Without a host address the rule
 //!   only matches destinations local to the host (`fib daddr type local`), so traffic
 //!   merely routed through the host to other machines is never hijacked.
-//! - No filter chain: an accept in our own table could not override a drop verdict of
+//! - No accept rules: an accept in our own table could not override a drop verdict of
 //!   another table's forward chain (nftables evaluates every base chain of a hook), so
-//!   a host with a drop policy elsewhere must allow `ct-*` there itself. Leaving it out
-//!   also means a routed container without NAT or published ports needs no nftables
-//!   change at all (`nft` costs ~20 ms a run).
+//!   a host with a drop policy elsewhere must allow `ct-*` there itself. A drop in our
+//!   table does hold against other tables' accepts, which is why the fence is
+//!   drop-only. Every routed container has fence rules, so starting or stopping one
+//!   always runs `nft` (~20 ms).
 //!
 //! Loopback: `127.0.0.1:PORT` from the host works because `net` sets
 //! `net.ipv4.conf.<veth>.route_localnet=1` for containers with published ports (the
 //! kernel otherwise refuses to route a 127/8 source out of a non-loopback interface)
 //! and the 127/8 masquerade above rewrites the source to a global-scope host address
 //! (the kernel's choice; the veth's 169.254.0.1 is link scope), which the container
-//! answers through its default route. IPv6 has no equivalent (`::1` is never routed off `lo`),
+//! answers through its default route. The fence does not get in the way: the answers
+//! come from the container's own address to a global one. IPv6 has no equivalent (`::1` is never routed off `lo`),
 //! so `[::1]:PORT` publishing does not reach the container.
 //!
 //! Use: `apply(&[ContainerNet::from_plan(name, &plan.network)?, ...])` with every
@@ -70,6 +83,8 @@ pub struct ContainerNet {
     pub publish: Vec<PublishRule>,
     /// Host end of the container's veth (`net::host_ifname`).
     pub veth: String,
+    /// Networks routed to the container (`network.prefixes`): allowed as sources.
+    pub prefixes: Vec<(IpAddr, u8)>,
 }
 
 impl ContainerNet {
@@ -98,6 +113,11 @@ impl ContainerNet {
         };
         let publish =
             net.publish.iter().map(|p| Publish::parse(p).map(|p| p.0).map_err(bad)).collect::<Result<Vec<_>, _>>()?;
+        let prefixes = net
+            .prefixes
+            .iter()
+            .map(|p| crate::exec::net::parse_addr(p).map_err(|e| bad(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(ContainerNet {
             name: name.to_string(),
             ipv4,
@@ -105,6 +125,7 @@ impl ContainerNet {
             nat: net.nat,
             publish,
             veth: crate::exec::net::host_ifname(name),
+            prefixes,
         }))
     }
 }
@@ -147,6 +168,51 @@ fn prefix(addr: &str, len: u8) -> Value {
     json!({"prefix": {"addr": addr, "len": len}})
 }
 
+/// `net` as an nftables value: a plain address for a host prefix, else a prefix.
+fn net_value(addr: IpAddr, len: u8) -> Value {
+    let host = if addr.is_ipv4() { 32 } else { 128 };
+    if len == host {
+        json!(addr.to_string())
+    } else {
+        prefix(&addr.to_string(), len)
+    }
+}
+
+/// The fence of one container's veth for one family: its drop rules.
+fn fence(c: &ContainerNet, v6: bool) -> Vec<Vec<Value>> {
+    let (l3, nfproto) = if v6 { ("ip6", "ipv6") } else { ("ip", "ipv4") };
+    let own = if v6 { c.ipv6.map(|a| (IpAddr::V6(a), 128)) } else { c.ipv4.map(|a| (IpAddr::V4(a), 32)) };
+    let mut allowed: Vec<(IpAddr, u8)> =
+        own.into_iter().chain(c.prefixes.iter().copied().filter(|(a, _)| a.is_ipv6() == v6)).collect();
+    if v6 {
+        allowed.push((IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10));
+    }
+    // nftables refuses overlapping intervals in one set: keep only the widest.
+    allowed.sort_by_key(|(a, l)| (*l, *a));
+    allowed.dedup();
+    let mut kept: Vec<(IpAddr, u8)> = Vec::new();
+    for n in allowed {
+        if !kept.iter().any(|k| crate::exec::net::covers(*k, n)) {
+            kept.push(n);
+        }
+    }
+    let iif = eq(meta("iifname"), json!(c.veth));
+    let family = eq(meta("nfproto"), json!(nfproto));
+    let mut source = vec![iif.clone(), family];
+    match kept.as_slice() {
+        [] => {}
+        [one] => source.push(ne(payload(l3, "saddr"), net_value(one.0, one.1))),
+        many => {
+            let set: Vec<Value> = many.iter().map(|(a, l)| net_value(*a, *l)).collect();
+            source.push(ne(payload(l3, "saddr"), json!({"set": set})));
+        }
+    }
+    source.push(json!({"drop": null}));
+    let lo = if v6 { json!(Ipv6Addr::LOCALHOST.to_string()) } else { prefix("127.0.0.0", 8) };
+    let loopback = vec![iif, eq(payload(l3, "daddr"), lo), json!({"drop": null})];
+    vec![source, loopback]
+}
+
 /// DNAT rules of one publish entry for one address family.
 fn dnat(p: &PublishRule, to: IpAddr) -> Option<Vec<Value>> {
     let (l3, nfproto) = match to {
@@ -183,7 +249,11 @@ pub fn batch_for(t: &str, desired: &[ContainerNet]) -> Value {
     ];
     let mut post = Vec::new();
     let mut dnats = Vec::new();
+    let mut fences = Vec::new();
     for c in desired {
+        for v6 in [false, true] {
+            fences.extend(fence(c, v6).into_iter().map(|expr| rule(t, "fence", &c.name, expr)));
+        }
         if let (true, Some(v4)) = (c.nat, c.ipv4) {
             post.push(rule(
                 t,
@@ -217,11 +287,13 @@ pub fn batch_for(t: &str, desired: &[ContainerNet]) -> Value {
             }
         }
     }
-    if post.is_empty() && dnats.is_empty() {
+    if post.is_empty() && dnats.is_empty() && fences.is_empty() {
         return json!({ "nftables": cmds });
     }
     cmds.push(json!({"add": {"table": table(t)}}));
-    // Standard priorities: dstnat = -100, srcnat = 100.
+    // Standard priorities: raw = -300, dstnat = -100, srcnat = 100.
+    cmds.push(chain(t, "fence", "filter", "prerouting", -300));
+    cmds.extend(fences);
     cmds.push(chain(t, "prerouting", "nat", "prerouting", -100));
     cmds.push(chain(t, "output", "nat", "output", -100));
     cmds.push(chain(t, "postrouting", "nat", "postrouting", 100));
@@ -282,6 +354,7 @@ mod tests {
                 Publish::parse("[fd63::1]:8443:443").unwrap().0,
             ],
             veth: "ct-web".into(),
+            prefixes: vec![],
         }
     }
 
@@ -366,7 +439,64 @@ mod tests {
     }
 
     #[test]
-    fn chains_and_no_filter() {
+    fn fence_drops_foreign_sources_and_loopback_destinations() {
+        let mut c = web();
+        c.prefixes = vec![
+            ("64:ff9b::".parse().unwrap(), 96),
+            ("100.72.9.0".parse().unwrap(), 24),
+            // Inside the /24: merged away (nftables refuses overlapping intervals).
+            ("100.72.9.128".parse().unwrap(), 25),
+        ];
+        let fence = rules(&batch(&[c]), "fence");
+        assert_eq!(fence.len(), 4, "{fence:#?}");
+        assert!(fence.iter().all(|r| r["comment"] == "container:web"
+            && r["expr"][0]
+                == json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "ct-web"}})
+            && *r["expr"].as_array().unwrap().last().unwrap() == json!({"drop": null})));
+        let saddr = |l3: &str| {
+            fence
+                .iter()
+                .find_map(|r| {
+                    r["expr"].as_array().unwrap().iter().find_map(|e| {
+                        (e["match"]["left"] == json!({"payload": {"protocol": l3, "field": "saddr"}}))
+                            .then(|| e["match"].clone())
+                    })
+                })
+                .unwrap_or_else(|| panic!("no {l3} saddr rule"))
+        };
+        assert_eq!(saddr("ip")["op"], "!=");
+        assert_eq!(saddr("ip")["right"], json!({"set": [{"prefix": {"addr": "100.72.9.0", "len": 24}}, "100.72.0.2"]}));
+        assert_eq!(
+            saddr("ip6")["right"],
+            json!({"set": [
+                {"prefix": {"addr": "fe80::", "len": 10}},
+                {"prefix": {"addr": "64:ff9b::", "len": 96}},
+                "fd63:6f6e:7461:696e::2",
+            ]})
+        );
+        let daddr = |l3: &str| {
+            fence.iter().find_map(|r| {
+                r["expr"].as_array().unwrap().iter().find_map(|e| {
+                    (e["match"]["left"] == json!({"payload": {"protocol": l3, "field": "daddr"}}))
+                        .then(|| e["match"]["right"].clone())
+                })
+            })
+        };
+        assert_eq!(daddr("ip"), Some(json!({"prefix": {"addr": "127.0.0.0", "len": 8}})));
+        assert_eq!(daddr("ip6"), Some(json!("::1")));
+        // Without an IPv4 address or prefix, all IPv4 from the veth is dropped.
+        let v6only = ContainerNet { ipv4: None, prefixes: vec![], ..web() };
+        let fence = rules(&batch(&[v6only]), "fence");
+        assert!(fence.iter().any(|r| r["expr"]
+            == json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "ct-web"}},
+                {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}},
+                {"drop": null},
+            ])));
+    }
+
+    #[test]
+    fn chains() {
         let b = batch(&[web()]);
         let chains: Vec<Value> = b["nftables"]
             .as_array()
@@ -377,15 +507,18 @@ mod tests {
         assert_eq!(
             chains,
             vec![
+                json!(["fence", "prerouting", -300, "filter"]),
                 json!(["prerouting", "prerouting", -100, "nat"]),
                 json!(["output", "output", -100, "nat"]),
                 json!(["postrouting", "postrouting", 100, "nat"]),
             ]
         );
         assert!(rules(&b, "forward").is_empty());
-        // A routed container without NAT or publish needs no table at all.
+        // A routed container without NAT or publish still has its fence.
         let plain = ContainerNet { nat: false, publish: vec![], ..web() };
-        assert_eq!(batch(&[plain]), batch(&[]));
+        let b = batch(&[plain]);
+        assert_eq!(rules(&b, "fence").len(), 4);
+        assert!(rules(&b, "postrouting").is_empty() && rules(&b, "prerouting").is_empty());
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Apply, start, stop, destroy.
 //!
+//! Before any of it, [`check_network`] refuses addresses and prefixes that overlap
+//! another container's routes (any state root) or cover a host route (the CLI calls it
+//! before recording addresses; `start_plan` again before spawning).
+//!
 //! Invariant: each step of an apply is idempotent and ordered so that a `kill -9` at
 //! any point leaves something the next command converges from:
 //! 1. `pending.json` (the plan being applied) is written before anything else;
@@ -138,6 +142,73 @@ pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
     }
 }
 
+/// Refuse a plan whose addresses or prefixes would take over a route of another
+/// container (under any state root: the kernel's routing table is the one source of
+/// truth for running ones; this root's stopped containers are read from their plans)
+/// or a host route the tool does not own. Changes nothing.
+pub fn check_network(root: &Path, plan: &Plan) -> Result<(), RunError> {
+    if plan.network.mode != NetMode::Routed {
+        return Ok(());
+    }
+    network_problems(root, plan, &net::host_routes()?)
+}
+
+/// [`check_network`] for `plan`, which only reads: a host whose routes cannot be read
+/// (a sandbox without netlink) is checked against this root's plans only.
+pub fn check_network_if_readable(root: &Path, plan: &Plan) -> Result<(), RunError> {
+    if plan.network.mode != NetMode::Routed {
+        return Ok(());
+    }
+    network_problems(root, plan, &net::host_routes().unwrap_or_default())
+}
+
+/// [`check_network`] against the given host routes.
+pub fn network_problems(root: &Path, plan: &Plan, routes: &[net::HostRoute]) -> Result<(), RunError> {
+    let others: Vec<String> = names(root).into_iter().filter(|n| *n != plan.name).collect();
+    let owner = |veth: &str| others.iter().find(|n| net::host_ifname(n) == veth);
+    let mut problems = Vec::new();
+    for c in net::conflicts(&plan.name, &plan.network, routes)? {
+        let dev = c.route.dev.as_deref().unwrap_or("");
+        let (field, mine, r) = (c.field, &c.net, &c.route);
+        problems.push(match (c.container_veth, owner(dev)) {
+            (true, Some(other)) => format!("{field} {mine} overlaps {r}, a route of container `{other}`"),
+            (true, None) => {
+                format!("{field} {mine} overlaps {r}, a route of another container (under another state root)")
+            }
+            (false, _) if r.local => format!("{field} {mine} covers {}, an address of this host ({r})", r.dst),
+            (false, _) => format!("{field} {mine} covers the host route {r}, which is not the tool's"),
+        });
+    }
+    // Stopped containers of this root have no routes now but get them back on start.
+    let mine = net::own_networks(&plan.network)?;
+    for other in &others {
+        let dirs = Dirs::new(root, other);
+        if layout::running(&dirs).is_some() {
+            continue;
+        }
+        // An unreadable plan of another container does not block this one.
+        let Ok(Some(theirs)) = current_plan(&dirs) else { continue };
+        for (field, m) in &mine {
+            for (tfield, t) in net::own_networks(&theirs.network).unwrap_or_default() {
+                if net::covers(*m, t) || net::covers(t, *m) {
+                    problems.push(format!(
+                        "{field} {}/{} overlaps {tfield} {}/{} of container `{other}` (stopped)",
+                        m.0, m.1, t.0, t.1
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(RunError::Failed(format!(
+        "refusing the network of {}: it would take over what is not its own (nothing was changed):\n  {}",
+        plan.name,
+        problems.join("\n  ")
+    )))
+}
+
 /// Tear down what a plan's network added on the host (idempotent).
 fn teardown_network(name: &str, plan: &Plan) -> Result<(), RunError> {
     if plan.network.mode == NetMode::Routed {
@@ -176,6 +247,9 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         }
     }
     let spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
+    // Checked when applied; checked again here, as another root's container may have
+    // taken an address of this stopped one meanwhile.
+    check_network(root, plan)?;
     // Limits apply where the host has the controller; a missing one is a warning.
     let (cgroups, warnings) = cgroup::Cgroups::create(&plan.name, &plan.limits)?;
     for w in warnings {

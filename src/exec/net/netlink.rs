@@ -27,6 +27,17 @@ use std::os::unix::io::FromRawFd;
 /// Large enough for any single datagram the kernel sends to a default-sized reader.
 const RECV_BUF: usize = 64 * 1024;
 
+/// One route of a dump; the destination of a default route is the unspecified address.
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    pub table: u32,
+    pub kind: RouteType,
+    pub dst: IpAddr,
+    pub prefix_len: u8,
+    /// Output interface index, when the route has one.
+    pub oif: Option<u32>,
+}
+
 /// An rtnetlink socket bound to one network namespace.
 pub struct Netlink {
     sock: Socket,
@@ -278,6 +289,38 @@ impl Netlink {
     pub fn delete_proxy_neighbour(&mut self, index: u32, dev: &str, addr: IpAddr) -> Result<(), NetError> {
         let msg = Self::proxy_neighbour(index, addr);
         self.request(RouteNetlinkMessage::DelNeighbour(msg), 0, &|| format!("deleting proxy neighbour {addr} on {dev}"))
+    }
+
+    /// Every route of one family (a dump of all tables).
+    pub fn routes(&mut self, v6: bool) -> Result<Vec<RouteEntry>, NetError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        let seq = self.send(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        self.exchange(seq, &|| "listing routes".into(), |m| {
+            let RouteNetlinkMessage::NewRoute(r) = m else { return };
+            let mut table = u32::from(r.header.table);
+            let mut dst: IpAddr =
+                if v6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+            let mut oif = None;
+            for a in r.attributes {
+                match a {
+                    RouteAttribute::Table(t) => table = t,
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = a.into(),
+                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = a.into(),
+                    RouteAttribute::Oif(i) => oif = Some(i),
+                    _ => {}
+                }
+            }
+            out.push(RouteEntry {
+                table,
+                kind: r.header.kind,
+                dst,
+                prefix_len: r.header.destination_prefix_length,
+                oif,
+            });
+        })?;
+        Ok(out)
     }
 
     /// Names of all interfaces of this namespace (a dump), for diagnostics and tests.
