@@ -2,17 +2,30 @@
 //!
 //! Invariant: the schema is generated from the same Rust types that parse specs,
 //! as draft-07 (what Taplo and yaml-language-server understand), so editor help can
-//! never drift from the parser. `schema/container.schema.json` is kept identical to
-//! this output by a test.
+//! never drift from the parser; `shape` then rewrites schemars' output into the
+//! shapes those editors handle (tests/editors.rs proves it with the real tools).
+//! `schema/container.schema.json` is kept identical to this output by a test.
+
+pub mod shape;
 
 use crate::spec::Spec;
 use serde_json::Value;
 
+/// schemars' draft-07 output for the spec types, before `shape`.
+fn generated() -> Value {
+    let mut settings = schemars::generate::SchemaSettings::draft07();
+    // Keeping a `$ref`'s siblings (description, default) instead of wrapping the
+    // `$ref` in a one-element `allOf`, which sends Taplo into endless recursion.
+    // Draft-07 validators ignore the siblings; editors show them.
+    settings.transforms.retain(|t| !t.is::<schemars::transform::RemoveRefSiblings>());
+    let schema = settings.into_generator().into_root_schema_for::<Spec>();
+    serde_json::to_value(&schema).expect("schemas always serialize")
+}
+
 /// The schema as pretty JSON with a trailing newline.
 pub fn schema_json() -> String {
-    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
-    let schema = generator.into_root_schema_for::<Spec>();
-    let mut value = serde_json::to_value(&schema).expect("schemas always serialize");
+    let mut value = generated();
+    shape::shape(&mut value);
     close_objects(&mut value);
     let mut s = serde_json::to_string_pretty(&value).expect("schemas always serialize");
     s.push('\n');
@@ -116,6 +129,27 @@ fn description(root: &Value, v: &Value) -> String {
         .to_string()
 }
 
+/// Fill each paragraph to 88 columns, every line starting with `indent` (the
+/// schema's descriptions are one line per paragraph, for editors to re-flow).
+fn wrap(text: &str, indent: &str) -> String {
+    const WIDTH: usize = 88;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut cur = String::from(indent);
+        for word in line.split(' ') {
+            if cur.len() > indent.len() && cur.len() + 1 + word.len() > WIDTH {
+                out.push(std::mem::replace(&mut cur, String::from(indent)));
+            }
+            if cur.len() > indent.len() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+        out.push(if cur.trim().is_empty() { String::new() } else { cur });
+    }
+    out.join("\n")
+}
+
 /// `kubectl explain`-style text for a dotted path (`services.caddy.sites`), or the
 /// top level for an empty path. Errors say which part is unknown and what exists.
 pub fn explain(path: &str) -> Result<String, String> {
@@ -156,7 +190,7 @@ pub fn explain(path: &str) -> Result<String, String> {
     out.push_str(&format!("FIELD: {title} <{}>\n\n", type_of(&root, node)));
     let d = description(&root, node);
     if !d.is_empty() {
-        out.push_str(&format!("DESCRIPTION:\n  {}\n\n", d.replace('\n', "\n  ")));
+        out.push_str(&format!("DESCRIPTION:\n{}\n\n", wrap(&d, "  ")));
     }
     let obj = resolve(&root, node);
     let obj = match obj.get("items") {
@@ -178,9 +212,28 @@ pub fn explain(path: &str) -> Result<String, String> {
             out.push_str(&format!("  {name} <{}>{req}\n", type_of(&root, p)));
             let d = description(&root, p);
             if !d.is_empty() {
-                out.push_str(&format!("    {}\n", d.replace('\n', "\n    ")));
+                out.push_str(&format!("{}\n", wrap(&d, "    ")));
             }
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// schemars names a second type called `Mode` `Mode2`: the definitions (and
+    /// what editors show as the type) must be named by role instead.
+    #[test]
+    fn no_two_spec_types_share_a_schema_name() {
+        let raw = super::generated();
+        let defs = raw["definitions"].as_object().expect("definitions");
+        for name in defs.keys() {
+            let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+            assert!(
+                base == name || !defs.contains_key(base),
+                "definitions `{base}` and `{name}`: two types share a name; rename one by its role \
+                 (or `#[schemars(rename = \"…\")]`)"
+            );
+        }
+    }
 }

@@ -504,6 +504,16 @@ fn taplo_completes_inside_a_service_table() {
 }
 
 #[test]
+fn taplo_completes_values_with_their_own_docs() {
+    let items = taplo_complete("name = \"demo\"\n[network]\nmode = |\n", &["\"routed\"", "\"none\"", "\"host\""]);
+    if items.is_empty() {
+        return;
+    }
+    let doc = documentation(&items, "\"routed\"");
+    assert!(doc.contains("veth"), "the value `routed` comes without its own text: {doc:?}");
+}
+
+#[test]
 fn taplo_completes_a_table_header() {
     // In a header Taplo offers whole table paths.
     taplo_complete("name = \"demo\"\n\n[services.|]\n", &["services.mysql", "services.caddy", "services.php"]);
