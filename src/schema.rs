@@ -49,6 +49,45 @@ fn close_objects(v: &mut Value) {
     }
 }
 
+/// Where `container schema --install` puts the schema (and where a package should), so
+/// that specs anywhere can name it by an absolute path.
+pub const INSTALL_PATH: &str = "/usr/share/container/container.schema.json";
+
+/// Write the schema to `path` (mode 0644, missing folders created 0755): written to a
+/// temporary file next to it and renamed over, so an editor never reads half a schema.
+pub fn install(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    // Folders it creates are 0755 whatever the umask: editors run as other users.
+    let missing: Vec<&std::path::Path> =
+        dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    for d in missing.iter().rev() {
+        match std::fs::create_dir(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("schema");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+        f.write_all(schema_json().as_bytes())?;
+        // The umask may have taken bits away: editors run as other users.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 pub fn schema_value() -> Value {
     serde_json::from_str(&schema_json()).expect("own schema parses")
 }

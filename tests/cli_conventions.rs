@@ -101,3 +101,32 @@ fn the_internal_entry_point_still_runs() {
     assert!(text(&out.stderr).contains("supervisor"), "{}", text(&out.stderr));
     assert_eq!(container(&["__supervise"]).status.code(), Some(EX_USAGE));
 }
+
+#[test]
+fn schema_install_writes_the_printed_schema_readable_by_everyone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("usr/share/container/container.schema.json");
+    let out = container(&["schema", "--install", "--path", target.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed = container(&["schema"]).stdout;
+    assert_eq!(std::fs::read(&target).expect("installed"), printed, "the installed schema is what `schema` prints");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&target), 0o644);
+    assert_eq!(mode(target.parent().expect("dir")), 0o755, "editors run as other users");
+    // Replacing it again leaves no temporary file behind.
+    assert_eq!(container(&["schema", "--install", "--path", target.to_str().expect("utf-8")]).status.code(), Some(0));
+    let names: Vec<_> = std::fs::read_dir(target.parent().expect("dir"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("container.schema.json")]);
+    // --path without --install is a usage error, not a silent print.
+    assert_eq!(container(&["schema", "--path", "x.json"]).status.code(), Some(EX_USAGE));
+}
+
+#[test]
+fn schema_install_defaults_to_usr_share() {
+    let out = container(&["schema", "--help"]);
+    assert!(text(&out.stdout).contains("/usr/share/container/container.schema.json"), "{}", text(&out.stdout));
+}

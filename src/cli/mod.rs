@@ -147,8 +147,17 @@ pub enum Command {
         #[arg(long)]
         volumes: bool,
     },
-    /// Print the JSON schema (draft-07) of the spec language.
-    Schema,
+    /// Print the JSON schema (draft-07) of the spec language, or install it where
+    /// editors can find it by an absolute path.
+    Schema {
+        /// Write it to /usr/share/container/container.schema.json (or --path) instead
+        /// of printing it; folders are created, the file is replaced atomically.
+        #[arg(long)]
+        install: bool,
+        /// Where --install writes the schema.
+        #[arg(long, requires = "install", value_name = "FILE", default_value = crate::schema::INSTALL_PATH)]
+        path: PathBuf,
+    },
     /// Describe a part of the spec language, e.g. `services.caddy.sites`.
     Explain {
         /// Dotted path into the spec; empty for the top level.
@@ -204,10 +213,20 @@ pub fn main() -> ExitCode {
         Command::Shell { name } => run::shell(&cli.root, &name),
         Command::Logs { name, service, follow } => run::logs(&cli.root, &name, service.as_deref(), follow),
         Command::Destroy { name, volumes } => run::destroy(&cli.root, &name, volumes),
-        Command::Schema => {
+        Command::Schema { install: false, .. } => {
             print!("{}", crate::schema::schema_json());
             ExitCode::SUCCESS
         }
+        Command::Schema { install: true, path } => match crate::schema::install(&path) {
+            Ok(()) => {
+                println!("installed the schema to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot install the schema to {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Explain { path } => match crate::schema::explain(path.as_deref().unwrap_or("")) {
             Ok(text) => {
                 print!("{text}");
