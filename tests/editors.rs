@@ -130,7 +130,8 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// The planted problems of a fixture: (line, key, marker) for every `# P<n>` line.
+/// The planted problems of a fixture: (line, key, marker) for every `# P<n>` line
+/// (1-based lines; the key is what precedes `=` or `:`).
 fn planted(text: &str) -> Vec<(usize, String, String)> {
     text.lines()
         .enumerate()
@@ -139,7 +140,7 @@ fn planted(text: &str) -> Vec<(usize, String, String)> {
             if !marker.starts_with('P') || l.trim_start().starts_with('#') {
                 return None;
             }
-            let key = l.split('=').next()?.trim().to_string();
+            let key = l.split(['=', ':']).next()?.trim().trim_start_matches("- ").to_string();
             Some((i + 1, key, marker))
         })
         .collect()
@@ -331,6 +332,31 @@ impl Lsp {
                     _ => Value::Null,
                 };
                 self.send(json!({"jsonrpc": "2.0", "id": sid, "result": result}));
+            }
+        }
+    }
+
+    /// Wait (bounded) for the server's `textDocument/publishDiagnostics` for `uri`
+    /// that `done` accepts, answering its requests meanwhile; the last one seen.
+    fn diagnostics(&mut self, uri: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut last = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = match self.inbox.recv_timeout(left) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => return last,
+                Err(RecvTimeoutError::Disconnected) => panic!("{} crashed while checking {uri}", self.name),
+            };
+            if msg.get("method").and_then(Value::as_str) == Some("textDocument/publishDiagnostics")
+                && msg["params"]["uri"] == uri
+            {
+                last = msg["params"]["diagnostics"].as_array().cloned().unwrap_or_default();
+                if done(&last) {
+                    return last;
+                }
+            } else if let (Some(sid), Some(_)) = (msg.get("id").cloned(), msg.get("method")) {
+                self.send(json!({"jsonrpc": "2.0", "id": sid, "result": Value::Null}));
             }
         }
     }
@@ -598,4 +624,35 @@ fn yaml_language_server_hover_shows_the_fields_own_text() {
     lsp.shutdown();
     assert!(name.contains("Container name"), "hover on `name` shows: {name:?}");
     assert!(port.contains("TCP port the server listens on"), "hover on mysql `port` shows: {port:?}");
+}
+
+#[test]
+fn yaml_language_server_reports_each_planted_problem() {
+    let Some(yls) = tool("yaml-language-server", "npm install -g yaml-language-server") else { return };
+    let fixture = root().join("tests/fixtures/editors/broken.yaml");
+    let body = std::fs::read_to_string(&fixture).expect("fixture");
+    let problems = planted(&body);
+    assert!(problems.len() >= 10, "the fixture lost its planted problems: {problems:?}");
+    let settings = json!({"yaml": {"validate": true, "schemaStore": {"enable": false}, "schemas": {}}});
+    let mut lsp = Lsp::start("yaml-language-server", &yls, &["--stdio"], settings.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    initialize(&mut lsp, dir.path(), json!({}));
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": settings}));
+    let uri = format!("file://{}/broken.yaml", dir.path().display());
+    // The modeline goes first; the fixture's lines move down by one.
+    lsp.open(&uri, "yaml", &format!("# yaml-language-server: $schema={}\n{body}", schema_url()));
+    let line_of = |d: &Value| d["range"]["start"]["line"].as_u64().unwrap_or(0) as usize; // 0-based = fixture's 1-based
+    let named = |ds: &[Value], line: usize| ds.iter().any(|d| line_of(d) == line);
+    let diags = lsp.diagnostics(&uri, |ds| problems.iter().all(|(l, _, _)| named(ds, *l)));
+    lsp.shutdown();
+    eprintln!("yaml-language-server: {} diagnostics for {} planted problems", diags.len(), problems.len());
+    for d in &diags {
+        eprintln!("  line {}: {}", line_of(d), d["message"].as_str().unwrap_or(""));
+    }
+    let missing: Vec<String> = problems
+        .iter()
+        .filter(|(l, _, _)| !named(&diags, *l))
+        .map(|(l, key, marker)| format!("{marker} (line {l}, `{key}`)"))
+        .collect();
+    assert!(missing.is_empty(), "yaml-language-server does not report: {missing:?}\ndiagnostics: {diags:#?}");
 }

@@ -18,7 +18,8 @@
 //! - Doc comments are wrapped at ~90 columns: each paragraph is joined into one line
 //!   so editors can re-flow it (paragraph breaks stay).
 //! - `format: "ip"` is not a draft-07 format and editors ignore `ipv4`/`ipv6`:
-//!   addresses get a `pattern` as well.
+//!   addresses get a `pattern` as well, and a `patternErrorMessage` (shown by
+//!   yaml-language-server instead of the regular expression).
 
 use serde_json::{Map, Value};
 
@@ -75,6 +76,7 @@ pub fn shape(root: &mut Value) {
         }
     });
     walk(root, &mut address_patterns);
+    walk(root, &mut pattern_messages);
 }
 
 /// Call `f` on every schema object, parent before children (children see the
@@ -258,6 +260,23 @@ fn address_patterns(m: &mut Map<String, Value>) {
         _ => return,
     };
     m.entry("pattern").or_insert_with(|| pattern.into());
+}
+
+/// What a value failing one of the address patterns should have been: editors that
+/// know `patternErrorMessage` (yaml-language-server, VS Code) say this instead of
+/// printing the regular expression.
+fn pattern_messages(m: &mut Map<String, Value>) {
+    let message = match m.get("pattern").and_then(Value::as_str) {
+        Some(IPV4) => "an IPv4 address such as \"100.64.0.1\"",
+        Some(IPV6) => "an IPv6 address such as \"fd63:6f6e:7461:696e::1\"",
+        Some(IP) => "an IPv4 or IPv6 address such as \"100.64.0.1\" or \"2001:db8::1\"",
+        Some(CIDR) => {
+            "a network: address/prefix-length, at most /32 for IPv4 and /128 for IPv6, e.g. \"100.64.0.0/10\""
+        }
+        Some(PUBLISH) => "a port forward such as \"8080:80\", \"8053:53/udp\" or \"[2001:db8::1]:8080:80\"",
+        _ => return,
+    };
+    m.entry("patternErrorMessage").or_insert_with(|| format!("Expected {message}.").into());
 }
 
 #[cfg(test)]
