@@ -656,3 +656,32 @@ fn yaml_language_server_reports_each_planted_problem() {
         .collect();
     assert!(missing.is_empty(), "yaml-language-server does not report: {missing:?}\ndiagnostics: {diags:#?}");
 }
+
+#[test]
+fn yaml_language_server_accepts_the_shipped_specs() {
+    let Some(yls) = tool("yaml-language-server", "npm install -g yaml-language-server") else { return };
+    let mut files: Vec<PathBuf> = ["specs", "examples"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root().join(d)).expect("dir").map(|e| e.expect("entry").path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files.push(root().join("tests/fixtures/same.yaml"));
+    let settings = json!({"yaml": {"validate": true, "schemaStore": {"enable": false}, "schemas": {}}});
+    let mut lsp = Lsp::start("yaml-language-server", &yls, &["--stdio"], settings.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    initialize(&mut lsp, dir.path(), json!({}));
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": settings}));
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("spec");
+        // Their own first line points at ../schema/…; name the schema absolutely.
+        let body = text.split_once('\n').map_or("", |(_, rest)| rest);
+        let uri =
+            format!("file://{}/{}", dir.path().display(), f.file_name().and_then(|n| n.to_str()).unwrap_or("x.yaml"));
+        lsp.open(&uri, "yaml", &format!("# yaml-language-server: $schema={}\n{body}", schema_url()));
+        // yaml-language-server publishes once per validation: the first answer counts.
+        let diags = lsp.diagnostics(&uri, |_| true);
+        assert!(diags.is_empty(), "{}: yaml-language-server reports {diags:#?}", f.display());
+    }
+    lsp.shutdown();
+}
