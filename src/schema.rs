@@ -2,17 +2,30 @@
 //!
 //! Invariant: the schema is generated from the same Rust types that parse specs,
 //! as draft-07 (what Taplo and yaml-language-server understand), so editor help can
-//! never drift from the parser. `schema/container.schema.json` is kept identical to
-//! this output by a test.
+//! never drift from the parser; `shape` then rewrites schemars' output into the
+//! shapes those editors handle (tests/editors.rs proves it with the real tools).
+//! `schema/container.schema.json` is kept identical to this output by a test.
+
+pub mod shape;
 
 use crate::spec::Spec;
 use serde_json::Value;
 
+/// schemars' draft-07 output for the spec types, before `shape`.
+fn generated() -> Value {
+    let mut settings = schemars::generate::SchemaSettings::draft07();
+    // Keeping a `$ref`'s siblings (description, default) instead of wrapping the
+    // `$ref` in a one-element `allOf`, which sends Taplo into endless recursion.
+    // Draft-07 validators ignore the siblings; editors show them.
+    settings.transforms.retain(|t| !t.is::<schemars::transform::RemoveRefSiblings>());
+    let schema = settings.into_generator().into_root_schema_for::<Spec>();
+    serde_json::to_value(&schema).expect("schemas always serialize")
+}
+
 /// The schema as pretty JSON with a trailing newline.
 pub fn schema_json() -> String {
-    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
-    let schema = generator.into_root_schema_for::<Spec>();
-    let mut value = serde_json::to_value(&schema).expect("schemas always serialize");
+    let mut value = generated();
+    shape::shape(&mut value);
     close_objects(&mut value);
     let mut s = serde_json::to_string_pretty(&value).expect("schemas always serialize");
     s.push('\n');
@@ -34,6 +47,45 @@ fn close_objects(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(close_objects),
         _ => {}
     }
+}
+
+/// Where `container schema --install` puts the schema (and where a package should), so
+/// that specs anywhere can name it by an absolute path.
+pub const INSTALL_PATH: &str = "/usr/share/container/container.schema.json";
+
+/// Write the schema to `path` (mode 0644, missing folders created 0755): written to a
+/// temporary file next to it and renamed over, so an editor never reads half a schema.
+pub fn install(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    // Folders it creates are 0755 whatever the umask: editors run as other users.
+    let missing: Vec<&std::path::Path> =
+        dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    for d in missing.iter().rev() {
+        match std::fs::create_dir(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("schema");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+        f.write_all(schema_json().as_bytes())?;
+        // The umask may have taken bits away: editors run as other users.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 pub fn schema_value() -> Value {
@@ -116,6 +168,27 @@ fn description(root: &Value, v: &Value) -> String {
         .to_string()
 }
 
+/// Fill each paragraph to 88 columns, every line starting with `indent` (the
+/// schema's descriptions are one line per paragraph, for editors to re-flow).
+fn wrap(text: &str, indent: &str) -> String {
+    const WIDTH: usize = 88;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut cur = String::from(indent);
+        for word in line.split(' ') {
+            if cur.len() > indent.len() && cur.len() + 1 + word.len() > WIDTH {
+                out.push(std::mem::replace(&mut cur, String::from(indent)));
+            }
+            if cur.len() > indent.len() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+        out.push(if cur.trim().is_empty() { String::new() } else { cur });
+    }
+    out.join("\n")
+}
+
 /// `kubectl explain`-style text for a dotted path (`services.caddy.sites`), or the
 /// top level for an empty path. Errors say which part is unknown and what exists.
 pub fn explain(path: &str) -> Result<String, String> {
@@ -156,7 +229,7 @@ pub fn explain(path: &str) -> Result<String, String> {
     out.push_str(&format!("FIELD: {title} <{}>\n\n", type_of(&root, node)));
     let d = description(&root, node);
     if !d.is_empty() {
-        out.push_str(&format!("DESCRIPTION:\n  {}\n\n", d.replace('\n', "\n  ")));
+        out.push_str(&format!("DESCRIPTION:\n{}\n\n", wrap(&d, "  ")));
     }
     let obj = resolve(&root, node);
     let obj = match obj.get("items") {
@@ -178,9 +251,28 @@ pub fn explain(path: &str) -> Result<String, String> {
             out.push_str(&format!("  {name} <{}>{req}\n", type_of(&root, p)));
             let d = description(&root, p);
             if !d.is_empty() {
-                out.push_str(&format!("    {}\n", d.replace('\n', "\n    ")));
+                out.push_str(&format!("{}\n", wrap(&d, "    ")));
             }
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// schemars names a second type called `Mode` `Mode2`: the definitions (and
+    /// what editors show as the type) must be named by role instead.
+    #[test]
+    fn no_two_spec_types_share_a_schema_name() {
+        let raw = super::generated();
+        let defs = raw["definitions"].as_object().expect("definitions");
+        for name in defs.keys() {
+            let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+            assert!(
+                base == name || !defs.contains_key(base),
+                "definitions `{base}` and `{name}`: two types share a name; rename one by its role \
+                 (or `#[schemars(rename = \"…\")]`)"
+            );
+        }
+    }
 }

@@ -1,8 +1,14 @@
 //! The command line: a thin layer over the library.
 //!
 //! Invariant: commands parse arguments, call the library, print, and map outcomes to
-//! exit codes (0 ok / no changes, 2 changes, 1 error). No logic lives here that a
-//! test of the library could not reach.
+//! exit codes (0 ok / no changes, 2 changes, 1 error, 64 usage error). No logic lives
+//! here that a test of the library could not reach.
+//!
+//! Exit codes are disjoint: a usage error (unknown command or option, missing
+//! argument) exits [`EXIT_USAGE`] (64, BSD's `EX_USAGE`), never 2, which `plan`
+//! uses for "there are changes". The executor's internal entry point
+//! (`container __supervise CONFIG`) is dispatched before the parser, so it never
+//! appears in help, "did you mean" tips or shell completions.
 
 mod build;
 mod plan;
@@ -12,11 +18,18 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Exit code of a usage error (sysexits.h `EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+
+/// The executor's entry point for PID 1 (see `runtime::prepare::init_program`).
+pub const SUPERVISE: &str = "__supervise";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "container",
     version,
     about = "Build and run service containers from declarative specs",
+    after_help = "Exit codes: 0 success (plan: no changes), 2 plan: changes, 1 error, 64 usage error.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -38,7 +51,8 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error.
+    /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error (64:
+    /// usage error).
     Plan {
         /// Spec file; without it, the embedded example (examples/hello-host.toml).
         file: Option<PathBuf>,
@@ -133,8 +147,17 @@ pub enum Command {
         #[arg(long)]
         volumes: bool,
     },
-    /// Print the JSON schema (draft-07) of the spec language.
-    Schema,
+    /// Print the JSON schema (draft-07) of the spec language, or install it where
+    /// editors can find it by an absolute path.
+    Schema {
+        /// Write it to /usr/share/container/container.schema.json (or --path) instead
+        /// of printing it; folders are created, the file is replaced atomically.
+        #[arg(long)]
+        install: bool,
+        /// Where --install writes the schema.
+        #[arg(long, requires = "install", value_name = "FILE", default_value = crate::schema::INSTALL_PATH)]
+        path: PathBuf,
+    },
     /// Describe a part of the spec language, e.g. `services.caddy.sites`.
     Explain {
         /// Dotted path into the spec; empty for the top level.
@@ -142,17 +165,29 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
-    /// Run the supervisor (PID 1 of a container) from a JSON config. Internal: the
-    /// executor starts it; it is not meant to be typed.
-    #[command(name = "__supervise", hide = true)]
-    Supervise {
-        /// A `SupervisorConfig` as JSON.
-        config: PathBuf,
-    },
 }
 
 pub fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == SUPERVISE) {
+        // Internal: `container __supervise CONFIG` (a `SupervisorConfig` as JSON).
+        return match &args[2..] {
+            [config] => supervise(std::path::Path::new(config)),
+            _ => {
+                eprintln!("usage: container {SUPERVISE} CONFIG");
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
+    let mut cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version come this way too, to stdout, exit 0.
+            let code = if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+            e.print().ok();
+            return code;
+        }
+    };
     // Layer paths end up in overlay mount options and in records other state roots
     // read: they must not depend on the working directory.
     if let Ok(abs) = std::path::absolute(&cli.cache) {
@@ -178,10 +213,20 @@ pub fn main() -> ExitCode {
         Command::Shell { name } => run::shell(&cli.root, &name),
         Command::Logs { name, service, follow } => run::logs(&cli.root, &name, service.as_deref(), follow),
         Command::Destroy { name, volumes } => run::destroy(&cli.root, &name, volumes),
-        Command::Schema => {
+        Command::Schema { install: false, .. } => {
             print!("{}", crate::schema::schema_json());
             ExitCode::SUCCESS
         }
+        Command::Schema { install: true, path } => match crate::schema::install(&path) {
+            Ok(()) => {
+                println!("installed the schema to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot install the schema to {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Explain { path } => match crate::schema::explain(path.as_deref().unwrap_or("")) {
             Ok(text) => {
                 print!("{text}");
@@ -192,7 +237,6 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Supervise { config } => supervise(&config),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "container", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -57,6 +57,7 @@ fn default_port() -> Port {
 /// tinc's routing mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "TincMode")]
 pub enum Mode {
     /// Route IP packets to the node that announces the subnet (default).
     #[default]

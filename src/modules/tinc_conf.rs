@@ -101,7 +101,7 @@ impl JsonSchema for VpnAddress {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-9a-fA-F:.]+/[0-9]{1,3}$",
+            "pattern": crate::schema::shape::CIDR,
             "description": "This node's VPN address with the VPN's prefix length, e.g. \"10.10.0.1/24\"."
         })
     }
