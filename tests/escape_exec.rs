@@ -171,8 +171,8 @@ fn tiocsti_through_exec(name: &str, extra: &[&str], argv: &[&str]) -> (Vec<Value
     let left = queued(&pty.slave);
     assert!(status.success(), "probe failed ({status}): {out}");
     let report = out.split_once("REPORT ").map(|(_, r)| r).and_then(|r| r.lines().next()).unwrap_or("");
-    let report: Vec<Value> = serde_json::from_str(report.trim_end_matches('\r'))
-        .unwrap_or_else(|e| panic!("bad report ({e}): {out}"));
+    let report: Vec<Value> =
+        serde_json::from_str(report.trim_end_matches('\r')).unwrap_or_else(|e| panic!("bad report ({e}): {out}"));
     (report, who, left)
 }
 
@@ -186,7 +186,8 @@ fn tiocsti_through_exec_never_reaches_the_callers_terminal() {
     let ct = Ct::new("esc-e-tiocsti", SLEEPER);
     ct.apply_ok();
     let probe = ["python3", "-c", TIOCSTI_PROBE];
-    let unpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c", TIOCSTI_PROBE, "unpriv"];
+    let unpriv =
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c", TIOCSTI_PROBE, "unpriv"];
     let runs: [(&str, &[&str], &[&str]); 3] =
         [("root, pipes", &[], &probe), ("nobody, pipes", &[], &unpriv), ("root, -t", &["-t"], &probe)];
     for (what, extra, argv) in runs {

@@ -6,8 +6,9 @@
 //! enters the container happens in a forked helper that only makes raw syscalls on
 //! data prepared before the fork; the command is forked once more from the helper,
 //! because `setns` into a PID namespace only moves a process's *children* there. The
-//! command gets exactly fds 0, 1 and 2, a fresh session, default signal dispositions
-//! and an empty signal mask. When [`exec`] returns, the helper has been reaped and,
+//! command gets exactly fds 0, 1 and 2 (pipes of the relay or a terminal of the
+//! container's own devpts, never the caller's fds), a fresh session, default signal
+//! dispositions and an empty signal mask. When [`exec`] returns, the helper has been reaped and,
 //! with a terminal, the caller's terminal modes are restored.
 //!
 //! Usage:
@@ -25,7 +26,10 @@
 //! container's `/proc/<pid>/ns/*` for each namespace that differs from ours (user,
 //! cgroup, ipc, uts, net, pid, mnt), `/proc/<pid>/root`, and the `cgroup.procs` files.
 //! The helper then, in this order: closes every fd it does not need (another thread's
-//! pipes must not be kept open by a process that never execs), moves itself into the
+//! pipes must not be kept open by a process that never execs), moves the relay's pipes
+//! onto its fds 0, 1, 2, makes itself non-dumpable (so `/proc/<pid>/exe`, `fd` and
+//! `mem` of it and of the command before its execve are out of reach of anyone
+//! without CAP_SYS_PTRACE in the caller's user namespace), moves itself into the
 //! cgroups (before joining the cgroup namespace, so both ends are visible), joins the
 //! user namespace and becomes its root, joins the others with the mount namespace
 //! last, `chroot`s to the container's root, `chdir`s to the workdir, and — for a
@@ -41,8 +45,19 @@
 //! (the pty master, as `SCM_RIGHTS`), `X` (exec failed with errno `b`), `S` (the command
 //! ended: `a` = 0 exit code / 1 signal, `b` = the number).
 //!
-//! Without a terminal the command uses the given fds directly (nothing is relayed
-//! or buffered). With a terminal, [`exec`] relays: the caller's stdin → master,
+//! The caller's fds never reach the container: code inside with an fd of the admin's
+//! terminal could type into it (TIOCSTI), and one of a file could read or write it.
+//! The helper puts pipes (or /dev/null) on its fds 0, 1, 2 before anything else, and
+//! without a terminal [`exec`] relays, in the calling thread with one poll loop over
+//! non-blocking pipe ends and a bounded buffer per direction (no deadlock however
+//! much either side writes without reading): the caller's stdin → the command's
+//! stdin pipe (closed at the end of the caller's stdin: the command sees end of
+//! file), its stdout and stderr pipes → the caller's stdout and stderr, byte for byte,
+//! until the command has exited and both pipes are drained (or quiet for
+//! [`DRAIN_GRACE`], as below). Writes to a caller's fd that fail (EPIPE) close the
+//! pipe feeding it, so the command gets EPIPE as it would writing there itself; like
+//! any Rust program, the caller is expected to ignore SIGPIPE. With a terminal,
+//! [`exec`] relays through it: the caller's stdin → master,
 //! master → the caller's stdout, until the command has exited and the master is
 //! drained (all slave fds closed; if a background process keeps the terminal, until
 //! the master has been quiet for [`DRAIN_GRACE`]). At EOF on the caller's stdin the
@@ -198,6 +213,27 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, AttachError> {
     dup_high(fd.as_raw_fd())
 }
 
+/// A pipe (read end, write end), both close-on-exec and above 2.
+fn pipe() -> Result<(OwnedFd, OwnedFd), AttachError> {
+    let mut p = [-1 as c_int; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(os("make a pipe")(last_err()));
+    }
+    // SAFETY: pipe2 just returned these fds.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+/// O_NONBLOCK on an fd whose file description only we use.
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
 fn dup_high(fd: RawFd) -> Result<OwnedFd, AttachError> {
     // SAFETY: fcntl on an fd the caller owns or borrows.
     let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -269,8 +305,8 @@ fn isatty(fd: RawFd) -> bool {
 }
 
 /// Run `opts` inside the container whose PID 1 has the host pid `pid`; returns the
-/// command's exit code, or 128 + the signal that killed it. `stdio`: the command's
-/// fds (without a terminal) or the fds the relay uses (with one); `None` = ours.
+/// command's exit code, or 128 + the signal that killed it. `stdio`: the fds the relay
+/// reads the command's input from and writes its output to; `None` = ours.
 pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError> {
     let argv0 = opts.argv.first().ok_or_else(|| AttachError::Spec("empty command".into()))?;
     if argv0.is_empty() {
@@ -307,13 +343,25 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
 
     let raw = |fd: &Option<OwnedFd>, default: RawFd| fd.as_ref().map_or(default, |f| f.as_raw_fd());
     let (input, output, errout) = (raw(&stdio.stdin, 0), raw(&stdio.stdout, 1), raw(&stdio.stderr, 2));
-    // Without a terminal the command gets the caller's fds; copies above 2 so its
-    // dup2 onto 0, 1, 2 cannot overwrite one of them.
-    let child_stdio: [Option<OwnedFd>; 3] = if opts.tty {
-        [None, None, None]
+    // The helper's (and so the command's) fds 0, 1, 2, set first thing after the
+    // fork: never the caller's. Without a terminal, pipes the relay owns; with one,
+    // /dev/null until the command puts the terminal's slave there.
+    let (child_stdio, pipes): ([OwnedFd; 3], Option<Pipes>) = if opts.tty {
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|source| AttachError::Open { path: "/dev/null".into(), source })?;
+        let null = above_stdio(null.into())?;
+        ([dup_high(null.as_raw_fd())?, dup_high(null.as_raw_fd())?, null], None)
     } else {
-        let high = |f: &Option<OwnedFd>| f.as_ref().map(|f| dup_high(f.as_raw_fd())).transpose();
-        [high(&stdio.stdin)?, high(&stdio.stdout)?, high(&stdio.stderr)?]
+        let (cmd_in, to_cmd) = pipe()?;
+        let (from_out, cmd_out) = pipe()?;
+        let (from_err, cmd_err) = pipe()?;
+        for fd in [&to_cmd, &from_out, &from_err] {
+            set_nonblocking(fd.as_raw_fd());
+        }
+        ([cmd_in, cmd_out, cmd_err], Some(Pipes { stdin: to_cmd, stdout: from_out, stderr: from_err }))
     };
     let initial_size =
         if opts.tty { [output, input].into_iter().find(|&fd| isatty(fd)).and_then(winsize) } else { None };
@@ -365,7 +413,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     let mut keep: Vec<c_int> = vec![theirs.as_raw_fd(), target.root.as_raw_fd()];
     keep.extend(target.namespaces.iter().map(|(_, _, fd)| fd.as_raw_fd()));
     keep.extend(cgroups.iter().map(|(_, fd)| fd.as_raw_fd()));
-    keep.extend(child_stdio.iter().flatten().map(|fd| fd.as_raw_fd()));
+    keep.extend(child_stdio.iter().map(|fd| fd.as_raw_fd()));
     keep.sort_unstable();
     keep.dedup();
 
@@ -378,7 +426,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
         keep,
         sock: theirs.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
-        stdio: [0, 1, 2].map(|i| child_stdio[i].as_ref().map_or(-1, |f| f.as_raw_fd())),
+        stdio: [0, 1, 2].map(|i| child_stdio[i].as_raw_fd()),
         candidates,
         argv,
         envp,
@@ -405,13 +453,9 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
 
     let mut helper = Helper { pid: child, sock: ours, reaped: false };
     let mut session = Session::default();
-    if opts.tty {
-        run_tty(&mut helper, &mut session, input, output, initial_size)?;
-    } else {
-        while !session.finished() {
-            let msg = helper.next()?;
-            session.apply(msg)?;
-        }
+    match pipes {
+        None => run_tty(&mut helper, &mut session, input, output, initial_size)?,
+        Some(pipes) => relay_pipes(&helper, &mut session, [input, output, errout], pipes)?,
     }
     let how = helper.reap();
     if let Some((step, errno)) = session.failed {
@@ -876,6 +920,173 @@ fn relay(
     }
 }
 
+/// Our ends of the command's stdio pipes (non-blocking; the command has the others).
+struct Pipes {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Bytes read from the command's stdout or stderr pipe, on their way to the caller's fd.
+struct Outflow {
+    pipe: Option<OwnedFd>,
+    dest: RawFd,
+    buf: Vec<u8>,
+}
+
+/// Most bytes written to one of the caller's fds at once: what a pipe takes without
+/// blocking once it polls writable (the caller's fds may be blocking, and their file
+/// descriptions are not ours to make non-blocking).
+const CALLER_CHUNK: usize = libc::PIPE_BUF;
+
+/// Without a terminal: relay the caller's stdin to the command's stdin pipe and its
+/// stdout and stderr pipes to the caller's fds, until the command has ended and both
+/// pipes are at end of file (or quiet for [`DRAIN_GRACE`]: a background process keeps
+/// them) and everything read is written. At the end of the caller's stdin the pipe is
+/// closed, so the command sees end of file. All our pipe ends are non-blocking and each
+/// direction has its own bounded buffer, so a command that writes much while not
+/// reading (or the reverse) never deadlocks the relay. If a caller's output fd fails
+/// (e.g. EPIPE), the pipe feeding it is closed, so the command gets EPIPE as it would
+/// writing there itself.
+fn relay_pipes(
+    helper: &Helper,
+    session: &mut Session,
+    [input, output, errout]: [RawFd; 3],
+    pipes: Pipes,
+) -> Result<(), AttachError> {
+    let Pipes { stdin, stdout, stderr } = pipes;
+    let mut to_cmd = Some(stdin);
+    let mut input_open = true;
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut outs = [
+        Outflow { pipe: Some(stdout), dest: output, buf: Vec::new() },
+        Outflow { pipe: Some(stderr), dest: errout, buf: Vec::new() },
+    ];
+    let mut quiet_since: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let finished = session.finished();
+        if finished {
+            // Nobody reads the command's stdin any more.
+            to_cmd = None;
+            input_open = false;
+        }
+        if !input_open && inbuf.is_empty() {
+            // End of file for the command.
+            to_cmd = None;
+        }
+        let flushed = outs.iter().all(|o| o.buf.is_empty());
+        let drained = outs.iter().all(|o| o.pipe.is_none());
+        let remaining = quiet_since.map(|t| DRAIN_GRACE.saturating_sub(t.elapsed()));
+        if finished && flushed && (drained || remaining == Some(Duration::ZERO)) {
+            return Ok(());
+        }
+
+        const SOCK: usize = 0;
+        const INPUT: usize = 1;
+        const TO_CMD: usize = 2;
+        const PIPE: [usize; 2] = [3, 4];
+        const DEST: [usize; 2] = [5, 6];
+        let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 7];
+        if !finished {
+            fds[SOCK] = libc::pollfd { fd: helper.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        }
+        if let Some(w) = &to_cmd {
+            if input_open && inbuf.len() < MAX_PENDING {
+                fds[INPUT] = libc::pollfd { fd: input, events: libc::POLLIN, revents: 0 };
+            }
+            if !inbuf.is_empty() {
+                fds[TO_CMD] = libc::pollfd { fd: w.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+            }
+        }
+        for (i, o) in outs.iter().enumerate() {
+            if let Some(p) = &o.pipe {
+                if o.buf.len() < MAX_PENDING {
+                    fds[PIPE[i]] = libc::pollfd { fd: p.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                }
+            }
+            if !o.buf.is_empty() {
+                fds[DEST[i]] = libc::pollfd { fd: o.dest, events: libc::POLLOUT, revents: 0 };
+            }
+        }
+        // Waiting only for the grace period to end: but never while output is pending.
+        let timeout = match remaining {
+            Some(d) if flushed => d.as_millis().max(1) as c_int,
+            _ => -1,
+        };
+        // SAFETY: polls a stack array; entries with fd -1 are ignored by the kernel.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
+            let e = last_err();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(os("poll the command's pipes")(e));
+        }
+        let ready = |i: usize| fds[i].fd >= 0 && fds[i].revents != 0;
+
+        if ready(SOCK) {
+            let msg = helper.next()?;
+            session.apply(msg)?;
+            if session.finished() {
+                quiet_since = Some(Instant::now());
+            }
+        }
+        if ready(INPUT) {
+            // Readable (or hung up, or not an fd): this read does not block.
+            // SAFETY: reads into our buffer.
+            let n = unsafe { libc::read(input, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                inbuf.extend_from_slice(&buf[..n as usize]);
+            } else if n == 0 || !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                input_open = false;
+            }
+        }
+        if ready(TO_CMD) {
+            if let Some(w) = &to_cmd {
+                // SAFETY: writes from our buffer to our non-blocking pipe end.
+                let n = unsafe { libc::write(w.as_raw_fd(), inbuf.as_ptr().cast(), inbuf.len()) };
+                if n > 0 {
+                    inbuf.drain(..n as usize);
+                } else if n < 0 && !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                    // The command closed its stdin: the rest of ours has no reader.
+                    inbuf.clear();
+                    input_open = false;
+                    to_cmd = None;
+                }
+            }
+        }
+        for (i, o) in outs.iter_mut().enumerate() {
+            if ready(PIPE[i]) {
+                if let Some(p) = &o.pipe {
+                    let room = (MAX_PENDING - o.buf.len().min(MAX_PENDING)).max(1).min(buf.len());
+                    // SAFETY: reads into our buffer from our non-blocking pipe end.
+                    let n = unsafe { libc::read(p.as_raw_fd(), buf.as_mut_ptr().cast(), room) };
+                    if n > 0 {
+                        o.buf.extend_from_slice(&buf[..n as usize]);
+                        if quiet_since.is_some() {
+                            quiet_since = Some(Instant::now());
+                        }
+                    } else if n == 0 || !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                        o.pipe = None;
+                    }
+                }
+            }
+            if ready(DEST[i]) && !o.buf.is_empty() {
+                let len = o.buf.len().min(CALLER_CHUNK);
+                // SAFETY: writes from our buffer.
+                let n = unsafe { libc::write(o.dest, o.buf.as_ptr().cast(), len) };
+                if n > 0 {
+                    o.buf.drain(..n as usize);
+                } else if n < 0 && !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                    // Nobody takes this output: the command learns it from its pipe.
+                    o.buf.clear();
+                    o.pipe = None;
+                }
+            }
+        }
+    }
+}
+
 /// The EOF character of the terminal behind `master` if it is in canonical mode.
 fn canonical_eof(master: RawFd) -> Option<u8> {
     // SAFETY: tcgetattr fills a zeroed stack struct.
@@ -954,7 +1165,8 @@ mod helper {
         pub sock: c_int,
         /// The caller's pid: if our parent is already someone else, it died.
         pub parent: libc::pid_t,
-        /// Fds to dup onto 0, 1, 2 (-1: keep ours); unused with a terminal.
+        /// Fds (above 2) the helper moves onto its 0, 1, 2 first thing: the relay's
+        /// pipes, or /dev/null with a terminal. The command inherits them.
         pub stdio: [c_int; 3],
         /// Paths `execve` tries in order.
         pub candidates: Vec<CString>,
@@ -1080,6 +1292,21 @@ mod helper {
     /// Entry point in the helper after fork. Never returns.
     pub(super) unsafe fn run_helper(script: &EnterScript) -> ! {
         close_except(&script.keep);
+        // Not for a moment does anything below (and so the command) hold the caller's
+        // fds 0, 1, 2: from here on they are the relay's pipes (or /dev/null).
+        for (target, &fd) in script.stdio.iter().enumerate() {
+            if libc::dup2(fd, target as c_int) < 0 {
+                send(script.sock, TAG_FAILED, script.first_command_step + STEP_STDIO, errno());
+                libc::_exit(1);
+            }
+        }
+        for &fd in &script.stdio {
+            libc::close(fd);
+        }
+        // Nobody but root in our own user namespace may open /proc/<pid>/{exe,fd,mem},
+        // ptrace or read the memory of the helper and, until its execve resets this,
+        // of the command: they are a copy of the caller until then.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
         // If the caller's thread dies, hang up the command (forwarded below). Checked
         // after: the caller may have died before the prctl.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
@@ -1217,6 +1444,7 @@ mod helper {
         if libc::setsid() < 0 {
             fail(STEP_SESSION);
         }
+        // Without a terminal, 0, 1 and 2 are the relay's pipes already (the helper's).
         if st.slave >= 0 {
             // We lead a new session without a terminal, so this one becomes ours
             // (and its foreground process group is ours).
@@ -1225,12 +1453,6 @@ mod helper {
             }
             for target in 0..3 {
                 if libc::dup2(st.slave, target) < 0 {
-                    fail(STEP_STDIO);
-                }
-            }
-        } else {
-            for (target, &fd) in script.stdio.iter().enumerate() {
-                if fd >= 0 && libc::dup2(fd, target as c_int) < 0 {
                     fail(STEP_STDIO);
                 }
             }
