@@ -306,6 +306,7 @@ fn container_root_never_catches_the_host_binary_in_exec() {
     let out = catcher.wait_with_output().expect("catcher");
     assert!(out.status.success(), "catcher failed: {}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    eprintln!("the catcher's report: {report}");
     let got = report["got"].as_object().expect("got");
     // The attack was real: it did get hold of processes that `exec` started.
     assert!(report["caught"].as_u64().unwrap_or(0) > 0 && !got.is_empty(), "the catcher caught nothing: {report}");

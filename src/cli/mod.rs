@@ -152,6 +152,11 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == crate::exec::attach::HELPER_ARG) {
+        // `exec`'s helper re-executed from a sealed copy of us (no `container-init`).
+        return crate::exec::attach::helper_main(&args.collect::<Vec<_>>());
+    }
     let mut cli = Cli::parse();
     // Layer paths end up in overlay mount options and in records other state roots
     // read: they must not depend on the working directory.

@@ -535,6 +535,9 @@ pub fn exec(root: &Path, name: &str, argv: Vec<String>, tty: bool, workdir: &str
         Err(e) => return fail(e),
     };
     let mut opts = attach::ExecOpts::new(argv);
+    // The helper re-executes `container-init` (read-only) before entering: nothing
+    // inside ever sees a process that is a copy of this binary.
+    opts.helper = Some(attach::HelperProgram::installed());
     opts.tty = tty;
     opts.workdir = workdir.to_string();
     if tty {

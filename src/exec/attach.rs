@@ -40,6 +40,27 @@
 //! waits for it and reports its status. It gets SIGHUP when the caller's thread dies
 //! (`PR_SET_PDEATHSIG`), which it forwards as well.
 //!
+//! The command is never the caller's binary in a form container code could reopen
+//! (the precondition of CVE-2019-5736: container root scanning `/proc` opens
+//! `/proc/<pid>/exe` of the command before its execve, and later writes the host
+//! binary through it). Between its fork and its execve the command runs as a copy of
+//! the helper, and what it is a copy of is the helper's executable. So with
+//! [`ExecOpts::helper`] set (the CLI sets [`HelperProgram::installed`]), the helper,
+//! right after closing fds, setting its stdio and becoming non-dumpable — still in
+//! the host's namespaces, where no container process sees it — re-executes itself:
+//! `container-init __exec-helper SOCK PLAN STEP`, from a read-only detached mount of
+//! its folder as PID 1 is exec'd (a sealed memfd copy where the kernel cannot), with
+//! the plan (the steps, argv, environment: `helper::EnterPlan`) as JSON in a memfd
+//! and the fds it names kept open. [`helper_main`] reads it and runs the same steps;
+//! what the container can catch is then `/container-init` on a mount nothing can make
+//! writable (`EROFS`, `ETXTBSY`), as for its PID 1. runc does the same with a memfd
+//! or overlayfs clone of itself (or the tiny `runc-dmz`), crun with a memfd clone;
+//! this reuses the read-only mount of PID 1 and copies nothing. Non-dumpable on top
+//! keeps `/proc/<pid>/{exe,fd,mem}` closed entirely to a container without
+//! CAP_SYS_PTRACE in the host's user namespace (any container with a user namespace
+//! or without that capability), and the command's execve makes it dumpable again as
+//! any program.
+//!
 //! Helper → caller messages go over a `SOCK_SEQPACKET` socketpair, 9 bytes each:
 //! `[tag, a: u32 LE, b: i32 LE]` — `E` (setup step `a` failed with errno `b`), `M`
 //! (the pty master, as `SCM_RIGHTS`), `X` (exec failed with errno `b`), `S` (the command
@@ -90,7 +111,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use libc::{c_char, c_int};
+use libc::c_int;
 
 pub use super::sandbox::Stdio;
 use super::supervisor::DEFAULT_PATH;
@@ -131,6 +152,8 @@ pub enum AttachError {
     },
     #[error("the exec helper for container process {pid} ended without reporting the command's status ({how})")]
     HelperDied { pid: i32, how: String },
+    #[error("cannot prepare the exec helper: {0}")]
+    Helper(#[source] super::sandbox::SandboxError),
 }
 
 fn os(what: &'static str) -> impl FnOnce(io::Error) -> AttachError {
@@ -151,15 +174,118 @@ pub struct ExecOpts {
     pub tty: bool,
     /// `cgroup.procs` files (host paths) to put the command into.
     pub cgroup_procs: Vec<PathBuf>,
+    /// What the helper re-executes before it enters the container, so that the
+    /// command is never a copy of the caller's binary (see the module docs). `None`:
+    /// no re-exec; the command is a fork of the caller until its execve, shielded only
+    /// by being non-dumpable (enough against a container without CAP_SYS_PTRACE in
+    /// the caller's user namespace, not against one with it).
+    pub helper: Option<HelperProgram>,
 }
 
 impl ExecOpts {
-    /// `PATH` set to the usual system folders, workdir "/", no terminal, no cgroups.
+    /// `PATH` set to the usual system folders, workdir "/", no terminal, no cgroups,
+    /// no re-exec.
     pub fn new(argv: Vec<String>) -> Self {
         let mut env = BTreeMap::new();
         env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
-        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new() }
+        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new(), helper: None }
     }
+}
+
+/// The first argument that makes a binary the exec helper: its `main` must hand the
+/// rest to [`helper_main`] (`container-init` and `container` do).
+pub const HELPER_ARG: &str = "__exec-helper";
+
+/// A program the exec helper re-executes: one whose `main` runs [`helper_main`] when
+/// its first argument is [`HELPER_ARG`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperProgram {
+    /// A file (`container-init`), exec'd through a read-only detached mount of its
+    /// folder as PID 1 is (a sealed memfd copy on kernels without one; see
+    /// `sandbox::Program::Exe`): nothing is copied, and what the container can reach
+    /// of it can never be written.
+    Exe(PathBuf),
+    /// A sealed memfd copy of the running binary (made once per process; the whole
+    /// binary in shared memory): for when `container-init` is not installed.
+    SelfExe,
+}
+
+impl HelperProgram {
+    /// `container-init` next to the running executable, else our own binary.
+    pub fn installed() -> HelperProgram {
+        let init = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("container-init")))
+            .filter(|p| p.is_file());
+        init.map_or(HelperProgram::SelfExe, HelperProgram::Exe)
+    }
+}
+
+/// The fd of the program the helper re-executes (above 2, close-on-exec) and what it is.
+fn helper_program(program: &HelperProgram) -> Result<(OwnedFd, String), AttachError> {
+    match program {
+        HelperProgram::Exe(path) => {
+            let (fd, what) = super::sandbox::exe_fd(path).map_err(AttachError::Helper)?;
+            Ok((above_stdio(fd)?, what))
+        }
+        HelperProgram::SelfExe => {
+            let fd = super::sandbox::self_exe_memfd().map_err(AttachError::Helper)?;
+            Ok((dup_high(fd)?, "exec the sealed copy of /proc/self/exe".into()))
+        }
+    }
+}
+
+/// The plan as JSON in a memfd (close-on-exec, above 2), for the re-executed helper.
+fn plan_memfd(plan: &helper::EnterPlan) -> Result<OwnedFd, AttachError> {
+    let json = serde_json::to_vec(plan).map_err(|e| os("encode the exec plan")(io::Error::other(e)))?;
+    // SAFETY: a NUL-terminated name and valid flags.
+    let raw = unsafe { libc::memfd_create(c"container-exec-plan".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(os("memfd_create")(last_err()));
+    }
+    // SAFETY: memfd_create just returned this fd.
+    let fd = above_stdio(unsafe { OwnedFd::from_raw_fd(raw) })?;
+    let mut f = File::from(fd.try_clone().map_err(os("dup an fd"))?);
+    io::Write::write_all(&mut f, &json).map_err(os("write the exec plan"))?;
+    Ok(fd)
+}
+
+/// The exec helper after its re-exec: `PROGRAM __exec-helper SOCK PLAN STEP`, with
+/// `args` the part after [`HELPER_ARG`]. Reads the plan (JSON) from the fd PLAN,
+/// then enters the container and runs the command as the forked helper would have,
+/// reporting on the socket SOCK (a failure before the steps as step STEP). Returns
+/// only on a usage error; internal: `exec` starts it, it is not meant to be typed.
+pub fn helper_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
+    // SAFETY: prctl with plain integer arguments. First of all: no one inside may
+    // reach this process's memory, fds or binary.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong) };
+    let nums: Option<Vec<c_int>> = args.iter().map(|a| a.to_str()?.parse().ok()).collect();
+    let Some(&[sock, plan_fd, step]) = nums.as_deref() else {
+        eprintln!("usage: container-init {HELPER_ARG} SOCK PLAN STEP (internal: started by `container exec`)");
+        return std::process::ExitCode::from(2);
+    };
+    let fail = |errno: c_int| -> ! {
+        helper::send(sock, helper::TAG_FAILED, step as u32, errno);
+        // SAFETY: _exit has no preconditions.
+        unsafe { libc::_exit(1) }
+    };
+    // SAFETY: the caller handed us this fd for the plan; nothing else here uses it.
+    let mut f = unsafe { File::from_raw_fd(plan_fd) };
+    let mut json = Vec::new();
+    use std::io::{Read, Seek};
+    if let Err(e) = f.seek(io::SeekFrom::Start(0)).and_then(|_| f.read_to_end(&mut json)) {
+        fail(e.raw_os_error().unwrap_or(libc::EIO));
+    }
+    drop(f);
+    let Ok(plan) = serde_json::from_slice::<helper::EnterPlan>(&json) else { fail(libc::EINVAL) };
+    // Exec'd from an fd, the kernel named us after its number; `ps` inside shows this
+    // until the command's execve.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"container-exec".as_ptr()) };
+    let script = helper::EnterScript::new(plan, Vec::new(), [0, 1, 2]);
+    // SAFETY: a fresh single-threaded process; `script` lives until the end (the
+    // steps end with _exit).
+    unsafe { helper::run_reexecuted(&script) }
 }
 
 /// Namespaces in joining order: the user namespace first (when the container has
@@ -400,7 +526,8 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     ops.push(helper::EnterStep::Chdir { path: workdir });
     steps.push(format!("change directory to {}", opts.workdir));
     if opts.tty {
-        ops.push(helper::EnterStep::OpenPty { winsize: initial_size });
+        let winsize = initial_size.map(|w| [w.ws_row, w.ws_col, w.ws_xpixel, w.ws_ypixel]);
+        ops.push(helper::EnterStep::OpenPty { winsize });
         steps.push("allocate a terminal from its /dev/ptmx".into());
     }
     ops.push(helper::EnterStep::Run);
@@ -414,38 +541,61 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     keep.extend(target.namespaces.iter().map(|(_, _, fd)| fd.as_raw_fd()));
     keep.extend(cgroups.iter().map(|(_, fd)| fd.as_raw_fd()));
     keep.extend(child_stdio.iter().map(|fd| fd.as_raw_fd()));
-    keep.sort_unstable();
-    keep.dedup();
 
-    let mut argv: Vec<*const c_char> = argv_store.iter().map(|c| c.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const c_char> = env_store.iter().map(|c| c.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    let script = helper::EnterScript {
+    let plan = helper::EnterPlan {
         ops,
-        keep,
         sock: theirs.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
-        stdio: [0, 1, 2].map(|i| child_stdio[i].as_raw_fd()),
         candidates,
-        argv,
-        envp,
+        argv: argv_store,
+        envp: env_store,
         first_command_step,
     };
+    // The program the helper re-executes, and the plan it reads after that.
+    let reexec = match &opts.helper {
+        None => None,
+        Some(program) => {
+            let (prog, what) = helper_program(program)?;
+            let plan_fd = plan_memfd(&plan)?;
+            let step = steps.len() as u32;
+            steps.push(format!("start the exec helper ({what})"));
+            let nums = [theirs.as_raw_fd(), plan_fd.as_raw_fd(), step as c_int];
+            let argv0 = match program {
+                HelperProgram::Exe(_) => "container-init",
+                HelperProgram::SelfExe => "container",
+            };
+            let argv: Vec<CString> = [argv0.to_string(), HELPER_ARG.to_string()]
+                .into_iter()
+                .chain(nums.iter().map(|n| n.to_string()))
+                .map(|a| cstr("argument", &a))
+                .collect::<Result<_, _>>()?;
+            keep.extend([prog.as_raw_fd(), plan_fd.as_raw_fd()]);
+            Some((prog, plan_fd, argv, step))
+        }
+    };
+    keep.sort_unstable();
+    keep.dedup();
+    let script = helper::EnterScript::new(plan, keep, [0, 1, 2].map(|i| child_stdio[i].as_raw_fd()));
+    let reexec_script = reexec.as_ref().map(|(prog, _, argv, step)| helper::Reexec {
+        prog: prog.as_raw_fd(),
+        argv: argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect(),
+        step: *step,
+    });
 
     // SAFETY: the child branch runs `helper::run_helper`, which only makes raw
-    // syscalls on `script` (prepared above, never freed in the child) and never
-    // returns: it ends with _exit.
+    // syscalls on `script` and `reexec_script` (prepared above, never freed in the
+    // child) and never returns: it ends with execveat or _exit.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return Err(os("fork the exec helper")(last_err()));
     }
     if child == 0 {
         // SAFETY: see above.
-        unsafe { helper::run_helper(&script) }
+        unsafe { helper::run_helper(&script, reexec_script.as_ref()) }
     }
     // Our copies of what only the helper needs; the helper's end must close here so
     // its death shows as EOF.
+    drop(reexec);
     drop(theirs);
     drop(child_stdio);
     drop(cgroups);
@@ -1106,9 +1256,12 @@ mod helper {
     //! lock another thread held at that moment (malloc's, stdio's) stays locked
     //! forever here. Only raw syscalls on the prepared [`EnterScript`]. A failed step is
     //! reported to the caller as (step index, errno) over the socket, then the
-    //! process exits.
+    //! process exits. (After a re-exec, [`super::helper_main`] is a fresh
+    //! single-threaded process and may allocate while it reads its [`EnterPlan`]; the
+    //! steps stay the same raw syscalls.)
 
     use libc::{c_char, c_int, c_uint};
+    use serde::{Deserialize, Serialize};
     use std::ffi::CString;
     use std::ptr;
     use std::sync::atomic::{AtomicI32, Ordering};
@@ -1125,6 +1278,7 @@ mod helper {
     const STEP_STDIO: u32 = 2;
 
     /// One step of the helper; fds were opened by the caller.
+    #[derive(Serialize, Deserialize)]
     pub(super) enum EnterStep {
         /// Write "0" to a cgroup.procs file: moves the helper, so the command is born
         /// there. Done before joining the cgroup namespace, where the helper's
@@ -1151,29 +1305,64 @@ mod helper {
         /// Open `/dev/ptmx` in the container, unlock it, open the slave through the
         /// master (`TIOCGPTPEER`, no path lookup), set the size and send the master.
         OpenPty {
-            winsize: Option<libc::winsize>,
+            /// rows, columns, x pixels, y pixels
+            winsize: Option<[u16; 4]>,
         },
         /// Fork the command, forward signals, wait, report the status. Never returns.
         Run,
     }
 
-    /// Everything the helper and the command need, built before the fork.
-    pub(super) struct EnterScript {
+    /// What entering the container takes, as data: built by the caller, and sent
+    /// (as JSON) to the helper when it re-executes itself.
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct EnterPlan {
         pub ops: Vec<EnterStep>,
-        /// Fds above 2 the helper keeps (sorted); every other one is closed at once.
-        pub keep: Vec<c_int>,
         pub sock: c_int,
         /// The caller's pid: if our parent is already someone else, it died.
         pub parent: libc::pid_t,
+        /// Paths `execve` tries in order.
+        pub candidates: Vec<CString>,
+        pub argv: Vec<CString>,
+        pub envp: Vec<CString>,
+        pub first_command_step: u32,
+    }
+
+    /// Everything the helper and the command need, built before the fork.
+    pub(super) struct EnterScript {
+        pub plan: EnterPlan,
+        /// Fds above 2 the helper keeps (sorted); every other one is closed at once.
+        pub keep: Vec<c_int>,
         /// Fds (above 2) the helper moves onto its 0, 1, 2 first thing: the relay's
         /// pipes, or /dev/null with a terminal. The command inherits them.
         pub stdio: [c_int; 3],
-        /// Paths `execve` tries in order.
-        pub candidates: Vec<CString>,
-        /// NULL-terminated.
+        /// `plan.argv` and `plan.envp` as NULL-terminated pointer arrays.
         pub argv: Vec<*const c_char>,
         pub envp: Vec<*const c_char>,
-        pub first_command_step: u32,
+    }
+
+    impl EnterScript {
+        pub fn new(plan: EnterPlan, keep: Vec<c_int>, stdio: [c_int; 3]) -> Self {
+            let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([ptr::null()]).collect();
+            let (argv, envp) = (ptrs(&plan.argv), ptrs(&plan.envp));
+            EnterScript { plan, keep, stdio, argv, envp }
+        }
+    }
+
+    impl std::ops::Deref for EnterScript {
+        type Target = EnterPlan;
+        fn deref(&self) -> &EnterPlan {
+            &self.plan
+        }
+    }
+
+    /// How the helper re-executes itself before it enters the container (see the
+    /// module docs of `attach`): `execveat(prog, "", argv, {}, AT_EMPTY_PATH)`.
+    pub(super) struct Reexec {
+        pub prog: c_int,
+        /// NULL-terminated.
+        pub argv: Vec<*const c_char>,
+        /// The step index a failed exec is reported as.
+        pub step: u32,
     }
 
     struct EnterState {
@@ -1204,7 +1393,7 @@ mod helper {
         }
     }
 
-    fn send(sock: c_int, tag: u8, a: u32, b: i32) {
+    pub(super) fn send(sock: c_int, tag: u8, a: u32, b: i32) {
         let mut msg = [0u8; MSG_LEN];
         msg[0] = tag;
         msg[1..5].copy_from_slice(&a.to_le_bytes());
@@ -1290,7 +1479,7 @@ mod helper {
     }
 
     /// Entry point in the helper after fork. Never returns.
-    pub(super) unsafe fn run_helper(script: &EnterScript) -> ! {
+    pub(super) unsafe fn run_helper(script: &EnterScript, reexec: Option<&Reexec>) -> ! {
         close_except(&script.keep);
         // Not for a moment does anything below (and so the command) hold the caller's
         // fds 0, 1, 2: from here on they are the relay's pipes (or /dev/null).
@@ -1313,6 +1502,42 @@ mod helper {
         if libc::getppid() != script.parent {
             libc::_exit(1);
         }
+        if let Some(r) = reexec {
+            // What the plan names must survive the exec (the program's fd need not).
+            for &fd in &script.keep {
+                if fd != r.prog {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                }
+            }
+            let envp: [*const c_char; 1] = [ptr::null()];
+            libc::syscall(
+                libc::SYS_execveat,
+                r.prog,
+                c"".as_ptr(),
+                r.argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            send(script.sock, TAG_FAILED, r.step, errno());
+            libc::_exit(1);
+        }
+        enter(script)
+    }
+
+    /// The helper re-executed ([`super::helper_main`]), with its plan read: the same
+    /// checks as before the exec, then the steps. Never returns.
+    pub(super) unsafe fn run_reexecuted(script: &EnterScript) -> ! {
+        // Kept across execve, but set again: it is the whole point.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
+        if libc::getppid() != script.parent {
+            libc::_exit(1);
+        }
+        enter(script)
+    }
+
+    /// Run the steps (ending with the command). Never returns.
+    unsafe fn enter(script: &EnterScript) -> ! {
         let mut st = EnterState { master: -1, slave: -1 };
         for (i, op) in script.ops.iter().enumerate() {
             if let Err(e) = step(op, &mut st, script) {
@@ -1366,8 +1591,9 @@ mod helper {
                 let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
                 let s = sys(libc::ioctl(st.master, libc::TIOCGPTPEER, flags))?;
                 st.slave = lift(s)?;
-                if let Some(ws) = winsize {
-                    sys(libc::ioctl(st.master, libc::TIOCSWINSZ, ws))?;
+                if let Some([ws_row, ws_col, ws_xpixel, ws_ypixel]) = *winsize {
+                    let ws = libc::winsize { ws_row, ws_col, ws_xpixel, ws_ypixel };
+                    sys(libc::ioctl(st.master, libc::TIOCSWINSZ, &ws))?;
                 }
                 send_fd(script.sock, st.master)?;
                 // Only the caller holds the master from now on, so its EIO means the
@@ -1480,6 +1706,12 @@ mod helper {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+
+        // ---- The command's final hardening before its execve goes HERE, and only
+        // here: capabilities, no_new_privs, seccomp (the last, so nothing above runs
+        // under the filter). Every step above (session, terminal, stdio, fds, signals)
+        // is done; below is only the execve. A failure reports `fail(STEP_…)` with a
+        // new step description pushed in `exec` after "set up the command's stdin…".
 
         // PATH search as execvp does it: keep going past "not here", remember
         // "not allowed", stop at anything else.
