@@ -264,13 +264,8 @@ while True:
 print(json.dumps({"caught": caught, "got": got, "writable": writable, "me": me}))
 "#;
 
-#[test]
-fn container_root_never_catches_the_host_binary_in_exec() {
-    require_host!();
-    let ct = Ct::new("esc-e-catch", SLEEPER);
-    ct.apply_ok();
-    let host_bin = std::fs::metadata(env!("CARGO_BIN_EXE_container")).expect("stat the container binary");
-    let host_key = format!("{}:{}", host_bin.dev(), host_bin.ino());
+/// Start container root's catcher in `ct`, run `execs`, stop the catcher; its report.
+fn catch_while(ct: &Ct, execs: impl FnOnce()) -> Value {
     let catcher = container()
         .args(["exec", &ct.name, "--", "python3", "-c", CATCHER])
         .stdin(Stdio::null())
@@ -283,34 +278,130 @@ fn container_root_never_catches_the_host_binary_in_exec() {
         let out = ct.exec(&["sh", "-c", "for p in /proc/[0-9]*; do cat $p/cmdline; echo; done"]);
         String::from_utf8_lossy(&out.stdout).contains("esc-e-stop").then_some(())
     });
-    // A long PATH of missing folders keeps a command that is not found searching
-    // (its whole life is the time before an execve), and `sleep` gives the catcher
-    // something it surely sees.
-    let long_path: String =
-        (0..300).map(|i| format!("/esc-e-missing-{i}")).chain(["/usr/bin".to_string()]).collect::<Vec<_>>().join(":");
-    for i in 0..100 {
-        let out = match i % 4 {
-            0 => ct.exec(&["true"]),
-            1 => container()
-                .args(["exec", "--env", &format!("PATH={long_path}"), &ct.name, "--", "esc-e-no-such-command"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("exec"),
-            2 => ct.exec(&["sleep", "0.05"]),
-            _ => ct.exec(&["true"]),
-        };
-        let want = if i % 4 == 1 { 127 } else { 0 };
-        assert_eq!(out.status.code(), Some(want), "exec {i}: {}", text(&out.stderr));
-    }
+    execs();
     ct.exec_ok(&["touch", "/tmp/esc-e-stop"]);
     let out = catcher.wait_with_output().expect("catcher");
     assert!(out.status.success(), "catcher failed: {}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
     eprintln!("the catcher's report: {report}");
+    report
+}
+
+/// `st_dev:st_ino` of the host's `container` binary, as the catcher writes them.
+fn host_binary_key() -> String {
+    let m = std::fs::metadata(env!("CARGO_BIN_EXE_container")).expect("stat the container binary");
+    format!("{}:{}", m.dev(), m.ino())
+}
+
+/// A PATH of 300 missing folders, then /usr/bin: a command that is not found keeps
+/// searching it, and its whole life is the time before an execve.
+fn long_path() -> String {
+    (0..300).map(|i| format!("/esc-e-missing-{i}")).chain(["/usr/bin".to_string()]).collect::<Vec<_>>().join(":")
+}
+
+fn assert_not_caught(report: &Value) {
+    let got = report["got"].as_object().expect("got");
+    assert!(!got.contains_key(&host_binary_key()), "container root held the host's container binary: {report}");
+    assert_eq!(report["writable"].as_array().map(Vec::len), Some(0), "a caught exe is writable: {report}");
+}
+
+#[test]
+fn container_root_never_catches_the_host_binary_in_exec() {
+    require_host!();
+    let ct = Ct::new("esc-e-catch", SLEEPER);
+    ct.apply_ok();
+    let report = catch_while(&ct, || {
+        for i in 0..100 {
+            // `sleep` gives the catcher something it surely sees.
+            let out = match i % 4 {
+                1 => container()
+                    .args(["exec", "--env", &format!("PATH={}", long_path()), &ct.name, "--", "esc-e-no-such-command"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("exec"),
+                2 => ct.exec(&["sleep", "0.05"]),
+                _ => ct.exec(&["true"]),
+            };
+            let want = if i % 4 == 1 { 127 } else { 0 };
+            assert_eq!(out.status.code(), Some(want), "exec {i}: {}", text(&out.stderr));
+        }
+    });
     let got = report["got"].as_object().expect("got");
     // The attack was real: it did get hold of processes that `exec` started.
     assert!(report["caught"].as_u64().unwrap_or(0) > 0 && !got.is_empty(), "the catcher caught nothing: {report}");
     assert!(got.values().any(|l| l.as_str().is_some_and(|l| l.ends_with("/sleep"))), "never saw sleep: {report}");
-    assert!(!got.contains_key(&host_key), "container root held the host's container binary: {report}");
-    assert_eq!(report["writable"].as_array().map(Vec::len), Some(0), "a caught exe is writable: {report}");
+    assert_not_caught(&report);
+}
+
+/// The relay without `-t`: byte for byte (every byte value), both output streams
+/// apart, the exit code, end of file on stdin, and no deadlock when the command
+/// writes megabytes to stdout and stderr before it reads any of the megabytes the
+/// caller is writing to its stdin.
+#[test]
+fn the_pipe_relay_is_binary_safe_and_never_deadlocks() {
+    require_host!();
+    let ct = Ct::new("esc-e-relay", SLEEPER);
+    ct.apply_ok();
+    let input: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let script = "import sys\n\
+        o, e = sys.stdout.buffer, sys.stderr.buffer\n\
+        e.write(bytes(range(256)) * 16384); e.flush()\n\
+        o.write(bytes(range(255, -1, -1)) * 16384); o.flush()\n\
+        data = sys.stdin.buffer.read()\n\
+        o.write(data[::-1]); o.flush()\n\
+        sys.exit(3)\n";
+    let mut child = container()
+        .args(["exec", &ct.name, "--", "python3", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn container exec");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let sent = input.clone();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &sent));
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("writer").expect("write stdin");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr[out.stderr.len().saturating_sub(2000)..]));
+    let want_err: Vec<u8> = (0..=255u8).cycle().take(256 * 16384).collect();
+    assert!(out.stderr == want_err, "stderr differs ({} bytes)", out.stderr.len());
+    let mut want_out: Vec<u8> = (0..=255u8).rev().cycle().take(256 * 16384).collect();
+    want_out.extend(input.iter().rev());
+    assert_eq!(out.stdout.len(), want_out.len());
+    assert!(out.stdout == want_out, "stdout differs");
+}
+
+/// Without `container-init` next to it, the CLI's helper re-executes a sealed memfd
+/// copy of the CLI itself (`container __exec-helper …`): exec still works, and
+/// container root never catches the host binary either.
+#[test]
+fn without_container_init_the_helper_is_a_sealed_copy() {
+    require_host!();
+    let ct = Ct::new("esc-e-selfexe", SLEEPER);
+    ct.apply_ok();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let lone = dir.path().join("container");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_container"), &lone).expect("link the binary");
+    let lone_exec = |argv: &[&str]| {
+        std::process::Command::new(&lone)
+            .arg("--root")
+            .arg(root())
+            .arg("--cache")
+            .arg(cache())
+            .arg("exec")
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the lone binary")
+    };
+    let out = lone_exec(&[&ct.name, "--", "sh", "-c", "echo in-$(hostname); exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("in-{}\n", ct.name));
+    let report = catch_while(&ct, || {
+        for i in 0..8 {
+            let out = lone_exec(&["--env", &format!("PATH={}", long_path()), &ct.name, "--", "esc-e-no-such-command"]);
+            assert_eq!(out.status.code(), Some(127), "exec {i}: {}", text(&out.stderr));
+        }
+    });
+    assert_not_caught(&report);
 }
