@@ -1278,7 +1278,7 @@ mod helper {
     const STEP_STDIO: u32 = 2;
 
     /// One step of the helper; fds were opened by the caller.
-    #[derive(Serialize, Deserialize)]
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
     pub(super) enum EnterStep {
         /// Write "0" to a cgroup.procs file: moves the helper, so the command is born
         /// there. Done before joining the cgroup namespace, where the helper's
@@ -1314,7 +1314,7 @@ mod helper {
 
     /// What entering the container takes, as data: built by the caller, and sent
     /// (as JSON) to the helper when it re-executes itself.
-    #[derive(Serialize, Deserialize)]
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
     pub(super) struct EnterPlan {
         pub ops: Vec<EnterStep>,
         pub sock: c_int,
@@ -1773,6 +1773,37 @@ mod tests {
         assert_eq!(gaps(&[]), [(3, max)]);
         assert_eq!(gaps(&[3, 4, 7]), [(5, 6), (8, max)]);
         assert_eq!(gaps(&[0, 2, 5]), [(3, 4), (6, max)]);
+    }
+
+    #[test]
+    fn the_plan_reaches_the_reexecuted_helper_intact() {
+        use helper::{EnterPlan, EnterScript, EnterStep};
+        let plan = || EnterPlan {
+            ops: vec![
+                EnterStep::Cgroup { fd: 5 },
+                EnterStep::JoinUser { fd: 6 },
+                EnterStep::Setns { fd: 7, nstype: libc::CLONE_NEWNET },
+                EnterStep::Chroot { root: 8 },
+                EnterStep::Chdir { path: c"/srv/a b".into() },
+                EnterStep::OpenPty { winsize: Some([24, 80, 0, 0]) },
+                EnterStep::Run,
+            ],
+            sock: 9,
+            parent: 4242,
+            candidates: vec![c"/usr/bin/sh".into(), c"/bin/sh".into()],
+            argv: vec![c"sh".into(), c"-c".into(), c"printf '\xe9\x01'".into()],
+            envp: vec![c"PATH=/usr/bin".into(), c"A=\xff".into()],
+            first_command_step: 7,
+        };
+        let json = serde_json::to_vec(&plan()).expect("encode");
+        let back: EnterPlan = serde_json::from_slice(&json).expect("decode");
+        assert_eq!(back, plan());
+        let script = EnterScript::new(back, Vec::new(), [0, 1, 2]);
+        assert_eq!(script.argv.len(), 4);
+        assert!(script.argv[3].is_null() && script.envp.len() == 3 && script.envp[2].is_null());
+        // SAFETY: the pointers point into `script.plan`, alive here.
+        let first = unsafe { std::ffi::CStr::from_ptr(script.argv[2]) };
+        assert_eq!(first, plan().argv[2].as_c_str());
     }
 
     #[test]
