@@ -405,3 +405,68 @@ fn without_container_init_the_helper_is_a_sealed_copy() {
     });
     assert_not_caught(&report);
 }
+
+/// Field 7 of /proc/<pid>/stat: the controlling terminal's device number, 0 for none.
+fn tty_nr(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).expect("stat format");
+    after.split(' ').nth(4).and_then(|f| f.parse().ok()).expect("tty_nr")
+}
+
+/// Pids whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let ppid = stat.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The admin's terminal is the caller's controlling terminal: the helper lets go of
+/// it before it enters (otherwise the command, until its setsid, could open it as
+/// /dev/tty), and a Ctrl-C typed there still reaches the command.
+#[test]
+fn the_helper_drops_the_callers_terminal_and_ctrl_c_still_arrives() {
+    require_host!();
+    let ct = Ct::new("esc-e-ctty", SLEEPER);
+    ct.apply_ok();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let dup = || Stdio::from(pty.slave.try_clone().expect("dup slave"));
+    let script =
+        "trap '' HUP; trap 'echo got-int > /tmp/esc-e-int; exit 0' INT; echo ready; while :; do sleep 0.1; done";
+    // setsid --ctty: the CLI leads a session whose terminal is the pty, in the
+    // foreground, as from an admin's shell.
+    let mut cli = std::process::Command::new("setsid")
+        .arg("--ctty")
+        .arg(env!("CARGO_BIN_EXE_container"))
+        .arg("--root")
+        .arg(root())
+        .arg("--cache")
+        .arg(cache())
+        .args(["exec", &ct.name, "--", "sh", "-c", script])
+        .stdin(dup())
+        .stdout(dup())
+        .stderr(dup())
+        .spawn()
+        .expect("spawn setsid container exec");
+    read_until(pty.master.try_clone().expect("dup master"), |t| t.contains("ready"));
+    let helpers = children(cli.id());
+    assert_eq!(helpers.len(), 1, "the CLI's children: {helpers:?}");
+    assert_ne!(tty_nr(cli.id()), 0, "the CLI has no controlling terminal: the test is wrong");
+    assert_eq!(tty_nr(helpers[0]), 0, "the exec helper still has the caller's controlling terminal");
+    // ^C on the terminal: SIGINT to its foreground process group (the CLI's).
+    std::io::Write::write_all(&mut std::fs::File::from(pty.master.try_clone().expect("dup")), b"\x03")
+        .expect("type ^C");
+    let status = wait_exit(&mut cli);
+    assert!(!status.success(), "the CLI ignored ^C: {status}");
+    let got = eventually("the command's INT trap", 60, || {
+        let out = ct.exec(&["cat", "/tmp/esc-e-int"]);
+        out.status.success().then(|| text(&out.stdout))
+    });
+    assert_eq!(got, "got-int\n");
+}

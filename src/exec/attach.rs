@@ -27,7 +27,8 @@
 //! cgroup, ipc, uts, net, pid, mnt), `/proc/<pid>/root`, and the `cgroup.procs` files.
 //! The helper then, in this order: closes every fd it does not need (another thread's
 //! pipes must not be kept open by a process that never execs), moves the relay's pipes
-//! onto its fds 0, 1, 2, makes itself non-dumpable (so `/proc/<pid>/exe`, `fd` and
+//! onto its fds 0, 1, 2, lets go of the caller's controlling terminal (`TIOCNOTTY`;
+//! it stays in the caller's process group), makes itself non-dumpable (so `/proc/<pid>/exe`, `fd` and
 //! `mem` of it and of the command before its execve are out of reach of anyone
 //! without CAP_SYS_PTRACE in the caller's user namespace), moves itself into the
 //! cgroups (before joining the cgroup namespace, so both ends are visible), joins the
@@ -1491,6 +1492,16 @@ mod helper {
         }
         for &fd in &script.stdio {
             libc::close(fd);
+        }
+        // Nor its controlling terminal: the command inherits ours (the caller's
+        // session) until its setsid, and in between /dev/tty would open the admin's
+        // terminal. TIOCNOTTY from a process that leads no session only drops it for
+        // this process (no signal to anyone); we stay in the caller's process group,
+        // so a Ctrl-C on that terminal still reaches us and is forwarded.
+        let tty = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK);
+        if tty >= 0 {
+            libc::ioctl(tty, libc::TIOCNOTTY);
+            libc::close(tty);
         }
         // Nobody but root in our own user namespace may open /proc/<pid>/{exe,fd,mem},
         // ptrace or read the memory of the helper and, until its execve resets this,
