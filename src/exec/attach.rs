@@ -76,7 +76,9 @@
 //! stdin pipe (closed at the end of the caller's stdin: the command sees end of
 //! file), its stdout and stderr pipes → the caller's stdout and stderr, byte for byte,
 //! until the command has exited and both pipes are drained (or quiet for
-//! [`DRAIN_GRACE`], as below). Writes to a caller's fd that fail (EPIPE) close the
+//! [`DRAIN_GRACE`], as below). Like ssh, it reads the caller's stdin ahead of the
+//! command, but only by a few KiB (one chunk and a one-page pipe): in a `while read`
+//! loop give `exec` `</dev/null` as with `ssh -n`. Writes to a caller's fd that fail (EPIPE) close the
 //! pipe feeding it, so the command gets EPIPE as it would writing there itself; like
 //! any Rust program, the caller is expected to ignore SIGPIPE. With a terminal,
 //! [`exec`] relays through it: the caller's stdin → master,
@@ -488,6 +490,10 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
         for fd in [&to_cmd, &from_out, &from_err] {
             set_nonblocking(fd.as_raw_fd());
         }
+        // One page: the relay reads the caller's stdin only this far ahead of the
+        // command (a failure just leaves the default size).
+        // SAFETY: fcntl on a pipe we own.
+        unsafe { libc::fcntl(to_cmd.as_raw_fd(), libc::F_SETPIPE_SZ, CALLER_CHUNK as c_int) };
         ([cmd_in, cmd_out, cmd_err], Some(Pipes { stdin: to_cmd, stdout: from_out, stderr: from_err }))
     };
     let initial_size =
@@ -1143,7 +1149,10 @@ fn relay_pipes(
             fds[SOCK] = libc::pollfd { fd: helper.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         }
         if let Some(w) = &to_cmd {
-            if input_open && inbuf.len() < MAX_PENDING {
+            // Read ahead of the command as little as we can (one chunk, plus the pipe's
+            // one page): what it never reads stays in the caller's stdin for whoever
+            // reads it next, as far as a relay can manage that.
+            if input_open && inbuf.is_empty() {
                 fds[INPUT] = libc::pollfd { fd: input, events: libc::POLLIN, revents: 0 };
             }
             if !inbuf.is_empty() {
@@ -1185,7 +1194,7 @@ fn relay_pipes(
         if ready(INPUT) {
             // Readable (or hung up, or not an fd): this read does not block.
             // SAFETY: reads into our buffer.
-            let n = unsafe { libc::read(input, buf.as_mut_ptr().cast(), buf.len()) };
+            let n = unsafe { libc::read(input, buf.as_mut_ptr().cast(), CALLER_CHUNK) };
             if n > 0 {
                 inbuf.extend_from_slice(&buf[..n as usize]);
             } else if n == 0 || !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
