@@ -3,13 +3,14 @@
 //!
 //! Invariant: the calling process never changes its own namespaces, root, working
 //! directory, credentials or signal mask, and may be multi-threaded. Everything that
-//! enters the container happens in a forked helper that only makes raw syscalls on
-//! data prepared before the fork; the command is forked once more from the helper,
-//! because `setns` into a PID namespace only moves a process's *children* there. The
-//! command gets exactly fds 0, 1 and 2 (pipes of the relay or a terminal of the
-//! container's own devpts, never the caller's fds), a fresh session, default signal
-//! dispositions and an empty signal mask. When [`exec`] returns, the helper has been reaped and,
-//! with a terminal, the caller's terminal modes are restored.
+//! enters the container happens in a forked helper that only makes raw syscalls on data
+//! prepared before the fork (or, re-executed, read from its plan first); the command is
+//! forked once more from the helper, because `setns` into a PID namespace only moves a
+//! process's *children* there. The command gets exactly fds 0, 1 and 2 (pipes of the
+//! relay or a terminal of the container's own devpts, never the caller's fds), a fresh
+//! session, default signal dispositions and an empty signal mask. When [`exec`]
+//! returns, the helper has been reaped and, with a terminal, the caller's terminal
+//! modes are restored.
 //!
 //! Usage:
 //! ```no_run
@@ -21,23 +22,23 @@
 //! # Ok::<(), AttachError>(())
 //! ```
 //!
-//! How it works: the caller opens everything it needs from the host side up front,
-//! as fds (so errors name a path, and nothing depends on paths after joining): the
+//! How it works: the caller opens everything it needs from the host side up front, as
+//! fds (so errors name a path, and nothing depends on paths after joining): the
 //! container's `/proc/<pid>/ns/*` for each namespace that differs from ours (user,
 //! cgroup, ipc, uts, net, pid, mnt), `/proc/<pid>/root`, and the `cgroup.procs` files.
 //! The helper then, in this order: closes every fd it does not need (another thread's
 //! pipes must not be kept open by a process that never execs), moves the relay's pipes
-//! onto its fds 0, 1, 2, lets go of the caller's controlling terminal (`TIOCNOTTY`;
-//! it stays in the caller's process group), makes itself non-dumpable (so `/proc/<pid>/exe`, `fd` and
-//! `mem` of it and of the command before its execve are out of reach of anyone
-//! without CAP_SYS_PTRACE in the caller's user namespace), moves itself into the
-//! cgroups (before joining the cgroup namespace, so both ends are visible), joins the
-//! user namespace and becomes its root, joins the others with the mount namespace
-//! last, `chroot`s to the container's root, `chdir`s to the workdir, and — for a
-//! terminal — opens `/dev/ptmx` *there* (the container's devpts instance) and sends
-//! the master to the caller. It forks the command, forwards SIGHUP, SIGINT, SIGQUIT,
-//! SIGTERM, SIGUSR1 and SIGUSR2 to it (the helper shares the caller's process group,
-//! so a Ctrl-C on the caller's terminal reaches the command even without a pty),
+//! onto its fds 0, 1, 2, lets go of the caller's controlling terminal (`TIOCNOTTY`; it
+//! stays in the caller's process group), makes itself non-dumpable (so
+//! `/proc/<pid>/exe`, `fd` and `mem` of it and of the command before its execve are out
+//! of reach of anyone without CAP_SYS_PTRACE in the caller's user namespace), moves
+//! itself into the cgroups (before joining the cgroup namespace, so both ends are
+//! visible), joins the user namespace and becomes its root, joins the others with the
+//! mount namespace last, `chroot`s to the container's root, `chdir`s to the workdir,
+//! and — for a terminal — opens `/dev/ptmx` *there* (the container's devpts instance)
+//! and sends the master to the caller. It forks the command, forwards SIGHUP, SIGINT,
+//! SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 to it (the helper shares the caller's process
+//! group, so a Ctrl-C on the caller's terminal reaches the command even without a pty),
 //! waits for it and reports its status. It gets SIGHUP when the caller's thread dies
 //! (`PR_SET_PDEATHSIG`), which it forwards as well.
 //!
@@ -68,30 +69,29 @@
 //! ended: `a` = 0 exit code / 1 signal, `b` = the number).
 //!
 //! The caller's fds never reach the container: code inside with an fd of the admin's
-//! terminal could type into it (TIOCSTI), and one of a file could read or write it.
-//! The helper puts pipes (or /dev/null) on its fds 0, 1, 2 before anything else, and
+//! terminal could type into it (TIOCSTI), and one of a file could read or write it. The
+//! helper puts pipes (or /dev/null) on its fds 0, 1, 2 before anything else, and
 //! without a terminal [`exec`] relays, in the calling thread with one poll loop over
-//! non-blocking pipe ends and a bounded buffer per direction (no deadlock however
-//! much either side writes without reading): the caller's stdin → the command's
-//! stdin pipe (closed at the end of the caller's stdin: the command sees end of
-//! file), its stdout and stderr pipes → the caller's stdout and stderr, byte for byte,
-//! until the command has exited and both pipes are drained (or quiet for
-//! [`DRAIN_GRACE`], as below). Like ssh, it reads the caller's stdin ahead of the
-//! command, but only by a few KiB (one chunk and a one-page pipe): in a `while read`
-//! loop give `exec` `</dev/null` as with `ssh -n`. Writes to a caller's fd that fail (EPIPE) close the
-//! pipe feeding it, so the command gets EPIPE as it would writing there itself; like
-//! any Rust program, the caller is expected to ignore SIGPIPE. With a terminal,
-//! [`exec`] relays through it: the caller's stdin → master,
-//! master → the caller's stdout, until the command has exited and the master is
-//! drained (all slave fds closed; if a background process keeps the terminal, until
-//! the master has been quiet for [`DRAIN_GRACE`]). At EOF on the caller's stdin the
-//! terminal's EOF character is sent, as `script(1)` does, so a reading command sees
-//! end of file. If the caller's stdin is a terminal it is in raw mode for the whole
-//! relay. The window size (of the caller's stdout, else stdin, when a terminal) is
-//! set before the command starts and again after every SIGWINCH: a handler writes
-//! to a self-pipe the relay polls (signalfd needs the signal blocked in every thread,
-//! which a library cannot arrange). Only one relay at a time owns that handler; a
-//! concurrent one re-checks the size every 250 ms instead.
+//! non-blocking pipe ends and a bounded buffer per direction (no deadlock however much
+//! either side writes without reading): the caller's stdin → the command's stdin pipe
+//! (closed at the end of the caller's stdin: the command sees end of file), its stdout
+//! and stderr pipes → the caller's stdout and stderr, byte for byte, until the command
+//! has exited and both pipes are drained (or quiet for [`DRAIN_GRACE`], as below). Like
+//! ssh, it reads the caller's stdin ahead of the command, but only by a few KiB (one
+//! chunk and a one-page pipe): in a `while read` loop give `exec` `</dev/null` as with
+//! `ssh -n`. Writes to a caller's fd that fail (EPIPE) close the pipe feeding it, so
+//! the command gets EPIPE as it would writing there itself; like any Rust program, the
+//! caller is expected to ignore SIGPIPE. With a terminal, [`exec`] relays through it:
+//! the caller's stdin → master, master → the caller's stdout, until the command has
+//! exited and the master is drained (all slave fds closed; if a background process
+//! keeps the terminal, until the master has been quiet for [`DRAIN_GRACE`]). At EOF on
+//! the caller's stdin the terminal's EOF character is sent, as `script(1)` does, so a
+//! reading command sees end of file. If the caller's stdin is a terminal it is in raw
+//! mode for the whole relay. The window size (of the caller's stdout, else stdin, when
+//! a terminal) is set before the command starts and again after every SIGWINCH: a
+//! handler writes to a self-pipe the relay polls (signalfd needs the signal blocked in
+//! every thread, which a library cannot arrange). Only one relay at a time owns that
+//! handler; a concurrent one re-checks the size every 250 ms instead.
 //!
 //! Exit status: the command's exit code, or 128 + the signal that killed it. A
 //! command that cannot be executed gives 127 (not found) or 126 (anything else, e.g.
