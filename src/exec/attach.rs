@@ -49,7 +49,8 @@
 //! the helper, and what it is a copy of is the helper's executable. So with
 //! [`ExecOpts::helper`] set (the CLI sets [`HelperProgram::installed`]), the helper,
 //! right after closing fds, setting its stdio and becoming non-dumpable — still in
-//! the host's namespaces, where no container process sees it — re-executes itself:
+//! the host's namespaces, where no container process sees it and where its dynamic
+//! loader and libraries are the host's, never the container's — re-executes itself:
 //! `container-init __exec-helper SOCK PLAN STEP`, from a read-only detached mount of
 //! its folder as PID 1 is exec'd (a sealed memfd copy where the kernel cannot), with
 //! the plan (the steps, argv, environment: `helper::EnterPlan`) as JSON in a memfd
