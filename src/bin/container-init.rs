@@ -1,4 +1,6 @@
-//! `container-init CONFIG`: the PID 1 of every container, and nothing else.
+//! `container-init CONFIG`: the PID 1 of every container, and nothing else — except
+//! that `container-init __exec-helper …` is the helper of `container exec` after it
+//! re-executed itself (see `exec::attach`), before it becomes the command.
 //!
 //! Does exactly what `container __supervise CONFIG` does (that entry point stays as
 //! a fallback): leave the caller's session, read the [`SupervisorConfig`] JSON at
@@ -16,6 +18,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == container::exec::attach::HELPER_ARG) {
+        // `container exec`'s helper, re-executed from this small read-only binary
+        // so that nothing in the container ever runs as a copy of `container`.
+        return container::exec::attach::helper_main(&args.collect::<Vec<_>>());
+    }
     let mut args = std::env::args_os().skip(1);
     let (Some(config), None) = (args.next(), args.next()) else {
         eprintln!("usage: container-init CONFIG");

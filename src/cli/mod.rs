@@ -169,6 +169,10 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == crate::exec::attach::HELPER_ARG) {
+        // `exec`'s helper re-executed from a sealed copy of us (no `container-init`).
+        return crate::exec::attach::helper_main(&args[2..]);
+    }
     if args.get(1).is_some_and(|a| a == SUPERVISE) {
         // Internal: `container __supervise CONFIG` (a `SupervisorConfig` as JSON).
         return match &args[2..] {

@@ -3,12 +3,14 @@
 //!
 //! Invariant: the calling process never changes its own namespaces, root, working
 //! directory, credentials or signal mask, and may be multi-threaded. Everything that
-//! enters the container happens in a forked helper that only makes raw syscalls on
-//! data prepared before the fork; the command is forked once more from the helper,
-//! because `setns` into a PID namespace only moves a process's *children* there. The
-//! command gets exactly fds 0, 1 and 2, a fresh session, default signal dispositions
-//! and an empty signal mask. When [`exec`] returns, the helper has been reaped and,
-//! with a terminal, the caller's terminal modes are restored.
+//! enters the container happens in a forked helper that only makes raw syscalls on data
+//! prepared before the fork (or, re-executed, read from its plan first); the command is
+//! forked once more from the helper, because `setns` into a PID namespace only moves a
+//! process's *children* there. The command gets exactly fds 0, 1 and 2 (pipes of the
+//! relay or a terminal of the container's own devpts, never the caller's fds), a fresh
+//! session, default signal dispositions and an empty signal mask. When [`exec`]
+//! returns, the helper has been reaped and, with a terminal, the caller's terminal
+//! modes are restored.
 //!
 //! Usage:
 //! ```no_run
@@ -20,39 +22,77 @@
 //! # Ok::<(), AttachError>(())
 //! ```
 //!
-//! How it works: the caller opens everything it needs from the host side up front,
-//! as fds (so errors name a path, and nothing depends on paths after joining): the
+//! How it works: the caller opens everything it needs from the host side up front, as
+//! fds (so errors name a path, and nothing depends on paths after joining): the
 //! container's `/proc/<pid>/ns/*` for each namespace that differs from ours (user,
 //! cgroup, ipc, uts, net, pid, mnt), `/proc/<pid>/root`, and the `cgroup.procs` files.
 //! The helper then, in this order: closes every fd it does not need (another thread's
-//! pipes must not be kept open by a process that never execs), moves itself into the
-//! cgroups (before joining the cgroup namespace, so both ends are visible), joins the
-//! user namespace and becomes its root, joins the others with the mount namespace
-//! last, `chroot`s to the container's root, `chdir`s to the workdir, and — for a
-//! terminal — opens `/dev/ptmx` *there* (the container's devpts instance) and sends
-//! the master to the caller. It forks the command, forwards SIGHUP, SIGINT, SIGQUIT,
-//! SIGTERM, SIGUSR1 and SIGUSR2 to it (the helper shares the caller's process group,
-//! so a Ctrl-C on the caller's terminal reaches the command even without a pty),
+//! pipes must not be kept open by a process that never execs), moves the relay's pipes
+//! onto its fds 0, 1, 2, lets go of the caller's controlling terminal (`TIOCNOTTY`; it
+//! stays in the caller's process group), makes itself non-dumpable (so
+//! `/proc/<pid>/exe`, `fd` and `mem` of it and of the command before its execve are out
+//! of reach of anyone without CAP_SYS_PTRACE in the caller's user namespace), moves
+//! itself into the cgroups (before joining the cgroup namespace, so both ends are
+//! visible), joins the user namespace and becomes its root, joins the others with the
+//! mount namespace last, `chroot`s to the container's root, `chdir`s to the workdir,
+//! and — for a terminal — opens `/dev/ptmx` *there* (the container's devpts instance)
+//! and sends the master to the caller. It forks the command, forwards SIGHUP, SIGINT,
+//! SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 to it (the helper shares the caller's process
+//! group, so a Ctrl-C on the caller's terminal reaches the command even without a pty),
 //! waits for it and reports its status. It gets SIGHUP when the caller's thread dies
 //! (`PR_SET_PDEATHSIG`), which it forwards as well.
+//!
+//! The command is never the caller's binary in a form container code could reopen
+//! (the precondition of CVE-2019-5736: container root scanning `/proc` opens
+//! `/proc/<pid>/exe` of the command before its execve, and later writes the host
+//! binary through it). Between its fork and its execve the command runs as a copy of
+//! the helper, and what it is a copy of is the helper's executable. So with
+//! [`ExecOpts::helper`] set (the CLI sets [`HelperProgram::installed`]), the helper,
+//! right after closing fds, setting its stdio and becoming non-dumpable — still in
+//! the host's namespaces, where no container process sees it and where its dynamic
+//! loader and libraries are the host's, never the container's — re-executes itself:
+//! `container-init __exec-helper SOCK PLAN STEP`, from a read-only detached mount of
+//! its folder as PID 1 is exec'd (a sealed memfd copy where the kernel cannot), with
+//! the plan (the steps, argv, environment: `helper::EnterPlan`) as JSON in a memfd
+//! and the fds it names kept open. [`helper_main`] reads it and runs the same steps;
+//! what the container can catch is then `/container-init` on a mount nothing can make
+//! writable (`EROFS`, `ETXTBSY`), as for its PID 1. runc does the same with a memfd
+//! or overlayfs clone of itself (or the tiny `runc-dmz`), crun with a memfd clone;
+//! this reuses the read-only mount of PID 1 and copies nothing. Non-dumpable on top
+//! keeps `/proc/<pid>/{exe,fd,mem}` closed entirely to a container without
+//! CAP_SYS_PTRACE in the host's user namespace (any container with a user namespace
+//! or without that capability), and the command's execve makes it dumpable again as
+//! any program.
 //!
 //! Helper → caller messages go over a `SOCK_SEQPACKET` socketpair, 9 bytes each:
 //! `[tag, a: u32 LE, b: i32 LE]` — `E` (setup step `a` failed with errno `b`), `M`
 //! (the pty master, as `SCM_RIGHTS`), `X` (exec failed with errno `b`), `S` (the command
 //! ended: `a` = 0 exit code / 1 signal, `b` = the number).
 //!
-//! Without a terminal the command uses the given fds directly (nothing is relayed
-//! or buffered). With a terminal, [`exec`] relays: the caller's stdin → master,
-//! master → the caller's stdout, until the command has exited and the master is
-//! drained (all slave fds closed; if a background process keeps the terminal, until
-//! the master has been quiet for [`DRAIN_GRACE`]). At EOF on the caller's stdin the
-//! terminal's EOF character is sent, as `script(1)` does, so a reading command sees
-//! end of file. If the caller's stdin is a terminal it is in raw mode for the whole
-//! relay. The window size (of the caller's stdout, else stdin, when a terminal) is
-//! set before the command starts and again after every SIGWINCH: a handler writes
-//! to a self-pipe the relay polls (signalfd needs the signal blocked in every thread,
-//! which a library cannot arrange). Only one relay at a time owns that handler; a
-//! concurrent one re-checks the size every 250 ms instead.
+//! The caller's fds never reach the container: code inside with an fd of the admin's
+//! terminal could type into it (TIOCSTI), and one of a file could read or write it. The
+//! helper puts pipes (or /dev/null) on its fds 0, 1, 2 before anything else, and
+//! without a terminal [`exec`] relays, in the calling thread with one poll loop over
+//! non-blocking pipe ends and a bounded buffer per direction (no deadlock however much
+//! either side writes without reading): the caller's stdin → the command's stdin pipe
+//! (closed at the end of the caller's stdin: the command sees end of file), its stdout
+//! and stderr pipes → the caller's stdout and stderr, byte for byte, until the command
+//! has exited and both pipes are drained (or quiet for [`DRAIN_GRACE`], as below). Like
+//! ssh, it reads the caller's stdin ahead of the command, but only by a few KiB (one
+//! chunk and a one-page pipe): in a `while read` loop give `exec` `</dev/null` as with
+//! `ssh -n`. Writes to a caller's fd that fail (EPIPE) close the pipe feeding it, so
+//! the command gets EPIPE as it would writing there itself; like any Rust program, the
+//! caller is expected to ignore SIGPIPE. With a terminal, [`exec`] relays through it:
+//! the caller's stdin → master, master → the caller's stdout, until the command has
+//! exited and the master is drained (all slave fds closed; if a background process
+//! keeps the terminal, until the master has been quiet for [`DRAIN_GRACE`]). At EOF on
+//! the caller's stdin the terminal's EOF character is sent, as `script(1)` does, so a
+//! reading command sees end of file. If the caller's stdin is a terminal it is in raw
+//! mode for the whole relay. The window size (of the caller's stdout, else stdin, when
+//! a terminal) is set before the command starts and again after every SIGWINCH: a
+//! handler writes to a self-pipe the relay polls (signalfd needs the signal blocked in
+//! every thread, which a library cannot arrange). Only one relay at a time owns that
+//! handler; a concurrent one re-checks the size every 250 ms instead.
 //!
 //! Exit status: the command's exit code, or 128 + the signal that killed it. A
 //! command that cannot be executed gives 127 (not found) or 126 (anything else, e.g.
@@ -75,7 +115,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use libc::{c_char, c_int};
+use libc::c_int;
 
 pub use super::sandbox::Stdio;
 use super::supervisor::DEFAULT_PATH;
@@ -116,6 +156,8 @@ pub enum AttachError {
     },
     #[error("the exec helper for container process {pid} ended without reporting the command's status ({how})")]
     HelperDied { pid: i32, how: String },
+    #[error("cannot prepare the exec helper: {0}")]
+    Helper(#[source] super::sandbox::SandboxError),
 }
 
 fn os(what: &'static str) -> impl FnOnce(io::Error) -> AttachError {
@@ -136,15 +178,118 @@ pub struct ExecOpts {
     pub tty: bool,
     /// `cgroup.procs` files (host paths) to put the command into.
     pub cgroup_procs: Vec<PathBuf>,
+    /// What the helper re-executes before it enters the container, so that the
+    /// command is never a copy of the caller's binary (see the module docs). `None`:
+    /// no re-exec; the command is a fork of the caller until its execve, shielded only
+    /// by being non-dumpable (enough against a container without CAP_SYS_PTRACE in
+    /// the caller's user namespace, not against one with it).
+    pub helper: Option<HelperProgram>,
 }
 
 impl ExecOpts {
-    /// `PATH` set to the usual system folders, workdir "/", no terminal, no cgroups.
+    /// `PATH` set to the usual system folders, workdir "/", no terminal, no cgroups,
+    /// no re-exec.
     pub fn new(argv: Vec<String>) -> Self {
         let mut env = BTreeMap::new();
         env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
-        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new() }
+        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new(), helper: None }
     }
+}
+
+/// The first argument that makes a binary the exec helper: its `main` must hand the
+/// rest to [`helper_main`] (`container-init` and `container` do).
+pub const HELPER_ARG: &str = "__exec-helper";
+
+/// A program the exec helper re-executes: one whose `main` runs [`helper_main`] when
+/// its first argument is [`HELPER_ARG`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperProgram {
+    /// A file (`container-init`), exec'd through a read-only detached mount of its
+    /// folder as PID 1 is (a sealed memfd copy on kernels without one; see
+    /// `sandbox::Program::Exe`): nothing is copied, and what the container can reach
+    /// of it can never be written.
+    Exe(PathBuf),
+    /// A sealed memfd copy of the running binary (made once per process; the whole
+    /// binary in shared memory): for when `container-init` is not installed.
+    SelfExe,
+}
+
+impl HelperProgram {
+    /// `container-init` next to the running executable, else our own binary.
+    pub fn installed() -> HelperProgram {
+        let init = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("container-init")))
+            .filter(|p| p.is_file());
+        init.map_or(HelperProgram::SelfExe, HelperProgram::Exe)
+    }
+}
+
+/// The fd of the program the helper re-executes (above 2, close-on-exec) and what it is.
+fn helper_program(program: &HelperProgram) -> Result<(OwnedFd, String), AttachError> {
+    match program {
+        HelperProgram::Exe(path) => {
+            let (fd, what) = super::sandbox::exe_fd(path).map_err(AttachError::Helper)?;
+            Ok((above_stdio(fd)?, what))
+        }
+        HelperProgram::SelfExe => {
+            let fd = super::sandbox::self_exe_memfd().map_err(AttachError::Helper)?;
+            Ok((dup_high(fd)?, "exec the sealed copy of /proc/self/exe".into()))
+        }
+    }
+}
+
+/// The plan as JSON in a memfd (close-on-exec, above 2), for the re-executed helper.
+fn plan_memfd(plan: &helper::EnterPlan) -> Result<OwnedFd, AttachError> {
+    let json = serde_json::to_vec(plan).map_err(|e| os("encode the exec plan")(io::Error::other(e)))?;
+    // SAFETY: a NUL-terminated name and valid flags.
+    let raw = unsafe { libc::memfd_create(c"container-exec-plan".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(os("memfd_create")(last_err()));
+    }
+    // SAFETY: memfd_create just returned this fd.
+    let fd = above_stdio(unsafe { OwnedFd::from_raw_fd(raw) })?;
+    let mut f = File::from(fd.try_clone().map_err(os("dup an fd"))?);
+    io::Write::write_all(&mut f, &json).map_err(os("write the exec plan"))?;
+    Ok(fd)
+}
+
+/// The exec helper after its re-exec: `PROGRAM __exec-helper SOCK PLAN STEP`, with
+/// `args` the part after [`HELPER_ARG`]. Reads the plan (JSON) from the fd PLAN,
+/// then enters the container and runs the command as the forked helper would have,
+/// reporting on the socket SOCK (a failure before the steps as step STEP). Returns
+/// only on a usage error; internal: `exec` starts it, it is not meant to be typed.
+pub fn helper_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
+    // SAFETY: prctl with plain integer arguments. First of all: no one inside may
+    // reach this process's memory, fds or binary.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong) };
+    let nums: Option<Vec<c_int>> = args.iter().map(|a| a.to_str()?.parse().ok()).collect();
+    let Some(&[sock, plan_fd, step]) = nums.as_deref() else {
+        eprintln!("usage: container-init {HELPER_ARG} SOCK PLAN STEP (internal: started by `container exec`)");
+        return std::process::ExitCode::from(2);
+    };
+    let fail = |errno: c_int| -> ! {
+        helper::send(sock, helper::TAG_FAILED, step as u32, errno);
+        // SAFETY: _exit has no preconditions.
+        unsafe { libc::_exit(1) }
+    };
+    // SAFETY: the caller handed us this fd for the plan; nothing else here uses it.
+    let mut f = unsafe { File::from_raw_fd(plan_fd) };
+    let mut json = Vec::new();
+    use std::io::{Read, Seek};
+    if let Err(e) = f.seek(io::SeekFrom::Start(0)).and_then(|_| f.read_to_end(&mut json)) {
+        fail(e.raw_os_error().unwrap_or(libc::EIO));
+    }
+    drop(f);
+    let Ok(plan) = serde_json::from_slice::<helper::EnterPlan>(&json) else { fail(libc::EINVAL) };
+    // Exec'd from an fd, the kernel named us after its number; `ps` inside shows this
+    // until the command's execve.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"container-exec".as_ptr()) };
+    let script = helper::EnterScript::new(plan, Vec::new(), [0, 1, 2]);
+    // SAFETY: a fresh single-threaded process; `script` lives until the end (the
+    // steps end with _exit).
+    unsafe { helper::run_reexecuted(&script) }
 }
 
 /// Namespaces in joining order: the user namespace first (when the container has
@@ -196,6 +341,27 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, AttachError> {
         return Ok(fd);
     }
     dup_high(fd.as_raw_fd())
+}
+
+/// A pipe (read end, write end), both close-on-exec and above 2.
+fn pipe() -> Result<(OwnedFd, OwnedFd), AttachError> {
+    let mut p = [-1 as c_int; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(os("make a pipe")(last_err()));
+    }
+    // SAFETY: pipe2 just returned these fds.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+/// O_NONBLOCK on an fd whose file description only we use.
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
 }
 
 fn dup_high(fd: RawFd) -> Result<OwnedFd, AttachError> {
@@ -269,8 +435,8 @@ fn isatty(fd: RawFd) -> bool {
 }
 
 /// Run `opts` inside the container whose PID 1 has the host pid `pid`; returns the
-/// command's exit code, or 128 + the signal that killed it. `stdio`: the command's
-/// fds (without a terminal) or the fds the relay uses (with one); `None` = ours.
+/// command's exit code, or 128 + the signal that killed it. `stdio`: the fds the relay
+/// reads the command's input from and writes its output to; `None` = ours.
 pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError> {
     let argv0 = opts.argv.first().ok_or_else(|| AttachError::Spec("empty command".into()))?;
     if argv0.is_empty() {
@@ -307,13 +473,29 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
 
     let raw = |fd: &Option<OwnedFd>, default: RawFd| fd.as_ref().map_or(default, |f| f.as_raw_fd());
     let (input, output, errout) = (raw(&stdio.stdin, 0), raw(&stdio.stdout, 1), raw(&stdio.stderr, 2));
-    // Without a terminal the command gets the caller's fds; copies above 2 so its
-    // dup2 onto 0, 1, 2 cannot overwrite one of them.
-    let child_stdio: [Option<OwnedFd>; 3] = if opts.tty {
-        [None, None, None]
+    // The helper's (and so the command's) fds 0, 1, 2, set first thing after the
+    // fork: never the caller's. Without a terminal, pipes the relay owns; with one,
+    // /dev/null until the command puts the terminal's slave there.
+    let (child_stdio, pipes): ([OwnedFd; 3], Option<Pipes>) = if opts.tty {
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|source| AttachError::Open { path: "/dev/null".into(), source })?;
+        let null = above_stdio(null.into())?;
+        ([dup_high(null.as_raw_fd())?, dup_high(null.as_raw_fd())?, null], None)
     } else {
-        let high = |f: &Option<OwnedFd>| f.as_ref().map(|f| dup_high(f.as_raw_fd())).transpose();
-        [high(&stdio.stdin)?, high(&stdio.stdout)?, high(&stdio.stderr)?]
+        let (cmd_in, to_cmd) = pipe()?;
+        let (from_out, cmd_out) = pipe()?;
+        let (from_err, cmd_err) = pipe()?;
+        for fd in [&to_cmd, &from_out, &from_err] {
+            set_nonblocking(fd.as_raw_fd());
+        }
+        // One page: the relay reads the caller's stdin only this far ahead of the
+        // command (a failure just leaves the default size).
+        // SAFETY: fcntl on a pipe we own.
+        unsafe { libc::fcntl(to_cmd.as_raw_fd(), libc::F_SETPIPE_SZ, CALLER_CHUNK as c_int) };
+        ([cmd_in, cmd_out, cmd_err], Some(Pipes { stdin: to_cmd, stdout: from_out, stderr: from_err }))
     };
     let initial_size =
         if opts.tty { [output, input].into_iter().find(|&fd| isatty(fd)).and_then(winsize) } else { None };
@@ -352,7 +534,8 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     ops.push(helper::EnterStep::Chdir { path: workdir });
     steps.push(format!("change directory to {}", opts.workdir));
     if opts.tty {
-        ops.push(helper::EnterStep::OpenPty { winsize: initial_size });
+        let winsize = initial_size.map(|w| [w.ws_row, w.ws_col, w.ws_xpixel, w.ws_ypixel]);
+        ops.push(helper::EnterStep::OpenPty { winsize });
         steps.push("allocate a terminal from its /dev/ptmx".into());
     }
     ops.push(helper::EnterStep::Run);
@@ -365,39 +548,62 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     let mut keep: Vec<c_int> = vec![theirs.as_raw_fd(), target.root.as_raw_fd()];
     keep.extend(target.namespaces.iter().map(|(_, _, fd)| fd.as_raw_fd()));
     keep.extend(cgroups.iter().map(|(_, fd)| fd.as_raw_fd()));
-    keep.extend(child_stdio.iter().flatten().map(|fd| fd.as_raw_fd()));
-    keep.sort_unstable();
-    keep.dedup();
+    keep.extend(child_stdio.iter().map(|fd| fd.as_raw_fd()));
 
-    let mut argv: Vec<*const c_char> = argv_store.iter().map(|c| c.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const c_char> = env_store.iter().map(|c| c.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    let script = helper::EnterScript {
+    let plan = helper::EnterPlan {
         ops,
-        keep,
         sock: theirs.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
-        stdio: [0, 1, 2].map(|i| child_stdio[i].as_ref().map_or(-1, |f| f.as_raw_fd())),
         candidates,
-        argv,
-        envp,
+        argv: argv_store,
+        envp: env_store,
         first_command_step,
     };
+    // The program the helper re-executes, and the plan it reads after that.
+    let reexec = match &opts.helper {
+        None => None,
+        Some(program) => {
+            let (prog, what) = helper_program(program)?;
+            let plan_fd = plan_memfd(&plan)?;
+            let step = steps.len() as u32;
+            steps.push(format!("start the exec helper ({what})"));
+            let nums = [theirs.as_raw_fd(), plan_fd.as_raw_fd(), step as c_int];
+            let argv0 = match program {
+                HelperProgram::Exe(_) => "container-init",
+                HelperProgram::SelfExe => "container",
+            };
+            let argv: Vec<CString> = [argv0.to_string(), HELPER_ARG.to_string()]
+                .into_iter()
+                .chain(nums.iter().map(|n| n.to_string()))
+                .map(|a| cstr("argument", &a))
+                .collect::<Result<_, _>>()?;
+            keep.extend([prog.as_raw_fd(), plan_fd.as_raw_fd()]);
+            Some((prog, plan_fd, argv, step))
+        }
+    };
+    keep.sort_unstable();
+    keep.dedup();
+    let script = helper::EnterScript::new(plan, keep, [0, 1, 2].map(|i| child_stdio[i].as_raw_fd()));
+    let reexec_script = reexec.as_ref().map(|(prog, _, argv, step)| helper::Reexec {
+        prog: prog.as_raw_fd(),
+        argv: argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect(),
+        step: *step,
+    });
 
     // SAFETY: the child branch runs `helper::run_helper`, which only makes raw
-    // syscalls on `script` (prepared above, never freed in the child) and never
-    // returns: it ends with _exit.
+    // syscalls on `script` and `reexec_script` (prepared above, never freed in the
+    // child) and never returns: it ends with execveat or _exit.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return Err(os("fork the exec helper")(last_err()));
     }
     if child == 0 {
         // SAFETY: see above.
-        unsafe { helper::run_helper(&script) }
+        unsafe { helper::run_helper(&script, reexec_script.as_ref()) }
     }
     // Our copies of what only the helper needs; the helper's end must close here so
     // its death shows as EOF.
+    drop(reexec);
     drop(theirs);
     drop(child_stdio);
     drop(cgroups);
@@ -405,13 +611,9 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
 
     let mut helper = Helper { pid: child, sock: ours, reaped: false };
     let mut session = Session::default();
-    if opts.tty {
-        run_tty(&mut helper, &mut session, input, output, initial_size)?;
-    } else {
-        while !session.finished() {
-            let msg = helper.next()?;
-            session.apply(msg)?;
-        }
+    match pipes {
+        None => run_tty(&mut helper, &mut session, input, output, initial_size)?,
+        Some(pipes) => relay_pipes(&helper, &mut session, [input, output, errout], pipes)?,
     }
     let how = helper.reap();
     if let Some((step, errno)) = session.failed {
@@ -876,6 +1078,176 @@ fn relay(
     }
 }
 
+/// Our ends of the command's stdio pipes (non-blocking; the command has the others).
+struct Pipes {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Bytes read from the command's stdout or stderr pipe, on their way to the caller's fd.
+struct Outflow {
+    pipe: Option<OwnedFd>,
+    dest: RawFd,
+    buf: Vec<u8>,
+}
+
+/// Most bytes written to one of the caller's fds at once: what a pipe takes without
+/// blocking once it polls writable (the caller's fds may be blocking, and their file
+/// descriptions are not ours to make non-blocking).
+const CALLER_CHUNK: usize = libc::PIPE_BUF;
+
+/// Without a terminal: relay the caller's stdin to the command's stdin pipe and its
+/// stdout and stderr pipes to the caller's fds, until the command has ended and both
+/// pipes are at end of file (or quiet for [`DRAIN_GRACE`]: a background process keeps
+/// them) and everything read is written. At the end of the caller's stdin the pipe is
+/// closed, so the command sees end of file. All our pipe ends are non-blocking and each
+/// direction has its own bounded buffer, so a command that writes much while not
+/// reading (or the reverse) never deadlocks the relay. If a caller's output fd fails
+/// (e.g. EPIPE), the pipe feeding it is closed, so the command gets EPIPE as it would
+/// writing there itself.
+fn relay_pipes(
+    helper: &Helper,
+    session: &mut Session,
+    [input, output, errout]: [RawFd; 3],
+    pipes: Pipes,
+) -> Result<(), AttachError> {
+    let Pipes { stdin, stdout, stderr } = pipes;
+    let mut to_cmd = Some(stdin);
+    let mut input_open = true;
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut outs = [
+        Outflow { pipe: Some(stdout), dest: output, buf: Vec::new() },
+        Outflow { pipe: Some(stderr), dest: errout, buf: Vec::new() },
+    ];
+    let mut quiet_since: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let finished = session.finished();
+        if finished {
+            // Nobody reads the command's stdin any more.
+            to_cmd = None;
+            input_open = false;
+        }
+        if !input_open && inbuf.is_empty() {
+            // End of file for the command.
+            to_cmd = None;
+        }
+        let flushed = outs.iter().all(|o| o.buf.is_empty());
+        let drained = outs.iter().all(|o| o.pipe.is_none());
+        let remaining = quiet_since.map(|t| DRAIN_GRACE.saturating_sub(t.elapsed()));
+        if finished && flushed && (drained || remaining == Some(Duration::ZERO)) {
+            return Ok(());
+        }
+
+        const SOCK: usize = 0;
+        const INPUT: usize = 1;
+        const TO_CMD: usize = 2;
+        const PIPE: [usize; 2] = [3, 4];
+        const DEST: [usize; 2] = [5, 6];
+        let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 7];
+        if !finished {
+            fds[SOCK] = libc::pollfd { fd: helper.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        }
+        if let Some(w) = &to_cmd {
+            // Read ahead of the command as little as we can (one chunk, plus the pipe's
+            // one page): what it never reads stays in the caller's stdin for whoever
+            // reads it next, as far as a relay can manage that.
+            if input_open && inbuf.is_empty() {
+                fds[INPUT] = libc::pollfd { fd: input, events: libc::POLLIN, revents: 0 };
+            }
+            if !inbuf.is_empty() {
+                fds[TO_CMD] = libc::pollfd { fd: w.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+            }
+        }
+        for (i, o) in outs.iter().enumerate() {
+            if let Some(p) = &o.pipe {
+                if o.buf.len() < MAX_PENDING {
+                    fds[PIPE[i]] = libc::pollfd { fd: p.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                }
+            }
+            if !o.buf.is_empty() {
+                fds[DEST[i]] = libc::pollfd { fd: o.dest, events: libc::POLLOUT, revents: 0 };
+            }
+        }
+        // Waiting only for the grace period to end: but never while output is pending.
+        let timeout = match remaining {
+            Some(d) if flushed => d.as_millis().max(1) as c_int,
+            _ => -1,
+        };
+        // SAFETY: polls a stack array; entries with fd -1 are ignored by the kernel.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
+            let e = last_err();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(os("poll the command's pipes")(e));
+        }
+        let ready = |i: usize| fds[i].fd >= 0 && fds[i].revents != 0;
+
+        if ready(SOCK) {
+            let msg = helper.next()?;
+            session.apply(msg)?;
+            if session.finished() {
+                quiet_since = Some(Instant::now());
+            }
+        }
+        if ready(INPUT) {
+            // Readable (or hung up, or not an fd): this read does not block.
+            // SAFETY: reads into our buffer.
+            let n = unsafe { libc::read(input, buf.as_mut_ptr().cast(), CALLER_CHUNK) };
+            if n > 0 {
+                inbuf.extend_from_slice(&buf[..n as usize]);
+            } else if n == 0 || !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                input_open = false;
+            }
+        }
+        if ready(TO_CMD) {
+            if let Some(w) = &to_cmd {
+                // SAFETY: writes from our buffer to our non-blocking pipe end.
+                let n = unsafe { libc::write(w.as_raw_fd(), inbuf.as_ptr().cast(), inbuf.len()) };
+                if n > 0 {
+                    inbuf.drain(..n as usize);
+                } else if n < 0 && !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                    // The command closed its stdin: the rest of ours has no reader.
+                    inbuf.clear();
+                    input_open = false;
+                    to_cmd = None;
+                }
+            }
+        }
+        for (i, o) in outs.iter_mut().enumerate() {
+            if ready(PIPE[i]) {
+                if let Some(p) = &o.pipe {
+                    let room = (MAX_PENDING - o.buf.len().min(MAX_PENDING)).max(1).min(buf.len());
+                    // SAFETY: reads into our buffer from our non-blocking pipe end.
+                    let n = unsafe { libc::read(p.as_raw_fd(), buf.as_mut_ptr().cast(), room) };
+                    if n > 0 {
+                        o.buf.extend_from_slice(&buf[..n as usize]);
+                        if quiet_since.is_some() {
+                            quiet_since = Some(Instant::now());
+                        }
+                    } else if n == 0 || !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                        o.pipe = None;
+                    }
+                }
+            }
+            if ready(DEST[i]) && !o.buf.is_empty() {
+                let len = o.buf.len().min(CALLER_CHUNK);
+                // SAFETY: writes from our buffer.
+                let n = unsafe { libc::write(o.dest, o.buf.as_ptr().cast(), len) };
+                if n > 0 {
+                    o.buf.drain(..n as usize);
+                } else if n < 0 && !matches!(last_err().raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                    // Nobody takes this output: the command learns it from its pipe.
+                    o.buf.clear();
+                    o.pipe = None;
+                }
+            }
+        }
+    }
+}
+
 /// The EOF character of the terminal behind `master` if it is in canonical mode.
 fn canonical_eof(master: RawFd) -> Option<u8> {
     // SAFETY: tcgetattr fills a zeroed stack struct.
@@ -895,9 +1267,12 @@ mod helper {
     //! lock another thread held at that moment (malloc's, stdio's) stays locked
     //! forever here. Only raw syscalls on the prepared [`EnterScript`]. A failed step is
     //! reported to the caller as (step index, errno) over the socket, then the
-    //! process exits.
+    //! process exits. (After a re-exec, [`super::helper_main`] is a fresh
+    //! single-threaded process and may allocate while it reads its [`EnterPlan`]; the
+    //! steps stay the same raw syscalls.)
 
     use libc::{c_char, c_int, c_uint};
+    use serde::{Deserialize, Serialize};
     use std::ffi::CString;
     use std::ptr;
     use std::sync::atomic::{AtomicI32, Ordering};
@@ -914,6 +1289,7 @@ mod helper {
     const STEP_STDIO: u32 = 2;
 
     /// One step of the helper; fds were opened by the caller.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
     pub(super) enum EnterStep {
         /// Write "0" to a cgroup.procs file: moves the helper, so the command is born
         /// there. Done before joining the cgroup namespace, where the helper's
@@ -940,28 +1316,64 @@ mod helper {
         /// Open `/dev/ptmx` in the container, unlock it, open the slave through the
         /// master (`TIOCGPTPEER`, no path lookup), set the size and send the master.
         OpenPty {
-            winsize: Option<libc::winsize>,
+            /// rows, columns, x pixels, y pixels
+            winsize: Option<[u16; 4]>,
         },
         /// Fork the command, forward signals, wait, report the status. Never returns.
         Run,
     }
 
-    /// Everything the helper and the command need, built before the fork.
-    pub(super) struct EnterScript {
+    /// What entering the container takes, as data: built by the caller, and sent
+    /// (as JSON) to the helper when it re-executes itself.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub(super) struct EnterPlan {
         pub ops: Vec<EnterStep>,
-        /// Fds above 2 the helper keeps (sorted); every other one is closed at once.
-        pub keep: Vec<c_int>,
         pub sock: c_int,
         /// The caller's pid: if our parent is already someone else, it died.
         pub parent: libc::pid_t,
-        /// Fds to dup onto 0, 1, 2 (-1: keep ours); unused with a terminal.
-        pub stdio: [c_int; 3],
         /// Paths `execve` tries in order.
         pub candidates: Vec<CString>,
-        /// NULL-terminated.
+        pub argv: Vec<CString>,
+        pub envp: Vec<CString>,
+        pub first_command_step: u32,
+    }
+
+    /// Everything the helper and the command need, built before the fork.
+    pub(super) struct EnterScript {
+        pub plan: EnterPlan,
+        /// Fds above 2 the helper keeps (sorted); every other one is closed at once.
+        pub keep: Vec<c_int>,
+        /// Fds (above 2) the helper moves onto its 0, 1, 2 first thing: the relay's
+        /// pipes, or /dev/null with a terminal. The command inherits them.
+        pub stdio: [c_int; 3],
+        /// `plan.argv` and `plan.envp` as NULL-terminated pointer arrays.
         pub argv: Vec<*const c_char>,
         pub envp: Vec<*const c_char>,
-        pub first_command_step: u32,
+    }
+
+    impl EnterScript {
+        pub fn new(plan: EnterPlan, keep: Vec<c_int>, stdio: [c_int; 3]) -> Self {
+            let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([ptr::null()]).collect();
+            let (argv, envp) = (ptrs(&plan.argv), ptrs(&plan.envp));
+            EnterScript { plan, keep, stdio, argv, envp }
+        }
+    }
+
+    impl std::ops::Deref for EnterScript {
+        type Target = EnterPlan;
+        fn deref(&self) -> &EnterPlan {
+            &self.plan
+        }
+    }
+
+    /// How the helper re-executes itself before it enters the container (see the
+    /// module docs of `attach`): `execveat(prog, "", argv, {}, AT_EMPTY_PATH)`.
+    pub(super) struct Reexec {
+        pub prog: c_int,
+        /// NULL-terminated.
+        pub argv: Vec<*const c_char>,
+        /// The step index a failed exec is reported as.
+        pub step: u32,
     }
 
     struct EnterState {
@@ -992,7 +1404,7 @@ mod helper {
         }
     }
 
-    fn send(sock: c_int, tag: u8, a: u32, b: i32) {
+    pub(super) fn send(sock: c_int, tag: u8, a: u32, b: i32) {
         let mut msg = [0u8; MSG_LEN];
         msg[0] = tag;
         msg[1..5].copy_from_slice(&a.to_le_bytes());
@@ -1078,14 +1490,75 @@ mod helper {
     }
 
     /// Entry point in the helper after fork. Never returns.
-    pub(super) unsafe fn run_helper(script: &EnterScript) -> ! {
+    pub(super) unsafe fn run_helper(script: &EnterScript, reexec: Option<&Reexec>) -> ! {
         close_except(&script.keep);
+        // Not for a moment does anything below (and so the command) hold the caller's
+        // fds 0, 1, 2: from here on they are the relay's pipes (or /dev/null).
+        for (target, &fd) in script.stdio.iter().enumerate() {
+            if libc::dup2(fd, target as c_int) < 0 {
+                send(script.sock, TAG_FAILED, script.first_command_step + STEP_STDIO, errno());
+                libc::_exit(1);
+            }
+        }
+        for &fd in &script.stdio {
+            libc::close(fd);
+        }
+        // Nor its controlling terminal: the command inherits ours (the caller's
+        // session) until its setsid, and in between /dev/tty would open the admin's
+        // terminal. TIOCNOTTY from a process that leads no session only drops it for
+        // this process (no signal to anyone); we stay in the caller's process group,
+        // so a Ctrl-C on that terminal still reaches us and is forwarded.
+        let tty = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK);
+        if tty >= 0 {
+            libc::ioctl(tty, libc::TIOCNOTTY);
+            libc::close(tty);
+        }
+        // Nobody but root in our own user namespace may open /proc/<pid>/{exe,fd,mem},
+        // ptrace or read the memory of the helper and, until its execve resets this,
+        // of the command: they are a copy of the caller until then.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
         // If the caller's thread dies, hang up the command (forwarded below). Checked
         // after: the caller may have died before the prctl.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
         if libc::getppid() != script.parent {
             libc::_exit(1);
         }
+        if let Some(r) = reexec {
+            // What the plan names must survive the exec (the program's fd need not).
+            for &fd in &script.keep {
+                if fd != r.prog {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                }
+            }
+            let envp: [*const c_char; 1] = [ptr::null()];
+            libc::syscall(
+                libc::SYS_execveat,
+                r.prog,
+                c"".as_ptr(),
+                r.argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            send(script.sock, TAG_FAILED, r.step, errno());
+            libc::_exit(1);
+        }
+        enter(script)
+    }
+
+    /// The helper re-executed ([`super::helper_main`]), with its plan read: the same
+    /// checks as before the exec, then the steps. Never returns.
+    pub(super) unsafe fn run_reexecuted(script: &EnterScript) -> ! {
+        // Kept across execve, but set again: it is the whole point.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
+        if libc::getppid() != script.parent {
+            libc::_exit(1);
+        }
+        enter(script)
+    }
+
+    /// Run the steps (ending with the command). Never returns.
+    unsafe fn enter(script: &EnterScript) -> ! {
         let mut st = EnterState { master: -1, slave: -1 };
         for (i, op) in script.ops.iter().enumerate() {
             if let Err(e) = step(op, &mut st, script) {
@@ -1139,8 +1612,9 @@ mod helper {
                 let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
                 let s = sys(libc::ioctl(st.master, libc::TIOCGPTPEER, flags))?;
                 st.slave = lift(s)?;
-                if let Some(ws) = winsize {
-                    sys(libc::ioctl(st.master, libc::TIOCSWINSZ, ws))?;
+                if let Some([ws_row, ws_col, ws_xpixel, ws_ypixel]) = *winsize {
+                    let ws = libc::winsize { ws_row, ws_col, ws_xpixel, ws_ypixel };
+                    sys(libc::ioctl(st.master, libc::TIOCSWINSZ, &ws))?;
                 }
                 send_fd(script.sock, st.master)?;
                 // Only the caller holds the master from now on, so its EIO means the
@@ -1217,6 +1691,7 @@ mod helper {
         if libc::setsid() < 0 {
             fail(STEP_SESSION);
         }
+        // Without a terminal, 0, 1 and 2 are the relay's pipes already (the helper's).
         if st.slave >= 0 {
             // We lead a new session without a terminal, so this one becomes ours
             // (and its foreground process group is ours).
@@ -1225,12 +1700,6 @@ mod helper {
             }
             for target in 0..3 {
                 if libc::dup2(st.slave, target) < 0 {
-                    fail(STEP_STDIO);
-                }
-            }
-        } else {
-            for (target, &fd) in script.stdio.iter().enumerate() {
-                if fd >= 0 && libc::dup2(fd, target as c_int) < 0 {
                     fail(STEP_STDIO);
                 }
             }
@@ -1258,6 +1727,12 @@ mod helper {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+
+        // ---- The command's final hardening before its execve goes HERE, and only
+        // here: capabilities, no_new_privs, seccomp (the last, so nothing above runs
+        // under the filter). Every step above (session, terminal, stdio, fds, signals)
+        // is done; below is only the execve. A failure reports `fail(STEP_…)` with a
+        // new step description pushed in `exec` after "set up the command's stdin…".
 
         // PATH search as execvp does it: keep going past "not here", remember
         // "not allowed", stop at anything else.
@@ -1319,6 +1794,37 @@ mod tests {
         assert_eq!(gaps(&[]), [(3, max)]);
         assert_eq!(gaps(&[3, 4, 7]), [(5, 6), (8, max)]);
         assert_eq!(gaps(&[0, 2, 5]), [(3, 4), (6, max)]);
+    }
+
+    #[test]
+    fn the_plan_reaches_the_reexecuted_helper_intact() {
+        use helper::{EnterPlan, EnterScript, EnterStep};
+        let plan = || EnterPlan {
+            ops: vec![
+                EnterStep::Cgroup { fd: 5 },
+                EnterStep::JoinUser { fd: 6 },
+                EnterStep::Setns { fd: 7, nstype: libc::CLONE_NEWNET },
+                EnterStep::Chroot { root: 8 },
+                EnterStep::Chdir { path: c"/srv/a b".into() },
+                EnterStep::OpenPty { winsize: Some([24, 80, 0, 0]) },
+                EnterStep::Run,
+            ],
+            sock: 9,
+            parent: 4242,
+            candidates: vec![c"/usr/bin/sh".into(), c"/bin/sh".into()],
+            argv: vec![c"sh".into(), c"-c".into(), c"printf '\xe9\x01'".into()],
+            envp: vec![c"PATH=/usr/bin".into(), c"A=\xff".into()],
+            first_command_step: 7,
+        };
+        let json = serde_json::to_vec(&plan()).expect("encode");
+        let back: EnterPlan = serde_json::from_slice(&json).expect("decode");
+        assert_eq!(back, plan());
+        let script = EnterScript::new(back, Vec::new(), [0, 1, 2]);
+        assert_eq!(script.argv.len(), 4);
+        assert!(script.argv[3].is_null() && script.envp.len() == 3 && script.envp[2].is_null());
+        // SAFETY: the pointers point into `script.plan`, alive here.
+        let first = unsafe { std::ffi::CStr::from_ptr(script.argv[2]) };
+        assert_eq!(first, plan().argv[2].as_c_str());
     }
 
     #[test]

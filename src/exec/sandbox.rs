@@ -508,7 +508,7 @@ fn sealed_copy(src: &Path, name: &std::ffi::CStr) -> Result<OwnedFd, SandboxErro
 
 /// The sealed memfd copy of our own binary, made once per process: it is immutable,
 /// so every container can exec the same one.
-fn self_exe_memfd() -> Result<RawFd, SandboxError> {
+pub(crate) fn self_exe_memfd() -> Result<RawFd, SandboxError> {
     static MEMFD: Mutex<Option<OwnedFd>> = Mutex::new(None);
     let mut guard = MEMFD.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(fd) = guard.as_ref() {
@@ -573,7 +573,7 @@ fn read_only_tree(dir: &CString) -> Result<OwnedFd, i32> {
 /// The fd `Program::Exe` execs (an `O_PATH` fd, close-on-exec), and the exec step's
 /// description: `path` opened through a read-only detached clone of its folder, or
 /// (old kernels, seccomp) a sealed memfd copy of it. See the module docs.
-fn exe_fd(path: &Path) -> Result<(OwnedFd, String), SandboxError> {
+pub(crate) fn exe_fd(path: &Path) -> Result<(OwnedFd, String), SandboxError> {
     let source = |e: nix::Error| SandboxError::Source { path: path.to_path_buf(), source: e };
     // The real file: `name` is then a plain file in `dir`, never a symlink.
     let real = std::fs::canonicalize(path).map_err(|e| source(nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;

@@ -25,6 +25,9 @@ pub fn running_pid(root: &Path, name: &str) -> Result<i32, RunError> {
 /// terminal when `opts.tty`); the command's exit code.
 pub fn exec(root: &Path, name: &str, mut opts: ExecOpts) -> Result<i32, RunError> {
     let pid = running_pid(root, name)?;
+    // The helper re-executes `container-init` (read-only) before entering: nothing
+    // inside ever sees a process that is a copy of the host CLI binary.
+    opts.helper.get_or_insert_with(attach::HelperProgram::installed);
     opts.cgroup_procs = cgroup::Cgroups::open(name).map(|c| c.procs_files()).unwrap_or_default();
     Ok(attach::exec(pid, &opts, attach::Stdio::inherit())?)
 }
