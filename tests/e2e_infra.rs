@@ -177,6 +177,7 @@ print(full, tc)
 
 #[test]
 fn bind_master_slave_acls_recursion_and_rate_limit() {
+    require_e2e!();
     let (m4, m6, s4, c4, d4) = (v4(SALT, 10), v6(SALT, 10), v4(SALT, 11), v4(SALT, 12), v4(SALT, 13));
     // A client namespace with an address bind admits (c4) and one it does not (d4).
     let c6 = v6(SALT, 12);
@@ -273,6 +274,7 @@ fn smb(ip: &str, share: &str, auth: &[&str], cmd: &str) -> Output {
 
 #[test]
 fn samba_lists_writes_refuses_and_admits_guests() {
+    require_e2e!();
     let ip = v4(SALT, 40);
     let hidden = r#"
 [[services.samba.shares]]
@@ -359,6 +361,7 @@ fn ssh_base(kh: &str, batch: bool) -> Vec<String> {
 
 #[test]
 fn sshd_keys_root_password_and_persistent_host_keys() {
+    require_e2e!();
     let ip = v4(SALT, 50);
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id");
@@ -475,6 +478,7 @@ authorized_keys = ["{k}"]
 
 #[test]
 fn rsync_daemon_authenticated_upload_from_the_host() {
+    require_e2e!();
     let ip = v4(SALT, 60);
     let c4 = v4(SALT, 61);
     // The shipped spec, with the backup module admitting the host (which reaches a
@@ -564,6 +568,7 @@ public_key = '''
 
 #[test]
 fn tinc_nodes_ping_each_other() {
+    require_e2e!();
     // A well-formed stand-in key until the peer has made its own.
     let stand_in =
         host_ok(&["sh", "-c", "openssl genrsa 1024 2>/dev/null | openssl rsa -RSAPublicKey_out 2>/dev/null"]);
@@ -597,6 +602,7 @@ fn tinc_nodes_ping_each_other() {
 
 #[test]
 fn nat64_ipv6_only_client_reaches_ipv4_server_with_dns64() {
+    require_e2e!();
     let s = slice(SALT);
     let (n4, n6) = (v4(SALT, 80), v6(SALT, 80));
     let o4 = v4(SALT, 81);

@@ -1,6 +1,7 @@
 //! Real tests of `exec::net` (veth, addresses, routes over netlink) and `exec::nft`
-//! (the tool's nftables table). They need root, `ip` (iproute2, only to build the
-//! scene and inspect it), `ping` (iputils-ping), `nft` (nftables) and `python3`.
+//! (the tool's nftables table): the host tier (`require_host!`; the two error-path
+//! tests need no root). They need root, `ip` (iproute2, only to build the scene and
+//! inspect it), `ping` (iputils-ping), `nft` (nftables) and `python3`.
 //!
 //! Every namespace, interface and address is made by the test itself: names start
 //! with `ctt<pid>` / `ct-t<pid>`, addresses come from 100.72.0.0/16 and
@@ -8,6 +9,7 @@
 //! remove them even when an assertion fails. Traffic only goes to those namespaces
 //! and to loopback. Tests that touch the single nftables table hold `NFT_LOCK`.
 
+mod support;
 use container::exec::net::{self, host_ifname, Step};
 use container::exec::nft::{self, ContainerNet};
 use container::plan::types::NetworkRes;
@@ -199,6 +201,7 @@ fn count_addr(ifaddrs: &Value, local: &str) -> usize {
 
 #[test]
 fn routed_network_pings_both_ways_reapplies_and_tears_down() {
+    require_host!();
     let p = slice();
     let name = format!("t{}r", pid());
     let veth = host_ifname(&name);
@@ -291,6 +294,7 @@ fn routed_network_pings_both_ways_reapplies_and_tears_down() {
 
 #[test]
 fn setup_in_the_namespace_of_a_process() {
+    require_host!();
     let name = format!("t{}p", pid());
     let veth = host_ifname(&name);
     let _guard = Link(veth.clone());
@@ -354,6 +358,7 @@ fn fake(name: &str, n: u32) -> ContainerNet {
 
 #[test]
 fn nft_table_follows_the_desired_state() {
+    require_host!();
     let _lock = NFT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let _clean = NftGuard;
     let a = fake(&format!("t{}a", pid()), 20);
@@ -417,6 +422,7 @@ fn fetch(ns: &Netns, host: &str, port: u16) -> String {
 
 #[test]
 fn nat_and_publish_carry_real_traffic() {
+    require_host!();
     let _lock = NFT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let _clean = NftGuard;
     let p = slice();
@@ -499,6 +505,7 @@ fn nat_and_publish_carry_real_traffic() {
 
 #[test]
 fn repeated_setup_and_teardown_leave_nothing() {
+    require_host!();
     let name = format!("t{}y", pid());
     let veth = host_ifname(&name);
     let _guard = Link(veth.clone());

@@ -7,7 +7,10 @@
 //! 100.74.<slice>.0/24 and fd63:6f6e:7461:696e:74:<slice>::/96, where <slice> comes from
 //! the test process id. Traffic only goes to those containers and to namespaces the
 //! tests make themselves.
+//!
+//! Host tier (`require_host!`), but for the bad-input tests, which need no root.
 
+mod support;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -255,6 +258,7 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
 
 #[test]
 fn apply_serves_both_families_and_reapply_is_a_noop() {
+    require_host!();
     let ct = Ct::new("web", &web_spec(1, ""));
     let out = ct.apply_ok();
     assert!(out.contains("created"), "{out}");
@@ -281,6 +285,7 @@ fn apply_serves_both_families_and_reapply_is_a_noop() {
 
 #[test]
 fn dry_run_changes_nothing() {
+    require_host!();
     let ct = Ct::new("dry", &web_spec(2, ""));
     let out = container().args(["apply", "--dry-run"]).arg(ct.spec()).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -293,6 +298,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn pid_namespace_has_the_supervisor_as_pid_1_and_hides_the_host() {
+    require_host!();
     let ct = Ct::new("pid", SLEEPER);
     ct.apply_ok();
     let cmdline = ct.exec_ok(&["cat", "/proc/1/cmdline"]);
@@ -305,6 +311,7 @@ fn pid_namespace_has_the_supervisor_as_pid_1_and_hides_the_host() {
 
 #[test]
 fn every_namespace_differs_from_the_host() {
+    require_host!();
     let ct = Ct::new("ns", "hostname = \"isolated-host\"\n[network]\nmode = \"none\"\n[processes.main]\ncommand = [\"/bin/sleep\", \"infinity\"]\n");
     ct.apply_ok();
     for ns in ["mnt", "pid", "uts", "ipc", "net", "cgroup"] {
@@ -321,6 +328,7 @@ fn every_namespace_differs_from_the_host() {
 
 #[test]
 fn only_declared_host_paths_are_visible() {
+    require_host!();
     let secret = tempfile::tempdir().unwrap();
     std::fs::write(secret.path().join("marker"), "host only").unwrap();
     let shared = tempfile::tempdir().unwrap();
@@ -344,6 +352,7 @@ fn only_declared_host_paths_are_visible() {
 
 #[test]
 fn root_is_read_only_and_volumes_and_tmpfs_are_writable() {
+    require_host!();
     let ct = Ct::new(
         "ro",
         &format!(
@@ -366,6 +375,7 @@ fn root_is_read_only_and_volumes_and_tmpfs_are_writable() {
 
 #[test]
 fn dev_is_minimal_and_proc_sys_are_protected() {
+    require_host!();
     let ct = Ct::new("dev", SLEEPER);
     ct.apply_ok();
     let mut dev: Vec<String> = ct.exec_ok(&["ls", "-A", "/dev"]).split_whitespace().map(str::to_string).collect();
@@ -391,6 +401,7 @@ fn dev_is_minimal_and_proc_sys_are_protected() {
 
 #[test]
 fn no_host_fd_reaches_the_container() {
+    require_host!();
     let ct = Ct::new(
         "fd",
         "[[mounts]]\ntarget = \"/srv/out\"\ntype = \"volume\"\n[processes.main]\ncommand = [\"/bin/sh\", \"-c\", \"ls /proc/self/fd > /srv/out/fds; ls -l /proc/1/fd > /srv/out/pid1; exec sleep infinity\"]\n",
@@ -416,6 +427,7 @@ fn no_host_fd_reaches_the_container() {
 
 #[test]
 fn pid_1_is_not_a_writable_host_binary() {
+    require_host!();
     let ct = Ct::new("exe", SLEEPER);
     ct.apply_ok();
     let out = ct.exec(&["sh", "-c", "echo pwned >> /proc/1/exe"]);
@@ -429,6 +441,7 @@ fn pid_1_is_not_a_writable_host_binary() {
 
 #[test]
 fn a_volume_keeps_its_data_across_stop_start_reapply_and_destroy() {
+    require_host!();
     let body = format!("[[mounts]]\ntarget = \"/srv/data\"\ntype = \"volume\"\n{SLEEPER}");
     let ct = Ct::new("vol", &body);
     ct.apply_ok();
@@ -482,6 +495,7 @@ command = ["/bin/sleep", "infinity"]
 
 #[test]
 fn a_config_change_reloads_or_restarts_only_its_service() {
+    require_host!();
     let ct = Ct::new("cfg", &conf_spec("a1", "b1"));
     ct.apply_ok();
     let pids = || (ct.pid1(), ct.service_pid("a"), ct.service_pid("b"), ct.service_pid("c"));
@@ -513,6 +527,7 @@ fn a_config_change_reloads_or_restarts_only_its_service() {
 
 #[test]
 fn a_changed_process_restarts_alone_and_a_new_one_starts() {
+    require_host!();
     let base = "[processes.keep]\ncommand = [\"/bin/sleep\", \"infinity\"]\n";
     let ct = Ct::new("svc", &format!("{base}[processes.change]\ncommand = [\"/bin/sleep\", \"1000\"]\n"));
     ct.apply_ok();
@@ -528,6 +543,7 @@ fn a_changed_process_restarts_alone_and_a_new_one_starts() {
 
 #[test]
 fn a_changed_address_reconfigures_the_network_live() {
+    require_host!();
     let ct = Ct::new("net", &format!("[network]\nipv4 = \"{}\"\n{SLEEPER}", v4(20)));
     ct.apply_ok();
     assert!(ping(&v4(20)));
@@ -544,6 +560,7 @@ fn a_changed_address_reconfigures_the_network_live() {
 
 #[test]
 fn a_published_port_reaches_the_server_in_the_container() {
+    require_host!();
     let port = 20000 + slice() as u16;
     let ct = Ct::new("pub", &web_spec(3, &format!("publish = [\"{port}:8080\"]")));
     ct.apply_ok();
@@ -564,6 +581,7 @@ impl Drop for Outside {
 
 #[test]
 fn nat_masquerades_traffic_to_an_outside_namespace() {
+    require_host!();
     let s = slice();
     let o = Outside { ns: format!("cto{s}"), link: format!("cto{s}h") };
     let (host4, far4) = (format!("100.74.{s}.201"), format!("100.74.{s}.202"));
@@ -598,6 +616,7 @@ fn nat_masquerades_traffic_to_an_outside_namespace() {
 
 #[test]
 fn host_network_mode_shares_the_hosts_interfaces() {
+    require_host!();
     let ct = Ct::new("hnet", &format!("[network]\nmode = \"host\"\n{SLEEPER}"));
     ct.apply_ok();
     let inside = ct.exec_ok(&["readlink", "/proc/self/ns/net"]);
@@ -610,6 +629,7 @@ fn host_network_mode_shares_the_hosts_interfaces() {
 
 #[test]
 fn exec_passes_the_exit_code_and_streams() {
+    require_host!();
     let ct = Ct::new("exec", SLEEPER);
     ct.apply_ok();
     assert_eq!(ct.exec(&["sh", "-c", "exit 7"]).status.code(), Some(7));
@@ -632,6 +652,7 @@ fn exec_passes_the_exit_code_and_streams() {
 
 #[test]
 fn logs_show_a_services_output() {
+    require_host!();
     let ct = Ct::new(
         "logs",
         "[processes.talker]\ncommand = [\"/bin/sh\", \"-c\", \"echo hello-from-talker; echo oops >&2; exec sleep infinity\"]\n[processes.quiet]\ncommand = [\"/bin/sleep\", \"infinity\"]\n",
@@ -646,6 +667,7 @@ fn logs_show_a_services_output() {
 
 #[test]
 fn stop_ends_a_service_that_ignores_sigterm_at_the_timeout() {
+    require_host!();
     let ct = Ct::new(
         "term",
         "[processes.stubborn]\ncommand = [\"/bin/sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.1; done\"]\n",
@@ -662,6 +684,7 @@ fn stop_ends_a_service_that_ignores_sigterm_at_the_timeout() {
 
 #[test]
 fn a_second_apply_waits_for_the_first() {
+    require_host!();
     let ct = Ct::new("lock", SLEEPER);
     ct.apply_ok();
     let lock = ct.dirs().join(".lock");
@@ -680,6 +703,7 @@ fn a_second_apply_waits_for_the_first() {
 
 #[test]
 fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
+    require_host!();
     let port = 21000 + slice() as u16;
     let n = 30;
     let body = format!(
@@ -730,6 +754,7 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
 
 #[test]
 fn a_hundred_start_stop_cycles_leak_nothing() {
+    require_host!();
     let n = 40;
     let ct = Ct::new("cyc", &format!("[network]\nipv4 = \"{}\"\nipv6 = \"{}\"\nnat = true\n{SLEEPER}", v4(n), v6(n)));
     ct.apply_ok();
@@ -766,6 +791,7 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
 
 #[test]
 fn memory_and_pids_limits_apply_on_this_hosts_cgroups() {
+    require_host!();
     let ct = Ct::new("lim", &format!("[limits]\nmemory = \"64M\"\npids = 32\n{SLEEPER}"));
     let out = ct.apply();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -846,6 +872,7 @@ fn walk(p: &Path) -> Vec<String> {
 /// says how to reach it.
 #[test]
 fn apply_without_a_file_runs_the_embedded_example() {
+    require_host!();
     struct Hello;
     impl Drop for Hello {
         fn drop(&mut self) {
@@ -868,6 +895,7 @@ fn apply_without_a_file_runs_the_embedded_example() {
 
 #[test]
 fn a_failing_service_fails_the_apply_and_the_next_apply_retries() {
+    require_host!();
     let ct = Ct::new(
         "fail",
         "[processes.broken]\ncommand = [\"/bin/sh\", \"-c\", \"echo cannot start >&2; exit 3\"]\nrestart = \"no\"\nready = { tcp = 9 }\n",
@@ -899,6 +927,7 @@ fn a_failing_service_fails_the_apply_and_the_next_apply_retries() {
 
 #[test]
 fn auto_addresses_come_from_a_persistent_pool() {
+    require_host!();
     let spec = format!("[network]\nipv4 = \"auto\"\nipv6 = \"auto\"\n{SLEEPER}");
     let a = Ct::new("pa", &spec);
     let b = Ct::new("pb", &spec);
@@ -924,6 +953,7 @@ fn auto_addresses_come_from_a_persistent_pool() {
 
 #[test]
 fn a_crash_looping_service_fails_the_apply_early() {
+    require_host!();
     // `restart = "always"` retries forever with a backoff: apply must not wait its
     // whole readiness timeout (90 s) for a service that dies at every start.
     let ct = Ct::new(
