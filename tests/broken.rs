@@ -5,14 +5,8 @@
 //! message may be empty). Generated cases (empty, binary, huge, deep, alias bomb)
 //! are built in code below.
 
-use assert_cmd::Command;
+mod support;
 use std::path::{Path, PathBuf};
-
-fn container(root: &Path) -> Command {
-    let mut c = Command::cargo_bin("container").unwrap();
-    c.env("CONTAINER_ROOT", root).env("NO_COLOR", "1").timeout(std::time::Duration::from_secs(20));
-    c
-}
 
 /// The message words of a report, whatever its line wrapping (the width the report
 /// is wrapped to depends on how long the temp dir's path is).
@@ -28,7 +22,8 @@ struct Outcome {
 fn run(args: &[&str], file: &Path) -> Outcome {
     let root = tempfile::tempdir().unwrap();
     let state = root.path().join("state");
-    let out = container(&state).args(args).arg(file).output().unwrap();
+    let out =
+        support::isolated(&state).timeout(std::time::Duration::from_secs(20)).args(args).arg(file).output().unwrap();
     assert!(!state.exists(), "a broken spec must not write anything under the root");
     let mut stderr = String::from_utf8_lossy(&out.stderr).to_string();
     if stderr.len() > 4000 {

@@ -18,8 +18,7 @@ const SALT: u32 = 2;
 /// `shipped_body`), or, with `from`, only the part from the first line that starts
 /// with `from` (e.g. its `[services.` tables).
 fn shipped(path: &str, from: Option<&str>, ipv4: &str, ipv6: &str) -> String {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("read spec");
-    let body = shipped_body(&text, ipv4, ipv6);
+    let body = shipped_body(&repo_file(path), ipv4, ipv6);
     match from {
         None => body,
         Some(from) => {

@@ -16,14 +16,15 @@ use container::plan::types::NetworkRes;
 use container::spec::types::NetMode;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::net::{host_json as json, Link, Netns};
+use support::{host, host_ok, Bg};
 
 static NFT_LOCK: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -37,87 +38,9 @@ fn slice() -> u32 {
     pid() % 250 + 1
 }
 
-fn cmd(argv: &[&str]) -> Output {
-    Command::new(argv[0]).args(&argv[1..]).output().unwrap_or_else(|e| panic!("{argv:?}: {e}"))
-}
-
-fn ok(argv: &[&str]) -> String {
-    let out = cmd(argv);
-    assert!(out.status.success(), "{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(argv: &[&str]) -> Value {
-    let s = ok(argv);
-    if s.trim().is_empty() {
-        return Value::Array(vec![]);
-    }
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{argv:?}: {e}: {s}"))
-}
-
-/// A network namespace from `ip netns add`, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("ctt{}{}{}", pid(), tag, COUNTER.fetch_add(1, Ordering::Relaxed));
-        ok(&["ip", "netns", "add", &name]);
-        Netns { name }
-    }
-    fn file(&self) -> File {
-        File::open(format!("/run/netns/{}", self.name)).expect("open netns")
-    }
-    fn exec(&self, argv: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(argv);
-        cmd(&full)
-    }
-    fn ok(&self, argv: &[&str]) -> String {
-        let out = self.exec(argv);
-        assert!(out.status.success(), "in {}: {argv:?} failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn json(&self, argv: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(argv)).expect("json")
-    }
-    fn spawn(&self, argv: &[&str]) -> Proc {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        Proc(child)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = cmd(&["ip", "netns", "del", &self.name]);
-    }
-}
-
-/// A host interface deleted on drop (test scene links, and the container's host end
-/// in case the code under test failed before tearing down).
-struct Link(String);
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).stderr(Stdio::null()).status();
-    }
-}
-
-/// A background process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A namespace of this test process: `ctt<pid><tag><n>`.
+fn netns(tag: &str) -> Netns {
+    Netns::new(&format!("ctt{}{}{}", pid(), tag, COUNTER.fetch_add(1, Ordering::Relaxed)))
 }
 
 /// Clears the nftables table at the end of a test, even a failed one.
@@ -154,7 +77,7 @@ fn ping(argv_prefix: &[&str], target: &str) -> bool {
     (0..5).any(|_| {
         let mut argv = argv_prefix.to_vec();
         argv.extend_from_slice(&["ping", "-c1", "-W1", target]);
-        cmd(&argv).status.success()
+        host(&argv).status.success()
     })
 }
 
@@ -207,7 +130,7 @@ fn routed_network_pings_both_ways_reapplies_and_tears_down() {
     let veth = host_ifname(&name);
     let _veth_guard = Link(veth.clone());
     let uplink = format!("ctt{}u{}", pid(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    ok(&["ip", "link", "add", &uplink, "type", "veth", "peer", "name", &format!("{uplink}p")]);
+    host_ok(&["ip", "link", "add", &uplink, "type", "veth", "peer", "name", &format!("{uplink}p")]);
     let _uplink_guard = Link(uplink.clone());
 
     let mut net4 = network(10, false);
@@ -221,7 +144,7 @@ fn routed_network_pings_both_ways_reapplies_and_tears_down() {
     let before = host_state(&veth, &watched);
     assert!(before.is_empty(), "leftovers from an earlier run: {before:?}");
 
-    let ns = Netns::new("c");
+    let ns = netns("c");
     let nsfile = ns.file();
     net::setup(&name, &net4, nsfile.as_fd()).expect("setup");
 
@@ -301,7 +224,7 @@ fn setup_in_the_namespace_of_a_process() {
     let mut net4 = network(11, false);
     net4.ipv6 = None;
     let v4 = addr(&net4.ipv4);
-    let mut child = Proc(Command::new("unshare").args(["--net", "--", "sleep", "60"]).spawn().expect("unshare"));
+    let mut child = Bg(Command::new("unshare").args(["--net", "--", "sleep", "60"]).spawn().expect("unshare"));
     let cpid = child.0.id() as i32;
     // Wait until unshare has switched namespaces (then it execs sleep).
     let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -336,7 +259,7 @@ fn missing_interface_is_reported_with_its_name() {
 }
 
 fn table_rules() -> Option<Vec<Value>> {
-    let out = cmd(&["nft", "-j", "list", "table", "inet", "container"]);
+    let out = host(&["nft", "-j", "list", "table", "inet", "container"]);
     if !out.status.success() {
         return None;
     }
@@ -369,7 +292,7 @@ fn nft_table_follows_the_desired_state() {
     // masquerade + loopback masquerade + 2×(v4+v6 DNAT) = 6 each.
     assert_eq!(owned(&a), 6, "{rules:#?}");
     assert_eq!(owned(&b), 6);
-    let listing = ok(&["nft", "list", "table", "inet", "container"]);
+    let listing = host_ok(&["nft", "list", "table", "inet", "container"]);
     assert!(listing.contains(&format!("dnat ip to {}:80", a.ipv4.unwrap())), "{listing}");
     assert!(listing.contains(&format!("dnat ip6 to [{}]:80", a.ipv6.unwrap())), "{listing}");
     assert!(listing.contains(&format!("oifname != \"{}\" masquerade", a.veth)), "{listing}");
@@ -381,7 +304,7 @@ fn nft_table_follows_the_desired_state() {
 
     nft::apply(&[]).expect("apply none");
     assert!(table_rules().is_none());
-    assert!(!ok(&["nft", "list", "tables"]).contains("inet container"));
+    assert!(!host_ok(&["nft", "list", "tables"]).contains("inet container"));
     // Deleting an absent table is fine too.
     nft::apply(&[]).expect("apply none again");
 }
@@ -428,15 +351,15 @@ fn nat_and_publish_carry_real_traffic() {
     let p = slice();
 
     // The "outside" host: its own namespace behind its own veth, test addresses.
-    let outside = Netns::new("o");
+    let outside = netns("o");
     let out_host = format!("ctt{}o{}", pid(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    ok(&["ip", "link", "add", &out_host, "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
+    host_ok(&["ip", "link", "add", &out_host, "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
     let _out_guard = Link(out_host.clone());
     let (host4, far4) = (format!("100.72.{p}.201"), format!("100.72.{p}.202"));
     let (host6, far6) = (format!("fd63:6f6e:7461:696e:ff:{p:x}:0:1"), format!("fd63:6f6e:7461:696e:ff:{p:x}:0:2"));
-    ok(&["ip", "addr", "add", &format!("{host4}/30"), "dev", &out_host]);
-    ok(&["ip", "-6", "addr", "add", &format!("{host6}/112"), "dev", &out_host, "nodad"]);
-    ok(&["ip", "link", "set", &out_host, "up"]);
+    host_ok(&["ip", "addr", "add", &format!("{host4}/30"), "dev", &out_host]);
+    host_ok(&["ip", "-6", "addr", "add", &format!("{host6}/112"), "dev", &out_host, "nodad"]);
+    host_ok(&["ip", "link", "set", &out_host, "up"]);
     outside.ok(&["ip", "addr", "add", &format!("{far4}/30"), "dev", "eth0"]);
     outside.ok(&["ip", "-6", "addr", "add", &format!("{far6}/112"), "dev", "eth0", "nodad"]);
     outside.ok(&["ip", "link", "set", "eth0", "up"]);
@@ -449,7 +372,7 @@ fn nat_and_publish_carry_real_traffic() {
     let mut netres = network(12, true);
     let published: u16 = 18000 + (p as u16);
     netres.publish.insert(format!("{published}:80/tcp"));
-    let ct = Netns::new("n");
+    let ct = netns("n");
     let ctfile = ct.file();
     net::setup(&name, &netres, ctfile.as_fd()).expect("setup");
     let desired = ContainerNet::from_plan(&name, &netres).unwrap().expect("routed");
@@ -496,7 +419,7 @@ fn nat_and_publish_carry_real_traffic() {
 
     // Without the table, the outside host can no longer reach the container's port.
     nft::apply(&[]).expect("nft clear");
-    let out = outside.exec(&["python3", "-c", "import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\nexcept OSError: sys.exit(3)", &host4, &published.to_string()]);
+    let out = outside.run(&["python3", "-c", "import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\nexcept OSError: sys.exit(3)", &host4, &published.to_string()]);
     assert_eq!(out.status.code(), Some(3), "port still published after the table was removed");
 
     net::teardown(&name, &netres).expect("teardown");
@@ -511,7 +434,7 @@ fn repeated_setup_and_teardown_leave_nothing() {
     let _guard = Link(veth.clone());
     let netres = network(13, false);
     let (v4, v6) = (addr(&netres.ipv4), addr(&netres.ipv6));
-    let ns = Netns::new("y");
+    let ns = netns("y");
     let nsfile = ns.file();
     let start = Instant::now();
     for _ in 0..20 {

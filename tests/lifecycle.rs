@@ -12,177 +12,53 @@
 
 mod support;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::net::{http_get, ping, try_get};
+use support::*;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn root() -> &'static Path {
-    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOT.get_or_init(|| tempfile::Builder::new().prefix("ctl").tempdir().expect("tempdir")).path()
-}
-
+/// This suite's slice of its own block, 100.74.0.0/16 (see `support::addr`).
 fn slice() -> u32 {
     std::process::id() % 250 + 1
 }
 
 fn v4(n: u32) -> String {
-    format!("100.74.{}.{n}", slice())
+    v4_in(74, slice(), n)
 }
 
 fn v6(n: u32) -> String {
-    format!("fd63:6f6e:7461:696e:74:{:x}::{n:x}", slice())
-}
-
-fn container() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_container"));
-    c.arg("--root").arg(root()).env("NO_COLOR", "1").env_remove("CONTAINER_TEST_CRASH");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    container().args(args).stdin(Stdio::null()).output().expect("run container")
-}
-
-fn text(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    // Keep failure messages readable.
-    if s.len() > 4000 {
-        format!("{}…", &s[..4000])
-    } else {
-        s.into_owned()
-    }
-}
-
-#[track_caller]
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "container {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    v6_in(74, slice(), n)
 }
 
 fn sh(cmd: &str) -> Output {
     Command::new("sh").args(["-c", cmd]).output().expect("sh")
 }
 
-/// A container of this test: its spec file, destroyed with its volumes on drop.
-struct Ct {
-    name: String,
-    dir: tempfile::TempDir,
-}
+/// A container of this suite: the harness' container named `t<slice><tag><n>`, on the
+/// `host` base (its spec is `body` after `name` and `base`).
+struct Ct(support::Ct);
 
 impl Ct {
-    /// `body` is the spec after `name` and `base`.
     fn new(tag: &str, body: &str) -> Ct {
         let name = format!("t{}{tag}{}", slice(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let ct = Ct { name, dir: tempfile::tempdir().expect("tempdir") };
-        ct.write(body);
-        ct
-    }
-    fn spec(&self) -> PathBuf {
-        self.dir.path().join("spec.toml")
+        Ct(support::Ct::new(&name, &format!("base = \"host\"\n{body}")))
     }
     fn write(&self, body: &str) {
-        let text = format!("name = \"{}\"\nbase = \"host\"\n{body}", self.name);
-        std::fs::write(self.spec(), text).expect("write spec");
-    }
-    fn apply(&self) -> Output {
-        container().args(["apply"]).arg(self.spec()).stdin(Stdio::null()).output().expect("apply")
-    }
-    #[track_caller]
-    fn apply_ok(&self) -> String {
-        let out = self.apply();
-        assert!(
-            out.status.success(),
-            "apply {} failed ({}):\nstdout: {}\nstderr: {}\nsupervisor log: {}",
-            self.name,
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr),
-            std::fs::read_to_string(self.dirs().join("run/supervisor.log")).unwrap_or_default()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn exec(&self, argv: &[&str]) -> Output {
-        container().args(["exec", &self.name, "--"]).args(argv).stdin(Stdio::null()).output().expect("exec")
-    }
-    #[track_caller]
-    fn exec_ok(&self, argv: &[&str]) -> String {
-        let out = self.exec(argv);
-        assert!(out.status.success(), "exec {argv:?} in {}: {}\n{}", self.name, out.status, text(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn status(&self) -> Value {
-        serde_json::from_str(&ok(&["status", &self.name, "--json"])).expect("status json")
-    }
-    fn pid1(&self) -> i64 {
-        self.status()["pid"].as_i64().expect("running")
-    }
-    fn service_pid(&self, svc: &str) -> i64 {
-        self.status()["status"]["services"][svc]["pid"].as_i64().unwrap_or_else(|| panic!("no pid for {svc}"))
-    }
-    fn dirs(&self) -> PathBuf {
-        root().join("containers").join(&self.name)
-    }
-    fn volume(&self, name: &str) -> PathBuf {
-        self.dirs().join("volumes").join(name)
+        self.0.write(&format!("base = \"host\"\n{body}"));
     }
 }
 
-impl Drop for Ct {
-    fn drop(&mut self) {
-        let _ = run(&["destroy", &self.name, "--volumes"]);
+impl std::ops::Deref for Ct {
+    type Target = support::Ct;
+    fn deref(&self) -> &support::Ct {
+        &self.0
     }
-}
-
-/// Poll `f` until it returns Some, for up to 30 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn try_get(host: &str, port: u16) -> Result<String, String> {
-    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let mut s = TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(5))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write {addr}: {e}"))?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).map_err(|e| format!("read {addr}: {e}"))?;
-    Ok(body)
-}
-
-#[track_caller]
-fn http_get(host: &str, port: u16) -> String {
-    try_get(host, port).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn ping(addr: &str) -> bool {
-    Command::new("ping")
-        .args(["-c", "1", "-W", "3", addr])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 fn web_spec(n: u32, extra_net: &str) -> String {
@@ -217,7 +93,9 @@ command = ["/bin/sleep", "infinity"]
 fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let veth = format!("ct-{name}");
-    let links = text(&Command::new("ip").args(["-o", "link"]).output().unwrap().stdout);
+    // Whole outputs (`text` shortens), however many links and rules the host has.
+    let all = |argv: &[&str]| String::from_utf8_lossy(&host(argv).stdout).into_owned();
+    let links = all(&["ip", "-o", "link"]);
     out.extend(
         links
             .lines()
@@ -225,8 +103,7 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
             .map(str::to_string),
     );
     for fam in ["-4", "-6"] {
-        let routes =
-            text(&Command::new("ip").args([fam, "-o", "route", "show", "table", "all"]).output().unwrap().stdout);
+        let routes = all(&["ip", fam, "-o", "route", "show", "table", "all"]);
         out.extend(
             routes
                 .lines()
@@ -236,7 +113,7 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
                 .map(str::to_string),
         );
     }
-    let nft = text(&Command::new("nft").args(["list", "ruleset"]).output().unwrap().stdout);
+    let nft = all(&["nft", "list", "ruleset"]);
     out.extend(nft.lines().filter(|l| l.contains(&format!("\"container:{name}\""))).map(str::to_string));
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir = root().join("containers").join(name);
@@ -415,7 +292,7 @@ fn no_host_fd_reaches_the_container() {
     );
     let out = sh(&cmd);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let fds = eventually("the service's fd list", || {
+    let fds = eventually("the service's fd list", 30, || {
         std::fs::read_to_string(ct.volume("srv-out").join("pid1")).ok().filter(|s| !s.is_empty())?;
         std::fs::read_to_string(ct.volume("srv-out").join("fds")).ok()
     });
@@ -509,7 +386,7 @@ fn a_config_change_reloads_or_restarts_only_its_service() {
     let out = ct.apply_ok();
     assert!(out.contains("reloaded a"), "{out}");
     assert_eq!(pids(), (p1, a, b, c), "a reload changed a pid");
-    let reloads = eventually("a's reload", || {
+    let reloads = eventually("a's reload", 30, || {
         std::fs::read_to_string(ct.volume("srv-state").join("a.reloads")).ok().filter(|s| s.contains("a2"))
     });
     assert_eq!(reloads, "a2");
@@ -658,7 +535,8 @@ fn logs_show_a_services_output() {
         "[processes.talker]\ncommand = [\"/bin/sh\", \"-c\", \"echo hello-from-talker; echo oops >&2; exec sleep infinity\"]\n[processes.quiet]\ncommand = [\"/bin/sleep\", \"infinity\"]\n",
     );
     ct.apply_ok();
-    let log = eventually("talker's output", || Some(ok(&["logs", &ct.name, "talker"])).filter(|l| l.contains("oops")));
+    let log =
+        eventually("talker's output", 30, || Some(ok(&["logs", &ct.name, "talker"])).filter(|l| l.contains("oops")));
     assert!(log.contains("hello-from-talker"), "{log}");
     let all = ok(&["logs", &ct.name]);
     assert!(all.contains("talker | hello-from-talker"), "{all}");
@@ -689,7 +567,7 @@ fn a_second_apply_waits_for_the_first() {
     ct.apply_ok();
     let lock = ct.dirs().join(".lock");
     let mut holder = Command::new("flock").arg(&lock).args(["-c", "sleep 1.5"]).spawn().unwrap();
-    eventually("the lock holder", || {
+    eventually("the lock holder", 30, || {
         let out = Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().ok()?;
         (!out.success()).then_some(())
     });

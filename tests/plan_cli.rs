@@ -1,16 +1,11 @@
 //! `plan` end to end through the CLI: format equivalence, diffs against recorded
 //! state, exit codes, and the smaller commands.
 
-use assert_cmd::Command;
+mod support;
 use container::plan::Plan;
 use container::state::StateRoot;
 use std::path::Path;
-
-fn container(root: &Path) -> Command {
-    let mut c = Command::cargo_bin("container").unwrap();
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).env("CONTAINER_ROOT", root).env("NO_COLOR", "1");
-    c
-}
+use support::isolated as container;
 
 fn plan_json(root: &Path, file: &Path) -> (i32, String) {
     let out = container(root).args(["plan", "--json"]).arg(file).output().unwrap();
