@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::net::{host_json as json, Link, Netns};
-use support::{host, host_ok, Bg};
+// `cmd` and `ok` run host programs (`ok`: one that must succeed) in this suite.
+use support::{host as cmd, host_ok as ok, Bg};
 
 static NFT_LOCK: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -77,7 +78,7 @@ fn ping(argv_prefix: &[&str], target: &str) -> bool {
     (0..5).any(|_| {
         let mut argv = argv_prefix.to_vec();
         argv.extend_from_slice(&["ping", "-c1", "-W1", target]);
-        host(&argv).status.success()
+        cmd(&argv).status.success()
     })
 }
 
@@ -130,7 +131,7 @@ fn routed_network_pings_both_ways_reapplies_and_tears_down() {
     let veth = host_ifname(&name);
     let _veth_guard = Link(veth.clone());
     let uplink = format!("ctt{}u{}", pid(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    host_ok(&["ip", "link", "add", &uplink, "type", "veth", "peer", "name", &format!("{uplink}p")]);
+    ok(&["ip", "link", "add", &uplink, "type", "veth", "peer", "name", &format!("{uplink}p")]);
     let _uplink_guard = Link(uplink.clone());
 
     let mut net4 = network(10, false);
@@ -259,7 +260,7 @@ fn missing_interface_is_reported_with_its_name() {
 }
 
 fn table_rules() -> Option<Vec<Value>> {
-    let out = host(&["nft", "-j", "list", "table", "inet", "container"]);
+    let out = cmd(&["nft", "-j", "list", "table", "inet", "container"]);
     if !out.status.success() {
         return None;
     }
@@ -292,7 +293,7 @@ fn nft_table_follows_the_desired_state() {
     // masquerade + loopback masquerade + 2×(v4+v6 DNAT) = 6 each.
     assert_eq!(owned(&a), 6, "{rules:#?}");
     assert_eq!(owned(&b), 6);
-    let listing = host_ok(&["nft", "list", "table", "inet", "container"]);
+    let listing = ok(&["nft", "list", "table", "inet", "container"]);
     assert!(listing.contains(&format!("dnat ip to {}:80", a.ipv4.unwrap())), "{listing}");
     assert!(listing.contains(&format!("dnat ip6 to [{}]:80", a.ipv6.unwrap())), "{listing}");
     assert!(listing.contains(&format!("oifname != \"{}\" masquerade", a.veth)), "{listing}");
@@ -304,7 +305,7 @@ fn nft_table_follows_the_desired_state() {
 
     nft::apply(&[]).expect("apply none");
     assert!(table_rules().is_none());
-    assert!(!host_ok(&["nft", "list", "tables"]).contains("inet container"));
+    assert!(!ok(&["nft", "list", "tables"]).contains("inet container"));
     // Deleting an absent table is fine too.
     nft::apply(&[]).expect("apply none again");
 }
@@ -353,13 +354,13 @@ fn nat_and_publish_carry_real_traffic() {
     // The "outside" host: its own namespace behind its own veth, test addresses.
     let outside = netns("o");
     let out_host = format!("ctt{}o{}", pid(), COUNTER.fetch_add(1, Ordering::Relaxed));
-    host_ok(&["ip", "link", "add", &out_host, "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
+    ok(&["ip", "link", "add", &out_host, "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
     let _out_guard = Link(out_host.clone());
     let (host4, far4) = (format!("100.72.{p}.201"), format!("100.72.{p}.202"));
     let (host6, far6) = (format!("fd63:6f6e:7461:696e:ff:{p:x}:0:1"), format!("fd63:6f6e:7461:696e:ff:{p:x}:0:2"));
-    host_ok(&["ip", "addr", "add", &format!("{host4}/30"), "dev", &out_host]);
-    host_ok(&["ip", "-6", "addr", "add", &format!("{host6}/112"), "dev", &out_host, "nodad"]);
-    host_ok(&["ip", "link", "set", &out_host, "up"]);
+    ok(&["ip", "addr", "add", &format!("{host4}/30"), "dev", &out_host]);
+    ok(&["ip", "-6", "addr", "add", &format!("{host6}/112"), "dev", &out_host, "nodad"]);
+    ok(&["ip", "link", "set", &out_host, "up"]);
     outside.ok(&["ip", "addr", "add", &format!("{far4}/30"), "dev", "eth0"]);
     outside.ok(&["ip", "-6", "addr", "add", &format!("{far6}/112"), "dev", "eth0", "nodad"]);
     outside.ok(&["ip", "link", "set", "eth0", "up"]);

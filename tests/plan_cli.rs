@@ -2,10 +2,14 @@
 //! state, exit codes, and the smaller commands.
 
 mod support;
+use assert_cmd::Command;
 use container::plan::Plan;
 use container::state::StateRoot;
 use std::path::Path;
-use support::isolated as container;
+
+fn container(root: &Path) -> Command {
+    support::isolated(root)
+}
 
 fn plan_json(root: &Path, file: &Path) -> (i32, String) {
     let out = container(root).args(["plan", "--json"]).arg(file).output().unwrap();
