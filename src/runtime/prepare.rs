@@ -422,15 +422,17 @@ size = "1M"
         let mut plan = test_plan(
             "name = \"t\"\nbase = \"host\"\n[[files]]\npath = \"/a/b\"\ncontent = \"one\"\nmode = \"0640\"\n",
         );
-        // The file's owner (root) resolved in an /etc of the test that names this
-        // process' own ids root: the real chown then needs no privilege.
-        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        // The file's owner (root) resolved in an /etc of the test that names the ids
+        // owning the test's temp dir (this process' own) root: the real chown then
+        // needs no privilege.
+        use std::os::unix::fs::MetadataExt;
+        let own = std::fs::metadata(dir.path()).unwrap();
+        let (uid, gid) = (own.uid(), own.gid());
         let etc = dir.path().join("etc");
         std::fs::create_dir(&etc).unwrap();
         std::fs::write(etc.join("passwd"), format!("root:x:{uid}:{gid}:root:/root:/bin/sh\n")).unwrap();
         std::fs::write(etc.join("group"), format!("root:x:{gid}:\n")).unwrap();
         assert_eq!(write_files(&plan, &dirs, &etc).unwrap(), ["/a/b"]);
-        use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(dirs.file("/a/b")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
         assert_eq!((meta.uid(), meta.gid()), (uid, gid));
