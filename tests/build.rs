@@ -1,5 +1,8 @@
 //! The Debian builder end to end, as root: real debootstrap, real apt, the shared
 //! layer cache (see tests/support), `build`, `plan`'s layer line, `images` and `gc`.
+//!
+//! End-to-end tier (`require_e2e!`: downloads from Debian's archive); the two failure
+//! tests download nothing and are host tier (root, and they write to the shared cache).
 
 mod support;
 use support::*;
@@ -20,6 +23,7 @@ fn spec(packages: &str) -> String {
 
 #[test]
 fn layers_are_built_once_reused_and_collected_when_unused() {
+    require_e2e!();
     let a = Ct::new(&format!("b{}a", slice(SALT)), &spec("\"netcat-openbsd\""));
     a.apply_ok();
     // The root is the Debian layers, read-only; the package is there.
@@ -82,6 +86,7 @@ fn layers_are_built_once_reused_and_collected_when_unused() {
 
 #[test]
 fn a_failed_build_leaves_no_layer_and_names_its_log() {
+    require_e2e!();
     let c = Ct::new(&format!("b{}f", slice(SALT)), &spec("\"no-such-package-for-the-test\""));
     let out = c.apply();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -103,6 +108,7 @@ fn a_failed_build_leaves_no_layer_and_names_its_log() {
 
 #[test]
 fn a_base_that_cannot_be_bootstrapped_fails_cleanly() {
+    require_host!();
     let c = Ct::new(
         &format!("b{}m", slice(SALT)),
         "base = \"debian:bookworm\"\nmirror = \"file:///nonexistent/debian\"\n[network]\nmode = \"none\"\n",
@@ -118,6 +124,7 @@ fn a_base_that_cannot_be_bootstrapped_fails_cleanly() {
 
 #[test]
 fn a_missing_debootstrap_is_named_with_its_install_command() {
+    require_host!();
     // A base not in the cache (its own mirror), and a PATH without debootstrap.
     let c = Ct::new(
         &format!("b{}t", slice(SALT)),

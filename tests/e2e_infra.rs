@@ -1,6 +1,6 @@
 //! The infrastructure modules end to end, as root: real Debian containers built by the
 //! real tool, real daemons, real clients on the host (dig, smbclient, ssh, rsync, curl)
-//! or in network namespaces the tests make themselves (see `Netns`). Traffic goes only
+//! or in network namespaces the tests make themselves (`support::net::Netns`). Traffic goes only
 //! to these containers and namespaces, all inside this binary's address slice.
 //!
 //! Package sets (each one layer, built once into the shared cache): bind (+dns-root-data),
@@ -8,8 +8,8 @@
 
 mod support;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+use support::net::Netns;
 use support::*;
 
 const SALT: u32 = 3;
@@ -20,74 +20,6 @@ fn name(tag: &str) -> String {
 
 fn both(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// A network namespace of the test, linked to the host like a routed container: a veth
-/// pair whose host end answers as 169.254.0.1 and fe80::1, and host routes to the
-/// namespace's addresses. Removed with its veth (and so its routes) when dropped,
-/// also when the test fails.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str, v4s: &[&str], v6s: &[&str]) -> Netns {
-        let n = name(tag);
-        // Leftovers of a crashed run with the same slice.
-        let _ = host(&["ip", "link", "del", &n]);
-        let _ = host(&["ip", "netns", "del", &n]);
-        let ns = Netns { name: n.clone() };
-        host_ok(&["ip", "netns", "add", &n]);
-        host_ok(&["ip", "link", "add", &n, "type", "veth", "peer", "name", "eth0", "netns", &n]);
-        host_ok(&["ip", "-n", &n, "link", "set", "lo", "up"]);
-        host_ok(&["ip", "link", "set", &n, "up"]);
-        host_ok(&["ip", "-n", &n, "link", "set", "eth0", "up"]);
-        if !v4s.is_empty() {
-            host_ok(&["ip", "addr", "add", "169.254.0.1/32", "dev", &n]);
-            for a in v4s {
-                host_ok(&["ip", "-n", &n, "addr", "add", &format!("{a}/32"), "dev", "eth0"]);
-                host_ok(&["ip", "route", "add", &format!("{a}/32"), "dev", &n]);
-            }
-            host_ok(&["ip", "-n", &n, "route", "add", "169.254.0.1", "dev", "eth0"]);
-            host_ok(&["ip", "-n", &n, "route", "add", "default", "via", "169.254.0.1", "dev", "eth0", "src", v4s[0]]);
-        }
-        if !v6s.is_empty() {
-            host_ok(&["ip", "addr", "add", "fe80::1/64", "dev", &n, "nodad"]);
-            for a in v6s {
-                host_ok(&["ip", "-n", &n, "addr", "add", &format!("{a}/128"), "dev", "eth0", "nodad"]);
-                host_ok(&["ip", "-6", "route", "add", &format!("{a}/128"), "dev", &n]);
-            }
-            host_ok(&["ip", "-n", &n, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"]);
-        }
-        ns
-    }
-
-    fn cmd(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).args(argv).stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, argv: &[&str]) -> Output {
-        self.cmd(argv).output().expect("ip netns exec")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = host(&["ip", "link", "del", &self.name]);
-        let _ = host(&["ip", "netns", "del", &self.name]);
-    }
-}
-
-/// A background process, killed when dropped.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `dig` with a short timeout and one try, its whole output.
@@ -177,10 +109,11 @@ print(full, tc)
 
 #[test]
 fn bind_master_slave_acls_recursion_and_rate_limit() {
+    require_e2e!();
     let (m4, m6, s4, c4, d4) = (v4(SALT, 10), v6(SALT, 10), v4(SALT, 11), v4(SALT, 12), v4(SALT, 13));
     // A client namespace with an address bind admits (c4) and one it does not (d4).
     let c6 = v6(SALT, 12);
-    let client = Netns::new("q", &[&c4, &d4], &[&c6]);
+    let client = Netns::routed(&name("q"), &[&c4, &d4], &[&c6]);
     let master = Ct::new(&name("bm"), &bind_master(&s4, &c4, 1, ""));
     // The secondary: a copy of test.lan, and the original of other.lan (which the
     // master reaches through its forwarder). dns-root-data only to share the master's layer.
@@ -273,6 +206,7 @@ fn smb(ip: &str, share: &str, auth: &[&str], cmd: &str) -> Output {
 
 #[test]
 fn samba_lists_writes_refuses_and_admits_guests() {
+    require_e2e!();
     let ip = v4(SALT, 40);
     let hidden = r#"
 [[services.samba.shares]]
@@ -331,8 +265,7 @@ browseable = false
 }
 
 fn shipped(path: &str, ipv4: &str, ipv6: &str) -> String {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("read spec");
-    shipped_body(&text, ipv4, ipv6) + "\n"
+    shipped_body(&repo_file(path), ipv4, ipv6) + "\n"
 }
 
 // ---------------------------------------------------------------------------------------
@@ -359,6 +292,7 @@ fn ssh_base(kh: &str, batch: bool) -> Vec<String> {
 
 #[test]
 fn sshd_keys_root_password_and_persistent_host_keys() {
+    require_e2e!();
     let ip = v4(SALT, 50);
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id");
@@ -475,6 +409,7 @@ authorized_keys = ["{k}"]
 
 #[test]
 fn rsync_daemon_authenticated_upload_from_the_host() {
+    require_e2e!();
     let ip = v4(SALT, 60);
     let c4 = v4(SALT, 61);
     // The shipped spec, with the backup module admitting the host (which reaches a
@@ -515,7 +450,7 @@ fn rsync_daemon_authenticated_upload_from_the_host() {
     assert_eq!(std::fs::read_to_string(&stored).unwrap(), "backed up\n");
 
     // hosts_allow: a client namespace outside the list is refused, even with the password.
-    let client = Netns::new("r", &[&c4], &[]);
+    let client = Netns::routed(&name("r"), &[&c4], &[]);
     let out =
         client.cmd(&["rsync", "-a", "--timeout=20", &src, &url]).env("RSYNC_PASSWORD", pw.trim()).output().unwrap();
     assert!(!out.status.success() && both(&out).contains("access denied"), "{}", both(&out));
@@ -564,6 +499,7 @@ public_key = '''
 
 #[test]
 fn tinc_nodes_ping_each_other() {
+    require_e2e!();
     // A well-formed stand-in key until the peer has made its own.
     let stand_in =
         host_ok(&["sh", "-c", "openssl genrsa 1024 2>/dev/null | openssl rsa -RSAPublicKey_out 2>/dev/null"]);
@@ -597,6 +533,7 @@ fn tinc_nodes_ping_each_other() {
 
 #[test]
 fn nat64_ipv6_only_client_reaches_ipv4_server_with_dns64() {
+    require_e2e!();
     let s = slice(SALT);
     let (n4, n6) = (v4(SALT, 80), v6(SALT, 80));
     let o4 = v4(SALT, 81);
@@ -609,8 +546,8 @@ fn nat64_ipv6_only_client_reaches_ipv4_server_with_dns64() {
     let mapped = Ipv6Addr::from(u128::from(base) | u128::from(u32::from(server)));
 
     // The "outside": an IPv4-only namespace with a web server; the client: IPv6 only.
-    let outside = Netns::new("o", &[&o4], &[]);
-    let client = Netns::new("c", &[], &[&c6]);
+    let outside = Netns::routed(&name("o"), &[&o4], &[]);
+    let client = Netns::routed(&name("c"), &[], &[&c6]);
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("hello.txt"), "hello from IPv4\n").unwrap();
     let log = www.path().join("access.log");

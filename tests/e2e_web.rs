@@ -18,8 +18,7 @@ const SALT: u32 = 2;
 /// `shipped_body`), or, with `from`, only the part from the first line that starts
 /// with `from` (e.g. its `[services.` tables).
 fn shipped(path: &str, from: Option<&str>, ipv4: &str, ipv6: &str) -> String {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("read spec");
-    let body = shipped_body(&text, ipv4, ipv6);
+    let body = shipped_body(&repo_file(path), ipv4, ipv6);
     match from {
         None => body,
         Some(from) => {
@@ -83,6 +82,7 @@ echo "mysqli ", extension_loaded('mysqli') ? "yes" : "no", "\n";
 /// mysql + caddy + php in one container: points 1, 2 and 3 (caddy).
 #[test]
 fn stack_mysql_caddy_php() {
+    require_e2e!();
     let (a4, a6) = (v4(SALT, 10), v6(SALT, 10));
     let caddy = shipped("specs/caddy.toml", None, &a4, &a6);
     let mysql = shipped("specs/mysql.toml", Some("[services."), &a4, &a6);
@@ -269,6 +269,7 @@ fn owncloud_tarball(dir: &Path, name: &str) -> String {
 /// in one container, both on Caddy with PHP and MariaDB: points 4 and 5.
 #[test]
 fn wordpress_and_owncloud_on_caddy() {
+    require_e2e!();
     let (a4, a6) = (v4(SALT, 20), v6(SALT, 20));
     let name = format!("w{}ap", slice(SALT));
     let ct = Ct::new(&name, "");
@@ -331,6 +332,7 @@ content = """<h1>Static on nginx</h1>
 /// a redirect and FastCGI to PHP-FPM — points 3 (nginx) and 6.
 #[test]
 fn nginx_sites_proxy_and_php() {
+    require_e2e!();
     let (a4, a6) = (v4(SALT, 30), v6(SALT, 30));
     let body = format!("{}\n{NGINX_STATIC}", shipped("specs/nginx.toml", None, &a4, &a6));
     let ct = Ct::new(&format!("w{}ng", slice(SALT)), &body);

@@ -1,8 +1,10 @@
 //! Real containers (root only): each test starts its own container with
 //! `exec::sandbox` (`/bin/sleep` as PID 1, a new network namespace) and runs
 //! commands in it with `exec::attach`. Nothing waits on a clock: output is awaited
-//! (with a generous deadline that only turns a hang into a failure).
+//! (with a generous deadline that only turns a hang into a failure). Host tier
+//! (`require_host!`), but for the probe another test runs in a fresh process.
 
+mod support;
 use container::exec::attach::{exec, AttachError, ExecOpts, Stdio};
 use container::exec::sandbox::{spawn, IdMap, IdRange, InitProcess, NetNs, Program, RootFs, SandboxSpec};
 use std::collections::BTreeSet;
@@ -145,6 +147,7 @@ fn host_ns(pid: i32, kind: &str) -> String {
 
 #[test]
 fn exit_code_passes_through() {
+    require_host!();
     let c = Container::start();
     assert_eq!(run(&c, &sh("exit 7"), b"").code, 7);
     assert_eq!(run(&c, &ExecOpts::new(vec!["true".into()]), b"").code, 0);
@@ -153,6 +156,7 @@ fn exit_code_passes_through() {
 
 #[test]
 fn death_by_signal_gives_128_plus_the_signal() {
+    require_host!();
     let c = Container::start();
     assert_eq!(run(&c, &sh("kill -TERM $$"), b"").code, 128 + libc::SIGTERM);
     assert_eq!(run(&c, &sh("kill -KILL $$"), b"").code, 128 + libc::SIGKILL);
@@ -160,6 +164,7 @@ fn death_by_signal_gives_128_plus_the_signal() {
 
 #[test]
 fn stdin_streams_through_and_stderr_is_separate() {
+    require_host!();
     let c = Container::start();
     // 4 MiB: far more than any pipe holds, so it only passes if it streams.
     let input: Vec<u8> = (0..4u32 << 20).map(|i| b"abcdefghijklmnopqrstuvwxyz\n"[(i % 27) as usize]).collect();
@@ -172,6 +177,7 @@ fn stdin_streams_through_and_stderr_is_separate() {
 
 #[test]
 fn output_arrives_while_the_command_runs() {
+    require_host!();
     let c = Container::start();
     let pid = c.pid();
     let (in_r, mut in_w) = pipe();
@@ -190,6 +196,7 @@ fn output_arrives_while_the_command_runs() {
 
 #[test]
 fn sees_the_containers_hostname() {
+    require_host!();
     let c = Container::start();
     let out = run(&c, &sh("cat /proc/sys/kernel/hostname; uname -n"), b"");
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -198,6 +205,7 @@ fn sees_the_containers_hostname() {
 
 #[test]
 fn runs_in_the_containers_pid_namespace() {
+    require_host!();
     let c = Container::start();
     // The glob is expanded before any `cat` runs: the processes are PID 1 and the shell.
     let out = run(&c, &sh("echo $$; for p in /proc/[0-9]*; do echo \"${p#/proc/} $(cat $p/comm)\"; done"), b"");
@@ -211,6 +219,7 @@ fn runs_in_the_containers_pid_namespace() {
 
 #[test]
 fn joins_every_namespace_of_the_container() {
+    require_host!();
     let c = Container::start();
     let kinds = ["ipc", "uts", "net", "mnt", "pid", "cgroup"];
     let script: String = kinds.iter().map(|k| format!("readlink /proc/self/ns/{k}; ")).collect();
@@ -226,6 +235,7 @@ fn joins_every_namespace_of_the_container() {
 
 #[test]
 fn sees_only_the_containers_network() {
+    require_host!();
     let c = Container::start();
     let out = run(&c, &sh("ls /sys/class/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"), b"");
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -234,6 +244,7 @@ fn sees_only_the_containers_network() {
 
 #[test]
 fn sees_the_containers_root() {
+    require_host!();
     let c = Container::start();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("secret"), "x").expect("write");
@@ -251,6 +262,7 @@ fn sees_the_containers_root() {
 
 #[test]
 fn workdir_and_environment_are_exactly_as_given() {
+    require_host!();
     let c = Container::start();
     let mut opts = ExecOpts::new(vec!["env".into()]);
     opts.env.insert("HOME".into(), "/root".into());
@@ -271,6 +283,7 @@ fn workdir_and_environment_are_exactly_as_given() {
 
 #[test]
 fn missing_workdir_is_a_clear_error() {
+    require_host!();
     let c = Container::start();
     let mut opts = sh("true");
     opts.workdir = "/ctt-nonexistent".into();
@@ -283,6 +296,7 @@ fn missing_workdir_is_a_clear_error() {
 
 #[test]
 fn missing_command_gives_127_and_a_message() {
+    require_host!();
     let c = Container::start();
     let out = run(&c, &ExecOpts::new(vec!["ctt-no-such-command".into()]), b"");
     assert_eq!(out.code, 127);
@@ -298,6 +312,7 @@ fn missing_command_gives_127_and_a_message() {
 
 #[test]
 fn no_fds_leak_into_the_command() {
+    require_host!();
     let c = Container::start();
     // An fd without O_CLOEXEC: a plain fork+exec would hand it on.
     let leaked = unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
@@ -312,6 +327,7 @@ fn no_fds_leak_into_the_command() {
 
 #[test]
 fn the_command_leads_a_fresh_session() {
+    require_host!();
     let c = Container::start();
     // Fields 5 and 6 of stat: process group and session.
     let out = run(&c, &sh("echo $$; cut -d' ' -f5,6 /proc/$$/stat"), b"");
@@ -322,6 +338,7 @@ fn the_command_leads_a_fresh_session() {
 
 #[test]
 fn a_container_that_is_gone_is_reported() {
+    require_host!();
     let c = Container::start();
     unsafe { libc::kill(c.pid(), libc::SIGKILL) };
     // Wait until it has died, without reaping: a zombie has no namespaces left.
@@ -341,6 +358,7 @@ const USERNS_PROBE_ENV: &str = "CTT_ATTACH_USERNS_PROBE";
 /// or exiting at that moment, and this binary's other tests start threads all the time.
 #[test]
 fn joins_the_user_namespace_as_its_root() {
+    require_host!();
     let exe = std::env::current_exe().expect("current_exe");
     let out = std::process::Command::new(exe)
         .args(["--exact", "userns_probe", "--nocapture", "--test-threads=1"])
@@ -373,18 +391,19 @@ fn userns_probe() {
 
 #[test]
 fn cgroup_procs_put_the_command_in_the_cgroup() {
+    require_host!();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let Some(mnt) = mountinfo.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
         (post.split(' ').next() == Some("cgroup2")).then(|| pre.split(' ').nth(4).map(str::to_string))?
     }) else {
-        eprintln!("skipped: no cgroup2 mount");
+        support::tier::skip("a cgroup2 mount");
         return;
     };
     let name = format!("ctt-attach-{}", std::process::id());
     let dir = std::path::Path::new(&mnt).join(&name);
     if let Err(e) = std::fs::create_dir(&dir) {
-        eprintln!("skipped: cannot create {}: {e}", dir.display());
+        support::tier::skip(&format!("a cgroup2 folder this test can create ({}: {e})", dir.display()));
         return;
     }
     let c = Container::start();
@@ -401,6 +420,7 @@ fn cgroup_procs_put_the_command_in_the_cgroup() {
 
 #[test]
 fn tty_is_a_terminal_from_the_containers_devpts() {
+    require_host!();
     let c = Container::start();
     let script =
         "tty; test -t 0 && test -t 1 && test -t 2 && echo all-tty; test -c \"$(tty)\" && echo exists; ls /dev/pts";
@@ -418,6 +438,7 @@ fn tty_is_a_terminal_from_the_containers_devpts() {
 
 #[test]
 fn tty_relays_input_output_and_the_exit_code() {
+    require_host!();
     let c = Container::start();
     let out = run(&c, &tty(sh("read x; echo \"got:$x\"; exit 3")), b"hello\n");
     assert_eq!(out.code, 3, "{}", out.stdout);
@@ -429,6 +450,7 @@ fn tty_relays_input_output_and_the_exit_code() {
 
 #[test]
 fn tty_follows_the_callers_window_size_and_restores_its_modes() {
+    require_host!();
     let c = Container::start();
     let pid = c.pid();
     let size = |rows, cols| libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };

@@ -1,8 +1,9 @@
 //! Real cgroups (root only): each test makes its own container cgroups named
 //! `t-cg-<pid>-<n>` and a `Guard` removes them (killing what is inside) even when an
 //! assertion fails. Expectations come from this host's own hierarchies, so the tests
-//! hold on hybrid, pure cgroup2 and v1-only hosts alike.
+//! hold on hybrid, pure cgroup2 and v1-only hosts alike. Host tier (`require_host!`).
 
+mod support;
 use container::exec::cgroup::{discover, Cgroups, Hierarchy, Version, PARENT};
 use container::plan::types::LimitsRes;
 use std::io::Write;
@@ -72,6 +73,7 @@ fn assert_gone(name: &str) {
 
 #[test]
 fn create_writes_the_limits_where_the_host_has_the_controllers() {
+    require_host!();
     let name = unique();
     let hs = hierarchies();
     let limits = LimitsRes { memory: Some(64 << 20), pids: Some(32), cpu_weight: Some(200) };
@@ -106,6 +108,7 @@ fn create_writes_the_limits_where_the_host_has_the_controllers() {
 
 #[test]
 fn a_child_is_tracked_and_remove_kills_it_and_every_directory() {
+    require_host!();
     let name = unique();
     let hs = hierarchies();
     let limits = LimitsRes { memory: Some(64 << 20), ..Default::default() };
@@ -138,6 +141,7 @@ fn a_child_is_tracked_and_remove_kills_it_and_every_directory() {
 
 #[test]
 fn the_pids_limit_stops_forks_and_remove_kills_the_orphans() {
+    require_host!();
     let name = unique();
     if home_of(&hierarchies(), "pids").is_none() {
         eprintln!("no pids controller on this host: nothing to enforce");
@@ -182,6 +186,7 @@ fn the_pids_limit_stops_forks_and_remove_kills_the_orphans() {
 
 #[test]
 fn a_limit_without_its_controller_is_a_warning_not_an_error() {
+    require_host!();
     let name = unique();
     // This host, minus every trace of the pids controller.
     let hs: Vec<Hierarchy> = hierarchies()
@@ -214,13 +219,14 @@ fn a_limit_without_its_controller_is_a_warning_not_an_error() {
 
 #[test]
 fn without_cgroup2_remove_kills_pid_by_pid() {
+    require_host!();
     let name = unique();
     // Only the v1 hierarchies: no cgroup.kill, so remove() must signal each process.
     let hs: Vec<Hierarchy> = hierarchies().into_iter().filter(|h| h.version == Version::V1).collect();
     let (cg, _) = Cgroups::create_in(&hs, &name, &LimitsRes::default()).expect("create");
     let mut guard = Guard { cg, children: vec![] };
     if guard.cg.dirs().is_empty() {
-        eprintln!("no v1 hierarchy with memory, pids or cpu on this host");
+        support::tier::skip("a v1 hierarchy with memory, pids or cpu on this host");
         return;
     }
     assert!(guard.cg.dirs().iter().all(|d| !d.join("cgroup.kill").exists()));
@@ -241,6 +247,7 @@ fn without_cgroup2_remove_kills_pid_by_pid() {
 
 #[test]
 fn create_again_resets_an_empty_leftover_and_refuses_a_busy_one() {
+    require_host!();
     let name = unique();
     let hs = hierarchies();
     let (cg, _) = Cgroups::create(&name, &LimitsRes { pids: Some(32), ..Default::default() }).expect("create");

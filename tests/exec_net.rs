@@ -1,6 +1,7 @@
 //! Real tests of `exec::net` (veth, addresses, routes over netlink) and `exec::nft`
-//! (the tool's nftables table). They need root, `ip` (iproute2, only to build the
-//! scene and inspect it), `ping` (iputils-ping), `nft` (nftables) and `python3`.
+//! (the tool's nftables table): the host tier (`require_host!`; the two error-path
+//! tests need no root). They need root, `ip` (iproute2, only to build the scene and
+//! inspect it), `ping` (iputils-ping), `nft` (nftables) and `python3`.
 //!
 //! Every namespace, interface and address is made by the test itself: names start
 //! with `ctt<pid>` / `ct-t<pid>`, addresses come from 100.72.0.0/16 and
@@ -8,20 +9,23 @@
 //! remove them even when an assertion fails. Traffic only goes to those namespaces
 //! and to loopback. Tests that touch the single nftables table hold `NFT_LOCK`.
 
+mod support;
 use container::exec::net::{self, host_ifname, Step};
 use container::exec::nft::{self, ContainerNet};
 use container::plan::types::NetworkRes;
 use container::spec::types::NetMode;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::net::{host_json as json, Link, Netns};
+// `cmd` and `ok` run host programs (`ok`: one that must succeed) in this suite.
+use support::{host as cmd, host_ok as ok, Bg};
 
 static NFT_LOCK: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -35,87 +39,9 @@ fn slice() -> u32 {
     pid() % 250 + 1
 }
 
-fn cmd(argv: &[&str]) -> Output {
-    Command::new(argv[0]).args(&argv[1..]).output().unwrap_or_else(|e| panic!("{argv:?}: {e}"))
-}
-
-fn ok(argv: &[&str]) -> String {
-    let out = cmd(argv);
-    assert!(out.status.success(), "{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(argv: &[&str]) -> Value {
-    let s = ok(argv);
-    if s.trim().is_empty() {
-        return Value::Array(vec![]);
-    }
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{argv:?}: {e}: {s}"))
-}
-
-/// A network namespace from `ip netns add`, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("ctt{}{}{}", pid(), tag, COUNTER.fetch_add(1, Ordering::Relaxed));
-        ok(&["ip", "netns", "add", &name]);
-        Netns { name }
-    }
-    fn file(&self) -> File {
-        File::open(format!("/run/netns/{}", self.name)).expect("open netns")
-    }
-    fn exec(&self, argv: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(argv);
-        cmd(&full)
-    }
-    fn ok(&self, argv: &[&str]) -> String {
-        let out = self.exec(argv);
-        assert!(out.status.success(), "in {}: {argv:?} failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn json(&self, argv: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(argv)).expect("json")
-    }
-    fn spawn(&self, argv: &[&str]) -> Proc {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        Proc(child)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = cmd(&["ip", "netns", "del", &self.name]);
-    }
-}
-
-/// A host interface deleted on drop (test scene links, and the container's host end
-/// in case the code under test failed before tearing down).
-struct Link(String);
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).stderr(Stdio::null()).status();
-    }
-}
-
-/// A background process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A namespace of this test process: `ctt<pid><tag><n>`.
+fn netns(tag: &str) -> Netns {
+    Netns::new(&format!("ctt{}{}{}", pid(), tag, COUNTER.fetch_add(1, Ordering::Relaxed)))
 }
 
 /// Clears the nftables table at the end of a test, even a failed one.
@@ -199,6 +125,7 @@ fn count_addr(ifaddrs: &Value, local: &str) -> usize {
 
 #[test]
 fn routed_network_pings_both_ways_reapplies_and_tears_down() {
+    require_host!();
     let p = slice();
     let name = format!("t{}r", pid());
     let veth = host_ifname(&name);
@@ -218,7 +145,7 @@ fn routed_network_pings_both_ways_reapplies_and_tears_down() {
     let before = host_state(&veth, &watched);
     assert!(before.is_empty(), "leftovers from an earlier run: {before:?}");
 
-    let ns = Netns::new("c");
+    let ns = netns("c");
     let nsfile = ns.file();
     net::setup(&name, &net4, nsfile.as_fd()).expect("setup");
 
@@ -291,13 +218,14 @@ fn routed_network_pings_both_ways_reapplies_and_tears_down() {
 
 #[test]
 fn setup_in_the_namespace_of_a_process() {
+    require_host!();
     let name = format!("t{}p", pid());
     let veth = host_ifname(&name);
     let _guard = Link(veth.clone());
     let mut net4 = network(11, false);
     net4.ipv6 = None;
     let v4 = addr(&net4.ipv4);
-    let mut child = Proc(Command::new("unshare").args(["--net", "--", "sleep", "60"]).spawn().expect("unshare"));
+    let mut child = Bg(Command::new("unshare").args(["--net", "--", "sleep", "60"]).spawn().expect("unshare"));
     let cpid = child.0.id() as i32;
     // Wait until unshare has switched namespaces (then it execs sleep).
     let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -355,6 +283,7 @@ fn fake(name: &str, n: u32) -> ContainerNet {
 
 #[test]
 fn nft_table_follows_the_desired_state() {
+    require_host!();
     let _lock = NFT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let _clean = NftGuard;
     let a = fake(&format!("t{}a", pid()), 20);
@@ -418,12 +347,13 @@ fn fetch(ns: &Netns, host: &str, port: u16) -> String {
 
 #[test]
 fn nat_and_publish_carry_real_traffic() {
+    require_host!();
     let _lock = NFT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let _clean = NftGuard;
     let p = slice();
 
     // The "outside" host: its own namespace behind its own veth, test addresses.
-    let outside = Netns::new("o");
+    let outside = netns("o");
     let out_host = format!("ctt{}o{}", pid(), COUNTER.fetch_add(1, Ordering::Relaxed));
     ok(&["ip", "link", "add", &out_host, "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
     let _out_guard = Link(out_host.clone());
@@ -444,7 +374,7 @@ fn nat_and_publish_carry_real_traffic() {
     let mut netres = network(12, true);
     let published: u16 = 18000 + (p as u16);
     netres.publish.insert(format!("{published}:80/tcp"));
-    let ct = Netns::new("n");
+    let ct = netns("n");
     let ctfile = ct.file();
     net::setup(&name, &netres, ctfile.as_fd()).expect("setup");
     let desired = ContainerNet::from_plan(&name, &netres).unwrap().expect("routed");
@@ -491,7 +421,7 @@ fn nat_and_publish_carry_real_traffic() {
 
     // Without the table, the outside host can no longer reach the container's port.
     nft::apply(&[]).expect("nft clear");
-    let out = outside.exec(&["python3", "-c", "import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\nexcept OSError: sys.exit(3)", &host4, &published.to_string()]);
+    let out = outside.run(&["python3", "-c", "import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\nexcept OSError: sys.exit(3)", &host4, &published.to_string()]);
     assert_eq!(out.status.code(), Some(3), "port still published after the table was removed");
 
     net::teardown(&name, &netres).expect("teardown");
@@ -500,12 +430,13 @@ fn nat_and_publish_carry_real_traffic() {
 
 #[test]
 fn repeated_setup_and_teardown_leave_nothing() {
+    require_host!();
     let name = format!("t{}y", pid());
     let veth = host_ifname(&name);
     let _guard = Link(veth.clone());
     let netres = network(13, false);
     let (v4, v6) = (addr(&netres.ipv4), addr(&netres.ipv6));
-    let ns = Netns::new("y");
+    let ns = netns("y");
     let nsfile = ns.file();
     let start = Instant::now();
     for _ in 0..20 {

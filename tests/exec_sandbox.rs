@@ -1,6 +1,9 @@
 //! Real containers (root only): each test starts its own container running the
-//! host's /bin/sh with a short script and checks what the script saw.
+//! host's /bin/sh with a short script and checks what the script saw. Host tier
+//! (`require_host!`), but for the probes (run inside a container by another test)
+//! and a refusal that happens before anything is made.
 
+mod support;
 use container::exec::sandbox::*;
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -45,6 +48,7 @@ fn lines(s: &str) -> Vec<&str> {
 
 #[test]
 fn pid1_is_our_program_and_proc_shows_only_the_container() {
+    require_host!();
     let (exit, out) = run(&spec("echo $$; for p in /proc/[0-9]*; do echo ${p#/proc/}; done"));
     assert_eq!(exit, Exit::Code(0), "{out}");
     assert_eq!(lines(&out), ["1", "1"], "only pid 1 in the container's /proc");
@@ -52,6 +56,7 @@ fn pid1_is_our_program_and_proc_shows_only_the_container() {
 
 #[test]
 fn hostname_is_set() {
+    require_host!();
     let (exit, out) = run(&spec("cat /proc/sys/kernel/hostname; uname -n"));
     assert_eq!(exit, Exit::Code(0), "{out}");
     assert_eq!(lines(&out), ["ctt-box", "ctt-box"]);
@@ -59,6 +64,7 @@ fn hostname_is_set() {
 
 #[test]
 fn host_only_paths_are_not_visible() {
+    require_host!();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("secret"), "x").expect("write");
     let script = format!(
@@ -72,6 +78,7 @@ fn host_only_paths_are_not_visible() {
 
 #[test]
 fn root_is_read_only_but_tmpfs_and_volumes_are_writable() {
+    require_host!();
     let vol = tempfile::tempdir().expect("tempdir");
     let ro = tempfile::tempdir().expect("tempdir");
     std::fs::write(ro.path().join("given"), "from host").expect("write");
@@ -100,6 +107,7 @@ fn root_is_read_only_but_tmpfs_and_volumes_are_writable() {
 
 #[test]
 fn single_file_bind_creates_its_mount_point() {
+    require_host!();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("app.conf");
     std::fs::write(&file, "rendered\n").expect("write");
@@ -112,6 +120,7 @@ fn single_file_bind_creates_its_mount_point() {
 
 #[test]
 fn missing_target_under_read_only_host_folder_fails_clearly() {
+    require_host!();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = spec("true");
     s.mounts = vec![MountReq::bind("/usr/ctt-nonexistent", dir.path(), false)];
@@ -124,6 +133,7 @@ fn missing_target_under_read_only_host_folder_fails_clearly() {
 
 #[test]
 fn dev_has_exactly_the_minimal_set() {
+    require_host!();
     let (exit, out) = run(&spec(
         "ls -A /dev; echo ---; ls -A /dev/pts; echo ---; readlink /dev/ptmx; \
          echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c; \
@@ -142,8 +152,9 @@ fn dev_has_exactly_the_minimal_set() {
 
 #[test]
 fn extra_device_is_bound() {
+    require_host!();
     if !Path::new("/dev/net/tun").exists() {
-        eprintln!("skipped: no /dev/net/tun on this host");
+        support::tier::skip("/dev/net/tun on this host");
         return;
     }
     let mut s = spec("test -c /dev/net/tun && echo tun");
@@ -155,6 +166,7 @@ fn extra_device_is_bound() {
 
 #[test]
 fn proc_masked_and_read_only_paths() {
+    require_host!();
     // runc's masked files, as far as this kernel has them: each must read empty.
     let files: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"]
         .into_iter()
@@ -176,6 +188,7 @@ fn proc_masked_and_read_only_paths() {
 
 #[test]
 fn sys_is_read_only_and_net_has_only_lo() {
+    require_host!();
     let (exit, out) = run(&spec(
         "touch /sys/x 2>/dev/null && echo sys-rw || echo sys-ro; \
          grep -q ' /sys ro,' /proc/self/mountinfo && echo sys-mount-ro; \
@@ -188,6 +201,7 @@ fn sys_is_read_only_and_net_has_only_lo() {
 
 #[test]
 fn host_net_binds_sys_read_only() {
+    require_host!();
     let mut s = spec("touch /sys/x 2>/dev/null && echo sys-rw || echo sys-ro; readlink /proc/self/ns/net");
     s.net = NetNs::Host;
     let (exit, out) = run(&s);
@@ -198,6 +212,7 @@ fn host_net_binds_sys_read_only() {
 
 #[test]
 fn namespaces_differ_from_the_host() {
+    require_host!();
     let kinds = ["ipc", "uts", "net", "mnt", "pid", "cgroup"];
     let script: String = kinds.iter().map(|k| format!("readlink /proc/self/ns/{k}; ")).collect();
     let (exit, out) = run(&spec(&script));
@@ -211,6 +226,7 @@ fn namespaces_differ_from_the_host() {
 
 #[test]
 fn no_fd_leaks_into_the_container() {
+    require_host!();
     // An fd without O_CLOEXEC: a plain fork+exec would hand it to the program.
     let leaked = unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
     assert!(leaked >= 0);
@@ -224,6 +240,7 @@ fn no_fd_leaks_into_the_container() {
 
 #[test]
 fn child_waits_for_release() {
+    require_host!();
     let vol = tempfile::tempdir().expect("tempdir");
     let mut s = spec("touch /data/started");
     s.mounts = vec![MountReq::bind("/data", vol.path(), false)];
@@ -241,6 +258,7 @@ fn child_waits_for_release() {
 
 #[test]
 fn dropping_pending_kills_the_child() {
+    require_host!();
     let vol = tempfile::tempdir().expect("tempdir");
     let mut s = spec("touch /data/started");
     s.mounts = vec![MountReq::bind("/data", vol.path(), false)];
@@ -259,6 +277,7 @@ fn dropping_pending_kills_the_child() {
 
 #[test]
 fn exec_failure_is_reported() {
+    require_host!();
     let s = SandboxSpec::new("ctt-box", RootFs::Host, Program::Path(vec!["/nonexistent/prog".into()]));
     let pending = spawn(&s, Stdio::inherit()).expect("spawn");
     let err = pending.release().expect_err("exec must fail");
@@ -290,6 +309,7 @@ fn self_exe_probe() {
 
 #[test]
 fn self_exe_runs_from_a_sealed_memfd() {
+    require_host!();
     let mut s = SandboxSpec::new(
         "ctt-box",
         RootFs::Host,
@@ -346,6 +366,7 @@ fn exe_probe() {
 
 #[test]
 fn exe_runs_through_a_read_only_detached_mount() {
+    require_host!();
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = dir.path().join("ctt-exe");
     std::fs::copy(std::env::current_exe().expect("current_exe"), &exe).expect("copy the test binary");
@@ -379,6 +400,7 @@ fn exe_runs_through_a_read_only_detached_mount() {
 
 #[test]
 fn exe_mount_is_invisible_to_the_host_and_shared_by_containers() {
+    require_host!();
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = dir.path().join("ctt-sleep");
     std::fs::copy("/bin/sleep", &exe).expect("copy /bin/sleep");
@@ -443,6 +465,7 @@ fn exe_that_is_not_a_file_is_refused() {
 /// service, and a SIGTERM from the host stops it cleanly.
 #[test]
 fn container_init_supervises_as_pid_1() {
+    require_host!();
     use container::exec::supervisor::{read_status, ServiceState, SupervisorConfig};
     use container::plan::types::ServiceRes;
     let state = tempfile::tempdir().expect("tempdir");
@@ -481,6 +504,7 @@ fn container_init_supervises_as_pid_1() {
 
 #[test]
 fn dir_root_is_bound_as_the_root() {
+    require_host!();
     let root = tempfile::tempdir().expect("tempdir");
     for d in ["proc", "sys", "dev", "usr"] {
         std::fs::create_dir(root.path().join(d)).expect("mkdir");
@@ -502,6 +526,7 @@ fn dir_root_is_bound_as_the_root() {
 
 #[test]
 fn user_namespace_maps_root() {
+    require_host!();
     let mut s = spec("id -u; cat /proc/self/uid_map | tr -s ' '; touch /tmp/a && stat -c %u /tmp/a");
     s.user_ns = Some(IdMap {
         uids: vec![IdRange { inside: 0, outside: 200000, count: 65536 }],
@@ -514,6 +539,7 @@ fn user_namespace_maps_root() {
 
 #[test]
 fn no_mounts_leak_into_the_host() {
+    require_host!();
     let before = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let vol = tempfile::tempdir().expect("tempdir");
     let mut s = spec("true");
@@ -528,6 +554,7 @@ fn no_mounts_leak_into_the_host() {
 
 #[test]
 fn symlinks_in_a_dir_root_cannot_reach_the_host() {
+    require_host!();
     let host = tempfile::tempdir().expect("tempdir");
     let root = tempfile::tempdir().expect("tempdir");
     for d in ["proc", "sys", "dev", "usr"] {
@@ -553,6 +580,7 @@ fn symlinks_in_a_dir_root_cannot_reach_the_host() {
 /// `container`) as PID 1 through the read-only mount, not a copy of `container`.
 #[test]
 fn runtime_pid1_is_container_init() {
+    require_host!();
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("state");
     let spec = dir.path().join("ctt-init-rt.toml");

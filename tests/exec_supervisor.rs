@@ -8,6 +8,7 @@
 //! when `CONTAINER_SUPERVISOR_TEST_PLAIN` is set too. Services are `/bin/sh -c` and `python3 -c` snippets that
 //! record what happened in a per-test work folder.
 
+mod support;
 use container::exec::supervisor::{
     self, ServiceState, Status, SupervisorConfig, SupervisorState, TaskState, DEFAULT_PATH,
 };
@@ -656,11 +657,7 @@ fn start_failures_are_reported() {
 
 #[test]
 fn runs_as_the_configured_user() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to switch users");
-        return;
-    }
+    require_host!(); // root, to switch users
     let t = Scene::new();
     let mut cfg = t.cfg();
     let mut id = ServiceRes::new(&["sh", "-c", "id -u; id -g; echo $HOME"]).user("nobody");
@@ -702,11 +699,7 @@ fn children_of(pid: i32) -> Vec<i32> {
 
 #[test]
 fn runs_as_pid_1_of_a_pid_namespace() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root for a PID namespace");
-        return;
-    }
+    require_host!(); // root, for a PID namespace
     let t = Scene::new();
     let mut cfg = t.cfg();
     cfg.services.insert("parent".into(), t.sh("(sleep 1 &); exec sleep 100"));

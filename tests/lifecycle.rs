@@ -7,179 +7,58 @@
 //! 100.74.<slice>.0/24 and fd63:6f6e:7461:696e:74:<slice>::/96, where <slice> comes from
 //! the test process id. Traffic only goes to those containers and to namespaces the
 //! tests make themselves.
+//!
+//! Host tier (`require_host!`), but for the bad-input tests, which need no root.
 
+mod support;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::net::{http_get, ping, try_get};
+use support::*;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn root() -> &'static Path {
-    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOT.get_or_init(|| tempfile::Builder::new().prefix("ctl").tempdir().expect("tempdir")).path()
-}
-
+/// This suite's slice of its own block, 100.74.0.0/16 (see `support::addr`).
 fn slice() -> u32 {
     std::process::id() % 250 + 1
 }
 
 fn v4(n: u32) -> String {
-    format!("100.74.{}.{n}", slice())
+    v4_in(74, slice(), n)
 }
 
 fn v6(n: u32) -> String {
-    format!("fd63:6f6e:7461:696e:74:{:x}::{n:x}", slice())
-}
-
-fn container() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_container"));
-    c.arg("--root").arg(root()).env("NO_COLOR", "1").env_remove("CONTAINER_TEST_CRASH");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    container().args(args).stdin(Stdio::null()).output().expect("run container")
-}
-
-fn text(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    // Keep failure messages readable.
-    if s.len() > 4000 {
-        format!("{}…", &s[..4000])
-    } else {
-        s.into_owned()
-    }
-}
-
-#[track_caller]
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "container {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    v6_in(74, slice(), n)
 }
 
 fn sh(cmd: &str) -> Output {
     Command::new("sh").args(["-c", cmd]).output().expect("sh")
 }
 
-/// A container of this test: its spec file, destroyed with its volumes on drop.
-struct Ct {
-    name: String,
-    dir: tempfile::TempDir,
-}
+/// A container of this suite: the harness' container named `t<slice><tag><n>`, on the
+/// `host` base (its spec is `body` after `name` and `base`).
+struct Ct(support::Ct);
 
 impl Ct {
-    /// `body` is the spec after `name` and `base`.
     fn new(tag: &str, body: &str) -> Ct {
         let name = format!("t{}{tag}{}", slice(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let ct = Ct { name, dir: tempfile::tempdir().expect("tempdir") };
-        ct.write(body);
-        ct
-    }
-    fn spec(&self) -> PathBuf {
-        self.dir.path().join("spec.toml")
+        Ct(support::Ct::new(&name, &format!("base = \"host\"\n{body}")))
     }
     fn write(&self, body: &str) {
-        let text = format!("name = \"{}\"\nbase = \"host\"\n{body}", self.name);
-        std::fs::write(self.spec(), text).expect("write spec");
-    }
-    fn apply(&self) -> Output {
-        container().args(["apply"]).arg(self.spec()).stdin(Stdio::null()).output().expect("apply")
-    }
-    #[track_caller]
-    fn apply_ok(&self) -> String {
-        let out = self.apply();
-        assert!(
-            out.status.success(),
-            "apply {} failed ({}):\nstdout: {}\nstderr: {}\nsupervisor log: {}",
-            self.name,
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr),
-            std::fs::read_to_string(self.dirs().join("run/supervisor.log")).unwrap_or_default()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn exec(&self, argv: &[&str]) -> Output {
-        container().args(["exec", &self.name, "--"]).args(argv).stdin(Stdio::null()).output().expect("exec")
-    }
-    #[track_caller]
-    fn exec_ok(&self, argv: &[&str]) -> String {
-        let out = self.exec(argv);
-        assert!(out.status.success(), "exec {argv:?} in {}: {}\n{}", self.name, out.status, text(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn status(&self) -> Value {
-        serde_json::from_str(&ok(&["status", &self.name, "--json"])).expect("status json")
-    }
-    fn pid1(&self) -> i64 {
-        self.status()["pid"].as_i64().expect("running")
-    }
-    fn service_pid(&self, svc: &str) -> i64 {
-        self.status()["status"]["services"][svc]["pid"].as_i64().unwrap_or_else(|| panic!("no pid for {svc}"))
-    }
-    fn dirs(&self) -> PathBuf {
-        root().join("containers").join(&self.name)
-    }
-    fn volume(&self, name: &str) -> PathBuf {
-        self.dirs().join("volumes").join(name)
+        self.0.write(&format!("base = \"host\"\n{body}"));
     }
 }
 
-impl Drop for Ct {
-    fn drop(&mut self) {
-        let _ = run(&["destroy", &self.name, "--volumes"]);
+impl std::ops::Deref for Ct {
+    type Target = support::Ct;
+    fn deref(&self) -> &support::Ct {
+        &self.0
     }
-}
-
-/// Poll `f` until it returns Some, for up to 30 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn try_get(host: &str, port: u16) -> Result<String, String> {
-    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let mut s = TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(5))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write {addr}: {e}"))?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).map_err(|e| format!("read {addr}: {e}"))?;
-    Ok(body)
-}
-
-#[track_caller]
-fn http_get(host: &str, port: u16) -> String {
-    try_get(host, port).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn ping(addr: &str) -> bool {
-    Command::new("ping")
-        .args(["-c", "1", "-W", "3", addr])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 fn web_spec(n: u32, extra_net: &str) -> String {
@@ -214,7 +93,9 @@ command = ["/bin/sleep", "infinity"]
 fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let veth = format!("ct-{name}");
-    let links = text(&Command::new("ip").args(["-o", "link"]).output().unwrap().stdout);
+    // Whole outputs (`text` shortens), however many links and rules the host has.
+    let all = |argv: &[&str]| String::from_utf8_lossy(&host(argv).stdout).into_owned();
+    let links = all(&["ip", "-o", "link"]);
     out.extend(
         links
             .lines()
@@ -222,8 +103,7 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
             .map(str::to_string),
     );
     for fam in ["-4", "-6"] {
-        let routes =
-            text(&Command::new("ip").args([fam, "-o", "route", "show", "table", "all"]).output().unwrap().stdout);
+        let routes = all(&["ip", fam, "-o", "route", "show", "table", "all"]);
         out.extend(
             routes
                 .lines()
@@ -233,7 +113,7 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
                 .map(str::to_string),
         );
     }
-    let nft = text(&Command::new("nft").args(["list", "ruleset"]).output().unwrap().stdout);
+    let nft = all(&["nft", "list", "ruleset"]);
     out.extend(nft.lines().filter(|l| l.contains(&format!("\"container:{name}\""))).map(str::to_string));
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir = root().join("containers").join(name);
@@ -255,6 +135,7 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
 
 #[test]
 fn apply_serves_both_families_and_reapply_is_a_noop() {
+    require_host!();
     let ct = Ct::new("web", &web_spec(1, ""));
     let out = ct.apply_ok();
     assert!(out.contains("created"), "{out}");
@@ -281,6 +162,7 @@ fn apply_serves_both_families_and_reapply_is_a_noop() {
 
 #[test]
 fn dry_run_changes_nothing() {
+    require_host!();
     let ct = Ct::new("dry", &web_spec(2, ""));
     let out = container().args(["apply", "--dry-run"]).arg(ct.spec()).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -293,6 +175,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn pid_namespace_has_the_supervisor_as_pid_1_and_hides_the_host() {
+    require_host!();
     let ct = Ct::new("pid", SLEEPER);
     ct.apply_ok();
     let cmdline = ct.exec_ok(&["cat", "/proc/1/cmdline"]);
@@ -305,6 +188,7 @@ fn pid_namespace_has_the_supervisor_as_pid_1_and_hides_the_host() {
 
 #[test]
 fn every_namespace_differs_from_the_host() {
+    require_host!();
     let ct = Ct::new("ns", "hostname = \"isolated-host\"\n[network]\nmode = \"none\"\n[processes.main]\ncommand = [\"/bin/sleep\", \"infinity\"]\n");
     ct.apply_ok();
     for ns in ["mnt", "pid", "uts", "ipc", "net", "cgroup"] {
@@ -321,6 +205,7 @@ fn every_namespace_differs_from_the_host() {
 
 #[test]
 fn only_declared_host_paths_are_visible() {
+    require_host!();
     let secret = tempfile::tempdir().unwrap();
     std::fs::write(secret.path().join("marker"), "host only").unwrap();
     let shared = tempfile::tempdir().unwrap();
@@ -344,6 +229,7 @@ fn only_declared_host_paths_are_visible() {
 
 #[test]
 fn root_is_read_only_and_volumes_and_tmpfs_are_writable() {
+    require_host!();
     let ct = Ct::new(
         "ro",
         &format!(
@@ -366,6 +252,7 @@ fn root_is_read_only_and_volumes_and_tmpfs_are_writable() {
 
 #[test]
 fn dev_is_minimal_and_proc_sys_are_protected() {
+    require_host!();
     let ct = Ct::new("dev", SLEEPER);
     ct.apply_ok();
     let mut dev: Vec<String> = ct.exec_ok(&["ls", "-A", "/dev"]).split_whitespace().map(str::to_string).collect();
@@ -391,6 +278,7 @@ fn dev_is_minimal_and_proc_sys_are_protected() {
 
 #[test]
 fn no_host_fd_reaches_the_container() {
+    require_host!();
     let ct = Ct::new(
         "fd",
         "[[mounts]]\ntarget = \"/srv/out\"\ntype = \"volume\"\n[processes.main]\ncommand = [\"/bin/sh\", \"-c\", \"ls /proc/self/fd > /srv/out/fds; ls -l /proc/1/fd > /srv/out/pid1; exec sleep infinity\"]\n",
@@ -404,7 +292,7 @@ fn no_host_fd_reaches_the_container() {
     );
     let out = sh(&cmd);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let fds = eventually("the service's fd list", || {
+    let fds = eventually("the service's fd list", 30, || {
         std::fs::read_to_string(ct.volume("srv-out").join("pid1")).ok().filter(|s| !s.is_empty())?;
         std::fs::read_to_string(ct.volume("srv-out").join("fds")).ok()
     });
@@ -416,6 +304,7 @@ fn no_host_fd_reaches_the_container() {
 
 #[test]
 fn pid_1_is_not_a_writable_host_binary() {
+    require_host!();
     let ct = Ct::new("exe", SLEEPER);
     ct.apply_ok();
     let out = ct.exec(&["sh", "-c", "echo pwned >> /proc/1/exe"]);
@@ -429,6 +318,7 @@ fn pid_1_is_not_a_writable_host_binary() {
 
 #[test]
 fn a_volume_keeps_its_data_across_stop_start_reapply_and_destroy() {
+    require_host!();
     let body = format!("[[mounts]]\ntarget = \"/srv/data\"\ntype = \"volume\"\n{SLEEPER}");
     let ct = Ct::new("vol", &body);
     ct.apply_ok();
@@ -482,6 +372,7 @@ command = ["/bin/sleep", "infinity"]
 
 #[test]
 fn a_config_change_reloads_or_restarts_only_its_service() {
+    require_host!();
     let ct = Ct::new("cfg", &conf_spec("a1", "b1"));
     ct.apply_ok();
     let pids = || (ct.pid1(), ct.service_pid("a"), ct.service_pid("b"), ct.service_pid("c"));
@@ -495,7 +386,7 @@ fn a_config_change_reloads_or_restarts_only_its_service() {
     let out = ct.apply_ok();
     assert!(out.contains("reloaded a"), "{out}");
     assert_eq!(pids(), (p1, a, b, c), "a reload changed a pid");
-    let reloads = eventually("a's reload", || {
+    let reloads = eventually("a's reload", 30, || {
         std::fs::read_to_string(ct.volume("srv-state").join("a.reloads")).ok().filter(|s| s.contains("a2"))
     });
     assert_eq!(reloads, "a2");
@@ -513,6 +404,7 @@ fn a_config_change_reloads_or_restarts_only_its_service() {
 
 #[test]
 fn a_changed_process_restarts_alone_and_a_new_one_starts() {
+    require_host!();
     let base = "[processes.keep]\ncommand = [\"/bin/sleep\", \"infinity\"]\n";
     let ct = Ct::new("svc", &format!("{base}[processes.change]\ncommand = [\"/bin/sleep\", \"1000\"]\n"));
     ct.apply_ok();
@@ -528,6 +420,7 @@ fn a_changed_process_restarts_alone_and_a_new_one_starts() {
 
 #[test]
 fn a_changed_address_reconfigures_the_network_live() {
+    require_host!();
     let ct = Ct::new("net", &format!("[network]\nipv4 = \"{}\"\n{SLEEPER}", v4(20)));
     ct.apply_ok();
     assert!(ping(&v4(20)));
@@ -544,6 +437,7 @@ fn a_changed_address_reconfigures_the_network_live() {
 
 #[test]
 fn a_published_port_reaches_the_server_in_the_container() {
+    require_host!();
     let port = 20000 + slice() as u16;
     let ct = Ct::new("pub", &web_spec(3, &format!("publish = [\"{port}:8080\"]")));
     ct.apply_ok();
@@ -564,6 +458,7 @@ impl Drop for Outside {
 
 #[test]
 fn nat_masquerades_traffic_to_an_outside_namespace() {
+    require_host!();
     let s = slice();
     let o = Outside { ns: format!("cto{s}"), link: format!("cto{s}h") };
     let (host4, far4) = (format!("100.74.{s}.201"), format!("100.74.{s}.202"));
@@ -598,6 +493,7 @@ fn nat_masquerades_traffic_to_an_outside_namespace() {
 
 #[test]
 fn host_network_mode_shares_the_hosts_interfaces() {
+    require_host!();
     let ct = Ct::new("hnet", &format!("[network]\nmode = \"host\"\n{SLEEPER}"));
     ct.apply_ok();
     let inside = ct.exec_ok(&["readlink", "/proc/self/ns/net"]);
@@ -610,6 +506,7 @@ fn host_network_mode_shares_the_hosts_interfaces() {
 
 #[test]
 fn exec_passes_the_exit_code_and_streams() {
+    require_host!();
     let ct = Ct::new("exec", SLEEPER);
     ct.apply_ok();
     assert_eq!(ct.exec(&["sh", "-c", "exit 7"]).status.code(), Some(7));
@@ -632,12 +529,14 @@ fn exec_passes_the_exit_code_and_streams() {
 
 #[test]
 fn logs_show_a_services_output() {
+    require_host!();
     let ct = Ct::new(
         "logs",
         "[processes.talker]\ncommand = [\"/bin/sh\", \"-c\", \"echo hello-from-talker; echo oops >&2; exec sleep infinity\"]\n[processes.quiet]\ncommand = [\"/bin/sleep\", \"infinity\"]\n",
     );
     ct.apply_ok();
-    let log = eventually("talker's output", || Some(ok(&["logs", &ct.name, "talker"])).filter(|l| l.contains("oops")));
+    let log =
+        eventually("talker's output", 30, || Some(ok(&["logs", &ct.name, "talker"])).filter(|l| l.contains("oops")));
     assert!(log.contains("hello-from-talker"), "{log}");
     let all = ok(&["logs", &ct.name]);
     assert!(all.contains("talker | hello-from-talker"), "{all}");
@@ -646,6 +545,7 @@ fn logs_show_a_services_output() {
 
 #[test]
 fn stop_ends_a_service_that_ignores_sigterm_at_the_timeout() {
+    require_host!();
     let ct = Ct::new(
         "term",
         "[processes.stubborn]\ncommand = [\"/bin/sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.1; done\"]\n",
@@ -662,11 +562,12 @@ fn stop_ends_a_service_that_ignores_sigterm_at_the_timeout() {
 
 #[test]
 fn a_second_apply_waits_for_the_first() {
+    require_host!();
     let ct = Ct::new("lock", SLEEPER);
     ct.apply_ok();
     let lock = ct.dirs().join(".lock");
     let mut holder = Command::new("flock").arg(&lock).args(["-c", "sleep 1.5"]).spawn().unwrap();
-    eventually("the lock holder", || {
+    eventually("the lock holder", 30, || {
         let out = Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().ok()?;
         (!out.success()).then_some(())
     });
@@ -680,6 +581,7 @@ fn a_second_apply_waits_for_the_first() {
 
 #[test]
 fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
+    require_host!();
     let port = 21000 + slice() as u16;
     let n = 30;
     let body = format!(
@@ -730,6 +632,7 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
 
 #[test]
 fn a_hundred_start_stop_cycles_leak_nothing() {
+    require_host!();
     let n = 40;
     let ct = Ct::new("cyc", &format!("[network]\nipv4 = \"{}\"\nipv6 = \"{}\"\nnat = true\n{SLEEPER}", v4(n), v6(n)));
     ct.apply_ok();
@@ -766,6 +669,7 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
 
 #[test]
 fn memory_and_pids_limits_apply_on_this_hosts_cgroups() {
+    require_host!();
     let ct = Ct::new("lim", &format!("[limits]\nmemory = \"64M\"\npids = 32\n{SLEEPER}"));
     let out = ct.apply();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -846,6 +750,7 @@ fn walk(p: &Path) -> Vec<String> {
 /// says how to reach it.
 #[test]
 fn apply_without_a_file_runs_the_embedded_example() {
+    require_host!();
     struct Hello;
     impl Drop for Hello {
         fn drop(&mut self) {
@@ -868,6 +773,7 @@ fn apply_without_a_file_runs_the_embedded_example() {
 
 #[test]
 fn a_failing_service_fails_the_apply_and_the_next_apply_retries() {
+    require_host!();
     let ct = Ct::new(
         "fail",
         "[processes.broken]\ncommand = [\"/bin/sh\", \"-c\", \"echo cannot start >&2; exit 3\"]\nrestart = \"no\"\nready = { tcp = 9 }\n",
@@ -899,6 +805,7 @@ fn a_failing_service_fails_the_apply_and_the_next_apply_retries() {
 
 #[test]
 fn auto_addresses_come_from_a_persistent_pool() {
+    require_host!();
     let spec = format!("[network]\nipv4 = \"auto\"\nipv6 = \"auto\"\n{SLEEPER}");
     let a = Ct::new("pa", &spec);
     let b = Ct::new("pb", &spec);
@@ -924,6 +831,7 @@ fn auto_addresses_come_from_a_persistent_pool() {
 
 #[test]
 fn a_crash_looping_service_fails_the_apply_early() {
+    require_host!();
     // `restart = "always"` retries forever with a backoff: apply must not wait its
     // whole readiness timeout (90 s) for a service that dies at every start.
     let ct = Ct::new(

@@ -1,15 +1,14 @@
 //! `plan` end to end through the CLI: format equivalence, diffs against recorded
 //! state, exit codes, and the smaller commands.
 
+mod support;
 use assert_cmd::Command;
 use container::plan::Plan;
 use container::runtime::layout::{record_applied, StateRoot};
 use std::path::Path;
 
 fn container(root: &Path) -> Command {
-    let mut c = Command::cargo_bin("container").unwrap();
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).env("CONTAINER_ROOT", root).env("NO_COLOR", "1");
-    c
+    support::isolated(root)
 }
 
 fn plan_json(root: &Path, file: &Path) -> (i32, String) {

@@ -1,5 +1,6 @@
 //! Property tests: no input makes the spec reader panic, hang or overflow the stack.
 
+mod support;
 use container::spec::{parse_bytes, Format};
 use proptest::prelude::*;
 

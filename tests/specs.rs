@@ -2,7 +2,7 @@
 //! matches its reviewed snapshot; the schema file is current and every spec passes
 //! an independent JSON-schema validator.
 
-use assert_cmd::Command;
+mod support;
 use std::path::{Path, PathBuf};
 
 fn shipped() -> Vec<PathBuf> {
@@ -23,17 +23,8 @@ fn shipped() -> Vec<PathBuf> {
 
 fn run(args: &[&str], file: &Path) -> (i32, String, String) {
     let root = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("container")
-        .unwrap()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CONTAINER_ROOT", root.path())
-        // An empty cache: every Debian spec's plan says its layers would be built.
-        .env("CONTAINER_CACHE", root.path().join("cache"))
-        .env("NO_COLOR", "1")
-        .args(args)
-        .arg(file)
-        .output()
-        .unwrap();
+    // An empty cache: every Debian spec's plan says its layers would be built.
+    let out = support::isolated(root.path()).args(args).arg(file).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
@@ -95,7 +86,7 @@ fn shipped_plans_match_snapshots() {
 
 #[test]
 fn schema_file_is_identical_to_container_schema() {
-    let out = Command::cargo_bin("container").unwrap().arg("schema").output().unwrap();
+    let out = assert_cmd::Command::cargo_bin("container").unwrap().arg("schema").output().unwrap();
     assert!(out.status.success());
     let file = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/container.schema.json")).unwrap();
     assert!(

@@ -1,6 +1,7 @@
 //! `container __supervise CONFIG`: the entry point the executor will run as PID 1
 //! reads a supervisor config, runs its services and stops cleanly on SIGTERM.
 
+mod support;
 use container::exec::supervisor::{read_status, ServiceState, SupervisorConfig};
 use container::plan::types::ServiceRes;
 use std::time::{Duration, Instant};

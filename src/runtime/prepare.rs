@@ -414,13 +414,23 @@ size = "1M"
         let mut plan = test_plan(
             "name = \"t\"\nbase = \"host\"\n[[files]]\npath = \"/a/b\"\ncontent = \"one\"\nmode = \"0640\"\n",
         );
-        assert_eq!(write_files(&plan, &dirs, Path::new("/etc")).unwrap(), ["/a/b"]);
+        // The file's owner (root) resolved in an /etc of the test that names the ids
+        // owning the test's temp dir (this process' own) root: the real chown then
+        // needs no privilege.
         use std::os::unix::fs::MetadataExt;
+        let own = std::fs::metadata(dir.path()).unwrap();
+        let (uid, gid) = (own.uid(), own.gid());
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        std::fs::write(etc.join("passwd"), format!("root:x:{uid}:{gid}:root:/root:/bin/sh\n")).unwrap();
+        std::fs::write(etc.join("group"), format!("root:x:{gid}:\n")).unwrap();
+        assert_eq!(write_files(&plan, &dirs, &etc).unwrap(), ["/a/b"]);
         let meta = std::fs::metadata(dirs.file("/a/b")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
-        assert!(write_files(&plan, &dirs, Path::new("/etc")).unwrap().is_empty(), "unchanged file rewritten");
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+        assert!(write_files(&plan, &dirs, &etc).unwrap().is_empty(), "unchanged file rewritten");
         plan.files.get_mut("/a/b").unwrap().content = "two".into();
-        assert_eq!(write_files(&plan, &dirs, Path::new("/etc")).unwrap(), ["/a/b"]);
+        assert_eq!(write_files(&plan, &dirs, &etc).unwrap(), ["/a/b"]);
         let after = std::fs::metadata(dirs.file("/a/b")).unwrap();
         assert_eq!(after.ino(), meta.ino(), "the bound inode must stay");
         assert_eq!(std::fs::read_to_string(dirs.file("/a/b")).unwrap(), "two");
