@@ -10,13 +10,19 @@ set -euo pipefail
 TAPLO_VERSION=0.10.0
 YAML_LS_VERSION=1.25.0
 
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# As root, into /usr/local: the unit tier runs the editor tests as `nobody`, who
+# cannot reach root's ~/.cargo/bin.
+if [ "$(id -u)" = 0 ]; then prefix=/usr/local; else prefix="${CARGO_HOME:-$HOME/.cargo}"; fi
+export PATH="$prefix/bin:$PATH"
 
-if taplo --version 2>/dev/null | grep -q " $TAPLO_VERSION\$"; then
+if "$prefix/bin/taplo" --version 2>/dev/null | grep -q " $TAPLO_VERSION\$"; then
   echo "taplo $TAPLO_VERSION: installed"
+elif "${CARGO_HOME:-$HOME/.cargo}/bin/taplo" --version 2>/dev/null | grep -q " $TAPLO_VERSION\$"; then
+  # Built before by `cargo install` for this user: the same binary, no rebuild.
+  install -m 0755 "${CARGO_HOME:-$HOME/.cargo}/bin/taplo" "$prefix/bin/taplo"
 else
   # Default features: lint + lsp, rustls (no OpenSSL headers needed).
-  cargo install --locked --quiet taplo-cli --version "$TAPLO_VERSION"
+  cargo install --locked --quiet --root "$prefix" taplo-cli --version "$TAPLO_VERSION"
 fi
 
 if ! command -v npm >/dev/null; then
