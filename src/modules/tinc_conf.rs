@@ -101,7 +101,7 @@ impl JsonSchema for VpnAddress {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": crate::schema::shape::CIDR,
+            "pattern": crate::vocab::patterns::CIDR,
             "description": "This node's VPN address with the VPN's prefix length, e.g. \"10.10.0.1/24\"."
         })
     }

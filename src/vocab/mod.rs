@@ -17,6 +17,7 @@
 
 pub mod kinds;
 pub mod path;
+pub mod patterns;
 pub mod plan;
 pub mod source;
 pub mod text;

@@ -295,7 +295,7 @@ text_value!(
     /// A network in CIDR notation, e.g. "64:ff9b::/96" or "192.168.255.0/24".
     Cidr(Net),
     "a network in CIDR notation",
-    {"type": "string", "pattern": crate::schema::shape::CIDR, "description": "A network in CIDR notation, e.g. \"192.168.255.0/24\" or \"64:ff9b::/96\"."},
+    {"type": "string", "pattern": crate::vocab::patterns::CIDR, "description": "A network in CIDR notation, e.g. \"192.168.255.0/24\" or \"64:ff9b::/96\"."},
     |s| {
         let bad = || format!("invalid network `{s}`: write address/prefix-length, e.g. \"192.168.255.0/24\" or \"64:ff9b::/96\"");
         let (a, l) = s.split_once('/').ok_or_else(bad)?;
@@ -361,7 +361,7 @@ text_value!(
     /// "HOST:CONTAINER[/tcp|udp]" or "IP:HOST:CONTAINER[/proto]" ("[v6]:HOST:CONTAINER" for IPv6).
     Publish(PublishRule),
     "a port mapping such as \"8080:80/tcp\"",
-    {"type": "string", "pattern": crate::schema::shape::PUBLISH,
+    {"type": "string", "pattern": crate::vocab::patterns::PUBLISH,
      "description": "Forward a host port to a container port: \"8080:80\", \"8053:53/udp\", \"127.0.0.1:8080:80\" or \"[2001:db8::1]:8080:80\" (not \"[::1]\": IPv6 loopback traffic never leaves lo)."},
     |s| {
         let bad = || format!("invalid port mapping `{s}`: write HOST:CONTAINER[/tcp|udp], optionally prefixed by an address, e.g. \"8080:80/tcp\" or \"127.0.0.1:8080:80\"");
