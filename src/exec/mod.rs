@@ -9,9 +9,12 @@
 
 pub mod attach;
 pub mod build;
+pub mod caps;
 pub mod cgroup;
+pub mod harden;
 pub mod net;
 pub mod nft;
 pub mod process;
 pub mod sandbox;
+pub mod seccomp;
 pub mod supervisor;
