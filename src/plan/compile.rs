@@ -110,6 +110,7 @@ fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
             pids: spec.limits.pids,
             cpu_weight: spec.limits.cpu_weight,
         },
+        security: security(&spec.security),
     };
     let mut cx = Ctx::new(&mut plan, problems);
     for p in &spec.packages {
@@ -181,6 +182,14 @@ fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         svc.after = p.after.iter().cloned().collect();
         svc.reload = p.reload_signal.as_ref().map(|s| Reload::Signal(s.trim_start_matches("SIG").to_string()));
         svc.uses = p.uses.iter().map(|u| u.0.clone()).collect();
+        svc.security = security(&p.security);
+        if let Some(c) = p.security.cap_add.iter().find(|c| p.security.cap_drop.contains(c)) {
+            cx.error(
+                &format!("processes.{pname}.security.cap_drop"),
+                format!("capability {c} is both added and dropped"),
+                None,
+            );
+        }
         if let Some(crate::spec::types::Ready::Tcp(port)) = &p.ready {
             cx.listen(crate::spec::values::Proto::Tcp, port.0, pname, &format!("processes.{pname}.ready"));
         }
@@ -193,6 +202,48 @@ fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
     cx.extend_problems(expand_problems);
     services.compile(&mut cx);
     plan
+}
+
+/// A spec's `security` as plan data (not yet folded into the container's).
+fn security(s: &crate::spec::types::SecuritySpec) -> Security {
+    Security {
+        cap_add: s.cap_add.iter().map(|c| c.0.clone()).collect(),
+        cap_drop: s.cap_drop.iter().map(|c| c.0.clone()).collect(),
+        seccomp_allow: s.seccomp_allow.iter().map(|c| c.0.clone()).collect(),
+        no_new_privs: s.no_new_privs.unwrap_or(true),
+    }
+}
+
+/// Check the names a hook may have written, fold the container's `security` into
+/// every process's and make every one canonical.
+fn fold_security(plan: &mut Plan, problems: &mut Vec<Problem>) {
+    let mut check = |what: &str, sec: &Security| {
+        for c in sec.cap_add.iter().chain(&sec.cap_drop) {
+            if crate::exec::caps::canonical(c) != Some(c.as_str()) {
+                problems.push(Problem::new(format!("{what}: unknown capability `{c}`")).at(Path::parse("hooks")));
+            }
+        }
+        for n in &sec.seccomp_allow {
+            if crate::exec::seccomp::number(n).is_none() {
+                problems.push(Problem::new(format!("{what}: unknown system call `{n}`")).at(Path::parse("hooks")));
+            }
+        }
+    };
+    check("security", &plan.security);
+    for (n, s) in &plan.services {
+        check(&format!("service {n}"), &s.security);
+    }
+    for (n, t) in &plan.init {
+        check(&format!("init task {n}"), &t.security);
+    }
+    let outer = plan.security.clone();
+    for s in plan.services.values_mut() {
+        s.security = s.security.within(&outer);
+    }
+    for t in plan.init.values_mut() {
+        t.security = t.security.within(&outer);
+    }
+    plan.security = outer.canonical();
 }
 
 /// Volume folder name derived from a target: /var/lib/mysql → var-lib-mysql.
@@ -247,6 +298,7 @@ fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> Netw
 
 /// Whole-plan checks, run after every hook had its say.
 pub fn finish(plan: &mut Plan, problems: &mut Vec<Problem>) {
+    fold_security(plan, problems);
     let at = |origin: &str, name: &str, field: &str| -> Path {
         if origin == "spec" {
             Path::parse(&format!("processes.{name}.{field}"))
