@@ -550,6 +550,16 @@ pub fn exec(root: &Path, name: &str, argv: Vec<String>, tty: bool, workdir: &str
             _ => return fail(format!("--env {kv:?}: expected KEY=VALUE")),
         }
     }
+    // The command gets the container's capabilities, no_new_privs and seccomp filter.
+    let security = match runtime::applied(root, name) {
+        Ok(Some(plan)) => plan.security,
+        Ok(None) => Default::default(),
+        Err(e) => return fail(e),
+    };
+    match crate::exec::harden::Hardening::for_process(&security) {
+        Ok(h) => opts.hardening = Some(h),
+        Err(e) => return fail(format!("exec in {name}: seccomp filter: {e}")),
+    }
     // The command is born in the container's cgroups (limits count for it too).
     opts.cgroup_procs = crate::exec::cgroup::Cgroups::open(name).map(|c| c.procs_files()).unwrap_or_default();
     match attach::exec(pid, &opts, attach::Stdio::inherit()) {

@@ -136,6 +136,9 @@ pub struct ExecOpts {
     pub tty: bool,
     /// `cgroup.procs` files (host paths) to put the command into.
     pub cgroup_procs: Vec<PathBuf>,
+    /// Capabilities, no_new_privs and seccomp filter of the command, applied right
+    /// before its `execve` (`exec::harden`); `None` keeps the helper's.
+    pub hardening: Option<super::harden::Hardening>,
 }
 
 impl ExecOpts {
@@ -143,7 +146,7 @@ impl ExecOpts {
     pub fn new(argv: Vec<String>) -> Self {
         let mut env = BTreeMap::new();
         env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
-        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new() }
+        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new(), hardening: None }
     }
 }
 
@@ -361,6 +364,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     steps.push("start a new session for the command".into());
     steps.push("make the terminal the command's controlling terminal".into());
     steps.push("set up the command's stdin, stdout and stderr".into());
+    steps.push("drop the command's capabilities and install its seccomp filter".into());
 
     let mut keep: Vec<c_int> = vec![theirs.as_raw_fd(), target.root.as_raw_fd()];
     keep.extend(target.namespaces.iter().map(|(_, _, fd)| fd.as_raw_fd()));
@@ -383,6 +387,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
         argv,
         envp,
         first_command_step,
+        hardening: opts.hardening.as_ref(),
     };
 
     // SAFETY: the child branch runs `helper::run_helper`, which only makes raw
@@ -912,6 +917,7 @@ mod helper {
     const STEP_SESSION: u32 = 0;
     const STEP_CTTY: u32 = 1;
     const STEP_STDIO: u32 = 2;
+    const STEP_HARDEN: u32 = 3;
 
     /// One step of the helper; fds were opened by the caller.
     pub(super) enum EnterStep {
@@ -947,7 +953,7 @@ mod helper {
     }
 
     /// Everything the helper and the command need, built before the fork.
-    pub(super) struct EnterScript {
+    pub(super) struct EnterScript<'a> {
         pub ops: Vec<EnterStep>,
         /// Fds above 2 the helper keeps (sorted); every other one is closed at once.
         pub keep: Vec<c_int>,
@@ -962,6 +968,7 @@ mod helper {
         pub argv: Vec<*const c_char>,
         pub envp: Vec<*const c_char>,
         pub first_command_step: u32,
+        pub hardening: Option<&'a crate::exec::harden::Hardening>,
     }
 
     struct EnterState {
@@ -1258,6 +1265,15 @@ mod helper {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+
+        // Capabilities, no_new_privs and the seccomp filter, last before exec.
+        if let Some(h) = script.hardening {
+            let r = h.before_setuid().and_then(|()| h.before_exec());
+            if let Err((_, e)) = r {
+                send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
+                libc::_exit(127);
+            }
+        }
 
         // PATH search as execvp does it: keep going past "not here", remember
         // "not allowed", stop at anything else.

@@ -224,6 +224,12 @@ pub struct SandboxSpec {
     /// The program's whole environment (nothing is inherited).
     pub env: BTreeMap<String, String>,
     pub readonly_root: bool,
+    /// Join a new, empty session keyring before exec (default), so the program
+    /// cannot reach the keys of the caller's session.
+    pub new_keyring: bool,
+    /// Capabilities, no_new_privs and seccomp filter applied last before exec
+    /// (`exec::harden`); `None` keeps the caller's.
+    pub hardening: Option<crate::exec::harden::Hardening>,
 }
 
 impl SandboxSpec {
@@ -243,6 +249,8 @@ impl SandboxSpec {
             program,
             env,
             readonly_root: true,
+            new_keyring: true,
+            hardening: None,
         }
     }
 }
@@ -820,6 +828,13 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         b.push_post("remount / read-only".into(), op);
     }
     b.push_post("set the hostname".into(), SetupStep::Hostname { name: cstr(&spec.hostname)? });
+    if spec.new_keyring {
+        b.push_post("join a new session keyring".into(), SetupStep::JoinSessionKeyring);
+    }
+    if let Some(h) = &spec.hardening {
+        let what = "drop capabilities and install the seccomp filter".to_string();
+        b.push_post(what, SetupStep::Harden(h.clone()));
+    }
     b.push_post("wait for release".into(), SetupStep::WaitGo);
     Ok(b)
 }

@@ -83,6 +83,10 @@ pub(super) enum SetupStep {
     Hostname {
         name: CString,
     },
+    /// Give PID 1 a new, empty session keyring (the caller's keys stay out of reach).
+    JoinSessionKeyring,
+    /// PID 1's capabilities and seccomp filter (see `exec::harden`).
+    Harden(crate::exec::harden::Hardening),
     /// Send `TAG_READY`, wait for `TAG_GO`.
     WaitGo,
     /// The last step: exec the program.
@@ -425,6 +429,13 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 remount_ro(path.as_ptr())
             }
             SetupStep::Hostname { name } => sys(libc::sethostname(name.as_ptr(), name.as_bytes().len())),
+            SetupStep::JoinSessionKeyring => crate::exec::harden::join_new_session_keyring(),
+            SetupStep::Harden(h) => {
+                // No uid switch for PID 1: both halves at once. The filter allows
+                // what is left to do (the release handshake, dup2, execveat).
+                h.before_setuid().map_err(|(_, e)| e)?;
+                h.before_exec().map_err(|(_, e)| e)
+            }
             SetupStep::WaitGo => {
                 send(st.sock, TAG_READY, 0, 0);
                 if recv_byte(st.sock) != Some(TAG_GO) {
