@@ -364,7 +364,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     steps.push("start a new session for the command".into());
     steps.push("make the terminal the command's controlling terminal".into());
     steps.push("set up the command's stdin, stdout and stderr".into());
-    steps.push("drop the command's capabilities and install its seccomp filter".into());
+    steps.push("give the command a new session keyring, drop its capabilities and install its seccomp filter".into());
 
     let mut keep: Vec<c_int> = vec![theirs.as_raw_fd(), target.root.as_raw_fd()];
     keep.extend(target.namespaces.iter().map(|(_, _, fd)| fd.as_raw_fd()));
@@ -1266,8 +1266,13 @@ mod helper {
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
 
-        // Capabilities, no_new_privs and the seccomp filter, last before exec.
+        // A new session keyring (the caller's keys stay behind), then capabilities,
+        // no_new_privs and the seccomp filter, last before exec.
         if let Some(h) = script.hardening {
+            if let Err(e) = crate::exec::harden::join_new_session_keyring() {
+                send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
+                libc::_exit(127);
+            }
             let r = h.before_setuid().and_then(|()| h.before_exec());
             if let Err((_, e)) = r {
                 send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
