@@ -5,7 +5,9 @@
 //! `nft` (the tool's nftables table), `sandbox` (namespaces, rootfs, pivot_root),
 //! `supervisor` (PID 1 inside a container), `cgroup` (limits), `attach` (exec into a
 //! running container), `process` (pidfd handles), `build` (debootstrap and
-//! commands inside a layer being built). The executor stays single-threaded.
+//! commands inside a layer being built), `caps`, `seccomp` and `harden` (the
+//! capabilities, no_new_privs and system call filter every process that enters a
+//! container gets before its exec). The executor stays single-threaded.
 
 pub mod attach;
 pub mod build;

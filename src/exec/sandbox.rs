@@ -1,7 +1,8 @@
 //! Sandbox: start one program as PID 1 of a new container.
 //!
 //! Invariant: `spawn` either returns a [`Pending`] child that has finished its whole
-//! setup (namespaces, root, /proc, /sys, /dev, masks, mounts, hostname) and is
+//! setup (namespaces, root, /proc, /sys, /dev, masks, mounts, hostname, a new
+//! session keyring, its capabilities and seccomp filter) and is
 //! blocked before `exec`, or an error naming the step that failed, with the child
 //! already reaped. Nothing is ever mounted in the caller's mount namespace: every
 //! mount happens in the child's private namespace and disappears with it. Parent and
