@@ -825,8 +825,8 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         b.push_post(format!("make {p} read-only"), SetupStep::ReadOnly { path: cstr(p)? });
     }
     if spec.readonly_root {
-        let op = SetupStep::RemountRo { target: cstr("/")?, in_root: false };
-        b.push_post("remount / read-only".into(), op);
+        let op = SetupStep::RemountRoNoSuid { target: cstr("/")? };
+        b.push_post("remount / read-only, nosuid and nodev".into(), op);
     }
     b.push_post("set the hostname".into(), SetupStep::Hostname { name: cstr(&spec.hostname)? });
     if spec.new_keyring {
