@@ -437,3 +437,55 @@ pub fn try_test_plan(toml_text: &str) -> Result<Plan, SpecErrors> {
     let loaded = Loaded { spec, tree, file: "test.toml".into(), text, dir: PathBuf::new() };
     compile(&loaded, &Env { pool: &AddressPool::default(), reader: &NoFiles })
 }
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    #[test]
+    fn container_security_folds_into_every_process_and_pid1_keeps_the_union() {
+        let plan = test_plan(
+            r#"
+name = "t"
+base = "host"
+[security]
+cap_add = ["NET_RAW"]
+cap_drop = ["CHOWN"]
+seccomp_allow = ["ptrace"]
+[processes.a]
+command = ["true"]
+[processes.b]
+command = ["true"]
+[processes.b.security]
+cap_add = ["chown", "CAP_NET_ADMIN"]
+cap_drop = ["NET_RAW", "KILL"]
+no_new_privs = false
+"#,
+        );
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>();
+        assert_eq!(plan.security.cap_add, set(&["NET_RAW"]));
+        let a = &plan.services["a"].security;
+        assert_eq!((a.cap_add.clone(), a.cap_drop.clone()), (set(&["NET_RAW"]), set(&["CHOWN"])));
+        assert_eq!(a.seccomp_allow, set(&["ptrace"]));
+        assert!(a.no_new_privs);
+        // The process's own add and drop win over the container's.
+        let b = &plan.services["b"].security;
+        assert_eq!((b.cap_add.clone(), b.cap_drop.clone()), (set(&["NET_ADMIN"]), set(&["KILL"])));
+        assert!(!b.no_new_privs);
+        assert_eq!(b.describe(), "capabilities +NET_ADMIN -KILL; seccomp allows ptrace; no_new_privs off");
+        // PID 1: the default set plus every addition, and SYS_ADMIN for b's opt-out.
+        let pid1 = plan.pid1_security();
+        assert_eq!(pid1.cap_add, set(&["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]));
+        assert!(pid1.cap_drop.is_empty());
+        assert_eq!(pid1.seccomp_allow, set(&["ptrace"]));
+    }
+
+    #[test]
+    fn a_capability_added_and_dropped_is_an_error() {
+        let e = try_test_plan(
+            "name = \"t\"\nbase = \"host\"\n[processes.a]\ncommand = [\"true\"]\n\
+             [processes.a.security]\ncap_add = [\"KILL\"]\ncap_drop = [\"KILL\"]\n",
+        );
+        assert!(e.is_err());
+    }
+}

@@ -154,6 +154,10 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     if !pid1.cap_add.is_empty() || !pid1.seccomp_allow.is_empty() {
         value["pid1"] = json!({"cap_add": pid1.cap_add, "seccomp_allow": pid1.seccomp_allow});
     }
+    if !pid1.cap_add.is_empty() {
+        let caps: Vec<&str> = pid1.cap_add.iter().map(String::as_str).collect();
+        summary.push_str(&format!(", PID 1 keeps also {} for its processes", caps.join(" ")));
+    }
     out.push(Resource { kind: "container", name: plan.name.clone(), summary, value, body: None });
     let pk: Vec<&str> = plan.layer.packages.iter().map(String::as_str).collect();
     let shown = if pk.len() > 8 {
