@@ -269,7 +269,35 @@ fn summary(root: &Path, name: &str) -> serde_json::Value {
         "ipv6": plan.as_ref().and_then(|p| p.network.ipv6.clone()),
         "services_ready": ready,
         "services": total,
+        "security": plan.as_ref().map(security_json),
         "status": status,
+    })
+}
+
+/// What `status` says about a container's containment beyond the defaults (Podman's
+/// eleven capabilities, no_new_privs, the default seccomp filter): PID 1's additions,
+/// what `exec` gets, and each process that differs.
+fn security_json(plan: &Plan) -> serde_json::Value {
+    let pid1 = plan.pid1_security();
+    let differs = |m: &mut serde_json::Map<String, serde_json::Value>, name: &str, s: &crate::plan::types::Security| {
+        if !s.is_default() {
+            m.insert(name.to_string(), json!(s));
+        }
+    };
+    let mut services = serde_json::Map::new();
+    for (n, s) in &plan.services {
+        differs(&mut services, n, &s.security);
+    }
+    let mut init = serde_json::Map::new();
+    for (n, t) in &plan.init {
+        differs(&mut init, n, &t.security);
+    }
+    json!({
+        "default_capabilities": crate::exec::caps::DEFAULT,
+        "pid1": {"cap_add": pid1.cap_add, "seccomp_allow": pid1.seccomp_allow},
+        "exec": plan.security,
+        "services": services,
+        "init": init,
     })
 }
 
@@ -333,6 +361,9 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
                 s.push_str(&format!("  {k}: {a}\n"));
             }
         }
+        if let Some(sec) = r["security"].as_object() {
+            s.push_str(&security_lines(sec));
+        }
         if let Ok(st) = serde_json::from_value::<Status>(r["status"].clone()) {
             for (n, svc) in &st.services {
                 let mut line = format!("  service {n:<14} {:<10}", state_word(svc.state));
@@ -358,6 +389,32 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
         }
     }
     out(&s)
+}
+
+/// The `security` lines of `status`: the defaults in one line, then every
+/// difference, by process.
+fn security_lines(sec: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut s =
+        "  security: capabilities at most Podman's eleven, no_new_privs, seccomp filter (Docker's default, stricter)\n"
+            .to_string();
+    let describe = |v: &serde_json::Value| {
+        serde_json::from_value::<crate::plan::types::Security>(v.clone()).map(|x| x.describe()).unwrap_or_default()
+    };
+    let pid1: Vec<&str> = sec["pid1"]["cap_add"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    if !pid1.is_empty() {
+        s.push_str(&format!("    PID 1 keeps also {} (for its services)\n", pid1.join(" ")));
+    }
+    let exec = describe(&sec["exec"]);
+    if !exec.is_empty() {
+        s.push_str(&format!("    exec, shell: {exec}\n"));
+    }
+    for kind in ["services", "init"] {
+        for (n, v) in sec[kind].as_object().into_iter().flatten() {
+            let word = if kind == "services" { "service" } else { "init" };
+            s.push_str(&format!("    {word} {n}: {}\n", describe(v)));
+        }
+    }
+    s
 }
 
 /// Run `f` with the container's lock held; NotFound when there is no such container.

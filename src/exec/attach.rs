@@ -184,6 +184,9 @@ pub struct ExecOpts {
     /// by being non-dumpable (enough against a container without CAP_SYS_PTRACE in
     /// the caller's user namespace, not against one with it).
     pub helper: Option<HelperProgram>,
+    /// Capabilities, no_new_privs and seccomp filter of the command, applied right
+    /// before its `execve` (`exec::harden`); `None` keeps the helper's.
+    pub security: Option<crate::vocab::plan::Security>,
 }
 
 impl ExecOpts {
@@ -192,7 +195,7 @@ impl ExecOpts {
     pub fn new(argv: Vec<String>) -> Self {
         let mut env = BTreeMap::new();
         env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
-        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new(), helper: None }
+        ExecOpts { argv, env, workdir: "/".into(), tty: false, cgroup_procs: Vec::new(), helper: None, security: None }
     }
 }
 
@@ -286,7 +289,11 @@ pub fn helper_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
     // until the command's execve.
     // SAFETY: PR_SET_NAME reads a NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"container-exec".as_ptr()) };
-    let script = helper::EnterScript::new(plan, Vec::new(), [0, 1, 2]);
+    let hardening = match plan.security.as_ref().map(super::harden::Hardening::for_process).transpose() {
+        Ok(h) => h,
+        Err(_) => fail(libc::EINVAL),
+    };
+    let script = helper::EnterScript::new(plan, Vec::new(), [0, 1, 2], hardening);
     // SAFETY: a fresh single-threaded process; `script` lives until the end (the
     // steps end with _exit).
     unsafe { helper::run_reexecuted(&script) }
@@ -544,6 +551,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     steps.push("start a new session for the command".into());
     steps.push("make the terminal the command's controlling terminal".into());
     steps.push("set up the command's stdin, stdout and stderr".into());
+    steps.push("give the command a new session keyring, drop its capabilities and install its seccomp filter".into());
 
     let mut keep: Vec<c_int> = vec![theirs.as_raw_fd(), target.root.as_raw_fd()];
     keep.extend(target.namespaces.iter().map(|(_, _, fd)| fd.as_raw_fd()));
@@ -558,6 +566,7 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
         argv: argv_store,
         envp: env_store,
         first_command_step,
+        security: opts.security.clone(),
     };
     // The program the helper re-executes, and the plan it reads after that.
     let reexec = match &opts.helper {
@@ -583,7 +592,15 @@ pub fn exec(pid: i32, opts: &ExecOpts, stdio: Stdio) -> Result<i32, AttachError>
     };
     keep.sort_unstable();
     keep.dedup();
-    let script = helper::EnterScript::new(plan, keep, [0, 1, 2].map(|i| child_stdio[i].as_raw_fd()));
+    // The re-executed helper compiles the filter itself (it only gets the plan).
+    let hardening = match (&reexec, &opts.security) {
+        (None, Some(sec)) => Some(
+            super::harden::Hardening::for_process(sec)
+                .map_err(|e| AttachError::Spec(format!("the command's seccomp filter: {e}")))?,
+        ),
+        _ => None,
+    };
+    let script = helper::EnterScript::new(plan, keep, [0, 1, 2].map(|i| child_stdio[i].as_raw_fd()), hardening);
     let reexec_script = reexec.as_ref().map(|(prog, _, argv, step)| helper::Reexec {
         prog: prog.as_raw_fd(),
         argv: argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect(),
@@ -1287,6 +1304,7 @@ mod helper {
     const STEP_SESSION: u32 = 0;
     const STEP_CTTY: u32 = 1;
     const STEP_STDIO: u32 = 2;
+    const STEP_HARDEN: u32 = 3;
 
     /// One step of the helper; fds were opened by the caller.
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -1336,6 +1354,9 @@ mod helper {
         pub argv: Vec<CString>,
         pub envp: Vec<CString>,
         pub first_command_step: u32,
+        /// The command's capabilities, no_new_privs and seccomp filter, compiled on
+        /// the side that forks the command (before the fork).
+        pub security: Option<crate::vocab::plan::Security>,
     }
 
     /// Everything the helper and the command need, built before the fork.
@@ -1349,13 +1370,20 @@ mod helper {
         /// `plan.argv` and `plan.envp` as NULL-terminated pointer arrays.
         pub argv: Vec<*const c_char>,
         pub envp: Vec<*const c_char>,
+        /// The command's capabilities, no_new_privs and filter (from `plan.security`).
+        pub hardening: Option<crate::exec::harden::Hardening>,
     }
 
     impl EnterScript {
-        pub fn new(plan: EnterPlan, keep: Vec<c_int>, stdio: [c_int; 3]) -> Self {
+        pub fn new(
+            plan: EnterPlan,
+            keep: Vec<c_int>,
+            stdio: [c_int; 3],
+            hardening: Option<crate::exec::harden::Hardening>,
+        ) -> Self {
             let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([ptr::null()]).collect();
             let (argv, envp) = (ptrs(&plan.argv), ptrs(&plan.envp));
-            EnterScript { plan, keep, stdio, argv, envp }
+            EnterScript { plan, keep, stdio, argv, envp, hardening }
         }
     }
 
@@ -1728,11 +1756,19 @@ mod helper {
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
 
-        // ---- The command's final hardening before its execve goes HERE, and only
-        // here: capabilities, no_new_privs, seccomp (the last, so nothing above runs
-        // under the filter). Every step above (session, terminal, stdio, fds, signals)
-        // is done; below is only the execve. A failure reports `fail(STEP_…)` with a
-        // new step description pushed in `exec` after "set up the command's stdin…".
+        // A new session keyring (the caller's keys stay behind), then capabilities,
+        // no_new_privs and the seccomp filter, last before exec.
+        if let Some(h) = script.hardening.as_ref() {
+            if let Err(e) = crate::exec::harden::join_new_session_keyring() {
+                send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
+                libc::_exit(127);
+            }
+            let r = h.before_setuid().and_then(|()| h.before_exec());
+            if let Err((_, e)) = r {
+                send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
+                libc::_exit(127);
+            }
+        }
 
         // PATH search as execvp does it: keep going past "not here", remember
         // "not allowed", stop at anything else.
@@ -1815,11 +1851,12 @@ mod tests {
             argv: vec![c"sh".into(), c"-c".into(), c"printf '\xe9\x01'".into()],
             envp: vec![c"PATH=/usr/bin".into(), c"A=\xff".into()],
             first_command_step: 7,
+            security: Some(Default::default()),
         };
         let json = serde_json::to_vec(&plan()).expect("encode");
         let back: EnterPlan = serde_json::from_slice(&json).expect("decode");
         assert_eq!(back, plan());
-        let script = EnterScript::new(back, Vec::new(), [0, 1, 2]);
+        let script = EnterScript::new(back, Vec::new(), [0, 1, 2], None);
         assert_eq!(script.argv.len(), 4);
         assert!(script.argv[3].is_null() && script.envp.len() == 3 && script.envp[2].is_null());
         // SAFETY: the pointers point into `script.plan`, alive here.

@@ -6,15 +6,20 @@
 //! `supervisor` (PID 1 inside a container), `cgroup` (limits), `attach` (exec into a
 //! running container), `process` (pidfd handles; our own SIGKILL for crash points),
 //! `lock` (flock), `random` (getrandom), `build` (debootstrap and commands inside a
-//! layer being built). The executor stays single-threaded.
+//! layer being built), `caps`, `seccomp` and `harden` (the capabilities,
+//! no_new_privs and system call filter every process that enters a container gets
+//! before its exec). The executor stays single-threaded.
 
 pub mod attach;
 pub mod build;
+pub mod caps;
 pub mod cgroup;
+pub mod harden;
 pub mod lock;
 pub mod net;
 pub mod nft;
 pub mod process;
 pub mod random;
 pub mod sandbox;
+pub mod seccomp;
 pub mod supervisor;

@@ -280,6 +280,9 @@ fn addresses(net: &NetworkRes) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), N
     Ok((v4, v6))
 }
 
+/// Set in every container's own network namespace unless its plan says otherwise.
+const PING_GROUP_RANGE: &str = "net.ipv4.ping_group_range";
+
 /// What bringing up container `name`'s network takes, in order.
 ///
 /// `host` mode needs nothing; `none` only brings the namespace's `lo` up.
@@ -287,6 +290,11 @@ pub fn setup_steps(name: &str, net: &NetworkRes) -> Result<Vec<Step>, NetError> 
     use Side::{Container as C, Host as H};
     let mut s = Vec::new();
     let ct_sysctls = |s: &mut Vec<Step>| -> Result<(), NetError> {
+        // Containers lack CAP_NET_RAW (Podman's default set): ping works through
+        // unprivileged ICMP sockets instead, for every group, as Docker sets it.
+        if !net.sysctls.contains_key(PING_GROUP_RANGE) {
+            s.push(Step::Sysctl { side: C, path: sysctl_path(PING_GROUP_RANGE)?, value: "0 2147483647".into() });
+        }
         for (k, v) in &net.sysctls {
             s.push(Step::Sysctl { side: C, path: sysctl_path(k)?, value: v.clone() });
         }
@@ -840,7 +848,15 @@ mod tests {
         assert!(setup_steps("a", &n).unwrap().is_empty());
         assert!(teardown_steps("a", &n).unwrap().is_empty());
         n.mode = NetMode::None;
-        assert_eq!(setup_steps("a", &n).unwrap(), vec![Step::LinkUp { side: Side::Container, dev: "lo".into() }]);
+        let ping = Step::Sysctl {
+            side: Side::Container,
+            path: "net/ipv4/ping_group_range".into(),
+            value: "0 2147483647".into(),
+        };
+        assert_eq!(setup_steps("a", &n).unwrap(), vec![Step::LinkUp { side: Side::Container, dev: "lo".into() }, ping]);
+        n.sysctls.insert("net.ipv4.ping_group_range".into(), "1 0".into());
+        let steps = setup_steps("a", &n).unwrap();
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Sysctl { .. })).count(), 1, "{steps:?}");
     }
 
     fn route(dst: &str, len: u8, dev: &str, local: bool) -> HostRoute {

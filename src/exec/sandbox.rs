@@ -1,7 +1,8 @@
 //! Sandbox: start one program as PID 1 of a new container.
 //!
 //! Invariant: `spawn` either returns a [`Pending`] child that has finished its whole
-//! setup (namespaces, root, /proc, /sys, /dev, masks, mounts, hostname) and is
+//! setup (namespaces, root, /proc, /sys, /dev, masks, mounts, hostname, a new
+//! session keyring, its capabilities and seccomp filter) and is
 //! blocked before `exec`, or an error naming the step that failed, with the child
 //! already reaped. Nothing is ever mounted in the caller's mount namespace: every
 //! mount happens in the child's private namespace and disappears with it. Parent and
@@ -224,6 +225,12 @@ pub struct SandboxSpec {
     /// The program's whole environment (nothing is inherited).
     pub env: BTreeMap<String, String>,
     pub readonly_root: bool,
+    /// Join a new, empty session keyring before exec (default), so the program
+    /// cannot reach the keys of the caller's session.
+    pub new_keyring: bool,
+    /// Capabilities, no_new_privs and seccomp filter applied last before exec
+    /// (`exec::harden`); `None` keeps the caller's.
+    pub hardening: Option<crate::exec::harden::Hardening>,
 }
 
 impl SandboxSpec {
@@ -243,6 +250,8 @@ impl SandboxSpec {
             program,
             env,
             readonly_root: true,
+            new_keyring: true,
+            hardening: None,
         }
     }
 }
@@ -816,10 +825,17 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         b.push_post(format!("make {p} read-only"), SetupStep::ReadOnly { path: cstr(p)? });
     }
     if spec.readonly_root {
-        let op = SetupStep::RemountRo { target: cstr("/")?, in_root: false };
-        b.push_post("remount / read-only".into(), op);
+        let op = SetupStep::RemountRoNoSuid { target: cstr("/")? };
+        b.push_post("remount / read-only, nosuid and nodev".into(), op);
     }
     b.push_post("set the hostname".into(), SetupStep::Hostname { name: cstr(&spec.hostname)? });
+    if spec.new_keyring {
+        b.push_post("join a new session keyring".into(), SetupStep::JoinSessionKeyring);
+    }
+    if let Some(h) = &spec.hardening {
+        let what = "drop capabilities and install the seccomp filter".to_string();
+        b.push_post(what, SetupStep::Harden(h.clone()));
+    }
     b.push_post("wait for release".into(), SetupStep::WaitGo);
     Ok(b)
 }

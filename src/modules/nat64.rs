@@ -229,20 +229,27 @@ pub fn compile(s: &Nat64Settings, _all: &Services, cx: &mut Ctx) {
     // Init tasks run in id order before the services; ids are numbered for that.
     let pool_s = s.ipv4_pool.to_string();
     let prefix_s = s.prefix.to_string();
+    // Making the tun device, its routes and the NAT44 table, and tayga attaching to the
+    // device, all happen in the container's own network namespace and take
+    // CAP_NET_ADMIN there.
+    let net_admin = |t: InitTask| t.cap_add("NET_ADMIN");
     cx.init(
         "nat64-1-mktun",
-        InitTask::new(&["tayga", "--mktun", "--config", CONF]).creates(&format!("/sys/class/net/{TUN}")),
+        net_admin(InitTask::new(&["tayga", "--mktun", "--config", CONF]).creates(&format!("/sys/class/net/{TUN}"))),
     );
-    cx.init("nat64-2-link-up", InitTask::new(&["ip", "link", "set", "dev", TUN, "up"]));
-    cx.init("nat64-3-route-pool", InitTask::new(&["ip", "-4", "route", "replace", &pool_s, "dev", TUN]));
-    cx.init("nat64-4-route-prefix", InitTask::new(&["ip", "-6", "route", "replace", &prefix_s, "dev", TUN]));
-    cx.init("nat64-5-masquerade", InitTask::new(&["nft", "-f", NFT]));
+    cx.init("nat64-2-link-up", net_admin(InitTask::new(&["ip", "link", "set", "dev", TUN, "up"])));
+    cx.init("nat64-3-route-pool", net_admin(InitTask::new(&["ip", "-4", "route", "replace", &pool_s, "dev", TUN])));
+    cx.init("nat64-4-route-prefix", net_admin(InitTask::new(&["ip", "-6", "route", "replace", &prefix_s, "dev", TUN])));
+    cx.init("nat64-5-masquerade", net_admin(InitTask::new(&["nft", "-f", NFT])));
 
     // -d: stay in the foreground and log to stdout. tayga logs with printf, so stdout
     // to the supervisor's log is block-buffered: stdbuf (coreutils) makes it line by
     // line, or the log stays empty until tayga exits. tayga exits on SIGHUP, so a
     // changed tayga.conf restarts it; the persistent tun keeps its routes meanwhile.
-    cx.service("tayga", ServiceRes::new(&["stdbuf", "-oL", "tayga", "-d", "--config", CONF]).uses(CONF));
+    cx.service(
+        "tayga",
+        ServiceRes::new(&["stdbuf", "-oL", "tayga", "-d", "--config", CONF]).uses(CONF).cap_add("NET_ADMIN"),
+    );
 }
 
 #[cfg(test)]
@@ -263,6 +270,8 @@ mod tests {
         assert!(!conf.contains("ipv6-addr"), "tayga derives it from a network-specific prefix: {conf}");
         assert!(plan.network.prefixes.contains("fd00:64::/96"));
         assert!(plan.devices.contains("/dev/net/tun"));
+        assert!(plan.services["tayga"].security.cap_add.contains("NET_ADMIN"));
+        assert!(plan.init.values().all(|t| t.security.cap_add.contains("NET_ADMIN")));
         let mktun = &plan.init["nat64-1-mktun"];
         assert_eq!(mktun.command, ["tayga", "--mktun", "--config", "/etc/tayga.conf"]);
         assert_eq!(mktun.creates.as_deref(), Some("/sys/class/net/nat64"));

@@ -189,7 +189,13 @@ pub fn compile(s: &SshdSettings, _all: &Services, cx: &mut Ctx) {
         let mut line = Text::new().lit("root:");
         line.append(cx.secret(secret));
         line.push("\n");
-        cx.init("sshd-root-password", InitTask::new(&["sh", "-c", ROOT_PASSWORD_SCRIPT]).stdin(line));
+        // The script bind-mounts the new shadow file over the read-only one: that
+        // takes CAP_SYS_ADMIN (which also lets its seccomp filter allow mount). Only
+        // this short task gets it; sshd itself keeps the default set.
+        cx.init(
+            "sshd-root-password",
+            InitTask::new(&["sh", "-c", ROOT_PASSWORD_SCRIPT]).stdin(line).cap_add("SYS_ADMIN"),
+        );
     }
 
     cx.file(CONFIG, sshd_config(s, &host_keys));

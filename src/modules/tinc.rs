@@ -223,7 +223,9 @@ pub fn compile(s: &TincSettings, _all: &Services, cx: &mut Ctx) {
         format!("--config={dir}"),
         format!("--pidfile=/run/tinc/tinc.{net}.pid"),
     ];
-    let mut svc = ServiceRes::new(&argv).ready_tcp(s.port.0).reload_signal("HUP");
+    // tincd configures its tun device and runs tinc-up (`ip addr`, `ip route`) inside
+    // the container's own network namespace: that takes CAP_NET_ADMIN.
+    let mut svc = ServiceRes::new(&argv).ready_tcp(s.port.0).reload_signal("HUP").cap_add("NET_ADMIN");
     for u in &uses {
         svc = svc.uses(u);
     }
@@ -267,6 +269,7 @@ mod tests {
         assert_eq!(svc.command.join(" "), "tincd -D -d1 --config=/etc/tinc/vpn --pidfile=/run/tinc/tinc.vpn.pid");
         assert!(svc.uses.contains("/etc/tinc/vpn/hosts/gamma") && svc.uses.contains("/etc/tinc/vpn/tinc-up"));
         assert!(plan.devices.contains("/dev/net/tun"));
+        assert_eq!(plan.services["tincd"].security.cap_add, ["NET_ADMIN".to_string()].into());
         assert_eq!((plan.ports["tcp/655"].as_str(), plan.ports["udp/655"].as_str()), ("tincd", "tincd"));
         let gen = &plan.init["tinc-key"];
         assert_eq!(gen.creates.as_deref(), Some("/var/lib/tinc/vpn/rsa_key.priv"));

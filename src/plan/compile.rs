@@ -85,6 +85,7 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
             pids: spec.limits.pids,
             cpu_weight: spec.limits.cpu_weight,
         },
+        security: security(&spec.security),
     };
     let mut cx = Ctx::new(&mut plan, problems);
     for p in &spec.packages {
@@ -156,6 +157,14 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         svc.after = p.after.iter().cloned().collect();
         svc.reload = p.reload_signal.as_ref().map(|s| Reload::Signal(s.trim_start_matches("SIG").to_string()));
         svc.uses = p.uses.iter().map(|u| u.0.clone()).collect();
+        svc.security = security(&p.security);
+        if let Some(c) = p.security.cap_add.iter().find(|c| p.security.cap_drop.contains(c)) {
+            cx.error(
+                &format!("processes.{pname}.security.cap_drop"),
+                format!("capability {c} is both added and dropped"),
+                None,
+            );
+        }
         if let Some(crate::spec::types::Ready::Tcp(port)) = &p.ready {
             cx.listen(crate::spec::values::Proto::Tcp, port.0, pname, &format!("processes.{pname}.ready"));
         }
@@ -168,6 +177,48 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
     cx.extend_problems(expand_problems);
     services.compile(&mut cx);
     plan
+}
+
+/// A spec's `security` as plan data (not yet folded into the container's).
+fn security(s: &crate::spec::types::SecuritySpec) -> Security {
+    Security {
+        cap_add: s.cap_add.iter().map(|c| c.0.clone()).collect(),
+        cap_drop: s.cap_drop.iter().map(|c| c.0.clone()).collect(),
+        seccomp_allow: s.seccomp_allow.iter().map(|c| c.0.clone()).collect(),
+        no_new_privs: s.no_new_privs.unwrap_or(true),
+    }
+}
+
+/// Check the names a hook may have written, fold the container's `security` into
+/// every process's and make every one canonical.
+fn fold_security(plan: &mut Plan, problems: &mut Vec<Problem>) {
+    let mut check = |what: &str, sec: &Security| {
+        for c in sec.cap_add.iter().chain(&sec.cap_drop) {
+            if crate::vocab::caps::canonical(c) != Some(c.as_str()) {
+                problems.push(Problem::new(format!("{what}: unknown capability `{c}`")).at(Path::parse("hooks")));
+            }
+        }
+        for n in &sec.seccomp_allow {
+            if crate::vocab::syscalls::number(n).is_none() {
+                problems.push(Problem::new(format!("{what}: unknown system call `{n}`")).at(Path::parse("hooks")));
+            }
+        }
+    };
+    check("security", &plan.security);
+    for (n, s) in &plan.services {
+        check(&format!("service {n}"), &s.security);
+    }
+    for (n, t) in &plan.init {
+        check(&format!("init task {n}"), &t.security);
+    }
+    let outer = plan.security.clone();
+    for s in plan.services.values_mut() {
+        s.security = s.security.within(&outer);
+    }
+    for t in plan.init.values_mut() {
+        t.security = t.security.within(&outer);
+    }
+    plan.security = outer.canonical();
 }
 
 fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> NetworkRes {
@@ -217,6 +268,7 @@ fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> Netw
 
 /// Whole-plan checks, run after every hook had its say.
 pub fn finish(plan: &mut Plan, problems: &mut Vec<Problem>) {
+    fold_security(plan, problems);
     let at = |origin: &str, name: &str, field: &str| -> Path {
         if origin == "spec" {
             Path::parse(&format!("processes.{name}.{field}"))
@@ -354,4 +406,56 @@ pub fn try_test_plan(toml_text: &str) -> Result<Plan, SpecErrors> {
     let (spec, tree, text) = crate::spec::parse_bytes("test.toml", toml_text.as_bytes(), crate::spec::Format::Toml)?;
     let loaded = Loaded { spec, tree, file: "test.toml".into(), text, dir: std::path::PathBuf::new() };
     compile(&loaded, &Env { pool: &AddressPool::default(), reader: &NoFiles })
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    #[test]
+    fn container_security_folds_into_every_process_and_pid1_keeps_the_union() {
+        let plan = test_plan(
+            r#"
+name = "t"
+base = "host"
+[security]
+cap_add = ["NET_RAW"]
+cap_drop = ["CHOWN"]
+seccomp_allow = ["ptrace"]
+[processes.a]
+command = ["true"]
+[processes.b]
+command = ["true"]
+[processes.b.security]
+cap_add = ["chown", "CAP_NET_ADMIN"]
+cap_drop = ["NET_RAW", "KILL"]
+no_new_privs = false
+"#,
+        );
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>();
+        assert_eq!(plan.security.cap_add, set(&["NET_RAW"]));
+        let a = &plan.services["a"].security;
+        assert_eq!((a.cap_add.clone(), a.cap_drop.clone()), (set(&["NET_RAW"]), set(&["CHOWN"])));
+        assert_eq!(a.seccomp_allow, set(&["ptrace"]));
+        assert!(a.no_new_privs);
+        // The process's own add and drop win over the container's.
+        let b = &plan.services["b"].security;
+        assert_eq!((b.cap_add.clone(), b.cap_drop.clone()), (set(&["NET_ADMIN"]), set(&["KILL"])));
+        assert!(!b.no_new_privs);
+        assert_eq!(b.describe(), "capabilities +NET_ADMIN -KILL; seccomp allows ptrace; no_new_privs off");
+        // PID 1: the default set plus every addition, and SYS_ADMIN for b's opt-out.
+        let pid1 = plan.pid1_security();
+        assert_eq!(pid1.cap_add, set(&["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]));
+        assert!(pid1.cap_drop.is_empty());
+        assert_eq!(pid1.seccomp_allow, set(&["ptrace"]));
+    }
+
+    #[test]
+    fn a_capability_added_and_dropped_is_an_error() {
+        let e = try_test_plan(
+            "name = \"t\"\nbase = \"host\"\n[processes.a]\ncommand = [\"true\"]\n\
+             [processes.a.security]\ncap_add = [\"KILL\"]\ncap_drop = [\"KILL\"]\n",
+        );
+        assert!(e.is_err());
+    }
 }

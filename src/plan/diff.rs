@@ -138,18 +138,27 @@ fn to_value<T: Serialize>(t: &T) -> Value {
 /// Cut a plan into resources, in display order.
 pub fn resources(plan: &Plan) -> Vec<Resource> {
     let mut out = Vec::new();
-    out.push(Resource {
-        kind: "container",
-        name: plan.name.clone(),
-        summary: if plan.devices.is_empty() {
-            format!("{} ({})", plan.name, plan.layer.base)
-        } else {
-            let devs: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
-            format!("{} ({}), devices {}", plan.name, plan.layer.base, devs.join(" "))
-        },
-        value: json!({"hostname": plan.hostname, "devices": plan.devices, "limits": plan.limits}),
-        body: None,
-    });
+    let mut summary = if plan.devices.is_empty() {
+        format!("{} ({})", plan.name, plan.layer.base)
+    } else {
+        let devs: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
+        format!("{} ({}), devices {}", plan.name, plan.layer.base, devs.join(" "))
+    };
+    if !plan.security.is_default() {
+        summary.push_str(&format!(", security: {}", plan.security.describe()));
+    }
+    let mut value = json!({"hostname": plan.hostname, "devices": plan.devices, "limits": plan.limits});
+    // PID 1's bounding set and filter are fixed when the container starts: a process
+    // that needs more than it has recreates the container.
+    let pid1 = plan.pid1_security();
+    if !pid1.cap_add.is_empty() || !pid1.seccomp_allow.is_empty() {
+        value["pid1"] = json!({"cap_add": pid1.cap_add, "seccomp_allow": pid1.seccomp_allow});
+    }
+    if !pid1.cap_add.is_empty() {
+        let caps: Vec<&str> = pid1.cap_add.iter().map(String::as_str).collect();
+        summary.push_str(&format!(", PID 1 keeps also {} for its processes", caps.join(" ")));
+    }
+    out.push(Resource { kind: "container", name: plan.name.clone(), summary, value, body: None });
     let pk: Vec<&str> = plan.layer.packages.iter().map(String::as_str).collect();
     let shown = if pk.len() > 8 {
         format!("{} (+{} more)", pk[..8].join(" "), pk.len() - 8)
@@ -247,6 +256,9 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         if !s.after.is_empty() {
             extra.push(format!("after {}", s.after.iter().cloned().collect::<Vec<_>>().join(", ")));
         }
+        if !s.security.is_default() {
+            extra.push(s.security.describe());
+        }
         let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
         out.push(Resource {
             kind: "service",
@@ -257,11 +269,14 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         });
     }
     for (id, t) in &plan.init {
-        let when = if t.after.is_empty() {
+        let mut when = if t.after.is_empty() {
             "before services".to_string()
         } else {
             format!("after {}", t.after.iter().cloned().collect::<Vec<_>>().join(", "))
         };
+        if !t.security.is_default() {
+            when.push_str(&format!("; {}", t.security.describe()));
+        }
         out.push(Resource {
             kind: "init",
             name: id.clone(),

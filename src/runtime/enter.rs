@@ -25,6 +25,9 @@ pub fn running_pid(root: &Path, name: &str) -> Result<i32, RunError> {
 /// terminal when `opts.tty`); the command's exit code.
 pub fn exec(root: &Path, name: &str, mut opts: ExecOpts) -> Result<i32, RunError> {
     let pid = running_pid(root, name)?;
+    // The command gets the container's capabilities, no_new_privs and seccomp filter.
+    let security = super::applied(root, name)?.map(|plan| plan.security).unwrap_or_default();
+    opts.security = Some(security);
     // The helper re-executes `container-init` (read-only) before entering: nothing
     // inside ever sees a process that is a copy of the host CLI binary.
     opts.helper.get_or_insert_with(attach::HelperProgram::installed);

@@ -276,8 +276,9 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
             say(&format!("network: {} on {}", v.join(", "), net::host_ifname(&plan.name)));
         }
         NetMode::None => {
+            // `lo` up, and the namespace's sysctls (ping_group_range, the plan's).
             let ns = net::open_netns(pending.pid())?;
-            net::run(&[net::Step::LinkUp { side: net::Side::Container, dev: "lo".into() }], Some(ns.as_fd()))?;
+            net::setup(&plan.name, &plan.network, ns.as_fd())?;
         }
         NetMode::Host => {}
     }

@@ -299,6 +299,10 @@ pub fn sandbox_spec(plan: &Plan, dirs: &Dirs, rootfs: RootFs, etc: &Path) -> Res
     let mut spec = SandboxSpec::new(&plan.hostname, rootfs, init_program());
     spec.net = if plan.network.mode == NetMode::Host { NetNs::Host } else { NetNs::New };
     spec.devices = plan.devices.iter().cloned().collect();
+    // PID 1 keeps what its services may need, no more (see `Plan::pid1_security`).
+    let pid1 = crate::exec::harden::Hardening::for_pid1(&plan.pid1_security())
+        .map_err(|e| RunError::Failed(format!("seccomp filter of PID 1: {e}")))?;
+    spec.hardening = Some(pid1);
     spec.mounts.push(MountReq::bind(RUN_IN, dirs.run(), false));
     spec.mounts.push(MountReq::bind(&format!("{RUN_IN}/secrets"), dirs.secrets(), true));
     for (target, m) in &plan.mounts {

@@ -59,6 +59,11 @@ pub struct Spec {
     /// Resource limits (cgroups, where the controller exists).
     #[serde(default)]
     pub limits: Limits,
+    /// Containment of every process of the container (services, init tasks, `exec`,
+    /// `shell`) beyond the defaults; a process can change it again under its own
+    /// `security`.
+    #[serde(default, skip_serializing_if = "SecuritySpec::is_empty")]
+    pub security: SecuritySpec,
 }
 
 fn default_base() -> Base {
@@ -206,6 +211,39 @@ pub struct ProcessSpec {
     /// Files (container paths) whose change reloads or restarts this program.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uses: Vec<AbsPath>,
+    /// Containment of this program beyond the container's `security`.
+    #[serde(default, skip_serializing_if = "SecuritySpec::is_empty")]
+    pub security: SecuritySpec,
+}
+
+/// Containment beyond the defaults. By default every process has at most Podman's
+/// eleven capabilities (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, NET_BIND_SERVICE,
+/// SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT; a non-root user has none), runs with
+/// `no_new_privs` and under a seccomp filter at least as strict as Docker's default
+/// profile. `plan` and `status` show every change made here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecuritySpec {
+    /// Capabilities added to the default set, e.g. ["NET_ADMIN"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<Capability>,
+    /// Capabilities of the default set taken away, e.g. ["CHOWN"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<Capability>,
+    /// System calls the default seccomp filter refuses but this lets through, e.g.
+    /// ["ptrace"]. A capability in `cap_add` already brings its own calls (SYS_PTRACE:
+    /// ptrace; SYS_ADMIN: mount, unshare, ...), as in Docker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seccomp_allow: Vec<Syscall>,
+    /// `false` lets the program gain privileges when it runs a setuid file or one
+    /// with file capabilities (su, sudo, ping). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_new_privs: Option<bool>,
+}
+
+impl SecuritySpec {
+    pub fn is_empty(&self) -> bool {
+        self == &SecuritySpec::default()
+    }
 }
 
 /// A Rhai hook. Give exactly one of `script` and `inline`.

@@ -15,10 +15,12 @@
 //! - [`text`]: file content that may hold secret references.
 //! - [`source`]: reading files next to the spec.
 
+pub mod caps;
 pub mod kinds;
 pub mod path;
 pub mod patterns;
 pub mod plan;
 pub mod source;
+pub mod syscalls;
 pub mod text;
 pub mod values;

@@ -45,6 +45,10 @@ pub struct Plan {
     pub secrets: BTreeSet<String>,
     #[serde(default)]
     pub limits: LimitsRes,
+    /// The container's own containment beyond the defaults: what `exec` and `shell`
+    /// get, already folded into every service and init task.
+    #[serde(default, skip_serializing_if = "Security::is_default")]
+    pub security: Security,
 }
 
 /// What the root filesystem is built from; any change rebuilds the package layer.
@@ -188,6 +192,8 @@ pub struct ServiceRes {
     /// Files whose change reloads or restarts this service.
     #[serde(default)]
     pub uses: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Security::is_default")]
+    pub security: Security,
     #[serde(default)]
     pub origin: String,
 }
@@ -213,8 +219,115 @@ pub struct InitTask {
     /// Services that must be ready before the task runs (empty: before any service).
     #[serde(default)]
     pub after: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Security::is_default")]
+    pub security: Security,
     #[serde(default)]
     pub origin: String,
+}
+
+/// Containment of a process beyond the defaults (Podman's eleven capabilities,
+/// no_new_privs, the default seccomp filter), in canonical form: `cap_add` holds only
+/// capabilities outside the default set, `cap_drop` only ones inside it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// Capabilities beyond the default set ("NET_ADMIN").
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub cap_add: BTreeSet<String>,
+    /// Capabilities of the default set taken away.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub cap_drop: BTreeSet<String>,
+    /// System calls the default seccomp filter lets through for this process.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub seccomp_allow: BTreeSet<String>,
+    /// False: the process may gain privileges at exec (setuid files, file capabilities).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub no_new_privs: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            cap_add: BTreeSet::new(),
+            cap_drop: BTreeSet::new(),
+            seccomp_allow: BTreeSet::new(),
+            no_new_privs: true,
+        }
+    }
+}
+
+impl Security {
+    pub fn is_default(&self) -> bool {
+        self == &Security::default()
+    }
+
+    /// The capability set (bit n = capability n): the default set, plus `cap_add`,
+    /// minus `cap_drop`.
+    pub fn caps(&self) -> u64 {
+        let add = crate::vocab::caps::set_of(self.cap_add.iter().map(String::as_str));
+        let drop = crate::vocab::caps::set_of(self.cap_drop.iter().map(String::as_str));
+        (crate::vocab::caps::default_set() | add) & !drop
+    }
+
+    /// `outer` (the container's) under this process's own settings: what the process
+    /// adds or drops itself wins; calls allowed and a no_new_privs opt-out add up.
+    /// The result is canonical.
+    pub fn within(&self, outer: &Security) -> Security {
+        let add: BTreeSet<String> =
+            self.cap_add.union(&outer.cap_add.difference(&self.cap_drop).cloned().collect()).cloned().collect();
+        let drop: BTreeSet<String> =
+            self.cap_drop.union(&outer.cap_drop.difference(&self.cap_add).cloned().collect()).cloned().collect();
+        let merged = Security {
+            cap_add: add,
+            cap_drop: drop,
+            seccomp_allow: self.seccomp_allow.union(&outer.seccomp_allow).cloned().collect(),
+            no_new_privs: self.no_new_privs && outer.no_new_privs,
+        };
+        merged.canonical()
+    }
+
+    /// The same set written as the difference from the default set.
+    pub fn canonical(&self) -> Security {
+        let set = self.caps();
+        let default = crate::vocab::caps::default_set();
+        let names = |s: u64| crate::vocab::caps::names(s).into_iter().map(str::to_string).collect();
+        Security {
+            cap_add: names(set & !default),
+            cap_drop: names(default & !set),
+            seccomp_allow: self.seccomp_allow.clone(),
+            no_new_privs: self.no_new_privs,
+        }
+    }
+
+    /// One line for `plan` and `status`: "capabilities +NET_ADMIN -CHOWN; seccomp
+    /// allows ptrace; no_new_privs off". Empty for the defaults.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.cap_add.is_empty() || !self.cap_drop.is_empty() {
+            let caps: Vec<String> = self
+                .cap_add
+                .iter()
+                .map(|c| format!("+{c}"))
+                .chain(self.cap_drop.iter().map(|c| format!("-{c}")))
+                .collect();
+            parts.push(format!("capabilities {}", caps.join(" ")));
+        }
+        if !self.seccomp_allow.is_empty() {
+            let calls: Vec<&str> = self.seccomp_allow.iter().map(String::as_str).collect();
+            parts.push(format!("seccomp allows {}", calls.join(" ")));
+        }
+        if !self.no_new_privs {
+            parts.push("no_new_privs off".to_string());
+        }
+        parts.join("; ")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +339,35 @@ pub struct LimitsRes {
     pub pids: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_weight: Option<u32>,
+}
+
+impl Plan {
+    /// What the container's PID 1 keeps: every capability some process of the plan
+    /// may have (the default set, the container's additions and every process's), and
+    /// CAP_SYS_ADMIN when a process opts out of no_new_privs (a filter is installed
+    /// without no_new_privs only with it); the seccomp calls any process is allowed.
+    /// PID 1 runs without no_new_privs so that such an opt-out stays possible.
+    pub fn pid1_security(&self) -> Security {
+        let procs = self.services.values().map(|s| &s.security).chain(self.init.values().map(|t| &t.security));
+        let mut caps = self.security.caps() | crate::vocab::caps::default_set();
+        let mut allow = self.security.seccomp_allow.clone();
+        let mut nnp = self.security.no_new_privs;
+        for s in procs {
+            caps |= s.caps();
+            allow.extend(s.seccomp_allow.iter().cloned());
+            nnp &= s.no_new_privs;
+        }
+        if !nnp {
+            caps |= 1 << crate::vocab::caps::SYS_ADMIN;
+        }
+        let default = crate::vocab::caps::default_set();
+        Security {
+            cap_add: crate::vocab::caps::names(caps & !default).into_iter().map(str::to_string).collect(),
+            cap_drop: BTreeSet::new(),
+            seccomp_allow: allow,
+            no_new_privs: false,
+        }
+    }
 }
 
 impl NetworkRes {
@@ -257,6 +399,7 @@ impl ServiceRes {
             after: BTreeSet::new(),
             reload: None,
             uses: BTreeSet::new(),
+            security: Security::default(),
             origin: String::new(),
         }
     }
@@ -297,6 +440,11 @@ impl ServiceRes {
         self.uses.insert(path.to_string());
         self
     }
+    /// A capability the service's daemon needs beyond the default set.
+    pub fn cap_add(mut self, cap: &str) -> Self {
+        self.security.cap_add.insert(cap.to_string());
+        self
+    }
 }
 
 impl InitTask {
@@ -307,6 +455,7 @@ impl InitTask {
             user: None,
             creates: None,
             after: BTreeSet::new(),
+            security: Security::default(),
             origin: String::new(),
         }
     }
@@ -325,6 +474,11 @@ impl InitTask {
     /// Run once `service` is ready.
     pub fn after(mut self, service: &str) -> Self {
         self.after.insert(service.to_string());
+        self
+    }
+    /// A capability the task's program needs beyond the default set.
+    pub fn cap_add(mut self, cap: &str) -> Self {
+        self.security.cap_add.insert(cap.to_string());
         self
     }
 }

@@ -476,3 +476,32 @@ mod tests {
         assert!(Publish::parse("80").is_err());
     }
 }
+
+text_value!(
+    /// A Linux capability name without the `CAP_` prefix, e.g. "NET_ADMIN".
+    Capability(String),
+    "a capability name such as \"NET_ADMIN\"",
+    {"type": "string", "pattern": "^([Cc][Aa][Pp]_)?[A-Za-z_]+$",
+     "description": "A Linux capability, e.g. \"NET_ADMIN\" or \"SYS_PTRACE\" (see `man 7 capabilities`; the `CAP_` prefix is optional)."},
+    |s| match crate::vocab::caps::canonical(s) {
+        Some(c) => Ok(c.to_string()),
+        None => Err(format!(
+            "unknown capability `{s}`: allowed are {}",
+            crate::vocab::caps::NAMES.join(", ")
+        )),
+    },
+    |s, f| f.write_str(s)
+);
+
+text_value!(
+    /// An x86_64 system call name, e.g. "ptrace".
+    Syscall(String),
+    "a system call name such as \"ptrace\"",
+    {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$",
+     "description": "An x86_64 system call name, e.g. \"ptrace\" (see `man 2 syscalls`)."},
+    |s| match crate::vocab::syscalls::number(s) {
+        Some(_) => Ok(s.to_string()),
+        None => Err(format!("unknown system call `{s}`: use an x86_64 name from `man 2 syscalls`, e.g. \"ptrace\"")),
+    },
+    |s, f| f.write_str(s)
+);

@@ -72,6 +72,13 @@ pub(super) enum SetupStep {
         target: CString,
         in_root: bool,
     },
+    /// `RemountRo` of a container path that also becomes nosuid and nodev: for the
+    /// root, so a file capability or setuid bit in a layer grants nothing (and an
+    /// exec of a capability-marked file such as ping does not fail for want of a
+    /// capability outside the bounding set).
+    RemountRoNoSuid {
+        target: CString,
+    },
     /// runc's masked path: /dev/null over a file, a read-only tmpfs over a dir.
     Mask {
         path: CString,
@@ -83,6 +90,10 @@ pub(super) enum SetupStep {
     Hostname {
         name: CString,
     },
+    /// Give PID 1 a new, empty session keyring (the caller's keys stay out of reach).
+    JoinSessionKeyring,
+    /// PID 1's capabilities and seccomp filter (see `exec::harden`).
+    Harden(crate::exec::harden::Hardening),
     /// Send `TAG_READY`, wait for `TAG_GO`.
     WaitGo,
     /// The last step: exec the program.
@@ -266,8 +277,12 @@ fn kept_flags(target: *const c_char) -> Result<c_ulong, c_int> {
 }
 
 fn remount_ro(target: *const c_char) -> Result<(), c_int> {
+    remount_ro_with(target, 0)
+}
+
+fn remount_ro_with(target: *const c_char, extra: c_ulong) -> Result<(), c_int> {
     let keep = kept_flags(target)?;
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep;
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep | extra;
     // SAFETY: all pointers are NUL-terminated strings or NULL.
     if unsafe { libc::mount(ptr::null(), target, ptr::null(), flags, ptr::null()) } != 0 {
         return Err(errno());
@@ -396,6 +411,7 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 ensure_in_root(st.root, file, |dir, name| libc::symlinkat(target.as_ptr(), dir, name))
             }
             SetupStep::RemountRo { target, in_root: false } => remount_ro(target.as_ptr()),
+            SetupStep::RemountRoNoSuid { target } => remount_ro_with(target.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV),
             SetupStep::RemountRo { target, in_root: true } => {
                 // Opened after the mount, so the fd is the new mount's root.
                 let fd = open_in_root(st.root, target, 0)?;
@@ -425,6 +441,13 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 remount_ro(path.as_ptr())
             }
             SetupStep::Hostname { name } => sys(libc::sethostname(name.as_ptr(), name.as_bytes().len())),
+            SetupStep::JoinSessionKeyring => crate::exec::harden::join_new_session_keyring(),
+            SetupStep::Harden(h) => {
+                // No uid switch for PID 1: both halves at once. The filter allows
+                // what is left to do (the release handshake, dup2, execveat).
+                h.before_setuid().map_err(|(_, e)| e)?;
+                h.before_exec().map_err(|(_, e)| e)
+            }
             SetupStep::WaitGo => {
                 send(st.sock, TAG_READY, 0, 0);
                 if recv_byte(st.sock) != Some(TAG_GO) {

@@ -778,7 +778,7 @@ impl Sup<'_> {
 
     fn prepare(&self, i: usize, argv: &[String]) -> Result<PreparedCommand, String> {
         let r = &self.svcs[i].res;
-        spawn::prepare(argv, &r.env, r.user.as_deref(), r.workdir.as_deref(), &self.etc_dir)
+        spawn::prepare(argv, &r.env, r.user.as_deref(), r.workdir.as_deref(), &self.etc_dir, &r.security)
     }
 
     fn start_service(&mut self, i: usize) {
@@ -1160,7 +1160,8 @@ impl Sup<'_> {
 
     fn start_task(&mut self, t: usize) -> Result<(), String> {
         let task = &self.tasks[t].task;
-        let p = spawn::prepare(&task.command, &BTreeMap::new(), task.user.as_deref(), None, &self.etc_dir)?;
+        let p =
+            spawn::prepare(&task.command, &BTreeMap::new(), task.user.as_deref(), None, &self.etc_dir, &task.security)?;
         let stdin = match &task.stdin {
             None => None,
             Some(text) => {

@@ -7,9 +7,13 @@
 //! it started), stdin/stdout/stderr as given and no other descriptor: every fd above 2
 //! is marked close-on-exec with close_range(2). Failures before exec come back to the
 //! parent over a close-on-exec pipe, so a missing program or a refused setuid is a
-//! clear error instead of an exit code 127.
+//! clear error instead of an exit code 127. Every child is hardened
+//! ([`crate::exec::harden`]): its capabilities, no_new_privs and seccomp filter come
+//! from its plan's `security`, compiled in `prepare`.
 
 use super::users::{self, Ident};
+use crate::exec::harden::{HardenStep, Hardening};
+use crate::plan::types::Security;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use std::collections::BTreeMap;
@@ -29,6 +33,7 @@ pub struct PreparedCommand {
     envp: Vec<CString>,
     ident: Option<Ident>,
     workdir: Option<CString>,
+    hardening: Hardening,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, String> {
@@ -54,6 +59,7 @@ pub fn prepare(
     user: Option<&str>,
     workdir: Option<&str>,
     etc: &Path,
+    security: &Security,
 ) -> Result<PreparedCommand, String> {
     let prog = argv.first().ok_or("empty command")?;
     let ident = user.map(|u| users::resolve(u, etc)).transpose()?;
@@ -78,10 +84,35 @@ pub fn prepare(
         envp: vars.iter().map(|(k, v)| cstring("environment", &format!("{k}={v}"))).collect::<Result<_, _>>()?,
         ident,
         workdir: workdir.map(|w| cstring("workdir", w)).transpose()?,
+        hardening: Hardening::for_process(security).map_err(|e| e.to_string())?,
     })
 }
 
-const STAGES: [&str; 7] = ["setsid", "dup2", "setgroups", "setgid", "setuid", "chdir", "execve"];
+const STAGES: [&str; 12] = [
+    "setsid",
+    "dup2",
+    "setgroups",
+    "setgid",
+    "setuid",
+    "chdir",
+    "execve",
+    "drop capabilities from the bounding set",
+    "clear the ambient capabilities",
+    "limit the capabilities",
+    "set no_new_privs",
+    "install the seccomp filter",
+];
+
+/// The report stage of a hardening step (an index into `STAGES`).
+fn stage_of(step: HardenStep) -> u8 {
+    match step {
+        HardenStep::Bounding => 7,
+        HardenStep::Ambient => 8,
+        HardenStep::Capabilities => 9,
+        HardenStep::NoNewPrivs => 10,
+        HardenStep::Seccomp => 11,
+    }
+}
 
 /// Forks and execs `p`; returns the child's pid (also its process group id).
 pub fn spawn(p: &PreparedCommand, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) -> Result<i32, String> {
@@ -101,6 +132,7 @@ pub fn spawn(p: &PreparedCommand, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) ->
         stdin: stdin.as_raw_fd(),
         out: out.as_raw_fd(),
         report: err_w.as_raw_fd(),
+        hardening: &p.hardening,
     };
     // SAFETY: the supervisor is single-threaded (checked by `run`), and the child
     // branch only calls async-signal-safe functions on memory prepared above.
@@ -146,12 +178,16 @@ struct ForkedChild<'a> {
     stdin: RawFd,
     out: RawFd,
     report: RawFd,
+    hardening: &'a Hardening,
 }
 
 impl ForkedChild<'_> {
     /// Tells the parent which step failed (with errno) and exits.
     unsafe fn fail(&self, stage: u8) -> ! {
-        let errno = Errno::last_raw();
+        self.fail_with(stage, Errno::last_raw())
+    }
+
+    unsafe fn fail_with(&self, stage: u8, errno: i32) -> ! {
         let mut b = [0u8; 8];
         b[0] = stage;
         b[4..].copy_from_slice(&errno.to_ne_bytes());
@@ -184,6 +220,9 @@ impl ForkedChild<'_> {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
+        if let Err((step, e)) = self.hardening.before_setuid() {
+            self.fail_with(stage_of(step), e);
+        }
         if let Some((uid, gid)) = self.ids {
             if libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0 {
                 self.fail(2);
@@ -197,6 +236,9 @@ impl ForkedChild<'_> {
         }
         if !self.workdir.is_null() && libc::chdir(self.workdir) != 0 {
             self.fail(5);
+        }
+        if let Err((step, e)) = self.hardening.before_exec() {
+            self.fail_with(stage_of(step), e);
         }
         libc::execve(self.path, self.argv, self.envp);
         self.fail(6)
@@ -219,16 +261,23 @@ mod tests {
         let mut env = BTreeMap::new();
         env.insert("FOO".to_string(), "bar".to_string());
         env.insert("HOME".to_string(), "/srv".to_string());
-        let p = prepare(&["sh".into()], &env, None, None, Path::new("/etc")).unwrap();
+        let p = prepare(&["sh".into()], &env, None, None, Path::new("/etc"), &Security::default()).unwrap();
         let vars: Vec<String> = p.envp.iter().map(|c| c.to_string_lossy().into_owned()).collect();
         assert!(vars.contains(&format!("PATH={DEFAULT_PATH}")));
         assert!(vars.contains(&"HOME=/srv".to_string()));
         assert!(vars.contains(&"FOO=bar".to_string()));
         env.insert("A=B".into(), "x".into());
-        assert!(prepare(&["sh".into()], &env, None, None, Path::new("/etc")).is_err());
-        assert!(prepare(&["no-such-program-xyz".into()], &BTreeMap::new(), None, None, Path::new("/etc"))
-            .unwrap_err()
-            .contains("command not found"));
-        assert!(prepare(&[], &BTreeMap::new(), None, None, Path::new("/etc")).is_err());
+        assert!(prepare(&["sh".into()], &env, None, None, Path::new("/etc"), &Security::default()).is_err());
+        assert!(prepare(
+            &["no-such-program-xyz".into()],
+            &BTreeMap::new(),
+            None,
+            None,
+            Path::new("/etc"),
+            &Security::default()
+        )
+        .unwrap_err()
+        .contains("command not found"));
+        assert!(prepare(&[], &BTreeMap::new(), None, None, Path::new("/etc"), &Security::default()).is_err());
     }
 }
