@@ -278,14 +278,24 @@ fn the_memory_limit_cannot_be_escaped() {
     let before = host_state();
     {
         let ct = start("esc-c-mem", "[limits]\nmemory = \"64M\"\n");
-        let script = format!("{} grep memory /proc/self/cgroup; grep '^0::' /proc/self/cgroup", move_out_script(&hs));
+        // A sleep left behind shows the host where the shell ended up.
+        let script = format!(
+            "{} grep memory /proc/self/cgroup; grep '^0::' /proc/self/cgroup; sleep 1000 </dev/null >/dev/null 2>&1 &",
+            move_out_script(&hs)
+        );
         let (code, out, err) = sh(&ct, &script);
         assert_eq!(code, 0, "{err}");
         for l in out.lines() {
             assert!(l.ends_with(":/"), "moved out of its own cgroup: {l:?}\n{out}\n{err}");
         }
-        // From the host: every process of the container is in its own cgroups, and the
-        // limit is the spec's.
+        // From the host: every process of the container is in its own cgroups (the
+        // memory one first: the inside view of a namespace root is "/" wherever that
+        // root is), and the limit is the spec's.
+        let all = pids_in_ns_of(pid1(&ct));
+        assert!(all.len() >= 3, "PID 1, its service and the sleep: {all:?}");
+        let memory_outside: Vec<String> =
+            all.iter().flat_map(|p| outside_own_cgroups(*p, &ct.name)).filter(|l| l.contains(":memory:")).collect();
+        assert_eq!(memory_outside, Vec::<String>::new(), "escaped the memory limit");
         let outside: Vec<String> =
             pids_in_ns_of(pid1(&ct)).iter().flat_map(|p| outside_own_cgroups(*p, &ct.name)).collect();
         assert_eq!(outside, Vec::<String>::new());
@@ -374,4 +384,49 @@ fn a_device_off_the_allow_list_cannot_be_made_or_opened() {
     }
     assert_eq!(host_state(), before);
     assert_no_cgroups("esc-c-dev");
+}
+
+/// The same rooting holds with a user namespace (what the sandbox does for a
+/// container whose root is an unprivileged host uid): the child joins the cgroups
+/// through fds the parent opened, then unshares the cgroup namespace, owned by its
+/// user namespace, and mounts its own cgroup2 subtree read-only.
+#[test]
+fn with_a_user_namespace_the_cgroup_namespace_is_rooted_there_too() {
+    require_host!();
+    use container::exec::cgroup::Cgroups;
+    use container::exec::sandbox::{spawn, Exit, IdMap, IdRange, Program, RootFs, SandboxSpec, Stdio};
+    use container::plan::types::LimitsRes;
+    use std::os::fd::OwnedFd;
+
+    let name = "esc-c-userns";
+    let (cg, _) = Cgroups::create(name, &LimitsRes { pids: Some(32), ..Default::default() }).expect("cgroups");
+    let script = "id -u; cat /proc/self/cgroup; stat -f -c %T /sys/fs/cgroup; \
+                  echo $$ > /sys/fs/cgroup/cgroup.procs && echo WROTE; echo done";
+    let argv = ["/bin/sh", "-c", script].map(String::from).to_vec();
+    let mut spec = SandboxSpec::new(name, RootFs::Host, Program::Path(argv));
+    let ids = vec![IdRange { inside: 0, outside: 200_000, count: 65536 }];
+    spec.user_ns = Some(IdMap { uids: ids.clone(), gids: ids });
+    spec.cgroups = cg.dirs().to_vec();
+    let out = tempfile::tempfile().expect("tempfile");
+    let fd = |f: &std::fs::File| Some(OwnedFd::from(f.try_clone().expect("dup")));
+    let stdio = Stdio { stdin: None, stdout: fd(&out), stderr: fd(&out) };
+    let pending = spawn(&spec, stdio).expect("spawn");
+    // Born in the cgroups, before any setup ran in it.
+    let host_view = std::fs::read_to_string(format!("/proc/{}/cgroup", pending.pid())).expect("cgroup");
+    assert_eq!(outside_own_cgroups(pending.pid().into(), name), Vec::<String>::new(), "{host_view}");
+    let exit = pending.release().expect("release").wait().expect("wait");
+    let text =
+        std::fs::read_to_string(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&out))).expect("output");
+    cg.remove().expect("remove the cgroups");
+    assert_eq!(exit, Exit::Code(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"0"), "{text}");
+    assert!(lines.contains(&"0::/"), "{text}");
+    let cgroup_line = |l: &&&str| l.contains(':') && l.split(':').next().is_some_and(|n| n.parse::<u32>().is_ok());
+    for l in lines.iter().filter(cgroup_line) {
+        assert!(l.ends_with(":/"), "{l:?} in\n{text}");
+    }
+    assert!(lines.contains(&"cgroup2fs"), "{text}");
+    assert!(!lines.contains(&"WROTE") && lines.last() == Some(&"done"), "{text}");
+    assert_no_cgroups(name);
 }
