@@ -430,3 +430,48 @@ fn with_a_user_namespace_the_cgroup_namespace_is_rooted_there_too() {
     assert!(!lines.contains(&"WROTE") && lines.last() == Some(&"done"), "{text}");
     assert_no_cgroups(name);
 }
+
+/// Without the v1 `devices` controller (a pure cgroup2 host: simulated here by
+/// leaving that hierarchy out), the allow-list is a BPF program on the container's
+/// cgroup2 cgroup, and it refuses the same: opening a bound node off the list
+/// (kmsg, 1:11) and mknod, while the default nodes still work.
+#[test]
+fn on_cgroup2_alone_a_bpf_program_enforces_the_device_list() {
+    require_host!();
+    use container::exec::cgroup::Cgroups;
+    use container::exec::sandbox::{spawn, Exit, Program, RootFs, SandboxSpec, Stdio};
+    use container::plan::types::LimitsRes;
+    use std::os::fd::OwnedFd;
+
+    let hs: Vec<Hierarchy> =
+        discover().expect("mountinfo").into_iter().filter(|h| !h.controllers.iter().any(|c| c == "devices")).collect();
+    if !hs.iter().any(|h| h.version == Version::V2) {
+        eprintln!("no cgroup2 on this host: no BPF device filter to test");
+        return;
+    }
+    let name = "esc-c-bpf";
+    let (cg, warnings) = Cgroups::create_in(&hs, name, &LimitsRes::default()).expect("cgroups with a BPF filter");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let script = "(exec 3</dev/kmsg) && echo OPENED kmsg; mknod /tmp/n c 1 11 && echo MADE; \
+                  for d in null zero full random urandom; do (exec 3<>/dev/$d) || echo DENIED $d; done; \
+                  (exec 3<>/dev/ptmx) || echo DENIED ptmx; echo done";
+    let argv = ["/bin/sh", "-c", script].map(String::from).to_vec();
+    let mut spec = SandboxSpec::new(name, RootFs::Host, Program::Path(argv));
+    spec.devices = vec!["/dev/kmsg".into()];
+    spec.cgroups = cg.dirs().to_vec();
+    let out = tempfile::tempfile().expect("tempfile");
+    let fd = |f: &std::fs::File| Some(OwnedFd::from(f.try_clone().expect("dup")));
+    let pending = spawn(&spec, Stdio { stdin: None, stdout: fd(&out), stderr: fd(&out) }).expect("spawn");
+    let exit = pending.release().expect("release").wait().expect("wait");
+    let text =
+        std::fs::read_to_string(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&out))).expect("output");
+    cg.remove().expect("remove the cgroups");
+    assert_eq!(exit, Exit::Code(0), "{text}");
+    for bad in ["OPENED", "MADE", "DENIED"] {
+        assert!(!text.contains(bad), "{bad}:\n{text}");
+    }
+    assert!(text.contains("cannot open /dev/kmsg: Operation not permitted"), "{text}");
+    assert!(text.contains("mknod: /tmp/n: Operation not permitted"), "{text}");
+    assert!(text.ends_with("done\n"), "{text}");
+    assert_no_cgroups(name);
+}

@@ -40,10 +40,10 @@
 //! denies every device (`devices.deny a`) and allows, read/write/mknod as runc does,
 //! only [`DEFAULT_DEVICES`] (null, zero, full, random, urandom, tty, ptmx, the pts)
 //! plus the nodes the plan lists (their type and numbers taken from the host node).
-//! Written on every create, so a reused cgroup never keeps a stale list. On a pure
-//! cgroup2 host (no v1 `devices`) the equivalent is a `BPF_CGROUP_DEVICE` program;
-//! that is not implemented yet, and [`Cgroups::create`] then warns that no device
-//! policy applies (the container's /dev still holds only the bound nodes).
+//! Written on every create, so a reused cgroup never keeps a stale list. Without the
+//! v1 controller (a pure cgroup2 host) the same list is a `BPF_CGROUP_DEVICE`
+//! program attached to the container's cgroup2 cgroup ([`bpf`]); a kernel without
+//! `bpf(2)`, or a host without either, gets a warning that no device policy applies.
 //!
 //! Processes: [`Cgroups::add`] moves a process into all of the container's cgroups;
 //! do it before the process forks (children inherit their parent's cgroups) and
@@ -65,6 +65,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::plan::types::LimitsRes;
+
+pub mod bpf;
 
 /// Directory under each hierarchy's mount that holds every container's cgroup.
 pub const PARENT: &str = "container";
@@ -421,11 +423,31 @@ impl Cgroups {
         stale.remove()?;
         let mut made = Cgroups { name: name.to_string(), dirs: Vec::new() };
         let result = (|| {
+            let mut v2_dir = None;
             for t in &targets {
                 let (dir, controllers) = made.create_one(t, limits, &mut warnings)?;
                 write_limits(&dir, t.version, &controllers, limits)?;
                 if controllers.contains(&"devices") {
                     write_devices(&dir, &rules)?;
+                }
+                if t.version == Version::V2 {
+                    v2_dir = Some(dir);
+                }
+            }
+            // Without the v1 controller, the cgroup2 way: a BPF device filter.
+            if !targets.iter().any(|t| t.controllers.contains(&"devices")) {
+                match v2_dir {
+                    Some(dir) => match bpf::attach(&dir, &rules) {
+                        Ok(()) => {}
+                        Err(e) if e.source.raw_os_error() == Some(libc::ENOSYS) => {
+                            warnings.push(format!("device allow-list not applied: no bpf(2) on this kernel ({e})"))
+                        }
+                        Err(e) => return Err(CgroupError::Device { path: dir, why: e.to_string() }),
+                    },
+                    None => warnings.push(
+                        "device allow-list not applied: no `devices` cgroup controller and no cgroup2 on this host"
+                            .to_string(),
+                    ),
                 }
             }
             Ok(())
@@ -893,7 +915,8 @@ mod tests {
     fn create_with_no_hierarchies_only_warns() {
         let (cg, warnings) = Cgroups::create_in(&[], "x", &all_limits()).expect("no error");
         assert!(cg.dirs().is_empty());
-        assert_eq!(warnings.len(), 3);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(warnings[3].starts_with("device allow-list not applied"), "{warnings:?}");
         assert!(cg.pids().is_empty());
         assert_eq!(cg.memory_current(), None);
         cg.remove().expect("nothing to remove");
