@@ -475,3 +475,29 @@ fn on_cgroup2_alone_a_bpf_program_enforces_the_device_list() {
     assert!(text.ends_with("done\n"), "{text}");
     assert_no_cgroups(name);
 }
+
+/// A cgroup made below the container's own (by a container that could, or a crash
+/// mid-way) does not survive into the next start with its own rules: create removes
+/// it, and the device list is written again.
+#[test]
+fn a_leftover_child_cgroup_is_removed_on_the_next_create() {
+    require_host!();
+    use container::exec::cgroup::Cgroups;
+    use container::plan::types::LimitsRes;
+
+    let name = "esc-c-left";
+    let (cg, _) = Cgroups::create(name, &LimitsRes::default()).expect("cgroups");
+    for d in cg.dirs() {
+        std::fs::create_dir(d.join("planted")).expect("a child cgroup");
+    }
+    let (again, _) = Cgroups::create(name, &LimitsRes::default()).expect("create over the leftover");
+    assert_eq!(again.dirs(), cg.dirs());
+    for d in again.dirs() {
+        assert!(!d.join("planted").exists(), "{} kept its child", d.display());
+        if let Ok(list) = std::fs::read_to_string(d.join("devices.list")) {
+            assert!(list.lines().all(|l| l.ends_with(" rwm") && !l.starts_with("a ")), "{list}");
+        }
+    }
+    again.remove().expect("remove");
+    assert_no_cgroups(name);
+}

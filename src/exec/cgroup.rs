@@ -511,6 +511,18 @@ impl Cgroups {
                 self.dirs.pop();
                 return Err(CgroupError::InUse { path: dir, pids });
             }
+            // Cgroups a previous run made below it (empty, as checked) would keep
+            // their own limits and device lists, and `devices.deny a` refuses a
+            // cgroup with children (until the kernel has taken a removed one
+            // offline, some time after rmdir): start over with a fresh cgroup.
+            let subtree = subdirs_deepest_first(&dir);
+            if subtree.len() > 1 {
+                let deadline = Instant::now() + REMOVE_TIMEOUT;
+                for sub in &subtree {
+                    rmdir_retry(sub, &mut Backoff::new(deadline))?;
+                }
+                mkdir(&dir)?;
+            }
         }
         Ok((dir, usable))
     }
