@@ -22,7 +22,16 @@
 //! source (volumes, rendered files, the host's /usr and /etc, device nodes) as an
 //! `O_PATH` fd and builds a list of steps with all strings in place; then `clone3`
 //! with the namespace flags; the child (see `child.rs`) runs the steps with raw
-//! syscalls only. Sources are bound through `/proc/self/fd/N`, so they are fixed
+//! syscalls only.
+//!
+//! Cgroups ([`SandboxSpec::cgroups`]): the child is born in the container's cgroup2
+//! cgroup (`CLONE_INTO_CGROUP` with an fd of it; before Linux 5.7 it writes its
+//! `cgroup.procs` itself), and its first steps write `0` to each v1 cgroup's `tasks`
+//! (fds the parent opened, so the kernel checks the parent's credentials); only then
+//! does it unshare its cgroup namespace, so that namespace is rooted at the
+//! container's own cgroups (`CLONE_NEWCGROUP` in clone3 would root it at the
+//! parent's: the kernel copies namespaces before it moves the child). Inside, that
+//! cgroup2 subtree is mounted read-only on `/sys/fs/cgroup`. Sources are bound through `/proc/self/fd/N`, so they are fixed
 //! before the child changes anything, and targets are created and mounted *after*
 //! `pivot_root`, so a symlink inside the container root resolves inside it and can
 //! never reach a host path.
@@ -74,7 +83,8 @@
 //!
 //! Requires Linux ≥ 5.6 (`clone3` with a pidfd, `openat2`); `close_range` (5.11)
 //! and the read-only mount for `Program::Exe` (5.12) have fallbacks. With `NetNs::Host` the host's /sys is bound read-only at its top
-//! only: submounts such as /sys/fs/cgroup keep their own flags.
+//! only: submounts keep their own flags (the host's /sys/fs/cgroup is covered by the
+//! container's read-only cgroup2 mount when it has a cgroup2 cgroup).
 
 mod child;
 
