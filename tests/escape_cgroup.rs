@@ -501,3 +501,31 @@ fn a_leftover_child_cgroup_is_removed_on_the_next_create() {
     again.remove().expect("remove");
     assert_no_cgroups(name);
 }
+
+/// With `network.mode = "host"` /sys is the host's, bound read-only: its cgroup
+/// submounts (the whole host tree, writable) do not come along, and unmounting the
+/// container's own cgroup2 mount reveals nothing below it.
+#[test]
+fn in_host_network_mode_the_hosts_cgroup_mounts_are_not_there() {
+    require_host!();
+    let before = host_state();
+    {
+        let ct = Ct::new("esc-c-hostnet", &format!("base = \"host\"\n[network]\nmode = \"host\"\n{SLEEPER}"));
+        ct.apply_ok();
+        let script = "grep -E ' - cgroup2? ' /proc/self/mountinfo | cut -d' ' -f5,6 | sed 's/^/MOUNT /'; \
+                      umount /sys/fs/cgroup && echo UNMOUNTED; \
+                      grep -E ' - cgroup2? ' /proc/self/mountinfo | cut -d' ' -f5 | sed 's/^/LEFT /'; \
+                      ls -A /sys/fs/cgroup | sed 's/^/ENTRY /'; echo done";
+        let (code, out, err) = sh(&ct, script);
+        assert_eq!(code, 0, "{err}");
+        let mounts: Vec<&str> = out.lines().filter(|l| l.starts_with("MOUNT ")).collect();
+        assert_eq!(mounts.len(), 1, "{out}");
+        assert!(mounts[0].starts_with("MOUNT /sys/fs/cgroup ro,"), "{out}");
+        if out.contains("UNMOUNTED") {
+            assert!(!out.contains("LEFT ") && !out.contains("ENTRY "), "the host's cgroups are below:\n{out}");
+        }
+        assert!(out.ends_with("done\n"), "{out}\n{err}");
+    }
+    assert_eq!(host_state(), before);
+    assert_no_cgroups("esc-c-hostnet");
+}

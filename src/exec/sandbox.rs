@@ -83,8 +83,8 @@
 //!
 //! Requires Linux ≥ 5.6 (`clone3` with a pidfd, `openat2`); `close_range` (5.11)
 //! and the read-only mount for `Program::Exe` (5.12) have fallbacks. With `NetNs::Host` the host's /sys is bound read-only at its top
-//! only: submounts keep their own flags (the host's /sys/fs/cgroup is covered by the
-//! container's read-only cgroup2 mount when it has a cgroup2 cgroup).
+//! only: submounts keep their own flags, except the host's /sys/fs/cgroup, which is
+//! detached (the container's read-only cgroup2 mount takes its place).
 
 mod child;
 
@@ -751,7 +751,12 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         }
         // A new sysfs shows the netns of its mounter; sharing the host's netns, the
         // host's sysfs is the right one, read-only.
-        NetNs::Host => b.bind(Path::new("/sys"), Path::new("/sys"), true)?,
+        NetNs::Host => {
+            b.bind(Path::new("/sys"), Path::new("/sys"), true)?;
+            // The recursive bind brought the host's cgroup hierarchies along, writable.
+            let op = SetupStep::Detach { target: cstr("sys/fs/cgroup")? };
+            b.push("detach the host's cgroup mounts under /sys/fs/cgroup".into(), op);
+        }
     }
     // The container's own cgroup2 subtree (the root of its cgroup namespace), read-only.
     // Without a cgroup2 cgroup (v1-only host) nothing is mounted: the namespace root

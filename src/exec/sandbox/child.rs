@@ -53,6 +53,12 @@ pub(super) enum SetupStep {
         flags: c_ulong,
         data: Option<CString>,
     },
+    /// Detach (`MNT_DETACH`) the mount at `target` in the new root and everything
+    /// below it. Done where the host's mounts came along with a recursive bind; a
+    /// missing one, or one locked by a user namespace (`EINVAL`), is left as it is.
+    Detach {
+        target: CString,
+    },
     /// Open `path` as the new root (O_PATH); later in-root steps and `Pivot` use it.
     OpenRoot {
         path: CString,
@@ -365,6 +371,19 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                     libc::close(fd);
                 }
                 r
+            }
+            SetupStep::Detach { target } => {
+                let fd = match open_in_root(st.root, target, 0) {
+                    Err(libc::ENOENT) => return Ok(()),
+                    r => r?,
+                };
+                let mut buf = [0u8; 32];
+                let r = sys(libc::umount2(fd_path(fd, &mut buf), libc::MNT_DETACH));
+                libc::close(fd);
+                match r {
+                    Err(libc::EINVAL) => Ok(()),
+                    r => r,
+                }
             }
             SetupStep::OpenSource { slot, path } => {
                 let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
