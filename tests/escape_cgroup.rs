@@ -485,7 +485,15 @@ fn a_leftover_child_cgroup_is_removed_on_the_next_create() {
     use container::exec::cgroup::Cgroups;
     use container::plan::types::LimitsRes;
 
+    /// Removes the cgroups (and what a failed assertion left in them) whatever happens.
+    struct Cleanup(&'static str);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Cgroups::open(self.0).map(|c| c.remove());
+        }
+    }
     let name = "esc-c-left";
+    let _cleanup = Cleanup(name);
     let (cg, _) = Cgroups::create(name, &LimitsRes::default()).expect("cgroups");
     for d in cg.dirs() {
         std::fs::create_dir(d.join("planted")).expect("a child cgroup");
