@@ -254,16 +254,19 @@ fn create_again_resets_an_empty_leftover_and_refuses_a_busy_one() {
     let mut guard = Guard { cg, children: vec![] };
 
     // A leftover (e.g. after a crash) without processes is reused, its old limit reset.
-    // Without limits only the cgroup2 hierarchy is used: a v1 leftover is removed.
     let (again, _) = Cgroups::create(&name, &LimitsRes { pids: Some(64), ..Default::default() })
         .expect("create over an empty leftover");
     assert_eq!(again.dirs(), guard.cg.dirs());
     if let Some(pids_max) = limit_file(&hs, &name, "pids") {
         assert_eq!(read(&pids_max), "64", "the limit was not rewritten");
     }
+    // Without limits every hierarchy is still used (the cgroup namespace is rooted at
+    // the container's own cgroup in each): the leftover is reused, its limit reset.
     let (again_plain, _) = Cgroups::create(&name, &LimitsRes::default()).expect("create without limits");
-    assert!(again_plain.dirs().len() <= again.dirs().len());
-    assert!(again_plain.dirs().iter().all(|d| !d.starts_with("/sys/fs/cgroup/pids")), "{:?}", again_plain.dirs());
+    assert_eq!(again_plain.dirs(), again.dirs());
+    if let Some(pids_max) = limit_file(&hs, &name, "pids") {
+        assert_eq!(read(&pids_max), "max", "the stale limit was kept");
+    }
     // The guard removes what exists now.
     guard.cg = Cgroups::open(&name).expect("open");
 

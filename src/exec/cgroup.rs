@@ -1,13 +1,26 @@
-//! Cgroups: one cgroup per container in each hierarchy we use, with the plan's limits.
+//! Cgroups: one cgroup per container in each hierarchy, with the plan's limits and
+//! the device allow-list.
 //!
 //! Invariant: a container `name` owns exactly the directories `<mount>/container/<name>`
 //! (and anything its processes create below them) in the hierarchies chosen by
-//! [`layout`]: every cgroup v1 hierarchy that carries `memory`, `pids` or `cpu`, plus
-//! the cgroup2 hierarchy if one is mounted (pure v2 host, or the `unified` mount of a
-//! hybrid host). Nothing else under a hierarchy is created, written or removed,
+//! [`layout`]: every cgroup v1 hierarchy (named ones such as `name=systemd` included),
+//! plus the cgroup2 hierarchy if one is mounted (pure v2 host, or the `unified` mount
+//! of a hybrid host). Nothing else under a hierarchy is created, written or removed,
 //! except enabling controllers in `cgroup.subtree_control` of the cgroup2 mount and
-//! of its `container` parent. [`Cgroups::remove`] either leaves none of those
-//! directories and no process in them, or returns an error naming what is left.
+//! of its `container` parent, and giving a v1 `cpuset` `container` parent the CPUs
+//! and memory nodes of its own parent (a v1 cpuset starts empty and takes no process).
+//! [`Cgroups::remove`] either leaves none of those directories and no process in them,
+//! or returns an error naming what is left.
+//!
+//! Why every v1 hierarchy: the container's cgroup namespace is rooted, in each
+//! hierarchy, at the cgroup its PID 1 is in when it unshares it. A hierarchy where the
+//! container had no cgroup of its own would root the namespace at the host's cgroup
+//! there (the hierarchy root, with its `release_agent`); with one in each, any
+//! cgroupfs mounted from inside shows only the container's own subtree. Joining costs
+//! nothing: the sandbox child writes `0` to each v1 `tasks` file while it is still
+//! single-threaded, which the kernel does without the global threadgroup lock (the
+//! RCU grace period that moving a process through `cgroup.procs` costs, ~10 ms), and
+//! it is born in the cgroup2 one (`CLONE_INTO_CGROUP`); see `sandbox.rs`.
 //!
 //! Layouts: the hierarchies come from `/proc/self/mountinfo`, never from a guess
 //! about `/sys/fs/cgroup`, so pure cgroup2, hybrid (v1 controllers plus cgroup2 at
@@ -22,6 +35,15 @@
 //! `pids.max`; `cpu_weight` (cgroup2 semantics, 1..=10000, default 100) → v2
 //! `cpu.weight` / v1 `cpu.shares = weight * 1024 / 100` (default 1024), clamped to
 //! the kernel's 2..=262144.
+//!
+//! Devices: where the v1 `devices` controller exists, the container's cgroup there
+//! denies every device (`devices.deny a`) and allows, read/write/mknod as runc does,
+//! only [`DEFAULT_DEVICES`] (null, zero, full, random, urandom, tty, ptmx, the pts)
+//! plus the nodes the plan lists (their type and numbers taken from the host node).
+//! Written on every create, so a reused cgroup never keeps a stale list. Without the
+//! v1 controller (a pure cgroup2 host) the same list is a `BPF_CGROUP_DEVICE`
+//! program attached to the container's cgroup2 cgroup ([`bpf`]); a kernel without
+//! `bpf(2)`, or a host without either, gets a warning that no device policy applies.
 //!
 //! Processes: [`Cgroups::add`] moves a process into all of the container's cgroups;
 //! do it before the process forks (children inherit their parent's cgroups) and
@@ -44,11 +66,17 @@ use nix::unistd::Pid;
 
 use crate::plan::types::LimitsRes;
 
+pub mod bpf;
+
 /// Directory under each hierarchy's mount that holds every container's cgroup.
 pub const PARENT: &str = "container";
 
 /// The controllers this module writes limits to (or reads accounting from).
 const MANAGED: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// v1 controllers a container's cgroup needs set up in: `devices` (the allow-list)
+/// and `cpuset` (a new v1 cpuset has no CPUs and refuses processes).
+const V1_SETUP: [&str; 2] = ["devices", "cpuset"];
 
 /// How long [`Cgroups::remove`] keeps killing and retrying before giving up. Generous:
 /// a loaded machine can take a while to tear down a process that holds much memory.
@@ -76,6 +104,8 @@ pub enum CgroupError {
     Kill { pid: i32, source: Errno },
     #[error("refusing to move pid {0} into a container cgroup (must be a real process other than ourselves)")]
     Pid(i32),
+    #[error("cannot allow device {path} in the container's device cgroup: {why}")]
+    Device { path: PathBuf, why: String },
     #[error("refusing to kill the cgroups of {0}: this process itself is inside them")]
     SelfInside(String),
 }
@@ -115,6 +145,53 @@ pub struct CgroupTarget {
     pub version: Version,
     pub controllers: Vec<&'static str>,
 }
+
+/// One entry of a device allow-list: a character or block device; `None` is any
+/// number (`*`). Granted read, write and mknod (`rwm`), as runc does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRule {
+    pub block: bool,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+}
+
+impl DeviceRule {
+    pub const fn char(major: u32, minor: u32) -> DeviceRule {
+        DeviceRule { block: false, major: Some(major), minor: Some(minor) }
+    }
+
+    /// The rule for the host device node `path` (its type and numbers).
+    pub fn of_node(path: &Path) -> Result<DeviceRule, CgroupError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let bad = |why: String| CgroupError::Device { path: path.into(), why };
+        let md = fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+        let ft = md.file_type();
+        if !ft.is_char_device() && !ft.is_block_device() {
+            return Err(bad("not a device node".into()));
+        }
+        let rdev = md.rdev();
+        Ok(DeviceRule { block: ft.is_block_device(), major: Some(libc::major(rdev)), minor: Some(libc::minor(rdev)) })
+    }
+
+    /// The line for v1 `devices.allow`, e.g. `c 136:* rwm`.
+    pub fn v1_line(&self) -> String {
+        let n = |x: Option<u32>| x.map_or("*".to_string(), |v| v.to_string());
+        format!("{} {}:{} rwm", if self.block { 'b' } else { 'c' }, n(self.major), n(self.minor))
+    }
+}
+
+/// The devices every container may use: null, zero, full, random, urandom, tty,
+/// ptmx and every pts (its own devpts instance's nodes).
+pub const DEFAULT_DEVICES: [DeviceRule; 8] = [
+    DeviceRule::char(1, 3),
+    DeviceRule::char(1, 5),
+    DeviceRule::char(1, 7),
+    DeviceRule::char(1, 8),
+    DeviceRule::char(1, 9),
+    DeviceRule::char(5, 0),
+    DeviceRule::char(5, 2),
+    DeviceRule { block: false, major: Some(136), minor: None },
+];
 
 /// Parse `/proc/self/mountinfo` into cgroup hierarchies, in mount order. A hierarchy
 /// mounted twice (same device, e.g. a bind mount) is listed once, at its first mount.
@@ -191,18 +268,23 @@ pub fn discover() -> Result<Vec<Hierarchy>, CgroupError> {
 
 /// Decide where a container's cgroups go (pure). Each managed controller is used in
 /// the v1 hierarchy that carries it, else in cgroup2 if available there. Every v1
-/// hierarchy carrying a managed controller gets a cgroup even without a limit (for
-/// accounting and tracking), and so does the cgroup2 hierarchy, whose `cgroup.kill`
-/// kills a whole container at once. On cgroup2, `memory` and `pids` are always used
-/// when available (cheap accounting); `cpu` only for a `cpu_weight`, because enabling
-/// it has costs and caveats (real-time tasks) that buy nothing without a weight.
-/// Returns the targets and one warning per limit that no controller can apply.
+/// hierarchy gets a cgroup, with or without a limit, so that the container's cgroup
+/// namespace is rooted at its own cgroup in each (see the module docs); a target's
+/// `controllers` also name `devices` (the allow-list is written there) and `cpuset`
+/// (its CPUs and memory nodes must be filled in). The cgroup2 hierarchy gets one too,
+/// whose `cgroup.kill` kills a whole container at once. On cgroup2, `memory` and
+/// `pids` are always used when available (cheap accounting); `cpu` only for a
+/// `cpu_weight`, because enabling it has costs and caveats (real-time tasks) that buy
+/// nothing without a weight. Returns the targets and one warning per limit that no
+/// controller can apply.
 pub fn layout(hierarchies: &[Hierarchy], limits: &LimitsRes) -> (Vec<CgroupTarget>, Vec<String>) {
     let in_v1 = |c: &str| hierarchies.iter().any(|h| h.version == Version::V1 && h.controllers.iter().any(|x| x == c));
     let mut targets = Vec::new();
     for h in hierarchies {
         let controllers: Vec<&'static str> = match h.version {
-            Version::V1 => MANAGED.into_iter().filter(|c| h.controllers.iter().any(|x| x == c)).collect(),
+            Version::V1 => {
+                MANAGED.into_iter().chain(V1_SETUP).filter(|c| h.controllers.iter().any(|x| x == c)).collect()
+            }
             Version::V2 => MANAGED
                 .into_iter()
                 .filter(|c| h.controllers.iter().any(|x| x == c) && !in_v1(c))
@@ -210,13 +292,9 @@ pub fn layout(hierarchies: &[Hierarchy], limits: &LimitsRes) -> (Vec<CgroupTarge
                 .collect(),
         };
         // Only one cgroup2 hierarchy exists per system; a second cgroup2 entry would be
-        // another device (a foreign mount) and is ignored like named v1 hierarchies.
-        // A v1 hierarchy only when one of its controllers has a limit to enforce:
-        // every move into a cgroup costs the kernel an RCU grace period (milliseconds),
-        // and the cgroup2 one already tracks the container's processes.
-        let limited = |c: &&str| requested(limits).iter().any(|(r, _)| r == c);
+        // another device (a foreign mount) and is ignored.
         let wanted = match h.version {
-            Version::V1 => controllers.iter().any(limited),
+            Version::V1 => true,
             Version::V2 => !targets.iter().any(|t: &CgroupTarget| t.version == Version::V2),
         };
         if wanted {
@@ -291,11 +369,22 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// Create the container's cgroups (see [`layout`]) and write the limits. Returns
-    /// warnings for limits no controller can apply. An existing, empty cgroup of the
-    /// same name (left by a crash) is reused; one with processes is an error.
+    /// Create the container's cgroups (see [`layout`]), write the limits and the
+    /// default device allow-list. Returns warnings for limits no controller can apply.
+    /// An existing, empty cgroup of the same name (left by a crash) is reused; one
+    /// with processes is an error.
     pub fn create(name: &str, limits: &LimitsRes) -> Result<(Cgroups, Vec<String>), CgroupError> {
-        Self::create_in(&discover()?, name, limits)
+        Self::create_with(name, limits, &[])
+    }
+
+    /// [`Cgroups::create`] whose device allow-list also grants the host device nodes
+    /// `devices` (e.g. `/dev/net/tun`), by their type and numbers.
+    pub fn create_with(
+        name: &str,
+        limits: &LimitsRes,
+        devices: &[PathBuf],
+    ) -> Result<(Cgroups, Vec<String>), CgroupError> {
+        Self::create_in_with(&discover()?, name, limits, devices)
     }
 
     /// [`Cgroups::create`] on the given hierarchies.
@@ -304,8 +393,22 @@ impl Cgroups {
         name: &str,
         limits: &LimitsRes,
     ) -> Result<(Cgroups, Vec<String>), CgroupError> {
+        Self::create_in_with(hierarchies, name, limits, &[])
+    }
+
+    /// [`Cgroups::create_with`] on the given hierarchies.
+    pub fn create_in_with(
+        hierarchies: &[Hierarchy],
+        name: &str,
+        limits: &LimitsRes,
+        devices: &[PathBuf],
+    ) -> Result<(Cgroups, Vec<String>), CgroupError> {
         check_name(name)?;
         check_limits(limits)?;
+        let mut rules = DEFAULT_DEVICES.to_vec();
+        for d in devices {
+            rules.push(DeviceRule::of_node(d)?);
+        }
         let (targets, mut warnings) = layout(hierarchies, limits);
         // A leftover in a hierarchy these limits no longer use (created with other
         // limits, then a crash) is removed if empty, refused if busy, like the others.
@@ -320,9 +423,32 @@ impl Cgroups {
         stale.remove()?;
         let mut made = Cgroups { name: name.to_string(), dirs: Vec::new() };
         let result = (|| {
+            let mut v2_dir = None;
             for t in &targets {
                 let (dir, controllers) = made.create_one(t, limits, &mut warnings)?;
                 write_limits(&dir, t.version, &controllers, limits)?;
+                if controllers.contains(&"devices") {
+                    write_devices(&dir, &rules)?;
+                }
+                if t.version == Version::V2 {
+                    v2_dir = Some(dir);
+                }
+            }
+            // Without the v1 controller, the cgroup2 way: a BPF device filter.
+            if !targets.iter().any(|t| t.controllers.contains(&"devices")) {
+                match v2_dir {
+                    Some(dir) => match bpf::attach(&dir, &rules) {
+                        Ok(()) => {}
+                        Err(e) if e.source.raw_os_error() == Some(libc::ENOSYS) => {
+                            warnings.push(format!("device allow-list not applied: no bpf(2) on this kernel ({e})"))
+                        }
+                        Err(e) => return Err(CgroupError::Device { path: dir, why: e.to_string() }),
+                    },
+                    None => warnings.push(
+                        "device allow-list not applied: no `devices` cgroup controller and no cgroup2 on this host"
+                            .to_string(),
+                    ),
+                }
             }
             Ok(())
         })();
@@ -346,6 +472,10 @@ impl Cgroups {
     ) -> Result<(PathBuf, Vec<&'static str>), CgroupError> {
         let parent = t.mount.join(PARENT);
         mkdir(&parent)?;
+        let cpuset = t.controllers.contains(&"cpuset");
+        if cpuset {
+            fill_cpuset(&parent, &t.mount)?;
+        }
         let mut usable = Vec::new();
         for &c in &t.controllers {
             if t.version == Version::V1 {
@@ -371,12 +501,27 @@ impl Cgroups {
         let existed = dir.is_dir();
         mkdir(&dir)?;
         self.dirs.push(dir.clone());
+        if cpuset {
+            fill_cpuset(&dir, &parent)?;
+        }
         if existed {
             let pids = procs_recursive(&dir);
             if !pids.is_empty() {
                 // Not ours to reuse: forget it so that cleanup does not kill it.
                 self.dirs.pop();
                 return Err(CgroupError::InUse { path: dir, pids });
+            }
+            // Cgroups a previous run made below it (empty, as checked) would keep
+            // their own limits and device lists, and `devices.deny a` refuses a
+            // cgroup with children (until the kernel has taken a removed one
+            // offline, some time after rmdir): start over with a fresh cgroup.
+            let subtree = subdirs_deepest_first(&dir);
+            if subtree.len() > 1 {
+                let deadline = Instant::now() + REMOVE_TIMEOUT;
+                for sub in &subtree {
+                    rmdir_retry(sub, &mut Backoff::new(deadline))?;
+                }
+                mkdir(&dir)?;
             }
         }
         Ok((dir, usable))
@@ -497,6 +642,32 @@ fn enable(dir: &Path, c: &str) -> Result<(), CgroupError> {
         return Ok(());
     }
     write_file(&path, &format!("+{c}"))
+}
+
+/// A v1 cpuset cgroup starts with no CPUs and no memory nodes, and refuses processes
+/// until it has both: give `dir` those of `from` (its parent) where it has none.
+fn fill_cpuset(dir: &Path, from: &Path) -> Result<(), CgroupError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let read = |d: &Path| {
+            let path = d.join(file);
+            fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(|source| CgroupError::Read { path, source })
+        };
+        if read(dir)?.is_empty() {
+            write_file(&dir.join(file), &read(from)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The v1 device allow-list: deny everything, then allow each rule. `devices.deny a`
+/// also drops every exception a reused cgroup had (it has no children: a container's
+/// cgroupfs is read-only).
+fn write_devices(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+    write_file(&dir.join("devices.deny"), "a")?;
+    for r in rules {
+        write_file(&dir.join("devices.allow"), &r.v1_line())?;
+    }
+    Ok(())
 }
 
 fn is_permission(e: &CgroupError) -> bool {
@@ -699,23 +870,23 @@ mod tests {
         use Version::*;
         let mut hs = parse_mountinfo(HYBRID);
         hs[0].controllers = vec!["hugetlb".into()];
+        let every_v1 = [
+            t("/sys/fs/cgroup/systemd", V1, &[]),
+            t("/sys/fs/cgroup/cpu,cpuacct", V1, &["cpu"]),
+            t("/sys/fs/cgroup/memory", V1, &["memory"]),
+            t("/sys/fs/cgroup/pids", V1, &["pids"]),
+            t("/sys/fs/cgroup/cpuset", V1, &["cpuset"]),
+            t("/sys/fs/cgroup/devices", V1, &["devices"]),
+        ];
         let (targets, warnings) = layout(&hs, &all_limits());
-        assert_eq!(
-            targets,
-            [
-                t("/sys/fs/cgroup/unified", V2, &[]),
-                t("/sys/fs/cgroup/cpu,cpuacct", V1, &["cpu"]),
-                t("/sys/fs/cgroup/memory", V1, &["memory"]),
-                t("/sys/fs/cgroup/pids", V1, &["pids"]),
-            ]
-        );
+        assert_eq!(targets[0], t("/sys/fs/cgroup/unified", V2, &[]));
+        assert_eq!(targets[1..], every_v1);
         assert_eq!(warnings, Vec::<String>::new());
-        // Without limits only the cgroup2 hierarchy tracks the container.
-        let (targets, _) = layout(&hs, &LimitsRes::default());
-        assert_eq!(targets, [t("/sys/fs/cgroup/unified", V2, &[])]);
-        let pids_only = LimitsRes { pids: Some(8), ..LimitsRes::default() };
-        let (targets, _) = layout(&hs, &pids_only);
-        assert_eq!(targets, [t("/sys/fs/cgroup/unified", V2, &[]), t("/sys/fs/cgroup/pids", V1, &["pids"])]);
+        // Without limits too, every v1 hierarchy holds the container (its cgroup
+        // namespace is rooted at its own cgroup in each, and the device list applies).
+        let (targets, warnings) = layout(&hs, &LimitsRes::default());
+        assert_eq!(targets[1..], every_v1);
+        assert!(warnings.is_empty());
     }
 
     #[test]
@@ -742,7 +913,7 @@ mod tests {
         // v1 without pids; no limits set means no warnings.
         let hs: Vec<_> = parse_mountinfo(V1_ONLY).into_iter().filter(|h| h.controllers != ["pids"]).collect();
         let (targets, warnings) = layout(&hs, &all_limits());
-        assert_eq!(targets.len(), 2);
+        assert_eq!(targets.len(), 3, "systemd, memory and cpu: {targets:?}");
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("`pids`"));
         assert!(layout(&hs, &LimitsRes::default()).1.is_empty());
@@ -756,10 +927,27 @@ mod tests {
     fn create_with_no_hierarchies_only_warns() {
         let (cg, warnings) = Cgroups::create_in(&[], "x", &all_limits()).expect("no error");
         assert!(cg.dirs().is_empty());
-        assert_eq!(warnings.len(), 3);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(warnings[3].starts_with("device allow-list not applied"), "{warnings:?}");
         assert!(cg.pids().is_empty());
         assert_eq!(cg.memory_current(), None);
         cg.remove().expect("nothing to remove");
+    }
+
+    #[test]
+    fn device_rules_are_runc_style_lines() {
+        let lines: Vec<String> = DEFAULT_DEVICES.iter().map(DeviceRule::v1_line).collect();
+        assert_eq!(
+            lines,
+            ["c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm"]
+        );
+        let any_block = DeviceRule { block: true, major: None, minor: None };
+        assert_eq!(any_block.v1_line(), "b *:* rwm");
+        // A node on the host: its real numbers; anything else is an error.
+        assert_eq!(DeviceRule::of_node(Path::new("/dev/null")).expect("/dev/null"), DeviceRule::char(1, 3));
+        for bad in ["/dev", "/nonexistent-device"] {
+            assert!(matches!(DeviceRule::of_node(Path::new(bad)), Err(CgroupError::Device { .. })), "{bad}");
+        }
     }
 
     #[test]

@@ -23,7 +23,16 @@
 //! source (volumes, rendered files, the host's /usr and /etc, device nodes) as an
 //! `O_PATH` fd and builds a list of steps with all strings in place; then `clone3`
 //! with the namespace flags; the child (see `child.rs`) runs the steps with raw
-//! syscalls only. Sources are bound through `/proc/self/fd/N`, so they are fixed
+//! syscalls only.
+//!
+//! Cgroups ([`SandboxSpec::cgroups`]): the child is born in the container's cgroup2
+//! cgroup (`CLONE_INTO_CGROUP` with an fd of it; before Linux 5.7 it writes its
+//! `cgroup.procs` itself), and its first steps write `0` to each v1 cgroup's `tasks`
+//! (fds the parent opened, so the kernel checks the parent's credentials); only then
+//! does it unshare its cgroup namespace, so that namespace is rooted at the
+//! container's own cgroups (`CLONE_NEWCGROUP` in clone3 would root it at the
+//! parent's: the kernel copies namespaces before it moves the child). Inside, that
+//! cgroup2 subtree is mounted read-only on `/sys/fs/cgroup`. Sources are bound through `/proc/self/fd/N`, so they are fixed
 //! before the child changes anything, and targets are created and mounted *after*
 //! `pivot_root`, so a symlink inside the container root resolves inside it and can
 //! never reach a host path.
@@ -75,7 +84,8 @@
 //!
 //! Requires Linux ≥ 5.6 (`clone3` with a pidfd, `openat2`); `close_range` (5.11)
 //! and the read-only mount for `Program::Exe` (5.12) have fallbacks. With `NetNs::Host` the host's /sys is bound read-only at its top
-//! only: submounts such as /sys/fs/cgroup keep their own flags.
+//! only: submounts keep their own flags, except the host's /sys/fs/cgroup, which is
+//! detached (the container's read-only cgroup2 mount takes its place).
 
 mod child;
 
@@ -220,6 +230,11 @@ pub struct SandboxSpec {
     pub net: NetNs,
     /// Unshare the cgroup namespace when the host supports it.
     pub cgroup_ns: bool,
+    /// The container's cgroup directories (`cgroup::Cgroups::dirs`). The child is in
+    /// every one of them before it makes its cgroup namespace, so that namespace is
+    /// rooted at the container's own cgroups: the cgroup2 one from birth
+    /// (`CLONE_INTO_CGROUP`), the v1 ones by its first steps (see `CgroupFds`).
+    pub cgroups: Vec<PathBuf>,
     pub user_ns: Option<IdMap>,
     pub program: Program,
     /// The program's whole environment (nothing is inherited).
@@ -246,6 +261,7 @@ impl SandboxSpec {
             devices: Vec::new(),
             net: NetNs::New,
             cgroup_ns: true,
+            cgroups: Vec::new(),
             user_ns: None,
             program,
             env,
@@ -744,7 +760,20 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         }
         // A new sysfs shows the netns of its mounter; sharing the host's netns, the
         // host's sysfs is the right one, read-only.
-        NetNs::Host => b.bind(Path::new("/sys"), Path::new("/sys"), true)?,
+        NetNs::Host => {
+            b.bind(Path::new("/sys"), Path::new("/sys"), true)?;
+            // The recursive bind brought the host's cgroup hierarchies along, writable.
+            let op = SetupStep::Detach { target: cstr("sys/fs/cgroup")? };
+            b.push("detach the host's cgroup mounts under /sys/fs/cgroup".into(), op);
+        }
+    }
+    // The container's own cgroup2 subtree (the root of its cgroup namespace), read-only.
+    // Without a cgroup2 cgroup (v1-only host) nothing is mounted: the namespace root
+    // there would be the host's cgroup2 root.
+    if cgroup_ns(spec) && spec.cgroups.iter().any(|d| is_cgroup2(d).unwrap_or(false)) {
+        let what = "mount cgroup2 on /sys/fs/cgroup read-only".to_string();
+        let fl = nodev | libc::MS_RDONLY;
+        b.mount(what, MountSrc::Str(cstr("cgroup2")?), Path::new("/sys/fs/cgroup"), Some("cgroup2"), fl, None)?;
     }
 
     if spec.rootfs == RootFs::Host {
@@ -840,7 +869,8 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
     Ok(b)
 }
 
-/// The clone3 argument block, version 0 (64 bytes, Linux 5.3).
+/// The clone3 argument block, version 2 (88 bytes, Linux 5.7: `cgroup`). Older
+/// kernels accept it as long as the fields they do not know are zero.
 #[repr(C)]
 struct CloneArgs {
     flags: u64,
@@ -851,6 +881,62 @@ struct CloneArgs {
     stack: u64,
     stack_size: u64,
     tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// Is `dir` on a cgroup2 (true) or a cgroup v1 (false) file system?
+fn is_cgroup2(dir: &Path) -> Result<bool, SandboxError> {
+    let st = nix::sys::statfs::statfs(dir).map_err(|source| SandboxError::Source { path: dir.into(), source })?;
+    match st.filesystem_type().0 as i64 {
+        CGROUP2_SUPER_MAGIC => Ok(true),
+        CGROUP_SUPER_MAGIC => Ok(false),
+        _ => Err(SandboxError::Spec(format!("{} is not a cgroup", dir.display()))),
+    }
+}
+
+/// Whether the child makes a cgroup namespace.
+fn cgroup_ns(spec: &SandboxSpec) -> bool {
+    spec.cgroup_ns && Path::new("/proc/self/ns/cgroup").exists()
+}
+
+/// The container's cgroups, opened by the parent before clone3 (so errors name a
+/// path, and the kernel checks the parent's credentials).
+#[derive(Default)]
+struct CgroupFds {
+    /// The cgroup2 directory (`O_PATH`) for `CLONE_INTO_CGROUP`, and its
+    /// `cgroup.procs` for kernels without it (before 5.7).
+    v2: Option<(PathBuf, OwnedFd, OwnedFd)>,
+    /// Each v1 cgroup's `tasks`, written by the child itself.
+    v1: Vec<(PathBuf, OwnedFd)>,
+}
+
+impl CgroupFds {
+    fn open(dirs: &[PathBuf]) -> Result<CgroupFds, SandboxError> {
+        let open = |path: PathBuf, flags: nix::fcntl::OFlag| {
+            nix::fcntl::open(&path, flags | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .map_err(|source| SandboxError::Source { path, source })
+        };
+        use nix::fcntl::OFlag;
+        let mut out = CgroupFds::default();
+        for d in dirs {
+            if is_cgroup2(d)? {
+                if out.v2.is_some() {
+                    return Err(SandboxError::Spec(format!("a second cgroup2 directory {}", d.display())));
+                }
+                let dir = open(d.clone(), OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+                let procs = open(d.join("cgroup.procs"), OFlag::O_WRONLY)?;
+                out.v2 = Some((d.clone(), dir, procs));
+            } else {
+                out.v1.push((d.clone(), open(d.join("tasks"), OFlag::O_WRONLY)?));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Serialises spawns within this process: between socketpair() and closing the
@@ -875,6 +961,26 @@ fn high_fd(fd: Option<OwnedFd>) -> Result<Option<OwnedFd>, SandboxError> {
     }
 }
 
+/// clone3 with `args`; in the child, run the script (never returns). In the parent:
+/// the child's pid, or -1 with errno set.
+fn clone_child(args: &CloneArgs, script: &SetupScript, parent_sock: RawFd, child_sock: RawFd) -> libc::c_long {
+    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of our
+    // memory and runs `child::run`, which only makes raw syscalls on `script` and
+    // never returns (exec or _exit).
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret == 0 {
+        // The child's copy of the parent's end must go, or the child would hold both
+        // ends and never see EOF when the parent dies before `release` (e.g. kill -9
+        // mid-apply): it would wait for a release forever instead of exiting.
+        // SAFETY: close(2) on an fd number we own in this (forked) process.
+        unsafe {
+            libc::close(parent_sock);
+        }
+        child::run(script, child_sock);
+    }
+    ret
+}
+
 /// Start a container: clone into new namespaces, set everything up, and stop just
 /// before exec. Returns once the child is ready (or failed); see [`Pending`].
 pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> {
@@ -897,9 +1003,23 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
         }
     };
     b.push_post(exec_step.clone(), SetupStep::Exec(exec));
-    // The sources are opened first, before the child shadows anything.
     let mut what: Vec<String> = Vec::new();
     let mut ops: Vec<SetupStep> = Vec::new();
+    // First the cgroups, then the cgroup namespace: it is rooted where we are then.
+    let cgroups = CgroupFds::open(&spec.cgroups)?;
+    for (path, fd) in &cgroups.v1 {
+        what.push(format!("join the cgroup {}", path.display()));
+        ops.push(SetupStep::JoinCgroup { fd: fd.as_raw_fd(), v2: false });
+    }
+    if let Some((path, _, procs)) = &cgroups.v2 {
+        what.push(format!("join the cgroup {}", path.display()));
+        ops.push(SetupStep::JoinCgroup { fd: procs.as_raw_fd(), v2: true });
+    }
+    if cgroup_ns(spec) {
+        what.push("unshare the cgroup namespace".into());
+        ops.push(SetupStep::UnshareCgroup);
+    }
+    // The sources are opened next, before the child shadows anything.
     for (slot, path) in b.sources.iter().enumerate() {
         what.push(format!("open {}", path.to_string_lossy()));
         ops.push(SetupStep::OpenSource { slot, path: path.clone() });
@@ -934,16 +1054,17 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     let stdio_fds = [high_fd(stdio.stdin)?, high_fd(stdio.stdout)?, high_fd(stdio.stderr)?];
     let raw_stdio = [0, 1, 2].map(|i| stdio_fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
     let slots = b.sources.iter().map(|_| std::cell::Cell::new(-1)).collect();
-    let script = SetupScript { ops, slots, argv: argv_ptrs, envp: env_ptrs, stdio: raw_stdio };
+    let into_cgroup = std::cell::Cell::new(cgroups.v2.is_some());
+    let script = SetupScript { ops, slots, argv: argv_ptrs, envp: env_ptrs, stdio: raw_stdio, into_cgroup };
 
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_PIDFD;
     if spec.net == NetNs::New {
         flags |= libc::CLONE_NEWNET;
     }
-    if spec.cgroup_ns && Path::new("/proc/self/ns/cgroup").exists() {
-        flags |= libc::CLONE_NEWCGROUP;
-    }
+    // No CLONE_NEWCGROUP here: the kernel would root the namespace at *our* cgroups
+    // (it copies the namespaces before it moves the child into `args.cgroup`); the
+    // child unshares it itself once it is in all of the container's cgroups.
     if spec.user_ns.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
@@ -952,7 +1073,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     let (parent_sock, child_sock) =
         socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(os("socketpair"))?;
     let mut pidfd: c_int = -1;
-    let args = CloneArgs {
+    let mut args = CloneArgs {
         flags: flags as u64,
         pidfd: &mut pidfd as *mut c_int as u64,
         child_tid: 0,
@@ -961,27 +1082,31 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
         stack: 0,
         stack_size: 0,
         tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
     };
-    let child_raw = child_sock.as_raw_fd();
-    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of our
-    // memory and runs `child::run`, which only makes raw syscalls on `script` and
-    // never returns (exec or _exit).
-    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    if ret == 0 {
-        // The child's copy of the parent's end must go, or the child would hold both
-        // ends and never see EOF when the parent dies before `release` (e.g. kill -9
-        // mid-apply): it would wait for a release forever instead of exiting.
-        // SAFETY: close(2) on an fd number we own in this (forked) process.
-        unsafe {
-            libc::close(parent_sock.as_raw_fd());
-        }
-        child::run(&script, child_raw);
+    if let Some((_, dir, _)) = &cgroups.v2 {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = dir.as_raw_fd() as u64;
     }
-    let clone_err = std::io::Error::last_os_error();
+    let child_raw = child_sock.as_raw_fd();
+    let mut ret = clone_child(&args, &script, parent_sock.as_raw_fd(), child_raw);
+    let mut clone_err = std::io::Error::last_os_error();
+    let old_kernel = matches!(clone_err.raw_os_error(), Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS));
+    if ret < 0 && args.flags & CLONE_INTO_CGROUP != 0 && old_kernel {
+        // A kernel before 5.7: the child joins cgroup2 by its own write instead.
+        args.flags &= !CLONE_INTO_CGROUP;
+        args.cgroup = 0;
+        script.into_cgroup.set(false);
+        ret = clone_child(&args, &script, parent_sock.as_raw_fd(), child_raw);
+        clone_err = std::io::Error::last_os_error();
+    }
     drop(child_sock);
     drop(exe);
     drop(guard);
     drop(stdio_fds);
+    drop(cgroups);
     if ret < 0 {
         return Err(SandboxError::Os { what: "clone3", source: clone_err });
     }

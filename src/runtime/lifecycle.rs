@@ -246,12 +246,14 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
             _ => {}
         }
     }
-    let spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
+    let mut spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
     // Checked when applied; checked again here, as another root's container may have
     // taken an address of this stopped one meanwhile.
     check_network(root, plan)?;
     // Limits apply where the host has the controller; a missing one is a warning.
-    let (cgroups, warnings) = cgroup::Cgroups::create(&plan.name, &plan.limits)?;
+    // The device allow-list grants the plan's device nodes besides the defaults.
+    let devices: Vec<PathBuf> = plan.devices.iter().map(PathBuf::from).collect();
+    let (cgroups, warnings) = cgroup::Cgroups::create_with(&plan.name, &plan.limits, &devices)?;
     for w in warnings {
         say(&format!("warning: {w}"));
     }
@@ -259,15 +261,14 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     let log = dirs.supervisor_log();
     let stdio =
         sandbox::Stdio { stdin: Some(dev_null()?), stdout: Some(open_log(&log)?), stderr: Some(open_log(&log)?) };
+    // PID 1 starts inside them, before it makes its cgroup namespace: so every process
+    // of the container is in them, and the namespace is rooted at them.
+    spec.cgroups = cgroups.dirs().to_vec();
     let pending = sandbox::spawn(&spec, stdio)?;
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;
     crash_point(CrashPoint::Spawn);
-    // Before release, so every process of the container starts inside. (The cgroup
-    // namespace was made at clone time, so inside, /proc/self/cgroup shows paths
-    // relative to where we were then.)
-    cgroups.add(pending.pid())?;
     match plan.network.mode {
         NetMode::Routed => {
             let ns = net::open_netns(pending.pid())?;

@@ -22,6 +22,18 @@ pub(super) const TAG_GO: u8 = b'G';
 
 /// One step of the child's setup; every path and string was built by the parent.
 pub(super) enum SetupStep {
+    /// Write `0` to a cgroup file the parent opened, moving this process (still
+    /// single-threaded) there: a v1 hierarchy's `tasks` (which the kernel does without
+    /// the global threadgroup lock that `cgroup.procs` takes), or cgroup2's
+    /// `cgroup.procs` (`v2`) — skipped when clone3 already started us in that cgroup
+    /// (`SetupScript::into_cgroup`).
+    JoinCgroup {
+        fd: c_int,
+        v2: bool,
+    },
+    /// `unshare(CLONE_NEWCGROUP)`, after every `JoinCgroup`: the namespace is rooted
+    /// at the container's own cgroups.
+    UnshareCgroup,
     /// Wait for `TAG_MAPS`, then become root of the new user namespace.
     BecomeRoot,
     /// Open the host path `path` as `O_PATH` into source slot `slot`. Done first in
@@ -40,6 +52,12 @@ pub(super) enum SetupStep {
         fstype: Option<CString>,
         flags: c_ulong,
         data: Option<CString>,
+    },
+    /// Detach (`MNT_DETACH`) the mount at `target` in the new root and everything
+    /// below it. Done where the host's mounts came along with a recursive bind; a
+    /// missing one, or one locked by a user namespace (`EINVAL`), is left as it is.
+    Detach {
+        target: CString,
     },
     /// Open `path` as the new root (O_PATH); later in-root steps and `Pivot` use it.
     OpenRoot {
@@ -134,6 +152,9 @@ pub(super) struct SetupScript {
     pub slots: Vec<Cell<c_int>>,
     /// Fds to dup onto 0, 1, 2 (already ≥ 3, so no dup clobbers another).
     pub stdio: [c_int; 3],
+    /// Set by the parent before each clone3 attempt: whether it passes
+    /// `CLONE_INTO_CGROUP` (then the cgroup2 `JoinCgroup` is already done).
+    pub into_cgroup: Cell<bool>,
 }
 
 fn errno() -> c_int {
@@ -321,6 +342,17 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
     // script, stack buffers, and fds this process owns.
     unsafe {
         match op {
+            SetupStep::JoinCgroup { fd, v2 } => {
+                if *v2 && script.into_cgroup.get() {
+                    return Ok(());
+                }
+                let n = libc::write(*fd, b"0".as_ptr().cast(), 1);
+                if n != 1 {
+                    return Err(if n < 0 { errno() } else { libc::EIO });
+                }
+                Ok(())
+            }
+            SetupStep::UnshareCgroup => sys(libc::unshare(libc::CLONE_NEWCGROUP)),
             SetupStep::BecomeRoot => {
                 if recv_byte(st.sock) != Some(TAG_MAPS) {
                     return Err(libc::EPIPE);
@@ -354,6 +386,19 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                     libc::close(fd);
                 }
                 r
+            }
+            SetupStep::Detach { target } => {
+                let fd = match open_in_root(st.root, target, 0) {
+                    Err(libc::ENOENT) => return Ok(()),
+                    r => r?,
+                };
+                let mut buf = [0u8; 32];
+                let r = sys(libc::umount2(fd_path(fd, &mut buf), libc::MNT_DETACH));
+                libc::close(fd);
+                match r {
+                    Err(libc::EINVAL) => Ok(()),
+                    r => r,
+                }
             }
             SetupStep::OpenSource { slot, path } => {
                 let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
