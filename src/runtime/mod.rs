@@ -9,6 +9,7 @@
 //! was interrupted, and the next apply (or `destroy`) recreates from scratch, cleaning
 //! up whatever the interrupted one left (see [`lifecycle`]).
 
+pub mod ids;
 pub mod layers;
 pub mod layout;
 pub mod lifecycle;
@@ -39,6 +40,8 @@ pub enum RunError {
     Supervisor(#[from] crate::exec::supervisor::SupervisorError),
     #[error("build: {0}")]
     Build(#[from] crate::exec::build::BuildError),
+    #[error("user namespace ids: {0}")]
+    Ids(#[from] ids::IdsError),
     #[error("{0}")]
     Unsupported(String),
     #[error("no container `{0}` under this state root (see `container list`)")]
