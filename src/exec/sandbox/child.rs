@@ -15,15 +15,36 @@ use std::ptr;
 pub(super) const MSG_LEN: usize = 9;
 pub(super) const TAG_READY: u8 = b'R';
 pub(super) const TAG_ERROR: u8 = b'E';
-/// Parent → child: the id maps are written (user namespace only).
-pub(super) const TAG_MAPS: u8 = b'M';
 /// Parent → child: run the program.
 pub(super) const TAG_GO: u8 = b'G';
 
 /// One step of the child's setup; every path and string was built by the parent.
 pub(super) enum SetupStep {
-    /// Wait for `TAG_MAPS`, then become root of the new user namespace.
-    BecomeRoot,
+    /// `setns(fd, nstype)`: join a namespace the parent made (the network namespace
+    /// owned by the container's user namespace).
+    JoinNs {
+        fd: c_int,
+        nstype: c_int,
+    },
+    /// Clone the source in `slot` as a detached tree (`open_tree(OPEN_TREE_CLONE |
+    /// AT_RECURSIVE)`), set `attr` on every mount of it (`mount_setattr` with
+    /// `AT_RECURSIVE`: read-only, nosuid, nodev and, with `idmap`, the container's
+    /// id mapping), and attach it at `target` in the new root (`move_mount`).
+    BindTree {
+        slot: usize,
+        target: CString,
+        attr: u64,
+        idmap: bool,
+    },
+    /// Make the mount at the container path `path` and all its submounts read-only
+    /// (`mount_setattr(AT_RECURSIVE)`), after binding it onto itself.
+    ReadOnlyTree {
+        path: CString,
+    },
+    /// Enter the container's user namespace as its root, then copy the mount
+    /// namespace into one it owns: the kernel locks every mount we made (flags,
+    /// and submounts against umount) against the container's root.
+    EnterUserNs,
     /// Open the host path `path` as `O_PATH` into source slot `slot`. Done first in
     /// the child: an fd opened in the parent belongs to the parent's mount namespace
     /// and the kernel refuses to bind from it.
@@ -76,10 +97,6 @@ pub(super) enum SetupStep {
     Mask {
         path: CString,
     },
-    /// runc's read-only path: bind onto itself, remount read-only.
-    ReadOnly {
-        path: CString,
-    },
     Hostname {
         name: CString,
     },
@@ -123,6 +140,11 @@ pub(super) struct SetupScript {
     pub slots: Vec<Cell<c_int>>,
     /// Fds to dup onto 0, 1, 2 (already ≥ 3, so no dup clobbers another).
     pub stdio: [c_int; 3],
+    /// The container's user namespace (-1: none; the container's root is host root).
+    pub userns: c_int,
+    /// Host uid and gid of the container's root: what folders and files we create
+    /// in the new root are chowned to (-1: leave them to host root).
+    pub root_ids: (c_int, c_int),
 }
 
 fn errno() -> c_int {
@@ -296,6 +318,68 @@ fn exists(path: *const c_char) -> Result<Option<libc::mode_t>, c_int> {
     }
 }
 
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+pub(super) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(super) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(super) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(super) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` of `mount_setattr(2)` (version 0, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(dfd, path, flags | AT_RECURSIVE)` setting `attr` (plus the id
+/// mapping of the user namespace `userns` when it is ≥ 0).
+unsafe fn set_attr(dfd: c_int, path: *const c_char, flags: c_int, attr: u64, userns: c_int) -> Result<(), c_int> {
+    let a = MountAttr {
+        attr_set: attr | if userns >= 0 { MOUNT_ATTR_IDMAP } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: if userns >= 0 { userns as u64 } else { 0 },
+    };
+    let r = libc::syscall(
+        libc::SYS_mount_setattr,
+        dfd,
+        path,
+        flags | libc::AT_RECURSIVE,
+        &a as *const MountAttr,
+        std::mem::size_of::<MountAttr>(),
+    );
+    sys(r as c_int)
+}
+
+/// Set `attr` on the detached `tree` and attach it at `target` (in the root `root`).
+unsafe fn attach_tree(tree: c_int, root: c_int, target: &CString, attr: u64, userns: c_int) -> Result<(), c_int> {
+    set_attr(tree, c"".as_ptr(), libc::AT_EMPTY_PATH, attr, userns)?;
+    let to = open_in_root(root, target, 0)?;
+    let fl = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+    let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), to, c"".as_ptr(), fl) as c_int;
+    let e = errno();
+    libc::close(to);
+    if r < 0 {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Chown what we just created (`name` in the folder `dir`) to the container's root,
+/// so that it is not "nobody" inside (no-op without a user namespace).
+unsafe fn give_to_root(dir: c_int, name: *const c_char, script: &SetupScript) -> Result<(), c_int> {
+    let (uid, gid) = script.root_ids;
+    if uid < 0 {
+        return Ok(());
+    }
+    sys(libc::fchownat(dir, name, uid as libc::uid_t, gid as libc::gid_t, libc::AT_SYMLINK_NOFOLLOW))
+}
+
 struct SetupState {
     sock: c_int,
     root: c_int,
@@ -306,16 +390,37 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
     // script, stack buffers, and fds this process owns.
     unsafe {
         match op {
-            SetupStep::BecomeRoot => {
-                if recv_byte(st.sock) != Some(TAG_MAPS) {
-                    return Err(libc::EPIPE);
+            SetupStep::JoinNs { fd, nstype } => sys(libc::setns(*fd, *nstype)),
+            SetupStep::BindTree { slot, target, attr, idmap } => {
+                let src = match script.slots.get(*slot) {
+                    Some(fd) if fd.get() >= 0 => fd.get(),
+                    _ => return Err(libc::EBADF),
+                };
+                let fl =
+                    OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32 | libc::AT_EMPTY_PATH as u32 | libc::O_CLOEXEC as u32;
+                let tree = libc::syscall(libc::SYS_open_tree, src, c"".as_ptr(), fl) as c_int;
+                sys(tree)?;
+                let r = attach_tree(tree, st.root, target, *attr, if *idmap { script.userns } else { -1 });
+                libc::close(tree);
+                r
+            }
+            SetupStep::ReadOnlyTree { path } => {
+                if exists(path.as_ptr())?.is_none() {
+                    return Ok(());
                 }
+                sys(libc::mount(path.as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND | libc::MS_REC, ptr::null()))?;
+                let attr = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+                set_attr(libc::AT_FDCWD, path.as_ptr(), 0, attr, -1)
+            }
+            SetupStep::EnterUserNs => {
+                sys(libc::setns(script.userns, libc::CLONE_NEWUSER))?;
                 // Raw syscalls, not glibc's wrappers: glibc applies id changes to every
                 // thread of the process (setxid broadcast) and can wait on a futex for
                 // a thread that existed in the parent at clone time but not here.
                 sys(libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) as c_int)?;
                 sys(libc::syscall(libc::SYS_setresgid, 0, 0, 0) as c_int)?;
-                sys(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)
+                sys(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)?;
+                sys(libc::unshare(libc::CLONE_NEWNS))
             }
             SetupStep::Mount { src, target, in_root, fstype, flags, data } => {
                 let mut sbuf = [0u8; 32];
@@ -360,7 +465,8 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
             }
             SetupStep::MkdirInRoot { name, mode } => match sys(libc::mkdirat(st.root, name.as_ptr(), *mode)) {
                 Err(libc::EEXIST) => Ok(()),
-                r => r,
+                Err(e) => Err(e),
+                Ok(()) => give_to_root(st.root, name.as_ptr(), script),
             },
             SetupStep::Pivot => {
                 sys(libc::fchdir(st.root))?;
@@ -376,7 +482,13 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
             }
             SetupStep::EnsureDir { prefixes } => {
                 for p in prefixes {
-                    ensure_in_root(st.root, p, |dir, name| libc::mkdirat(dir, name, 0o755))?;
+                    ensure_in_root(st.root, p, |dir, name| {
+                        let r = libc::mkdirat(dir, name, 0o755);
+                        if r == 0 && give_to_root(dir, name, script).is_err() {
+                            return -1;
+                        }
+                        r
+                    })?;
                 }
                 Ok(())
             }
@@ -389,6 +501,9 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 );
                 if fd >= 0 {
                     libc::close(fd);
+                    if give_to_root(dir, name, script).is_err() {
+                        return -1;
+                    }
                 }
                 fd
             }),
@@ -417,13 +532,6 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                     sys(libc::mount(c"/dev/null".as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND, ptr::null()))
                 }
             },
-            SetupStep::ReadOnly { path } => {
-                if exists(path.as_ptr())?.is_none() {
-                    return Ok(());
-                }
-                sys(libc::mount(path.as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND | libc::MS_REC, ptr::null()))?;
-                remount_ro(path.as_ptr())
-            }
             SetupStep::Hostname { name } => sys(libc::sethostname(name.as_ptr(), name.as_bytes().len())),
             SetupStep::WaitGo => {
                 send(st.sock, TAG_READY, 0, 0);
