@@ -110,6 +110,7 @@ fn build(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
             pids: spec.limits.pids,
             cpu_weight: spec.limits.cpu_weight,
         },
+        host_root: !spec.security.user_namespace,
     };
     let mut cx = Ctx::new(&mut plan, problems);
     for p in &spec.packages {

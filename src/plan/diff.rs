@@ -141,13 +141,24 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     out.push(Resource {
         kind: "container",
         name: plan.name.clone(),
-        summary: if plan.devices.is_empty() {
-            format!("{} ({})", plan.name, plan.layer.base)
-        } else {
-            let devs: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
-            format!("{} ({}), devices {}", plan.name, plan.layer.base, devs.join(" "))
+        summary: {
+            let mut s = format!("{} ({})", plan.name, plan.layer.base);
+            if !plan.devices.is_empty() {
+                let devs: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
+                s.push_str(&format!(", devices {}", devs.join(" ")));
+            }
+            if plan.host_root {
+                s.push_str(", user namespace: off (container root is host root)");
+            }
+            s
         },
-        value: json!({"hostname": plan.hostname, "devices": plan.devices, "limits": plan.limits}),
+        value: {
+            let mut v = json!({"hostname": plan.hostname, "devices": plan.devices, "limits": plan.limits});
+            if plan.host_root {
+                v["host_root"] = json!(true);
+            }
+            v
+        },
         body: None,
     });
     let pk: Vec<&str> = plan.layer.packages.iter().map(String::as_str).collect();

@@ -45,6 +45,9 @@ pub struct Plan {
     pub secrets: BTreeSet<String>,
     #[serde(default)]
     pub limits: LimitsRes,
+    /// The spec opted out of the user namespace: the container's root is host root.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_root: bool,
 }
 
 /// What the root filesystem is built from; any change rebuilds the package layer.

@@ -156,10 +156,30 @@ fn dev_null() -> Result<OwnedFd, RunError> {
     Ok(OwnedFd::from(std::fs::File::open("/dev/null").map_err(io("opening /dev/null"))?))
 }
 
+/// The host uid of the container's root: the start of its own range of host ids
+/// (allocated on first use, kept while its folder exists; see [`super::ids`]), or
+/// `None` when the spec opted out of the user namespace.
+pub fn userns_base(root: &Path, plan: &Plan) -> Result<Option<u32>, RunError> {
+    if plan.host_root {
+        return Ok(None);
+    }
+    Ok(Some(super::ids::Registry::host().allocate(root, &plan.name)?))
+}
+
+/// The host uid of the root of the user namespace PID 1 `pid` runs in (`None`: the
+/// host's, or unreadable).
+pub fn userns_of(pid: i32) -> Option<u32> {
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok()?;
+    let mut f = map.split_whitespace();
+    let (inside, outside, count) = (f.next()?, f.next()?, f.next()?);
+    (inside == "0" && count != "4294967295").then(|| outside.parse().ok()).flatten()
+}
+
 /// Start a container from `plan` (not running yet): spawn, network, nftables,
 /// release. Returns once its PID 1 runs; see [`wait_ready`].
 pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunError> {
     let dirs = Dirs::new(root, &plan.name);
+    let base = userns_base(root, plan)?;
     let rootfs = prepare::rootfs(plan, &dirs)?;
     let etc = prepare::etc_dir(&rootfs);
     prepare::write_supervisor_config(plan, &dirs)?;
@@ -170,7 +190,8 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
             _ => {}
         }
     }
-    let spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
+    prepare::own_run_dir(&dirs, base)?;
+    let spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc, base)?;
     // Limits apply where the host has the controller; a missing one is a warning.
     let (cgroups, warnings) = cgroup::Cgroups::create(&plan.name, &plan.limits)?;
     for w in warnings {
@@ -365,19 +386,26 @@ pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Sta
     // An interrupted apply left things behind: clean them up first.
     stop(root, name, None, say)?;
     let _ = std::fs::remove_file(dirs.pending());
-    prepare_dirs(&plan, &dirs)?;
+    let base = userns_base(root, &plan)?;
+    prepare_dirs(&plan, &dirs, base, say)?;
     let info = start_plan(root, &plan, say)?;
     Ok(Some(wait_ready(&dirs, &info, 0)?))
 }
 
-fn prepare_dirs(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+fn prepare_dirs(plan: &Plan, dirs: &Dirs, base: Option<u32>, say: Say) -> Result<(), RunError> {
     let rootfs = prepare::rootfs(plan, dirs)?;
     let etc = prepare::etc_dir(&rootfs);
-    prepare::ensure_secrets(plan, dirs)?;
-    prepare::write_files(plan, dirs, &etc)?;
-    prepare::write_net_files(plan, dirs)?;
-    prepare::ensure_volumes(plan, dirs, &etc)?;
+    prepare::ensure_secrets(plan, dirs, base)?;
+    prepare::write_files(plan, dirs, &etc, base)?;
+    prepare::write_net_files(plan, dirs, base)?;
+    migrated(prepare::ensure_volumes(plan, dirs, &etc, base)?, base, say);
     Ok(())
+}
+
+fn migrated(volumes: Vec<String>, base: Option<u32>, say: Say) {
+    for v in volumes {
+        say(&format!("volume {v}: ownership shifted into the container's {}", super::ids::describe(base)));
+    }
 }
 
 /// What an apply did.
@@ -403,7 +431,17 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     let dirs = Dirs::new(root, &plan.name);
     let interrupted = dirs.pending().exists();
     let running = layout::running(&dirs);
-    if changes.is_empty() && running.is_some() && !interrupted {
+    // A container that runs with other ids than the plan's (from before user
+    // namespaces, or opted in or out since), or whose volumes hold host ids, is
+    // recreated: its volumes are shifted while nothing runs.
+    let base = if plan.host_root { None } else { super::ids::Registry::host().lookup(root, &plan.name)? };
+    let ids_ok = |info: &RunInfo| {
+        userns_of(info.pid) == base
+            && base.is_some() != plan.host_root
+            && prepare::volumes_to_migrate(plan, &dirs, base).is_empty()
+    };
+    let running_ok = running.filter(ids_ok);
+    if changes.is_empty() && running_ok.is_some() && !interrupted {
         return Ok(Applied::Unchanged);
     }
     // Refuse what cannot run before anything changes.
@@ -414,7 +452,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     crate::state::write_atomic(&dirs.pending(), &json)?;
     crash_point("pending");
 
-    let live = running.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
+    let live = running_ok.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
     let result = match (live, old) {
         (Some(info), Some(old)) => update_live(root, plan, &old, changes, &dirs, &info, say)?,
         _ => {
@@ -426,13 +464,14 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
             if dirs.state().exists() || interrupted {
                 stop(root, &plan.name, None, say)?;
             }
-            prepare::ensure_secrets(plan, &dirs)?;
+            let base = userns_base(root, plan)?;
+            prepare::ensure_secrets(plan, &dirs, base)?;
             crash_point("secrets");
             let etc = prepare::etc_dir(&prepare::rootfs(plan, &dirs)?);
-            prepare::write_files(plan, &dirs, &etc)?;
-            prepare::write_net_files(plan, &dirs)?;
+            prepare::write_files(plan, &dirs, &etc, base)?;
+            prepare::write_net_files(plan, &dirs, base)?;
             crash_point("files");
-            prepare::ensure_volumes(plan, &dirs, &etc)?;
+            migrated(prepare::ensure_volumes(plan, &dirs, &etc, base)?, base, say);
             crash_point("volumes");
             let info = start_plan(root, plan, say)?;
             let status = wait_ready(&dirs, &info, 0)?;
@@ -470,12 +509,14 @@ fn update_live(
     say: Say,
 ) -> Result<Applied, RunError> {
     let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
-    prepare::ensure_secrets(plan, dirs)?;
+    // The running container's ids (apply checked they are the plan's).
+    let base = userns_of(info.pid);
+    prepare::ensure_secrets(plan, dirs, base)?;
     crash_point("secrets");
-    prepare::write_files(plan, dirs, &etc)?;
-    prepare::write_net_files(plan, dirs)?;
+    prepare::write_files(plan, dirs, &etc, base)?;
+    prepare::write_net_files(plan, dirs, base)?;
     crash_point("files");
-    prepare::ensure_volumes(plan, dirs, &etc)?;
+    prepare::ensure_volumes(plan, dirs, &etc, base)?;
     crash_point("volumes");
     let effects: Vec<&Effect> = changes.changes.iter().flat_map(|c| &c.effects).collect();
     let network = effects.iter().any(|e| matches!(e, Effect::ReconfigureNetwork));
@@ -545,6 +586,7 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     if !dirs.state().exists() && !dirs.pending().exists() {
         if volumes && dirs.root.exists() {
             std::fs::remove_dir_all(&dirs.root).map_err(io(format!("removing {}", dirs.root.display())))?;
+            super::ids::Registry::host().release(root, name)?;
             return Ok(());
         }
         return Err(RunError::NotFound(name.to_string()));
@@ -575,6 +617,8 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     }
     if volumes {
         let _ = std::fs::remove_dir(&dirs.root);
+        // Nothing of the container's range is left on the host: another may have it.
+        super::ids::Registry::host().release(root, name)?;
     }
     Ok(())
 }

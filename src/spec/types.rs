@@ -58,6 +58,38 @@ pub struct Spec {
     /// Resource limits (cgroups, where the controller exists).
     #[serde(default)]
     pub limits: Limits,
+    /// How the container is isolated from the host beyond the defaults.
+    #[serde(default, skip_serializing_if = "SecuritySpec::is_default")]
+    pub security: SecuritySpec,
+}
+
+/// Isolation settings. The defaults are the safe ones; each opt-out is shown by
+/// `plan` and `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecuritySpec {
+    /// Run the container in its own user namespace (default true): its root and its
+    /// users are unprivileged host uids from a range of 65536 of its own, and the
+    /// shared layers and host folders are seen through idmapped mounts. `false`
+    /// makes the container's root the host's root: only for a container that truly
+    /// needs it.
+    #[serde(default = "yes")]
+    pub user_namespace: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SecuritySpec {
+    fn default() -> Self {
+        SecuritySpec { user_namespace: true }
+    }
+}
+
+impl SecuritySpec {
+    pub fn is_default(&self) -> bool {
+        *self == SecuritySpec::default()
+    }
 }
 
 fn default_base() -> Base {
