@@ -465,9 +465,37 @@ impl Builder {
         self.bind_tree(host, target, A_RDONLY | A_NOSUID | A_NODEV, idmap)
     }
 
-    /// A host device node: nosuid and noexec, but of course not nodev.
-    fn bind_device(&mut self, host: &Path, target: &Path) -> Result<(), SandboxError> {
-        self.bind_tree(host, target, A_NOSUID | A_NOEXEC, false)
+    /// A host device node at the same path. Without a user namespace: bound,
+    /// nosuid and noexec (but of course not nodev). With one: made anew in /dev by
+    /// mknod (we are still host root), with the host node's mode and its owner
+    /// shifted into the container's range, since devtmpfs cannot be idmapped and
+    /// a root-only node (/dev/net/tun is 0600) must be the container root's. The
+    /// container's root has no CAP_MKNOD over the host, so it cannot add any.
+    fn device(&mut self, host: &Path) -> Result<(), SandboxError> {
+        let Some((ru, rg)) = self.root_ids else {
+            return self.bind_tree(host, host, A_NOSUID | A_NOEXEC, false);
+        };
+        let st =
+            nix::sys::stat::stat(host).map_err(|source| SandboxError::Source { path: host.to_path_buf(), source })?;
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind != libc::S_IFCHR && kind != libc::S_IFBLK {
+            return Err(SandboxError::Spec(format!("{} is not a device node", host.display())));
+        }
+        let shift = |id: u32, base: u32| if id < 65536 { base + id } else { base };
+        if let Some(parent) = host.parent().filter(|p| *p != Path::new("/dev")) {
+            self.push(format!("create {}", parent.display()), SetupStep::EnsureDir { prefixes: prefixes(parent)? });
+        }
+        self.push(
+            format!("make the device node {}", host.display()),
+            SetupStep::MakeNode {
+                file: in_root(host)?,
+                mode: st.st_mode,
+                dev: st.st_rdev,
+                uid: shift(st.st_uid, ru),
+                gid: shift(st.st_gid, rg),
+            },
+        );
+        Ok(())
     }
 
     fn bind_tree(&mut self, host: &Path, target: &Path, attr: u64, idmap: bool) -> Result<(), SandboxError> {
@@ -505,10 +533,13 @@ impl Builder {
 
     /// A tmpfs owned by the container's root; `flags` always gain nosuid and nodev.
     fn tmpfs(&mut self, target: &Path, flags: libc::c_ulong, data: String) -> Result<(), SandboxError> {
+        self.tmpfs_flags(target, flags | libc::MS_NOSUID | libc::MS_NODEV, data)
+    }
+
+    fn tmpfs_flags(&mut self, target: &Path, flags: libc::c_ulong, data: String) -> Result<(), SandboxError> {
         self.ensure(target, true)?;
         let what = format!("mount tmpfs on {}", target.display());
         let data = if data.contains("uid=") { data } else { format!("{data},{}", self.tmpfs_ids(0, 0)) };
-        let flags = flags | libc::MS_NOSUID | libc::MS_NODEV;
         self.mount(what, MountSrc::Str(cstr("tmpfs")?), target, Some("tmpfs"), flags, Some(data))
     }
 
@@ -811,18 +842,20 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
 
     // Minimal /dev: a tmpfs with the host's nodes bound in (binds also work in a user
     // namespace, where mknod does not).
-    // The tmpfs is nodev: only the bound nodes work, never one made inside.
-    b.tmpfs(Path::new("/dev"), libc::MS_NOSUID | libc::MS_NOEXEC, "mode=755,size=64k".into())?;
+    // Without a user namespace the tmpfs is nodev: only the bound nodes work, never
+    // one made inside. With one, the nodes are made in it (see `device`), and the
+    // container's root cannot make any.
+    let dev_fl = libc::MS_NOSUID | libc::MS_NOEXEC | if b.root_ids.is_some() { 0 } else { libc::MS_NODEV };
+    b.tmpfs_flags(Path::new("/dev"), dev_fl, "mode=755,size=64k".into())?;
     for d in DEVICES {
-        let p = PathBuf::from(format!("/dev/{d}"));
-        b.bind_device(&p, &p)?;
+        b.device(Path::new(&format!("/dev/{d}")))?;
     }
     for d in &spec.devices {
         let p = container_path(d)?;
         if !p.starts_with("/dev") {
             return Err(SandboxError::Spec(format!("device {d:?} is not under /dev")));
         }
-        b.bind_device(&p, &p)?;
+        b.device(&p)?;
     }
     let pts = Path::new("/dev/pts");
     b.ensure(pts, true)?;

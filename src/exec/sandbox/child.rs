@@ -36,6 +36,15 @@ pub(super) enum SetupStep {
         attr: u64,
         idmap: bool,
     },
+    /// `mknod` a device node in the root (unless something exists there) and chown
+    /// it; done as host root, before entering the user namespace.
+    MakeNode {
+        file: InRoot,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    },
     /// Make the mount at the container path `path` and all its submounts read-only
     /// (`mount_setattr(AT_RECURSIVE)`), after binding it onto itself.
     ReadOnlyTree {
@@ -404,6 +413,24 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 libc::close(tree);
                 r
             }
+            SetupStep::MakeNode { file, mode, dev, uid, gid } => ensure_in_root(st.root, file, |dir, name| {
+                let r = libc::mknodat(dir, name, *mode, *dev);
+                if r == 0 {
+                    // mknod applies the umask: set the host node's permissions.
+                    if libc::fchownat(dir, name, *uid, *gid, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+                        return -1;
+                    }
+                    let fd = libc::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return -1;
+                    }
+                    let mut buf = [0u8; 32];
+                    let r = libc::chmod(fd_path(fd, &mut buf), *mode & 0o7777);
+                    libc::close(fd);
+                    return r;
+                }
+                r
+            }),
             SetupStep::ReadOnlyTree { path } => {
                 if exists(path.as_ptr())?.is_none() {
                     return Ok(());
