@@ -266,6 +266,7 @@ fn summary(root: &Path, name: &str) -> serde_json::Value {
         "ipv6": plan.as_ref().and_then(|p| p.network.ipv6.clone()),
         "services_ready": ready,
         "services": total,
+        "user_namespace": plan.as_ref().and_then(|p| runtime::userns_view(root, p).ok()).map(|u| u.json),
         "status": status,
     })
 }
@@ -328,6 +329,11 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
         for k in ["ipv4", "ipv6"] {
             if let Some(a) = r[k].as_str() {
                 s.push_str(&format!("  {k}: {a}\n"));
+            }
+        }
+        if let Some(plan) = runtime::applied(root, r["name"].as_str().unwrap_or("")).ok().flatten() {
+            if let Ok(u) = runtime::userns_view(root, &plan) {
+                s.push_str(&format!("  {}\n", u.line));
             }
         }
         if let Ok(st) = serde_json::from_value::<Status>(r["status"].clone()) {

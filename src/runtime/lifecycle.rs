@@ -166,6 +166,50 @@ pub fn userns_base(root: &Path, plan: &Plan) -> Result<Option<u32>, RunError> {
     Ok(Some(super::ids::Registry::host().allocate(root, &plan.name)?))
 }
 
+/// What `plan` and `status` say about a container's user namespace.
+#[derive(Debug, Clone)]
+pub struct UsernsView {
+    /// "user namespace: …", one line.
+    pub line: String,
+    pub json: serde_json::Value,
+    /// Volumes the next apply shifts into the range (they hold host ids).
+    pub migrate: Vec<String>,
+}
+
+/// The user namespace of `plan`'s container: its range (if allocated) or that it is
+/// off; reads only.
+pub fn userns_view(root: &Path, plan: &Plan) -> Result<UsernsView, RunError> {
+    let dirs = Dirs::new(root, &plan.name);
+    if plan.host_root {
+        return Ok(UsernsView {
+            line: format!("user namespace: {}", super::ids::describe(None)),
+            json: serde_json::json!({"enabled": false, "container_root": "host root"}),
+            migrate: Vec::new(),
+        });
+    }
+    Ok(match super::ids::Registry::host().lookup(root, &plan.name)? {
+        Some(b) => UsernsView {
+            line: format!("user namespace: {}", super::ids::describe(Some(b))),
+            json: serde_json::json!({
+                "enabled": true,
+                "host_uids": [b, b as u64 + super::ids::SIZE as u64 - 1],
+                "host_gids": [b, b as u64 + super::ids::SIZE as u64 - 1],
+                "container_root": b,
+            }),
+            migrate: prepare::volumes_to_migrate(plan, &dirs, Some(b)),
+        },
+        None => UsernsView {
+            line: format!(
+                "user namespace: a range of {} host uids/gids of its own, allocated at apply",
+                super::ids::SIZE
+            ),
+            json: serde_json::json!({"enabled": true, "host_uids": null, "host_gids": null, "container_root": null}),
+            // Any existing volume holds host ids: the range is new.
+            migrate: prepare::volumes_to_migrate(plan, &dirs, Some(u32::MAX - super::ids::SIZE)),
+        },
+    })
+}
+
 /// The host uid of the root of the user namespace PID 1 `pid` runs in (`None`: the
 /// host's, or unreadable).
 pub fn userns_of(pid: i32) -> Option<u32> {
