@@ -1134,13 +1134,22 @@ fn user_namespace(maps: &IdMap, new_net: bool) -> Result<OwnedNs, SandboxError> 
         stack_size: 0,
         tls: 0,
     };
-    // SAFETY: clone3 without CLONE_VM behaves like fork; the child only calls
-    // pause(2) (async-signal-safe) until the SIGKILL below, and never returns.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: clone3 without CLONE_VM behaves like fork; the child only makes raw
+    // syscalls (prctl, getppid, pause, _exit) until the SIGKILL below, and never
+    // returns.
     let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if ret == 0 {
-        loop {
-            // SAFETY: pause only waits for a signal.
-            unsafe { libc::pause() };
+        // SAFETY: raw syscalls only. If we are killed before the SIGKILL below, the
+        // holder goes with our thread instead of waiting forever.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            if libc::getppid() != parent {
+                libc::_exit(0);
+            }
+            loop {
+                libc::pause();
+            }
         }
     }
     if ret < 0 {
