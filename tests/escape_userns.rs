@@ -335,3 +335,48 @@ user = "www-data"
         assert_eq!(std::fs::metadata(root.join("etc")).map(|m| m.uid()).unwrap_or(0), 0, "cache chowned");
     }
 }
+
+#[test]
+fn volumes_with_host_ids_are_shifted_into_the_range_once_as_plan_shows() {
+    require_host!();
+    // A container that ran without a user namespace left host ids in its volume.
+    let body = |extra: &str| {
+        format!(
+            r#"base = "host"
+{extra}
+[network]
+mode = "none"
+[[mounts]]
+target = "/srv/data"
+type = "volume"
+[processes.svc]
+command = ["/bin/sleep", "1000000"]
+"#
+        )
+    };
+    let ct = Ct::new("esc-u-mig", &body("[security]\nuser_namespace = false"));
+    ct.apply_ok();
+    ct.exec_ok(&["/bin/sh", "-c", "mkdir /srv/data/d && echo x > /srv/data/d/f && chown 33:33 /srv/data/d/f"]);
+    let f = ct.volume("srv-data").join("d/f");
+    assert_eq!(std::fs::metadata(&f).map(|m| (m.uid(), m.gid())).expect("file"), (33, 33));
+    ct.write(&body(""));
+    let plan = support::container().arg("plan").arg(ct.spec()).output().expect("plan");
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert_eq!(plan.status.code(), Some(2), "{text}");
+    assert!(text.contains("~ volume srv-data: shift its host ids into the container's uid range"), "{text}");
+    let out = ct.apply_ok();
+    let base = ct.status()["user_namespace"]["container_root"].as_u64().expect("range");
+    let meta = |p: &std::path::Path| std::fs::metadata(p).map(|m| (m.uid() as u64, m.gid() as u64)).expect("stat");
+    assert_eq!(meta(&f), (base + 33, base + 33), "{out}");
+    assert_eq!(meta(&ct.volume("srv-data")), (base, base));
+    let inside =
+        ct.exec_ok(&["/bin/sh", "-c", "stat -c %u:%g /srv/data /srv/data/d /srv/data/d/f; cat /proc/self/uid_map"]);
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[..3], ["0:0", "0:0", "33:33"], "{inside}");
+    assert_eq!(first_map_line(lines[3]).1, base);
+    // Once: the next plan has nothing to shift.
+    let plan = support::container().arg("plan").arg(ct.spec()).output().expect("plan");
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(!text.contains("~ volume"), "{text}");
+    assert_eq!(plan.status.code(), Some(0), "{text}");
+}
