@@ -92,10 +92,24 @@ impl Registry {
         Ok(read_json(&self.file())?.unwrap_or_default())
     }
 
+    /// Like `read`, but an unreadable registry (`plan` by a user who is not root)
+    /// reads as empty: such a user has no container with a range anyway.
+    fn read_lenient(&self) -> Result<Ranges, IdsError> {
+        match self.read() {
+            Err(IdsError::State(StateError::Read { source, .. }))
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Ok(Ranges::default())
+            }
+            r => r,
+        }
+    }
+
     fn lock(&self) -> Result<crate::runtime::layout::Lock, IdsError> {
         std::fs::create_dir_all(&self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+        // Readable by all, like every /proc/<pid>/uid_map; written by root only.
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
             .map_err(io(format!("chmod {}", self.dir.display())))?;
         let path = self.dir.join(".lock");
         crate::runtime::layout::Lock::take(&path, || {}).map_err(io(format!("locking {}", path.display())))
@@ -104,7 +118,7 @@ impl Registry {
     /// The range of `name` under `root`, if it has one (reads only).
     pub fn lookup(&self, root: &Path, name: &str) -> Result<Option<u32>, IdsError> {
         let root = canonical(root);
-        Ok(self.read()?.ranges.into_iter().find(|e| e.root == root && e.name == name).map(|e| e.base))
+        Ok(self.read_lenient()?.ranges.into_iter().find(|e| e.root == root && e.name == name).map(|e| e.base))
     }
 
     /// The range of `name` under `root`: the one it has, or a new one.
