@@ -381,4 +381,14 @@ command = ["/bin/sleep", "1000000"]
     let text = String::from_utf8_lossy(&plan.stdout).into_owned();
     assert!(!text.contains("~ volume"), "{text}");
     assert_eq!(plan.status.code(), Some(0), "{text}");
+    // Opting out again gives the volume back to host ids, once.
+    ct.write(&body("[security]\nuser_namespace = false"));
+    let plan = support::container().arg("plan").arg(ct.spec()).output().expect("plan");
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(text.contains("~ volume srv-data: shift its ids back to host ids"), "{text}");
+    ct.apply_ok();
+    assert_eq!(meta(&f), (33, 33));
+    assert_eq!(meta(&ct.volume("srv-data")), (0, 0));
+    let plan = support::container().arg("plan").arg(ct.spec()).output().expect("plan");
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
 }

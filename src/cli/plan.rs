@@ -82,7 +82,10 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     let migrate: Vec<String> = userns
         .migrate
         .iter()
-        .map(|v| format!("~ volume {v}: shift its host ids into the container's uid range (once, while stopped)"))
+        .map(|v| match plan.host_root {
+            false => format!("~ volume {v}: shift its host ids into the container's uid range (once, while stopped)"),
+            true => format!("~ volume {v}: shift its ids back to host ids, user namespace off (once, while stopped)"),
+        })
         .collect();
     let text = if json {
         let mut v: serde_json::Value =

@@ -181,10 +181,11 @@ pub struct UsernsView {
 pub fn userns_view(root: &Path, plan: &Plan) -> Result<UsernsView, RunError> {
     let dirs = Dirs::new(root, &plan.name);
     if plan.host_root {
+        let old = super::ids::Registry::host().lookup(root, &plan.name)?;
         return Ok(UsernsView {
             line: format!("user namespace: {}", super::ids::describe(None)),
             json: serde_json::json!({"enabled": false, "container_root": "host root"}),
-            migrate: Vec::new(),
+            migrate: old.map(|o| prepare::volumes_to_unshift(plan, &dirs, o)).unwrap_or_default(),
         });
     }
     Ok(match super::ids::Registry::host().lookup(root, &plan.name)? {
@@ -431,6 +432,7 @@ pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Sta
     stop(root, name, None, say)?;
     let _ = std::fs::remove_file(dirs.pending());
     let base = userns_base(root, &plan)?;
+    unshift_volumes(root, &plan, &dirs, say)?;
     prepare_dirs(&plan, &dirs, base, say)?;
     let info = start_plan(root, &plan, say)?;
     Ok(Some(wait_ready(&dirs, &info, 0)?))
@@ -443,6 +445,21 @@ fn prepare_dirs(plan: &Plan, dirs: &Dirs, base: Option<u32>, say: Say) -> Result
     prepare::write_files(plan, dirs, &etc, base)?;
     prepare::write_net_files(plan, dirs, base)?;
     migrated(prepare::ensure_volumes(plan, dirs, &etc, base)?, base, say);
+    Ok(())
+}
+
+/// An opted-out container's volumes that still belong to its former range go back
+/// to host ids (while it is stopped).
+fn unshift_volumes(root: &Path, plan: &Plan, dirs: &Dirs, say: Say) -> Result<(), RunError> {
+    if !plan.host_root {
+        return Ok(());
+    }
+    if let Some(old) = super::ids::Registry::host().lookup(root, &plan.name)? {
+        for v in prepare::volumes_to_unshift(plan, dirs, old) {
+            prepare::unshift_tree(&dirs.volume(&v), old)?;
+            say(&format!("volume {v}: ownership shifted back to host ids (user namespace off)"));
+        }
+    }
     Ok(())
 }
 
@@ -478,11 +495,13 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     // A container that runs with other ids than the plan's (from before user
     // namespaces, or opted in or out since), or whose volumes hold host ids, is
     // recreated: its volumes are shifted while nothing runs.
-    let base = if plan.host_root { None } else { super::ids::Registry::host().lookup(root, &plan.name)? };
+    let registered = super::ids::Registry::host().lookup(root, &plan.name)?;
+    let base = if plan.host_root { None } else { registered };
     let ids_ok = |info: &RunInfo| {
         userns_of(info.pid) == base
             && base.is_some() != plan.host_root
             && prepare::volumes_to_migrate(plan, &dirs, base).is_empty()
+            && (!plan.host_root || registered.is_none_or(|o| prepare::volumes_to_unshift(plan, &dirs, o).is_empty()))
     };
     let running_ok = running.filter(ids_ok);
     if changes.is_empty() && running_ok.is_some() && !interrupted {
@@ -515,6 +534,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
             prepare::write_files(plan, &dirs, &etc, base)?;
             prepare::write_net_files(plan, &dirs, base)?;
             crash_point("files");
+            unshift_volumes(root, plan, &dirs, say)?;
             migrated(prepare::ensure_volumes(plan, &dirs, &etc, base)?, base, say);
             crash_point("volumes");
             let info = start_plan(root, plan, say)?;

@@ -185,9 +185,19 @@ pub fn lock_down(dirs: &Dirs) -> Result<(), RunError> {
 /// not crossing into other file systems) into the range at `base`; ids already in a
 /// range stay. The top folder goes last, so an interrupted shift is redone.
 pub fn shift_tree(dir: &Path, base: u32) -> Result<(), RunError> {
+    map_tree(dir, &|id| if id < super::ids::SIZE { id + base } else { id })
+}
+
+/// The reverse of [`shift_tree`]: ids of the range at `base` back to host ids (a
+/// container that opted out of its user namespace).
+pub fn unshift_tree(dir: &Path, base: u32) -> Result<(), RunError> {
+    map_tree(dir, &|id| if id >= base && id - base < super::ids::SIZE { id - base } else { id })
+}
+
+fn map_tree(dir: &Path, f: &dyn Fn(u32) -> u32) -> Result<(), RunError> {
     use std::os::unix::fs::MetadataExt;
     let top = std::fs::symlink_metadata(dir).map_err(io(format!("reading {}", dir.display())))?;
-    fn walk(p: &Path, dev: u64, base: u32) -> Result<(), RunError> {
+    fn walk(p: &Path, dev: u64, f: &dyn Fn(u32) -> u32) -> Result<(), RunError> {
         let m = std::fs::symlink_metadata(p).map_err(io(format!("reading {}", p.display())))?;
         if m.dev() != dev {
             return Ok(());
@@ -195,12 +205,11 @@ pub fn shift_tree(dir: &Path, base: u32) -> Result<(), RunError> {
         if m.is_dir() {
             for e in std::fs::read_dir(p).map_err(io(format!("reading {}", p.display())))? {
                 let e = e.map_err(io(format!("reading {}", p.display())))?;
-                walk(&e.path(), dev, base)?;
+                walk(&e.path(), dev, f)?;
             }
         }
         let (u, g) = (m.uid(), m.gid());
-        let nu = if u < super::ids::SIZE { u + base } else { u };
-        let ng = if g < super::ids::SIZE { g + base } else { g };
+        let (nu, ng) = (f(u), f(g));
         if (nu, ng) != (u, g) {
             // lchown clears setuid/setgid bits on files: put the mode back.
             chown(p, (nu, ng))?;
@@ -211,7 +220,26 @@ pub fn shift_tree(dir: &Path, base: u32) -> Result<(), RunError> {
         }
         Ok(())
     }
-    walk(dir, top.dev(), base)
+    walk(dir, top.dev(), f)
+}
+
+/// Volumes of an opted-out container that still belong to its former range at
+/// `old` (their top folder is in it): apply shifts them back to host ids once.
+pub fn volumes_to_unshift(plan: &Plan, dirs: &Dirs, old: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<String> = plan
+        .mounts
+        .values()
+        .filter(|m| m.kind == MountKind::Volume)
+        .filter_map(|m| m.source.clone())
+        .filter(|src| {
+            std::fs::symlink_metadata(dirs.volume(src))
+                .is_ok_and(|md| md.uid() >= old && md.uid() - old < super::ids::SIZE)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Volumes of the plan that exist and hold host ids from before the container had
