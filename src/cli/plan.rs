@@ -78,17 +78,41 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     }
     let changes = plan::diff(applied.as_ref(), &plan);
     let layer = super::build::layer_line(cache, &plan);
+    let userns = match crate::runtime::userns_view(root, &plan) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let migrate: Vec<String> = userns
+        .migrate
+        .iter()
+        .map(|v| match plan.host_root {
+            false => format!("~ volume {v}: shift its host ids into the container's uid range (once, while stopped)"),
+            true => format!("~ volume {v}: shift its ids back to host ids, user namespace off (once, while stopped)"),
+        })
+        .collect();
     let text = if json {
         let mut v: serde_json::Value =
             serde_json::from_str(&render::json(&changes, &plan)).expect("render::json is JSON");
         if let Some(l) = &layer {
             v["layer_cache"] = serde_json::Value::String(l.clone());
         }
+        let mut u = userns.json.clone();
+        u["migrate_volumes"] = serde_json::json!(userns.migrate);
+        v["user_namespace"] = u;
         format!("{}\n", serde_json::to_string_pretty(&v).expect("serializes"))
     } else {
         let mut t = render::human(&changes, true);
         if let Some(l) = &layer {
             t.push_str(l);
+            t.push('\n');
+        }
+        t.push_str(&userns.line);
+        t.push('\n');
+        for m in &migrate {
+            t.push_str(m);
             t.push('\n');
         }
         t
@@ -97,7 +121,7 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
         return ExitCode::FAILURE;
     }
-    if changes.is_empty() {
+    if changes.is_empty() && migrate.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

@@ -270,6 +270,7 @@ fn summary(root: &Path, name: &str) -> serde_json::Value {
         "services_ready": ready,
         "services": total,
         "security": plan.as_ref().map(security_json),
+        "user_namespace": plan.as_ref().and_then(|p| runtime::userns_view(root, p).ok()).map(|u| u.json),
         "status": status,
     })
 }
@@ -363,6 +364,11 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
         }
         if let Some(sec) = r["security"].as_object() {
             s.push_str(&security_lines(sec));
+        }
+        if let Some(plan) = runtime::applied(root, r["name"].as_str().unwrap_or("")).ok().flatten() {
+            if let Ok(u) = runtime::userns_view(root, &plan) {
+                s.push_str(&format!("  {}\n", u.line));
+            }
         }
         if let Ok(st) = serde_json::from_value::<Status>(r["status"].clone()) {
             for (n, svc) in &st.services {

@@ -299,17 +299,20 @@ pub fn helper_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
     unsafe { helper::run_reexecuted(&script) }
 }
 
-/// Namespaces in joining order: the user namespace first (when the container has
-/// one it owns the others, and joining it grants the capabilities to join them), the
-/// mount namespace last (it changes what paths mean; everything is an fd by then).
+/// Namespaces in joining order: the mount namespace after the others (it changes
+/// what paths mean; everything is an fd by then), the user namespace last. The
+/// sandbox makes the container's mount, pid, uts, ipc and cgroup namespaces as host
+/// root, not in its user namespace; only host root may join those, so the helper
+/// joins them first and drops to the container's root by entering its user
+/// namespace at the end.
 const NAMESPACES: [(&str, c_int); 7] = [
-    ("user", libc::CLONE_NEWUSER),
     ("cgroup", libc::CLONE_NEWCGROUP),
     ("ipc", libc::CLONE_NEWIPC),
     ("uts", libc::CLONE_NEWUTS),
     ("net", libc::CLONE_NEWNET),
     ("pid", libc::CLONE_NEWPID),
     ("mnt", libc::CLONE_NEWNS),
+    ("user", libc::CLONE_NEWUSER),
 ];
 
 /// Signals the helper passes on to the command.

@@ -83,13 +83,38 @@
 //!   running container; kept as the fallback when `container-init` is missing.
 //!
 //! Requires Linux ≥ 5.6 (`clone3` with a pidfd, `openat2`); `close_range` (5.11)
-//! and the read-only mount for `Program::Exe` (5.12) have fallbacks. With `NetNs::Host` the host's /sys is bound read-only at its top
-//! only: submounts keep their own flags, except the host's /sys/fs/cgroup, which is
-//! detached (the container's read-only cgroup2 mount takes its place).
+//! and the read-only mount for `Program::Exe` (5.12) have fallbacks; a user
+//! namespace needs idmapped mounts (5.12, overlayfs over idmapped layers 5.19).
+//!
+//! Mount flags: every bind, volume, tmpfs and the overlay root is `nosuid` and
+//! `nodev` (device nodes bound from the host are `nosuid,noexec` only); binds are
+//! made with `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` + `mount_setattr(
+//! AT_RECURSIVE)` + `move_mount`, so a read-only bind is read-only with every
+//! submount (with `NetNs::Host`, the host's /sys and /sys/fs/cgroup and the rest).
+//!
+//! User namespace ([`SandboxSpec::user_ns`]): a short-lived holder process makes the
+//! user namespace (and, with `NetNs::New`, a network namespace it owns); the parent
+//! writes its id maps and keeps fds to both. The child is cloned as host root into
+//! new mount, pid, uts, ipc and cgroup namespaces that host root owns, joins the
+//! network namespace, and makes every mount as host root: the layers and the host's
+//! system folders (and a `Dir` root) through idmapped mounts (`MOUNT_ATTR_IDMAP`
+//! with the container's user namespace: host root's files are the container root's,
+//! and the shared cache is never chowned); tmpfs mounts and the folders it creates
+//! belong to the container's root. Last, it enters the user namespace as its root
+//! and unshares its mount namespace into one the user namespace owns: the kernel
+//! then locks every mount (read-only, nosuid, nodev cannot be cleared; submounts,
+//! e.g. the masks, cannot be unmounted), so the container's root cannot undo any of
+//! it even with every capability in its namespace. Without `user_ns` the container's
+//! root is host root (only mount flags and masks hold it).
+//!
+//! With `NetNs::Host` the host's /sys is bound read-only with every submount,
+//! except the host's /sys/fs/cgroup, which is detached (the container's read-only
+//! cgroup2 mount takes its place).
 
 mod child;
 
-use child::{ExecTarget, InRoot, MountSrc, SetupScript, SetupStep};
+use child::{ExecTarget, InRoot, MountSrc, SetupScript, SetupStep, MOUNT_ATTR_NODEV as A_NODEV};
+use child::{MOUNT_ATTR_NOEXEC as A_NOEXEC, MOUNT_ATTR_NOSUID as A_NOSUID, MOUNT_ATTR_RDONLY as A_RDONLY};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
@@ -333,26 +358,18 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 const STAGE: &str = "/tmp";
 
 /// overlayfs mount options stacking `layers` (topmost first) over the upper folder
-/// made on the STAGE tmpfs.
+/// made on the STAGE tmpfs. Each layer is first bound (read-only, idmapped with a
+/// user namespace) at `STAGE/l<i>`, and overlayfs stacks those binds.
 fn overlay_options(layers: &[PathBuf]) -> Result<String, SandboxError> {
     if layers.is_empty() {
         return Err(SandboxError::Spec("an overlay root needs at least one layer".into()));
     }
-    let mut lower = Vec::new();
     for l in layers {
-        // The child resolves these paths after mounting STAGE, so none may be under it.
-        let s = l.to_str().filter(|s| l.is_absolute() && !s.contains([':', ',', '\\']) && !l.starts_with(STAGE));
-        match s {
-            Some(s) if l.is_dir() => lower.push(s.to_string()),
-            Some(_) => return Err(SandboxError::Spec(format!("layer {} is not a directory", l.display()))),
-            None => {
-                return Err(SandboxError::Spec(format!(
-                    "layer path {} must be absolute UTF-8 without ':', ',' or '\\', and not under {STAGE}",
-                    l.display()
-                )))
-            }
+        if !l.is_absolute() || !l.is_dir() {
+            return Err(SandboxError::Spec(format!("layer {} is not an absolute directory", l.display())));
         }
     }
+    let lower: Vec<String> = (0..layers.len()).map(|i| format!("{STAGE}/l{i}")).collect();
     Ok(format!("lowerdir={},upperdir={STAGE}/upper,workdir={STAGE}/work", lower.join(":")))
 }
 
@@ -413,6 +430,10 @@ struct Builder {
     post: Vec<(String, SetupStep)>,
     /// Host paths the child opens first, by slot.
     sources: Vec<CString>,
+    /// Host ids of the container's root when it has a user namespace: system
+    /// folders and layers are then bound through idmapped mounts, and tmpfs mounts
+    /// belong to it.
+    root_ids: Option<(u32, u32)>,
 }
 
 impl Builder {
@@ -458,27 +479,71 @@ impl Builder {
         Ok(())
     }
 
-    /// Remount a fresh bind in the new root read-only (before pivot_root).
-    fn remount_ro(&mut self, target: &Path) -> Result<(), SandboxError> {
-        let rel = target.strip_prefix("/").unwrap_or(target);
+    /// Bind a host path (opened first thing in the child) onto the container path
+    /// `target`: nosuid and nodev, read-only (with every submount) if asked.
+    fn bind(&mut self, host: &Path, target: &Path, read_only: bool) -> Result<(), SandboxError> {
+        let attr = A_NOSUID | A_NODEV | if read_only { A_RDONLY } else { 0 };
+        self.bind_tree(host, target, attr, false)
+    }
+
+    /// Bind a host system folder or layer read-only; with a user namespace through an
+    /// idmapped mount, so that host root's files belong to the container's root.
+    fn bind_system(&mut self, host: &Path, target: &Path) -> Result<(), SandboxError> {
+        let idmap = self.root_ids.is_some();
+        self.bind_tree(host, target, A_RDONLY | A_NOSUID | A_NODEV, idmap)
+    }
+
+    /// A host device node at the same path. Without a user namespace: bound,
+    /// nosuid and noexec (but of course not nodev). With one: made anew in /dev by
+    /// mknod (we are still host root), with the host node's mode and its owner
+    /// shifted into the container's range, since devtmpfs cannot be idmapped and
+    /// a root-only node (/dev/net/tun is 0600) must be the container root's. The
+    /// container's root has no CAP_MKNOD over the host, so it cannot add any.
+    fn device(&mut self, host: &Path) -> Result<(), SandboxError> {
+        let Some((ru, rg)) = self.root_ids else {
+            return self.bind_tree(host, host, A_NOSUID | A_NOEXEC, false);
+        };
+        let st =
+            nix::sys::stat::stat(host).map_err(|source| SandboxError::Source { path: host.to_path_buf(), source })?;
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind != libc::S_IFCHR && kind != libc::S_IFBLK {
+            return Err(SandboxError::Spec(format!("{} is not a device node", host.display())));
+        }
+        let shift = |id: u32, base: u32| if id < 65536 { base + id } else { base };
+        if let Some(parent) = host.parent().filter(|p| *p != Path::new("/dev")) {
+            self.push(format!("create {}", parent.display()), SetupStep::EnsureDir { prefixes: prefixes(parent)? });
+        }
         self.push(
-            format!("remount {} read-only", target.display()),
-            SetupStep::RemountRo { target: cstr(rel.as_os_str().as_bytes())?, in_root: true },
+            format!("make the device node {}", host.display()),
+            SetupStep::MakeNode {
+                file: in_root(host)?,
+                mode: st.st_mode,
+                dev: st.st_rdev,
+                uid: shift(st.st_uid, ru),
+                gid: shift(st.st_gid, rg),
+            },
         );
         Ok(())
     }
 
-    /// Bind a host path (opened first thing in the child) onto the container path `target`.
-    fn bind(&mut self, host: &Path, target: &Path, read_only: bool) -> Result<(), SandboxError> {
+    fn bind_tree(&mut self, host: &Path, target: &Path, attr: u64, idmap: bool) -> Result<(), SandboxError> {
         let (src, is_dir) = self.source(host)?;
+        let MountSrc::Slot(slot) = src else { unreachable!("source() returns a slot") };
         self.ensure(target, is_dir)?;
-        // Recursive, so volumes with submounts look the same inside.
+        // Recursive, so volumes with submounts look the same inside, and read-only
+        // for every submount.
         let what = format!("bind {} on {}", host.display(), target.display());
-        self.mount(what, src, target, None, libc::MS_BIND | libc::MS_REC, None)?;
-        if read_only {
-            self.remount_ro(target)?;
-        }
+        let rel = target.strip_prefix("/").unwrap_or(target);
+        self.push(what, SetupStep::BindTree { slot, target: cstr(rel.as_os_str().as_bytes())?, attr, idmap });
         Ok(())
+    }
+
+    /// tmpfs mount options for the container's ids `uid`/`gid`, mapped to the host.
+    fn tmpfs_ids(&self, uid: u32, gid: u32) -> String {
+        match self.root_ids {
+            Some((ru, rg)) => format!("uid={},gid={}", ru + uid, rg + gid),
+            None => format!("uid={uid},gid={gid}"),
+        }
     }
 
     fn ensure(&mut self, target: &Path, dir: bool) -> Result<(), SandboxError> {
@@ -494,9 +559,15 @@ impl Builder {
         Ok(())
     }
 
+    /// A tmpfs owned by the container's root; `flags` always gain nosuid and nodev.
     fn tmpfs(&mut self, target: &Path, flags: libc::c_ulong, data: String) -> Result<(), SandboxError> {
+        self.tmpfs_flags(target, flags | libc::MS_NOSUID | libc::MS_NODEV, data)
+    }
+
+    fn tmpfs_flags(&mut self, target: &Path, flags: libc::c_ulong, data: String) -> Result<(), SandboxError> {
         self.ensure(target, true)?;
         let what = format!("mount tmpfs on {}", target.display());
+        let data = if data.contains("uid=") { data } else { format!("{data},{}", self.tmpfs_ids(0, 0)) };
         self.mount(what, MountSrc::Str(cstr("tmpfs")?), target, Some("tmpfs"), flags, Some(data))
     }
 
@@ -659,10 +730,10 @@ fn check_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
 }
 
 /// Build the child's steps (without the final WaitGo/Exec). Order matters.
-fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
-    let mut b = Builder::default();
-    if spec.user_ns.is_some() {
-        b.push("become root in the user namespace".into(), SetupStep::BecomeRoot);
+fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
+    let mut b = Builder { root_ids: spec.user_ns.as_ref().map(root_ids), ..Builder::default() };
+    if let Some(fd) = ns.net {
+        b.push("join the network namespace".into(), SetupStep::JoinNs { fd, nstype: libc::CLONE_NEWNET });
     }
     // Nothing we mount may propagate back to the host.
     b.push(
@@ -683,14 +754,14 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
             MountSrc::Str(cstr("tmpfs")?),
             Some(cstr("tmpfs")?),
             libc::MS_NOSUID | libc::MS_NODEV,
-            Some(cstr("mode=755,size=1m")?),
+            Some(cstr(format!("mode=755,size=1m,{}", b.tmpfs_ids(0, 0)))?),
         ),
         RootFs::Dir(dir) => {
             let (src, is_dir) = b.source(dir)?;
             if !is_dir {
                 return Err(SandboxError::Spec(format!("root {} is not a directory", dir.display())));
             }
-            (src, None, libc::MS_BIND | libc::MS_REC, None)
+            (src, None, libc::MS_BIND | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV, None)
         }
         // The tmpfs that will hold the overlay's upper and work folders.
         RootFs::Overlay(_) => (
@@ -714,6 +785,13 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         );
         b.push("create the overlay's work folder".into(), SetupStep::MkdirInRoot { name: cstr("work")?, mode: 0o700 });
         let data = overlay_options(layers)?;
+        for (i, l) in layers.iter().enumerate() {
+            b.push(
+                format!("create the folder of layer {i}"),
+                SetupStep::MkdirInRoot { name: cstr(format!("l{i}"))?, mode: 0o755 },
+            );
+            b.bind_system(l, Path::new(&format!("/l{i}")))?;
+        }
         // Mounted over STAGE itself: the upper folder was resolved at mount time, so
         // hiding its tmpfs leaves it working and out of the container's sight.
         let what = format!(
@@ -725,7 +803,7 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
             target: cstr(STAGE)?,
             in_root: false,
             fstype: Some(cstr("overlay")?),
-            flags: 0,
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
             data: Some(cstr(data)?),
         };
         b.push(what, op);
@@ -760,9 +838,11 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         }
         // A new sysfs shows the netns of its mounter; sharing the host's netns, the
         // host's sysfs is the right one, read-only.
+        // Recursively read-only: every submount too; the host's cgroup hierarchies
+        // that came along are then detached (the container's own cgroup2 mount below
+        // takes their place).
         NetNs::Host => {
             b.bind(Path::new("/sys"), Path::new("/sys"), true)?;
-            // The recursive bind brought the host's cgroup hierarchies along, writable.
             let op = SetupStep::Detach { target: cstr("sys/fs/cgroup")? };
             b.push("detach the host's cgroup mounts under /sys/fs/cgroup".into(), op);
         }
@@ -777,8 +857,8 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
     }
 
     if spec.rootfs == RootFs::Host {
-        b.bind(Path::new("/usr"), Path::new("/usr"), true)?;
-        b.bind(Path::new("/etc"), Path::new("/etc"), true)?;
+        b.bind_system(Path::new("/usr"), Path::new("/usr"))?;
+        b.bind_system(Path::new("/etc"), Path::new("/etc"))?;
         for name in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
             let host = Path::new("/").join(name);
             match std::fs::symlink_metadata(&host) {
@@ -787,7 +867,7 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
                         .map_err(|source| SandboxError::Os { what: "read a merged-/usr symlink", source })?;
                     b.symlink(&target.to_string_lossy(), &format!("/{name}"))?;
                 }
-                Ok(m) if m.is_dir() => b.bind(&host, &host, true)?,
+                Ok(m) if m.is_dir() => b.bind_system(&host, &host)?,
                 _ => {}
             }
         }
@@ -804,17 +884,20 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
 
     // Minimal /dev: a tmpfs with the host's nodes bound in (binds also work in a user
     // namespace, where mknod does not).
-    b.tmpfs(Path::new("/dev"), libc::MS_NOSUID | libc::MS_NOEXEC, "mode=755,size=64k".into())?;
+    // Without a user namespace the tmpfs is nodev: only the bound nodes work, never
+    // one made inside. With one, the nodes are made in it (see `device`), and the
+    // container's root cannot make any.
+    let dev_fl = libc::MS_NOSUID | libc::MS_NOEXEC | if b.root_ids.is_some() { 0 } else { libc::MS_NODEV };
+    b.tmpfs_flags(Path::new("/dev"), dev_fl, "mode=755,size=64k".into())?;
     for d in DEVICES {
-        let p = PathBuf::from(format!("/dev/{d}"));
-        b.bind(&p, &p, false)?;
+        b.device(Path::new(&format!("/dev/{d}")))?;
     }
     for d in &spec.devices {
         let p = container_path(d)?;
         if !p.starts_with("/dev") {
             return Err(SandboxError::Spec(format!("device {d:?} is not under /dev")));
         }
-        b.bind(&p, &p, false)?;
+        b.device(&p)?;
     }
     let pts = Path::new("/dev/pts");
     b.ensure(pts, true)?;
@@ -838,7 +921,7 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         match &m.kind {
             MountSource::Bind { source, read_only } => b.bind(source, &target, *read_only)?,
             MountSource::Tmpfs { size, mode, uid, gid } => {
-                let mut data = format!("mode={mode:o},uid={uid},gid={gid}");
+                let mut data = format!("mode={mode:o},{}", b.tmpfs_ids(*uid, *gid));
                 if let Some(s) = size {
                     data.push_str(&format!(",size={s}"));
                 }
@@ -851,13 +934,17 @@ fn build(spec: &SandboxSpec) -> Result<Builder, SandboxError> {
         b.push_post(format!("mask {p}"), SetupStep::Mask { path: cstr(p)? });
     }
     for p in READ_ONLY {
-        b.push_post(format!("make {p} read-only"), SetupStep::ReadOnly { path: cstr(p)? });
+        b.push_post(format!("make {p} read-only"), SetupStep::ReadOnlyTree { path: cstr(p)? });
     }
     if spec.readonly_root {
         let op = SetupStep::RemountRoNoSuid { target: cstr("/")? };
         b.push_post("remount / read-only, nosuid and nodev".into(), op);
     }
     b.push_post("set the hostname".into(), SetupStep::Hostname { name: cstr(&spec.hostname)? });
+    if spec.user_ns.is_some() {
+        b.push_post("enter the user namespace and lock the mounts".into(), SetupStep::EnterUserNs);
+    }
+    // After entering the user namespace (setns and unshare are filtered from here on).
     if spec.new_keyring {
         b.push_post("join a new session keyring".into(), SetupStep::JoinSessionKeyring);
     }
@@ -985,7 +1072,15 @@ fn clone_child(args: &CloneArgs, script: &SetupScript, parent_sock: RawFd, child
 /// before exec. Returns once the child is ready (or failed); see [`Pending`].
 pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> {
     check_spec(spec)?;
-    let mut b = build(spec)?;
+    let owned = match &spec.user_ns {
+        Some(maps) => Some(user_namespace(maps, spec.net == NetNs::New)?),
+        None => None,
+    };
+    let ns = NsFds {
+        user: owned.as_ref().map(|o| o.user.as_raw_fd()),
+        net: owned.as_ref().and_then(|o| o.net.as_ref().map(|n| n.as_raw_fd())),
+    };
+    let mut b = build(spec, &ns)?;
 
     // The parent's copy of a per-spawn exec fd, closed right after clone3.
     let mut exe: Option<OwnedFd> = None;
@@ -1055,19 +1150,31 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     let raw_stdio = [0, 1, 2].map(|i| stdio_fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
     let slots = b.sources.iter().map(|_| std::cell::Cell::new(-1)).collect();
     let into_cgroup = std::cell::Cell::new(cgroups.v2.is_some());
-    let script = SetupScript { ops, slots, argv: argv_ptrs, envp: env_ptrs, stdio: raw_stdio, into_cgroup };
+    let root_ids = b.root_ids.map_or((-1, -1), |(u, g)| (u as c_int, g as c_int));
+    let script = SetupScript {
+        ops,
+        slots,
+        argv: argv_ptrs,
+        envp: env_ptrs,
+        stdio: raw_stdio,
+        into_cgroup,
+        userns: ns.user.unwrap_or(-1),
+        root_ids,
+    };
 
+    // With a user namespace the child starts as host root in namespaces host root
+    // owns (mount, pid, uts, ipc, cgroup), joins the network namespace the user
+    // namespace owns, sets everything up, and enters the user namespace last: see
+    // `user_namespace`.
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_PIDFD;
-    if spec.net == NetNs::New {
+    if spec.net == NetNs::New && ns.net.is_none() {
         flags |= libc::CLONE_NEWNET;
     }
     // No CLONE_NEWCGROUP here: the kernel would root the namespace at *our* cgroups
     // (it copies the namespaces before it moves the child into `args.cgroup`); the
-    // child unshares it itself once it is in all of the container's cgroups.
-    if spec.user_ns.is_some() {
-        flags |= libc::CLONE_NEWUSER;
-    }
+    // child unshares it itself once it is in all of the container's cgroups. No
+    // CLONE_NEWUSER either: the holder made the user namespace (see above).
 
     let guard = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let (parent_sock, child_sock) =
@@ -1114,11 +1221,8 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     // SAFETY: CLONE_PIDFD stored a new fd that we own.
     let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     let mut pending = Pending { pid, pidfd, sock: Some(parent_sock), exec_step };
-
-    if let Some(maps) = &spec.user_ns {
-        write_maps(pid, maps)?;
-        pending.send(child::TAG_MAPS)?;
-    }
+    // The child inherited the namespace fds it needs.
+    drop(owned);
     match pending.recv()? {
         Some((child::TAG_READY, _, _)) => Ok(pending),
         Some((_, step, errno)) => {
@@ -1130,6 +1234,91 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
         }
         None => Err(SandboxError::ChildDied(pending.reap())),
     }
+}
+
+/// Host uid and gid of the container's root (inside id 0) under `maps`.
+fn root_ids(maps: &IdMap) -> (u32, u32) {
+    let find = |v: &[IdRange]| v.iter().find(|r| r.inside == 0).map_or(0, |r| r.outside);
+    (find(&maps.uids), find(&maps.gids))
+}
+
+/// Raw fds of the namespaces the child joins (they stay open in the parent until
+/// the child has them).
+struct NsFds {
+    user: Option<RawFd>,
+    net: Option<RawFd>,
+}
+
+/// A container's user namespace (and the network namespace it owns).
+struct OwnedNs {
+    user: OwnedFd,
+    net: Option<OwnedFd>,
+}
+
+/// Make the container's user namespace, with `maps` written, and (with `new_net`) a
+/// network namespace it owns, so that the container's root administers its own
+/// network (binds low ports, configures a tun device) and nothing else.
+///
+/// Why a separate process: every mount the container gets is made by its child as
+/// *host root*, in a mount namespace host root owns (idmapped mounts need the
+/// capability over the host file system), and only then does the child enter this
+/// user namespace and copy its mount namespace into one the user namespace owns.
+/// That copy is what makes the kernel lock the mounts against the container's root:
+/// a read-only bind cannot be remounted read-write, a mask cannot be unmounted.
+/// The namespaces are made by a short-lived holder (`clone3(CLONE_NEWUSER |
+/// CLONE_NEWNET)`, which then only waits to be killed); we keep fds to them.
+fn user_namespace(maps: &IdMap, new_net: bool) -> Result<OwnedNs, SandboxError> {
+    let mut flags = libc::CLONE_NEWUSER as u64;
+    if new_net {
+        flags |= libc::CLONE_NEWNET as u64;
+    }
+    let args = CloneArgs {
+        flags,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
+    };
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: clone3 without CLONE_VM behaves like fork; the child only makes raw
+    // syscalls (prctl, getppid, pause, _exit) until the SIGKILL below, and never
+    // returns.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret == 0 {
+        // SAFETY: raw syscalls only. If we are killed before the SIGKILL below, the
+        // holder goes with our thread instead of waiting forever.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            if libc::getppid() != parent {
+                libc::_exit(0);
+            }
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    if ret < 0 {
+        return Err(SandboxError::Os { what: "clone3 a user namespace", source: std::io::Error::last_os_error() });
+    }
+    let holder = Pid::from_raw(ret as i32);
+    let result = (|| {
+        write_maps(holder, maps)?;
+        let open = |ns: &str| {
+            std::fs::File::open(format!("/proc/{holder}/ns/{ns}"))
+                .map(OwnedFd::from)
+                .map_err(|source| SandboxError::Os { what: "open the new user namespace", source })
+        };
+        Ok(OwnedNs { user: open("user")?, net: if new_net { Some(open("net")?) } else { None } })
+    })();
+    let _ = nix::sys::signal::kill(holder, nix::sys::signal::Signal::SIGKILL);
+    while let Err(nix::Error::EINTR) = waitpid(holder, None) {}
+    result
 }
 
 fn write_maps(pid: Pid, maps: &IdMap) -> Result<(), SandboxError> {

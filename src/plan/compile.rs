@@ -85,7 +85,8 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
             pids: spec.limits.pids,
             cpu_weight: spec.limits.cpu_weight,
         },
-        security: security(&spec.security),
+        security: security(&spec.security.processes()),
+        host_root: !spec.security.user_namespace(),
     };
     let mut cx = Ctx::new(&mut plan, problems);
     for p in &spec.packages {

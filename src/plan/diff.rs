@@ -144,10 +144,16 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         let devs: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
         format!("{} ({}), devices {}", plan.name, plan.layer.base, devs.join(" "))
     };
+    if plan.host_root {
+        summary.push_str(", user namespace: off (container root is host root)");
+    }
     if !plan.security.is_default() {
         summary.push_str(&format!(", security: {}", plan.security.describe()));
     }
     let mut value = json!({"hostname": plan.hostname, "devices": plan.devices, "limits": plan.limits});
+    if plan.host_root {
+        value["host_root"] = json!(true);
+    }
     // PID 1's bounding set and filter are fixed when the container starts: a process
     // that needs more than it has recreates the container.
     let pid1 = plan.pid1_security();

@@ -232,10 +232,75 @@ fn dev_null() -> Result<OwnedFd, RunError> {
     Ok(OwnedFd::from(std::fs::File::open("/dev/null").map_err(io("opening /dev/null"))?))
 }
 
+/// The host uid of the container's root: the start of its own range of host ids
+/// (allocated on first use, kept while its folder exists; see [`super::ids`]), or
+/// `None` when the spec opted out of the user namespace.
+pub fn userns_base(root: &Path, plan: &Plan) -> Result<Option<u32>, RunError> {
+    if plan.host_root {
+        return Ok(None);
+    }
+    Ok(Some(super::ids::Registry::host().allocate(root, &plan.name)?))
+}
+
+/// What `plan` and `status` say about a container's user namespace.
+#[derive(Debug, Clone)]
+pub struct UsernsView {
+    /// "user namespace: …", one line.
+    pub line: String,
+    pub json: serde_json::Value,
+    /// Volumes the next apply shifts into the range (they hold host ids).
+    pub migrate: Vec<String>,
+}
+
+/// The user namespace of `plan`'s container: its range (if allocated) or that it is
+/// off; reads only.
+pub fn userns_view(root: &Path, plan: &Plan) -> Result<UsernsView, RunError> {
+    let dirs = Dirs::new(root, &plan.name);
+    if plan.host_root {
+        let old = super::ids::Registry::host().lookup(root, &plan.name)?;
+        return Ok(UsernsView {
+            line: format!("user namespace: {}", super::ids::describe(None)),
+            json: serde_json::json!({"enabled": false, "container_root": "host root"}),
+            migrate: old.map(|o| prepare::volumes_to_unshift(plan, &dirs, o)).unwrap_or_default(),
+        });
+    }
+    Ok(match super::ids::Registry::host().lookup(root, &plan.name)? {
+        Some(b) => UsernsView {
+            line: format!("user namespace: {}", super::ids::describe(Some(b))),
+            json: serde_json::json!({
+                "enabled": true,
+                "host_uids": [b, b as u64 + super::ids::SIZE as u64 - 1],
+                "host_gids": [b, b as u64 + super::ids::SIZE as u64 - 1],
+                "container_root": b,
+            }),
+            migrate: prepare::volumes_to_migrate(plan, &dirs, Some(b)),
+        },
+        None => UsernsView {
+            line: format!(
+                "user namespace: a range of {} host uids/gids of its own, allocated at apply",
+                super::ids::SIZE
+            ),
+            json: serde_json::json!({"enabled": true, "host_uids": null, "host_gids": null, "container_root": null}),
+            // Any existing volume holds host ids: the range is new.
+            migrate: prepare::volumes_to_migrate(plan, &dirs, Some(u32::MAX - super::ids::SIZE)),
+        },
+    })
+}
+
+/// The host uid of the root of the user namespace PID 1 `pid` runs in (`None`: the
+/// host's, or unreadable).
+pub fn userns_of(pid: i32) -> Option<u32> {
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok()?;
+    let mut f = map.split_whitespace();
+    let (inside, outside, count) = (f.next()?, f.next()?, f.next()?);
+    (inside == "0" && count != "4294967295").then(|| outside.parse().ok()).flatten()
+}
+
 /// Start a container from `plan` (not running yet): spawn, network, nftables,
 /// release. Returns once its PID 1 runs; see [`wait_ready`].
 pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunError> {
     let dirs = Dirs::new(root, &plan.name);
+    let base = userns_base(root, plan)?;
     let rootfs = prepare::rootfs(plan, &dirs)?;
     let etc = prepare::etc_dir(&rootfs);
     prepare::write_supervisor_config(plan, &dirs)?;
@@ -246,7 +311,8 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
             _ => {}
         }
     }
-    let mut spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc)?;
+    prepare::own_run_dir(&dirs, base)?;
+    let mut spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc, base)?;
     // Checked when applied; checked again here, as another root's container may have
     // taken an address of this stopped one meanwhile.
     check_network(root, plan)?;
@@ -446,19 +512,42 @@ pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Sta
     // An interrupted apply left things behind: clean them up first.
     stop(root, name, None, say)?;
     let _ = std::fs::remove_file(dirs.pending());
-    prepare_dirs(&plan, &dirs)?;
+    let base = userns_base(root, &plan)?;
+    unshift_volumes(root, &plan, &dirs, say)?;
+    prepare_dirs(&plan, &dirs, base, say)?;
     let info = start_plan(root, &plan, say)?;
     Ok(Some(wait_ready(&dirs, &info, 0)?))
 }
 
-fn prepare_dirs(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+fn prepare_dirs(plan: &Plan, dirs: &Dirs, base: Option<u32>, say: Say) -> Result<(), RunError> {
     let rootfs = prepare::rootfs(plan, dirs)?;
     let etc = prepare::etc_dir(&rootfs);
-    prepare::ensure_secrets(plan, dirs)?;
-    prepare::write_files(plan, dirs, &etc)?;
-    prepare::write_net_files(plan, dirs)?;
-    prepare::ensure_volumes(plan, dirs, &etc)?;
+    prepare::ensure_secrets(plan, dirs, base)?;
+    prepare::write_files(plan, dirs, &etc, base)?;
+    prepare::write_net_files(plan, dirs, base)?;
+    migrated(prepare::ensure_volumes(plan, dirs, &etc, base)?, base, say);
     Ok(())
+}
+
+/// An opted-out container's volumes that still belong to its former range go back
+/// to host ids (while it is stopped).
+fn unshift_volumes(root: &Path, plan: &Plan, dirs: &Dirs, say: Say) -> Result<(), RunError> {
+    if !plan.host_root {
+        return Ok(());
+    }
+    if let Some(old) = super::ids::Registry::host().lookup(root, &plan.name)? {
+        for v in prepare::volumes_to_unshift(plan, dirs, old) {
+            prepare::unshift_tree(&dirs.volume(&v), old)?;
+            say(&format!("volume {v}: ownership shifted back to host ids (user namespace off)"));
+        }
+    }
+    Ok(())
+}
+
+fn migrated(volumes: Vec<String>, base: Option<u32>, say: Say) {
+    for v in volumes {
+        say(&format!("volume {v}: ownership shifted into the container's {}", super::ids::describe(base)));
+    }
 }
 
 /// What an apply did.
@@ -484,7 +573,19 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     let dirs = Dirs::new(root, &plan.name);
     let interrupted = dirs.pending().exists();
     let running = layout::running(&dirs);
-    if changes.is_empty() && running.is_some() && !interrupted {
+    // A container that runs with other ids than the plan's (from before user
+    // namespaces, or opted in or out since), or whose volumes hold host ids, is
+    // recreated: its volumes are shifted while nothing runs.
+    let registered = super::ids::Registry::host().lookup(root, &plan.name)?;
+    let base = if plan.host_root { None } else { registered };
+    let ids_ok = |info: &RunInfo| {
+        userns_of(info.pid) == base
+            && base.is_some() != plan.host_root
+            && prepare::volumes_to_migrate(plan, &dirs, base).is_empty()
+            && (!plan.host_root || registered.is_none_or(|o| prepare::volumes_to_unshift(plan, &dirs, o).is_empty()))
+    };
+    let running_ok = running.filter(ids_ok);
+    if changes.is_empty() && running_ok.is_some() && !interrupted {
         return Ok(Applied::Unchanged);
     }
     // Refuse what cannot run before anything changes.
@@ -494,7 +595,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     layout::write_pending(&dirs, plan)?;
     crash_point(CrashPoint::Pending);
 
-    let live = running.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
+    let live = running_ok.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
     let result = match (live, old) {
         (Some(info), Some(old)) => update_live(root, plan, &old, changes, &dirs, &info, say)?,
         _ => {
@@ -506,13 +607,15 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
             if dirs.state().exists() || interrupted {
                 stop(root, &plan.name, None, say)?;
             }
-            prepare::ensure_secrets(plan, &dirs)?;
+            let base = userns_base(root, plan)?;
+            prepare::ensure_secrets(plan, &dirs, base)?;
             crash_point(CrashPoint::Secrets);
             let etc = prepare::etc_dir(&prepare::rootfs(plan, &dirs)?);
-            prepare::write_files(plan, &dirs, &etc)?;
-            prepare::write_net_files(plan, &dirs)?;
+            prepare::write_files(plan, &dirs, &etc, base)?;
+            prepare::write_net_files(plan, &dirs, base)?;
             crash_point(CrashPoint::Files);
-            prepare::ensure_volumes(plan, &dirs, &etc)?;
+            unshift_volumes(root, plan, &dirs, say)?;
+            migrated(prepare::ensure_volumes(plan, &dirs, &etc, base)?, base, say);
             crash_point(CrashPoint::Volumes);
             let info = start_plan(root, plan, say)?;
             let status = wait_ready(&dirs, &info, 0)?;
@@ -549,12 +652,14 @@ fn update_live(
     say: Say,
 ) -> Result<Applied, RunError> {
     let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
-    prepare::ensure_secrets(plan, dirs)?;
+    // The running container's ids (apply checked they are the plan's).
+    let base = userns_of(info.pid);
+    prepare::ensure_secrets(plan, dirs, base)?;
     crash_point(CrashPoint::Secrets);
-    prepare::write_files(plan, dirs, &etc)?;
-    prepare::write_net_files(plan, dirs)?;
+    prepare::write_files(plan, dirs, &etc, base)?;
+    prepare::write_net_files(plan, dirs, base)?;
     crash_point(CrashPoint::Files);
-    prepare::ensure_volumes(plan, dirs, &etc)?;
+    prepare::ensure_volumes(plan, dirs, &etc, base)?;
     crash_point(CrashPoint::Volumes);
     let effects: Vec<&Effect> = changes.changes.iter().flat_map(|c| &c.effects).collect();
     let network = effects.iter().any(|e| matches!(e, Effect::ReconfigureNetwork));
@@ -624,6 +729,7 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     if !dirs.state().exists() && !dirs.pending().exists() {
         if volumes && dirs.root.exists() {
             std::fs::remove_dir_all(&dirs.root).map_err(io(format!("removing {}", dirs.root.display())))?;
+            super::ids::Registry::host().release(root, name)?;
             return Ok(());
         }
         return Err(RunError::NotFound(name.to_string()));
@@ -654,6 +760,8 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     }
     if volumes {
         let _ = std::fs::remove_dir(&dirs.root);
+        // Nothing of the container's range is left on the host: another may have it.
+        super::ids::Registry::host().release(root, name)?;
     }
     Ok(())
 }

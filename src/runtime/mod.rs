@@ -11,6 +11,7 @@
 
 pub mod crash;
 pub mod enter;
+pub mod ids;
 pub mod layers;
 pub mod layout;
 pub mod lifecycle;
@@ -44,6 +45,8 @@ pub enum RunError {
     Attach(#[from] crate::exec::attach::AttachError),
     #[error("build: {0}")]
     Build(#[from] crate::exec::build::BuildError),
+    #[error("user namespace ids: {0}")]
+    Ids(#[from] ids::IdsError),
     #[error("{0}")]
     Unsupported(String),
     #[error("no container `{0}` under this state root (see `container list`)")]

@@ -9,10 +9,16 @@
 //! Rendered files are bound one by one onto their container path, so they must be
 //! replaced *in place* (same inode): a rename would leave the container looking at
 //! the old file. They are read-only inside.
+//!
+//! Ownership: with a user namespace (`base` = the host uid of the container's root,
+//! see [`super::ids`]) everything the container owns on the host — volumes, rendered
+//! files, secrets, its run folder — belongs to the container's range: an owner named
+//! in the spec is looked up in the container's `/etc` and shifted by `base`. The
+//! container's folder is 0700 root, so no host user but root reaches any of it.
 
 use super::layout::{Dirs, RUN_IN};
 use super::RunError;
-use crate::exec::sandbox::{MountReq, NetNs, Program, RootFs, SandboxSpec};
+use crate::exec::sandbox::{IdMap, IdRange, MountReq, NetNs, Program, RootFs, SandboxSpec};
 use crate::exec::supervisor::SupervisorConfig;
 use crate::plan::types::{FileRes, Plan};
 use crate::spec::types::{MountKind, NetMode};
@@ -93,15 +99,19 @@ pub fn generate_secret() -> Result<String, RunError> {
 }
 
 /// Create every secret of the plan that does not exist yet; returns the new names.
-pub fn ensure_secrets(plan: &Plan, dirs: &Dirs) -> Result<Vec<String>, RunError> {
+pub fn ensure_secrets(plan: &Plan, dirs: &Dirs, base: Option<u32>) -> Result<Vec<String>, RunError> {
+    lock_down(dirs)?;
     let dir = dirs.secrets();
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io(format!("chmod {}", dir.display())))?;
+    // Readable by the container's root (the supervisor hands them to services).
+    chown(&dir, shift(base, (0, 0)))?;
     let mut created = Vec::new();
     for name in &plan.secrets {
         let path = dir.join(name);
         if path.exists() {
+            chown(&path, shift(base, (0, 0)))?;
             continue;
         }
         let value = generate_secret()?;
@@ -115,6 +125,7 @@ pub fn ensure_secrets(plan: &Plan, dirs: &Dirs) -> Result<Vec<String>, RunError>
             .open(&tmp)
             .map_err(io(format!("creating {}", tmp.display())))?;
         f.write_all(value.as_bytes()).and_then(|_| f.sync_all()).map_err(io(format!("writing {}", tmp.display())))?;
+        chown(&tmp, shift(base, (0, 0)))?;
         std::fs::rename(&tmp, &path).map_err(io(format!("creating {}", path.display())))?;
         created.push(name.clone());
     }
@@ -142,15 +153,125 @@ fn owner_ids(owner: &str, etc: &Path) -> Result<(u32, u32), RunError> {
     Ok((id.uid, id.gid))
 }
 
+/// Host ids of the container's ids `(uid, gid)`: shifted into its range.
+pub fn shift(base: Option<u32>, (uid, gid): (u32, u32)) -> (u32, u32) {
+    match base {
+        Some(b) => (b + uid, b + gid),
+        None => (uid, gid),
+    }
+}
+
+fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), RunError> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io(format!("chown {}", path.display())))
+}
+
+/// The container's folder is host root's alone: no other host user reaches its
+/// volumes, files, secrets or run folder (the container gets them as mounts).
+pub fn lock_down(dirs: &Dirs) -> Result<(), RunError> {
+    std::fs::create_dir_all(&dirs.root).map_err(io(format!("creating {}", dirs.root.display())))?;
+    std::fs::set_permissions(&dirs.root, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("chmod {}", dirs.root.display())))
+}
+
+/// Shift every id below the range size in the tree `dir` (not following symlinks,
+/// not crossing into other file systems) into the range at `base`; ids already in a
+/// range stay. The top folder goes last, so an interrupted shift is redone.
+pub fn shift_tree(dir: &Path, base: u32) -> Result<(), RunError> {
+    map_tree(dir, &|id| if id < super::ids::SIZE { id + base } else { id })
+}
+
+/// The reverse of [`shift_tree`]: ids of the range at `base` back to host ids (a
+/// container that opted out of its user namespace).
+pub fn unshift_tree(dir: &Path, base: u32) -> Result<(), RunError> {
+    map_tree(dir, &|id| if id >= base && id - base < super::ids::SIZE { id - base } else { id })
+}
+
+fn map_tree(dir: &Path, f: &dyn Fn(u32) -> u32) -> Result<(), RunError> {
+    use std::os::unix::fs::MetadataExt;
+    let top = std::fs::symlink_metadata(dir).map_err(io(format!("reading {}", dir.display())))?;
+    fn walk(p: &Path, dev: u64, f: &dyn Fn(u32) -> u32) -> Result<(), RunError> {
+        let m = std::fs::symlink_metadata(p).map_err(io(format!("reading {}", p.display())))?;
+        if m.dev() != dev {
+            return Ok(());
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(p).map_err(io(format!("reading {}", p.display())))? {
+                let e = e.map_err(io(format!("reading {}", p.display())))?;
+                walk(&e.path(), dev, f)?;
+            }
+        }
+        let (u, g) = (m.uid(), m.gid());
+        let (nu, ng) = (f(u), f(g));
+        if (nu, ng) != (u, g) {
+            // lchown clears setuid/setgid bits on files: put the mode back.
+            chown(p, (nu, ng))?;
+            if !m.file_type().is_symlink() && m.mode() & 0o6000 != 0 {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                    .map_err(io(format!("chmod {}", p.display())))?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, top.dev(), f)
+}
+
+/// Volumes of an opted-out container that still belong to its former range at
+/// `old` (their top folder is in it): apply shifts them back to host ids once.
+pub fn volumes_to_unshift(plan: &Plan, dirs: &Dirs, old: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<String> = plan
+        .mounts
+        .values()
+        .filter(|m| m.kind == MountKind::Volume)
+        .filter_map(|m| m.source.clone())
+        .filter(|src| {
+            std::fs::symlink_metadata(dirs.volume(src))
+                .is_ok_and(|md| md.uid() >= old && md.uid() - old < super::ids::SIZE)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Volumes of the plan that exist and hold host ids from before the container had
+/// a user namespace (their top folder is outside the range at `base`): apply
+/// shifts them into the range once (`plan` shows it).
+pub fn volumes_to_migrate(plan: &Plan, dirs: &Dirs, base: Option<u32>) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(b) = base else { return Vec::new() };
+    let mut out: Vec<String> = plan
+        .mounts
+        .values()
+        .filter(|m| m.kind == MountKind::Volume)
+        .filter_map(|m| m.source.clone())
+        .filter(|src| {
+            std::fs::symlink_metadata(dirs.volume(src)).is_ok_and(|md| md.uid() < b || md.uid() >= b + super::ids::SIZE)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Give the run folder (bound read-write at /run/container) to the container's root:
+/// its supervisor writes status, socket and logs there.
+pub fn own_run_dir(dirs: &Dirs, base: Option<u32>) -> Result<(), RunError> {
+    if let Some(b) = base {
+        shift_tree(&dirs.run(), b)?;
+    }
+    Ok(())
+}
+
 /// Write one rendered file in place; returns whether its content changed.
-fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path) -> Result<bool, RunError> {
+fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path, base: Option<u32>) -> Result<bool, RunError> {
     let content = f
         .content
         .render(|n| read_secret(dirs, n))
         .ok_or_else(|| RunError::Failed(format!("file {path}: a secret it uses has no value")))?;
     let host = dirs.file(path);
     let mode = parse_mode(&f.mode)?;
-    let (uid, gid) = owner_ids(&f.owner, etc)?;
+    let (uid, gid) = shift(base, owner_ids(&f.owner, etc)?);
     let changed = write_in_place(&host, content.as_bytes())?;
     std::os::unix::fs::chown(&host, Some(uid), Some(gid)).map_err(io(format!("chown {}", host.display())))?;
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
@@ -159,10 +280,11 @@ fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path) -> Result<bool, 
 }
 
 /// Write every rendered file; returns the container paths whose content changed.
-pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path) -> Result<Vec<String>, RunError> {
+pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> Result<Vec<String>, RunError> {
+    lock_down(dirs)?;
     let mut changed = Vec::new();
     for (path, f) in &plan.files {
-        if write_file(dirs, path, f, etc)? {
+        if write_file(dirs, path, f, etc, base)? {
             changed.push(path.clone());
         }
     }
@@ -170,8 +292,17 @@ pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path) -> Result<Vec<String>, 
 }
 
 /// Create missing volume folders (owner and mode apply to a new volume only: the
-/// data in an existing one belongs to the container); check host bind sources.
-pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path) -> Result<(), RunError> {
+/// data in an existing one belongs to the container), owned by the container's
+/// range; shift an existing volume that holds host ids into the range (see
+/// [`volumes_to_migrate`]); check host bind sources. Returns the migrated volumes.
+pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> Result<Vec<String>, RunError> {
+    lock_down(dirs)?;
+    let migrate = volumes_to_migrate(plan, dirs, base);
+    if let Some(b) = base {
+        for src in &migrate {
+            shift_tree(&dirs.volume(src), b)?;
+        }
+    }
     for (target, m) in &plan.mounts {
         match m.kind {
             MountKind::Volume => {
@@ -181,11 +312,11 @@ pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path) -> Result<(), RunErr
                     continue;
                 }
                 std::fs::create_dir_all(&dir).map_err(io(format!("creating volume {}", dir.display())))?;
-                if let Some(owner) = &m.owner {
-                    let (uid, gid) = owner_ids(owner, etc)?;
-                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                        .map_err(io(format!("chown {}", dir.display())))?;
-                }
+                let owner = match &m.owner {
+                    Some(owner) => owner_ids(owner, etc)?,
+                    None => (0, 0),
+                };
+                chown(&dir, shift(base, owner))?;
                 if let Some(mode) = &m.mode {
                     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(parse_mode(mode)?))
                         .map_err(io(format!("chmod {}", dir.display())))?;
@@ -200,7 +331,7 @@ pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path) -> Result<(), RunErr
             MountKind::Tmpfs => {}
         }
     }
-    Ok(())
+    Ok(migrate)
 }
 
 /// Name resolution files every container with its own network gets (as Docker
@@ -236,10 +367,11 @@ fn net_file(dirs: &Dirs, path: &str) -> PathBuf {
 }
 
 /// Write the name resolution files in place (they are bound like rendered files).
-pub fn write_net_files(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+pub fn write_net_files(plan: &Plan, dirs: &Dirs, base: Option<u32>) -> Result<(), RunError> {
     for (path, content) in net_files(plan) {
         let host = net_file(dirs, path);
         write_in_place(&host, content.as_bytes())?;
+        chown(&host, shift(base, (0, 0)))?;
         std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o644))
             .map_err(io(format!("chmod {}", host.display())))?;
     }
@@ -295,8 +427,18 @@ pub fn init_program() -> Program {
 /// The sandbox for a plan. Mount order: the run folder and secrets, then the plan's
 /// mounts by target (a parent before what is inside it), then rendered files (so a
 /// file can sit inside a volume or tmpfs).
-pub fn sandbox_spec(plan: &Plan, dirs: &Dirs, rootfs: RootFs, etc: &Path) -> Result<SandboxSpec, RunError> {
+pub fn sandbox_spec(
+    plan: &Plan,
+    dirs: &Dirs,
+    rootfs: RootFs,
+    etc: &Path,
+    base: Option<u32>,
+) -> Result<SandboxSpec, RunError> {
     let mut spec = SandboxSpec::new(&plan.hostname, rootfs, init_program());
+    spec.user_ns = base.map(|b| {
+        let r = vec![IdRange { inside: 0, outside: b, count: super::ids::SIZE }];
+        IdMap { uids: r.clone(), gids: r }
+    });
     spec.net = if plan.network.mode == NetMode::Host { NetNs::Host } else { NetNs::New };
     spec.devices = plan.devices.iter().cloned().collect();
     // PID 1 keeps what its services may need, no more (see `Plan::pid1_security`).
@@ -388,7 +530,7 @@ size = "1M"
 "#,
         );
         let dirs = Dirs::new(Path::new("/state"), "t");
-        let spec = sandbox_spec(&plan, &dirs, RootFs::Host, Path::new("/etc")).unwrap();
+        let spec = sandbox_spec(&plan, &dirs, RootFs::Host, Path::new("/etc"), None).unwrap();
         let targets: Vec<&str> = spec.mounts.iter().map(|m| m.target.as_str()).collect();
         assert_eq!(
             targets,
@@ -428,13 +570,13 @@ size = "1M"
         std::fs::create_dir(&etc).unwrap();
         std::fs::write(etc.join("passwd"), format!("root:x:{uid}:{gid}:root:/root:/bin/sh\n")).unwrap();
         std::fs::write(etc.join("group"), format!("root:x:{gid}:\n")).unwrap();
-        assert_eq!(write_files(&plan, &dirs, &etc).unwrap(), ["/a/b"]);
+        assert_eq!(write_files(&plan, &dirs, &etc, None).unwrap(), ["/a/b"]);
         let meta = std::fs::metadata(dirs.file("/a/b")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
         assert_eq!((meta.uid(), meta.gid()), (uid, gid));
-        assert!(write_files(&plan, &dirs, &etc).unwrap().is_empty(), "unchanged file rewritten");
+        assert!(write_files(&plan, &dirs, &etc, None).unwrap().is_empty(), "unchanged file rewritten");
         plan.files.get_mut("/a/b").unwrap().content = "two".into();
-        assert_eq!(write_files(&plan, &dirs, &etc).unwrap(), ["/a/b"]);
+        assert_eq!(write_files(&plan, &dirs, &etc, None).unwrap(), ["/a/b"]);
         let after = std::fs::metadata(dirs.file("/a/b")).unwrap();
         assert_eq!(after.ino(), meta.ino(), "the bound inode must stay");
         assert_eq!(std::fs::read_to_string(dirs.file("/a/b")).unwrap(), "two");

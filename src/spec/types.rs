@@ -59,11 +59,61 @@ pub struct Spec {
     /// Resource limits (cgroups, where the controller exists).
     #[serde(default)]
     pub limits: Limits,
-    /// Containment of every process of the container (services, init tasks, `exec`,
-    /// `shell`) beyond the defaults; a process can change it again under its own
-    /// `security`.
-    #[serde(default, skip_serializing_if = "SecuritySpec::is_empty")]
-    pub security: SecuritySpec,
+    /// Containment of the container and of every process in it (services, init
+    /// tasks, `exec`, `shell`) beyond the defaults: the user namespace, and
+    /// capabilities, seccomp and no_new_privs that a process can change again under
+    /// its own `security`.
+    #[serde(default, skip_serializing_if = "ContainerSecuritySpec::is_empty")]
+    pub security: ContainerSecuritySpec,
+}
+
+/// Isolation settings of the whole container. The defaults are the safe ones; each
+/// opt-out is shown by `plan` and `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerSecuritySpec {
+    /// Run the container in its own user namespace (default true): its root and its
+    /// users are unprivileged host uids from a range of 65536 of its own, and the
+    /// shared layers and host folders are seen through idmapped mounts. `false`
+    /// makes the container's root the host's root: only for a container that truly
+    /// needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<bool>,
+    /// Capabilities added to the default set of every process, e.g. ["NET_ADMIN"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<Capability>,
+    /// Capabilities of the default set taken away from every process, e.g. ["CHOWN"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<Capability>,
+    /// System calls the default seccomp filter refuses but this lets through for every
+    /// process, e.g. ["ptrace"]. A capability in `cap_add` already brings its own calls
+    /// (SYS_PTRACE: ptrace; SYS_ADMIN: mount, unshare, ...), as in Docker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seccomp_allow: Vec<Syscall>,
+    /// `false` lets processes gain privileges when they run a setuid file or one with
+    /// file capabilities (su, sudo, ping). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_new_privs: Option<bool>,
+}
+
+impl ContainerSecuritySpec {
+    pub fn is_empty(&self) -> bool {
+        self == &ContainerSecuritySpec::default()
+    }
+
+    /// Whether the container gets its own user namespace (the default).
+    pub fn user_namespace(&self) -> bool {
+        self.user_namespace.unwrap_or(true)
+    }
+
+    /// What every process of the container gets (before its own `security`).
+    pub fn processes(&self) -> SecuritySpec {
+        SecuritySpec {
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            seccomp_allow: self.seccomp_allow.clone(),
+            no_new_privs: self.no_new_privs,
+        }
+    }
 }
 
 fn default_base() -> Base {

@@ -49,6 +49,9 @@ pub struct Plan {
     /// get, already folded into every service and init task.
     #[serde(default, skip_serializing_if = "Security::is_default")]
     pub security: Security,
+    /// The spec opted out of the user namespace: the container's root is host root.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_root: bool,
 }
 
 /// What the root filesystem is built from; any change rebuilds the package layer.

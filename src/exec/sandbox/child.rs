@@ -15,8 +15,6 @@ use std::ptr;
 pub(super) const MSG_LEN: usize = 9;
 pub(super) const TAG_READY: u8 = b'R';
 pub(super) const TAG_ERROR: u8 = b'E';
-/// Parent → child: the id maps are written (user namespace only).
-pub(super) const TAG_MAPS: u8 = b'M';
 /// Parent → child: run the program.
 pub(super) const TAG_GO: u8 = b'G';
 
@@ -34,8 +32,40 @@ pub(super) enum SetupStep {
     /// `unshare(CLONE_NEWCGROUP)`, after every `JoinCgroup`: the namespace is rooted
     /// at the container's own cgroups.
     UnshareCgroup,
-    /// Wait for `TAG_MAPS`, then become root of the new user namespace.
-    BecomeRoot,
+    /// `setns(fd, nstype)`: join a namespace the parent made (the network namespace
+    /// owned by the container's user namespace).
+    JoinNs {
+        fd: c_int,
+        nstype: c_int,
+    },
+    /// Clone the source in `slot` as a detached tree (`open_tree(OPEN_TREE_CLONE |
+    /// AT_RECURSIVE)`), set `attr` on every mount of it (`mount_setattr` with
+    /// `AT_RECURSIVE`: read-only, nosuid, nodev and, with `idmap`, the container's
+    /// id mapping), and attach it at `target` in the new root (`move_mount`).
+    BindTree {
+        slot: usize,
+        target: CString,
+        attr: u64,
+        idmap: bool,
+    },
+    /// `mknod` a device node in the root (unless something exists there) and chown
+    /// it; done as host root, before entering the user namespace.
+    MakeNode {
+        file: InRoot,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    },
+    /// Make the mount at the container path `path` and all its submounts read-only
+    /// (`mount_setattr(AT_RECURSIVE)`), after binding it onto itself.
+    ReadOnlyTree {
+        path: CString,
+    },
+    /// Enter the container's user namespace as its root, then copy the mount
+    /// namespace into one it owns: the kernel locks every mount we made (flags,
+    /// and submounts against umount) against the container's root.
+    EnterUserNs,
     /// Open the host path `path` as `O_PATH` into source slot `slot`. Done first in
     /// the child: an fd opened in the parent belongs to the parent's mount namespace
     /// and the kernel refuses to bind from it.
@@ -83,15 +113,8 @@ pub(super) enum SetupStep {
         target: CString,
         file: InRoot,
     },
-    /// Bind-remount read-only, keeping the mount's other flags (locked in a user ns).
-    /// `in_root` as for `Mount`: a bind is made read-only right away, before anything
-    /// could create a mount point through it into the host folder.
-    RemountRo {
-        target: CString,
-        in_root: bool,
-    },
-    /// `RemountRo` of a container path that also becomes nosuid and nodev: for the
-    /// root, so a file capability or setuid bit in a layer grants nothing (and an
+    /// Bind-remount a container path read-only, nosuid and nodev, keeping the
+    /// mount's other flags (locked in a user namespace): for the root, so a file capability or setuid bit in a layer grants nothing (and an
     /// exec of a capability-marked file such as ping does not fail for want of a
     /// capability outside the bounding set).
     RemountRoNoSuid {
@@ -99,10 +122,6 @@ pub(super) enum SetupStep {
     },
     /// runc's masked path: /dev/null over a file, a read-only tmpfs over a dir.
     Mask {
-        path: CString,
-    },
-    /// runc's read-only path: bind onto itself, remount read-only.
-    ReadOnly {
         path: CString,
     },
     Hostname {
@@ -155,6 +174,11 @@ pub(super) struct SetupScript {
     /// Set by the parent before each clone3 attempt: whether it passes
     /// `CLONE_INTO_CGROUP` (then the cgroup2 `JoinCgroup` is already done).
     pub into_cgroup: Cell<bool>,
+    /// The container's user namespace (-1: none; the container's root is host root).
+    pub userns: c_int,
+    /// Host uid and gid of the container's root: what folders and files we create
+    /// in the new root are chowned to (-1: leave them to host root).
+    pub root_ids: (c_int, c_int),
 }
 
 fn errno() -> c_int {
@@ -297,10 +321,6 @@ fn kept_flags(target: *const c_char) -> Result<c_ulong, c_int> {
     Ok(out)
 }
 
-fn remount_ro(target: *const c_char) -> Result<(), c_int> {
-    remount_ro_with(target, 0)
-}
-
 fn remount_ro_with(target: *const c_char, extra: c_ulong) -> Result<(), c_int> {
     let keep = kept_flags(target)?;
     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep | extra;
@@ -332,6 +352,68 @@ fn exists(path: *const c_char) -> Result<Option<libc::mode_t>, c_int> {
     }
 }
 
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+pub(super) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(super) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(super) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(super) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` of `mount_setattr(2)` (version 0, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(dfd, path, flags | AT_RECURSIVE)` setting `attr` (plus the id
+/// mapping of the user namespace `userns` when it is ≥ 0).
+unsafe fn set_attr(dfd: c_int, path: *const c_char, flags: c_int, attr: u64, userns: c_int) -> Result<(), c_int> {
+    let a = MountAttr {
+        attr_set: attr | if userns >= 0 { MOUNT_ATTR_IDMAP } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: if userns >= 0 { userns as u64 } else { 0 },
+    };
+    let r = libc::syscall(
+        libc::SYS_mount_setattr,
+        dfd,
+        path,
+        flags | libc::AT_RECURSIVE,
+        &a as *const MountAttr,
+        std::mem::size_of::<MountAttr>(),
+    );
+    sys(r as c_int)
+}
+
+/// Set `attr` on the detached `tree` and attach it at `target` (in the root `root`).
+unsafe fn attach_tree(tree: c_int, root: c_int, target: &CString, attr: u64, userns: c_int) -> Result<(), c_int> {
+    set_attr(tree, c"".as_ptr(), libc::AT_EMPTY_PATH, attr, userns)?;
+    let to = open_in_root(root, target, 0)?;
+    let fl = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+    let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), to, c"".as_ptr(), fl) as c_int;
+    let e = errno();
+    libc::close(to);
+    if r < 0 {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Chown what we just created (`name` in the folder `dir`) to the container's root,
+/// so that it is not "nobody" inside (no-op without a user namespace).
+unsafe fn give_to_root(dir: c_int, name: *const c_char, script: &SetupScript) -> Result<(), c_int> {
+    let (uid, gid) = script.root_ids;
+    if uid < 0 {
+        return Ok(());
+    }
+    sys(libc::fchownat(dir, name, uid as libc::uid_t, gid as libc::gid_t, libc::AT_SYMLINK_NOFOLLOW))
+}
+
 struct SetupState {
     sock: c_int,
     root: c_int,
@@ -353,16 +435,55 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 Ok(())
             }
             SetupStep::UnshareCgroup => sys(libc::unshare(libc::CLONE_NEWCGROUP)),
-            SetupStep::BecomeRoot => {
-                if recv_byte(st.sock) != Some(TAG_MAPS) {
-                    return Err(libc::EPIPE);
+            SetupStep::JoinNs { fd, nstype } => sys(libc::setns(*fd, *nstype)),
+            SetupStep::BindTree { slot, target, attr, idmap } => {
+                let src = match script.slots.get(*slot) {
+                    Some(fd) if fd.get() >= 0 => fd.get(),
+                    _ => return Err(libc::EBADF),
+                };
+                let fl =
+                    OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32 | libc::AT_EMPTY_PATH as u32 | libc::O_CLOEXEC as u32;
+                let tree = libc::syscall(libc::SYS_open_tree, src, c"".as_ptr(), fl) as c_int;
+                sys(tree)?;
+                let r = attach_tree(tree, st.root, target, *attr, if *idmap { script.userns } else { -1 });
+                libc::close(tree);
+                r
+            }
+            SetupStep::MakeNode { file, mode, dev, uid, gid } => ensure_in_root(st.root, file, |dir, name| {
+                let r = libc::mknodat(dir, name, *mode, *dev);
+                if r == 0 {
+                    // mknod applies the umask: set the host node's permissions.
+                    if libc::fchownat(dir, name, *uid, *gid, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+                        return -1;
+                    }
+                    let fd = libc::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return -1;
+                    }
+                    let mut buf = [0u8; 32];
+                    let r = libc::chmod(fd_path(fd, &mut buf), *mode & 0o7777);
+                    libc::close(fd);
+                    return r;
                 }
+                r
+            }),
+            SetupStep::ReadOnlyTree { path } => {
+                if exists(path.as_ptr())?.is_none() {
+                    return Ok(());
+                }
+                sys(libc::mount(path.as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND | libc::MS_REC, ptr::null()))?;
+                let attr = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+                set_attr(libc::AT_FDCWD, path.as_ptr(), 0, attr, -1)
+            }
+            SetupStep::EnterUserNs => {
+                sys(libc::setns(script.userns, libc::CLONE_NEWUSER))?;
                 // Raw syscalls, not glibc's wrappers: glibc applies id changes to every
                 // thread of the process (setxid broadcast) and can wait on a futex for
                 // a thread that existed in the parent at clone time but not here.
                 sys(libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) as c_int)?;
                 sys(libc::syscall(libc::SYS_setresgid, 0, 0, 0) as c_int)?;
-                sys(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)
+                sys(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)?;
+                sys(libc::unshare(libc::CLONE_NEWNS))
             }
             SetupStep::Mount { src, target, in_root, fstype, flags, data } => {
                 let mut sbuf = [0u8; 32];
@@ -420,7 +541,8 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
             }
             SetupStep::MkdirInRoot { name, mode } => match sys(libc::mkdirat(st.root, name.as_ptr(), *mode)) {
                 Err(libc::EEXIST) => Ok(()),
-                r => r,
+                Err(e) => Err(e),
+                Ok(()) => give_to_root(st.root, name.as_ptr(), script),
             },
             SetupStep::Pivot => {
                 sys(libc::fchdir(st.root))?;
@@ -436,7 +558,13 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
             }
             SetupStep::EnsureDir { prefixes } => {
                 for p in prefixes {
-                    ensure_in_root(st.root, p, |dir, name| libc::mkdirat(dir, name, 0o755))?;
+                    ensure_in_root(st.root, p, |dir, name| {
+                        let r = libc::mkdirat(dir, name, 0o755);
+                        if r == 0 && give_to_root(dir, name, script).is_err() {
+                            return -1;
+                        }
+                        r
+                    })?;
                 }
                 Ok(())
             }
@@ -449,22 +577,16 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 );
                 if fd >= 0 {
                     libc::close(fd);
+                    if give_to_root(dir, name, script).is_err() {
+                        return -1;
+                    }
                 }
                 fd
             }),
             SetupStep::Symlink { target, file } => {
                 ensure_in_root(st.root, file, |dir, name| libc::symlinkat(target.as_ptr(), dir, name))
             }
-            SetupStep::RemountRo { target, in_root: false } => remount_ro(target.as_ptr()),
             SetupStep::RemountRoNoSuid { target } => remount_ro_with(target.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV),
-            SetupStep::RemountRo { target, in_root: true } => {
-                // Opened after the mount, so the fd is the new mount's root.
-                let fd = open_in_root(st.root, target, 0)?;
-                let mut buf = [0u8; 32];
-                let r = remount_ro(fd_path(fd, &mut buf));
-                libc::close(fd);
-                r
-            }
             SetupStep::Mask { path } => match exists(path.as_ptr())? {
                 None => Ok(()),
                 Some(mode) if mode & libc::S_IFMT == libc::S_IFDIR => sys(libc::mount(
@@ -478,13 +600,6 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                     sys(libc::mount(c"/dev/null".as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND, ptr::null()))
                 }
             },
-            SetupStep::ReadOnly { path } => {
-                if exists(path.as_ptr())?.is_none() {
-                    return Ok(());
-                }
-                sys(libc::mount(path.as_ptr(), path.as_ptr(), ptr::null(), libc::MS_BIND | libc::MS_REC, ptr::null()))?;
-                remount_ro(path.as_ptr())
-            }
             SetupStep::Hostname { name } => sys(libc::sethostname(name.as_ptr(), name.as_bytes().len())),
             SetupStep::JoinSessionKeyring => crate::exec::harden::join_new_session_keyring(),
             SetupStep::Harden(h) => {
