@@ -1736,28 +1736,10 @@ mod helper {
             }
         }
         // Everything above 2 closes at exec (the socket must stay open until then,
-        // to report an exec failure).
-        if libc::syscall(libc::SYS_close_range, 3 as c_uint, c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
-            let mut rl: libc::rlimit = std::mem::zeroed();
-            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
-                rl.rlim_cur.min(1 << 20) as c_int
-            } else {
-                4096
-            };
-            for fd in 3..max {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-        // Rust ignores SIGPIPE and the helper has handlers; ignored dispositions
-        // survive exec, so reset all, then unblock.
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+        // to report an exec failure). Rust ignores SIGPIPE and the helper has
+        // handlers; ignored dispositions survive exec, so reset all, then unblock.
+        crate::exec::postfork::cloexec_above_stdio();
+        crate::exec::postfork::reset_signals();
 
         // A new session keyring (the caller's keys stay behind), then capabilities,
         // no_new_privs and the seccomp filter, last before exec.

@@ -18,6 +18,7 @@ pub mod harden;
 pub mod lock;
 pub mod net;
 pub mod nft;
+pub mod postfork;
 pub mod process;
 pub mod random;
 pub mod sandbox;

@@ -647,25 +647,10 @@ unsafe fn prepare_exec(script: &SetupScript) -> Result<(), c_int> {
     }
     // Every inherited fd above 2 (our sync socket, the memfd, anything the caller
     // leaked without O_CLOEXEC) closes at exec, so the program sees only 0, 1, 2.
-    if libc::close_range(3, c_int::MAX as libc::c_uint, libc::CLOSE_RANGE_CLOEXEC as c_int) != 0 {
-        // Kernels before 5.11: mark each fd up to the soft limit.
-        let mut rl: libc::rlimit = std::mem::zeroed();
-        let max =
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 { rl.rlim_cur.min(1 << 20) as c_int } else { 4096 };
-        for fd in 3..max {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-    }
+    crate::exec::postfork::cloexec_above_stdio();
     // The executor (a Rust program) ignores SIGPIPE and may block signals; exec keeps
     // both, so reset them like std::process::Command does.
-    for sig in 1..libc::SIGRTMAX() {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-    }
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
+    crate::exec::postfork::reset_signals();
     Ok(())
 }
 

@@ -196,15 +196,8 @@ impl ForkedChild<'_> {
     }
 
     unsafe fn run(&self) -> ! {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         // Rust ignores SIGPIPE; ignored dispositions survive exec, handlers do not.
-        for sig in 1..32 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
+        crate::exec::postfork::reset_signals();
         if libc::setsid() < 0 {
             self.fail(0);
         }
@@ -213,13 +206,7 @@ impl ForkedChild<'_> {
         }
         // Everything above stderr closes at exec, including the report pipe, which
         // must stay open until then.
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
-            let mut lim: libc::rlimit = std::mem::zeroed();
-            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 { lim.rlim_cur.min(65536) } else { 4096 };
-            for fd in 3..max as libc::c_int {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
+        crate::exec::postfork::cloexec_above_stdio();
         if let Err((step, e)) = self.hardening.before_setuid() {
             self.fail_with(stage_of(step), e);
         }
