@@ -74,7 +74,8 @@ const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// Is capability `cap` in the calling process's effective set?
 ///
 /// # Safety
-/// A raw capget on stack structs; nothing is changed. `cap` must be below 64.
+/// A raw capget on stack structs; nothing is changed. `cap` must be below 64: a
+/// larger one panics on the index, which must not happen in a forked child.
 pub unsafe fn effective_has(cap: u32) -> bool {
     let mut hdr = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
     let mut data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];

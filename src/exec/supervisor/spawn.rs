@@ -215,8 +215,8 @@ impl ForkedChild<'_> {
     ///
     /// # Safety
     /// Only in the child just forked by `spawn` from the single-threaded supervisor,
-    /// while the memory the pointers in `self` point at (owned by `spawn`'s frame,
-    /// copied by the fork) is still there; never returns.
+    /// while the memory the pointers in `self` point at (owned by `spawn`'s frame
+    /// and its PreparedCommand, copied by the fork) is still there; never returns.
     unsafe fn run(&self) -> ! {
         // SAFETY: we are the child forked from the single-threaded supervisor
         // (contract), so only async-signal-safe calls are made, on memory prepared
