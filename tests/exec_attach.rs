@@ -47,6 +47,8 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         // Not reaped yet, so the pid is still the container's.
+        // SAFETY: kill takes integers only; the pid is our unreaped child, so it
+        // cannot have been reused by another process.
         unsafe { libc::kill(self.child.pid, libc::SIGKILL) };
         let _ = self.child.wait();
     }
@@ -315,10 +317,12 @@ fn no_fds_leak_into_the_command() {
     require_host!();
     let c = Container::start();
     // An fd without O_CLOEXEC: a plain fork+exec would hand it on.
+    // SAFETY: a static NUL-terminated path; the fd returned is ours (closed below).
     let leaked = unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
     assert!(leaked >= 0);
     let out = run(&c, &ExecOpts::new(vec!["ls".into(), "/proc/self/fd".into()]), b"");
     let in_tty = run(&c, &tty(ExecOpts::new(vec!["ls".into(), "/proc/self/fd".into()])), b"");
+    // SAFETY: `leaked` is the fd opened above; nothing else owns or closes it.
     unsafe { libc::close(leaked) };
     // 0 1 2, plus the directory ls opened to list.
     assert_eq!(lines(&out.stdout), ["0", "1", "2", "3"], "leaked fd {leaked}? {}", out.stderr);
@@ -340,9 +344,13 @@ fn the_command_leads_a_fresh_session() {
 fn a_container_that_is_gone_is_reported() {
     require_host!();
     let c = Container::start();
+    // SAFETY: kill takes integers only; the pid is our unreaped child.
     unsafe { libc::kill(c.pid(), libc::SIGKILL) };
     // Wait until it has died, without reaping: a zombie has no namespaces left.
+    // SAFETY: siginfo_t is a plain C struct for which all zeroes is valid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes one siginfo_t to the live stack `info`; WNOWAIT leaves
+    // the child unreaped for the Container's drop.
     let r = unsafe { libc::waitid(libc::P_PID, c.pid() as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
     assert_eq!(r, 0);
     let err = try_run(&c, &sh("true"), b"").err().expect("must fail");
@@ -456,9 +464,13 @@ fn tty_follows_the_callers_window_size_and_restores_its_modes() {
     let size = |rows, cols| libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     // The caller's terminal: a pty of our own, its slave as our stdin and stdout.
     let pty = nix::pty::openpty(None, None).expect("openpty");
+    // SAFETY: TIOCSWINSZ reads one winsize (a temporary alive for the call) on the
+    // pty master we own.
     assert_eq!(unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &size(33, 77)) }, 0);
     let modes = |fd: &OwnedFd| {
+        // SAFETY: termios is a plain C struct for which all zeroes is valid.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr writes one termios to the live `t`; `fd` is borrowed open.
         assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
         (t.c_iflag, t.c_oflag, t.c_lflag)
     };
@@ -477,8 +489,11 @@ fn tty_follows_the_callers_window_size_and_restores_its_modes() {
     assert!(out.text.contains("33 77"), "initial size: {:?}", out.text);
     assert_eq!(modes(&pty.slave).2 & (libc::ICANON | libc::ECHO), 0, "our terminal is not raw");
 
+    // SAFETY: as above, one winsize read from a temporary on our pty master.
     assert_eq!(unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &size(40, 100)) }, 0);
     // What a terminal does on resize (it cannot here: it is nobody's controlling one).
+    // SAFETY: integers only; SIGWINCH to ourselves is what exec's relay listens for
+    // (its default disposition is to ignore it).
     unsafe { libc::kill(libc::getpid(), libc::SIGWINCH) };
     out.wait_for("40 100");
     assert_eq!(running.join().expect("exec thread").expect("exec"), 5);

@@ -228,9 +228,11 @@ fn namespaces_differ_from_the_host() {
 fn no_fd_leaks_into_the_container() {
     require_host!();
     // An fd without O_CLOEXEC: a plain fork+exec would hand it to the program.
+    // SAFETY: a static NUL-terminated path; the fd returned is ours (closed below).
     let leaked = unsafe { libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
     assert!(leaked >= 0);
     let (exit, out) = run(&spec("ls /proc/self/fd"));
+    // SAFETY: `leaked` is the fd opened above; nothing else owns or closes it.
     unsafe { libc::close(leaked) };
     assert_eq!(exit, Exit::Code(0), "{out}");
     // 0 1 2 plus the directory fd ls itself opened to list.
@@ -347,15 +349,20 @@ fn exe_probe() {
     };
     open_w("OPENW");
     // The mount behind /proc/1/exe, made writable again by a root with CAP_SYS_ADMIN?
+    // SAFETY: a static NUL-terminated path; O_PATH only names the file.
     let path = unsafe { libc::open(c"/proc/1/exe".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     assert!(path >= 0, "open O_PATH: {}", errno());
     let attr: [u64; 4] = [0, 1 /* attr_clr = MOUNT_ATTR_RDONLY */, 0, 0];
+    // SAFETY: `attr` is a live 32-byte `struct mount_attr` (four u64) the kernel only
+    // reads; the empty path is a static C string and `path` the fd opened above.
     let r = unsafe {
         libc::syscall(libc::SYS_mount_setattr, path, c"".as_ptr(), libc::AT_EMPTY_PATH, attr.as_ptr(), 32usize)
     };
     println!("SETATTR={}", if r == 0 { "CHANGED".to_string() } else { format!("denied {}", errno()) });
     // A new (writable) clone of that mount?
     let flags = 1 /* OPEN_TREE_CLONE */ | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32;
+    // SAFETY: integers, a static empty C string and the fd opened above; a returned
+    // fd is only leaked into this short-lived probe process.
     let r = unsafe { libc::syscall(libc::SYS_open_tree, path, c"".as_ptr(), flags) };
     println!("CLONE={}", if r >= 0 { "CLONED".to_string() } else { format!("denied {}", errno()) });
     open_w("OPENW2");

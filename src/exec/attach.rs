@@ -436,6 +436,8 @@ fn open_target(pid: i32) -> Result<EnterTarget, AttachError> {
 fn winsize(fd: RawFd) -> Option<libc::winsize> {
     // SAFETY: TIOCGWINSZ fills a zeroed struct on the stack.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` to the live stack `ws`; on a
+    // non-terminal fd it fails with ENOTTY and writes nothing.
     (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
 }
 
@@ -1272,6 +1274,8 @@ fn relay_pipes(
 fn canonical_eof(master: RawFd) -> Option<u8> {
     // SAFETY: tcgetattr fills a zeroed stack struct.
     let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr writes one `struct termios` to the live stack `t`; `master`
+    // is the pty master the relay holds.
     if unsafe { libc::tcgetattr(master, &mut t) } != 0 || t.c_lflag & libc::ICANON == 0 {
         return None;
     }
@@ -1491,294 +1495,380 @@ mod helper {
 
     /// Close every fd above 2 except `keep`: fds of other threads (their pipes) must
     /// not stay open for as long as the command runs.
+    ///
+    /// # Safety
+    /// Only in the forked helper: it closes fds that other owners (in the caller's
+    /// copy of the process) hold; `keep` must be sorted.
     unsafe fn close_except(keep: &[c_int]) {
-        for_each_gap(keep, |lo, hi| {
-            if libc::syscall(libc::SYS_close_range, lo, hi, 0 as c_uint) != 0 {
-                // Before Linux 5.9: one by one, up to the soft limit.
-                let mut rl: libc::rlimit = std::mem::zeroed();
-                let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
-                    rl.rlim_cur.min(1 << 20) as c_uint
-                } else {
-                    4096
-                };
-                let mut fd = lo;
-                while fd <= hi && fd < max {
-                    libc::close(fd as c_int);
-                    fd += 1;
+        // SAFETY: we are the forked helper (contract): the fds closed here are copies
+        // the fork gave us, their owners live in the caller's process. close_range,
+        // getrlimit and close are async-signal-safe raw calls; `rl` is a zeroed stack
+        // rlimit getrlimit fills.
+        unsafe {
+            for_each_gap(keep, |lo, hi| {
+                if libc::syscall(libc::SYS_close_range, lo, hi, 0 as c_uint) != 0 {
+                    // Before Linux 5.9: one by one, up to the soft limit.
+                    let mut rl: libc::rlimit = std::mem::zeroed();
+                    let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+                        rl.rlim_cur.min(1 << 20) as c_uint
+                    } else {
+                        4096
+                    };
+                    let mut fd = lo;
+                    while fd <= hi && fd < max {
+                        libc::close(fd as c_int);
+                        fd += 1;
+                    }
                 }
-            }
-        });
+            });
+        }
     }
 
     /// `fd` moved above 2, so the command's dup2 onto 0..2 cannot hit it.
+    ///
+    /// # Safety
+    /// `fd` must be an fd the caller owns (it is closed when moved).
     unsafe fn lift(fd: c_int) -> Result<c_int, c_int> {
-        if fd > 2 {
-            return Ok(fd);
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) and close on an fd the caller owns (contract);
+        // the duplicate is new, and the original is closed exactly once, here.
+        unsafe {
+            if fd > 2 {
+                return Ok(fd);
+            }
+            let high = sys(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3))?;
+            libc::close(fd);
+            Ok(high)
         }
-        let high = sys(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3))?;
-        libc::close(fd);
-        Ok(high)
     }
 
     /// Entry point in the helper after fork. Never returns.
+    ///
+    /// # Safety
+    /// Only in the child just forked by `exec`, with `script` and `reexec` built
+    /// before the fork (their fds open, their pointers into live vectors).
     pub(super) unsafe fn run_helper(script: &EnterScript, reexec: Option<&Reexec>) -> ! {
-        close_except(&script.keep);
-        // Not for a moment does anything below (and so the command) hold the caller's
-        // fds 0, 1, 2: from here on they are the relay's pipes (or /dev/null).
-        for (target, &fd) in script.stdio.iter().enumerate() {
-            if libc::dup2(fd, target as c_int) < 0 {
-                send(script.sock, TAG_FAILED, script.first_command_step + STEP_STDIO, errno());
-                libc::_exit(1);
-            }
-        }
-        for &fd in &script.stdio {
-            libc::close(fd);
-        }
-        // Nor its controlling terminal: the command inherits ours (the caller's
-        // session) until its setsid, and in between /dev/tty would open the admin's
-        // terminal. TIOCNOTTY from a process that leads no session only drops it for
-        // this process (no signal to anyone); we stay in the caller's process group,
-        // so a Ctrl-C on that terminal still reaches us and is forwarded.
-        let tty = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK);
-        if tty >= 0 {
-            libc::ioctl(tty, libc::TIOCNOTTY);
-            libc::close(tty);
-        }
-        // Nobody but root in our own user namespace may open /proc/<pid>/{exe,fd,mem},
-        // ptrace or read the memory of the helper and, until its execve resets this,
-        // of the command: they are a copy of the caller until then.
-        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
-        // If the caller's thread dies, hang up the command (forwarded below). Checked
-        // after: the caller may have died before the prctl.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
-        if libc::getppid() != script.parent {
-            libc::_exit(1);
-        }
-        if let Some(r) = reexec {
-            // What the plan names must survive the exec (the program's fd need not).
-            for &fd in &script.keep {
-                if fd != r.prog {
-                    libc::fcntl(fd, libc::F_SETFD, 0);
+        // SAFETY: we are the helper just forked from a possibly multi-threaded caller
+        // (contract), so only raw async-signal-safe calls follow, on data built before
+        // the fork: `script.stdio`, `script.keep`, `script.sock` and `r.prog` are fds
+        // open in us (inherited), the paths are static C strings, `r.argv` a NULL-
+        // terminated vector of pointers into CStrings the caller keeps alive, `envp` a
+        // stack array; nothing allocates, and every failure reports on the socket and
+        // _exits.
+        unsafe {
+            close_except(&script.keep);
+            // Not for a moment does anything below (and so the command) hold the caller's
+            // fds 0, 1, 2: from here on they are the relay's pipes (or /dev/null).
+            for (target, &fd) in script.stdio.iter().enumerate() {
+                if libc::dup2(fd, target as c_int) < 0 {
+                    send(script.sock, TAG_FAILED, script.first_command_step + STEP_STDIO, errno());
+                    libc::_exit(1);
                 }
             }
-            let envp: [*const c_char; 1] = [ptr::null()];
-            libc::syscall(
-                libc::SYS_execveat,
-                r.prog,
-                c"".as_ptr(),
-                r.argv.as_ptr(),
-                envp.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            );
-            send(script.sock, TAG_FAILED, r.step, errno());
-            libc::_exit(1);
+            for &fd in &script.stdio {
+                libc::close(fd);
+            }
+            // Nor its controlling terminal: the command inherits ours (the caller's
+            // session) until its setsid, and in between /dev/tty would open the admin's
+            // terminal. TIOCNOTTY from a process that leads no session only drops it for
+            // this process (no signal to anyone); we stay in the caller's process group,
+            // so a Ctrl-C on that terminal still reaches us and is forwarded.
+            let tty =
+                libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK);
+            if tty >= 0 {
+                libc::ioctl(tty, libc::TIOCNOTTY);
+                libc::close(tty);
+            }
+            // Nobody but root in our own user namespace may open /proc/<pid>/{exe,fd,mem},
+            // ptrace or read the memory of the helper and, until its execve resets this,
+            // of the command: they are a copy of the caller until then.
+            libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
+            // If the caller's thread dies, hang up the command (forwarded below). Checked
+            // after: the caller may have died before the prctl.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
+            if libc::getppid() != script.parent {
+                libc::_exit(1);
+            }
+            if let Some(r) = reexec {
+                // What the plan names must survive the exec (the program's fd need not).
+                for &fd in &script.keep {
+                    if fd != r.prog {
+                        libc::fcntl(fd, libc::F_SETFD, 0);
+                    }
+                }
+                let envp: [*const c_char; 1] = [ptr::null()];
+                libc::syscall(
+                    libc::SYS_execveat,
+                    r.prog,
+                    c"".as_ptr(),
+                    r.argv.as_ptr(),
+                    envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+                send(script.sock, TAG_FAILED, r.step, errno());
+                libc::_exit(1);
+            }
+            enter(script)
         }
-        enter(script)
     }
 
     /// The helper re-executed ([`super::helper_main`]), with its plan read: the same
     /// checks as before the exec, then the steps. Never returns.
+    ///
+    /// # Safety
+    /// Only in the single-threaded re-executed helper, with `script` alive for the
+    /// rest of the process (the steps end with `_exit`).
     pub(super) unsafe fn run_reexecuted(script: &EnterScript) -> ! {
-        // Kept across execve, but set again: it is the whole point.
-        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
-        if libc::getppid() != script.parent {
-            libc::_exit(1);
+        // SAFETY: we are the fresh single-threaded re-executed helper (contract): prctl
+        // and getppid take integers only, and `enter` runs the steps on `script`, which
+        // lives until the process _exits.
+        unsafe {
+            // Kept across execve, but set again: it is the whole point.
+            libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong);
+            if libc::getppid() != script.parent {
+                libc::_exit(1);
+            }
+            enter(script)
         }
-        enter(script)
     }
 
     /// Run the steps (ending with the command). Never returns.
+    ///
+    /// # Safety
+    /// As [`run_helper`]: only in the single-threaded helper, on its prepared script.
     unsafe fn enter(script: &EnterScript) -> ! {
-        let mut st = EnterState { master: -1, slave: -1 };
-        for (i, op) in script.ops.iter().enumerate() {
-            if let Err(e) = step(op, &mut st, script) {
-                send(script.sock, TAG_FAILED, i as u32, e);
-                libc::_exit(1);
+        // SAFETY: single-threaded helper (contract); `step` only makes raw syscalls on
+        // `script`, and on a failure we report and _exit without running destructors of
+        // state copied from the caller.
+        unsafe {
+            let mut st = EnterState { master: -1, slave: -1 };
+            for (i, op) in script.ops.iter().enumerate() {
+                if let Err(e) = step(op, &mut st, script) {
+                    send(script.sock, TAG_FAILED, i as u32, e);
+                    libc::_exit(1);
+                }
             }
+            // The ops end with Run, which does not return; unreachable.
+            libc::_exit(1)
         }
-        // The ops end with Run, which does not return; unreachable.
-        libc::_exit(1)
     }
 
+    /// One step of entering the container.
+    ///
+    /// # Safety
+    /// As [`enter`]: it changes the helper's namespaces, ids, root and fds.
     unsafe fn step(op: &EnterStep, st: &mut EnterState, script: &EnterScript) -> Result<(), c_int> {
-        match op {
-            EnterStep::Cgroup { fd } => {
-                let n = libc::write(*fd, b"0".as_ptr().cast(), 1);
-                if n != 1 {
-                    return Err(if n < 0 { errno() } else { libc::EIO });
+        // SAFETY: single-threaded helper (contract): each arm is raw syscalls on fds
+        // the caller opened for us (namespace, cgroup, root fds in `op`), NUL-
+        // terminated CStrings of the plan or static C strings, and stack values
+        // (`unlock`, `ws`) the ioctls only read; `lift` gets fds we just opened, and
+        // the master is closed once after it is sent. setgroups/setresgid/setresuid are
+        // raw syscalls because glibc's wrappers would signal threads that do not exist
+        // here.
+        unsafe {
+            match op {
+                EnterStep::Cgroup { fd } => {
+                    let n = libc::write(*fd, b"0".as_ptr().cast(), 1);
+                    if n != 1 {
+                        return Err(if n < 0 { errno() } else { libc::EIO });
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-            EnterStep::JoinUser { fd } => {
-                sys(libc::setns(*fd, libc::CLONE_NEWUSER))?;
-                // Raw syscalls, not glibc's wrappers: those broadcast the change to
-                // every thread glibc knows of, and wait for threads it believes are
-                // being created; we are single-threaded, so the syscall is enough.
-                // setgroups is refused when the container's /proc/<pid>/setgroups
-                // says "deny"; then there are no groups to drop anyway.
-                if libc::syscall(libc::SYS_setgroups, 0 as libc::size_t, ptr::null::<libc::gid_t>()) != 0
-                    && errno() != libc::EPERM
-                {
-                    return Err(errno());
+                EnterStep::JoinUser { fd } => {
+                    sys(libc::setns(*fd, libc::CLONE_NEWUSER))?;
+                    // Raw syscalls, not glibc's wrappers: those broadcast the change to
+                    // every thread glibc knows of, and wait for threads it believes are
+                    // being created; we are single-threaded, so the syscall is enough.
+                    // setgroups is refused when the container's /proc/<pid>/setgroups
+                    // says "deny"; then there are no groups to drop anyway.
+                    if libc::syscall(libc::SYS_setgroups, 0 as libc::size_t, ptr::null::<libc::gid_t>()) != 0
+                        && errno() != libc::EPERM
+                    {
+                        return Err(errno());
+                    }
+                    sys(libc::syscall(libc::SYS_setresgid, 0 as libc::gid_t, 0 as libc::gid_t, 0 as libc::gid_t)
+                        as c_int)?;
+                    sys(libc::syscall(libc::SYS_setresuid, 0 as libc::uid_t, 0 as libc::uid_t, 0 as libc::uid_t)
+                        as c_int)?;
+                    Ok(())
                 }
-                sys(libc::syscall(libc::SYS_setresgid, 0 as libc::gid_t, 0 as libc::gid_t, 0 as libc::gid_t) as c_int)?;
-                sys(libc::syscall(libc::SYS_setresuid, 0 as libc::uid_t, 0 as libc::uid_t, 0 as libc::uid_t) as c_int)?;
-                Ok(())
-            }
-            EnterStep::Setns { fd, nstype } => sys(libc::setns(*fd, *nstype)).map(drop),
-            EnterStep::Chroot { root } => {
-                // setns(mnt) put us at the namespace's root mount; the container's
-                // root is what its PID 1 sees, which is what we join.
-                sys(libc::fchdir(*root))?;
-                sys(libc::chroot(c".".as_ptr()))?;
-                sys(libc::chdir(c"/".as_ptr())).map(drop)
-            }
-            EnterStep::Chdir { path } => sys(libc::chdir(path.as_ptr())).map(drop),
-            EnterStep::OpenPty { winsize } => {
-                let m = sys(libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?;
-                st.master = lift(m)?;
-                let unlock: c_int = 0;
-                sys(libc::ioctl(st.master, libc::TIOCSPTLCK, &unlock))?;
-                let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-                let s = sys(libc::ioctl(st.master, libc::TIOCGPTPEER, flags))?;
-                st.slave = lift(s)?;
-                if let Some([ws_row, ws_col, ws_xpixel, ws_ypixel]) = *winsize {
-                    let ws = libc::winsize { ws_row, ws_col, ws_xpixel, ws_ypixel };
-                    sys(libc::ioctl(st.master, libc::TIOCSWINSZ, &ws))?;
+                EnterStep::Setns { fd, nstype } => sys(libc::setns(*fd, *nstype)).map(drop),
+                EnterStep::Chroot { root } => {
+                    // setns(mnt) put us at the namespace's root mount; the container's
+                    // root is what its PID 1 sees, which is what we join.
+                    sys(libc::fchdir(*root))?;
+                    sys(libc::chroot(c".".as_ptr()))?;
+                    sys(libc::chdir(c"/".as_ptr())).map(drop)
                 }
-                send_fd(script.sock, st.master)?;
-                // Only the caller holds the master from now on, so its EIO means the
-                // command's side is closed.
-                libc::close(st.master);
-                st.master = -1;
-                Ok(())
+                EnterStep::Chdir { path } => sys(libc::chdir(path.as_ptr())).map(drop),
+                EnterStep::OpenPty { winsize } => {
+                    let m = sys(libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC))?;
+                    st.master = lift(m)?;
+                    let unlock: c_int = 0;
+                    sys(libc::ioctl(st.master, libc::TIOCSPTLCK, &unlock))?;
+                    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+                    let s = sys(libc::ioctl(st.master, libc::TIOCGPTPEER, flags))?;
+                    st.slave = lift(s)?;
+                    if let Some([ws_row, ws_col, ws_xpixel, ws_ypixel]) = *winsize {
+                        let ws = libc::winsize { ws_row, ws_col, ws_xpixel, ws_ypixel };
+                        sys(libc::ioctl(st.master, libc::TIOCSWINSZ, &ws))?;
+                    }
+                    send_fd(script.sock, st.master)?;
+                    // Only the caller holds the master from now on, so its EIO means the
+                    // command's side is closed.
+                    libc::close(st.master);
+                    st.master = -1;
+                    Ok(())
+                }
+                EnterStep::Run => run_command(st, script),
             }
-            EnterStep::Run => run_command(st, script),
         }
     }
 
     /// Fork the command, forward signals to it, report how it ended, exit.
+    ///
+    /// # Safety
+    /// As [`enter`]: only in the single-threaded helper, as its last step.
     unsafe fn run_command(st: &mut EnterState, script: &EnterScript) -> Result<(), c_int> {
-        // Signals stay blocked until COMMAND is set, so none is lost in between; the
-        // command unblocks them itself after resetting the handlers.
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old);
-        for sig in super::FORWARDED {
-            let mut cur: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(sig, ptr::null(), &mut cur);
-            // A signal the caller ignores (e.g. under nohup) stays ignored.
-            if cur.sa_sigaction == libc::SIG_IGN {
-                continue;
+        // SAFETY: single-threaded helper (contract). The sigset_t and sigaction values
+        // are zeroed stack structs (valid all-zero C types) that libc fills or reads;
+        // `forward` is an extern "C" handler that only loads an atomic and calls kill
+        // (async-signal-safe); the forked child runs `command`, which never returns;
+        // waitpid writes the stack `status`; every exit is _exit, so no destructor of
+        // the caller's copied state runs.
+        unsafe {
+            // Signals stay blocked until COMMAND is set, so none is lost in between; the
+            // command unblocks them itself after resetting the handlers.
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old);
+            for sig in super::FORWARDED {
+                let mut cur: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(sig, ptr::null(), &mut cur);
+                // A signal the caller ignores (e.g. under nohup) stays ignored.
+                if cur.sa_sigaction == libc::SIG_IGN {
+                    continue;
+                }
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = forward as *const () as usize;
+                libc::sigfillset(&mut sa.sa_mask);
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigaction(sig, &sa, ptr::null_mut());
             }
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = forward as *const () as usize;
-            libc::sigfillset(&mut sa.sa_mask);
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigaction(sig, &sa, ptr::null_mut());
-        }
-        let pid = libc::fork();
-        if pid == 0 {
-            command(st, script);
-        }
-        if pid < 0 {
-            let e = errno();
-            libc::sigprocmask(libc::SIG_SETMASK, &old, ptr::null_mut());
-            return Err(e);
-        }
-        COMMAND.store(pid, Ordering::Relaxed);
-        if st.slave >= 0 {
-            libc::close(st.slave);
-            st.slave = -1;
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
-        let mut status: c_int = 0;
-        loop {
-            if libc::waitpid(pid, &mut status, 0) == pid {
-                break;
+            let pid = libc::fork();
+            if pid == 0 {
+                command(st, script);
             }
-            if errno() != libc::EINTR {
-                libc::_exit(1);
+            if pid < 0 {
+                let e = errno();
+                libc::sigprocmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+                return Err(e);
             }
+            COMMAND.store(pid, Ordering::Relaxed);
+            if st.slave >= 0 {
+                libc::close(st.slave);
+                st.slave = -1;
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, ptr::null_mut());
+            let mut status: c_int = 0;
+            loop {
+                if libc::waitpid(pid, &mut status, 0) == pid {
+                    break;
+                }
+                if errno() != libc::EINTR {
+                    libc::_exit(1);
+                }
+            }
+            if libc::WIFSIGNALED(status) {
+                send(script.sock, TAG_STATUS, 1, libc::WTERMSIG(status));
+            } else {
+                send(script.sock, TAG_STATUS, 0, libc::WEXITSTATUS(status));
+            }
+            libc::_exit(0)
         }
-        if libc::WIFSIGNALED(status) {
-            send(script.sock, TAG_STATUS, 1, libc::WTERMSIG(status));
-        } else {
-            send(script.sock, TAG_STATUS, 0, libc::WEXITSTATUS(status));
-        }
-        libc::_exit(0)
     }
 
     /// In the command's process: session, terminal, stdio, signals, exec. Never returns.
+    ///
+    /// # Safety
+    /// Only in the child the helper just forked in [`run_command`].
     unsafe fn command(st: &EnterState, script: &EnterScript) -> ! {
-        let fail = |offset: u32| -> ! {
-            send(script.sock, TAG_FAILED, script.first_command_step + offset, errno());
-            libc::_exit(127)
-        };
-        if libc::setsid() < 0 {
-            fail(STEP_SESSION);
-        }
-        // Without a terminal, 0, 1 and 2 are the relay's pipes already (the helper's).
-        if st.slave >= 0 {
-            // We lead a new session without a terminal, so this one becomes ours
-            // (and its foreground process group is ours).
-            if libc::ioctl(st.slave, libc::TIOCSCTTY, 0) != 0 {
-                fail(STEP_CTTY);
+        // SAFETY: we are the command's process, just forked from the single-threaded
+        // helper (contract): only async-signal-safe raw calls on prepared data follow.
+        // `st.slave` is the pty slave the helper opened, `script.sock` its socket,
+        // `candidates`/`argv`/`envp` NUL-terminated CStrings and NULL-terminated
+        // pointer vectors built before the helper's fork, the hardening's filter
+        // compiled before it; `rl` and `none` are zeroed stack structs. Every failure
+        // reports and _exits.
+        unsafe {
+            let fail = |offset: u32| -> ! {
+                send(script.sock, TAG_FAILED, script.first_command_step + offset, errno());
+                libc::_exit(127)
+            };
+            if libc::setsid() < 0 {
+                fail(STEP_SESSION);
             }
-            for target in 0..3 {
-                if libc::dup2(st.slave, target) < 0 {
-                    fail(STEP_STDIO);
+            // Without a terminal, 0, 1 and 2 are the relay's pipes already (the helper's).
+            if st.slave >= 0 {
+                // We lead a new session without a terminal, so this one becomes ours
+                // (and its foreground process group is ours).
+                if libc::ioctl(st.slave, libc::TIOCSCTTY, 0) != 0 {
+                    fail(STEP_CTTY);
+                }
+                for target in 0..3 {
+                    if libc::dup2(st.slave, target) < 0 {
+                        fail(STEP_STDIO);
+                    }
                 }
             }
-        }
-        // Everything above 2 closes at exec (the socket must stay open until then,
-        // to report an exec failure). Rust ignores SIGPIPE and the helper has
-        // handlers; ignored dispositions survive exec, so reset all, then unblock.
-        crate::exec::postfork::cloexec_above_stdio();
-        crate::exec::postfork::reset_signals();
+            // Everything above 2 closes at exec (the socket must stay open until then,
+            // to report an exec failure). Rust ignores SIGPIPE and the helper has
+            // handlers; ignored dispositions survive exec, so reset all, then unblock.
+            crate::exec::postfork::cloexec_above_stdio();
+            crate::exec::postfork::reset_signals();
 
-        // A new session keyring (the caller's keys stay behind), then capabilities,
-        // no_new_privs and the seccomp filter, last before exec.
-        if let Some(h) = script.hardening.as_ref() {
-            if let Err(e) = crate::exec::harden::join_new_session_keyring() {
-                send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
-                libc::_exit(127);
-            }
-            let r = h.before_setuid().and_then(|()| h.before_exec());
-            if let Err((_, e)) = r {
-                send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
-                libc::_exit(127);
-            }
-        }
-
-        // PATH search as execvp does it: keep going past "not here", remember
-        // "not allowed", stop at anything else.
-        let mut denied = false;
-        let mut other = 0;
-        for path in &script.candidates {
-            libc::execve(path.as_ptr(), script.argv.as_ptr(), script.envp.as_ptr());
-            match errno() {
-                libc::EACCES => denied = true,
-                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
-                e => {
-                    other = e;
-                    break;
+            // A new session keyring (the caller's keys stay behind), then capabilities,
+            // no_new_privs and the seccomp filter, last before exec.
+            if let Some(h) = script.hardening.as_ref() {
+                if let Err(e) = crate::exec::harden::join_new_session_keyring() {
+                    send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
+                    libc::_exit(127);
+                }
+                let r = h.before_setuid().and_then(|()| h.before_exec());
+                if let Err((_, e)) = r {
+                    send(script.sock, TAG_FAILED, script.first_command_step + STEP_HARDEN, e);
+                    libc::_exit(127);
                 }
             }
+
+            // PATH search as execvp does it: keep going past "not here", remember
+            // "not allowed", stop at anything else.
+            let mut denied = false;
+            let mut other = 0;
+            for path in &script.candidates {
+                libc::execve(path.as_ptr(), script.argv.as_ptr(), script.envp.as_ptr());
+                match errno() {
+                    libc::EACCES => denied = true,
+                    libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                    e => {
+                        other = e;
+                        break;
+                    }
+                }
+            }
+            let e = if other != 0 {
+                other
+            } else if denied {
+                libc::EACCES
+            } else {
+                libc::ENOENT
+            };
+            send(script.sock, TAG_EXEC, 0, e);
+            libc::_exit(if e == libc::ENOENT { 127 } else { 126 })
         }
-        let e = if other != 0 {
-            other
-        } else if denied {
-            libc::EACCES
-        } else {
-            libc::ENOENT
-        };
-        send(script.sock, TAG_EXEC, 0, e);
-        libc::_exit(if e == libc::ENOENT { 127 } else { 126 })
     }
 }
 

@@ -18,13 +18,17 @@ fn errno() -> c_int {
 /// Numbers the kernel does not know answer EINVAL and end the loop.
 ///
 /// # Safety
-/// Raw prctl calls; no memory is touched.
+/// Raw prctl calls; no memory is touched. The caller must want the bounding set of
+/// the calling process (inherited by everything it forks and execs) reduced for
+/// good: call it in a forked child about to exec (it is async-signal-safe).
 pub unsafe fn drop_bounding(keep: u64) -> Result<(), c_int> {
     for cap in 0..64u32 {
         if keep & (1u64 << cap) != 0 {
             continue;
         }
-        if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0 {
+        // SAFETY: PR_CAPBSET_DROP takes only integers (the capability number, unused
+        // zeros) and touches no memory of ours; an unknown number answers EINVAL.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
             match errno() {
                 libc::EINVAL => break,
                 e => return Err(e),
@@ -37,9 +41,12 @@ pub unsafe fn drop_bounding(keep: u64) -> Result<(), c_int> {
 /// Clear the ambient set (kernels before 4.3 have none: EINVAL is fine).
 ///
 /// # Safety
-/// A raw prctl call.
+/// A raw prctl call on integers; the caller must want the ambient set of the
+/// calling process emptied (call it in a forked child about to exec).
 pub unsafe fn clear_ambient() -> Result<(), c_int> {
-    if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) != 0 {
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes only integer arguments and touches no
+    // memory; it only changes this process's ambient capability set.
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } != 0 {
         match errno() {
             libc::EINVAL => {}
             e => return Err(e),
@@ -67,11 +74,14 @@ const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// Is capability `cap` in the calling process's effective set?
 ///
 /// # Safety
-/// A raw capget on stack structs.
+/// A raw capget on stack structs; nothing is changed. `cap` must be below 64: a
+/// larger one panics on the index, which must not happen in a forked child.
 pub unsafe fn effective_has(cap: u32) -> bool {
     let mut hdr = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
     let mut data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    if libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) != 0 {
+    // SAFETY: `hdr` and `data` are live stack values with the C layout of
+    // `cap_user_header_t` and the two `cap_user_data_t` elements version 3 writes.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) } != 0 {
         return false;
     }
     data[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0
@@ -80,11 +90,14 @@ pub unsafe fn effective_has(cap: u32) -> bool {
 /// Limit the effective and permitted sets to `keep` and empty the inheritable set.
 ///
 /// # Safety
-/// Raw capget/capset on stack structs.
+/// Raw capget/capset on stack structs. The caller must want the calling process's
+/// capabilities reduced for good (call it in a forked child right before exec).
 pub unsafe fn limit(keep: u64) -> Result<(), c_int> {
     let mut hdr = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
     let mut data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    if libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) != 0 {
+    // SAFETY: `hdr` and `data` are live stack values with the C layout of
+    // `cap_user_header_t` and the two `cap_user_data_t` elements version 3 writes.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) } != 0 {
         return Err(errno());
     }
     for (i, d) in data.iter_mut().enumerate() {
@@ -93,7 +106,8 @@ pub unsafe fn limit(keep: u64) -> Result<(), c_int> {
         d.effective = d.permitted;
         d.inheritable = 0;
     }
-    if libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) != 0 {
+    // SAFETY: the same stack header and two data elements, now only read by capset.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) } != 0 {
         return Err(errno());
     }
     Ok(())

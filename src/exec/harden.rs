@@ -90,12 +90,18 @@ impl Hardening {
         // Without CAP_SETPCAP (an unprivileged caller, e.g. the supervisor run by a
         // user in tests) the bounding set cannot change; such a process has nothing to
         // lose, and no_new_privs keeps its child from gaining anything at exec.
-        if caps::effective_has(caps::SETPCAP) {
-            caps::drop_bounding(self.caps).map_err(|e| (HardenStep::Bounding, e))?;
-        }
-        caps::clear_ambient().map_err(|e| (HardenStep::Ambient, e))?;
-        if !self.no_new_privs {
-            self.filter.install().map_err(|e| (HardenStep::Seccomp, e))?;
+        // SAFETY: our caller is a forked child about to exec (this fn's contract), the
+        // process whose privileges these calls are meant to reduce. Each is a raw
+        // system call on integers, stack structs, or the filter compiled before the
+        // fork (kept alive by `self`): async-signal-safe, no allocation, no locks.
+        unsafe {
+            if caps::effective_has(caps::SETPCAP) {
+                caps::drop_bounding(self.caps).map_err(|e| (HardenStep::Bounding, e))?;
+            }
+            caps::clear_ambient().map_err(|e| (HardenStep::Ambient, e))?;
+            if !self.no_new_privs {
+                self.filter.install().map_err(|e| (HardenStep::Seccomp, e))?;
+            }
         }
         Ok(())
     }
@@ -105,15 +111,20 @@ impl Hardening {
     /// # Safety
     /// As [`Hardening::before_setuid`].
     pub unsafe fn before_exec(&self) -> Result<(), (HardenStep, c_int)> {
-        caps::limit(self.caps).map_err(|e| (HardenStep::Capabilities, e))?;
-        if self.no_new_privs {
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err((
-                    HardenStep::NoNewPrivs,
-                    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO),
-                ));
+        // SAFETY: as in `before_setuid`: the caller is the forked child right before
+        // its exec; capset works on stack structs, PR_SET_NO_NEW_PRIVS on integers, and
+        // the filter was compiled before the fork and lives as long as `self`.
+        unsafe {
+            caps::limit(self.caps).map_err(|e| (HardenStep::Capabilities, e))?;
+            if self.no_new_privs {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err((
+                        HardenStep::NoNewPrivs,
+                        std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO),
+                    ));
+                }
+                self.filter.install().map_err(|e| (HardenStep::Seccomp, e))?;
             }
-            self.filter.install().map_err(|e| (HardenStep::Seccomp, e))?;
         }
         Ok(())
     }
@@ -126,7 +137,10 @@ impl Hardening {
 /// A raw keyctl call; call it in a forked child.
 pub unsafe fn join_new_session_keyring() -> Result<(), c_int> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    let r = libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>());
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a NULL name creates and joins a new
+    // anonymous keyring; the kernel reads no memory of ours. It changes only the
+    // calling process's session keyring, which the caller (a forked child) wants.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>()) };
     if r < 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
     }

@@ -15,8 +15,10 @@ pub struct Process {
 impl Process {
     /// `pidfd_open(pid)`; `None` when no such process exists.
     pub fn open(pid: i32) -> Option<Process> {
-        // SAFETY: plain syscall; a returned fd is new and ours.
+        // SAFETY: plain syscall on integers; it reads and writes no memory of ours.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a new pidfd nobody else owns: the
+        // OwnedFd becomes its only owner.
         (fd >= 0).then(|| Process { fd: unsafe { OwnedFd::from_raw_fd(fd as i32) } })
     }
 

@@ -535,12 +535,14 @@ impl Filter {
     /// memory compiled before the fork.
     ///
     /// # Safety
-    /// Changes what the calling process may do for the rest of its life.
+    /// Changes what the calling process may do for the rest of its life: the caller
+    /// must be the process (a forked child about to exec) meant to be filtered.
     pub unsafe fn install(&self) -> Result<(), libc::c_int> {
         let prog = libc::sock_fprog { len: self.insns.len() as libc::c_ushort, filter: self.insns.as_ptr() as *mut _ };
         // SAFETY: `prog` points at `insns`, which lives as long as `self`; Insn has the
-        // layout of `struct sock_filter`.
-        let r = libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0 as libc::c_uint, &prog);
+        // layout of `struct sock_filter`. The kernel copies the program during the
+        // call and does not write through the pointer.
+        let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0 as libc::c_uint, &prog) };
         if r != 0 {
             return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL));
         }

@@ -45,6 +45,8 @@ pub fn run(netns: BorrowedFd<'_>, job: &Job) -> Result<Option<OwnedFd>, NetError
     // SAFETY: the child only calls async-signal-safe libc functions on memory that
     // exists before the fork, then `_exit`s (see `child`).
     match unsafe { fork() }.map_err(ctx)? {
+        // SAFETY: we are the freshly forked child; `netns` and `theirs` are descriptors
+        // open in it (inherited over the fork), and `job` was built before the fork.
         ForkResult::Child => unsafe { child(netns.as_raw_fd(), theirs.as_raw_fd(), job) },
         ForkResult::Parent { child } => {
             // Closing our copy of the child's end makes recvmsg see EOF if it dies.
@@ -92,66 +94,89 @@ fn receive(sock: &OwnedFd) -> Result<Option<OwnedFd>, NetError> {
 }
 
 /// The child: never returns.
+///
+/// # Safety
+/// Call only in the child forked by [`run`]: `netns` and `report` must be open
+/// descriptors and `job` must have been built before the fork.
 unsafe fn child(netns: RawFd, report: RawFd, job: &Job) -> ! {
-    let fail = |stage: u32, index: usize| -> ! {
-        let errno = *libc::__errno_location();
-        send(report, stage, index as u32, errno, None);
-        libc::_exit(1)
-    };
-    if libc::setns(netns, libc::CLONE_NEWNET) != 0 {
-        fail(STAGE_SETNS, 0);
-    }
-    match job {
-        Job::Sysctls(items) => {
-            for (i, (path, value)) in items.iter().enumerate() {
-                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    fail(STAGE_OPEN, i);
-                }
-                let n = libc::write(fd, value.as_ptr().cast(), value.len());
-                if n < 0 || n as usize != value.len() {
-                    fail(STAGE_WRITE, i);
-                }
-                libc::close(fd);
-            }
-            send(report, STAGE_OK, 0, 0, None);
+    // SAFETY: we run in the single-threaded child forked by `run` and only `_exit` from
+    // here. Every call is a raw async-signal-safe system call (setns, open, write,
+    // close, socket, sendmsg via `send`); `netns` and `report` are descriptors
+    // inherited over the fork, the sysctl paths are NUL-terminated CStrings and the
+    // values byte vectors built before the fork, so nothing allocates or takes a lock;
+    // `__errno_location` is the thread's errno slot, always valid.
+    unsafe {
+        let fail = |stage: u32, index: usize| -> ! {
+            let errno = *libc::__errno_location();
+            send(report, stage, index as u32, errno, None);
+            libc::_exit(1)
+        };
+        if libc::setns(netns, libc::CLONE_NEWNET) != 0 {
+            fail(STAGE_SETNS, 0);
         }
-        Job::Netlink => {
-            let s = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE);
-            if s < 0 {
-                fail(STAGE_SOCKET, 0);
+        match job {
+            Job::Sysctls(items) => {
+                for (i, (path, value)) in items.iter().enumerate() {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        fail(STAGE_OPEN, i);
+                    }
+                    let n = libc::write(fd, value.as_ptr().cast(), value.len());
+                    if n < 0 || n as usize != value.len() {
+                        fail(STAGE_WRITE, i);
+                    }
+                    libc::close(fd);
+                }
+                send(report, STAGE_OK, 0, 0, None);
             }
-            send(report, STAGE_OK, 0, 0, Some(s));
+            Job::Netlink => {
+                let s = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE);
+                if s < 0 {
+                    fail(STAGE_SOCKET, 0);
+                }
+                send(report, STAGE_OK, 0, 0, Some(s));
+            }
         }
+        libc::_exit(0)
     }
-    libc::_exit(0)
 }
 
 /// Sends the report record, with `fd` attached as SCM_RIGHTS; stack memory only.
+///
+/// # Safety
+/// `sock` must be an open socket and `fd`, if any, an open descriptor; safe between
+/// fork and exec (no allocation).
 unsafe fn send(sock: RawFd, stage: u32, index: u32, errno: i32, fd: Option<RawFd>) {
-    let mut rec = [0u8; 12];
-    rec[0..4].copy_from_slice(&stage.to_ne_bytes());
-    rec[4..8].copy_from_slice(&index.to_ne_bytes());
-    rec[8..12].copy_from_slice(&errno.to_ne_bytes());
-    let mut iov = libc::iovec { iov_base: rec.as_mut_ptr().cast(), iov_len: rec.len() };
-    // u64 elements give the control buffer cmsghdr alignment.
-    let mut control = [0u64; 8];
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if let Some(fd) = fd {
-        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-        std::ptr::copy_nonoverlapping(
-            (&fd as *const RawFd).cast::<u8>(),
-            libc::CMSG_DATA(c),
-            std::mem::size_of::<RawFd>(),
-        );
+    // SAFETY: `msg` is zeroed (a valid empty msghdr) and points only at `iov`, `rec`
+    // and `control` on this stack frame, alive until sendmsg returns. `control` is 64
+    // bytes aligned for cmsghdr, more than CMSG_SPACE for one fd, so CMSG_FIRSTHDR
+    // returns a non-null header inside it, and CMSG_DATA leaves room for the 4 bytes
+    // copied from `fd` (distinct memory). `sock` is open (caller's contract).
+    unsafe {
+        let mut rec = [0u8; 12];
+        rec[0..4].copy_from_slice(&stage.to_ne_bytes());
+        rec[4..8].copy_from_slice(&index.to_ne_bytes());
+        rec[8..12].copy_from_slice(&errno.to_ne_bytes());
+        let mut iov = libc::iovec { iov_base: rec.as_mut_ptr().cast(), iov_len: rec.len() };
+        // u64 elements give the control buffer cmsghdr alignment.
+        let mut control = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if let Some(fd) = fd {
+            let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            std::ptr::copy_nonoverlapping(
+                (&fd as *const RawFd).cast::<u8>(),
+                libc::CMSG_DATA(c),
+                std::mem::size_of::<RawFd>(),
+            );
+        }
+        libc::sendmsg(sock, &msg, 0);
     }
-    libc::sendmsg(sock, &msg, 0);
 }

@@ -298,6 +298,8 @@ fn kept_flags(target: *const c_char) -> Result<c_ulong, c_int> {
     // SAFETY: statvfs fills a zeroed stack struct (glibc takes the flags from
     // statfs' f_flags; no allocation).
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `target` is a NUL-terminated path from the script (the caller's) and
+    // `st` a live stack struct statvfs only writes.
     if unsafe { libc::statvfs(target, &mut st) } != 0 {
         return Err(errno());
     }
@@ -343,6 +345,8 @@ fn sys(ret: c_int) -> Result<(), c_int> {
 fn exists(path: *const c_char) -> Result<Option<libc::mode_t>, c_int> {
     // SAFETY: stat fills a zeroed stack struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated path built by the parent and `st` a live
+    // stack struct stat only writes.
     if unsafe { libc::stat(path, &mut st) } == 0 {
         return Ok(Some(st.st_mode));
     }
@@ -372,46 +376,72 @@ struct MountAttr {
 
 /// `mount_setattr(dfd, path, flags | AT_RECURSIVE)` setting `attr` (plus the id
 /// mapping of the user namespace `userns` when it is ≥ 0).
+///
+/// # Safety
+/// `path` must be a NUL-terminated string; `dfd` and `userns` (when ≥ 0) fds of
+/// this process.
 unsafe fn set_attr(dfd: c_int, path: *const c_char, flags: c_int, attr: u64, userns: c_int) -> Result<(), c_int> {
-    let a = MountAttr {
-        attr_set: attr | if userns >= 0 { MOUNT_ATTR_IDMAP } else { 0 },
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: if userns >= 0 { userns as u64 } else { 0 },
-    };
-    let r = libc::syscall(
-        libc::SYS_mount_setattr,
-        dfd,
-        path,
-        flags | libc::AT_RECURSIVE,
-        &a as *const MountAttr,
-        std::mem::size_of::<MountAttr>(),
-    );
-    sys(r as c_int)
+    // SAFETY: `a` is a live stack `struct mount_attr` (version 0, its size passed
+    // along) that the kernel only reads; `path` is NUL-terminated and `dfd`/`userns`
+    // are fds of ours (this fn's contract). One raw syscall: fine in the cloned child.
+    unsafe {
+        let a = MountAttr {
+            attr_set: attr | if userns >= 0 { MOUNT_ATTR_IDMAP } else { 0 },
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: if userns >= 0 { userns as u64 } else { 0 },
+        };
+        let r = libc::syscall(
+            libc::SYS_mount_setattr,
+            dfd,
+            path,
+            flags | libc::AT_RECURSIVE,
+            &a as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        );
+        sys(r as c_int)
+    }
 }
 
 /// Set `attr` on the detached `tree` and attach it at `target` (in the root `root`).
+///
+/// # Safety
+/// `tree` must be a detached mount fd (open_tree) and `root` a directory fd, both
+/// of this process; `userns` as in [`set_attr`].
 unsafe fn attach_tree(tree: c_int, root: c_int, target: &CString, attr: u64, userns: c_int) -> Result<(), c_int> {
-    set_attr(tree, c"".as_ptr(), libc::AT_EMPTY_PATH, attr, userns)?;
-    let to = open_in_root(root, target, 0)?;
-    let fl = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
-    let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), to, c"".as_ptr(), fl) as c_int;
-    let e = errno();
-    libc::close(to);
-    if r < 0 {
-        return Err(e);
+    // SAFETY: `tree` and `root` are fds of ours (contract); the empty paths are static
+    // C strings, so set_attr and move_mount get valid NUL-terminated pointers; `to` is
+    // the fd open_in_root just opened and we close it once. Raw syscalls only, fine in
+    // the cloned child.
+    unsafe {
+        set_attr(tree, c"".as_ptr(), libc::AT_EMPTY_PATH, attr, userns)?;
+        let to = open_in_root(root, target, 0)?;
+        let fl = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+        let r = libc::syscall(libc::SYS_move_mount, tree, c"".as_ptr(), to, c"".as_ptr(), fl) as c_int;
+        let e = errno();
+        libc::close(to);
+        if r < 0 {
+            return Err(e);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Chown what we just created (`name` in the folder `dir`) to the container's root,
 /// so that it is not "nobody" inside (no-op without a user namespace).
+///
+/// # Safety
+/// `dir` must be a directory fd of this process and `name` a NUL-terminated name.
 unsafe fn give_to_root(dir: c_int, name: *const c_char, script: &SetupScript) -> Result<(), c_int> {
-    let (uid, gid) = script.root_ids;
-    if uid < 0 {
-        return Ok(());
+    // SAFETY: one raw fchownat on `dir` (an fd of ours) and the NUL-terminated `name`
+    // (contract); AT_SYMLINK_NOFOLLOW keeps it on the entry we created.
+    unsafe {
+        let (uid, gid) = script.root_ids;
+        if uid < 0 {
+            return Ok(());
+        }
+        sys(libc::fchownat(dir, name, uid as libc::uid_t, gid as libc::gid_t, libc::AT_SYMLINK_NOFOLLOW))
     }
-    sys(libc::fchownat(dir, name, uid as libc::uid_t, gid as libc::gid_t, libc::AT_SYMLINK_NOFOLLOW))
 }
 
 struct SetupState {
@@ -420,7 +450,7 @@ struct SetupState {
 }
 
 fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(), c_int> {
-    // SAFETY (whole function): raw syscalls on NUL-terminated strings owned by the
+    // SAFETY: (whole function) raw syscalls on NUL-terminated strings owned by the
     // script, stack buffers, and fds this process owns.
     unsafe {
         match op {
@@ -639,19 +669,28 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
 }
 
 /// Stdio, signals and fds as the program must find them.
+///
+/// # Safety
+/// Only in the cloned child right before exec: it rewires fds 0-2 and resets the
+/// process's signal dispositions and mask.
 unsafe fn prepare_exec(script: &SetupScript) -> Result<(), c_int> {
-    for (target, &fd) in script.stdio.iter().enumerate() {
-        if fd >= 0 {
-            sys(libc::dup2(fd, target as c_int))?;
+    // SAFETY: we are the single-threaded cloned child right before exec (contract).
+    // dup2 is async-signal-safe and the stdio fds were opened by the parent for us;
+    // the postfork resets are meant for exactly this point (their contract).
+    unsafe {
+        for (target, &fd) in script.stdio.iter().enumerate() {
+            if fd >= 0 {
+                sys(libc::dup2(fd, target as c_int))?;
+            }
         }
+        // Every inherited fd above 2 (our sync socket, the memfd, anything the caller
+        // leaked without O_CLOEXEC) closes at exec, so the program sees only 0, 1, 2.
+        crate::exec::postfork::cloexec_above_stdio();
+        // The executor (a Rust program) ignores SIGPIPE and may block signals; exec keeps
+        // both, so reset them like std::process::Command does.
+        crate::exec::postfork::reset_signals();
+        Ok(())
     }
-    // Every inherited fd above 2 (our sync socket, the memfd, anything the caller
-    // leaked without O_CLOEXEC) closes at exec, so the program sees only 0, 1, 2.
-    crate::exec::postfork::cloexec_above_stdio();
-    // The executor (a Rust program) ignores SIGPIPE and may block signals; exec keeps
-    // both, so reset them like std::process::Command does.
-    crate::exec::postfork::reset_signals();
-    Ok(())
 }
 
 /// Entry point after `clone3` returned 0. Never returns.
@@ -667,5 +706,6 @@ pub(super) fn run(script: &SetupScript, sock: c_int) -> ! {
     }
     // The script always ends with Exec, which only comes back on failure (handled
     // above); this is unreachable but must not unwind.
+    // SAFETY: as above: _exit leaves the parent's copied process state untouched.
     unsafe { libc::_exit(127) }
 }

@@ -141,7 +141,8 @@ pub fn spawn(p: &PreparedCommand, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) ->
         return Err(format!("fork: {}", Errno::last()));
     }
     if pid == 0 {
-        // SAFETY: see above; `run_child` never returns.
+        // SAFETY: see above: this is the freshly forked child, and `child` points at
+        // `p`, `argv`, `envp` and `groups`, alive in this frame; `run` never returns.
         unsafe { child.run() }
     }
     drop(err_w);
@@ -183,52 +184,83 @@ struct ForkedChild<'a> {
 
 impl ForkedChild<'_> {
     /// Tells the parent which step failed (with errno) and exits.
+    ///
+    /// # Safety
+    /// Only in the forked child (it `_exit`s the calling process).
     unsafe fn fail(&self, stage: u8) -> ! {
-        self.fail_with(stage, Errno::last_raw())
+        // SAFETY: our caller is the forked child (this fn's contract); reading errno
+        // is a plain load of the thread's errno slot.
+        unsafe { self.fail_with(stage, Errno::last_raw()) }
     }
 
+    /// Writes `(stage, errno)` to the report pipe and exits.
+    ///
+    /// # Safety
+    /// Only in the forked child (it `_exit`s the calling process).
     unsafe fn fail_with(&self, stage: u8, errno: i32) -> ! {
-        let mut b = [0u8; 8];
-        b[0] = stage;
-        b[4..].copy_from_slice(&errno.to_ne_bytes());
-        libc::write(self.report, b.as_ptr().cast(), b.len());
-        libc::_exit(127)
+        // SAFETY: a write of the 8-byte stack buffer to `report`, the O_CLOEXEC pipe
+        // end spawn made for us (the parent reads it), then _exit, which runs no atexit
+        // handlers or destructors of the parent's copied state. Both are async-signal-
+        // safe.
+        unsafe {
+            let mut b = [0u8; 8];
+            b[0] = stage;
+            b[4..].copy_from_slice(&errno.to_ne_bytes());
+            libc::write(self.report, b.as_ptr().cast(), b.len());
+            libc::_exit(127)
+        }
     }
 
+    /// The child's side: reset signals, stdio, privileges, then exec.
+    ///
+    /// # Safety
+    /// Only in the child just forked by `spawn` from the single-threaded supervisor,
+    /// while the memory the pointers in `self` point at (owned by `spawn`'s frame
+    /// and its PreparedCommand, copied by the fork) is still there; never returns.
     unsafe fn run(&self) -> ! {
-        // Rust ignores SIGPIPE; ignored dispositions survive exec, handlers do not.
-        crate::exec::postfork::reset_signals();
-        if libc::setsid() < 0 {
-            self.fail(0);
-        }
-        if libc::dup2(self.stdin, 0) < 0 || libc::dup2(self.out, 1) < 0 || libc::dup2(self.out, 2) < 0 {
-            self.fail(1);
-        }
-        // Everything above stderr closes at exec, including the report pipe, which
-        // must stay open until then.
-        crate::exec::postfork::cloexec_above_stdio();
-        if let Err((step, e)) = self.hardening.before_setuid() {
-            self.fail_with(stage_of(step), e);
-        }
-        if let Some((uid, gid)) = self.ids {
-            if libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0 {
-                self.fail(2);
+        // SAFETY: we are the child forked from the single-threaded supervisor
+        // (contract), so only async-signal-safe calls are made, on memory prepared
+        // before the fork: `path` and `workdir` point into the PreparedCommand's
+        // CStrings, `argv`/`envp` into NULL-terminated pointer vectors of spawn's
+        // frame, `groups` is its Vec, `stdin`/`out`/`report` are fds it holds open,
+        // and the hardening's filter was compiled in `prepare`; `set` and `lim` are
+        // zeroed stack structs written by libc. Nothing allocates; every failure
+        // reports and _exits.
+        unsafe {
+            // Rust ignores SIGPIPE; ignored dispositions survive exec, handlers do not.
+            crate::exec::postfork::reset_signals();
+            if libc::setsid() < 0 {
+                self.fail(0);
             }
-            if libc::setgid(gid) != 0 {
-                self.fail(3);
+            if libc::dup2(self.stdin, 0) < 0 || libc::dup2(self.out, 1) < 0 || libc::dup2(self.out, 2) < 0 {
+                self.fail(1);
             }
-            if libc::setuid(uid) != 0 {
-                self.fail(4);
+            // Everything above stderr closes at exec, including the report pipe, which
+            // must stay open until then.
+            crate::exec::postfork::cloexec_above_stdio();
+            if let Err((step, e)) = self.hardening.before_setuid() {
+                self.fail_with(stage_of(step), e);
             }
+            if let Some((uid, gid)) = self.ids {
+                if libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0 {
+                    self.fail(2);
+                }
+                if libc::setgid(gid) != 0 {
+                    self.fail(3);
+                }
+                if libc::setuid(uid) != 0 {
+                    self.fail(4);
+                }
+            }
+            if !self.workdir.is_null() && libc::chdir(self.workdir) != 0 {
+                self.fail(5);
+            }
+            if let Err((step, e)) = self.hardening.before_exec() {
+                self.fail_with(stage_of(step), e);
+            }
+            libc::execve(self.path, self.argv, self.envp);
+            self.fail(6)
         }
-        if !self.workdir.is_null() && libc::chdir(self.workdir) != 0 {
-            self.fail(5);
-        }
-        if let Err((step, e)) = self.hardening.before_exec() {
-            self.fail_with(stage_of(step), e);
-        }
-        libc::execve(self.path, self.argv, self.envp);
-        self.fail(6)
     }
 }
 
