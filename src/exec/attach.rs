@@ -33,8 +33,9 @@
 //! `/proc/<pid>/exe`, `fd` and `mem` of it and of the command before its execve are out
 //! of reach of anyone without CAP_SYS_PTRACE in the caller's user namespace), moves
 //! itself into the cgroups (before joining the cgroup namespace, so both ends are
-//! visible), joins the user namespace and becomes its root, joins the others with the
-//! mount namespace last, `chroot`s to the container's root, `chdir`s to the workdir,
+//! visible), joins the other namespaces with the mount namespace last, then the user
+//! namespace, becoming its root (see [`NAMESPACES`] for why that order), `chroot`s to
+//! the container's root, `chdir`s to the workdir,
 //! and — for a terminal — opens `/dev/ptmx` *there* (the container's devpts instance)
 //! and sends the master to the caller. It forks the command, forwards SIGHUP, SIGINT,
 //! SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 to it (the helper shares the caller's process

@@ -89,8 +89,10 @@ pub struct ContainerSecuritySpec {
     /// (SYS_PTRACE: ptrace; SYS_ADMIN: mount, unshare, ...), as in Docker.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seccomp_allow: Vec<Syscall>,
-    /// `false` lets processes gain privileges when they run a setuid file or one with
-    /// file capabilities (su, sudo, ping). Default true.
+    /// `false` turns off `no_new_privs`, so a process may gain privileges through
+    /// execve: a setuid file or one with file capabilities on a mount that honours
+    /// them (the container's own mounts are all nosuid, so su and sudo still do not
+    /// gain anything there). Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_new_privs: Option<bool>,
 }
