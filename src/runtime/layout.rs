@@ -2,7 +2,8 @@
 //!
 //! Invariant: every path under the state root comes from [`StateRoot`] (root-wide
 //! files) or [`Dirs`] (one container's folder), and nothing else joins names onto the
-//! root; the cache tree is `layers::Cache`'s. `state.json` is written by
+//! root, and only a container name (`vocab::values::Name`, the spec's rule) is ever
+//! joined as `containers/<name>`; the cache tree is `layers::Cache`'s. `state.json` is written by
 //! [`record_applied`] only and `pending.json` by [`write_pending`] only. Every command
 //! that changes a container holds its [`Lock`]; `run.json` names the running PID 1 by
 //! pid *and* start time, so a recycled pid is never mistaken for the container.
@@ -33,6 +34,7 @@ use crate::exec::process::proc_stat;
 use crate::plan::pool::AddressPool;
 use crate::plan::Plan;
 use crate::state::{read_json, write_atomic, StateError};
+use crate::vocab::values::Name;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -53,7 +55,7 @@ impl StateRoot {
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }
-    /// The paths of container `name`.
+    /// The paths of container `name` (a container name: see [`Dirs::new`]).
     pub fn container(&self, name: &str) -> Dirs {
         Dirs::new(&self.root, name)
     }
@@ -106,7 +108,17 @@ pub struct Dirs {
 }
 
 impl Dirs {
+    /// The folder of container `name` under `state_root`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a container name ([`Name::parse`]): a path, `..`, `.` or an
+    /// empty name would make every path below reach outside `containers/<name>`, and
+    /// `destroy --volumes` delete it. Every name comes checked: the CLI parses its
+    /// NAME arguments as [`Name`], a plan's name is the spec's [`Name`], and listings
+    /// of the state root skip entries that are not names ([`is_name`]).
     pub fn new(state_root: &Path, name: &str) -> Self {
+        assert!(is_name(name), "refusing container name {name:?}: {}", Name::parse(name).unwrap_err());
         Dirs { root: state_root.join("containers").join(name), name: name.to_string() }
     }
     pub fn state(&self) -> PathBuf {
@@ -162,6 +174,12 @@ impl Dirs {
     pub fn volume(&self, source: &str) -> PathBuf {
         self.volumes().join(source)
     }
+}
+
+/// Whether `name` is a container name (the spec's rule, [`Name::parse`]): only such a
+/// name is ever joined onto the state root.
+pub fn is_name(name: &str) -> bool {
+    Name::parse(name).is_ok()
 }
 
 /// The running PID 1 of a container.

@@ -93,6 +93,8 @@ pub fn names(root: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        // Something else put there (not by this tool) is no container.
+        .filter(|name| layout::is_name(name))
         .filter(|name| {
             let dirs = root.container(name);
             dirs.state().exists() || dirs.pending().exists()
