@@ -14,6 +14,8 @@ mod build;
 mod plan;
 mod run;
 
+use crate::vocab::values::Name;
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,14 @@ pub const EXIT_USAGE: u8 = 64;
 
 /// The executor's entry point for PID 1 (see `runtime::prepare::init_program`).
 pub const SUPERVISE: &str = "__supervise";
+
+/// A container NAME argument, checked by the spec's own rule ([`Name::parse`]) while
+/// the arguments are parsed: a path, `..`, `.`, an empty or odd name is a usage error
+/// (exit 64) that names the argument and says what is allowed, before any command
+/// touches the state root. Bytes that are not UTF-8 are shown replaced, and refused.
+fn container_name() -> impl TypedValueParser<Value = Name> {
+    OsStringValueParser::new().try_map(|s| Name::parse(&s.to_string_lossy()))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,29 +103,36 @@ pub enum Command {
     /// Show a container's services, init tasks, pids and restarts (all containers
     /// without a name).
     Status {
-        name: Option<String>,
+        #[arg(value_parser = container_name())]
+        name: Option<Name>,
         #[arg(long)]
         json: bool,
     },
     /// Start a stopped container from its applied spec.
-    Start { name: String },
+    Start {
+        #[arg(value_parser = container_name())]
+        name: Name,
+    },
     /// Stop a container: services in reverse order, SIGTERM then SIGKILL.
     Stop {
-        name: String,
+        #[arg(value_parser = container_name())]
+        name: Name,
         /// Seconds each service gets between SIGTERM and SIGKILL (default 10).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },
     /// Stop and start a container.
     Restart {
-        name: String,
+        #[arg(value_parser = container_name())]
+        name: Name,
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },
     /// Run a command in a running container (its namespaces, root and cgroups).
     /// The command's exit code is the exit code.
     Exec {
-        name: String,
+        #[arg(value_parser = container_name())]
+        name: Name,
         /// Give the command a terminal (a pty from the container's devpts).
         #[arg(short, long)]
         tty: bool,
@@ -130,10 +147,14 @@ pub enum Command {
         command: Vec<String>,
     },
     /// An interactive shell in a running container (bash if it has one, else sh).
-    Shell { name: String },
+    Shell {
+        #[arg(value_parser = container_name())]
+        name: Name,
+    },
     /// Print a container's service logs.
     Logs {
-        name: String,
+        #[arg(value_parser = container_name())]
+        name: Name,
         /// One service (default: all, each line prefixed with its service).
         service: Option<String>,
         /// Keep printing new lines.
@@ -142,7 +163,8 @@ pub enum Command {
     },
     /// Stop and delete a container. Its volumes and secrets are kept unless --volumes.
     Destroy {
-        name: String,
+        #[arg(value_parser = container_name())]
+        name: Name,
         /// Delete the volumes and secrets too.
         #[arg(long)]
         volumes: bool,
@@ -209,14 +231,16 @@ pub fn main() -> ExitCode {
         Command::Images { json } => build::images(&cli.cache, json),
         Command::Gc { dry_run } => build::gc(&cli.cache, dry_run),
         Command::List { json } => run::list(&cli.root, json),
-        Command::Status { name, json } => run::status(&cli.root, name.as_deref(), json),
-        Command::Start { name } => run::start(&cli.root, &name),
-        Command::Stop { name, timeout } => run::stop(&cli.root, &name, timeout),
-        Command::Restart { name, timeout } => run::restart(&cli.root, &name, timeout),
-        Command::Exec { name, tty, workdir, env, command } => run::exec(&cli.root, &name, command, tty, &workdir, &env),
-        Command::Shell { name } => run::shell(&cli.root, &name),
-        Command::Logs { name, service, follow } => run::logs(&cli.root, &name, service.as_deref(), follow),
-        Command::Destroy { name, volumes } => run::destroy(&cli.root, &name, volumes),
+        Command::Status { name, json } => run::status(&cli.root, name.as_ref().map(|n| n.0.as_str()), json),
+        Command::Start { name } => run::start(&cli.root, &name.0),
+        Command::Stop { name, timeout } => run::stop(&cli.root, &name.0, timeout),
+        Command::Restart { name, timeout } => run::restart(&cli.root, &name.0, timeout),
+        Command::Exec { name, tty, workdir, env, command } => {
+            run::exec(&cli.root, &name.0, command, tty, &workdir, &env)
+        }
+        Command::Shell { name } => run::shell(&cli.root, &name.0),
+        Command::Logs { name, service, follow } => run::logs(&cli.root, &name.0, service.as_deref(), follow),
+        Command::Destroy { name, volumes } => run::destroy(&cli.root, &name.0, volumes),
         Command::Schema { install: false, .. } => {
             print!("{}", crate::schema::schema_json());
             ExitCode::SUCCESS

@@ -114,6 +114,10 @@ impl Cache {
         crate::state::read_json(&self.layer_dir(id).join("layer.json")).ok().flatten()
     }
     fn lock(&self, ui: &mut dyn BuildUi) -> Result<Lock, RunError> {
+        // Host root's alone: layers are mounted by host root, nobody else reads them
+        // here (a cache that holds layers from an earlier version is tightened too).
+        super::layout::private_dir(&self.dir, self.dir.join("layers").is_dir())
+            .map_err(io(format!("creating {}", self.dir.display())))?;
         let path = self.dir.join(".lock");
         Lock::take(&path, || ui.say("waiting for another build or gc to finish …"))
             .map_err(io(format!("locking {}", path.display())))

@@ -2,7 +2,8 @@
 //!
 //! Invariant: every path under the state root comes from [`StateRoot`] (root-wide
 //! files) or [`Dirs`] (one container's folder), and nothing else joins names onto the
-//! root; the cache tree is `layers::Cache`'s. `state.json` is written by
+//! root, and only a container name (`vocab::values::Name`, the spec's rule) is ever
+//! joined as `containers/<name>`; the cache tree is `layers::Cache`'s. `state.json` is written by
 //! [`record_applied`] only and `pending.json` by [`write_pending`] only. Every command
 //! that changes a container holds its [`Lock`]; `run.json` names the running PID 1 by
 //! pid *and* start time, so a recycled pid is never mistaken for the container.
@@ -33,6 +34,7 @@ use crate::exec::process::proc_stat;
 use crate::plan::pool::AddressPool;
 use crate::plan::Plan;
 use crate::state::{read_json, write_atomic, StateError};
+use crate::vocab::values::Name;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -53,7 +55,7 @@ impl StateRoot {
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }
-    /// The paths of container `name`.
+    /// The paths of container `name` (a container name: see [`Dirs::new`]).
     pub fn container(&self, name: &str) -> Dirs {
         Dirs::new(&self.root, name)
     }
@@ -92,7 +94,15 @@ impl StateRoot {
 
     pub fn save_pool(&self, pool: &AddressPool) -> Result<(), StateError> {
         let json = serde_json::to_vec_pretty(pool).expect("pools always serialize");
-        write_atomic(&self.pool_file(), &json)
+        write_atomic(&self.pool_file(), &json)?;
+        private_file(&self.pool_file())
+    }
+
+    /// Create the root and `containers/` as host root's alone (see [`private_dir`]);
+    /// a root the tool made before (it has `containers/`) is tightened too.
+    pub fn create(&self) -> std::io::Result<()> {
+        private_dir(&self.root, self.containers().is_dir())?;
+        private_dir(&self.containers(), true)
     }
 }
 
@@ -106,8 +116,24 @@ pub struct Dirs {
 }
 
 impl Dirs {
+    /// The folder of container `name` under `state_root`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a container name ([`Name::parse`]): a path, `..`, `.` or an
+    /// empty name would make every path below reach outside `containers/<name>`, and
+    /// `destroy --volumes` delete it. Every name comes checked: the CLI parses its
+    /// NAME arguments as [`Name`], a plan's name is the spec's [`Name`], and listings
+    /// of the state root skip entries that are not names ([`is_name`]).
     pub fn new(state_root: &Path, name: &str) -> Self {
+        assert!(is_name(name), "refusing container name {name:?}: {}", Name::parse(name).unwrap_err());
         Dirs { root: state_root.join("containers").join(name), name: name.to_string() }
+    }
+    /// Create the state root, `containers/` and this container's folder, each 0700
+    /// (see [`private_dir`]).
+    pub fn create(&self, state_root: &Path) -> std::io::Result<()> {
+        StateRoot::new(state_root).create()?;
+        private_dir(&self.root, true)
     }
     pub fn state(&self) -> PathBuf {
         self.root.join("state.json")
@@ -164,6 +190,43 @@ impl Dirs {
     }
 }
 
+/// Make `dir` a folder only its owner, host root, may enter (0700): created so if
+/// missing (missing parents get the usual mode), else tightened to 0700 when `ours`
+/// (the tool made it: a state root or cache of an earlier version was 0755). A
+/// folder the user named that holds nothing of ours (`--root /srv`) keeps its mode.
+/// Nothing a container or a service may need goes through these folders: its root,
+/// volumes, files and run folder are mounted by host root, whose mounts need no
+/// search permission on the way there.
+pub fn private_dir(dir: &Path, ours: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    // The umask can only take bits away from 0700.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && ours => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A state file (plan, pool, pid) is host root's alone: 0600, whatever mode the
+/// writer gave it (a plan holds the services' environment in clear).
+fn private_file(path: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| StateError::Write { path: path.to_path_buf(), source })
+}
+
+/// Whether `name` is a container name (the spec's rule, [`Name::parse`]): only such a
+/// name is ever joined onto the state root.
+pub fn is_name(name: &str) -> bool {
+    Name::parse(name).is_ok()
+}
+
 /// The running PID 1 of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -200,7 +263,8 @@ pub fn running(dirs: &Dirs) -> Option<RunInfo> {
 /// Record the plan an apply is about to carry out (`pending.json`).
 pub fn write_pending(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
     let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
-    write_atomic(&dirs.pending(), &json)
+    write_atomic(&dirs.pending(), &json)?;
+    private_file(&dirs.pending())
 }
 
 /// Record `plan` as applied: `state.json` := the plan, then `pending.json` goes. The
@@ -208,6 +272,7 @@ pub fn write_pending(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
 pub fn record_applied(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
     let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
     write_atomic(&dirs.state(), &json)?;
+    private_file(&dirs.state())?;
     match std::fs::remove_file(dirs.pending()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(StateError::Write { path: dirs.pending(), source: e })
@@ -218,7 +283,8 @@ pub fn record_applied(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
 
 pub fn write_run_info(dirs: &Dirs, info: &RunInfo) -> Result<(), StateError> {
     let json = serde_json::to_vec(info).expect("run info serializes");
-    write_atomic(&dirs.run_info(), &json)
+    write_atomic(&dirs.run_info(), &json)?;
+    private_file(&dirs.run_info())
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
 /// Take the container's lock, saying so if another command holds it.
 pub fn lock(root: &Path, name: &str, say: Say) -> Result<Lock, RunError> {
     let dirs = Dirs::new(root, name);
+    dirs.create(root).map_err(io(format!("creating {}", dirs.root.display())))?;
     let path = dirs.lock_file();
     Lock::take(&path, || say(&format!("waiting: another `container` command is working on `{name}`")))
         .map_err(io(format!("locking {}", path.display())))
@@ -58,7 +59,9 @@ pub fn lock(root: &Path, name: &str, say: Say) -> Result<Lock, RunError> {
 
 /// A lock on something shared by all containers under the root (`pool`, `nft`).
 pub fn lock_shared(root: &Path, what: &str) -> Result<Lock, RunError> {
-    let path = StateRoot::new(root).shared_lock(what);
+    let state = StateRoot::new(root);
+    state.create().map_err(io(format!("creating {}", root.display())))?;
+    let path = state.shared_lock(what);
     Lock::take(&path, || {}).map_err(io(format!("locking {}", path.display())))
 }
 
@@ -93,6 +96,8 @@ pub fn names(root: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        // Something else put there (not by this tool) is no container.
+        .filter(|name| layout::is_name(name))
         .filter(|name| {
             let dirs = root.container(name);
             dirs.state().exists() || dirs.pending().exists()

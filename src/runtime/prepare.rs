@@ -168,9 +168,13 @@ fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<(), RunError> {
 /// The container's folder is host root's alone: no other host user reaches its
 /// volumes, files, secrets or run folder (the container gets them as mounts).
 pub fn lock_down(dirs: &Dirs) -> Result<(), RunError> {
-    std::fs::create_dir_all(&dirs.root).map_err(io(format!("creating {}", dirs.root.display())))?;
-    std::fs::set_permissions(&dirs.root, std::fs::Permissions::from_mode(0o700))
-        .map_err(io(format!("chmod {}", dirs.root.display())))
+    super::layout::private_dir(&dirs.root, true).map_err(io(format!("creating {}", dirs.root.display())))
+}
+
+/// A folder of the container's own folder (`files/`, `volumes/`, `net/`) as host
+/// root's alone, 0700, like the container's folder around it.
+fn private_sub(dir: &Path) -> Result<(), RunError> {
+    super::layout::private_dir(dir, true).map_err(io(format!("creating {}", dir.display())))
 }
 
 /// Shift every id below the range size in the tree `dir` (not following symlinks,
@@ -282,6 +286,11 @@ fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path, base: Option<u32
 /// Write every rendered file; returns the container paths whose content changed.
 pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> Result<Vec<String>, RunError> {
     lock_down(dirs)?;
+    // A file keeps the mode and owner the spec gives it, which is what the container
+    // sees through its bind mount (the same inode): 0644 for one holding a secret is
+    // the spec's to choose. On the host, `files/` (0700, host root's) is what keeps
+    // every other host user, and the container's own range, away from it.
+    private_sub(&dirs.files())?;
     let mut changed = Vec::new();
     for (path, f) in &plan.files {
         if write_file(dirs, path, f, etc, base)? {
@@ -297,6 +306,7 @@ pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> R
 /// [`volumes_to_migrate`]); check host bind sources. Returns the migrated volumes.
 pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> Result<Vec<String>, RunError> {
     lock_down(dirs)?;
+    private_sub(&dirs.volumes())?;
     let migrate = volumes_to_migrate(plan, dirs, base);
     if let Some(b) = base {
         for src in &migrate {
@@ -370,6 +380,9 @@ fn net_file(dirs: &Dirs, path: &str) -> PathBuf {
 pub fn write_net_files(plan: &Plan, dirs: &Dirs, base: Option<u32>) -> Result<(), RunError> {
     for (path, content) in net_files(plan) {
         let host = net_file(dirs, path);
+        if let Some(dir) = host.parent() {
+            private_sub(dir)?;
+        }
         write_in_place(&host, content.as_bytes())?;
         chown(&host, shift(base, (0, 0)))?;
         std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o644))

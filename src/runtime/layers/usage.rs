@@ -54,6 +54,9 @@ impl Cache {
         let mut out = Vec::new();
         for e in rd.flatten() {
             let Ok(Some(r)) = crate::state::read_json::<LayerRef>(&e.path()) else { continue };
+            if !crate::runtime::layout::is_name(&r.name) {
+                continue;
+            }
             let dirs = Dirs::new(&r.root, &r.name);
             let live = read_rootfs_record(&dirs)
                 .is_some_and(|rec| rec.cache == self.dir && rec.layers.iter().any(|l| l == id));
