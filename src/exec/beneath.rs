@@ -180,6 +180,10 @@ fn explain(e: io::Error) -> io::Error {
             io::ErrorKind::InvalidData,
             "it, or a folder on the way, is a symlink: refused (the host follows no symlink here)",
         ),
+        Some(libc::ENOTDIR) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a name on the way is a symlink or not a folder: refused (the host follows no symlink here)",
+        ),
         Some(libc::EXDEV) => io::Error::new(io::ErrorKind::InvalidData, "it leads outside its folder: refused"),
         Some(libc::ENXIO) => io::Error::new(io::ErrorKind::InvalidData, "not a regular file (a FIFO): refused"),
         _ => e,
