@@ -1,12 +1,20 @@
 //! State files: how every file of the state and cache trees is read and written.
 //!
-//! Invariant: a file there is only ever replaced atomically (write a temp file,
-//! fsync, rename, fsync the folder), so a crash leaves the old or the new version,
-//! never a torn one. Which files exist and where is decided in one place,
+//! Invariant: a file there is only ever replaced atomically (write a temp file of a
+//! random name, fsync, rename, fsync the folder), so a crash leaves the old or the new
+//! version, never a torn one. Which files exist and where is decided in one place,
 //! `runtime::layout` (the state root) and `runtime::layers::Cache` (the cache);
 //! docs/ARCHITECTURE.md, "State layout", lists them.
+//!
+//! Every read and write goes through `exec::beneath`, anchored at the file's folder
+//! (opened by its path, which the host trusts): the file itself is never followed if
+//! it is a symlink, must be a regular file (a FIFO cannot hang a reader) and is at
+//! most `MAX_STATE_FILE` bytes; a temp name planted next to it is never written
+//! through. That is what makes the files of a container's run folder — which the
+//! container's root owns — safe to read and replace from the host; a file deeper in
+//! that folder is read with its own anchor at the run folder (`Dirs::run`).
 
-use std::io::Write;
+use crate::exec::beneath::{self, MAX_STATE_FILE};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,14 +27,25 @@ pub enum StateError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
+/// The bytes of a file of the state or cache tree (at most `MAX_STATE_FILE`); `None`
+/// when it does not exist.
+pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    let err = |source| StateError::Read { path: path.to_path_buf(), source };
+    let (dir, name) = match beneath::split(path) {
+        Ok(x) => x,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
+    dir.read(&name, MAX_STATE_FILE).map_err(err)
+}
+
 /// Read a JSON file of the state or cache tree; `None` when it does not exist.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    match read_bytes(path)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| StateError::Parse { path: path.to_path_buf(), source }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StateError::Read { path: path.to_path_buf(), source }),
+        None => Ok(None),
     }
 }
 
@@ -35,14 +54,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let err = |source| StateError::Write { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(err)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    let (dir, name) = beneath::split(path).map_err(err)?;
+    // 0644 as `File::create` under the usual umask made them: the registry of id
+    // ranges and the supervisor's config are read by others than host root.
+    dir.write_atomic(&name, bytes, 0o644).map_err(err)
 }

@@ -178,7 +178,8 @@ impl Sup {
     }
 
     fn ctl(&self, req: &str) -> serde_json::Value {
-        supervisor::control(&self.run_dir, req).unwrap_or_else(|e| panic!("control {req}: {e}\n{}", self.diag()))
+        supervisor::control(&self.run_dir, self.pid(), req)
+            .unwrap_or_else(|e| panic!("control {req}: {e}\n{}", self.diag()))
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -432,6 +433,36 @@ fn stop_kills_a_service_that_ignores_sigterm() {
     assert_eq!(s.last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGKILL"));
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
     assert!(!supervisor::control_socket(&t.run_dir()).exists());
+}
+
+#[test]
+fn the_control_client_talks_only_to_the_process_it_names() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.services.insert("idle".into(), t.sh("exec sleep 100"));
+    let mut sup = t.start(cfg);
+    sup.wait_state("idle", ServiceState::Ready);
+    let sock = supervisor::control_socket(&t.run_dir());
+    // Another listener in the socket's place (what a container's root can make): the
+    // client must refuse it, whatever it would answer.
+    let real = t.run_dir().join("real.sock");
+    std::fs::rename(&sock, &real).unwrap();
+    let fake = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let e = supervisor::control(&t.run_dir(), sup.pid(), "status").expect_err("a socket of another process answered");
+    assert!(e.to_string().contains("not by the supervisor"), "{e}");
+    drop(fake);
+    std::fs::remove_file(&sock).unwrap();
+    // A symlink to the real socket is not followed either.
+    std::os::unix::fs::symlink(&real, &sock).unwrap();
+    let e = supervisor::control(&t.run_dir(), sup.pid(), "status").expect_err("the client followed a symlink");
+    assert!(e.to_string().contains("symlink"), "{e}");
+    std::fs::remove_file(&sock).unwrap();
+    std::fs::rename(&real, &sock).unwrap();
+    // The real one, named by the wrong pid, is refused; by its own, answers.
+    let e = supervisor::control(&t.run_dir(), std::process::id() as i32, "status").expect_err("wrong pid accepted");
+    assert!(e.to_string().contains("not by the supervisor"), "{e}");
+    assert_eq!(sup.ctl("stop"), serde_json::json!({"ok": true}));
+    assert!(sup.wait_exit().success());
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! shell, logs, destroy.
 
 use super::plan::{report, EMBEDDED, EMBEDDED_NAME};
+use crate::exec::beneath::Beneath;
 use crate::exec::supervisor::{self, ServiceState, Status};
 use crate::plan::{self, render, DirReader, Env, Plan};
 use crate::runtime::layout::StateRoot;
@@ -254,7 +255,16 @@ fn summary(root: &Path, name: &str) -> serde_json::Value {
         (None, true) => "stopped (apply interrupted)",
         (None, false) => "stopped",
     };
-    let status = info.and_then(|_| supervisor::read_status(&dirs.run()).ok());
+    // status.json is the container's to replace: a refused one (a symlink, a FIFO, too
+    // large) is said and left out; a missing one (PID 1 just started) is not.
+    let status = info.and_then(|_| match supervisor::read_status(&dirs.run()) {
+        Ok(st) => Some(st),
+        Err(supervisor::SupervisorError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            say(&format!("warning: {name}: {e}"));
+            None
+        }
+    });
     let (ready, total) = status
         .as_ref()
         .map(|s| (s.services.values().filter(|x| x.state == ServiceState::Ready).count(), s.services.len()))
@@ -508,39 +518,71 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
         None => plan.services.keys().cloned().collect(),
     };
     let prefix = services.len() > 1;
+    // The run folder is the container's: its logs are opened beneath it, never
+    // through a symlink, regular files only (see `exec::beneath`).
+    let run = match Beneath::open(&dirs.run()) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ExitCode::SUCCESS,
+        Err(e) => return fail(e),
+    };
     let mut tails: Vec<Tail> = services
         .iter()
-        .map(|s| Tail { label: s.clone(), path: dirs.service_log(s), pos: 0, ino: 0, partial: Vec::new() })
+        .map(|s| Tail {
+            label: s.clone(),
+            rel: Dirs::service_log_in_run(s),
+            pos: 0,
+            ino: 0,
+            partial: Vec::new(),
+            refused: false,
+        })
         .collect();
     let mut o = std::io::stdout().lock();
+    let mut failed = false;
     for t in &mut tails {
-        let rotated = t.path.with_extension("log.1");
-        if let Ok(b) = std::fs::read(&rotated) {
-            t.emit(&b, prefix, &mut o);
+        let mut rotated = t.rel.clone().into_os_string();
+        rotated.push(".1");
+        let rotated = std::path::PathBuf::from(rotated);
+        match run.open_read(&rotated) {
+            Ok(Some(mut f)) => {
+                t.copy(&mut f, prefix, &mut o);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = o.flush();
+                eprintln!("error: {}: {e}", run.path().join(&rotated).display());
+                failed = true;
+            }
         }
-        t.poll(prefix, &mut o);
+        failed |= !t.poll(&run, prefix, &mut o);
     }
     let _ = o.flush();
     if follow {
         loop {
             std::thread::sleep(Duration::from_millis(200));
             for t in &mut tails {
-                t.poll(prefix, &mut o);
+                t.poll(&run, prefix, &mut o);
             }
             if o.flush().is_err() {
                 break;
             }
         }
     }
-    ExitCode::SUCCESS
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 struct Tail {
     label: String,
-    path: std::path::PathBuf,
+    /// The log, relative to the run folder.
+    rel: std::path::PathBuf,
     pos: u64,
     ino: u64,
     partial: Vec<u8>,
+    /// The file was refused (a symlink, a FIFO, …): reported once, never read.
+    refused: bool,
 }
 
 impl Tail {
@@ -557,24 +599,50 @@ impl Tail {
         }
     }
 
+    /// Everything `f` holds from where it is, in small pieces (a log may be large).
+    fn copy(&mut self, f: &mut std::fs::File, prefix: bool, o: &mut impl Write) -> u64 {
+        use std::io::Read;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0;
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => {
+                    total += n as u64;
+                    self.emit(&buf[..n], prefix, o);
+                }
+            }
+        }
+    }
+
     /// Print what was appended since the last call; start over after a rotation.
-    fn poll(&mut self, prefix: bool, o: &mut impl Write) {
-        use std::io::{Read, Seek, SeekFrom};
+    /// Returns false when the log was refused (said once, on stderr).
+    fn poll(&mut self, run: &Beneath, prefix: bool, o: &mut impl Write) -> bool {
+        use std::io::{Seek, SeekFrom};
         use std::os::unix::fs::MetadataExt;
-        let Ok(mut f) = std::fs::File::open(&self.path) else { return };
-        let Ok(meta) = f.metadata() else { return };
+        if self.refused {
+            return false;
+        }
+        let mut f = match run.open_read(&self.rel) {
+            Ok(Some(f)) => f,
+            Ok(None) => return true,
+            Err(e) => {
+                let _ = o.flush();
+                eprintln!("error: {}: {e}", run.path().join(&self.rel).display());
+                self.refused = true;
+                return false;
+            }
+        };
+        let Ok(meta) = f.metadata() else { return true };
         if meta.ino() != self.ino || meta.len() < self.pos {
             self.ino = meta.ino();
             self.pos = 0;
         }
         if f.seek(SeekFrom::Start(self.pos)).is_err() {
-            return;
+            return true;
         }
-        let mut buf = Vec::new();
-        if let Ok(n) = f.read_to_end(&mut buf) {
-            self.pos += n as u64;
-            self.emit(&buf, prefix, o);
-        }
+        self.pos += self.copy(&mut f, prefix, o);
+        true
     }
 }
 

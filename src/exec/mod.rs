@@ -11,6 +11,7 @@
 //! before its exec). The executor stays single-threaded.
 
 pub mod attach;
+pub mod beneath;
 pub mod build;
 pub mod caps;
 pub mod cgroup;

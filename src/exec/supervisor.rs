@@ -310,14 +310,24 @@ pub fn control_socket(run_dir: &Path) -> PathBuf {
     run_dir.join("control.sock")
 }
 
-/// Sends one request to a running supervisor and returns its JSON reply.
-pub fn control(run_dir: &Path, request: &str) -> Result<serde_json::Value, SupervisorError> {
-    control::request(&control_socket(run_dir), request)
+/// Sends one request to the running supervisor whose process is `pid` (a container's
+/// PID 1, as `run.json` names it) and returns its JSON reply. The socket is opened
+/// beneath `run_dir` without following a symlink, and the reply is read only when the
+/// process listening on it is `pid` (`SO_PEERCRED`): a socket the container planted,
+/// or another container's, is refused.
+pub fn control(run_dir: &Path, pid: i32, request: &str) -> Result<serde_json::Value, SupervisorError> {
+    control::request(run_dir, pid, request)
 }
 
-/// Reads `<run_dir>/status.json`.
+/// Reads `<run_dir>/status.json`: never through a symlink, a regular file only (a
+/// FIFO cannot hang the reader), at most `beneath::MAX_STATE_FILE` bytes.
 pub fn read_status(run_dir: &Path) -> Result<Status, SupervisorError> {
     let path = run_dir.join("status.json");
-    let bytes = std::fs::read(&path).map_err(|e| SupervisorError::io(format!("reading {}", path.display()), e))?;
+    let ctx = || format!("reading {}", path.display());
+    let dir = crate::exec::beneath::Beneath::open(run_dir).map_err(|e| SupervisorError::io(ctx(), e))?;
+    let bytes = dir
+        .read(Path::new("status.json"), crate::exec::beneath::MAX_STATE_FILE)
+        .map_err(|e| SupervisorError::io(ctx(), e))?
+        .ok_or_else(|| SupervisorError::io(ctx(), std::io::ErrorKind::NotFound.into()))?;
     serde_json::from_slice(&bytes).map_err(|e| SupervisorError::Config(format!("{}: {e}", path.display())))
 }

@@ -22,7 +22,11 @@
 //! - `rootfs.json`  which cached layers the root is made of (`layers::RootfsRecord`)
 //! - `run/`         bound at `/run/container` inside: supervisor.json, status.json,
 //!   control.sock, logs/ (the supervisor names what is inside), and supervisor.log
-//!   (PID 1's own stdout and stderr)
+//!   (PID 1's own stdout and stderr). The one folder (with `volumes/`) the container
+//!   can write, as its root owns it: anything below may be a symlink, FIFO or socket
+//!   it planted, so the host opens what is there only through `exec::beneath`
+//!   anchored at `run/` (`state::read_json`/`write_atomic` for its direct files,
+//!   `supervisor::read_status`, `supervisor::control`, `container logs`)
 //! - `secrets/`     one 0600 file per generated secret (bound read-only inside)
 //! - `files/`       rendered files, each bound onto its container path
 //! - `net/`         generated /etc/hosts and /etc/resolv.conf, bound like files
@@ -109,6 +113,9 @@ impl StateRoot {
 /// The container's run folder as seen from inside.
 pub const RUN_IN: &str = "/run/container";
 
+/// PID 1's own log, in the run folder.
+pub const SUPERVISOR_LOG: &str = "supervisor.log";
+
 #[derive(Debug, Clone)]
 pub struct Dirs {
     pub root: PathBuf,
@@ -159,11 +166,17 @@ impl Dirs {
     }
     /// The log the supervisor keeps of service `name` (see `exec::supervisor`).
     pub fn service_log(&self, name: &str) -> PathBuf {
-        self.logs().join(format!("{name}.log"))
+        self.run().join(Self::service_log_in_run(name))
+    }
+    /// [`Dirs::service_log`] relative to [`Dirs::run`]: the run folder is the
+    /// container's, so the host opens what is below it only through
+    /// `exec::beneath::Beneath` anchored there (no symlink followed).
+    pub fn service_log_in_run(name: &str) -> PathBuf {
+        Path::new("logs").join(format!("{name}.log"))
     }
     /// stdout and stderr of PID 1 itself.
     pub fn supervisor_log(&self) -> PathBuf {
-        self.run().join("supervisor.log")
+        self.run().join(SUPERVISOR_LOG)
     }
     pub fn supervisor_config(&self) -> PathBuf {
         self.run().join("supervisor.json")
@@ -255,8 +268,7 @@ pub fn now_ms() -> u64 {
 
 /// The running PID 1 recorded for `dirs`, if it is still alive.
 pub fn running(dirs: &Dirs) -> Option<RunInfo> {
-    let bytes = std::fs::read(dirs.run_info()).ok()?;
-    let info: RunInfo = serde_json::from_slice(&bytes).ok()?;
+    let info: RunInfo = read_json(&dirs.run_info()).ok()??;
     info.alive().then_some(info)
 }
 

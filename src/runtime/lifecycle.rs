@@ -25,6 +25,7 @@ use super::crash::{crash_point, CrashPoint};
 use super::layout::{self, Dirs, Lock, RunInfo, StateRoot};
 use super::prepare;
 use super::RunError;
+use crate::exec::beneath::Beneath;
 use crate::exec::process::Process;
 use crate::exec::{cgroup, net, nft, sandbox, supervisor};
 use crate::plan::diff::{Changes, Effect};
@@ -222,13 +223,13 @@ fn teardown_network(name: &str, plan: &Plan) -> Result<(), RunError> {
     Ok(())
 }
 
-fn open_log(path: &Path) -> Result<OwnedFd, RunError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+/// PID 1's stdout and stderr, `run/supervisor.log`: the run folder is the
+/// container's, so a symlink or anything but a regular file there is refused, never
+/// followed (created 0600 when missing).
+fn open_log(dirs: &Dirs) -> Result<OwnedFd, RunError> {
+    let path = dirs.supervisor_log();
+    let f = Beneath::open(&dirs.run())
+        .and_then(|run| run.open_append(Path::new(layout::SUPERVISOR_LOG), 0o600))
         .map_err(io(format!("opening {}", path.display())))?;
     Ok(OwnedFd::from(f))
 }
@@ -329,9 +330,8 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         say(&format!("warning: {w}"));
     }
     crash_point(CrashPoint::Cgroup);
-    let log = dirs.supervisor_log();
     let stdio =
-        sandbox::Stdio { stdin: Some(dev_null()?), stdout: Some(open_log(&log)?), stderr: Some(open_log(&log)?) };
+        sandbox::Stdio { stdin: Some(dev_null()?), stdout: Some(open_log(&dirs)?), stderr: Some(open_log(&dirs)?) };
     // PID 1 starts inside them, before it makes its cgroup namespace: so every process
     // of the container is in them, and the namespace is rooted at them.
     spec.cgroups = cgroups.dirs().to_vec();
@@ -374,8 +374,13 @@ pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<su
     let mut baseline: Option<BTreeMap<String, u32>> = None;
     loop {
         if !info.alive() {
-            let log = dirs.supervisor_log();
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            // Its last 64 KiB, never through a symlink (the run folder is the container's).
+            let tail = Beneath::open(&dirs.run())
+                .and_then(|run| run.read_tail(Path::new(layout::SUPERVISOR_LOG), 64 << 10))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let tail = String::from_utf8_lossy(&tail);
             let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
             return Err(RunError::Failed(format!(
                 "the container's PID 1 exited during start{}",
@@ -465,8 +470,10 @@ fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize)
         return Ok(());
     }
     let ok = |r: Result<serde_json::Value, _>| r.is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)));
-    let asked = ok(supervisor::control(&dirs.run(), &format!("stop {}", timeout.as_millis())))
-        || ok(supervisor::control(&dirs.run(), "stop"));
+    // The socket is the container's to replace: a refused one (a symlink, another
+    // process listening) counts as not asked, and PID 1 gets SIGKILL at once.
+    let asked = ok(supervisor::control(&dirs.run(), info.pid, &format!("stop {}", timeout.as_millis())))
+        || ok(supervisor::control(&dirs.run(), info.pid, "stop"));
     let grace = if asked { timeout * (services.max(1) as u32) + Duration::from_secs(5) } else { Duration::ZERO };
     if !proc1.wait_exit(grace) {
         proc1.kill();
@@ -690,7 +697,7 @@ fn update_live(
     if reconfigure {
         prepare::write_supervisor_config(plan, dirs)?;
         let before = supervisor::read_status(&dirs.run())?.generation;
-        control_ok(dirs, "reconfigure")?;
+        control_ok(dirs, info, "reconfigure")?;
         generation = before + 1;
     }
     let mut reloaded = Vec::new();
@@ -698,14 +705,14 @@ fn update_live(
     for e in &effects {
         match e {
             Effect::ReloadService(s) if !restarted.contains(s) && !reloaded.contains(s) => {
-                control_ok(dirs, &format!("reload {s}"))?;
+                control_ok(dirs, info, &format!("reload {s}"))?;
                 reloaded.push(s.clone());
             }
             // A file change restarts a service whose definition is unchanged here;
             // a changed definition was restarted by reconfigure.
             Effect::RestartService(s) if !restarted.contains(s) => {
                 if plan.services.get(s) == old.services.get(s) {
-                    control_ok(dirs, &format!("restart {s}"))?;
+                    control_ok(dirs, info, &format!("restart {s}"))?;
                 }
                 restarted.push(s.clone());
             }
@@ -717,8 +724,8 @@ fn update_live(
     Ok(Applied::Updated { reloaded, restarted, network, status })
 }
 
-fn control_ok(dirs: &Dirs, request: &str) -> Result<(), RunError> {
-    let reply = supervisor::control(&dirs.run(), request)?;
+fn control_ok(dirs: &Dirs, info: &RunInfo, request: &str) -> Result<(), RunError> {
+    let reply = supervisor::control(&dirs.run(), info.pid, request)?;
     if reply.get("ok").and_then(|v| v.as_bool()) == Some(true) {
         Ok(())
     } else {

@@ -503,8 +503,15 @@ pub fn supervisor_config(plan: &Plan) -> SupervisorConfig {
 }
 
 /// Write the supervisor config where PID 1 (and a later `reconfigure`) reads it.
+/// The run folder is the container's: `logs/` is made beneath it without following a
+/// symlink planted there, and the config replaced without writing through one
+/// (`state::write_atomic`).
 pub fn write_supervisor_config(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
-    std::fs::create_dir_all(dirs.logs()).map_err(io(format!("creating {}", dirs.logs().display())))?;
+    let err = io(format!("creating {}", dirs.logs().display()));
+    std::fs::create_dir_all(dirs.run())
+        .and_then(|_| crate::exec::beneath::Beneath::open(&dirs.run()))
+        .and_then(|run| run.create_dirs(Path::new("logs")))
+        .map_err(err)?;
     let json = serde_json::to_vec_pretty(&supervisor_config(plan)).expect("supervisor config serializes");
     crate::state::write_atomic(&dirs.supervisor_config(), &json)?;
     Ok(())

@@ -6,6 +6,7 @@
 
 use super::SupervisorError;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -89,13 +90,34 @@ impl Conn {
     }
 }
 
-/// Client side: sends `request` and reads the one-line JSON reply.
-pub fn request(path: &Path, request: &str) -> Result<serde_json::Value, SupervisorError> {
+/// Client side: sends `request` to the supervisor whose process is `pid` and reads the
+/// one-line JSON reply. `control.sock` is opened beneath `run_dir` as an `O_PATH` fd
+/// (no symlink followed: the run folder is the container's) and connected to through
+/// `/proc/self/fd/<fd>`; the listening process must be `pid` (`SO_PEERCRED`, which the
+/// kernel records at `listen` and gives in our pid namespace), so neither a socket the
+/// container made nor another container's answers.
+pub fn request(run_dir: &Path, pid: i32, request: &str) -> Result<serde_json::Value, SupervisorError> {
+    let path = super::control_socket(run_dir);
     let ctx = || format!("control socket {}", path.display());
-    let mut s = UnixStream::connect(path).map_err(|e| SupervisorError::io(ctx(), e))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| SupervisorError::io(ctx(), e))?;
-    s.write_all(format!("{}\n", request.trim()).as_bytes()).map_err(|e| SupervisorError::io(ctx(), e))?;
+    let io = |e| SupervisorError::io(ctx(), e);
+    let dir = crate::exec::beneath::Beneath::open(run_dir).map_err(io)?;
+    let fd = dir.open_socket(Path::new("control.sock")).map_err(io)?;
+    let mut s = UnixStream::connect(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io)?;
+    drop(fd);
+    let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| SupervisorError::sys(ctx(), e))?;
+    if peer.pid() != pid {
+        return Err(SupervisorError::io(
+            ctx(),
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("it is served by process {}, not by the supervisor (pid {pid}): refused", peer.pid()),
+            ),
+        ));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+    s.write_all(format!("{}\n", request.trim()).as_bytes()).map_err(io)?;
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).map_err(|e| SupervisorError::io(ctx(), e))?;
+    BufReader::new(s.take(64 << 20)).read_line(&mut line).map_err(io)?;
     serde_json::from_str(&line).map_err(|e| SupervisorError::Reply(format!("{e}: {line:?}")))
 }
