@@ -51,11 +51,21 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
 
 /// Replace `path` with `bytes` so that readers see the old or the new file only.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    // 0644 as `File::create` under the usual umask made them: the registry of id
+    // ranges and the supervisor's config are read by others than host root.
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] of a file that is host root's alone (0600 from its creation on):
+/// plans hold the services' environment in clear.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
     let err = |source| StateError::Write { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
     let (dir, name) = beneath::split(path).map_err(err)?;
-    // 0644 as `File::create` under the usual umask made them: the registry of id
-    // ranges and the supervisor's config are read by others than host root.
-    dir.write_atomic(&name, bytes, 0o644).map_err(err)
+    dir.write_atomic(&name, bytes, mode).map_err(err)
 }

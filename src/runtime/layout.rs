@@ -37,7 +37,7 @@ pub use crate::exec::lock::Lock;
 use crate::exec::process::proc_stat;
 use crate::plan::pool::AddressPool;
 use crate::plan::Plan;
-use crate::state::{read_json, write_atomic, StateError};
+use crate::state::{read_json, write_private, StateError};
 use crate::vocab::values::Name;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -98,8 +98,7 @@ impl StateRoot {
 
     pub fn save_pool(&self, pool: &AddressPool) -> Result<(), StateError> {
         let json = serde_json::to_vec_pretty(pool).expect("pools always serialize");
-        write_atomic(&self.pool_file(), &json)?;
-        private_file(&self.pool_file())
+        write_private(&self.pool_file(), &json)
     }
 
     /// Create the root and `containers/` as host root's alone (see [`private_dir`]);
@@ -226,14 +225,6 @@ pub fn private_dir(dir: &Path, ours: bool) -> std::io::Result<()> {
     }
 }
 
-/// A state file (plan, pool, pid) is host root's alone: 0600, whatever mode the
-/// writer gave it (a plan holds the services' environment in clear).
-fn private_file(path: &Path) -> Result<(), StateError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|source| StateError::Write { path: path.to_path_buf(), source })
-}
-
 /// Whether `name` is a container name (the spec's rule, [`Name::parse`]): only such a
 /// name is ever joined onto the state root.
 pub fn is_name(name: &str) -> bool {
@@ -275,16 +266,14 @@ pub fn running(dirs: &Dirs) -> Option<RunInfo> {
 /// Record the plan an apply is about to carry out (`pending.json`).
 pub fn write_pending(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
     let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
-    write_atomic(&dirs.pending(), &json)?;
-    private_file(&dirs.pending())
+    write_private(&dirs.pending(), &json)
 }
 
 /// Record `plan` as applied: `state.json` := the plan, then `pending.json` goes. The
 /// only writer of `state.json`.
 pub fn record_applied(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
     let json = serde_json::to_vec_pretty(plan).expect("plans always serialize");
-    write_atomic(&dirs.state(), &json)?;
-    private_file(&dirs.state())?;
+    write_private(&dirs.state(), &json)?;
     match std::fs::remove_file(dirs.pending()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(StateError::Write { path: dirs.pending(), source: e })
@@ -295,8 +284,7 @@ pub fn record_applied(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
 
 pub fn write_run_info(dirs: &Dirs, info: &RunInfo) -> Result<(), StateError> {
     let json = serde_json::to_vec(info).expect("run info serializes");
-    write_atomic(&dirs.run_info(), &json)?;
-    private_file(&dirs.run_info())
+    write_private(&dirs.run_info(), &json)
 }
 
 #[cfg(test)]
