@@ -140,6 +140,6 @@ fn hundred_thousand_levels_of_nesting() {
     let close = "]".repeat(100_000);
     generated("deep.toml", format!("name = \"web\"\nvars = {{ x = {open}{close} }}\n").as_bytes(), "");
     generated("deep.yaml", format!("name: web\nvars: {{ x: {open}{close} }}\n").as_bytes(), "nesting deeper than");
-    let maps = "{a: ".repeat(100_000) + &"}".repeat(100_000);
+    let maps = "{a: ".repeat(100_000) + "}".repeat(100_000).as_str();
     generated("deep-map.yaml", format!("name: web\nvars: {maps}\n").as_bytes(), "nesting deeper than");
 }

@@ -75,7 +75,8 @@ fn host_state() -> Vec<String> {
     out
 }
 
-/// No cgroup of container `name` is left in any hierarchy of the host.
+/// No cgroup `name` (a container's host key, `support::host_key`) is left in any
+/// hierarchy of the host.
 #[track_caller]
 fn assert_no_cgroups(name: &str) {
     for h in discover().expect("mountinfo") {
@@ -98,7 +99,7 @@ fn pids_in_ns_of(pid: i64) -> Vec<i64> {
 }
 
 /// The lines of host `/proc/<pid>/cgroup` that are not the container's own cgroup
-/// `container/<name>` (a process that exited meanwhile has none).
+/// `container/<name>`, `name` its host key (a process that exited meanwhile has none).
 fn outside_own_cgroups(pid: i64, name: &str) -> Vec<String> {
     let own = format!("/{PARENT}/{name}");
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
@@ -124,11 +125,11 @@ fn the_cgroup_namespace_is_rooted_at_the_containers_own_cgroups() {
         // And that root is the container's own cgroup in every hierarchy of the host.
         let pid = pid1(&ct);
         let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup of PID 1");
-        assert_eq!(outside_own_cgroups(pid, &ct.name), Vec::<String>::new(), "{host_view}");
+        assert_eq!(outside_own_cgroups(pid, &ct.key()), Vec::<String>::new(), "{host_view}");
         assert_eq!(host_view.lines().count(), out.lines().take_while(|l| *l != "--").count());
     }
     assert_eq!(host_state(), before);
-    assert_no_cgroups("esc-c-ns");
+    assert_no_cgroups(&support::host_key("esc-c-ns"));
 }
 
 #[test]
@@ -161,7 +162,7 @@ fn the_cgroupfs_inside_is_read_only_and_shows_only_the_container() {
         // Nothing was created on the host side either.
         let own = discover().expect("mountinfo").into_iter().find(|h| h.version == Version::V2);
         if let Some(v2) = own {
-            let dir = v2.mount.join(PARENT).join(&ct.name);
+            let dir = v2.mount.join(PARENT).join(ct.key());
             let subdirs: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .expect("the container's cgroup2 cgroup")
                 .flatten()
@@ -172,7 +173,7 @@ fn the_cgroupfs_inside_is_read_only_and_shows_only_the_container() {
         }
     }
     assert_eq!(host_state(), before);
-    assert_no_cgroups("esc-c-fs");
+    assert_no_cgroups(&support::host_key("esc-c-fs"));
 }
 
 #[test]
@@ -212,7 +213,7 @@ fn no_v1_hierarchy_shows_the_hosts_release_agent() {
         assert_eq!((code, out.as_str()), (0, "done\n"));
     }
     assert_eq!(host_state(), before, "a release_agent or cgroup of the host changed");
-    assert_no_cgroups("esc-c-agent");
+    assert_no_cgroups(&support::host_key("esc-c-agent"));
 }
 
 /// Every way out a process has from inside, as a shell script: its own view's
@@ -255,7 +256,7 @@ fn the_pids_limit_cannot_be_escaped() {
             let pid = pid1(&ct);
             let all = pids_in_ns_of(pid);
             assert!(all.len() <= MAX, "{} processes in the container: {all:?}", all.len());
-            let outside: Vec<String> = all.iter().flat_map(|p| outside_own_cgroups(*p, &ct.name)).collect();
+            let outside: Vec<String> = all.iter().flat_map(|p| outside_own_cgroups(*p, &ct.key())).collect();
             assert_eq!(outside, Vec::<String>::new());
             // Make room for the next round: kill the sleeps.
             for p in all {
@@ -268,7 +269,7 @@ fn the_pids_limit_cannot_be_escaped() {
         }
     }
     assert_eq!(host_state(), before);
-    assert_no_cgroups("esc-c-pids");
+    assert_no_cgroups(&support::host_key("esc-c-pids"));
 }
 
 #[test]
@@ -294,20 +295,20 @@ fn the_memory_limit_cannot_be_escaped() {
         let all = pids_in_ns_of(pid1(&ct));
         assert!(all.len() >= 3, "PID 1, its service and the sleep: {all:?}");
         let memory_outside: Vec<String> =
-            all.iter().flat_map(|p| outside_own_cgroups(*p, &ct.name)).filter(|l| l.contains(":memory:")).collect();
+            all.iter().flat_map(|p| outside_own_cgroups(*p, &ct.key())).filter(|l| l.contains(":memory:")).collect();
         assert_eq!(memory_outside, Vec::<String>::new(), "escaped the memory limit");
         let outside: Vec<String> =
-            pids_in_ns_of(pid1(&ct)).iter().flat_map(|p| outside_own_cgroups(*p, &ct.name)).collect();
+            pids_in_ns_of(pid1(&ct)).iter().flat_map(|p| outside_own_cgroups(*p, &ct.key())).collect();
         assert_eq!(outside, Vec::<String>::new());
         let memory = hs.iter().find(|h| h.controllers.iter().any(|c| c == "memory"));
         if let Some(h) = memory {
             let file = if h.version == Version::V1 { "memory.limit_in_bytes" } else { "memory.max" };
-            let limit = std::fs::read_to_string(h.mount.join(PARENT).join(&ct.name).join(file)).expect("limit");
+            let limit = std::fs::read_to_string(h.mount.join(PARENT).join(ct.key()).join(file)).expect("limit");
             assert_eq!(limit.trim(), (64u64 << 20).to_string());
         }
     }
     assert_eq!(host_state(), before);
-    assert_no_cgroups("esc-c-mem");
+    assert_no_cgroups(&support::host_key("esc-c-mem"));
 }
 
 #[test]
@@ -319,7 +320,7 @@ fn another_containers_cgroup_kill_is_out_of_reach() {
         let attacker = start("esc-c-attacker", "");
         let victim_pid = pid1(&victim);
         let victim_main = victim.service_pid("main");
-        let v = &victim.name;
+        let v = &victim.key();
         let script = format!(
             "mkdir -p /tmp/k && mount -t cgroup2 none /tmp/k && echo MOUNTED; \
              for f in /tmp/k/{PARENT}/{v}/cgroup.kill /sys/fs/cgroup/{PARENT}/{v}/cgroup.kill \
@@ -342,8 +343,8 @@ fn another_containers_cgroup_kill_is_out_of_reach() {
         assert!(main_host_pid.is_some(), "the victim's service died");
     }
     assert_eq!(host_state(), before);
-    assert_no_cgroups("esc-c-victim");
-    assert_no_cgroups("esc-c-attacker");
+    assert_no_cgroups(&support::host_key("esc-c-victim"));
+    assert_no_cgroups(&support::host_key("esc-c-attacker"));
 }
 
 #[test]
@@ -383,7 +384,7 @@ fn a_device_off_the_allow_list_cannot_be_made_or_opened() {
         }
     }
     assert_eq!(host_state(), before);
-    assert_no_cgroups("esc-c-dev");
+    assert_no_cgroups(&support::host_key("esc-c-dev"));
 }
 
 /// The same rooting holds with a user namespace (what the sandbox does for a
@@ -535,5 +536,5 @@ fn in_host_network_mode_the_hosts_cgroup_mounts_are_not_there() {
         assert!(out.ends_with("done\n"), "{out}\n{err}");
     }
     assert_eq!(host_state(), before);
-    assert_no_cgroups("esc-c-hostnet");
+    assert_no_cgroups(&support::host_key("esc-c-hostnet"));
 }

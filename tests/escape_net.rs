@@ -139,7 +139,7 @@ fn attack(ct: &Ct, script: &str, args: &[&str]) -> String {
 
 /// The MAC address of the host end of `ct`'s veth: the container's gateway.
 fn gateway_mac(ct: &Ct) -> String {
-    let veth = container::exec::net::host_ifname(&ct.name);
+    let veth = ct.veth();
     std::fs::read_to_string(format!("/sys/class/net/{veth}/address"))
         .unwrap_or_else(|e| panic!("{veth}: {e}"))
         .trim()
@@ -273,7 +273,7 @@ fn a_container_with_a_published_port_cannot_reach_a_host_service_on_127_0_0_1() 
     let net = format!("{}\npublish = [\"{}:8080\"]", addrs(n), port(1));
     let attacker = Ct::new("esc-n-lo", &sleeper(&net));
     attacker.apply_ok();
-    let veth = container::exec::net::host_ifname(&attacker.name);
+    let veth = attacker.veth();
     assert_eq!(
         std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{veth}/route_localnet")).unwrap().trim(),
         "1",
@@ -366,7 +366,7 @@ fn routes_to(addr: &str) -> Vec<String> {
 
 /// What container `name` left on the host or in the state root.
 fn traces(name: &str) -> Vec<String> {
-    let veth = container::exec::net::host_ifname(name);
+    let veth = container::exec::net::host_ifname(&support::host_key(name));
     let mut out = Vec::new();
     if Path::new(&format!("/sys/class/net/{veth}")).exists() {
         out.push(format!("interface {veth}"));

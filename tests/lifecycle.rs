@@ -92,7 +92,9 @@ command = ["/bin/sleep", "infinity"]
 /// nftables rules, mounts under its folder, its cgroups.
 fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
     let mut out = Vec::new();
-    let veth = format!("ct-{name}");
+    // Derived from the root as well as the name (`StateRoot::host_key`).
+    let key = host_key(name);
+    let veth = container::exec::net::host_ifname(&key);
     // Whole outputs (`text` shortens), however many links and rules the host has.
     let all = |argv: &[&str]| String::from_utf8_lossy(&host(argv).stdout).into_owned();
     let links = all(&["ip", "-o", "link"]);
@@ -119,12 +121,12 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
     let dir = root().join("containers").join(name);
     out.extend(mounts.lines().filter(|l| l.contains(dir.to_str().unwrap())).map(str::to_string));
     for h in ["memory", "pids", "cpu", "unified"] {
-        let p = PathBuf::from(format!("/sys/fs/cgroup/{h}/container/{name}"));
+        let p = PathBuf::from(format!("/sys/fs/cgroup/{h}/container/{key}"));
         if p.exists() {
             out.push(p.display().to_string());
         }
     }
-    let p = PathBuf::from(format!("/sys/fs/cgroup/container/{name}"));
+    let p = PathBuf::from(format!("/sys/fs/cgroup/container/{key}"));
     if p.exists() {
         out.push(p.display().to_string());
     }
@@ -678,15 +680,15 @@ fn memory_and_pids_limits_apply_on_this_hosts_cgroups() {
     // cgroup v1 controllers (this machine's hybrid layout) or cgroup2 (a pure v2 host).
     let (mem, pids, procs) = if Path::new("/sys/fs/cgroup/memory").is_dir() {
         (
-            read(&format!("/sys/fs/cgroup/memory/container/{}/memory.limit_in_bytes", ct.name)),
-            read(&format!("/sys/fs/cgroup/pids/container/{}/pids.max", ct.name)),
-            read(&format!("/sys/fs/cgroup/memory/container/{}/cgroup.procs", ct.name)),
+            read(&format!("/sys/fs/cgroup/memory/container/{}/memory.limit_in_bytes", ct.key())),
+            read(&format!("/sys/fs/cgroup/pids/container/{}/pids.max", ct.key())),
+            read(&format!("/sys/fs/cgroup/memory/container/{}/cgroup.procs", ct.key())),
         )
     } else {
         (
-            read(&format!("/sys/fs/cgroup/container/{}/memory.max", ct.name)),
-            read(&format!("/sys/fs/cgroup/container/{}/pids.max", ct.name)),
-            read(&format!("/sys/fs/cgroup/container/{}/cgroup.procs", ct.name)),
+            read(&format!("/sys/fs/cgroup/container/{}/memory.max", ct.key())),
+            read(&format!("/sys/fs/cgroup/container/{}/pids.max", ct.key())),
+            read(&format!("/sys/fs/cgroup/container/{}/cgroup.procs", ct.key())),
         )
     };
     match (mem, pids) {

@@ -27,7 +27,7 @@ pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loade
         ExitCode::FAILURE
     })?;
     let state = StateRoot::new(root);
-    let pool = state.pool().map_err(|e| {
+    let pool = crate::runtime::address_pool(root).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;

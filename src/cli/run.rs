@@ -5,7 +5,6 @@ use super::plan::{report, EMBEDDED, EMBEDDED_NAME};
 use crate::exec::beneath::Beneath;
 use crate::exec::supervisor::{self, ServiceState, Status};
 use crate::plan::{self, render, DirReader, Env, Plan};
-use crate::runtime::layout::StateRoot;
 use crate::runtime::{self, layout, Applied, Dirs, RunError};
 use crate::spec;
 use serde_json::json;
@@ -31,32 +30,6 @@ fn out(text: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Record the plan's addresses (auto or given) so no other container gets them.
-fn record_addresses(state: &StateRoot, plan: &Plan) -> Result<(), RunError> {
-    let mut pool = state.pool()?;
-    let before = pool.clone();
-    match plan.network.ipv4_addr().and_then(|a| a.parse().ok()) {
-        Some(a) => {
-            pool.ipv4.insert(plan.name.clone(), a);
-        }
-        None => {
-            pool.ipv4.remove(&plan.name);
-        }
-    }
-    match plan.network.ipv6_addr().and_then(|a| a.parse().ok()) {
-        Some(a) => {
-            pool.ipv6.insert(plan.name.clone(), a);
-        }
-        None => {
-            pool.ipv6.remove(&plan.name);
-        }
-    }
-    if pool != before {
-        state.save_pool(&pool)?;
-    }
-    Ok(())
-}
-
 pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> ExitCode {
     if file.is_none() {
         say(&format!("(no spec given: applying the embedded example {EMBEDDED_NAME})"));
@@ -80,13 +53,12 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    let state = StateRoot::new(root);
     let dirs = Dirs::new(root, &name);
     if !dry_run {
         // Build the root before anything is recorded (a failed build changes nothing),
         // and outside the pool lock (a build takes minutes; the layers do not depend
         // on addresses). The plan is compiled again below, under the lock.
-        let pool = match state.pool() {
+        let pool = match runtime::address_pool(root) {
             Ok(p) => p,
             Err(e) => return fail(e),
         };
@@ -108,7 +80,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             Ok(l) => l,
             Err(e) => return fail(e),
         };
-        let pool = match state.pool() {
+        let pool = match runtime::address_pool(root) {
             Ok(p) => p,
             Err(e) => return fail(e),
         };
@@ -129,7 +101,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             if let Err(e) = runtime::check_network(root, &plan) {
                 return fail(format!("apply {name}: {e}"));
             }
-            if let Err(e) = record_addresses(&state, &plan) {
+            if let Err(e) = runtime::record_addresses(root, &plan) {
                 return fail(e);
             }
         }

@@ -1,8 +1,9 @@
 //! Cgroups: one cgroup per container in each hierarchy, with the plan's limits and
 //! the device allow-list.
 //!
-//! Invariant: a container `name` owns exactly the directories `<mount>/container/<name>`
-//! (and anything its processes create below them) in the hierarchies chosen by
+//! Invariant: a container whose host key is `name` owns exactly the directories
+//! `<mount>/container/<name>` (and anything its processes create below them) in the
+//! hierarchies chosen by
 //! [`layout`]: every cgroup v1 hierarchy (named ones such as `name=systemd` included),
 //! plus the cgroup2 hierarchy if one is mounted (pure v2 host, or the `unified` mount
 //! of a hybrid host). Nothing else under a hierarchy is created, written or removed,
@@ -50,6 +51,11 @@
 //! before it unshares its cgroup namespace (the namespace root is the cgroup it is
 //! in at that moment). Writing `0` to each of [`Cgroups::procs_files`] from inside
 //! a process moves that process itself.
+//!
+//! Names: the runtime passes the container's host key (`runtime::layout::StateRoot::
+//! host_key`: its name under the default state root, `<name>_<root tag>` under any
+//! other), so two roots' containers of one name never share, stop or remove each
+//! other's cgroups. This module never sees the root.
 //!
 //! The executor is single-threaded, so waiting (for killed processes to leave a
 //! cgroup) is bounded polling with backoff, never a thread and never a fixed sleep.

@@ -37,6 +37,10 @@
 //! replacement (above) would otherwise silently steal another container's route, and
 //! when the thief's veth went, the victim's traffic would follow the default route.
 //!
+//! Names: every `name` here is the container's host key (its name under the default
+//! state root, `<name>_<root tag>` under another; `runtime::layout::StateRoot::
+//! host_key`), which is all [`host_ifname`] derives the veth from.
+//!
 //! Use: `setup(name, &plan.network, netns_fd)` once the container's network namespace
 //! exists (fd from [`open_netns`] or `/run/netns/<name>`), before its services start;
 //! `teardown(name, &plan.network)` on stop/destroy (works whether or not the namespace
@@ -183,9 +187,12 @@ pub enum Scope {
     Link,
 }
 
-/// The host end's name for container `name`: `ct-<name>`, or, when that would pass
-/// the kernel's 15-byte limit, `ct-` + the first 8 bytes + 4 hex digits of a hash of
-/// the whole name (stable across versions: FNV-1a).
+/// The host end's name for the container whose host key is `name`: `ct-<name>`, or,
+/// when that would pass the kernel's 15-byte limit, `ct-` + the first 8 bytes + 4 hex
+/// digits of a hash of the whole key (stable across versions: FNV-1a). The key is the
+/// container's name under the default state root and `<name>_<root tag>` under any
+/// other (`runtime::layout::StateRoot::host_key`), so the root is folded into the
+/// name and two roots' containers of one name get two veths.
 pub fn host_ifname(name: &str) -> String {
     if name.len() <= 12 {
         return format!("ct-{name}");
@@ -694,6 +701,12 @@ mod tests {
         assert!(long.starts_with("ct-abcdefgh"));
         assert_ne!(long, host_ifname("abcdefghijklx"));
         assert_eq!(host_ifname(&"a".repeat(31)).len(), 15);
+        // Host keys of another state root (`<name>_<tag>`) fit too and stay apart.
+        assert_eq!(host_ifname("web_1a2b3c4d"), "ct-web_1a2b3c4d");
+        let (a, b) = (host_ifname("wordpress_1a2b3c4d"), host_ifname("wordpress_9f8e7d6c"));
+        assert!(a.len() == 15 && b.len() == 15 && a != b && a != host_ifname("wordpress"), "{a} {b}");
+        let long = "a".repeat(31);
+        assert_ne!(host_ifname(&format!("{long}_1a2b3c4d")), host_ifname(&format!("{long}_9f8e7d6c")));
     }
 
     #[test]

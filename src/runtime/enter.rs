@@ -31,7 +31,9 @@ pub fn exec(root: &Path, name: &str, mut opts: ExecOpts) -> Result<i32, RunError
     // The helper re-executes `container-init` (read-only) before entering: nothing
     // inside ever sees a process that is a copy of the host CLI binary.
     opts.helper.get_or_insert_with(attach::HelperProgram::installed);
-    opts.cgroup_procs = cgroup::Cgroups::open(name).map(|c| c.procs_files()).unwrap_or_default();
+    // This root's container's cgroups, never another root's of the same name.
+    let key = super::layout::StateRoot::new(root).host_key(name);
+    opts.cgroup_procs = cgroup::Cgroups::open(&key).map(|c| c.procs_files()).unwrap_or_default();
     Ok(attach::exec(pid, &opts, attach::Stdio::inherit())?)
 }
 

@@ -13,9 +13,16 @@
 //!
 //! Uid and gid ranges are the same numbers: inside ids `0..SIZE` map to host ids
 //! `base..base + SIZE`.
+//!
+//! The same folder holds the host-wide address registry ([`AddressRegistry`],
+//! `addresses.json`): the IPv4 and IPv6 address of every container of every state
+//! root, so "auto" in one root skips what another root's containers hold and a fixed
+//! address another root's container holds is refused before anything is recorded.
 
+use crate::plan::pool::AddressPool;
 use crate::state::{read_json, write_atomic, StateError};
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// Where the registry lives: outside every state root, since ranges must not
@@ -163,6 +170,160 @@ impl Registry {
     }
 }
 
+/// One container's addresses in the host-wide address registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressEntry {
+    /// The state root (canonical path) and container name they belong to.
+    pub root: PathBuf,
+    pub name: String,
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Addresses {
+    addresses: Vec<AddressEntry>,
+}
+
+/// An address another state root's container holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressTaken {
+    pub addr: IpAddr,
+    pub root: PathBuf,
+    pub name: String,
+}
+
+impl std::fmt::Display for AddressTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is already used by container `{}` under state root {}", self.addr, self.name, self.root.display())
+    }
+}
+
+/// The host-wide registry of the addresses every state root's containers hold
+/// (`addresses.json` next to `ranges.json`, changed only under its own flock and
+/// replaced atomically), so two roots never hand out one address: each root's pool
+/// (`pool.json`) is its own, and this is what the roots see of each other.
+///
+/// A root's entries are the copy of its pool made at its last [`record`]
+/// (`AddressRegistry::record`); entries whose container folder vanished (a deleted
+/// test root) are dropped at the next record.
+#[derive(Debug, Clone)]
+pub struct AddressRegistry {
+    dir: PathBuf,
+}
+
+impl AddressRegistry {
+    pub fn host() -> Self {
+        AddressRegistry { dir: PathBuf::from(HOST_REGISTRY) }
+    }
+
+    pub fn at(dir: &Path) -> Self {
+        AddressRegistry { dir: dir.to_path_buf() }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("addresses.json")
+    }
+
+    fn read(&self) -> Result<Addresses, IdsError> {
+        Ok(read_json(&self.file())?.unwrap_or_default())
+    }
+
+    fn write(&self, a: &Addresses) -> Result<(), IdsError> {
+        let json = serde_json::to_vec_pretty(a).expect("addresses serialize");
+        Ok(write_atomic(&self.file(), &json)?)
+    }
+
+    fn lock(&self) -> Result<crate::runtime::layout::Lock, IdsError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
+        let path = self.dir.join(".addresses.lock");
+        crate::runtime::layout::Lock::take(&path, || {}).map_err(io(format!("locking {}", path.display())))
+    }
+
+    /// The addresses containers of other state roots hold (reads only; an unreadable
+    /// registry reads as empty, as for `plan` by a user who is not root).
+    pub fn others(&self, root: &Path) -> Result<Vec<AddressEntry>, IdsError> {
+        let root = canonical(root);
+        let all = match self.read() {
+            Err(IdsError::State(StateError::Read { source, .. }))
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Addresses::default()
+            }
+            r => r?,
+        };
+        Ok(all.addresses.into_iter().filter(|e| e.root != root && live(e)).collect())
+    }
+
+    /// Record `pool`, the pool of `root` after an apply of `name` added or changed its
+    /// addresses: refused (and nothing written) when another root's container holds
+    /// one of `name`'s addresses; this root's other entries are copied as they are.
+    pub fn record(&self, root: &Path, name: &str, pool: &AddressPool) -> Result<(), RecordError> {
+        let root = canonical(root);
+        let _lock = self.lock()?;
+        let mut all = self.read()?;
+        all.addresses.retain(live);
+        let mine = [pool.ipv4.get(name).copied().map(IpAddr::V4), pool.ipv6.get(name).copied().map(IpAddr::V6)];
+        for e in all.addresses.iter().filter(|e| e.root != root) {
+            let theirs = [e.ipv4.map(IpAddr::V4), e.ipv6.map(IpAddr::V6)];
+            if let Some(addr) = mine.iter().flatten().find(|a| theirs.contains(&Some(**a))) {
+                return Err(RecordError::Taken(AddressTaken {
+                    addr: *addr,
+                    root: e.root.clone(),
+                    name: e.name.clone(),
+                }));
+            }
+        }
+        all.addresses.retain(|e| e.root != root);
+        let names: std::collections::BTreeSet<&String> = pool.ipv4.keys().chain(pool.ipv6.keys()).collect();
+        for n in names {
+            all.addresses.push(AddressEntry {
+                root: root.clone(),
+                name: n.clone(),
+                ipv4: pool.ipv4.get(n).copied(),
+                ipv6: pool.ipv6.get(n).copied(),
+            });
+        }
+        all.addresses.sort_by(|a, b| (&a.root, &a.name).cmp(&(&b.root, &b.name)));
+        Ok(self.write(&all)?)
+    }
+
+    /// Forget the addresses of `name` under `root` (destroyed).
+    pub fn release(&self, root: &Path, name: &str) -> Result<(), IdsError> {
+        let root = canonical(root);
+        let _lock = self.lock()?;
+        let mut all = self.read()?;
+        let before = all.addresses.len();
+        all.addresses.retain(|e| !(e.root == root && e.name == name));
+        if all.addresses.len() != before {
+            self.write(&all)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an entry's container still has its folder.
+fn live(e: &AddressEntry) -> bool {
+    e.root.join("containers").join(&e.name).exists()
+}
+
+/// Why [`AddressRegistry::record`] did not record.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Ids(#[from] IdsError),
+    #[error("{0}")]
+    Taken(AddressTaken),
+}
+
+impl From<StateError> for RecordError {
+    fn from(e: StateError) -> Self {
+        RecordError::Ids(IdsError::State(e))
+    }
+}
+
 /// Host ids in use, as (start, count): every uid of passwd and gid of group, and
 /// every subordinate range of subuid and subgid.
 fn host_ids(etc: &Path) -> Vec<(u32, u32)> {
@@ -231,6 +392,37 @@ mod tests {
         let other = root.with_file_name("other");
         std::fs::create_dir_all(other.join("containers/b")).unwrap();
         assert_ne!(reg.allocate(&other, "b").unwrap(), b);
+    }
+
+    #[test]
+    fn an_address_another_root_holds_is_refused_and_seen_by_the_others() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = AddressRegistry::at(&d.path().join("ids"));
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        for r in [&a, &b] {
+            std::fs::create_dir_all(r.join("containers/web")).unwrap();
+        }
+        let mut pa = AddressPool::default();
+        pa.ipv4.insert("web".into(), Ipv4Addr::new(100, 72, 0, 2));
+        reg.record(&a, "web", &pa).unwrap();
+        let seen = reg.others(&b).unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!((seen[0].name.as_str(), seen[0].ipv4), ("web", Some(Ipv4Addr::new(100, 72, 0, 2))));
+        assert!(reg.others(&a).unwrap().is_empty(), "a root's own entries are its pool's business");
+        let before = std::fs::read(reg.file()).unwrap();
+        match reg.record(&b, "web", &pa) {
+            Err(RecordError::Taken(t)) => {
+                assert!(t.to_string().contains("100.72.0.2") && t.to_string().contains(&a.display().to_string()))
+            }
+            other => panic!("taken address recorded: {other:?}"),
+        }
+        assert_eq!(std::fs::read(reg.file()).unwrap(), before, "a refused record writes nothing");
+        // Released (destroyed), or the root gone: free again.
+        reg.release(&a, "web").unwrap();
+        reg.record(&b, "web", &pa).unwrap();
+        std::fs::remove_dir_all(&b).unwrap();
+        assert!(reg.others(&a).unwrap().is_empty());
+        reg.record(&a, "web", &pa).unwrap();
     }
 
     #[test]

@@ -79,12 +79,35 @@ impl StateRoot {
     /// root and the real one) never rebuild each other's rules away.
     pub fn nft_table(&self) -> String {
         let table = crate::exec::nft::TABLE;
-        if self.root == Path::new(DEFAULT_ROOT) {
-            return table.to_string();
+        match self.tag() {
+            None => table.to_string(),
+            Some(tag) => format!("{table}_{tag}"),
+        }
+    }
+    /// What tells this root's host objects from another's: `None` for the default
+    /// root (today's names), else 8 hex digits of a hash of its canonical path (so
+    /// `--root r`, `--root ./r/` and `--root /abs/r` are one root).
+    fn tag(&self) -> Option<String> {
+        let canonical =
+            |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.to_path_buf());
+        let root = canonical(&self.root);
+        if self.root == Path::new(DEFAULT_ROOT) || root == canonical(Path::new(DEFAULT_ROOT)) {
+            return None;
         }
         use sha2::Digest;
-        let h = sha2::Sha256::digest(self.root.as_os_str().as_encoded_bytes());
-        format!("{table}_{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+        let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+        Some(format!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3]))
+    }
+    /// The name container `name`'s host objects are derived from (its cgroups
+    /// `<hierarchy>/container/<key>`, its veth `exec::net::host_ifname(key)`): `name`
+    /// under the default root, `<name>_<tag>` under any other, so two roots' containers
+    /// of one name never share (and never stop or take over) each other's. A `_` is in
+    /// no container name, so a key never equals another root's.
+    pub fn host_key(&self, name: &str) -> String {
+        match self.tag() {
+            None => name.to_string(),
+            Some(tag) => format!("{name}_{tag}"),
+        }
     }
 
     /// The plan last applied to `name`; `None` when it was never applied.
@@ -304,6 +327,18 @@ mod tests {
         let (a, b) = (StateRoot::new("/tmp/a").nft_table(), StateRoot::new("/tmp/b").nft_table());
         assert!(a.starts_with("container_") && a.len() == "container_".len() + 8, "{a}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn host_objects_of_the_default_root_keep_their_names_and_other_roots_get_a_tag() {
+        assert_eq!(StateRoot::new(DEFAULT_ROOT).host_key("web"), "web");
+        let dir = tempfile::tempdir().unwrap();
+        let a = StateRoot::new(dir.path()).host_key("web");
+        let tag = StateRoot::new(dir.path()).nft_table().trim_start_matches("container_").to_string();
+        assert_eq!(a, format!("web_{tag}"));
+        // Spelled differently, the same folder is the same root.
+        assert_eq!(StateRoot::new(dir.path().join(".")).host_key("web"), a);
+        assert_ne!(StateRoot::new(dir.path().join("other")).host_key("web"), a);
     }
 
     #[test]

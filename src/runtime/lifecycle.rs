@@ -2,7 +2,12 @@
 //!
 //! Before any of it, [`check_network`] refuses addresses and prefixes that overlap
 //! another container's routes (any state root) or cover a host route (the CLI calls it
-//! before recording addresses; `start_plan` again before spawning).
+//! before recording addresses; `start_plan` again before spawning). Addresses are
+//! compiled against [`address_pool`] (this root's pool and every other root's
+//! addresses) and recorded host-wide by [`record_addresses`], so two roots never
+//! hand out one. Every cgroup and veth is named from the container's
+//! `StateRoot::host_key`, never from its bare name: a command under one root never
+//! touches another root's container of the same name.
 //!
 //! Invariant: each step of an apply is idempotent and ordered so that a `kill -9` at
 //! any point leaves something the next command converges from:
@@ -123,7 +128,8 @@ pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
             continue;
         }
         if let Some(plan) = current_plan(&dirs)? {
-            desired.extend(nft::ContainerNet::from_plan(&name, &plan.network)?);
+            let key = StateRoot::new(root).host_key(&name);
+            desired.extend(nft::ContainerNet::from_plan(&key, &plan.network)?);
         }
     }
     let table = StateRoot::new(root).nft_table();
@@ -148,6 +154,52 @@ pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
     }
 }
 
+/// The pool to compile a plan of `root` with: the root's own (`pool.json`) plus, under
+/// names no container has (`<name> (state root <path>)`), the addresses every other
+/// root's containers hold ([`super::ids::AddressRegistry`]): "auto" skips them and a
+/// fixed one is refused by `plan::compile`, naming its holder. Reads only.
+pub fn address_pool(root: &Path) -> Result<crate::plan::pool::AddressPool, RunError> {
+    let mut pool = StateRoot::new(root).pool()?;
+    for e in super::ids::AddressRegistry::host().others(root)? {
+        let key = format!("{} (state root {})", e.name, e.root.display());
+        if let Some(a) = e.ipv4 {
+            pool.ipv4.insert(key.clone(), a);
+        }
+        if let Some(a) = e.ipv6 {
+            pool.ipv6.insert(key, a);
+        }
+    }
+    Ok(pool)
+}
+
+/// Record the plan's addresses (auto or given) so no other container gets them: in
+/// the host-wide registry first (refused, with nothing changed, when another root's
+/// container took one meanwhile), then in the root's pool. The caller holds the
+/// root's pool lock.
+pub fn record_addresses(root: &Path, plan: &Plan) -> Result<(), RunError> {
+    let state = StateRoot::new(root);
+    let mut pool = state.pool()?;
+    let before = pool.clone();
+    match plan.network.ipv4_addr().and_then(|a| a.parse().ok()) {
+        Some(a) => pool.ipv4.insert(plan.name.clone(), a),
+        None => pool.ipv4.remove(&plan.name),
+    };
+    match plan.network.ipv6_addr().and_then(|a| a.parse().ok()) {
+        Some(a) => pool.ipv6.insert(plan.name.clone(), a),
+        None => pool.ipv6.remove(&plan.name),
+    };
+    super::ids::AddressRegistry::host().record(root, &plan.name, &pool).map_err(|e| match e {
+        super::ids::RecordError::Taken(t) => {
+            RunError::Failed(format!("refusing the network of {}: {t} (nothing was changed)", plan.name))
+        }
+        super::ids::RecordError::Ids(e) => RunError::Ids(e),
+    })?;
+    if pool != before {
+        state.save_pool(&pool)?;
+    }
+    Ok(())
+}
+
 /// Refuse a plan whose addresses or prefixes would take over a route of another
 /// container (under any state root: the kernel's routing table is the one source of
 /// truth for running ones; this root's stopped containers are read from their plans)
@@ -170,10 +222,11 @@ pub fn check_network_if_readable(root: &Path, plan: &Plan) -> Result<(), RunErro
 
 /// [`check_network`] against the given host routes.
 pub fn network_problems(root: &Path, plan: &Plan, routes: &[net::HostRoute]) -> Result<(), RunError> {
+    let state = StateRoot::new(root);
     let others: Vec<String> = names(root).into_iter().filter(|n| *n != plan.name).collect();
-    let owner = |veth: &str| others.iter().find(|n| net::host_ifname(n) == veth);
+    let owner = |veth: &str| others.iter().find(|n| net::host_ifname(&state.host_key(n)) == veth);
     let mut problems = Vec::new();
-    for c in net::conflicts(&plan.name, &plan.network, routes)? {
+    for c in net::conflicts(&state.host_key(&plan.name), &plan.network, routes)? {
         let dev = c.route.dev.as_deref().unwrap_or("");
         let (field, mine, r) = (c.field, &c.net, &c.route);
         problems.push(match (c.container_veth, owner(dev)) {
@@ -215,10 +268,11 @@ pub fn network_problems(root: &Path, plan: &Plan, routes: &[net::HostRoute]) -> 
     )))
 }
 
-/// Tear down what a plan's network added on the host (idempotent).
-fn teardown_network(name: &str, plan: &Plan) -> Result<(), RunError> {
+/// Tear down what a plan's network added on the host (idempotent); `key` is the
+/// container's [`StateRoot::host_key`].
+fn teardown_network(key: &str, plan: &Plan) -> Result<(), RunError> {
     if plan.network.mode == NetMode::Routed {
-        net::teardown(name, &plan.network)?;
+        net::teardown(key, &plan.network)?;
     }
     Ok(())
 }
@@ -325,7 +379,8 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     // Limits apply where the host has the controller; a missing one is a warning.
     // The device allow-list grants the plan's device nodes besides the defaults.
     let devices: Vec<PathBuf> = plan.devices.iter().map(PathBuf::from).collect();
-    let (cgroups, warnings) = cgroup::Cgroups::create_with(&plan.name, &plan.limits, &devices)?;
+    let key = StateRoot::new(root).host_key(&plan.name);
+    let (cgroups, warnings) = cgroup::Cgroups::create_with(&key, &plan.limits, &devices)?;
     for w in warnings {
         say(&format!("warning: {w}"));
     }
@@ -343,14 +398,14 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     match plan.network.mode {
         NetMode::Routed => {
             let ns = net::open_netns(pending.pid())?;
-            net::setup(&plan.name, &plan.network, ns.as_fd())?;
+            net::setup(&key, &plan.network, ns.as_fd())?;
             let v: Vec<&str> = plan.network.ipv4.iter().chain(plan.network.ipv6.iter()).map(String::as_str).collect();
-            say(&format!("network: {} on {}", v.join(", "), net::host_ifname(&plan.name)));
+            say(&format!("network: {} on {}", v.join(", "), net::host_ifname(&key)));
         }
         NetMode::None => {
             // `lo` up, and the namespace's sysctls (ping_group_range, the plan's).
             let ns = net::open_netns(pending.pid())?;
-            net::setup(&plan.name, &plan.network, ns.as_fd())?;
+            net::setup(&key, &plan.network, ns.as_fd())?;
         }
         NetMode::Host => {}
     }
@@ -487,13 +542,15 @@ fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize)
 /// Remove everything a container's run added on the host: network of every plan it
 /// may have run with, its nftables rules, `run.json`.
 fn cleanup(root: &Path, dirs: &Dirs) -> Result<(), RunError> {
+    // This root's own: another root's container of the same name is not touched.
+    let key = StateRoot::new(root).host_key(&dirs.name);
     for plan in [read_plan(&dirs.state())?, read_plan(&dirs.pending())?].into_iter().flatten() {
-        teardown_network(&dirs.name, &plan)?;
+        teardown_network(&key, &plan)?;
     }
     let _ = std::fs::remove_file(dirs.run_info());
     sync_nft(root, false)?;
     // Kills whatever might still be inside (nothing, after PID 1 ended) and removes them.
-    cgroup::Cgroups::open(&dirs.name)?.remove()?;
+    cgroup::Cgroups::open(&key)?.remove()?;
     Ok(())
 }
 
@@ -676,10 +733,11 @@ fn update_live(
     let effects: Vec<&Effect> = changes.changes.iter().flat_map(|c| &c.effects).collect();
     let network = effects.iter().any(|e| matches!(e, Effect::ReconfigureNetwork));
     if network {
-        teardown_network(&plan.name, old)?;
+        let key = StateRoot::new(root).host_key(&plan.name);
+        teardown_network(&key, old)?;
         if plan.network.mode == NetMode::Routed {
             let ns = net::open_netns(info.pid)?;
-            net::setup(&plan.name, &plan.network, ns.as_fd())?;
+            net::setup(&key, &plan.network, ns.as_fd())?;
         }
         say("network reconfigured");
     }
@@ -754,6 +812,7 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
         pool.ipv4.remove(name);
         pool.ipv6.remove(name);
         state.save_pool(&pool)?;
+        super::ids::AddressRegistry::host().release(root, name)?;
     }
     let keep: &[&str] = if volumes { &[] } else { &["volumes", "secrets", ".lock"] };
     let entries = std::fs::read_dir(&dirs.root).map_err(io(format!("reading {}", dirs.root.display())))?;

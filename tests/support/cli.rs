@@ -32,6 +32,12 @@ pub fn root() -> &'static Path {
     })
 }
 
+/// The name container `name`'s host objects (cgroups, veth) are derived from under
+/// this binary's root (`StateRoot::host_key`: the root is folded in).
+pub fn host_key(name: &str) -> String {
+    container::runtime::layout::StateRoot::new(root()).host_key(name)
+}
+
 /// The layer cache shared by every suite and run (`--cache`).
 pub fn cache() -> PathBuf {
     std::env::var_os("CONTAINER_TEST_CACHE")
@@ -173,6 +179,16 @@ impl Ct {
 
     pub fn dirs(&self) -> PathBuf {
         root().join("containers").join(&self.name)
+    }
+
+    /// Its cgroups' name under `<hierarchy>/container/` ([`host_key`]).
+    pub fn key(&self) -> String {
+        host_key(&self.name)
+    }
+
+    /// The host end of its veth.
+    pub fn veth(&self) -> String {
+        container::exec::net::host_ifname(&self.key())
     }
 
     pub fn volume(&self, name: &str) -> PathBuf {
