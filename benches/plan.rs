@@ -4,7 +4,8 @@
 //! Reports medians and the 95th percentile; it asserts nothing (timings belong in
 //! benchmarks, not tests). Figures go into the closing note of the issue.
 
-use container::plan::{self, pool::AddressPool, render, DirReader, Env};
+use container::exec::beneath::{read_named, SpecFolder};
+use container::plan::{self, pool::AddressPool, render, Env};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -40,8 +41,8 @@ fn main() {
         let mut lib = Vec::new();
         for _ in 0..200 {
             let t = Instant::now();
-            let loaded = container::spec::load_file(&f).expect("shipped specs load");
-            let reader = DirReader(loaded.dir.clone());
+            let loaded = container::spec::load_file(&f, read_named).expect("shipped specs load");
+            let reader = SpecFolder(loaded.dir.clone());
             let p = plan::compile(&loaded, &Env { pool: &AddressPool::default(), reader: &reader })
                 .expect("shipped specs compile");
             let changes = plan::diff(None, &p);

@@ -143,3 +143,191 @@ fn hundred_thousand_levels_of_nesting() {
     let maps = "{a: ".repeat(100_000) + "}".repeat(100_000).as_str();
     generated("deep-map.yaml", format!("name: web\nvars: {maps}\n").as_bytes(), "nesting deeper than");
 }
+
+// Files that are not what they claim: a spec, or a file a spec names (`files.source`,
+// a hook's `script`, a hook's `read_file`), that is a device, a FIFO, a folder, or a
+// symlink out of the spec's folder. Each must be refused with exit 1 at once (a
+// reader of /dev/zero grows without end, a FIFO blocks forever: the child is killed
+// at the deadline, so a hang fails rather than blocks), naming the file and what it
+// is, and nothing outside the spec's folder may reach the output. Symlinks cannot
+// live in git, so these cases are made in a temp dir.
+
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Well under the deadline: refusing takes milliseconds, even on a busy machine.
+const QUICK: std::time::Duration = std::time::Duration::from_secs(5);
+const SECRET: &str = "host-secret-7f3a9c1e";
+
+struct Special {
+    dir: tempfile::TempDir,
+    /// A folder next to the spec's, with a file the spec must never reach.
+    _outside: tempfile::TempDir,
+    secret: PathBuf,
+}
+
+fn special() -> Special {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    Special { dir, _outside: outside, secret }
+}
+
+impl Special {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        std::fs::write(self.path(name), text).unwrap();
+        self.path(name)
+    }
+    fn link(&self, name: &str, target: &Path) {
+        std::os::unix::fs::symlink(target, self.path(name)).unwrap();
+    }
+    fn fifo(&self, name: &str) {
+        nix::unistd::mkfifo(&self.path(name), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+}
+
+/// `validate` and `plan` of `spec`: exit 1 within [`QUICK`], every `want` (and the
+/// location `FILE:LINE:` when given) in the error, the secret nowhere.
+fn refused(spec: &Path, line: Option<u32>, want: &[&str]) {
+    for args in [&["validate"][..], &["plan"][..]] {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        let start = std::time::Instant::now();
+        let out = support::isolated(&state).timeout(DEADLINE).args(args).arg(spec).output().unwrap();
+        let took = start.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let shown = format!("{} ({args:?})", spec.display());
+        assert!(took < QUICK, "{shown}: took {took:?} (hung or read without bound)\n{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{shown}: expected exit 1\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{shown} panicked:\n{stderr}");
+        let words = flat(&stderr);
+        for w in want {
+            assert!(words.contains(&flat(w)), "{shown}: expected `{w}` in:\n{stderr}");
+        }
+        if let Some(l) = line {
+            let loc = format!("{}:{l}:", spec.display());
+            assert!(stderr.contains(&loc), "{shown}: expected location {loc} in:\n{stderr}");
+        }
+        assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "{shown}: the secret leaked:\n{stdout}{stderr}");
+        assert!(!state.exists(), "{shown}: a refused spec must not write anything under the root");
+    }
+}
+
+#[test]
+fn a_spec_that_is_a_symlink_to_dev_zero_is_refused_at_once() {
+    let s = special();
+    s.link("zero.toml", Path::new("/dev/zero"));
+    refused(&s.path("zero.toml"), None, &["zero.toml", "not a regular file (a device node)"]);
+}
+
+#[test]
+fn a_spec_that_is_a_fifo_is_refused_at_once() {
+    let s = special();
+    s.fifo("fifo.toml");
+    refused(&s.path("fifo.toml"), None, &["fifo.toml", "not a regular file (a FIFO)"]);
+}
+
+#[test]
+fn a_spec_that_is_a_folder_is_refused() {
+    let s = special();
+    std::fs::create_dir(s.path("dir.toml")).unwrap();
+    refused(&s.path("dir.toml"), None, &["dir.toml", "not a regular file (a folder)"]);
+}
+
+fn with_source(s: &Special, source: &str) -> PathBuf {
+    s.write("web.toml", &format!("name = \"web\"\n[[files]]\npath = \"/etc/motd\"\nsource = \"{source}\"\n"))
+}
+
+#[test]
+fn a_files_source_that_is_a_symlink_to_dev_zero_is_refused_at_once() {
+    let s = special();
+    s.link("zero", Path::new("/dev/zero"));
+    let spec = with_source(&s, "zero");
+    refused(&spec, Some(4), &["zero", "refused", "a regular file inside the spec's folder"]);
+}
+
+#[test]
+fn a_files_source_that_is_a_fifo_is_refused_at_once() {
+    let s = special();
+    s.fifo("fifo");
+    let spec = with_source(&s, "fifo");
+    refused(&spec, Some(4), &["fifo", "not a regular file (a FIFO)", "a regular file inside the spec's folder"]);
+}
+
+#[test]
+fn a_files_source_that_is_a_folder_is_refused() {
+    let s = special();
+    std::fs::create_dir(s.path("sub")).unwrap();
+    let spec = with_source(&s, "sub");
+    refused(&spec, Some(4), &["sub", "not a regular file (a folder)"]);
+}
+
+#[test]
+fn a_files_source_that_links_out_of_the_spec_folder_is_refused() {
+    let s = special();
+    s.link("motd", &s.secret);
+    refused(&with_source(&s, "motd"), Some(4), &["motd", "outside", "a regular file inside the spec's folder"]);
+    // A folder on the way that leads out is refused the same.
+    s.link("up", s.secret.parent().unwrap());
+    refused(&with_source(&s, "up/secret"), Some(4), &["up/secret", "outside"]);
+    // So is a relative symlink that climbs out.
+    let rel = Path::new("..").join(s.secret.parent().unwrap().file_name().unwrap()).join("secret");
+    s.link("climb", &rel);
+    refused(&with_source(&s, "climb"), Some(4), &["climb", "outside"]);
+}
+
+#[test]
+fn a_files_source_symlink_that_stays_inside_the_folder_is_followed() {
+    let s = special();
+    std::fs::create_dir(s.path("v2")).unwrap();
+    s.write("v2/motd", "hello from v2\n");
+    s.link("current", Path::new("v2"));
+    let spec = with_source(&s, "current/motd");
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    let out = support::isolated(&state).timeout(DEADLINE).arg("validate").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // `plan` exits 2 for "there are changes" and shows the file's content.
+    let out = support::isolated(&state).timeout(DEADLINE).arg("plan").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from v2"), "{out:?}");
+}
+
+fn with_hook_script(s: &Special, script: &str) -> PathBuf {
+    s.write("web.toml", &format!("name = \"web\"\n[[hooks]]\nscript = \"{script}\"\n"))
+}
+
+#[test]
+fn a_hook_script_that_is_a_device_fifo_or_link_out_is_refused_at_once() {
+    let s = special();
+    s.link("zero.rhai", Path::new("/dev/zero"));
+    refused(&with_hook_script(&s, "zero.rhai"), Some(3), &["zero.rhai", "refused"]);
+    s.fifo("fifo.rhai");
+    refused(&with_hook_script(&s, "fifo.rhai"), Some(3), &["fifo.rhai", "not a regular file (a FIFO)"]);
+    std::fs::write(&s.secret, format!("// {SECRET}\nfn on_plan(p) {{ p }}\n")).unwrap();
+    s.link("out.rhai", &s.secret);
+    refused(&with_hook_script(&s, "out.rhai"), Some(3), &["out.rhai", "outside"]);
+}
+
+fn with_read_file(s: &Special, file: &str) -> PathBuf {
+    s.write(
+        "web.toml",
+        &format!(
+            "name = \"web\"\n[[hooks]]\ninline = \"\"\"\nfn on_plan(p) {{\n    p.add_file(\"/etc/x\", read_file(\"{file}\"));\n    p\n}}\n\"\"\"\n"
+        ),
+    )
+}
+
+#[test]
+fn a_hook_read_file_of_a_device_fifo_or_link_out_is_refused_at_once() {
+    let s = special();
+    s.link("zero", Path::new("/dev/zero"));
+    refused(&with_read_file(&s, "zero"), None, &["zero", "refused"]);
+    s.fifo("fifo");
+    refused(&with_read_file(&s, "fifo"), None, &["fifo", "not a regular file (a FIFO)"]);
+    s.link("out", &s.secret);
+    refused(&with_read_file(&s, "out"), None, &["out", "outside"]);
+}

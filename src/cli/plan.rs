@@ -1,7 +1,8 @@
 //! `validate` and `plan`.
 
 use crate::diag::SpecErrors;
-use crate::plan::{self, render, DirReader, Env};
+use crate::exec::beneath::SpecFolder;
+use crate::plan::{self, render, Env};
 use crate::runtime::layout::StateRoot;
 use crate::spec;
 use std::io::Write;
@@ -19,7 +20,7 @@ pub const EMBEDDED: &str = include_str!("../../examples/hello-host.toml");
 /// Load and compile a spec (or the embedded example) against the state under `root`.
 pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loaded, plan::Plan, StateRoot), ExitCode> {
     let loaded = match file {
-        Some(f) => spec::load_file(f),
+        Some(f) => spec::load_file(f, crate::exec::beneath::read_named),
         None => spec::load_embedded(EMBEDDED_NAME, EMBEDDED),
     }
     .map_err(|e| {
@@ -31,7 +32,7 @@ pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loade
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
-    let reader = DirReader(loaded.dir.clone());
+    let reader = SpecFolder(loaded.dir.clone());
     let plan = plan::compile(&loaded, &Env { pool: &pool, reader: &reader }).map_err(|e| {
         report(&e);
         ExitCode::FAILURE

@@ -3,8 +3,9 @@
 
 use super::plan::{report, EMBEDDED, EMBEDDED_NAME};
 use crate::exec::beneath::Beneath;
+use crate::exec::beneath::SpecFolder;
 use crate::exec::supervisor::{self, ServiceState, Status};
-use crate::plan::{self, render, DirReader, Env, Plan};
+use crate::plan::{self, render, Env, Plan};
 use crate::runtime::{self, layout, Applied, Dirs, RunError};
 use crate::spec;
 use serde_json::json;
@@ -35,7 +36,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
         say(&format!("(no spec given: applying the embedded example {EMBEDDED_NAME})"));
     }
     let loaded = match file {
-        Some(f) => spec::load_file(f),
+        Some(f) => spec::load_file(f, crate::exec::beneath::read_named),
         None => spec::load_embedded(EMBEDDED_NAME, EMBEDDED),
     };
     let loaded = match loaded {
@@ -62,7 +63,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             Ok(p) => p,
             Err(e) => return fail(e),
         };
-        let reader = DirReader(loaded.dir.clone());
+        let reader = SpecFolder(loaded.dir.clone());
         match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
             Ok(p) => {
                 if let Err(e) = super::build::ensure(cache, &p, &loaded.dir, None) {
@@ -84,7 +85,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             Ok(p) => p,
             Err(e) => return fail(e),
         };
-        let reader = DirReader(loaded.dir.clone());
+        let reader = SpecFolder(loaded.dir.clone());
         let plan = match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
             Ok(p) => p,
             Err(e) => {

@@ -15,6 +15,18 @@
 //! complete) in the same folder, fsync, `renameat`, fsync of the folder, so a planted
 //! temp name is never written through.
 //!
+//! A second mode, [`Beneath::open_inner_links`], is for a folder the user gave but
+//! whose content may come from anyone (the folder of a spec, e.g. a cloned
+//! repository: `files.source`, hook scripts, `read_file`): there a symlink is followed
+//! as long as it stays inside the folder (`openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_MAGICLINKS)`: an absolute target, or one that climbs out with `..`,
+//! answers `EXDEV` and is refused), so `current -> v2/` keeps working. Without
+//! `openat2` the walk follows no symlink at all (stricter, never looser). What is read
+//! is looked up with `O_PATH` first and opened for reading only when it is a regular
+//! file, so a device node's `open` (which may act) never happens. [`read_named`] reads
+//! a file the user named by path (the spec itself): symlinks followed, the same
+//! regular-files-only check, the same bounded read.
+//!
 //! Where it matters: each container's `run/` folder is bound read-write at
 //! `/run/container` inside and belongs to the container's root, so everything below it
 //! may be a symlink, FIFO, socket or folder of the container's choosing. The rest of
@@ -30,6 +42,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::vocab::source::{SourceReader, MAX_SOURCE_BYTES};
+
 /// The most a state file (JSON of the state root or cache, `status.json`) may hold:
 /// 4 MiB, far beyond any real one; a bigger file is refused, never read into memory.
 pub const MAX_STATE_FILE: u64 = 4 << 20;
@@ -39,6 +53,8 @@ pub const MAX_STATE_FILE: u64 = 4 << 20;
 pub struct Beneath {
     dir: OwnedFd,
     path: PathBuf,
+    /// Follow symlinks that stay beneath the folder (see the module header).
+    inner_links: bool,
 }
 
 #[repr(C)]
@@ -94,15 +110,27 @@ fn openat_one(dir: BorrowedFd<'_>, name: &[u8], flags: libc::c_int, mode: u32) -
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Open `rel` beneath `dir` without following any symlink (see the module header).
-fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+/// Open `rel` beneath `dir` without following any symlink, or with `inner_links`
+/// following those that stay beneath `dir` (see the module header).
+fn open_beneath(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+    flags: libc::c_int,
+    mode: u32,
+    inner_links: bool,
+) -> io::Result<OwnedFd> {
     let parts = names(rel)?;
     if !NO_OPENAT2.load(Ordering::Relaxed) {
         let c = cstr(rel.as_os_str().as_bytes())?;
+        let (nofollow, resolve) = if inner_links {
+            (0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+        } else {
+            (libc::O_NOFOLLOW, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+        };
         let how = OpenHow {
-            flags: (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+            flags: (flags | nofollow | libc::O_CLOEXEC) as u64,
             mode: if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
-            resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+            resolve,
         };
         // A rename elsewhere on the system during the lookup makes it answer EAGAIN.
         for _ in 0..16 {
@@ -194,6 +222,46 @@ fn not_regular(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("not a regular file ({what}): refused"))
 }
 
+/// Read `f` to its end, at most `limit` bytes: the size `fstat` gives is used for a
+/// clear early refusal only, never trusted (it is 0 for a device, and a file may grow).
+fn read_bounded(f: File, limit: u64) -> io::Result<Vec<u8>> {
+    let len = f.metadata()?.len();
+    if len > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len} bytes, more than the {limit} allowed: refused"),
+        ));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than the {limit} bytes allowed: refused"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// The whole of the file the user named at `path` (symlinks followed: the user chose
+/// the path), at most `limit` bytes; anything but a regular file is refused without
+/// being opened for reading (looked up with `O_PATH` first), and the file opened is
+/// checked again (`O_NONBLOCK`, so a FIFO swapped in cannot hang us).
+pub fn read_named(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let look = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(path)?;
+    let t = look.metadata()?.file_type();
+    if !t.is_file() {
+        return Err(not_regular(kind_word(t)));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(explain)?;
+    read_bounded(regular(OwnedFd::from(f))?, limit)
+}
+
 /// `fd` as a `File` if it is a regular file.
 fn regular(fd: OwnedFd) -> io::Result<File> {
     let f = File::from(fd);
@@ -229,7 +297,13 @@ impl Beneath {
             return Err(io::Error::new(e.kind(), format!("cannot open the folder {}: {e}", dir.display())));
         }
         // SAFETY: a new fd owned by nobody else.
-        Ok(Beneath { dir: unsafe { OwnedFd::from_raw_fd(fd) }, path: dir.to_path_buf() })
+        Ok(Beneath { dir: unsafe { OwnedFd::from_raw_fd(fd) }, path: dir.to_path_buf(), inner_links: false })
+    }
+
+    /// Open the folder `dir` by its path, following the symlinks below it that stay
+    /// inside it (see the module header): for the spec's folder.
+    pub fn open_inner_links(dir: &Path) -> io::Result<Beneath> {
+        Ok(Beneath { inner_links: true, ..Beneath::open(dir)? })
     }
 
     /// The folder's path, for messages.
@@ -240,7 +314,18 @@ impl Beneath {
     /// Open `rel` for reading; `None` when it does not exist. Refuses a symlink on the
     /// way and anything but a regular file (a FIFO does not hang the open).
     pub fn open_read(&self, rel: &Path) -> io::Result<Option<File>> {
-        let fd = match open_beneath(self.dir.as_fd(), rel, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0) {
+        // Looked up first without opening it, so a device node is never opened.
+        let look = match open_beneath(self.dir.as_fd(), rel, libc::O_PATH, 0, self.inner_links) {
+            Ok(fd) => File::from(fd),
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(explain(e)),
+        };
+        let t = look.metadata()?.file_type();
+        if !t.is_file() {
+            return Err(not_regular(kind_word(t)));
+        }
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+        let fd = match open_beneath(self.dir.as_fd(), rel, flags, 0, self.inner_links) {
             Ok(fd) => fd,
             Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(explain(e)),
@@ -251,22 +336,7 @@ impl Beneath {
     /// The whole of `rel` (see [`Beneath::open_read`]), refused when larger than `limit`.
     pub fn read(&self, rel: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
         let Some(f) = self.open_read(rel)? else { return Ok(None) };
-        let len = f.metadata()?.len();
-        if len > limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{len} bytes, more than the {limit} allowed: refused"),
-            ));
-        }
-        let mut buf = Vec::with_capacity(len as usize);
-        f.take(limit + 1).read_to_end(&mut buf)?;
-        if buf.len() as u64 > limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("grew past the {limit} bytes allowed while read: refused"),
-            ));
-        }
-        Ok(Some(buf))
+        read_bounded(f, limit).map(Some)
     }
 
     /// At most the last `limit` bytes of `rel` (see [`Beneath::open_read`]).
@@ -284,7 +354,7 @@ impl Beneath {
     /// file. The folders on the way must exist.
     pub fn open_append(&self, rel: &Path, mode: u32) -> io::Result<File> {
         let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK | libc::O_NOCTTY;
-        let fd = open_beneath(self.dir.as_fd(), rel, flags, mode).map_err(explain)?;
+        let fd = open_beneath(self.dir.as_fd(), rel, flags, mode, self.inner_links).map_err(explain)?;
         regular(fd)
     }
 
@@ -324,7 +394,8 @@ impl Beneath {
         let parts = names(rel)?;
         let (last, _) = parts.split_last().expect("names() is never empty");
         let folder = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(p) => open_beneath(self.dir.as_fd(), p, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(explain)?,
+            Some(p) => open_beneath(self.dir.as_fd(), p, libc::O_RDONLY | libc::O_DIRECTORY, 0, self.inner_links)
+                .map_err(explain)?,
             None => openat_one(self.dir.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?,
         };
         let mut rnd = [0u8; 8];
@@ -368,7 +439,7 @@ impl Beneath {
     /// An `O_PATH` fd of the unix socket `rel` (never through a symlink), to connect
     /// to by `/proc/self/fd/<fd>`.
     pub fn open_socket(&self, rel: &Path) -> io::Result<OwnedFd> {
-        let fd = open_beneath(self.dir.as_fd(), rel, libc::O_PATH, 0).map_err(explain)?;
+        let fd = open_beneath(self.dir.as_fd(), rel, libc::O_PATH, 0, self.inner_links).map_err(explain)?;
         let f = File::from(fd);
         let t = f.metadata()?.file_type();
         if !t.is_socket() {
@@ -378,6 +449,41 @@ impl Beneath {
             ));
         }
         Ok(OwnedFd::from(f))
+    }
+}
+
+/// The reader of files next to a spec (`files.source`, hook scripts, `read_file`):
+/// relative paths beneath the spec's folder, symlinks followed only while they stay
+/// inside it, regular files only, at most [`MAX_SOURCE_BYTES`], UTF-8 text.
+pub struct SpecFolder(pub PathBuf);
+
+impl SourceReader for SpecFolder {
+    fn read(&self, rel: &str) -> Result<String, String> {
+        let outside = || format!("`{rel}` is outside the spec's folder");
+        let mut clean = PathBuf::new();
+        for c in Path::new(rel).components() {
+            match c {
+                Component::Normal(n) => clean.push(n),
+                Component::CurDir => {}
+                _ => return Err(outside()),
+            }
+        }
+        if clean.as_os_str().is_empty() {
+            return Err(format!("`{rel}` names no file"));
+        }
+        let shown = self.0.join(&clean);
+        let shown = shown.display();
+        let dir = if self.0.as_os_str().is_empty() { Path::new(".") } else { self.0.as_path() };
+        let folder = Beneath::open_inner_links(dir).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let bytes = match folder.read(&clean, MAX_SOURCE_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(format!("cannot read {shown}: no such file")),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) || e.to_string().contains("outside its folder") => {
+                return Err(format!("cannot read {shown}: it leads outside the spec's folder: refused"))
+            }
+            Err(e) => return Err(format!("cannot read {shown}: {e}")),
+        };
+        String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))
     }
 }
 
@@ -441,7 +547,7 @@ mod tests {
         let inner = d.path().join("in");
         symlink(&outside, inner.join("link")).unwrap();
         symlink("sub", inner.join("dirlink")).unwrap();
-        let walk = |rel: &str| open_beneath(b.dir.as_fd(), Path::new(rel), libc::O_RDONLY, 0).map(|_| ());
+        let walk = |rel: &str| open_beneath(b.dir.as_fd(), Path::new(rel), libc::O_RDONLY, 0, false).map(|_| ());
         NO_OPENAT2.store(true, Ordering::Relaxed);
         let results = (walk("sub/ok"), walk("link"), walk("dirlink/ok"));
         NO_OPENAT2.store(false, Ordering::Relaxed);
@@ -478,5 +584,55 @@ mod tests {
         symlink(d.path(), inner.join("up")).unwrap();
         refused(b.create_dirs(Path::new("up/new")), "symlink");
         assert!(!d.path().join("new").exists());
+    }
+
+    #[test]
+    fn inner_links_mode_refuses_links_out_devices_and_fifos() {
+        // Only refusals here: `the_walk_refuses_what_openat2_refuses` flips the walk on
+        // for a moment, and the walk follows no symlink at all (tests/broken.rs shows an
+        // inner symlink followed, in a process of its own).
+        let (d, _, outside) = setup();
+        let inner = d.path().join("in");
+        let b = Beneath::open_inner_links(&inner).unwrap();
+        assert_eq!(b.read(Path::new("sub/ok"), 100).unwrap().unwrap(), b"fine");
+        symlink(&outside, inner.join("link")).unwrap();
+        refused(b.read(Path::new("link"), 100), "refused");
+        symlink("../outside", inner.join("climb")).unwrap();
+        refused(b.read(Path::new("climb"), 100), "refused");
+        symlink("/dev/zero", inner.join("zero")).unwrap();
+        refused(b.read(Path::new("zero"), 100), "refused");
+        nix::unistd::mkfifo(&inner.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        refused(b.read(Path::new("fifo"), 100), "FIFO");
+        refused(b.read(Path::new("sub"), 100), "folder");
+        refused(b.read(Path::new("../outside"), 100), "plain relative");
+    }
+
+    #[test]
+    fn read_named_reads_regular_files_only_and_bounded() {
+        let (d, _, outside) = setup();
+        let inner = d.path().join("in");
+        assert_eq!(read_named(&outside, 100).unwrap(), b"host");
+        refused(read_named(&outside, 3), "more than");
+        refused(read_named(Path::new("/dev/zero"), 100), "a device node");
+        symlink("/dev/zero", inner.join("zero")).unwrap();
+        refused(read_named(&inner.join("zero"), 100), "a device node");
+        nix::unistd::mkfifo(&inner.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        refused(read_named(&inner.join("fifo"), 100), "a FIFO");
+        refused(read_named(&inner, 100), "a folder");
+    }
+
+    #[test]
+    fn the_spec_folder_reader_stays_inside() {
+        let (d, _, _) = setup();
+        let inner = d.path().join("in");
+        let r = SpecFolder(inner.clone());
+        assert_eq!(r.read("./sub/ok").unwrap(), "fine");
+        for bad in ["../outside", "/etc/passwd", "sub/../../outside"] {
+            let e = r.read(bad).unwrap_err();
+            assert!(e.contains("outside the spec's folder"), "{bad}: {e}");
+        }
+        std::fs::write(inner.join("bin"), [0xff, 0xfe]).unwrap();
+        assert!(r.read("bin").unwrap_err().contains("not UTF-8"));
+        assert!(r.read("missing").unwrap_err().contains("no such file"));
     }
 }

@@ -101,7 +101,7 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
                     cx.error(
                         &format!("files[{i}].source"),
                         e,
-                        Some("the source is read relative to the spec's folder"),
+                        Some("a regular file inside the spec's folder (symlinks are followed only while they stay inside), at most 1 MiB"),
                     );
                     continue;
                 }

@@ -16,7 +16,7 @@ pub mod render;
 // The plan's data lives in the leaf `vocab` (modules and hooks produce it too); these
 // names keep `plan::types::…` and `plan::text::…` working for the layers above.
 pub use crate::vocab::plan as types;
-pub use crate::vocab::source::{DirReader, SourceReader, MAX_SOURCE_BYTES};
+pub use crate::vocab::source::{SourceReader, MAX_SOURCE_BYTES};
 pub use crate::vocab::text;
 pub use compile::{compile, Env};
 pub use diff::{diff, Change, Changes};

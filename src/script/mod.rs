@@ -120,7 +120,7 @@ impl Inner {
                         index,
                         "script",
                         format!("cannot read the hook script: {e}"),
-                        "the script is read relative to the spec's folder",
+                        "a regular file inside the spec's folder (symlinks are followed only while they stay inside), at most 1 MiB",
                     )])
                 }
             },

@@ -6,7 +6,7 @@ use crate::spec::{parse_bytes, Format, Loaded};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// Serves files from a map, refusing paths outside the folder like `DirReader`.
+/// Serves files from a map, refusing paths outside the folder like `exec::beneath::SpecFolder`.
 struct MapReader(HashMap<&'static str, &'static str>);
 
 impl SourceReader for MapReader {

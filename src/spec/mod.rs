@@ -1,8 +1,9 @@
 //! Spec: read and check what the user wrote.
 //!
-//! Invariant: no I/O but reading the spec file itself. A spec either loads completely
-//! valid, or yields every problem found (syntax, unknown keys, types, values,
-//! cross-field conflicts), each pinned to a span of the file.
+//! Invariant: no I/O of its own (the caller hands `load_file` the reader of the spec
+//! file: `exec::beneath::read_named`, bounded, regular files only). A spec either
+//! loads completely valid, or yields every problem found (syntax, unknown keys,
+//! types, values, cross-field conflicts), each pinned to a span of the file.
 
 pub mod de;
 pub mod node;
@@ -72,8 +73,14 @@ pub fn locate(tree: &Node, mut p: Problem) -> Problem {
     p
 }
 
-/// Read and check a spec file.
-pub fn load_file(path: &FsPath) -> Result<Loaded, SpecErrors> {
+/// Read and check a spec file. `read` reads the file the user named, at most the
+/// limit given ([`MAX_SPEC_BYTES`]), regular files only: the spec layer does no I/O
+/// of its own, the caller passes `exec::beneath::read_named` (the DAG keeps `spec`
+/// below `exec`).
+pub fn load_file(
+    path: &FsPath,
+    read: impl FnOnce(&FsPath, u64) -> std::io::Result<Vec<u8>>,
+) -> Result<Loaded, SpecErrors> {
     let file = path.display().to_string();
     let fail = |msg: String, help: &str| {
         let mut e = SpecErrors::new(&file, "");
@@ -82,14 +89,15 @@ pub fn load_file(path: &FsPath) -> Result<Loaded, SpecErrors> {
     };
     let format = Format::from_path(path)
         .ok_or_else(|| fail(format!("{file}: unknown spec format"), "name the file *.toml, *.yaml or *.yml"))?;
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read {file}: {e}"), "check the path"))?;
-    if meta.len() > MAX_SPEC_BYTES as u64 {
-        return Err(fail(
-            format!("{file} is {} bytes; a spec may have at most {MAX_SPEC_BYTES}", meta.len()),
-            "large content belongs in files next to the spec (`source = ...`)",
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {file}: {e}"), "check the path"))?;
+    let bytes = read(path, MAX_SPEC_BYTES as u64).map_err(|e| {
+        fail(
+            format!("cannot read {file}: {e}"),
+            &format!(
+                "a spec is a regular file (not a device, FIFO or folder); a spec may have at most {MAX_SPEC_BYTES} \
+                 bytes, large content belongs in files next to the spec (`source = ...`)"
+            ),
+        )
+    })?;
     let dir = path.parent().map(FsPath::to_path_buf).unwrap_or_default();
     let (spec, tree, text) = parse_bytes(&file, &bytes, format)?;
     Ok(Loaded { spec, tree, file, text, dir })

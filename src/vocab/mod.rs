@@ -4,7 +4,8 @@
 //! Invariant: a leaf. Nothing here imports another module of the crate, so every
 //! layer can use these types without the layers importing each other in a circle
 //! (docs/ARCHITECTURE.md, "Layers"). Plain data and its parsing, printing and schema
-//! only: no I/O except `source::DirReader`, the one reader of files next to a spec.
+//! only: no I/O (`source::SourceReader` is the trait the reader of files next to a
+//! spec, `exec::beneath::SpecFolder`, implements).
 //! A type that a module's settings, the spec and the plan share goes here; the
 //! spec-only and plan-only types stay in `spec` and `plan`.
 //!
