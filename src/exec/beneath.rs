@@ -57,15 +57,18 @@ pub struct Beneath {
     inner_links: bool,
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
+/// The `struct open_how` of an `openat2(2)` call (libc's is non-exhaustive, so it
+/// cannot be built with a struct expression). Async-signal-safe: the sandbox child
+/// uses it between clone and exec.
+pub(crate) fn open_how(flags: u64, mode: u64, resolve: u64) -> libc::open_how {
+    // SAFETY: open_how is three u64 fields (and, in later kernels, more integers);
+    // all-zero is a valid value of it.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags;
+    how.mode = mode;
+    how.resolve = resolve;
+    how
 }
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-const RESOLVE_BENEATH: u64 = 0x08;
 
 /// Set once `openat2` answered `ENOSYS`: every later open walks.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -123,15 +126,15 @@ fn open_beneath(
     if !NO_OPENAT2.load(Ordering::Relaxed) {
         let c = cstr(rel.as_os_str().as_bytes())?;
         let (nofollow, resolve) = if inner_links {
-            (0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+            (0, libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS)
         } else {
-            (libc::O_NOFOLLOW, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+            (libc::O_NOFOLLOW, libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS)
         };
-        let how = OpenHow {
-            flags: (flags | nofollow | libc::O_CLOEXEC) as u64,
-            mode: if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
+        let how = open_how(
+            (flags | nofollow | libc::O_CLOEXEC) as u64,
+            if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
             resolve,
-        };
+        );
         // A rename elsewhere on the system during the lookup makes it answer EAGAIN.
         for _ in 0..16 {
             // SAFETY: valid pointers to a NUL-terminated path and a stack struct of the
@@ -141,8 +144,8 @@ fn open_beneath(
                     libc::SYS_openat2,
                     dir.as_raw_fd(),
                     c.as_ptr(),
-                    &how as *const OpenHow,
-                    std::mem::size_of::<OpenHow>(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
                 )
             };
             if fd >= 0 {

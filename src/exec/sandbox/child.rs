@@ -237,25 +237,22 @@ fn fd_path(fd: c_int, buf: &mut [u8; 32]) -> *const c_char {
     buf.as_ptr().cast()
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
 /// `openat2(root, path, O_PATH, RESOLVE_IN_ROOT)`: resolve as if `root` were "/".
 fn open_in_root(root: c_int, path: &CString, extra: c_int) -> Result<c_int, c_int> {
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
+    let how = crate::exec::beneath::open_how(
+        (libc::O_PATH | libc::O_CLOEXEC | extra) as u64,
+        0,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    );
     // SAFETY: valid pointers to a NUL-terminated path and a stack struct.
     let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, root, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
     } as c_int;
     if fd < 0 {
         Err(errno())
