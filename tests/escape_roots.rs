@@ -13,7 +13,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use support::{host, text, v4, v6};
 
 const SALT: u32 = 53;
@@ -36,17 +36,7 @@ impl Root {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_container"))
-            .arg("--root")
-            .arg(self.path())
-            .arg("--cache")
-            .arg(support::cache())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("CONTAINER_TEST_CRASH")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run container")
+        support::container_on(self.path()).args(args).stdin(Stdio::null()).output().expect("run container")
     }
 
     #[track_caller]

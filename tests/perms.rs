@@ -45,17 +45,7 @@ impl Fresh {
         self.tmp.path().join("state")
     }
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_container"))
-            .arg("--root")
-            .arg(self.root())
-            .arg("--cache")
-            .arg(cli::cache())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("CONTAINER_TEST_CRASH")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run container")
+        cli::container_on(&self.root()).args(args).stdin(Stdio::null()).output().expect("run container")
     }
 }
 

@@ -47,8 +47,14 @@ pub fn cache() -> PathBuf {
 
 /// The `container` binary on this binary's root and the shared cache.
 pub fn container() -> Command {
+    container_on(root())
+}
+
+/// The `container` binary on state root `root` and the shared cache, for suites that
+/// keep roots of their own (two roots side by side, a fresh root's modes).
+pub fn container_on(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_container"));
-    c.arg("--root").arg(root()).arg("--cache").arg(cache()).env("NO_COLOR", "1").env_remove("CONTAINER_TEST_CRASH");
+    c.arg("--root").arg(root).arg("--cache").arg(cache()).env("NO_COLOR", "1").env_remove("CONTAINER_TEST_CRASH");
     c
 }
 
