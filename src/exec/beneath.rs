@@ -361,6 +361,17 @@ impl Beneath {
         regular(fd)
     }
 
+    /// Open the folder `rel` (read-only, for `fchown`, `fchmod` and `fstat`); `None`
+    /// when it does not exist. Refuses a symlink on the way or as `rel` itself, and
+    /// anything but a folder.
+    pub fn open_dir(&self, rel: &Path) -> io::Result<Option<File>> {
+        match open_beneath(self.dir.as_fd(), rel, libc::O_RDONLY | libc::O_DIRECTORY, 0, self.inner_links) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(explain(e)),
+        }
+    }
+
     /// Make the folders of `rel` that are missing (mode 0777 less the umask, as
     /// `create_dir_all`); refuses one on the way that is a symlink or not a folder.
     pub fn create_dirs(&self, rel: &Path) -> io::Result<()> {

@@ -390,6 +390,9 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     // PID 1 starts inside them, before it makes its cgroup namespace: so every process
     // of the container is in them, and the namespace is rooted at them.
     spec.cgroups = cgroups.dirs().to_vec();
+    // The sandbox binds volumes by path: checked last, with nothing of the container
+    // running that could swap a folder for a symlink (see SECURITY.md, Known gaps).
+    prepare::check_volumes(plan, &dirs)?;
     let pending = sandbox::spawn(&spec, stdio)?;
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
@@ -605,6 +608,7 @@ fn unshift_volumes(root: &Path, plan: &Plan, dirs: &Dirs, say: Say) -> Result<()
         return Ok(());
     }
     if let Some(old) = super::ids::Registry::host().lookup(root, &plan.name)? {
+        prepare::check_volumes(plan, dirs)?;
         for v in prepare::volumes_to_unshift(plan, dirs, old) {
             prepare::unshift_tree(&dirs.volume(&v), old)?;
             say(&format!("volume {v}: ownership shifted back to host ids (user namespace off)"));

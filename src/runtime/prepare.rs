@@ -18,6 +18,7 @@
 
 use super::layout::{Dirs, RUN_IN};
 use super::RunError;
+use crate::exec::beneath::Beneath;
 use crate::exec::sandbox::{IdMap, IdRange, MountReq, NetNs, Program, RootFs, SandboxSpec};
 use crate::exec::supervisor::SupervisorConfig;
 use crate::plan::types::{FileRes, Plan};
@@ -300,6 +301,43 @@ pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> R
     Ok(changed)
 }
 
+fn volumes_beneath(dirs: &Dirs) -> Result<Beneath, RunError> {
+    Beneath::open(&dirs.volumes()).map_err(io(format!("opening {}", dirs.volumes().display())))
+}
+
+fn refused(target: &str, src: &str, e: std::io::Error) -> RunError {
+    RunError::Failed(format!(
+        "volume `{src}` (mounted at {target}): {e}; a volume's folder must be a folder, not a symlink (the \
+         container may have replaced it: remove the symlink from the host, \
+         containers/<name>/volumes/{src}, and start again)"
+    ))
+}
+
+/// The folder of volume `src`, opened beneath the volumes folder without following
+/// any symlink; `None` when it does not exist. A symlink (or a file) on the way or
+/// as the folder itself is refused with an error naming the volume.
+fn volume_dir(vols: &Beneath, target: &str, src: &str) -> Result<Option<std::fs::File>, RunError> {
+    vols.open_dir(Path::new(src)).map_err(|e| refused(target, src, e))
+}
+
+/// Refuse to go on when an existing volume's folder, or a folder on the way to it,
+/// is a symlink or not a folder: nested volumes (`data` and `data/sub`) put the
+/// inner one's path in the outer one, which the container owns. Checked before any
+/// walk over the volumes (ownership shifts) and again just before the sandbox binds
+/// them by path, when the container's processes are all stopped.
+pub fn check_volumes(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+    if !plan.mounts.values().any(|m| m.kind == MountKind::Volume) || !dirs.volumes().exists() {
+        return Ok(());
+    }
+    let vols = volumes_beneath(dirs)?;
+    for (target, m) in &plan.mounts {
+        if m.kind == MountKind::Volume {
+            volume_dir(&vols, target, m.source.as_deref().unwrap_or_default())?;
+        }
+    }
+    Ok(())
+}
+
 /// Create missing volume folders (owner and mode apply to a new volume only: the
 /// data in an existing one belongs to the container), owned by the container's
 /// range; shift an existing volume that holds host ids into the range (see
@@ -307,6 +345,8 @@ pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> R
 pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> Result<Vec<String>, RunError> {
     lock_down(dirs)?;
     private_sub(&dirs.volumes())?;
+    let vols = volumes_beneath(dirs)?;
+    check_volumes(plan, dirs)?;
     let migrate = volumes_to_migrate(plan, dirs, base);
     if let Some(b) = base {
         for src in &migrate {
@@ -317,18 +357,24 @@ pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -
         match m.kind {
             MountKind::Volume => {
                 let src = m.source.as_deref().unwrap_or_default();
-                let dir = dirs.volume(src);
-                if dir.exists() {
+                if volume_dir(&vols, target, src)?.is_some() {
                     continue;
                 }
-                std::fs::create_dir_all(&dir).map_err(io(format!("creating volume {}", dir.display())))?;
+                let dir = dirs.volume(src);
+                // Folder by folder, never following a symlink (an outer volume's
+                // contents are the container's: a name on the way may be its link).
+                vols.create_dirs(Path::new(src)).map_err(|e| refused(target, src, e))?;
+                let made = volume_dir(&vols, target, src)?
+                    .ok_or_else(|| RunError::Failed(format!("volume `{src}` ({target}): vanished as it was made")))?;
                 let owner = match &m.owner {
                     Some(owner) => owner_ids(owner, etc)?,
                     None => (0, 0),
                 };
-                chown(&dir, shift(base, owner))?;
+                let (uid, gid) = shift(base, owner);
+                std::os::unix::fs::fchown(&made, Some(uid), Some(gid))
+                    .map_err(io(format!("chown {}", dir.display())))?;
                 if let Some(mode) = &m.mode {
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(parse_mode(mode)?))
+                    made.set_permissions(std::fs::Permissions::from_mode(parse_mode(mode)?))
                         .map_err(io(format!("chmod {}", dir.display())))?;
                 }
             }
