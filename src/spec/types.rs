@@ -286,8 +286,10 @@ pub struct SecuritySpec {
     /// ptrace; SYS_ADMIN: mount, unshare, ...), as in Docker.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seccomp_allow: Vec<Syscall>,
-    /// `false` lets the program gain privileges when it runs a setuid file or one
-    /// with file capabilities (su, sudo, ping). Default true.
+    /// `false` turns off `no_new_privs` for this program, so it may gain privileges
+    /// through execve of a setuid file or one with file capabilities on a mount that
+    /// honours them (the container's own mounts are all nosuid, so su and sudo still
+    /// gain nothing there). Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_new_privs: Option<bool>,
 }
