@@ -223,36 +223,27 @@ fn map_tree(dir: &Path, f: &dyn Fn(u32) -> u32) -> Result<(), RunError> {
 /// Volumes of an opted-out container that still belong to its former range at
 /// `old` (their top folder is in it): apply shifts them back to host ids once.
 pub fn volumes_to_unshift(plan: &Plan, dirs: &Dirs, old: u32) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out: Vec<String> = plan
-        .mounts
-        .values()
-        .filter(|m| m.kind == MountKind::Volume)
-        .filter_map(|m| m.source.clone())
-        .filter(|src| {
-            std::fs::symlink_metadata(dirs.volume(src))
-                .is_ok_and(|md| md.uid() >= old && md.uid() - old < super::ids::SIZE)
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    volumes_owned_by(plan, dirs, |uid| uid >= old && uid - old < super::ids::SIZE)
 }
 
 /// Volumes of the plan that exist and hold host ids from before the container had
 /// a user namespace (their top folder is outside the range at `base`): apply
 /// shifts them into the range once (`plan` shows it).
 pub fn volumes_to_migrate(plan: &Plan, dirs: &Dirs, base: Option<u32>) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
     let Some(b) = base else { return Vec::new() };
+    volumes_owned_by(plan, dirs, |uid| uid < b || uid >= b + super::ids::SIZE)
+}
+
+/// The plan's volume sources whose existing top folder's owner passes `owner`,
+/// sorted, each once.
+fn volumes_owned_by(plan: &Plan, dirs: &Dirs, owner: impl Fn(u32) -> bool) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
     let mut out: Vec<String> = plan
         .mounts
         .values()
         .filter(|m| m.kind == MountKind::Volume)
         .filter_map(|m| m.source.clone())
-        .filter(|src| {
-            std::fs::symlink_metadata(dirs.volume(src)).is_ok_and(|md| md.uid() < b || md.uid() >= b + super::ids::SIZE)
-        })
+        .filter(|src| std::fs::symlink_metadata(dirs.volume(src)).is_ok_and(|md| owner(md.uid())))
         .collect();
     out.sort();
     out.dedup();
