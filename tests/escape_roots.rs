@@ -294,3 +294,219 @@ fn an_address_another_roots_container_holds_is_refused_and_changes_nothing() {
     a.ok(&["start", &n]);
     assert!(route_to(&addr).contains("dev"), "A gets its address back");
 }
+
+// ---- The host-wide registry of addresses and routed prefixes (salt 89) ----
+//
+// Addresses `100.75.<slice>.<n>` of salt 89's slice; prefixes inside it.
+
+const REG_SALT: u32 = 89;
+
+fn reg4(n: u32) -> String {
+    v4(REG_SALT, n)
+}
+
+/// `100.75.<slice>.<n>/<len>`.
+fn reg_prefix(n: u32, len: u32) -> String {
+    format!("{}/{len}", reg4(n))
+}
+
+/// The canonical path of a root, as the registry and its errors name it.
+fn shown(root: &Root) -> String {
+    std::fs::canonicalize(root.path()).expect("canonical root").display().to_string()
+}
+
+/// `out` was refused (exit 1) naming `holder` and, when it is another root, `root`;
+/// `name` under `mine` recorded nothing and (when given) nothing routes `addr`.
+#[track_caller]
+fn refused_naming(out: &Output, what: &str, holder: &str, root: &Root, mine: &Root, name: &str, addr: Option<&str>) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{what} was not refused:\n{}\n{err}", text(&out.stdout));
+    let root_named = std::ptr::eq(root, mine) || err.contains(&shown(root));
+    assert!(err.contains(holder) && root_named, "{what}: the error does not name {holder} and its root:\n{err}");
+    let pool = mine.pool();
+    assert!(!pool.contains(&format!("\"{name}\"")), "{what}: {name} was recorded in the pool: {pool}");
+    assert!(!mine.path().join("containers").join(name).join("state.json").exists(), "{what}: {name} has a state");
+    if let Some(addr) = addr {
+        assert_eq!(route_to(addr), "", "{what}: something routes {addr}");
+    }
+}
+
+#[test]
+fn a_network_overlapping_a_stopped_container_of_another_root_is_refused() {
+    require_host!();
+    let (a, b) = (Root::new(), Root::new());
+    // A's router: .1, routing .64/28; stopped, so no host route shows either.
+    let router = name("rtr");
+    a.apply_ok(&router, &format!("ipv4 = \"{}\"\nprefixes = [\"{}\"]", reg4(1), reg_prefix(64, 28)));
+    a.ok(&["stop", &router]);
+    assert_eq!(route_to(&reg4(1)), "", "stopped: no route");
+    let n = name("ovl");
+    let cases = [
+        // An address inside A's prefix.
+        (format!("ipv4 = \"{}\"", reg4(70)), reg4(70)),
+        // A prefix over A's address.
+        (format!("ipv4 = \"{}\"\nprefixes = [\"{}\"]", reg4(20), reg_prefix(0, 30)), reg4(20)),
+        // A prefix overlapping A's prefix (neither equal nor an address).
+        (format!("ipv4 = \"{}\"\nprefixes = [\"{}\"]", reg4(21), reg_prefix(64, 27)), reg4(21)),
+        // The same prefix.
+        (format!("ipv4 = \"{}\"\nprefixes = [\"{}\"]", reg4(22), reg_prefix(64, 28)), reg4(22)),
+    ];
+    for (net, addr) in &cases {
+        let out = b.apply(&n, net);
+        refused_naming(&out, &format!("apply of {net:?}"), &router, &a, &b, &n, Some(addr));
+    }
+    // Within A, too (its own plans and the registry both say so).
+    let sibling = name("sib");
+    let out = a.apply(&sibling, &format!("ipv4 = \"{}\"", reg4(66)));
+    refused_naming(&out, "an address in a sibling's prefix", &router, &a, &a, &sibling, Some(&reg4(66)));
+    // Apart from it: accepted; and once A's router is destroyed, its prefix is free.
+    b.apply_ok(&n, &format!("ipv4 = \"{}\"\nprefixes = [\"{}\"]", reg4(23), reg_prefix(96, 28)));
+    a.ok(&["destroy", &router]);
+    b.apply_ok(&name("ovl2"), &format!("ipv4 = \"{}\"", reg4(70)));
+    assert!(route_to(&reg4(70)).contains("dev"), "routed once free");
+}
+
+/// One side of a race: a container of a root with its network and its address.
+struct Side<'a> {
+    root: &'a Root,
+    name: String,
+    net: String,
+    addr: String,
+}
+
+/// Two `apply`s, one in each root, started together; their outputs.
+fn racing(a: &Side, b: &Side) -> (Output, Output) {
+    let start = |s: &Side| {
+        let spec = s.root.spec(&s.name, &s.net);
+        support::container_on(s.root.path())
+            .arg("apply")
+            .arg(spec)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start apply")
+    };
+    let (ca, cb) = (start(a), start(b));
+    (ca.wait_with_output().expect("apply A"), cb.wait_with_output().expect("apply B"))
+}
+
+/// Exactly one of two racing applies won; the loser was refused naming the winner.
+#[track_caller]
+fn one_winner(what: &str, a: &Side, b: &Side) {
+    let (oa, ob) = racing(a, b);
+    let both = format!(
+        "A ({}): {}\n{}\nB ({}): {}\n{}",
+        oa.status,
+        text(&oa.stdout),
+        text(&oa.stderr),
+        ob.status,
+        text(&ob.stdout),
+        text(&ob.stderr)
+    );
+    let (winner, loser, out) = match (oa.status.success(), ob.status.success()) {
+        (true, false) => (a, b, ob),
+        (false, true) => (b, a, oa),
+        _ => panic!("{what}: not exactly one apply won:\n{both}"),
+    };
+    // The winner routes its own address; the loser's, when another, stays unrouted.
+    let addr = Some(loser.addr.as_str()).filter(|a| *a != winner.addr);
+    refused_naming(&out, what, &winner.name, winner.root, loser.root, &loser.name, addr);
+    winner.root.pid1(&winner.name);
+}
+
+#[test]
+fn two_applies_racing_in_two_roots_for_overlapping_networks_never_both_win() {
+    require_host!();
+    for round in 0..4u32 {
+        let (ra, rb) = (Root::new(), Root::new());
+        let side =
+            |root, tag: &str, net: String, addr: String| Side { root, name: name(&format!("{tag}{round}")), net, addr };
+        // One fixed address.
+        let addr = reg4(100 + round);
+        let net = format!("ipv4 = \"{addr}\"");
+        let (a, b) = (side(&ra, "rca", net.clone(), addr.clone()), side(&rb, "rcb", net, addr));
+        one_winner(&format!("round {round}: one address"), &a, &b);
+        // A prefix, and an address inside it.
+        let base = 128 + 16 * round;
+        let (pa_addr, pb_addr) = (reg4(110 + round), reg4(base + 5));
+        let anet = format!("ipv4 = \"{pa_addr}\"\nprefixes = [\"{}\"]", reg_prefix(base, 28));
+        let bnet = format!("ipv4 = \"{pb_addr}\"");
+        let (a, b) = (side(&ra, "rpa", anet, pa_addr), side(&rb, "rpb", bnet, pb_addr));
+        one_winner(&format!("round {round}: a prefix and an address in it"), &a, &b);
+        // "auto" on both sides: both win, with different addresses.
+        let auto = "ipv4 = \"auto\"\nipv6 = \"auto\"".to_string();
+        let (a, b) = (side(&ra, "rua", auto.clone(), String::new()), side(&rb, "rub", auto, String::new()));
+        let (oa, ob) = racing(&a, &b);
+        assert!(
+            oa.status.success() && ob.status.success(),
+            "round {round}: auto: {}\n{}",
+            text(&oa.stderr),
+            text(&ob.stderr)
+        );
+        let (sa, sb) = (ra.status(&a.name), rb.status(&b.name));
+        for k in ["ipv4", "ipv6"] {
+            let (x, y) = (sa[k].as_str(), sb[k].as_str());
+            assert!(x.is_some() && x != y, "round {round}: two roots' auto {k}: {x:?} and {y:?}");
+        }
+    }
+}
+
+/// A host interface of this test (not the tool's: no `ct-` name) with routes on it,
+/// removed (with its routes) when dropped: one end of a veth pair, as the `dummy`
+/// driver is not on every test host.
+struct Dummy(String);
+
+impl Dummy {
+    fn new(name: &str, routes: &[&str]) -> Dummy {
+        let _ = host(&["ip", "link", "del", name]);
+        support::host_ok(&["ip", "link", "add", name, "type", "veth", "peer", "name", &format!("{name}p")]);
+        let d = Dummy(name.to_string());
+        support::host_ok(&["ip", "link", "set", name, "up"]);
+        for r in routes {
+            support::host_ok(&["ip", "route", "add", r, "dev", name]);
+        }
+        d
+    }
+}
+
+impl Drop for Dummy {
+    fn drop(&mut self) {
+        let _ = host(&["ip", "link", "del", &self.0]);
+    }
+}
+
+#[test]
+fn an_address_or_prefix_covering_a_host_route_is_refused_and_changes_nothing() {
+    require_host!();
+    let s = support::slice(REG_SALT);
+    let canon = |a: String| a.parse::<std::net::IpAddr>().expect("address").to_string();
+    let (r4, r6) = (reg4(200), canon(v6(REG_SALT, 200)));
+    let dummy = Dummy::new(&format!("ctrdum{s}"), &[&format!("{r4}/32"), &format!("{r6}/128")]);
+    let a = Root::new();
+    let n = name("hrt");
+    let cases = [
+        format!("ipv4 = \"{r4}\""),
+        format!("ipv4 = \"{}\"\nipv6 = \"{r6}\"", reg4(201)),
+        format!("ipv4 = \"{}\"\nprefixes = [\"{}\"]", reg4(202), reg_prefix(192, 28)),
+    ];
+    for net in &cases {
+        for cmd in ["plan", "apply"] {
+            let spec = a.spec(&n, net);
+            let out = a.run(&[cmd, spec.to_str().unwrap()]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd} of {net:?} over a host route was accepted:\n{err}");
+            assert!(err.contains("host route") && err.contains(&dummy.0), "{cmd} of {net:?}: {err}");
+        }
+        assert_eq!(a.pool(), "", "{net:?}: recorded");
+        assert!(!a.path().join("containers").join(&n).join("state.json").exists());
+    }
+    // The host's routes are as they were.
+    assert!(route_to(&r4).contains(&dummy.0), "{}", route_to(&r4));
+    let out = host(&["ip", "-6", "-o", "route", "show", "table", "main", &format!("{r6}/128")]);
+    assert!(text(&out.stdout).contains(&dummy.0), "{}", text(&out.stdout));
+    // Next to it: fine.
+    a.apply_ok(&n, &format!("ipv4 = \"{}\"", reg4(203)));
+    drop(dummy);
+    assert_eq!(route_to(&r4), "");
+}

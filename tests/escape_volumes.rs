@@ -6,7 +6,10 @@
 //! nested volumes (`data` and `data/sub`) the inner one's folder lies inside the outer
 //! one, so the container's root can replace it with a symlink to any host path. The
 //! next start must refuse that volume with an error naming it, bind nothing of the
-//! host, and create nothing where the symlink points.
+//! host, and create nothing where the symlink points. A swap after that check (while
+//! the container starts) is refused by the sandbox itself, which opens each volume
+//! beneath the volumes folder without following a symlink: tried in
+//! `tests/exec_sandbox.rs` (`a_volume_swapped_for_a_symlink_while_the_sandbox_starts_is_never_bound`).
 //!
 //! Containers are named `esc-vol-*`; they have no network, so this file uses no
 //! addresses.

@@ -621,3 +621,128 @@ fn runtime_pid1_is_container_init() {
     assert_eq!(exe.as_deref(), Some(Path::new("/container-init")), "{out}");
     assert_eq!(comm, "container-init\n");
 }
+
+/// A volume folder (`MountReq::volume`) is resolved beneath the volumes folder
+/// without following a symlink: a nested volume's folder lies in its outer volume,
+/// which the container owns, so its root (or a service user owning the outer
+/// volume) can plant a symlink there. Both a symlinked folder on the way and a
+/// symlinked last name are refused and nothing of the host is bound.
+#[test]
+fn a_volume_under_or_as_a_symlink_is_refused_and_binds_nothing_of_the_host() {
+    require_host!();
+    let host = tempfile::Builder::new().prefix("ct-victim").tempdir().expect("tempdir");
+    std::fs::create_dir(host.path().join("deep")).expect("mkdir");
+    std::fs::write(host.path().join("hostfile"), "host\n").expect("write");
+    std::fs::write(host.path().join("deep/hostfile"), "host\n").expect("write");
+    let vols = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(vols.path().join("data")).expect("mkdir");
+    std::os::unix::fs::symlink(host.path(), vols.path().join("data/sub")).expect("symlink on the way");
+    std::os::unix::fs::symlink(host.path(), vols.path().join("data/top")).expect("symlink as the folder");
+    for volume in ["data/sub/deep", "data/top"] {
+        let mut s = spec("ls -A /srv/v");
+        s.mounts = vec![MountReq::volume("/srv/v", vols.path(), volume, false)];
+        let seen = match spawn(&s, Stdio::inherit()) {
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(volume) && msg.contains("symlink"), "{volume}: {msg}");
+                continue;
+            }
+            Ok(p) => {
+                drop(p);
+                "spawned"
+            }
+        };
+        panic!("the volume {volume} through a symlink was accepted ({seen})");
+    }
+    // A plain volume beneath the same folder works, and what is given is a folder.
+    std::fs::create_dir_all(vols.path().join("data/own")).expect("mkdir");
+    std::fs::write(vols.path().join("data/own/mine"), "x").expect("write");
+    let mut s = spec("ls -A /srv/v");
+    s.mounts = vec![MountReq::volume("/srv/v", vols.path(), "data/own", false)];
+    let (exit, out) = run(&s);
+    assert_eq!((exit, out.as_str()), (Exit::Code(0), "mine\n"));
+    let mut s = spec("true");
+    s.mounts = vec![MountReq::volume("/srv/v", vols.path(), "../escape", false)];
+    assert!(spawn(&s, Stdio::inherit()).is_err(), "a path that climbs out was accepted");
+    assert_eq!(listing(host.path()), ["deep", "hostfile"], "something was made in the host folder");
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).expect("read").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
+    v.sort();
+    v
+}
+
+/// The swap after every check: while containers start, another thread (as a
+/// process of a running container would) keeps exchanging a nested volume's folder
+/// with a symlink to a host folder (`renameat2(RENAME_EXCHANGE)`, atomic). Whatever
+/// the moment the sandbox looks, the host folder is never bound: each start either
+/// is refused or binds the real folder. (A sandbox that opens its sources by path,
+/// following symlinks, binds the host folder in many of the starts.)
+#[test]
+fn a_volume_swapped_for_a_symlink_while_the_sandbox_starts_is_never_bound() {
+    require_host!();
+    let host = tempfile::Builder::new().prefix("ct-victim").tempdir().expect("tempdir");
+    std::fs::write(host.path().join("hostfile"), "host\n").expect("write");
+    let vols = tempfile::tempdir().expect("tempdir");
+    let data = vols.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).expect("mkdir");
+    std::fs::write(data.join("sub/own"), "x").expect("write");
+    std::os::unix::fs::symlink(host.path(), data.join("sub.swap")).expect("symlink");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, dir) = (stop.clone(), File::open(&data).expect("open data"));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                nix::fcntl::renameat2(&dir, "sub", &dir, "sub.swap", nix::fcntl::RenameFlags::RENAME_EXCHANGE)
+                    .expect("exchange");
+                n += 1;
+                std::thread::yield_now();
+            }
+            n
+        })
+    };
+    let (mut bound, mut refused) = (0, 0);
+    let mut leaks = Vec::new();
+    // A refused start is quick, one that binds takes a few ms: go on until enough
+    // have bound (or for 30 s at most).
+    let started = std::time::Instant::now();
+    while bound + leaks.len() < 60 && started.elapsed() < Duration::from_secs(30) {
+        let mut s = spec("ls -A /srv/v");
+        s.mounts = vec![MountReq::volume("/srv/v", vols.path(), "data/sub", false)];
+        let out = tempfile::tempfile().expect("tempfile");
+        let stdio = Stdio { stdin: None, stdout: Some(OwnedFd::from(out.try_clone().expect("dup"))), stderr: None };
+        match spawn(&s, stdio) {
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("symlink") || msg.contains("Too many levels") || msg.contains("No such file"),
+                    "refused for another reason: {msg}"
+                );
+                refused += 1;
+            }
+            Ok(p) => {
+                let mut child = p.release().expect("release");
+                assert_eq!(child.wait().expect("wait"), Exit::Code(0));
+                let seen = std::fs::read_to_string(fd_path(&out)).expect("read output");
+                if seen.contains("hostfile") {
+                    leaks.push(seen);
+                } else {
+                    assert_eq!(seen, "own\n");
+                    bound += 1;
+                }
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().expect("swapper");
+    eprintln!("{swaps} swaps: {bound} bound the volume, {refused} refused, {} bound the host folder", leaks.len());
+    assert!(leaks.is_empty(), "the host folder was bound {} times ({bound} fine, {refused} refused)", leaks.len());
+    assert!(
+        swaps > 100 && bound > 0 && refused > 0,
+        "the race did not happen: {swaps} swaps, {bound} bound, {refused} refused"
+    );
+    assert_eq!(listing(host.path()), ["hostfile"]);
+}

@@ -81,32 +81,50 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             Ok(l) => l,
             Err(e) => return fail(e),
         };
-        let pool = match runtime::address_pool(root) {
-            Ok(p) => p,
-            Err(e) => return fail(e),
-        };
-        let reader = SpecFolder(loaded.dir.clone());
-        let plan = match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
-            Ok(p) => p,
-            Err(e) => {
-                report(&e);
-                return ExitCode::FAILURE;
+        // An "auto" address another root's apply took meanwhile (between our compile
+        // and our record: the roots' pool locks are their own) is refused by the check
+        // or the host-wide record; compiled again, "auto" skips it. A fixed address
+        // compiles to the same plan and is refused for good.
+        let mut last: Option<(Option<String>, Option<String>)> = None;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let pool = match runtime::address_pool(root) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let reader = SpecFolder(loaded.dir.clone());
+            let plan = match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
+                Ok(p) => p,
+                Err(e) => {
+                    report(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            if dry_run {
+                break plan;
             }
-        };
-        if !dry_run {
             // Refuse what cannot run before anything is recorded.
-            let layers = super::build::ensure(cache, &plan, &loaded.dir, Some((&dirs, root)));
-            if let Err(e) = layers.and_then(|_| runtime::prepare::rootfs(&plan, &dirs)) {
-                return fail(format!("apply {name}: {e}"));
+            if last.is_none() {
+                let layers = super::build::ensure(cache, &plan, &loaded.dir, Some((&dirs, root)));
+                if let Err(e) = layers.and_then(|_| runtime::prepare::rootfs(&plan, &dirs)) {
+                    return fail(format!("apply {name}: {e}"));
+                }
             }
-            if let Err(e) = runtime::check_network(root, &plan) {
-                return fail(format!("apply {name}: {e}"));
+            let addrs = (plan.network.ipv4_addr().map(str::to_string), plan.network.ipv6_addr().map(str::to_string));
+            let again = plan.network.auto && last.as_ref() != Some(&addrs) && tries < 8;
+            last = Some(addrs);
+            match runtime::check_network(root, &plan) {
+                Err(_) if again => continue,
+                Err(e) => return fail(format!("apply {name}: {e}")),
+                Ok(()) => {}
             }
-            if let Err(e) = runtime::record_addresses(root, &plan) {
-                return fail(e);
+            match runtime::record_addresses(root, &plan) {
+                Err(_) if again => continue,
+                Err(e) => return fail(e),
+                Ok(()) => break plan,
             }
         }
-        plan
     };
     let old = match runtime::applied(root, &name) {
         Ok(o) => o,

@@ -19,11 +19,16 @@
 //! # Ok::<(), SandboxError>(())
 //! ```
 //!
-//! How it works: the parent resolves everything up front — it opens every bind
-//! source (volumes, rendered files, the host's /usr and /etc, device nodes) as an
-//! `O_PATH` fd and builds a list of steps with all strings in place; then `clone3`
-//! with the namespace flags; the child (see `child.rs`) runs the steps with raw
-//! syscalls only.
+//! How it works: the parent resolves everything up front — it checks every bind
+//! source (volumes, rendered files, the host's /usr and /etc, device nodes) and
+//! builds a list of steps with all strings in place; then `clone3` with the
+//! namespace flags; the child (see `child.rs`) runs the steps with raw syscalls
+//! only, first opening every source as an `O_PATH` fd it binds from. A host path
+//! ([`MountSource::Bind`]) is opened by its path; a volume
+//! ([`MountSource::BindBeneath`], whose folders the container owns) beneath its
+//! volumes folder with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//! RESOLVE_NO_MAGICLINKS)`, so a symlink planted on the way, even after every check,
+//! is refused rather than followed.
 //!
 //! Cgroups ([`SandboxSpec::cgroups`]): the child is born in the container's cgroup2
 //! cgroup (`CLONE_INTO_CGROUP` with an fd of it; before Linux 5.7 it writes its
@@ -139,6 +144,14 @@ pub enum SandboxError {
         #[source]
         source: nix::Error,
     },
+    /// A source beneath a folder (a volume) that is missing, not a folder, or has a
+    /// symlink on the way.
+    #[error("cannot open {path}: {source}")]
+    Beneath {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{what}: {source}")]
     Os {
         what: &'static str,
@@ -175,8 +188,17 @@ pub enum RootFs {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
-    /// Bind a host file or directory (a volume from the state dir, a rendered file).
+    /// Bind a host file or directory (a rendered file, the container's run folder, a
+    /// host folder the spec's owner named).
     Bind { source: PathBuf, read_only: bool },
+    /// Bind the folder `path` (plain names) beneath the host folder `base`: a volume,
+    /// `base` being the container's volumes folder (host root's; opened by its path)
+    /// and everything beneath it the container's. The child opens `path` itself with
+    /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` from
+    /// `base` and binds that fd, so a name on the way swapped for a symlink at any
+    /// time before (e.g. a nested volume's folder, in its outer volume) is refused,
+    /// never followed.
+    BindBeneath { base: PathBuf, path: PathBuf, read_only: bool },
     /// A fresh tmpfs; `size` in bytes (None: the kernel default, half of RAM).
     Tmpfs { size: Option<u64>, mode: u32, uid: u32, gid: u32 },
 }
@@ -194,6 +216,13 @@ impl MountReq {
     }
     pub fn tmpfs(target: &str) -> Self {
         MountReq { target: target.into(), kind: MountSource::Tmpfs { size: None, mode: 0o755, uid: 0, gid: 0 } }
+    }
+    /// A volume: the folder `path` beneath `base` (see [`MountSource::BindBeneath`]).
+    pub fn volume(target: &str, base: impl Into<PathBuf>, path: impl Into<PathBuf>, read_only: bool) -> Self {
+        MountReq {
+            target: target.into(),
+            kind: MountSource::BindBeneath { base: base.into(), path: path.into(), read_only },
+        }
     }
 }
 
@@ -429,11 +458,29 @@ struct Builder {
     pre: Vec<(String, SetupStep)>,
     post: Vec<(String, SetupStep)>,
     /// Host paths the child opens first, by slot.
-    sources: Vec<CString>,
+    sources: Vec<Source>,
     /// Host ids of the container's root when it has a user namespace: system
     /// folders and layers are then bound through idmapped mounts, and tmpfs mounts
     /// belong to it.
     root_ids: Option<(u32, u32)>,
+}
+
+/// A source the child opens first: a host path (symlinks followed), or plain names
+/// beneath a host folder (no symlink followed; a folder).
+enum Source {
+    Path(CString),
+    Beneath { base: CString, path: CString },
+}
+
+impl Source {
+    fn shown(&self) -> String {
+        match self {
+            Source::Path(p) => p.to_string_lossy().into_owned(),
+            Source::Beneath { base, path } => {
+                format!("{} beneath {}, following no link", path.to_string_lossy(), base.to_string_lossy())
+            }
+        }
+    }
 }
 
 impl Builder {
@@ -452,8 +499,27 @@ impl Builder {
             nix::sys::stat::stat(path).map_err(|source| SandboxError::Source { path: path.to_path_buf(), source })?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let slot = self.sources.len();
-        self.sources.push(cstr(path.as_os_str().as_bytes())?);
+        self.sources.push(Source::Path(cstr(path.as_os_str().as_bytes())?));
         Ok((MountSrc::Slot(slot), is_dir))
+    }
+
+    /// Bind the folder `path` beneath `base` (a volume): checked now without following
+    /// a symlink, for a clear error; the child opens it again the same way and binds
+    /// what it opened (see [`MountSource::BindBeneath`]).
+    fn bind_beneath(&mut self, base: &Path, path: &Path, target: &Path, read_only: bool) -> Result<(), SandboxError> {
+        let full = base.join(path);
+        let err = |source| SandboxError::Beneath { path: full.clone(), source };
+        let dir = crate::exec::beneath::Beneath::open(base).map_err(err)?;
+        dir.open_dir(path).map_err(err)?.ok_or_else(|| err(std::io::ErrorKind::NotFound.into()))?;
+        let slot = self.sources.len();
+        let (base_c, path_c) = (cstr(base.as_os_str().as_bytes())?, cstr(path.as_os_str().as_bytes())?);
+        self.sources.push(Source::Beneath { base: base_c, path: path_c });
+        self.ensure(target, true)?;
+        let attr = A_NOSUID | A_NODEV | if read_only { A_RDONLY } else { 0 };
+        let what = format!("bind {} on {}", full.display(), target.display());
+        let rel = target.strip_prefix("/").unwrap_or(target);
+        self.push(what, SetupStep::BindTree { slot, target: cstr(rel.as_os_str().as_bytes())?, attr, idmap: false });
+        Ok(())
     }
 
     /// A mount in the new root (before pivot_root).
@@ -920,6 +986,7 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
         let target = container_path(&m.target)?;
         match &m.kind {
             MountSource::Bind { source, read_only } => b.bind(source, &target, *read_only)?,
+            MountSource::BindBeneath { base, path, read_only } => b.bind_beneath(base, path, &target, *read_only)?,
             MountSource::Tmpfs { size, mode, uid, gid } => {
                 let mut data = format!("mode={mode:o},{}", b.tmpfs_ids(*uid, *gid));
                 if let Some(s) = size {
@@ -1115,9 +1182,14 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
         ops.push(SetupStep::UnshareCgroup);
     }
     // The sources are opened next, before the child shadows anything.
-    for (slot, path) in b.sources.iter().enumerate() {
-        what.push(format!("open {}", path.to_string_lossy()));
-        ops.push(SetupStep::OpenSource { slot, path: path.clone() });
+    for (slot, source) in b.sources.iter().enumerate() {
+        what.push(format!("open {}", source.shown()));
+        ops.push(match source {
+            Source::Path(path) => SetupStep::OpenSource { slot, path: path.clone() },
+            Source::Beneath { base, path } => {
+                SetupStep::OpenSourceBeneath { slot, base: base.clone(), path: path.clone(), dir: true }
+            }
+        });
     }
     for (w, op) in b.pre {
         what.push(w);

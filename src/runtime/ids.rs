@@ -15,10 +15,14 @@
 //! `base..base + SIZE`.
 //!
 //! The same folder holds the host-wide address registry ([`AddressRegistry`],
-//! `addresses.json`): the IPv4 and IPv6 address of every container of every state
-//! root, so "auto" in one root skips what another root's containers hold and a fixed
-//! address another root's container holds is refused before anything is recorded.
+//! `addresses.json`): the IPv4 and IPv6 address and the routed prefixes of every
+//! container of every state root, running or stopped, so "auto" in one root skips
+//! what another root's containers hold, and an address or prefix that overlaps any
+//! other container's (any root) is refused before anything is recorded. The check
+//! and the record are one step under the registry's flock: of two applies that claim
+//! overlapping networks at the same time, in any two roots, exactly one wins.
 
+use crate::exec::net::{covers, parse_addr, Network};
 use crate::plan::pool::AddressPool;
 use crate::state::{read_json, write_atomic, StateError};
 use serde::{Deserialize, Serialize};
@@ -170,7 +174,7 @@ impl Registry {
     }
 }
 
-/// One container's addresses in the host-wide address registry.
+/// One container's addresses and routed prefixes in the host-wide address registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressEntry {
     /// The state root (canonical path) and container name they belong to.
@@ -180,6 +184,26 @@ pub struct AddressEntry {
     pub ipv4: Option<Ipv4Addr>,
     #[serde(default)]
     pub ipv6: Option<Ipv6Addr>,
+    /// Its routed prefixes (`network.prefixes`), as `address/length`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<String>,
+}
+
+impl AddressEntry {
+    /// Its networks, each with the field it comes from and as a message shows it:
+    /// the /32, the /128, then the prefixes (one the registry cannot read, which only
+    /// a hand edit makes, is skipped).
+    pub fn networks(&self) -> Vec<(&'static str, String, Network)> {
+        let mut out = Vec::new();
+        out.extend(self.ipv4.map(|a| ("network.ipv4", a.to_string(), (IpAddr::V4(a), 32))));
+        out.extend(self.ipv6.map(|a| ("network.ipv6", a.to_string(), (IpAddr::V6(a), 128))));
+        for p in &self.prefixes {
+            if let Ok(n) = parse_addr(p) {
+                out.push(("network.prefixes", p.clone(), n));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -187,17 +211,28 @@ struct Addresses {
     addresses: Vec<AddressEntry>,
 }
 
-/// An address another state root's container holds.
+/// An address or prefix that overlaps one another container (of any state root)
+/// holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressTaken {
-    pub addr: IpAddr,
+    /// The field and network claimed (`network.prefixes`, `100.75.3.0/28`).
+    pub field: &'static str,
+    pub mine: String,
+    /// The holder's field and network.
+    pub their_field: &'static str,
+    pub theirs: String,
     pub root: PathBuf,
     pub name: String,
 }
 
 impl std::fmt::Display for AddressTaken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is already used by container `{}` under state root {}", self.addr, self.name, self.root.display())
+        let holder = format!("container `{}` under state root {}", self.name, self.root.display());
+        if self.mine == self.theirs && self.field == self.their_field && self.field != "network.prefixes" {
+            write!(f, "{} is already used by {holder}", self.mine)
+        } else {
+            write!(f, "{} {} overlaps {} {} of {holder}", self.field, self.mine, self.their_field, self.theirs)
+        }
     }
 }
 
@@ -206,9 +241,12 @@ impl std::fmt::Display for AddressTaken {
 /// replaced atomically), so two roots never hand out one address: each root's pool
 /// (`pool.json`) is its own, and this is what the roots see of each other.
 ///
-/// A root's entries are the copy of its pool made at its last [`record`]
-/// (`AddressRegistry::record`); entries whose container folder vanished (a deleted
-/// test root) are dropped at the next record.
+/// A root's addresses are the copy of its pool made at its last [`record`]
+/// (`AddressRegistry::record`), each container's prefixes those of its last
+/// recorded apply; entries whose container folder vanished (a deleted test root) are
+/// dropped at the next record, a destroyed container's by [`release`]
+/// (`AddressRegistry::release`). A stopped container keeps its entry: it gets its
+/// routes back on start.
 #[derive(Debug, Clone)]
 pub struct AddressRegistry {
     dir: PathBuf,
@@ -258,34 +296,60 @@ impl AddressRegistry {
     }
 
     /// Record `pool`, the pool of `root` after an apply of `name` added or changed its
-    /// addresses: refused (and nothing written) when another root's container holds
-    /// one of `name`'s addresses; this root's other entries are copied as they are.
-    pub fn record(&self, root: &Path, name: &str, pool: &AddressPool) -> Result<(), RecordError> {
+    /// addresses, and `prefixes`, `name`'s routed prefixes: refused (and nothing
+    /// written) when one of `name`'s networks overlaps (not only equals) an address or
+    /// prefix of any other container, of another root or of this one. Check and
+    /// record are one step under the registry's flock. This root's other entries keep
+    /// their prefixes and take their addresses from `pool`.
+    pub fn record(&self, root: &Path, name: &str, pool: &AddressPool, prefixes: &[String]) -> Result<(), RecordError> {
         let root = canonical(root);
         let _lock = self.lock()?;
         let mut all = self.read()?;
         all.addresses.retain(live);
-        let mine = [pool.ipv4.get(name).copied().map(IpAddr::V4), pool.ipv6.get(name).copied().map(IpAddr::V6)];
-        for e in all.addresses.iter().filter(|e| e.root != root) {
-            let theirs = [e.ipv4.map(IpAddr::V4), e.ipv6.map(IpAddr::V6)];
-            if let Some(addr) = mine.iter().flatten().find(|a| theirs.contains(&Some(**a))) {
-                return Err(RecordError::Taken(AddressTaken {
-                    addr: *addr,
-                    root: e.root.clone(),
-                    name: e.name.clone(),
-                }));
-            }
-        }
-        all.addresses.retain(|e| e.root != root);
+        let old_prefixes = |n: &str| {
+            all.addresses.iter().find(|e| e.root == root && e.name == n).map(|e| e.prefixes.clone()).unwrap_or_default()
+        };
         let names: std::collections::BTreeSet<&String> = pool.ipv4.keys().chain(pool.ipv6.keys()).collect();
-        for n in names {
-            all.addresses.push(AddressEntry {
+        let mut ours: Vec<AddressEntry> = names
+            .into_iter()
+            .filter(|n| n.as_str() != name)
+            .map(|n| AddressEntry {
                 root: root.clone(),
                 name: n.clone(),
                 ipv4: pool.ipv4.get(n).copied(),
                 ipv6: pool.ipv6.get(n).copied(),
-            });
+                prefixes: old_prefixes(n),
+            })
+            .collect();
+        let me = AddressEntry {
+            root: root.clone(),
+            name: name.to_string(),
+            ipv4: pool.ipv4.get(name).copied(),
+            ipv6: pool.ipv6.get(name).copied(),
+            prefixes: prefixes.to_vec(),
+        };
+        let theirs = all.addresses.iter().filter(|e| e.root != root).chain(ours.iter());
+        for e in theirs {
+            for (field, mine, m) in me.networks() {
+                for (their_field, shown, t) in e.networks() {
+                    if covers(m, t) || covers(t, m) {
+                        return Err(RecordError::Taken(Box::new(AddressTaken {
+                            field,
+                            mine,
+                            their_field,
+                            theirs: shown,
+                            root: e.root.clone(),
+                            name: e.name.clone(),
+                        })));
+                    }
+                }
+            }
         }
+        all.addresses.retain(|e| e.root != root);
+        if me.ipv4.is_some() || me.ipv6.is_some() || !me.prefixes.is_empty() {
+            ours.push(me);
+        }
+        all.addresses.extend(ours);
         all.addresses.sort_by(|a, b| (&a.root, &a.name).cmp(&(&b.root, &b.name)));
         Ok(self.write(&all)?)
     }
@@ -315,7 +379,7 @@ pub enum RecordError {
     #[error(transparent)]
     Ids(#[from] IdsError),
     #[error("{0}")]
-    Taken(AddressTaken),
+    Taken(Box<AddressTaken>),
 }
 
 impl From<StateError> for RecordError {
@@ -404,13 +468,13 @@ mod tests {
         }
         let mut pa = AddressPool::default();
         pa.ipv4.insert("web".into(), Ipv4Addr::new(100, 72, 0, 2));
-        reg.record(&a, "web", &pa).unwrap();
+        reg.record(&a, "web", &pa, &[]).unwrap();
         let seen = reg.others(&b).unwrap();
         assert_eq!(seen.len(), 1);
         assert_eq!((seen[0].name.as_str(), seen[0].ipv4), ("web", Some(Ipv4Addr::new(100, 72, 0, 2))));
         assert!(reg.others(&a).unwrap().is_empty(), "a root's own entries are its pool's business");
         let before = std::fs::read(reg.file()).unwrap();
-        match reg.record(&b, "web", &pa) {
+        match reg.record(&b, "web", &pa, &[]) {
             Err(RecordError::Taken(t)) => {
                 assert!(t.to_string().contains("100.72.0.2") && t.to_string().contains(&a.display().to_string()))
             }
@@ -419,10 +483,71 @@ mod tests {
         assert_eq!(std::fs::read(reg.file()).unwrap(), before, "a refused record writes nothing");
         // Released (destroyed), or the root gone: free again.
         reg.release(&a, "web").unwrap();
-        reg.record(&b, "web", &pa).unwrap();
+        reg.record(&b, "web", &pa, &[]).unwrap();
         std::fs::remove_dir_all(&b).unwrap();
         assert!(reg.others(&a).unwrap().is_empty());
-        reg.record(&a, "web", &pa).unwrap();
+        reg.record(&a, "web", &pa, &[]).unwrap();
+    }
+
+    #[test]
+    fn an_overlap_with_any_other_containers_address_or_prefix_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = AddressRegistry::at(&d.path().join("ids"));
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        for (r, n) in [(&a, "router"), (&a, "web"), (&b, "web"), (&b, "other")] {
+            std::fs::create_dir_all(r.join("containers").join(n)).unwrap();
+        }
+        let pool = |name: &str, v4: [u8; 4]| {
+            let mut p = AddressPool::default();
+            p.ipv4.insert(name.into(), Ipv4Addr::from(v4));
+            p
+        };
+        // A's router: 100.75.9.1 routing 100.75.9.64/28 (stopped or not: it is recorded).
+        let pa = pool("router", [100, 75, 9, 1]);
+        reg.record(&a, "router", &pa, &["100.75.9.64/28".into()]).unwrap();
+        assert_eq!(reg.others(&b).unwrap()[0].prefixes, ["100.75.9.64/28"]);
+        let refused = |r: Result<(), RecordError>, words: &[&str]| match r {
+            Err(RecordError::Taken(t)) => {
+                let m = t.to_string();
+                for w in words {
+                    assert!(m.contains(w), "{m} does not say {w}");
+                }
+            }
+            other => panic!("an overlap was recorded: {other:?}"),
+        };
+        let before = std::fs::read(reg.file()).unwrap();
+        let a_shown = a.display().to_string();
+        // B: an address inside A's prefix, a prefix over A's address, an overlapping
+        // prefix (neither equal nor an address).
+        refused(reg.record(&b, "web", &pool("web", [100, 75, 9, 70]), &[]), &["100.75.9.64/28", "router", &a_shown]);
+        refused(
+            reg.record(&b, "web", &pool("web", [100, 75, 9, 200]), &["100.75.9.0/30".into()]),
+            &["100.75.9.0/30", "100.75.9.1", "router", &a_shown],
+        );
+        refused(
+            reg.record(&b, "web", &pool("web", [100, 75, 9, 200]), &["100.75.9.0/25".into()]),
+            &["100.75.9.0/25", "overlaps"],
+        );
+        // The same root: another container's prefix is refused too.
+        let mut pa2 = pa.clone();
+        pa2.ipv4.insert("web".into(), Ipv4Addr::new(100, 75, 9, 66));
+        refused(reg.record(&a, "web", &pa2, &[]), &["router", "100.75.9.64/28"]);
+        assert_eq!(std::fs::read(reg.file()).unwrap(), before, "a refused record writes nothing");
+        // Apart: recorded, and A's router keeps its prefix when A records another.
+        reg.record(&b, "web", &pool("web", [100, 75, 9, 80]), &["100.75.9.96/28".into()]).unwrap();
+        let mut pa3 = pa.clone();
+        pa3.ipv4.insert("web".into(), Ipv4Addr::new(100, 75, 9, 2));
+        reg.record(&a, "web", &pa3, &[]).unwrap();
+        let seen = reg.others(&b).unwrap();
+        let router = seen.iter().find(|e| e.name == "router").unwrap();
+        assert_eq!(router.prefixes, ["100.75.9.64/28"]);
+        // A re-apply of the same container with its own networks is no overlap.
+        reg.record(&a, "router", &pa3, &["100.75.9.64/28".into()]).unwrap();
+        // Released: free for the other root.
+        reg.release(&a, "router").unwrap();
+        let mut pb = pool("web", [100, 75, 9, 80]);
+        pb.ipv4.insert("other".into(), Ipv4Addr::new(100, 75, 9, 65));
+        reg.record(&b, "other", &pb, &[]).unwrap();
     }
 
     #[test]

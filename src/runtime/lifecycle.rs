@@ -1,11 +1,14 @@
 //! Apply, start, stop, destroy.
 //!
 //! Before any of it, [`check_network`] refuses addresses and prefixes that overlap
-//! another container's routes (any state root) or cover a host route (the CLI calls it
-//! before recording addresses; `start_plan` again before spawning). Addresses are
-//! compiled against [`address_pool`] (this root's pool and every other root's
-//! addresses) and recorded host-wide by [`record_addresses`], so two roots never
-//! hand out one. Every cgroup and veth is named from the container's
+//! another container's routes (any state root), another container's recorded
+//! addresses and prefixes (this root's plans, other roots' registry entries: running
+//! or stopped) or cover a host route (the CLI calls it before recording addresses;
+//! `start_plan` again before spawning). Addresses are compiled against
+//! [`address_pool`] (this root's pool and every other root's addresses) and recorded
+//! host-wide with the prefixes by [`record_addresses`], which checks for overlaps
+//! again in the same step, under the registry's lock: two roots never hand out one
+//! address or overlapping networks, even to applies racing each other. Every cgroup and veth is named from the container's
 //! `StateRoot::host_key`, never from its bare name: a command under one root never
 //! touches another root's container of the same name.
 //!
@@ -172,10 +175,12 @@ pub fn address_pool(root: &Path) -> Result<crate::plan::pool::AddressPool, RunEr
     Ok(pool)
 }
 
-/// Record the plan's addresses (auto or given) so no other container gets them: in
-/// the host-wide registry first (refused, with nothing changed, when another root's
-/// container took one meanwhile), then in the root's pool. The caller holds the
-/// root's pool lock.
+/// Record the plan's addresses (auto or given) and routed prefixes so no other
+/// container gets them: in the host-wide registry first (refused, with nothing
+/// changed, when one overlaps an address or prefix of another container of any root,
+/// even one taken meanwhile: the registry checks and records in one step under its
+/// flock), then the addresses in the root's pool. The caller holds the root's pool
+/// lock.
 pub fn record_addresses(root: &Path, plan: &Plan) -> Result<(), RunError> {
     let state = StateRoot::new(root);
     let mut pool = state.pool()?;
@@ -188,7 +193,13 @@ pub fn record_addresses(root: &Path, plan: &Plan) -> Result<(), RunError> {
         Some(a) => pool.ipv6.insert(plan.name.clone(), a),
         None => pool.ipv6.remove(&plan.name),
     };
-    super::ids::AddressRegistry::host().record(root, &plan.name, &pool).map_err(|e| match e {
+    // Routed prefixes, as the registry keeps them ("address/length").
+    let prefixes: Vec<String> = net::own_networks(&plan.network)?
+        .into_iter()
+        .filter(|(field, _)| *field == "network.prefixes")
+        .map(|(_, (a, len))| format!("{a}/{len}"))
+        .collect();
+    super::ids::AddressRegistry::host().record(root, &plan.name, &pool, &prefixes).map_err(|e| match e {
         super::ids::RecordError::Taken(t) => {
             RunError::Failed(format!("refusing the network of {}: {t} (nothing was changed)", plan.name))
         }
@@ -225,21 +236,52 @@ pub fn network_problems(root: &Path, plan: &Plan, routes: &[net::HostRoute]) -> 
     let state = StateRoot::new(root);
     let others: Vec<String> = names(root).into_iter().filter(|n| *n != plan.name).collect();
     let owner = |veth: &str| others.iter().find(|n| net::host_ifname(&state.host_key(n)) == veth);
+    // Another root's container is named from the host-wide registry (an unreadable
+    // registry only makes the message vaguer).
+    let registry = super::ids::AddressRegistry::host().others(root).unwrap_or_default();
+    let elsewhere =
+        |veth: &str| registry.iter().find(|e| net::host_ifname(&StateRoot::new(&e.root).host_key(&e.name)) == veth);
     let mut problems = Vec::new();
+    let mut named = Vec::new();
     for c in net::conflicts(&state.host_key(&plan.name), &plan.network, routes)? {
         let dev = c.route.dev.as_deref().unwrap_or("");
         let (field, mine, r) = (c.field, &c.net, &c.route);
         problems.push(match (c.container_veth, owner(dev)) {
             (true, Some(other)) => format!("{field} {mine} overlaps {r}, a route of container `{other}`"),
-            (true, None) => {
-                format!("{field} {mine} overlaps {r}, a route of another container (under another state root)")
-            }
+            (true, None) => match elsewhere(dev) {
+                Some(e) => {
+                    named.push(e);
+                    format!(
+                        "{field} {mine} overlaps {r}, a route of container `{}` under state root {}",
+                        e.name,
+                        e.root.display()
+                    )
+                }
+                None => format!("{field} {mine} overlaps {r}, a route of another container (under another state root)"),
+            },
             (false, _) if r.local => format!("{field} {mine} covers {}, an address of this host ({r})", r.dst),
             (false, _) => format!("{field} {mine} covers the host route {r}, which is not the tool's"),
         });
     }
-    // Stopped containers of this root have no routes now but get them back on start.
+    // Stopped containers of this root have no routes now but get them back on start;
+    // another root's are in the host-wide registry (running ones too, named above
+    // when their route showed).
     let mine = net::own_networks(&plan.network)?;
+    for e in registry.iter().filter(|e| !named.iter().any(|n| std::ptr::eq(*n, *e))) {
+        for (field, m) in &mine {
+            for (tfield, shown, t) in e.networks() {
+                if net::covers(*m, t) || net::covers(t, *m) {
+                    problems.push(format!(
+                        "{field} {}/{} overlaps {tfield} {shown} of container `{}` under state root {}",
+                        m.0,
+                        m.1,
+                        e.name,
+                        e.root.display()
+                    ));
+                }
+            }
+        }
+    }
     for other in &others {
         let dirs = Dirs::new(root, other);
         if layout::running(&dirs).is_some() {

@@ -314,8 +314,12 @@ fn volume_dir(vols: &Beneath, target: &str, src: &str) -> Result<Option<std::fs:
 /// Refuse to go on when an existing volume's folder, or a folder on the way to it,
 /// is a symlink or not a folder: nested volumes (`data` and `data/sub`) put the
 /// inner one's path in the outer one, which the container owns. Checked before any
-/// walk over the volumes (ownership shifts) and again just before the sandbox binds
-/// them by path, when the container's processes are all stopped.
+/// walk over the volumes (ownership shifts) and again just before the sandbox is
+/// spawned, for an error that names the volume. The sandbox does not trust this
+/// check: its child resolves each volume beneath the volumes folder again, without
+/// following a symlink, and binds what it opened (`MountReq::volume`), so a swap
+/// after this check (by a process of the container that is still alive) is refused
+/// too.
 pub fn check_volumes(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
     if !plan.mounts.values().any(|m| m.kind == MountKind::Volume) || !dirs.volumes().exists() {
         return Ok(());
@@ -499,8 +503,10 @@ pub fn sandbox_spec(
     spec.mounts.push(MountReq::bind(&format!("{RUN_IN}/secrets"), dirs.secrets(), true));
     for (target, m) in &plan.mounts {
         let req = match m.kind {
+            // Resolved beneath the volumes folder by the sandbox's child itself, never
+            // through a symlink (the folders in it are the container's).
             MountKind::Volume => {
-                MountReq::bind(target, dirs.volume(m.source.as_deref().unwrap_or_default()), m.read_only)
+                MountReq::volume(target, dirs.volumes(), m.source.as_deref().unwrap_or_default(), m.read_only)
             }
             MountKind::Bind => MountReq::bind(target, m.source.clone().unwrap_or_default(), m.read_only),
             MountKind::Tmpfs => {
@@ -605,7 +611,7 @@ size = "1M"
             spec.mounts[4],
             MountReq::bind("/srv/data/conf.txt", "/state/containers/t/files/srv/data/conf.txt", true)
         );
-        assert_eq!(spec.mounts[2], MountReq::bind("/srv/data", "/state/containers/t/volumes/srv-data", false));
+        assert_eq!(spec.mounts[2], MountReq::volume("/srv/data", "/state/containers/t/volumes", "srv-data", false));
         assert_eq!(spec.net, NetNs::New);
         assert_eq!(spec.hostname, "t");
     }

@@ -73,6 +73,17 @@ pub(super) enum SetupStep {
         slot: usize,
         path: CString,
     },
+    /// Like `OpenSource`, for a source the container owns (a volume): `base` is opened
+    /// by its path (host root's), then `path` (plain names) beneath it with
+    /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`, so a
+    /// symlink anywhere on the way or as the last name fails (`ELOOP`), never
+    /// followed, whenever it was planted. `dir`: it must be a folder.
+    OpenSourceBeneath {
+        slot: usize,
+        base: CString,
+        path: CString,
+        dir: bool,
+    },
     /// `mount(2)`; `target` is absolute, or relative to the new root when `in_root`
     /// (resolved with `RESOLVE_IN_ROOT`, so a symlink in the root stays inside it).
     Mount {
@@ -259,6 +270,43 @@ fn open_in_root(root: c_int, path: &CString, extra: c_int) -> Result<c_int, c_in
     } else {
         Ok(fd)
     }
+}
+
+/// `openat2(base, path, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS)` from the host folder `base` (opened by its path), retried
+/// while a rename elsewhere on the system makes the lookup answer `EAGAIN`.
+fn open_source_beneath(base: &CString, path: &CString, dir: bool) -> Result<c_int, c_int> {
+    // SAFETY: a NUL-terminated path; the fd is closed below.
+    let at = unsafe { libc::open(base.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if at < 0 {
+        return Err(errno());
+    }
+    let flags = libc::O_PATH | libc::O_CLOEXEC | if dir { libc::O_DIRECTORY } else { 0 };
+    let how = crate::exec::beneath::open_how(
+        flags as u64,
+        0,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    );
+    let mut r = Err(libc::EAGAIN);
+    for _ in 0..64 {
+        // SAFETY: valid pointers to a NUL-terminated path and a stack struct.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                at,
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        } as c_int;
+        r = if fd < 0 { Err(errno()) } else { Ok(fd) };
+        if !matches!(r, Err(libc::EAGAIN) | Err(libc::EINTR)) {
+            break;
+        }
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(at) };
+    r
 }
 
 /// Make sure something exists at `p` in the root; create it with `create` in its
@@ -554,6 +602,17 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 match script.slots.get(*slot) {
                     Some(c) => c.set(fd),
                     None => return Err(libc::EBADF),
+                }
+                Ok(())
+            }
+            SetupStep::OpenSourceBeneath { slot, base, path, dir } => {
+                let fd = open_source_beneath(base, path, *dir)?;
+                match script.slots.get(*slot) {
+                    Some(c) => c.set(fd),
+                    None => {
+                        libc::close(fd);
+                        return Err(libc::EBADF);
+                    }
                 }
                 Ok(())
             }
