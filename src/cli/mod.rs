@@ -7,8 +7,9 @@
 //! Exit codes are disjoint: a usage error (unknown command or option, missing
 //! argument) exits [`EXIT_USAGE`] (64, BSD's `EX_USAGE`), never 2, which `plan`
 //! uses for "there are changes". The executor's internal entry point
-//! (`container __supervise CONFIG`) is dispatched before the parser, so it never
-//! appears in help, "did you mean" tips or shell completions.
+//! (`container __supervise CONFIG`) and the build's unpacker (`container __unpack
+//! ROOT DEST STRIP`, the tarball on stdin) are dispatched before the parser, so they
+//! never appear in help, "did you mean" tips or shell completions.
 
 mod build;
 mod plan;
@@ -205,6 +206,10 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    if args.get(1).is_some_and(|a| a == crate::exec::unpack::UNPACK_ARG) {
+        // Internal: a build's `fetch` step, in the layer's mount namespace.
+        return unpack(&args[2..]);
+    }
     let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -276,4 +281,30 @@ pub fn main() -> ExitCode {
 /// refuses to run once a second thread exists; nothing before this starts one).
 fn supervise(config: &std::path::Path) -> ExitCode {
     ExitCode::from(crate::exec::supervisor::pid1_main(config))
+}
+
+/// `container __unpack ROOT DEST STRIP`: the tarball on stdin unpacked into DEST
+/// beneath the layer root ROOT (see `exec::unpack`); a line of what it did on stdout,
+/// the reason on stderr and exit 1 when it refuses or fails.
+fn unpack(args: &[std::ffi::OsString]) -> ExitCode {
+    use crate::exec::unpack::{unpack_tarball, UnpackLimits, UNPACK_ARG};
+    let usage = || {
+        eprintln!("usage: container {UNPACK_ARG} ROOT DEST STRIP < TARBALL");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let [root, dest, strip] = args else { return usage() };
+    let (Some(dest), Some(strip)) = (dest.to_str(), strip.to_str().and_then(|s| s.parse::<u32>().ok())) else {
+        return usage();
+    };
+    let stdin = std::io::stdin().lock();
+    match unpack_tarball(std::path::Path::new(root), dest, strip, stdin, UnpackLimits::default()) {
+        Ok(r) => {
+            println!("unpacked {} members ({} bytes) into {dest}, {} skipped", r.members, r.bytes, r.skipped);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("container {UNPACK_ARG}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -70,6 +70,35 @@ pub(crate) fn open_how(flags: u64, mode: u64, resolve: u64) -> libc::open_how {
     how
 }
 
+/// `openat2(dir, path, how)`, retried while it answers `EAGAIN` (a rename elsewhere
+/// on the system during the lookup) or `EINTR`; `ENOSYS` (a kernel before 5.6) is
+/// returned like any other error, for the caller to decide.
+pub(crate) fn openat2(dir: BorrowedFd<'_>, path: &std::ffi::CStr, how: &libc::open_how) -> io::Result<OwnedFd> {
+    for _ in 0..16 {
+        // SAFETY: valid pointers to a NUL-terminated path and a struct of the size
+        // given; the returned fd is ours alone.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: a new fd owned by nobody else.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
+        }
+        let e = last_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::Interrupted, "openat2 kept answering EAGAIN"))
+}
+
 /// Set once `openat2` answered `ENOSYS`: every later open walks.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
@@ -135,35 +164,10 @@ fn open_beneath(
             if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
             resolve,
         );
-        // A rename elsewhere on the system during the lookup makes it answer EAGAIN.
-        for _ in 0..16 {
-            // SAFETY: valid pointers to a NUL-terminated path and a stack struct of the
-            // size given; the returned fd is ours alone.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    dir.as_raw_fd(),
-                    c.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: a new fd owned by nobody else.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
-            }
-            let e = last_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-                Some(libc::ENOSYS) => {
-                    NO_OPENAT2.store(true, Ordering::Relaxed);
-                    break;
-                }
-                _ => return Err(e),
-            }
-        }
-        if !NO_OPENAT2.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "openat2 kept answering EAGAIN"));
+        match openat2(dir, &c, &how) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            Err(e) => return Err(e),
         }
     }
     // The walk: every folder on the way opened with O_NOFOLLOW | O_DIRECTORY, so a

@@ -7,6 +7,14 @@
 //! caches in, and chroots. When the command ends, its namespace and every mount in it
 //! go away with it. What ends up in the layer is only what the command wrote.
 //!
+//! A `fetch` step's tarball is verified against its sha256 here, opened here, and
+//! unpacked by no host `tar`: [`unpack`] runs our own `container __unpack` (see
+//! `exec::unpack`) in the layer's namespace (without the apt-cache binds) with the
+//! tarball on its stdin, and that resolves every path inside the layer root (as in a
+//! chroot, so no symlink reaches the host), refuses `..`, absolute names, device
+//! nodes and FIFOs, hard links to anything it did not unpack, and clears setuid,
+//! setgid and sticky bits.
+//!
 //! All output goes to the build log; [`Watch`] lets the caller show progress while a
 //! command runs (a single-threaded poll, so the CLI stays single-threaded).
 
@@ -193,11 +201,16 @@ fn last_line(log: &Path) -> String {
 
 /// Run `cmd` with its output appended to `log`, polling `watch`; an error names
 /// `what` and the log.
-fn run_logged(mut cmd: Command, what: &str, log: &Path, watch: Watch) -> Result<(), BuildError> {
+fn run_logged(cmd: Command, what: &str, log: &Path, watch: Watch) -> Result<(), BuildError> {
+    run_logged_input(cmd, Stdio::null(), what, log, watch)
+}
+
+/// [`run_logged`] with `stdin` as the command's standard input.
+fn run_logged_input(mut cmd: Command, stdin: Stdio, what: &str, log: &Path, watch: Watch) -> Result<(), BuildError> {
     log_line(log, &format!("$ {what}"))?;
     let out = std::fs::OpenOptions::new().append(true).open(log).map_err(io(format!("opening {}", log.display())))?;
     let err = out.try_clone().map_err(io("dup the log"))?;
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.stdin(stdin).stdout(out).stderr(err);
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(io(format!("starting {what}")))?;
     let status: ExitStatus = loop {
@@ -329,8 +342,10 @@ pub fn fetch(url: &str, sha256: &str, downloads: &Path, log: &Path, watch: Watch
     Ok(dest)
 }
 
-/// Unpack a tarball (any compression GNU tar knows) into `dest` of the layer, files
-/// owned by root, dropping `strip` leading path components.
+/// Unpack a tarball (gzip, bzip2, xz, zstd or none) into `dest` of the layer, files
+/// owned by root, dropping `strip` leading path components: `container __unpack`
+/// (see `exec::unpack`) as a host program in the layer's mount namespace, the
+/// tarball on its stdin (opened here), every path resolved inside the layer root.
 pub fn unpack(
     fs: &LayerFs,
     tarball: &Path,
@@ -339,36 +354,47 @@ pub fn unpack(
     log: &Path,
     watch: Watch,
 ) -> Result<(), BuildError> {
-    // GNU tar runs the decompressor by the file's content; name the missing one.
-    let name = tarball.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-    let needs = [
-        (".bz2", "bzip2", "apt-get install -y bzip2"),
-        (".xz", "xz", "apt-get install -y xz-utils"),
-        (".zst", "zstd", "apt-get install -y zstd"),
-    ];
-    for (ext, tool, install) in needs {
-        if (name.ends_with(ext) || name.ends_with(&format!(".t{}", &ext[1..]))) && !have_tool(tool) {
-            return Err(BuildError::MissingTool { tool, install });
-        }
-    }
     let rel = dest.trim_start_matches('/');
     if rel.split('/').any(|c| c == "..") {
         return Err(BuildError::Invalid(format!("unpack destination {dest} contains \"..\"")));
     }
-    // The folder is made in the layer first (chrooted, so symlinks resolve inside it).
-    run_in_layer(fs, Where::Chroot, &["mkdir".into(), "-p".into(), format!("/{rel}")], log, watch)?;
-    let argv = vec![
-        "tar".to_string(),
-        "-x".into(),
-        "-f".into(),
-        tarball.display().to_string(),
-        "--no-same-owner".into(),
-        "--no-overwrite-dir".into(),
-        format!("--strip-components={strip}"),
-        "-C".into(),
-        fs.merged.join(rel).display().to_string(),
-    ];
-    run_in_layer(fs, Where::Host, &argv, log, watch)
+    let file = File::open(tarball).map_err(io(format!("opening {}", tarball.display())))?;
+    if !file.metadata().map_err(io(format!("reading {}", tarball.display())))?.is_file() {
+        return Err(BuildError::Invalid(format!("{} is not a regular file", tarball.display())));
+    }
+    // Without the apt caches: nothing of the host is in the namespace but the layer
+    // (and the /proc, /tmp and /run mounts, which the unpacker does not cross).
+    let fs = LayerFs { binds: Vec::new(), ..fs.clone() };
+    let prepared = prepare(&fs, false)?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(super::unpack::UNPACK_ARG).arg(&fs.merged).arg(format!("/{rel}")).arg(strip.to_string());
+    clean_env(&mut cmd);
+    cmd.current_dir("/");
+    // SAFETY: `enter` makes only syscalls on data prepared before the fork, and the
+    // CLI is single-threaded, so nothing can hold a lock the child would need.
+    unsafe {
+        cmd.pre_exec(move || enter(&prepared));
+    }
+    let name = tarball.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let what = format!("unpack {name} into /{rel} (strip {strip})");
+    run_logged_input(cmd, Stdio::from(file), &what, log, watch).map_err(|e| match e {
+        BuildError::Failed { what, status, log } => match unpack_reason(&log) {
+            Some(why) => BuildError::Invalid(format!("{what}: {why}; the build log is {}", log.display())),
+            None => BuildError::Failed { what, status, log },
+        },
+        e => e,
+    })
+}
+
+/// The unpacker's reason for failing, from the end of the build log.
+fn unpack_reason(log: &Path) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    let tail = &text[text.len().saturating_sub(8192)..];
+    let prefix = format!("container {}: ", super::unpack::UNPACK_ARG);
+    String::from_utf8_lossy(tail)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix).map(|s| s.chars().take(400).collect()))
 }
 
 /// Lower folders of every overlay mounted in any mount namespace on the host

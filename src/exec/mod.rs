@@ -6,7 +6,7 @@
 //! `supervisor` (PID 1 inside a container), `cgroup` (limits), `attach` (exec into a
 //! running container), `process` (pidfd handles; our own SIGKILL for crash points),
 //! `lock` (flock), `random` (getrandom), `build` (debootstrap and commands inside a
-//! layer being built), `caps`, `seccomp` and `harden` (the capabilities,
+//! layer being built), `unpack` (a tarball into a layer, in process, beneath its root), `caps`, `seccomp` and `harden` (the capabilities,
 //! no_new_privs and system call filter every process that enters a container gets
 //! before its exec). The executor stays single-threaded.
 
@@ -25,3 +25,4 @@ pub mod random;
 pub mod sandbox;
 pub mod seccomp;
 pub mod supervisor;
+pub mod unpack;
