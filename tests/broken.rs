@@ -2,7 +2,10 @@
 //! and says what is wrong, without panicking, hanging or writing anything.
 //!
 //! Each file in tests/broken/ starts with `# expect: LINE:COL: message` (COL and
-//! message may be empty). Generated cases (empty, binary, huge, deep, alias bomb)
+//! message may be empty); `# expect-also: text` lines that follow name more text the
+//! report must hold (a hook script's `FILE:LINE:COL`). tests/broken/hooks/ holds the
+//! hook scripts the `*-hook-*` specs load: each returns a plan with one bad value,
+//! which must be refused at plan time, at the hook, before anything is written. Generated cases (empty, binary, huge, deep, alias bomb)
 //! are built in code below.
 
 mod support;
@@ -25,6 +28,8 @@ fn run(args: &[&str], file: &Path) -> Outcome {
     let out =
         support::isolated(&state).timeout(std::time::Duration::from_secs(20)).args(args).arg(file).output().unwrap();
     assert!(!state.exists(), "a broken spec must not write anything under the root");
+    let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "a broken spec must leave the root empty, found {left:?}");
     let mut stderr = String::from_utf8_lossy(&out.stderr).to_string();
     if stderr.len() > 4000 {
         // Never drown a failure report in a megabyte of snippet.
@@ -35,7 +40,7 @@ fn run(args: &[&str], file: &Path) -> Outcome {
     Outcome { code: out.status.code(), stderr }
 }
 
-fn check(file: &Path, expect: &str) {
+fn check(file: &Path, expect: &str, also: &[&str]) {
     for args in [&["validate"][..], &["plan"][..]] {
         let o = run(args, file);
         let shown = file.display().to_string();
@@ -49,13 +54,18 @@ fn check(file: &Path, expect: &str) {
         };
         assert!(o.stderr.contains(&loc), "{shown}: expected location {loc} in:\n{}", o.stderr);
         assert!(flat(&o.stderr).contains(&flat(&msg)), "{shown}: expected message `{msg}` in:\n{}", o.stderr);
+        for a in also {
+            assert!(o.stderr.contains(a), "{shown} ({args:?}): expected `{a}` in:\n{}", o.stderr);
+        }
     }
 }
 
 #[test]
 fn corpus_files_report_line_and_message() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    // Folders (hooks/) hold what the specs load, not specs.
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
     files.sort();
     assert!(files.len() >= 40, "the corpus needs at least 40 specs, has {}", files.len());
     for f in &files {
@@ -68,7 +78,9 @@ fn corpus_files_report_line_and_message() {
         // Run relative to the manifest so the location reads tests/broken/NAME.
         let rel = f.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
         std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
-        check(rel, expect.trim());
+        let also: Vec<&str> =
+            text.lines().skip(1).map_while(|l| l.strip_prefix("# expect-also:")).map(str::trim).collect();
+        check(rel, expect.trim(), &also);
     }
 }
 

@@ -57,8 +57,8 @@ fn network(n: u32, nat: bool) -> NetworkRes {
     let p = slice();
     NetworkRes {
         mode: NetMode::Routed,
-        ipv4: Some(format!("100.72.{p}.{n}/32")),
-        ipv6: Some(format!("fd63:6f6e:7461:696e::{p:x}:{n:x}/128")),
+        ipv4: Some(format!("100.72.{p}.{n}/32").parse().unwrap()),
+        ipv6: Some(format!("fd63:6f6e:7461:696e::{p:x}:{n:x}/128").parse().unwrap()),
         auto: false,
         nat,
         proxy_arp: None,
@@ -69,8 +69,9 @@ fn network(n: u32, nat: bool) -> NetworkRes {
     }
 }
 
-fn addr(s: &Option<String>) -> String {
-    s.as_deref().and_then(|s| s.split('/').next()).unwrap_or_default().to_string()
+/// The address of a plan's "addr/32" or "addr/128", as text ("" for none).
+fn addr<T: std::fmt::Display>(s: &Option<T>) -> String {
+    s.as_ref().map(|a| a.to_string()).unwrap_or_default().split('/').next().unwrap_or_default().to_string()
 }
 
 fn ping(argv_prefix: &[&str], target: &str) -> bool {
@@ -135,9 +136,9 @@ fn routed_network_pings_both_ways_reapplies_and_tears_down() {
     let _uplink_guard = Link(uplink.clone());
 
     let mut net4 = network(10, false);
-    net4.prefixes.insert(format!("100.72.{p}.128/28"));
-    net4.prefixes.insert(format!("fd63:6f6e:7461:696e:0:{p:x}:100:0/112"));
-    net4.proxy_arp = Some(uplink.clone());
+    net4.prefixes.insert(format!("100.72.{p}.128/28").parse().unwrap());
+    net4.prefixes.insert(format!("fd63:6f6e:7461:696e:0:{p:x}:100:0/112").parse().unwrap());
+    net4.proxy_arp = Some(uplink.parse().unwrap());
     net4.sysctls.insert("net.ipv4.ip_default_ttl".into(), "77".into());
     let v4 = addr(&net4.ipv4);
     let v6 = addr(&net4.ipv6);
@@ -373,7 +374,7 @@ fn nat_and_publish_carry_real_traffic() {
     let _veth_guard = Link(veth.clone());
     let mut netres = network(12, true);
     let published: u16 = 18000 + (p as u16);
-    netres.publish.insert(format!("{published}:80/tcp"));
+    netres.publish.insert(format!("{published}:80/tcp").parse().unwrap());
     let ct = netns("n");
     let ctfile = ct.file();
     net::setup(&name, &netres, ctfile.as_fd()).expect("setup");

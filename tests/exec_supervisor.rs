@@ -85,12 +85,12 @@ impl Scene {
     /// A `/bin/sh -c` service running in the work folder.
     fn sh(&self, script: &str) -> ServiceRes {
         let mut s = ServiceRes::new(&["/bin/sh", "-c", script]);
-        s.workdir = Some(self.work().to_string_lossy().into_owned());
+        s.workdir = Some(container::vocab::values::AbsPath(self.work().to_string_lossy().into_owned()));
         s
     }
     fn py(&self, script: &str) -> ServiceRes {
         let mut s = ServiceRes::new(&["python3", "-c", script]);
-        s.workdir = Some(self.work().to_string_lossy().into_owned());
+        s.workdir = Some(container::vocab::values::AbsPath(self.work().to_string_lossy().into_owned()));
         s
     }
     /// A `/bin/sh -c` init task; tasks have no workdir, so `cd` first.
@@ -504,7 +504,7 @@ fn reload_by_signal_keeps_pid_and_restart_changes_it() {
     // Ready once the trap is set: a HUP before that would end the shell.
     let hup = t
         .sh("trap 'echo reloaded' HUP; touch hup.up; while :; do sleep 0.05; done")
-        .reload_signal("HUP")
+        .reload_signal(container::vocab::values::SignalName::hup())
         .ready_command(&["test", "-e", "hup.up"]);
     cfg.services.insert("hup".into(), hup);
     cfg.services.insert(
@@ -678,7 +678,7 @@ fn start_failures_are_reported() {
     cfg.services.insert("missing".into(), ServiceRes::new(&["no-such-program-here"]));
     cfg.services.insert("baduser".into(), ServiceRes::new(&["true"]).user("no-such-user-here"));
     let mut dir = t.sh("exit 0");
-    dir.workdir = Some("/no/such/dir".into());
+    dir.workdir = Some("/no/such/dir".parse().unwrap());
     cfg.services.insert("baddir".into(), dir);
     let sup = t.start(cfg);
     let st = sup.wait_for("all failed", |s| s.services.values().all(|x| x.state == ServiceState::Failed));

@@ -211,7 +211,7 @@ fn reach(plan: &Plan) -> String {
         crate::spec::types::NetMode::Routed => plan
             .network
             .ipv4_addr()
-            .map(str::to_string)
+            .map(|a| a.to_string())
             .into_iter()
             .chain(plan.network.ipv6_addr().map(|a| format!("[{a}]")))
             .collect(),

@@ -270,21 +270,7 @@ fn check_ifname(name: &str) -> Result<(), NetError> {
 
 /// The container's /32 and /128, if any.
 fn addresses(net: &NetworkRes) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), NetError> {
-    let v4 = match &net.ipv4 {
-        Some(s) => match parse_addr(s)?.0 {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => return Err(NetError::BadAddress { value: s.clone(), detail: "not IPv4".into() }),
-        },
-        None => None,
-    };
-    let v6 = match &net.ipv6 {
-        Some(s) => match parse_addr(s)?.0 {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => return Err(NetError::BadAddress { value: s.clone(), detail: "not IPv6".into() }),
-        },
-        None => None,
-    };
-    Ok((v4, v6))
+    Ok((net.ipv4_addr(), net.ipv6_addr()))
 }
 
 /// Set in every container's own network namespace unless its plan says otherwise.
@@ -368,15 +354,15 @@ pub fn setup_steps(name: &str, net: &NetworkRes) -> Result<Vec<Step>, NetError> 
         s.push(Step::Route { side: H, dev: host.clone(), dst: a.into(), prefix_len: 128, via: None, onlink: false });
     }
     for p in &net.prefixes {
-        let (dst, prefix_len) = parse_addr(p)?;
+        let (dst, prefix_len) = (p.0.addr, p.0.len);
         let via = match dst {
             IpAddr::V4(_) => v4.map(IpAddr::V4),
             IpAddr::V6(_) => v6.map(IpAddr::V6),
         };
         s.push(Step::Route { side: H, dev: host.clone(), dst, prefix_len, via, onlink: false });
     }
-    let routes_v4 = v4.is_some() || net.prefixes.iter().any(|p| !p.contains(':'));
-    let routes_v6 = v6.is_some() || net.prefixes.iter().any(|p| p.contains(':'));
+    let routes_v4 = v4.is_some() || net.prefixes.iter().any(|p| p.0.addr.is_ipv4());
+    let routes_v6 = v6.is_some() || net.prefixes.iter().any(|p| p.0.addr.is_ipv6());
     let on = |path: String| Step::Sysctl { side: H, path, value: "1".into() };
     if routes_v4 {
         s.push(on("net/ipv4/ip_forward".into()));
@@ -396,7 +382,7 @@ pub fn setup_steps(name: &str, net: &NetworkRes) -> Result<Vec<Step>, NetError> 
         }
         if let Some(a) = v6 {
             s.push(on(format!("net/ipv6/conf/{uplink}/proxy_ndp")));
-            s.push(Step::ProxyNeighbour { dev: uplink.clone(), addr: a.into() });
+            s.push(Step::ProxyNeighbour { dev: uplink.to_string(), addr: a.into() });
         }
     }
     Ok(s)
@@ -411,7 +397,7 @@ pub fn teardown_steps(name: &str, net: &NetworkRes) -> Result<Vec<Step>, NetErro
     }
     let (_, v6) = addresses(net)?;
     if let (Some(uplink), Some(a)) = (&net.proxy_arp, v6) {
-        s.push(Step::DeleteProxyNeighbour { dev: uplink.clone(), addr: a.into() });
+        s.push(Step::DeleteProxyNeighbour { dev: uplink.to_string(), addr: a.into() });
     }
     s.push(Step::DeleteLink { dev: host_ifname(name) });
     Ok(s)
@@ -484,7 +470,7 @@ pub fn own_networks(net: &NetworkRes) -> Result<Vec<(&'static str, Network)>, Ne
     out.extend(v4.map(|a| ("network.ipv4", (IpAddr::V4(a), 32))));
     out.extend(v6.map(|a| ("network.ipv6", (IpAddr::V6(a), 128))));
     for p in &net.prefixes {
-        out.push(("network.prefixes", parse_addr(p)?));
+        out.push(("network.prefixes", (p.0.addr, p.0.len)));
     }
     Ok(out)
 }
@@ -680,8 +666,8 @@ mod tests {
     fn res() -> NetworkRes {
         NetworkRes {
             mode: NetMode::Routed,
-            ipv4: Some("100.72.0.2/32".into()),
-            ipv6: Some("fd63:6f6e:7461:696e::2/128".into()),
+            ipv4: Some("100.72.0.2/32".parse().unwrap()),
+            ipv6: Some("fd63:6f6e:7461:696e::2/128".parse().unwrap()),
             auto: false,
             nat: true,
             proxy_arp: None,
@@ -800,10 +786,10 @@ mod tests {
     #[test]
     fn prefixes_proxy_publish_and_sysctls() {
         let mut n = res();
-        n.prefixes.insert("64:ff9b::/96".into());
-        n.prefixes.insert("100.72.9.0/24".into());
-        n.proxy_arp = Some("eth1".into());
-        n.publish.insert("8080:80/tcp".into());
+        n.prefixes.insert("64:ff9b::/96".parse().unwrap());
+        n.prefixes.insert("100.72.9.0/24".parse().unwrap());
+        n.proxy_arp = Some("eth1".parse().unwrap());
+        n.publish.insert("8080:80/tcp".parse().unwrap());
         n.sysctls.insert("net.ipv6.conf.all.forwarding".into(), "1".into());
         let steps = setup_steps("nat", &n).unwrap();
         assert!(steps.contains(&Step::Route {
@@ -892,7 +878,7 @@ mod tests {
     #[test]
     fn conflicts_with_other_containers_and_host_routes() {
         let mut n = res();
-        n.prefixes.insert("100.72.9.0/24".into());
+        n.prefixes.insert("100.72.9.0/24".parse().unwrap());
         let routes = vec![
             // Its own routes (a re-apply) and covering host routes are fine.
             route("100.72.0.2", 32, "ct-web", false),
@@ -929,9 +915,8 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        let mut n = res();
-        n.ipv4 = Some("fd00::1/128".into());
-        assert!(matches!(setup_steps("a", &n), Err(NetError::BadAddress { .. })));
+        // An IPv6 address in `ipv4` cannot be in a plan at all.
+        assert!("fd00::1/128".parse::<crate::vocab::values::Ipv4Host>().is_err());
         let mut n = res();
         n.sysctls.insert("kernel.panic".into(), "1".into());
         assert!(matches!(setup_steps("a", &n), Err(NetError::BadSysctl { .. })));

@@ -52,7 +52,7 @@
 //! applies are each atomic, but the last one wins.
 
 use crate::plan::types::NetworkRes;
-use crate::spec::values::{Publish, PublishRule};
+use crate::spec::values::PublishRule;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -93,31 +93,9 @@ impl ContainerNet {
         if net.mode != crate::spec::types::NetMode::Routed {
             return Ok(None);
         }
-        let bad = |detail: String| NftError::Plan { name: name.to_string(), detail };
-        let host = |s: &Option<String>| -> Result<Option<IpAddr>, NftError> {
-            s.as_deref()
-                .map(|s| {
-                    s.split('/').next().unwrap_or(s).parse::<IpAddr>().map_err(|_| bad(format!("bad address `{s}`")))
-                })
-                .transpose()
-        };
-        let ipv4 = match host(&net.ipv4)? {
-            Some(IpAddr::V4(a)) => Some(a),
-            Some(IpAddr::V6(a)) => return Err(bad(format!("ipv4 holds an IPv6 address {a}"))),
-            None => None,
-        };
-        let ipv6 = match host(&net.ipv6)? {
-            Some(IpAddr::V6(a)) => Some(a),
-            Some(IpAddr::V4(a)) => return Err(bad(format!("ipv6 holds an IPv4 address {a}"))),
-            None => None,
-        };
-        let publish =
-            net.publish.iter().map(|p| Publish::parse(p).map(|p| p.0).map_err(bad)).collect::<Result<Vec<_>, _>>()?;
-        let prefixes = net
-            .prefixes
-            .iter()
-            .map(|p| crate::exec::net::parse_addr(p).map_err(|e| bad(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (ipv4, ipv6) = (net.ipv4_addr(), net.ipv6_addr());
+        let publish = net.publish.iter().map(|p| p.0.clone()).collect();
+        let prefixes = net.prefixes.iter().map(|p| (p.0.addr, p.0.len)).collect();
         Ok(Some(ContainerNet {
             name: name.to_string(),
             ipv4,
@@ -341,6 +319,7 @@ fn run_nft(batch: &Value) -> Result<(), NftError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::values::Publish;
 
     fn web() -> ContainerNet {
         ContainerNet {
@@ -522,17 +501,17 @@ mod tests {
     }
 
     #[test]
-    fn from_plan_parses_the_plan_strings() {
+    fn from_plan_takes_the_typed_plan() {
         use crate::spec::types::NetMode;
         let net = NetworkRes {
             mode: NetMode::Routed,
-            ipv4: Some("100.72.0.2/32".into()),
+            ipv4: Some("100.72.0.2/32".parse().unwrap()),
             ipv6: None,
             auto: true,
             nat: true,
             proxy_arp: None,
             prefixes: Default::default(),
-            publish: ["8080:80/tcp".to_string()].into_iter().collect(),
+            publish: ["8080:80/tcp".parse().unwrap()].into_iter().collect(),
             nameservers: vec![],
             sysctls: Default::default(),
         };
@@ -543,8 +522,7 @@ mod tests {
         let mut host = net.clone();
         host.mode = NetMode::Host;
         assert_eq!(ContainerNet::from_plan("web", &host).unwrap(), None);
-        let mut bad = net;
-        bad.publish = ["80".to_string()].into_iter().collect();
-        assert!(ContainerNet::from_plan("web", &bad).is_err());
+        // A mapping that does not parse cannot be in a plan at all.
+        assert!("80".parse::<Publish>().is_err());
     }
 }

@@ -16,6 +16,7 @@ use super::{Ctx, Services};
 use crate::diag::Problem;
 use crate::vocab::plan::ServiceRes;
 use crate::vocab::values::{Cidr, Duration, Proto};
+use crate::vocab::values::{Mode, SignalName};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -252,7 +253,8 @@ pub fn compile(s: &BindSettings, _all: &Services, cx: &mut Ctx) {
     cx.package("bind9");
     check_options(s, cx);
 
-    let mut svc = ServiceRes::new(&["named", "-g", "-u", "bind", "-c", "/etc/bind/named.conf"]).reload_signal("HUP");
+    let mut svc =
+        ServiceRes::new(&["named", "-g", "-u", "bind", "-c", "/etc/bind/named.conf"]).reload_signal(SignalName::hup());
     // The supervisor probes 127.0.0.1 and ::1: only when named listens there.
     if conf::matches_loopback(&s.listen_on, "127.0.0.1") || conf::matches_loopback(&s.listen_on_v6, "::1") {
         svc = svc.ready_tcp(53);
@@ -315,8 +317,8 @@ pub fn compile(s: &BindSettings, _all: &Services, cx: &mut Ctx) {
     cx.service("named", svc);
     cx.listen(Proto::Udp, 53, "named", "");
     cx.listen(Proto::Tcp, 53, "named", "");
-    cx.volume(CACHE, "bind", Some("bind:bind"), Some("0775"));
-    cx.tmpfs("/run/named", Some(1 << 20), Some("bind:bind"), Some("0775"));
+    cx.volume(CACHE, "bind", Some("bind:bind"), Some(Mode(0o775)));
+    cx.tmpfs("/run/named", Some(1 << 20), Some("bind:bind"), Some(Mode(0o775)));
 }
 
 fn check_options(s: &BindSettings, cx: &mut Ctx) {

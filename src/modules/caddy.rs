@@ -12,6 +12,7 @@ use super::web::{check_sites, WebSite};
 use super::{Ctx, Services};
 use crate::vocab::plan::ServiceRes;
 use crate::vocab::values::volume_name;
+use crate::vocab::values::Mode;
 use crate::vocab::values::Proto;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -60,9 +61,9 @@ pub fn compile(s: &CaddySettings, all: &Services, cx: &mut Ctx) {
     cx.service("caddy", svc);
     // Nothing here needs to outlive a restart: no certificates (auto_https off) and
     // nothing worth keeping in the autosaved config.
-    cx.tmpfs(HOME, Some(16 << 20), Some("caddy:caddy"), Some("0750"));
+    cx.tmpfs(HOME, Some(16 << 20), Some("caddy:caddy"), Some(Mode(0o750)));
     if summary.log {
-        cx.volume(LOG_DIR, &volume_name(LOG_DIR), Some("caddy:caddy"), Some("0750"));
+        cx.volume(LOG_DIR, &volume_name(LOG_DIR), Some("caddy:caddy"), Some(Mode(0o750)));
     }
 }
 

@@ -11,7 +11,7 @@ use crate::vocab::kinds::MountKind;
 use crate::vocab::path::Path;
 use crate::vocab::plan::{port_key, BuildStep, FileRes, InitTask, MountRes, Plan, ServiceRes};
 use crate::vocab::text::Text;
-use crate::vocab::values::{Proto, SecretRef};
+use crate::vocab::values::{Cidr, DeviceNode, Mode, Owner, Proto, SecretRef, SourcePath};
 
 pub struct Ctx<'a> {
     pub plan: &'a mut Plan,
@@ -74,8 +74,8 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub fn device(&mut self, dev: &str) {
-        self.plan.devices.insert(dev.to_string());
+    pub fn device(&mut self, dev: DeviceNode) {
+        self.plan.devices.insert(dev);
     }
 
     /// A `net.*` setting of the container's network namespace.
@@ -84,8 +84,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// Route an extra network to the container (e.g. a NAT64 prefix).
-    pub fn route(&mut self, cidr: &str) {
-        self.plan.network.prefixes.insert(cidr.to_string());
+    pub fn route(&mut self, cidr: Cidr) {
+        self.plan.network.prefixes.insert(cidr);
     }
 
     /// Register a secret and return its text reference.
@@ -96,16 +96,12 @@ impl<'a> Ctx<'a> {
 
     /// A file with mode 0644 owned by root.
     pub fn file(&mut self, path: &str, content: impl Into<Text>) {
-        self.file_with(path, content, "0644", "root:root");
+        self.file_with(path, content, Mode(0o644), "root:root");
     }
 
-    pub fn file_with(&mut self, path: &str, content: impl Into<Text>, mode: &str, owner: &str) {
-        let res = FileRes {
-            content: content.into(),
-            mode: mode.to_string(),
-            owner: owner.to_string(),
-            origin: self.origin.clone(),
-        };
+    pub fn file_with(&mut self, path: &str, content: impl Into<Text>, mode: Mode, owner: &str) {
+        let Some(owner) = self.owner(owner) else { return };
+        let res = FileRes { content: content.into(), mode, owner, origin: self.origin.clone() };
         if let Some(old) = self.plan.files.get(path) {
             // The user's own `files` entry replaces what a module renders there.
             if old.origin == "spec" && self.origin != "spec" {
@@ -143,29 +139,59 @@ impl<'a> Ctx<'a> {
         self.plan.mounts.insert(target.to_string(), res);
     }
 
+    /// An owner a module built from its settings ("user:group"); a bad one is the
+    /// module's settings' problem, reported here at plan time.
+    fn owner(&mut self, owner: &str) -> Option<Owner> {
+        match Owner::parse(owner) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                self.error("", e, None);
+                None
+            }
+        }
+    }
+
     /// A persistent volume (`source` relative to the container's volume folder).
-    pub fn volume(&mut self, target: &str, source: &str, owner: Option<&str>, mode: Option<&str>) {
+    pub fn volume(&mut self, target: &str, source: &str, owner: Option<&str>, mode: Option<Mode>) {
+        let source = match crate::vocab::values::volume_source_problem(source) {
+            None => SourcePath(source.to_string()),
+            Some(e) => return self.error("", e, None),
+        };
+        let owner = match owner {
+            Some(o) => match self.owner(o) {
+                Some(o) => Some(o),
+                None => return,
+            },
+            None => None,
+        };
         let res = MountRes {
             kind: MountKind::Volume,
-            source: Some(source.to_string()),
+            source: Some(source),
             size: None,
             read_only: false,
-            owner: owner.map(str::to_string),
-            mode: mode.map(str::to_string),
+            owner,
+            mode,
             origin: self.origin.clone(),
         };
         self.mount(target, res);
     }
 
     /// A tmpfs, empty at every start.
-    pub fn tmpfs(&mut self, target: &str, size: Option<u64>, owner: Option<&str>, mode: Option<&str>) {
+    pub fn tmpfs(&mut self, target: &str, size: Option<u64>, owner: Option<&str>, mode: Option<Mode>) {
+        let owner = match owner {
+            Some(o) => match self.owner(o) {
+                Some(o) => Some(o),
+                None => return,
+            },
+            None => None,
+        };
         let res = MountRes {
             kind: MountKind::Tmpfs,
             source: None,
             size,
             read_only: false,
-            owner: owner.map(str::to_string),
-            mode: mode.map(str::to_string),
+            owner,
+            mode,
             origin: self.origin.clone(),
         };
         self.mount(target, res);

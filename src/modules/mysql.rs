@@ -12,6 +12,7 @@ mod conf;
 
 use super::{Ctx, Services};
 use crate::vocab::plan::{InitTask, ServiceRes};
+use crate::vocab::values::Mode;
 use crate::vocab::values::{Port, Proto, SecretName, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -182,9 +183,9 @@ pub fn compile(s: &MysqlSettings, _all: &Services, cx: &mut Ctx) {
     conf::check(s, cx);
 
     cx.file(CNF, conf::server_cnf(s));
-    cx.volume(DATADIR, "mysql", Some("mysql:mysql"), Some("0750"));
+    cx.volume(DATADIR, "mysql", Some("mysql:mysql"), Some(Mode(0o750)));
     // Socket, pid file and temporary files (tmpdir): empty at every start.
-    cx.tmpfs("/run/mysqld", None, Some("mysql:mysql"), Some("0755"));
+    cx.tmpfs("/run/mysqld", None, Some("mysql:mysql"), Some(Mode(0o755)));
 
     // Creates the system tables once; `root`@`localhost` logs in over the socket only
     // until the ensure task gives it a password too.

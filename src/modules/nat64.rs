@@ -20,6 +20,7 @@ use super::bind::Dns64;
 use super::{Ctx, Services};
 use crate::diag::Problem;
 use crate::vocab::plan::{InitTask, ServiceRes};
+use crate::vocab::values::Mode;
 use crate::vocab::values::{Cidr, Net};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -122,8 +123,7 @@ pub fn expand(s: &Nat64Settings, all: &mut Services, _problems: &mut Vec<Problem
 
 pub fn compile(s: &Nat64Settings, _all: &Services, cx: &mut Ctx) {
     let net = &cx.plan.network;
-    let own4 = net.ipv4.as_deref().and_then(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok());
-    let own6 = net.ipv6.as_deref().and_then(|a| a.split('/').next()?.parse::<Ipv6Addr>().ok());
+    let (own4, own6) = (net.ipv4_addr(), net.ipv6_addr());
     let (Some(own4), Some(own6)) = (own4, own6) else {
         cx.error(
             "",
@@ -199,12 +199,12 @@ pub fn compile(s: &Nat64Settings, _all: &Services, cx: &mut Ctx) {
     }
 
     cx.packages(&["tayga", "iproute2", "nftables"]);
-    cx.device("/dev/net/tun");
-    cx.route(&s.prefix.to_string());
+    cx.device(crate::vocab::values::DeviceNode::tun());
+    cx.route(s.prefix.clone());
     for (k, v) in FORWARDING {
         cx.sysctl(k, v);
     }
-    cx.volume(DATA, "tayga", Some("root:root"), Some("0755"));
+    cx.volume(DATA, "tayga", Some("root:root"), Some(Mode(0o755)));
 
     let mut conf = String::from("# Rendered by container (nat64 module).\n");
     let _ = writeln!(conf, "tun-device {TUN}\nipv4-addr {tayga4}");
@@ -268,8 +268,8 @@ mod tests {
         assert!(conf.contains("dynamic-pool 192.168.255.0/24\n"), "{conf}");
         assert!(conf.contains("data-dir /var/lib/tayga\n"), "{conf}");
         assert!(!conf.contains("ipv6-addr"), "tayga derives it from a network-specific prefix: {conf}");
-        assert!(plan.network.prefixes.contains("fd00:64::/96"));
-        assert!(plan.devices.contains("/dev/net/tun"));
+        assert!(plan.network.prefixes.contains(&"fd00:64::/96".parse().unwrap()));
+        assert!(plan.devices.contains(&crate::vocab::values::DeviceNode::tun()));
         assert!(plan.services["tayga"].security.cap_add.contains("NET_ADMIN"));
         assert!(plan.init.values().all(|t| t.security.cap_add.contains("NET_ADMIN")));
         let mktun = &plan.init["nat64-1-mktun"];
@@ -291,7 +291,7 @@ mod tests {
         let plan = test_plan(&format!("{NET}[services.nat64]\n"));
         let conf = plan.files["/etc/tayga.conf"].content.redacted();
         assert!(conf.contains("prefix 64:ff9b::/96\n"), "{conf}");
-        let own = plan.network.ipv6.as_deref().unwrap().trim_end_matches("/128");
+        let own = plan.network.ipv6_addr().unwrap();
         assert!(conf.contains(&format!("ipv6-addr {own}\n")), "{conf}");
     }
 

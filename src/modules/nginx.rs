@@ -13,6 +13,7 @@ use super::web::WebSite;
 use super::{Ctx, Services};
 use crate::vocab::plan::ServiceRes;
 use crate::vocab::values::volume_name;
+use crate::vocab::values::{Mode, SignalName};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +61,7 @@ pub fn compile(s: &NginxSettings, all: &Services, cx: &mut Ctx) {
     // `-e stderr`: nginx opens its compiled-in error log before reading the config;
     // on the read-only root that would log an alert at every start.
     let mut svc = ServiceRes::new(&["nginx", "-c", NGINX_CONF, "-e", "stderr"])
-        .reload_signal("HUP")
+        .reload_signal(SignalName::hup())
         .uses(NGINX_CONF)
         .uses(SITES_CONF);
     if let Some(port) = summary.first_port {
@@ -71,10 +72,10 @@ pub fn compile(s: &NginxSettings, all: &Services, cx: &mut Ctx) {
     }
     cx.service("nginx", svc);
     // The master runs as root and creates the temp folders for the www-data workers.
-    cx.tmpfs(TEMP_DIR, Some(256 << 20), None, Some("0755"));
-    cx.tmpfs(RUN_DIR, Some(1 << 20), None, Some("0755"));
+    cx.tmpfs(TEMP_DIR, Some(256 << 20), None, Some(Mode(0o755)));
+    cx.tmpfs(RUN_DIR, Some(1 << 20), None, Some(Mode(0o755)));
     if summary.log {
-        cx.volume(LOG_DIR, &volume_name(LOG_DIR), Some("root:adm"), Some("0755"));
+        cx.volume(LOG_DIR, &volume_name(LOG_DIR), Some("root:adm"), Some(Mode(0o755)));
     }
 }
 

@@ -15,6 +15,7 @@ use super::{web, Ctx, Services, WebServer};
 use crate::diag::Problem;
 use crate::vocab::plan::{BuildStep, Fetch, InitTask};
 use crate::vocab::text::Text;
+use crate::vocab::values::{AbsPath, Mode, ShaSum};
 use crate::vocab::values::{Port, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -128,11 +129,11 @@ pub fn compile(s: &OwncloudSettings, _all: &Services, cx: &mut Ctx) {
             Some("an https:// URL, a file:/// URL, or a path relative to the spec, e.g. \"owncloud-10.15.0.tar.bz2\""),
         );
     }
-    let sha_ok = s.sha256.len() == 64 && s.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-    if !sha_ok {
+    let sha256 = ShaSum::parse(&s.sha256);
+    if let Err(e) = &sha256 {
         cx.error(
             "sha256",
-            format!("invalid sha256 `{}`: it must be 64 hexadecimal digits", s.sha256),
+            e.clone(),
             Some("compute it with `sha256sum <tarball>`, or copy it from the release's .sha256 file"),
         );
     }
@@ -157,19 +158,16 @@ pub fn compile(s: &OwncloudSettings, _all: &Services, cx: &mut Ctx) {
 
     // `occ` (the install task) runs with the PHP command line.
     cx.package("php8.2-cli");
-    cx.step(BuildStep::Fetch(Fetch {
-        url: s.url.clone(),
-        sha256: s.sha256.to_ascii_lowercase(),
-        dest: "/var/www".into(),
-        strip: 0,
-    }));
+    if let Ok(sha256) = sha256 {
+        cx.step(BuildStep::Fetch(Fetch { url: s.url.clone(), sha256, dest: AbsPath("/var/www".into()), strip: 0 }));
+    }
 
     let config = container_config(s, cx);
-    cx.file_with(&format!("{CONFIG_DIR}/container.config.php"), config, "0640", "root:www-data");
+    cx.file_with(&format!("{CONFIG_DIR}/container.config.php"), config, Mode(0o640), "root:www-data");
     // ownCloud writes config.php at install and on changes: the folder must be writable.
-    cx.volume(CONFIG_DIR, "owncloud-config", Some("www-data:www-data"), Some("0750"));
+    cx.volume(CONFIG_DIR, "owncloud-config", Some("www-data:www-data"), Some(Mode(0o750)));
     // ownCloud refuses a data folder other users can read.
-    cx.volume(DATA, "owncloud-data", Some("www-data:www-data"), Some("0770"));
+    cx.volume(DATA, "owncloud-data", Some("www-data:www-data"), Some(Mode(0o770)));
 
     if s.install && ok && user_ok {
         let task = install_task(s, cx);
@@ -249,11 +247,11 @@ mod tests {
     fn owncloud_fetches_the_pinned_tarball_and_configures_the_database_from_a_secret() {
         let plan = test_plan(&spec("hosts = [\"cloud.example.org\"]\n"));
         let BuildStep::Fetch(f) = &plan.layer.steps[0] else { panic!("{:?}", plan.layer.steps) };
-        assert_eq!(f.sha256, SHA.to_ascii_lowercase());
+        assert_eq!(f.sha256.as_str(), SHA.to_ascii_lowercase());
         assert_eq!(f.url, "https://download.owncloud.com/server/stable/owncloud-10.15.0.tar.bz2");
         assert_eq!((f.dest.as_str(), f.strip), ("/var/www", 0));
         let c = &plan.files["/var/www/owncloud/config/container.config.php"];
-        assert_eq!((c.mode.as_str(), c.owner.as_str()), ("0640", "root:www-data"));
+        assert_eq!((c.mode.to_string().as_str(), c.owner.as_str()), ("0640", "root:www-data"));
         let php = c.content.redacted();
         assert!(php.contains("$CONFIG = array ("), "{php}");
         assert!(php.contains("'dbpassword' => '(secret)',"));
@@ -263,7 +261,7 @@ mod tests {
         assert!(php.contains("0 => 'localhost',\n    1 => 'cloud.example.org',"));
         assert!(php.contains("'overwrite.cli.url' => 'http://cloud.example.org',"));
         assert!(c.content.0.contains(&Seg::Secret("owncloud-db".into())));
-        assert_eq!(plan.mounts["/var/lib/owncloud/data"].mode.as_deref(), Some("0770"));
+        assert_eq!(plan.mounts["/var/lib/owncloud/data"].mode, Some(crate::vocab::values::Mode(0o770)));
         assert_eq!(plan.mounts["/var/www/owncloud/config"].source.as_deref(), Some("owncloud-config"));
     }
 

@@ -6,6 +6,7 @@
 use super::{Ctx, Services};
 use crate::vocab::plan::ServiceRes;
 use crate::vocab::values::Size;
+use crate::vocab::values::{Mode, SignalName};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -150,7 +151,7 @@ pub fn compile(s: &PhpSettings, _all: &Services, cx: &mut Ctx) {
         "--fpm-config".into(),
         fpm_conf.clone(),
     ])
-    .reload_signal("USR2")
+    .reload_signal(SignalName::usr2())
     .uses(&fpm_conf)
     .uses(&ini_path);
 
@@ -187,8 +188,8 @@ pub fn compile(s: &PhpSettings, _all: &Services, cx: &mut Ctx) {
     let first = s.pools.first().map_or(DEFAULT_POOL, |p| p.name.as_str());
     svc = svc.ready_unix(&socket(first));
     cx.service("php-fpm", svc);
-    cx.tmpfs("/run/php", Some(1 << 20), Some("www-data:www-data"), Some("0755"));
-    cx.tmpfs(SESSIONS, Some(s.sessions_size.0), Some("www-data:www-data"), Some("1733"));
+    cx.tmpfs("/run/php", Some(1 << 20), Some("www-data:www-data"), Some(Mode(0o755)));
+    cx.tmpfs(SESSIONS, Some(s.sessions_size.0), Some("www-data:www-data"), Some(Mode(0o1733)));
 }
 
 fn pool_conf(p: &PhpPool) -> String {

@@ -10,6 +10,7 @@
 use super::{Ctx, Services};
 use crate::vocab::plan::ServiceRes;
 use crate::vocab::text::Text;
+use crate::vocab::values::Mode;
 use crate::vocab::values::{AbsPath, Port, Proto, SecretRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -224,15 +225,15 @@ pub fn compile(s: &RsyncSettings, _all: &Services, cx: &mut Ctx) {
         }
         // Writable modules need a folder the transfer user may write to.
         let owner = if m.read_only { "root:root".to_string() } else { format!("{}:{}", m.uid, m.gid) };
-        cx.volume(&path, &volume, Some(&owner), Some("0755"));
+        cx.volume(&path, &volume, Some(&owner), Some(Mode(0o755)));
     }
 
     cx.file(CONFIG, conf);
     if !users.is_empty() {
-        cx.file_with(SECRETS, secrets, "0600", "root:root");
+        cx.file_with(SECRETS, secrets, Mode(0o600), "root:root");
     }
     if s.max_connections > 0 {
-        cx.tmpfs(RUN_DIR, Some(1 << 20), Some("root:root"), Some("0755"));
+        cx.tmpfs(RUN_DIR, Some(1 << 20), Some("root:root"), Some(Mode(0o755)));
     }
     cx.listen(Proto::Tcp, s.port.0, "rsyncd", "port");
     let port = format!("--port={}", s.port.0);
@@ -292,7 +293,7 @@ password = { secret = "rsync-backup" }
         let plan = test_plan(SPEC);
         let f = &plan.files[SECRETS];
         assert_eq!(f.content.redacted(), "backup:(secret)\n");
-        assert_eq!((f.mode.as_str(), f.owner.as_str()), ("0600", "root:root"));
+        assert_eq!((f.mode.to_string().as_str(), f.owner.as_str()), ("0600", "root:root"));
         assert!(plan.secrets.contains("rsync-backup"));
         assert!(serde_json::to_string(&plan).unwrap().contains(r#"{"secret":"rsync-backup"}"#));
     }

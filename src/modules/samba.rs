@@ -11,6 +11,7 @@
 use super::{Ctx, Services};
 use crate::vocab::plan::{BuildStep, InitTask, ServiceRes};
 use crate::vocab::text::Text;
+use crate::vocab::values::SignalName;
 use crate::vocab::values::{AbsPath, Mode, Proto, SecretRef};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -188,7 +189,7 @@ pub fn compile(s: &SambaSettings, _all: &Services, cx: &mut Ctx) {
     let mut users = BTreeSet::new();
     let svc = ServiceRes::new(&["smbd", "--foreground", "--no-process-group", "--debug-stdout", "--configfile", CONF])
         .ready_tcp(445)
-        .reload_signal("HUP")
+        .reload_signal(SignalName::hup())
         .uses(CONF);
     for (i, u) in s.users.iter().enumerate() {
         let at = format!("users[{i}].name");
@@ -286,16 +287,16 @@ pub fn compile(s: &SambaSettings, _all: &Services, cx: &mut Ctx) {
             &path,
             &volume,
             Some(&format!("{owner}:{}", group_of(&owner))),
-            Some(if writable { "2775" } else { "0755" }),
+            Some(Mode(if writable { 0o2775 } else { 0o755 })),
         );
         conf.push_str(&share_section(sh, &path, &owner, writable));
     }
     cx.file(CONF, conf);
-    cx.volume(STATE, "samba", Some("root:root"), Some("0755"));
-    cx.volume(PRIVATE, "samba-private", Some("root:root"), Some("0700"));
-    cx.tmpfs("/run/samba", Some(16 << 20), Some("root:root"), Some("0755"));
-    cx.tmpfs("/var/cache/samba", Some(16 << 20), Some("root:root"), Some("0755"));
-    cx.tmpfs("/var/log/samba", Some(16 << 20), Some("root:root"), Some("0750"));
+    cx.volume(STATE, "samba", Some("root:root"), Some(Mode(0o755)));
+    cx.volume(PRIVATE, "samba-private", Some("root:root"), Some(Mode(0o700)));
+    cx.tmpfs("/run/samba", Some(16 << 20), Some("root:root"), Some(Mode(0o755)));
+    cx.tmpfs("/var/cache/samba", Some(16 << 20), Some("root:root"), Some(Mode(0o755)));
+    cx.tmpfs("/var/log/samba", Some(16 << 20), Some("root:root"), Some(Mode(0o750)));
     cx.listen(Proto::Tcp, 445, "smbd", "");
     cx.service("smbd", svc);
 }
@@ -422,7 +423,10 @@ create_mask = "0660"
         assert_eq!(public.source.as_deref(), Some("share-public"));
         assert_eq!(public.owner.as_deref(), Some("nobody:nogroup"));
         let private = &plan.mounts["/srv/samba/alice"];
-        assert_eq!((private.owner.as_deref(), private.mode.as_deref()), (Some("alice:alice"), Some("2775")));
+        assert_eq!(
+            (private.owner.as_deref(), private.mode.clone()),
+            (Some("alice:alice"), Some(crate::vocab::values::Mode(0o2775)))
+        );
         let svc = &plan.services["smbd"];
         assert_eq!(svc.command[..4], ["smbd", "--foreground", "--no-process-group", "--debug-stdout"]);
         assert!(plan.ports.contains_key("tcp/445"));

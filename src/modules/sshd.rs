@@ -19,6 +19,7 @@ use super::{Ctx, Services};
 use crate::vocab::plan::{BuildStep, InitTask, ServiceRes};
 use crate::vocab::text::Text;
 use crate::vocab::values::{AbsPath, Port, Proto, SecretRef};
+use crate::vocab::values::{Mode, SignalName};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -135,7 +136,7 @@ pub fn compile(s: &SshdSettings, _all: &Services, cx: &mut Ctx) {
     cx.packages(&["openssh-server", "openssh-sftp-server", "passwd", "mount"]);
 
     // Host keys: generated once into the volume, before any service starts.
-    cx.volume(HOST_KEYS, "ssh-host-keys", Some("root:root"), Some("0700"));
+    cx.volume(HOST_KEYS, "ssh-host-keys", Some("root:root"), Some(Mode(0o700)));
     let mut host_keys = Vec::new();
     for (kind, extra) in [("ed25519", &[][..]), ("rsa", &["-b", "3072"][..])] {
         let path = format!("{HOST_KEYS}/ssh_host_{kind}_key");
@@ -146,7 +147,7 @@ pub fn compile(s: &SshdSettings, _all: &Services, cx: &mut Ctx) {
         host_keys.push(path);
     }
     // Privilege separation directory, compiled into Debian's sshd.
-    cx.tmpfs("/run/sshd", Some(1 << 20), Some("root:root"), Some("0755"));
+    cx.tmpfs("/run/sshd", Some(1 << 20), Some("root:root"), Some(Mode(0o755)));
 
     // Authorized keys: one root-owned 0644 file per user (StrictModes accepts it).
     check_keys(cx, "authorized_keys", &s.authorized_keys);
@@ -201,7 +202,8 @@ pub fn compile(s: &SshdSettings, _all: &Services, cx: &mut Ctx) {
     cx.file(CONFIG, sshd_config(s, &host_keys));
     cx.listen(Proto::Tcp, s.port.0, "sshd", "port");
     // authorized_keys files are read at each login: only the config needs a reload.
-    let mut svc = ServiceRes::new(&["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG]).reload_signal("HUP").uses(CONFIG);
+    let mut svc =
+        ServiceRes::new(&["/usr/sbin/sshd", "-D", "-e", "-f", CONFIG]).reload_signal(SignalName::hup()).uses(CONFIG);
     // The supervisor probes 127.0.0.1 and ::1: only when sshd listens there.
     if s.listen_addresses.is_empty() || s.listen_addresses.iter().any(|a| a.is_loopback() || a.is_unspecified()) {
         svc = svc.ready_tcp(s.port.0);
@@ -262,7 +264,7 @@ mod tests {
         }
         let keys = &plan.files["/etc/ssh/authorized_keys/root"];
         assert!(keys.content.redacted().ends_with(&format!("\n{ED}\n")), "{}", keys.content);
-        assert_eq!((keys.mode.as_str(), keys.owner.as_str()), ("0644", "root:root"));
+        assert_eq!((keys.mode.to_string().as_str(), keys.owner.as_str()), ("0644", "root:root"));
         let gen = &plan.init["sshd-host-key-rsa"];
         assert_eq!(
             gen.command.join(" "),

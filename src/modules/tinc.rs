@@ -10,6 +10,7 @@
 use super::{Ctx, Services};
 use crate::vocab::plan::{InitTask, ServiceRes};
 use crate::vocab::values::{Cidr, Port, Proto};
+use crate::vocab::values::{Mode as FileMode, SignalName};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -91,7 +92,7 @@ fn valid_node_name(s: &str) -> bool {
 
 pub fn compile(s: &TincSettings, _all: &Services, cx: &mut Ctx) {
     cx.packages(&["tinc", "iproute2", "openssl"]);
-    cx.device("/dev/net/tun");
+    cx.device(crate::vocab::values::DeviceNode::tun());
     let net = &s.network;
     let net_ok = !net.is_empty()
         && net.len() <= 10
@@ -114,12 +115,12 @@ pub fn compile(s: &TincSettings, _all: &Services, cx: &mut Ctx) {
     let iface = format!("tinc-{net}");
 
     // Keys: made once into the volume. The ids sort in the order the tasks must run.
-    cx.volume(&keys, "tinc-keys", Some("root:root"), Some("0700"));
+    cx.volume(&keys, "tinc-keys", Some("root:root"), Some(FileMode(0o700)));
     let gen = ["openssl", "genrsa", "-traditional", "-out", private.as_str(), "4096"];
     cx.init("tinc-key", InitTask::new(&gen).creates(&private));
     let pub_argv = ["openssl", "rsa", "-in", private.as_str(), "-RSAPublicKey_out", "-out", public.as_str()];
     cx.init("tinc-key-public", InitTask::new(&pub_argv).creates(&public));
-    cx.tmpfs("/run/tinc", Some(1 << 20), Some("root:root"), Some("0755"));
+    cx.tmpfs("/run/tinc", Some(1 << 20), Some("root:root"), Some(FileMode(0o755)));
 
     let mode = match s.mode {
         Mode::Router => "router",
@@ -207,8 +208,8 @@ pub fn compile(s: &TincSettings, _all: &Services, cx: &mut Ctx) {
 
     cx.file(&format!("{dir}/tinc.conf"), conf);
     cx.file(&format!("{dir}/hosts/{}", s.name), own);
-    cx.file_with(&format!("{dir}/tinc-up"), up, "0755", "root:root");
-    cx.file_with(&format!("{dir}/tinc-down"), down, "0755", "root:root");
+    cx.file_with(&format!("{dir}/tinc-up"), up, FileMode(0o755), "root:root");
+    cx.file_with(&format!("{dir}/tinc-down"), down, FileMode(0o755), "root:root");
     // tinc-up only runs at start: SIGHUP rereads tinc.conf and hosts/ but does not rerun
     // it, so a changed address needs a restart (see the report on `uses`).
     uses.push(format!("{dir}/tinc-up"));
@@ -225,7 +226,7 @@ pub fn compile(s: &TincSettings, _all: &Services, cx: &mut Ctx) {
     ];
     // tincd configures its tun device and runs tinc-up (`ip addr`, `ip route`) inside
     // the container's own network namespace: that takes CAP_NET_ADMIN.
-    let mut svc = ServiceRes::new(&argv).ready_tcp(s.port.0).reload_signal("HUP").cap_add("NET_ADMIN");
+    let mut svc = ServiceRes::new(&argv).ready_tcp(s.port.0).reload_signal(SignalName::hup()).cap_add("NET_ADMIN");
     for u in &uses {
         svc = svc.uses(u);
     }
@@ -268,7 +269,7 @@ mod tests {
         let svc = &plan.services["tincd"];
         assert_eq!(svc.command.join(" "), "tincd -D -d1 --config=/etc/tinc/vpn --pidfile=/run/tinc/tinc.vpn.pid");
         assert!(svc.uses.contains("/etc/tinc/vpn/hosts/gamma") && svc.uses.contains("/etc/tinc/vpn/tinc-up"));
-        assert!(plan.devices.contains("/dev/net/tun"));
+        assert!(plan.devices.contains(&crate::vocab::values::DeviceNode::tun()));
         assert_eq!(plan.services["tincd"].security.cap_add, ["NET_ADMIN".to_string()].into());
         assert_eq!((plan.ports["tcp/655"].as_str(), plan.ports["udp/655"].as_str()), ("tincd", "tincd"));
         let gen = &plan.init["tinc-key"];
@@ -300,7 +301,7 @@ mod tests {
     fn tinc_up_sets_the_address_and_routes_outside_subnets() {
         let plan = test_plan(&spec("subnets = [\"10.10.0.0/24\"]\n"));
         let up = &plan.files["/etc/tinc/vpn/tinc-up"];
-        assert_eq!(up.mode, "0755");
+        assert_eq!(up.mode.to_string(), "0755");
         let up = up.content.redacted();
         assert!(up.starts_with("#!/bin/sh\n"), "{up}");
         assert!(

@@ -17,6 +17,7 @@
 use super::web;
 use super::{Ctx, Services, WebServer};
 use crate::diag::Problem;
+use crate::vocab::values::Mode;
 use crate::vocab::values::{Port, SecretRef, Size};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -231,11 +232,11 @@ pub fn compile(s: &WordpressSettings, _all: &Services, cx: &mut Ctx) {
                 );
                 continue;
             }
-            cx.file_with(&path, content.clone(), "0640", "root:www-data");
+            cx.file_with(&path, content.clone(), Mode(0o640), "root:www-data");
         }
     }
     // Uploads of every site (a folder each); WordPress creates the folders.
-    cx.volume(UPLOADS, "wordpress-uploads", Some("www-data:www-data"), Some("0750"));
+    cx.volume(UPLOADS, "wordpress-uploads", Some("www-data:www-data"), Some(Mode(0o750)));
 }
 
 /// The host config Debian's wp-config.php loads; secrets stay references.
@@ -292,7 +293,7 @@ mod tests {
     fn wordpress_default_site_takes_its_password_and_keys_from_secrets() {
         let plan = test_plan("name = \"wp\"\n[services.wordpress]\n");
         let f = &plan.files["/etc/wordpress/config-default.php"];
-        assert_eq!((f.mode.as_str(), f.owner.as_str()), ("0640", "root:www-data"));
+        assert_eq!((f.mode.to_string().as_str(), f.owner.as_str()), ("0640", "root:www-data"));
         let php = f.content.redacted();
         assert!(php.starts_with("<?php\n"));
         assert!(php.contains("define('DB_NAME', 'wordpress_default');"), "{php}");

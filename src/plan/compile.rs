@@ -14,7 +14,7 @@ use crate::spec::node::Path;
 use crate::spec::types::{MountKind, NetMode, Spec};
 use crate::spec::Loaded;
 use crate::vocab::source::SourceReader;
-use crate::vocab::values::volume_name;
+use crate::vocab::values::{volume_name, IfaceName, IpAddress, Ipv4Host, Ipv6Host, SignalName, SourcePath};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything a compile may look at besides the spec.
@@ -108,9 +108,9 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
             },
             (None, None) => continue,
         };
-        let mode = f.mode.as_ref().map_or_else(default_mode, |m| m.to_string());
-        let owner = f.owner.clone().unwrap_or_else(default_owner);
-        cx.file_with(&f.path.0, content, &mode, &owner);
+        let mode = f.mode.clone().unwrap_or_else(default_mode);
+        let owner = f.owner.clone().unwrap_or_else(|| default_owner().0);
+        cx.file_with(&f.path.0, content, mode, &owner);
     }
     if !spec.network.nameservers.is_empty() {
         let mut rc = String::new();
@@ -132,7 +132,8 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
                     target.clone(),
                     MountRes {
                         kind: MountKind::Bind,
-                        source: m.source.clone(),
+                        // Validated: an absolute host path without `..`.
+                        source: m.source.as_ref().map(|s| SourcePath(s.clone())),
                         size: None,
                         read_only: m.read_only,
                         owner: None,
@@ -152,11 +153,11 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         let mut svc = ServiceRes::new(&p.command);
         svc.user = p.user.clone();
         svc.env = p.env.clone();
-        svc.workdir = p.workdir.as_ref().map(|w| w.0.clone());
+        svc.workdir = p.workdir.clone();
         svc.restart = p.restart;
         svc.ready = p.ready.clone();
         svc.after = p.after.iter().cloned().collect();
-        svc.reload = p.reload_signal.as_ref().map(|s| Reload::Signal(s.trim_start_matches("SIG").to_string()));
+        svc.reload = p.reload_signal.as_deref().and_then(|s| SignalName::parse(s).ok()).map(Reload::Signal);
         svc.uses = p.uses.iter().map(|u| u.0.clone()).collect();
         svc.security = security(&p.security);
         if let Some(c) = p.security.cap_add.iter().find(|c| p.security.cap_drop.contains(c)) {
@@ -236,7 +237,7 @@ fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> Netw
     let ipv4 = n.ipv4.as_ref().and_then(|want| {
         auto |= want.0.is_none();
         match pool.v4(name, want.0) {
-            Ok(a) => Some(format!("{a}/32")),
+            Ok(a) => Some(Ipv4Host(a)),
             Err(e) => {
                 fail("ipv4", e);
                 None
@@ -246,7 +247,7 @@ fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> Netw
     let ipv6 = n.ipv6.as_ref().and_then(|want| {
         auto |= want.0.is_none();
         match pool.v6(name, want.0) {
-            Ok(a) => Some(format!("{a}/128")),
+            Ok(a) => Some(Ipv6Host(a)),
             Err(e) => {
                 fail("ipv6", e);
                 None
@@ -259,10 +260,11 @@ fn network(spec: &Spec, pool: &AddressPool, problems: &mut Vec<Problem>) -> Netw
         ipv6,
         auto,
         nat: n.nat,
-        proxy_arp: n.proxy_arp.clone(),
-        prefixes: n.prefixes.iter().map(|c| c.to_string()).collect(),
-        publish: n.publish.iter().map(|p| p.to_string()).collect(),
-        nameservers: n.nameservers.iter().map(|a| a.to_string()).collect(),
+        // Validated like an interface name.
+        proxy_arp: n.proxy_arp.as_ref().map(|i| IfaceName(i.clone())),
+        prefixes: n.prefixes.iter().cloned().collect(),
+        publish: n.publish.iter().cloned().collect(),
+        nameservers: n.nameservers.iter().map(|a| IpAddress(*a)).collect(),
         sysctls: BTreeMap::new(),
     }
 }
@@ -331,10 +333,10 @@ pub fn finish(plan: &mut Plan, problems: &mut Vec<Problem>) {
                 .help("remove one of the `after` entries"),
         );
     }
-    for path in plan.files.keys() {
-        if !path.starts_with('/') {
-            problems.push(Problem::new(format!("file path `{path}` is not absolute")).at(Path::parse("hooks")));
-        }
+    // Rules across fields; hooks' plans were checked when they returned (at the
+    // hook), so what is left here is a module's mistake.
+    for (at, message) in plan.problems() {
+        problems.push(Problem::new(format!("{message} (at `{at}`)")).at(Path::parse("hooks")));
     }
     let mut secrets = BTreeSet::new();
     let mut note = |t: &Text| secrets.extend(t.secrets().map(str::to_string));

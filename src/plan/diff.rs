@@ -141,7 +141,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     let mut summary = if plan.devices.is_empty() {
         format!("{} ({})", plan.name, plan.layer.base)
     } else {
-        let devs: Vec<&str> = plan.devices.iter().map(String::as_str).collect();
+        let devs: Vec<&str> = plan.devices.iter().map(|d| d.as_str()).collect();
         format!("{} ({}), devices {}", plan.name, plan.layer.base, devs.join(" "))
     };
     if plan.host_root {
@@ -222,8 +222,8 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     let mut parts: Vec<String> = Vec::new();
     match n.mode {
         crate::spec::types::NetMode::Routed => {
-            parts.extend(n.ipv4.iter().cloned());
-            parts.extend(n.ipv6.iter().cloned());
+            parts.extend(n.ipv4.iter().map(|a| a.to_string()));
+            parts.extend(n.ipv6.iter().map(|a| a.to_string()));
             if n.auto {
                 parts.push("auto".into());
             }

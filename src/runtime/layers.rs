@@ -337,7 +337,7 @@ impl Cache {
                     let mut watch = |d: Duration, l: &str| ui.tick(d, l);
                     let url = build::resolve_local(&f.url, spec_dir);
                     let file = build::fetch(&url, &f.sha256, &self.dir.join("downloads"), log, &mut watch)?;
-                    build::unpack(&fs, &file, &f.dest, f.strip, log, &mut watch)?;
+                    build::unpack(&fs, &file, &f.dest.0, f.strip, log, &mut watch)?;
                     ui.end(t.elapsed().as_secs_f64());
                 }
             }

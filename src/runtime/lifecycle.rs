@@ -185,11 +185,11 @@ pub fn record_addresses(root: &Path, plan: &Plan) -> Result<(), RunError> {
     let state = StateRoot::new(root);
     let mut pool = state.pool()?;
     let before = pool.clone();
-    match plan.network.ipv4_addr().and_then(|a| a.parse().ok()) {
+    match plan.network.ipv4_addr() {
         Some(a) => pool.ipv4.insert(plan.name.clone(), a),
         None => pool.ipv4.remove(&plan.name),
     };
-    match plan.network.ipv6_addr().and_then(|a| a.parse().ok()) {
+    match plan.network.ipv6_addr() {
         Some(a) => pool.ipv6.insert(plan.name.clone(), a),
         None => pool.ipv6.remove(&plan.name),
     };
@@ -420,7 +420,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     check_network(root, plan)?;
     // Limits apply where the host has the controller; a missing one is a warning.
     // The device allow-list grants the plan's device nodes besides the defaults.
-    let devices: Vec<PathBuf> = plan.devices.iter().map(PathBuf::from).collect();
+    let devices: Vec<PathBuf> = plan.devices.iter().map(|d| PathBuf::from(d.as_str())).collect();
     let key = StateRoot::new(root).host_key(&plan.name);
     let (cgroups, warnings) = cgroup::Cgroups::create_with(&key, &plan.limits, &devices)?;
     for w in warnings {
@@ -444,7 +444,9 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         NetMode::Routed => {
             let ns = net::open_netns(pending.pid())?;
             net::setup(&key, &plan.network, ns.as_fd())?;
-            let v: Vec<&str> = plan.network.ipv4.iter().chain(plan.network.ipv6.iter()).map(String::as_str).collect();
+            let n = &plan.network;
+            let v: Vec<String> =
+                n.ipv4.iter().map(|a| a.to_string()).chain(n.ipv6.iter().map(|a| a.to_string())).collect();
             say(&format!("network: {} on {}", v.join(", "), net::host_ifname(&key)));
         }
         NetMode::None => {

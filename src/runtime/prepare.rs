@@ -141,13 +141,6 @@ pub fn read_secret(dirs: &Dirs, name: &str) -> Option<String> {
     std::fs::read_to_string(dirs.secrets().join(name)).ok()
 }
 
-fn parse_mode(s: &str) -> Result<u32, RunError> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| RunError::Failed(format!("invalid file mode `{s}`")))
-}
-
 fn owner_ids(owner: &str, etc: &Path) -> Result<(u32, u32), RunError> {
     let id = crate::exec::supervisor::resolve_user(owner, etc)
         .map_err(|e| RunError::Failed(format!("owner `{owner}`: {e} (looked up in {})", etc.display())))?;
@@ -242,7 +235,7 @@ fn volumes_owned_by(plan: &Plan, dirs: &Dirs, owner: impl Fn(u32) -> bool) -> Ve
         .mounts
         .values()
         .filter(|m| m.kind == MountKind::Volume)
-        .filter_map(|m| m.source.clone())
+        .filter_map(|m| m.source.as_ref().map(|s| s.to_string()))
         .filter(|src| std::fs::symlink_metadata(dirs.volume(src)).is_ok_and(|md| owner(md.uid())))
         .collect();
     out.sort();
@@ -266,7 +259,7 @@ fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path, base: Option<u32
         .render(|n| read_secret(dirs, n))
         .ok_or_else(|| RunError::Failed(format!("file {path}: a secret it uses has no value")))?;
     let host = dirs.file(path);
-    let mode = parse_mode(&f.mode)?;
+    let mode = f.mode.0;
     let (uid, gid) = shift(base, owner_ids(&f.owner, etc)?);
     let changed = write_in_place(&host, content.as_bytes())?;
     std::os::unix::fs::chown(&host, Some(uid), Some(gid)).map_err(io(format!("chown {}", host.display())))?;
@@ -369,7 +362,7 @@ pub fn ensure_volumes(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -
                 std::os::unix::fs::fchown(&made, Some(uid), Some(gid))
                     .map_err(io(format!("chown {}", dir.display())))?;
                 if let Some(mode) = &m.mode {
-                    made.set_permissions(std::fs::Permissions::from_mode(parse_mode(mode)?))
+                    made.set_permissions(std::fs::Permissions::from_mode(mode.0))
                         .map_err(io(format!("chmod {}", dir.display())))?;
                 }
             }
@@ -396,7 +389,8 @@ pub fn net_files(plan: &Plan) -> Vec<(&'static str, String)> {
         return Vec::new();
     }
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for a in plan.network.ipv4_addr().into_iter().chain(plan.network.ipv6_addr()) {
+    let v4 = plan.network.ipv4_addr().map(std::net::IpAddr::V4);
+    for a in v4.into_iter().chain(plan.network.ipv6_addr().map(std::net::IpAddr::V6)) {
         hosts.push_str(&format!("{a}\t{}\n", plan.hostname));
     }
     if plan.network.ipv4.is_none() {
@@ -494,7 +488,7 @@ pub fn sandbox_spec(
         IdMap { uids: r.clone(), gids: r }
     });
     spec.net = if plan.network.mode == NetMode::Host { NetNs::Host } else { NetNs::New };
-    spec.devices = plan.devices.iter().cloned().collect();
+    spec.devices = plan.devices.iter().map(|d| d.to_string()).collect();
     // PID 1 keeps what its services may need, no more (see `Plan::pid1_security`).
     let pid1 = crate::exec::harden::Hardening::for_pid1(&plan.pid1_security())
         .map_err(|e| RunError::Failed(format!("seccomp filter of PID 1: {e}")))?;
@@ -508,14 +502,14 @@ pub fn sandbox_spec(
             MountKind::Volume => {
                 MountReq::volume(target, dirs.volumes(), m.source.as_deref().unwrap_or_default(), m.read_only)
             }
-            MountKind::Bind => MountReq::bind(target, m.source.clone().unwrap_or_default(), m.read_only),
+            MountKind::Bind => MountReq::bind(target, m.source.as_deref().unwrap_or_default(), m.read_only),
             MountKind::Tmpfs => {
                 let (uid, gid) = match &m.owner {
                     Some(o) => owner_ids(o, etc)?,
                     None => (0, 0),
                 };
                 let mode = match &m.mode {
-                    Some(s) => parse_mode(s)?,
+                    Some(s) => s.0,
                     None => 0o755,
                 };
                 MountReq {

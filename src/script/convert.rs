@@ -133,3 +133,8 @@ pub fn show(path: &Path) -> String {
 pub fn validation(problems: Vec<Problem>) -> Vec<DataProblem> {
     problems.into_iter().map(DataProblem::from_problem).collect()
 }
+
+/// Problems across a plan's fields (`Plan::problems`), as data problems.
+pub fn plan_rules(problems: Vec<(Path, String)>) -> Vec<DataProblem> {
+    problems.into_iter().map(|(path, message)| DataProblem { path, message, help: None }).collect()
+}

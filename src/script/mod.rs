@@ -4,7 +4,10 @@
 //! before modules; returns the spec) and `fn on_plan(plan)` (runs after; returns the
 //! plan); its top level runs once at load. What comes back is read with the spec's
 //! own deserializer and checked like a user's spec, so a hook can never smuggle an
-//! invalid spec or plan past the checks. Every failure is reported twice: in the
+//! invalid spec or plan past the checks: the plan's values are typed (modes, owners,
+//! mount sources, devices, addresses, port mappings, signals, paths), so a bad one
+//! fails right there with the field's path, and `Plan::problems` (a mount's source of
+//! the wrong form for its kind) runs on each hook's result before the next. Every failure is reported twice: in the
 //! script (line and column) and at the `hooks[i]` entry of the spec that loaded it.
 //!
 //! `read_file` and the reader: `SourceReader` is borrowed only during `load`, so the
@@ -258,6 +261,10 @@ impl Inner {
                 .map_err(|e| hook.problems(None, format!("cannot pass the plan to the script: {e}"), None))?;
             let out = self.call(hook, "on_plan", input, None)?;
             plan = convert::from_script::<Plan>(&out).map_err(|ps| hook.data_problems("on_plan", "plan", ps))?;
+            let invalid = plan.problems();
+            if !invalid.is_empty() {
+                return Err(hook.data_problems("on_plan", "plan", convert::plan_rules(invalid)));
+            }
             mark_origin(&mut plan);
         }
         Ok(plan)

@@ -103,7 +103,7 @@ fn on_plan(plan) {
     assert!(plan.layer.packages.contains("curl"));
     let motd = &plan.files["/etc/motd"];
     assert_eq!(
-        (motd.content.redacted().as_str(), motd.mode.as_str(), motd.origin.as_str()),
+        (motd.content.redacted().as_str(), motd.mode.to_string().as_str(), motd.origin.as_str()),
         ("hello\n", "0644", "hook")
     );
     let key = &plan.files["/etc/app/key"];

@@ -67,7 +67,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             }
         }
         if let Some(o) = &f.owner {
-            if !valid_owner(o) {
+            if crate::vocab::values::Owner::parse(o).is_err() {
                 err(
                     &mut out,
                     &format!("{at}.owner"),
@@ -108,12 +108,12 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         match m.kind {
             MountKind::Volume => {
                 if let Some(src) = &m.source {
-                    if !relative_inside(src) {
+                    if crate::vocab::values::volume_source_problem(src).is_some() {
                         err(
                             &mut out,
                             &format!("{at}.source"),
                             format!("volume source `{src}` escapes the container's volume folder"),
-                            "use a relative name such as \"data\" or \"mysql/data\", without `..` or a leading `/`",
+                            "use a relative name such as \"data\" or \"mysql/data\", without `..`, a leading `/` or empty parts",
                         );
                     }
                 }
@@ -128,7 +128,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                     format!("bind mount {} needs a `source`", m.target),
                     "give the absolute host path, e.g. source = \"/srv/data\"",
                 ),
-                Some(s) if !s.starts_with('/') || s.split('/').any(|c| c == "..") => err(
+                Some(s) if crate::vocab::values::host_path_problem(s).is_some() => err(
                     &mut out,
                     &format!("{at}.source"),
                     format!("bind source `{s}` must be an absolute host path without `..`"),
@@ -188,7 +188,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             }
         }
         if let Some(sig) = &p.reload_signal {
-            if !SIGNALS.contains(&sig.trim_start_matches("SIG")) {
+            if crate::vocab::values::SignalName::parse(sig).is_err() {
                 err(
                     &mut out,
                     &format!("{at}.reload_signal"),
@@ -283,11 +283,11 @@ fn validate_network(n: &NetworkSpec, out: &mut Vec<Problem>) {
         err("nat", "NAT masquerades IPv4, but the container has no IPv4 address".into(), "add ipv4 = \"auto\"");
     }
     if let Some(ifname) = &n.proxy_arp {
-        if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', '\0']) {
+        if crate::vocab::values::IfaceName::parse(ifname).is_err() {
             err(
                 "proxy_arp",
                 format!("invalid interface name `{ifname}`"),
-                "1-15 characters, no `/` or spaces, e.g. \"eth0\"",
+                "1-15 characters, no `/`, `:` or spaces, e.g. \"eth0\"",
             );
         }
     }
@@ -322,7 +322,7 @@ fn validate_network(n: &NetworkSpec, out: &mut Vec<Problem>) {
     }
 }
 
-pub const SIGNALS: &[&str] = &["HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "WINCH"];
+pub use crate::vocab::values::SIGNALS;
 
 fn valid_hostname(h: &str) -> bool {
     !h.is_empty()
@@ -340,15 +340,6 @@ pub fn valid_package(p: &str) -> bool {
     (2..=128).contains(&p.len())
         && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
         && p.as_bytes()[0].is_ascii_alphanumeric()
-}
-
-fn valid_owner(o: &str) -> bool {
-    let ok =
-        |s: &str| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    match o.split_once(':') {
-        Some((u, g)) => ok(u) && ok(g),
-        None => ok(o),
-    }
 }
 
 fn valid_process_name(n: &str) -> bool {

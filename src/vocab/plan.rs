@@ -3,10 +3,22 @@
 //! Invariant: a plan is plain data with a canonical order (sorted maps and sets), so
 //! the same spec and state always serialize to the same bytes. It holds secret names,
 //! never secret values. It is what `state.json` stores as "last applied".
+//!
+//! Invariant: typed. Every value with a rule (modes, owners, mount sources, devices,
+//! addresses and networks, port mappings, signals, paths) is a checked type of
+//! [`super::values`] whose serde form is the text the plan always had, so a plan that
+//! deserializes holds only valid values: a hook's `on_plan` result is read with the
+//! spec's deserializer and a bad value fails there, at plan time, at the hook. Rules
+//! across fields (a volume's source is a volume path, a bind's a host path) are
+//! [`Plan::problems`]. The runtime and exec take these values and never parse again.
 
 use super::kinds::{MountKind, NetMode, Ready, Restart};
+use super::path::Path;
 use super::text::Text;
-use super::values::Proto;
+use super::values::{
+    AbsPath, Cidr, DeviceNode, IfaceName, IpAddress, Ipv4Host, Ipv6Host, Mode, Owner, Proto, Publish, ShaSum,
+    SignalName, SourcePath,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,7 +41,7 @@ pub struct Plan {
     pub mounts: BTreeMap<String, MountRes>,
     /// Device nodes bound from the host beyond the minimal /dev (e.g. /dev/net/tun).
     #[serde(default)]
-    pub devices: BTreeSet<String>,
+    pub devices: BTreeSet<DeviceNode>,
     pub network: NetworkRes,
     /// Supervised programs, by name.
     #[serde(default)]
@@ -86,8 +98,8 @@ pub enum BuildStep {
 #[serde(deny_unknown_fields)]
 pub struct Fetch {
     pub url: String,
-    pub sha256: String,
-    pub dest: String,
+    pub sha256: ShaSum,
+    pub dest: AbsPath,
     /// Leading path components to strip when unpacking.
     #[serde(default)]
     pub strip: u32,
@@ -98,19 +110,19 @@ pub struct Fetch {
 pub struct FileRes {
     pub content: Text,
     #[serde(default = "default_mode")]
-    pub mode: String,
+    pub mode: Mode,
     #[serde(default = "default_owner")]
-    pub owner: String,
+    pub owner: Owner,
     /// Which module or spec entry made it.
     #[serde(default)]
     pub origin: String,
 }
 
-pub fn default_mode() -> String {
-    "0644".into()
+pub fn default_mode() -> Mode {
+    Mode(0o644)
 }
-pub fn default_owner() -> String {
-    "root:root".into()
+pub fn default_owner() -> Owner {
+    Owner::root()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,7 +132,7 @@ pub struct MountRes {
     pub kind: MountKind,
     /// Volume name (relative to the container's volume folder) or host path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<SourcePath>,
     /// Tmpfs size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -128,10 +140,10 @@ pub struct MountRes {
     pub read_only: bool,
     /// Owner given to a new volume or tmpfs root ("user:group").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
+    pub owner: Option<Owner>,
     /// Mode of a new volume or tmpfs root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     #[serde(default)]
     pub origin: String,
 }
@@ -142,22 +154,23 @@ pub struct NetworkRes {
     pub mode: NetMode,
     /// "a.b.c.d/32" once resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv4: Option<String>,
+    pub ipv4: Option<Ipv4Host>,
+    /// "addr/128" once resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6: Option<String>,
+    pub ipv6: Option<Ipv6Host>,
     /// True when the address came from the pool ("auto").
     #[serde(default)]
     pub auto: bool,
     #[serde(default)]
     pub nat: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_arp: Option<String>,
+    pub proxy_arp: Option<IfaceName>,
     #[serde(default)]
-    pub prefixes: BTreeSet<String>,
+    pub prefixes: BTreeSet<Cidr>,
     #[serde(default)]
-    pub publish: BTreeSet<String>,
+    pub publish: BTreeSet<Publish>,
     #[serde(default)]
-    pub nameservers: Vec<String>,
+    pub nameservers: Vec<IpAddress>,
     /// `net.*` kernel settings of the container's network namespace (set by modules,
     /// e.g. forwarding for nat64), applied when the network is configured.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -168,7 +181,7 @@ pub struct NetworkRes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reload {
-    Signal(String),
+    Signal(SignalName),
     Command(Vec<String>),
 }
 
@@ -181,7 +194,7 @@ pub struct ServiceRes {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
+    pub workdir: Option<AbsPath>,
     #[serde(default)]
     pub restart: Restart,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,7 +231,7 @@ pub struct InitTask {
     pub user: Option<String>,
     /// Skip when this path exists in the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub creates: Option<String>,
+    pub creates: Option<AbsPath>,
     /// Services that must be ready before the task runs (empty: before any service).
     #[serde(default)]
     pub after: BTreeSet<String>,
@@ -374,13 +387,53 @@ impl Plan {
 }
 
 impl NetworkRes {
-    /// The container's IPv4 address without its prefix length ("a.b.c.d").
-    pub fn ipv4_addr(&self) -> Option<&str> {
-        self.ipv4.as_deref().and_then(|a| a.split('/').next())
+    /// The container's IPv4 address without its prefix length.
+    pub fn ipv4_addr(&self) -> Option<std::net::Ipv4Addr> {
+        self.ipv4.as_ref().map(|a| a.0)
     }
     /// The container's IPv6 address without its prefix length.
-    pub fn ipv6_addr(&self) -> Option<&str> {
-        self.ipv6.as_deref().and_then(|a| a.split('/').next())
+    pub fn ipv6_addr(&self) -> Option<std::net::Ipv6Addr> {
+        self.ipv6.as_ref().map(|a| a.0)
+    }
+}
+
+impl Plan {
+    /// What is wrong across fields, where no single value's type can tell: a mount's
+    /// source must be of its kind's form (a volume's a relative path under the
+    /// volume folder, a bind's an absolute host path, a tmpfs none). Paths are inside
+    /// the plan (`mounts./srv.source`). Empty for a plan from a valid spec.
+    pub fn problems(&self) -> Vec<(Path, String)> {
+        let mut out = Vec::new();
+        for (target, m) in &self.mounts {
+            let at = Path::root().key("mounts").key(target);
+            let src = m.source.as_ref();
+            let wrong = match (m.kind, src) {
+                (MountKind::Volume, Some(s)) if s.is_host() => {
+                    Some(format!("volume source `{s}` is not a relative path under the container's volume folder"))
+                }
+                (MountKind::Bind, None) => {
+                    Some(format!("bind mount {target} needs a `source` (an absolute host path)"))
+                }
+                (MountKind::Bind, Some(s)) if !s.is_host() => {
+                    Some(format!("bind source `{s}` must be an absolute host path without `..`"))
+                }
+                (MountKind::Tmpfs, Some(_)) => Some("a tmpfs has no `source`".to_string()),
+                _ => None,
+            };
+            out.extend(wrong.map(|w| (if src.is_some() { at.key("source") } else { at.clone() }, w)));
+            if !target.starts_with('/') || target.split('/').any(|c| c == "..") {
+                out.push((at, format!("mount target `{target}` must be an absolute path without `..`")));
+            }
+        }
+        for path in self.files.keys() {
+            if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                out.push((
+                    Path::root().key("files").key(path),
+                    format!("file path `{path}` must be an absolute path without `..`"),
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -419,7 +472,7 @@ impl ServiceRes {
         self
     }
     pub fn ready_unix(mut self, path: &str) -> Self {
-        self.ready = Some(Ready::Unix(super::values::AbsPath(path.to_string())));
+        self.ready = Some(Ready::Unix(AbsPath(path.to_string())));
         self
     }
     pub fn ready_command<S: AsRef<str>>(mut self, argv: &[S]) -> Self {
@@ -430,8 +483,8 @@ impl ServiceRes {
         self.after.insert(name.to_string());
         self
     }
-    pub fn reload_signal(mut self, sig: &str) -> Self {
-        self.reload = Some(Reload::Signal(sig.to_string()));
+    pub fn reload_signal(mut self, sig: SignalName) -> Self {
+        self.reload = Some(Reload::Signal(sig));
         self
     }
     pub fn reload_command<S: AsRef<str>>(mut self, argv: &[S]) -> Self {
@@ -470,8 +523,9 @@ impl InitTask {
         self.user = Some(u.to_string());
         self
     }
+    /// Skip the task when `path` (absolute, a module's constant) exists.
     pub fn creates(mut self, path: &str) -> Self {
-        self.creates = Some(path.to_string());
+        self.creates = Some(AbsPath(path.to_string()));
         self
     }
     /// Run once `service` is ready.

@@ -17,9 +17,29 @@ fn accepts_integer(type_name: &str) -> bool {
 }
 
 /// Defines a string-spelled value type: parse, display, serde, schema.
+///
+/// Values order by their inner value; `@text_order` values order by their text, so
+/// that a set of them serializes in the order the same set of strings did.
 macro_rules! text_value {
     ($(#[$m:meta])* $name:ident($inner:ty), $what:literal, $schema:tt, $parse:expr, $show:expr) => {
+        text_value!(@base $(#[$m])* #[derive(PartialOrd, Ord)] $name($inner), $what, $schema, $parse, $show);
+        text_value!(@serialize $name);
+    };
+    (@text_order $(#[$m:meta])* $name:ident($inner:ty), $what:literal, $schema:tt, $parse:expr, $show:expr) => {
         text_value!(@base $(#[$m])* $name($inner), $what, $schema, $parse, $show);
+        text_value!(@serialize $name);
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.to_string().cmp(&other.to_string())
+            }
+        }
+    };
+    (@serialize $name:ident) => {
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -28,8 +48,15 @@ macro_rules! text_value {
     };
     (@base $(#[$m:meta])* $name:ident($inner:ty), $what:literal, $schema:tt, $parse:expr, $show:expr) => {
         $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub struct $name(pub $inner);
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::parse(s)
+            }
+        }
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, String> {
@@ -219,6 +246,7 @@ text_value!(
 
 text_value!(@base
     /// A TCP/UDP port.
+    #[derive(PartialOrd, Ord)]
     Port(u16),
     "a port number from 1 to 65535",
     {"type": "integer", "minimum": 1, "maximum": 65535, "description": "A port number, 1-65535."},
@@ -291,7 +319,7 @@ impl Net {
     }
 }
 
-text_value!(
+text_value!(@text_order
     /// A network in CIDR notation, e.g. "64:ff9b::/96" or "192.168.255.0/24".
     Cidr(Net),
     "a network in CIDR notation",
@@ -357,7 +385,7 @@ pub struct PublishRule {
     pub proto: Proto,
 }
 
-text_value!(
+text_value!(@text_order
     /// "HOST:CONTAINER[/tcp|udp]" or "IP:HOST:CONTAINER[/proto]" ("[v6]:HOST:CONTAINER" for IPv6).
     Publish(PublishRule),
     "a port mapping such as \"8080:80/tcp\"",
@@ -505,3 +533,241 @@ text_value!(
     },
     |s, f| f.write_str(s)
 );
+
+/// `Deref` to the text of a value held as its canonical string, so it reads like the
+/// string it replaced (`&owner` where a `&str` is wanted).
+macro_rules! text_deref {
+    ($($name:ident),*) => {$(
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+
+/// The rule for one side of an owner: a user or group name (or number).
+fn owner_part_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+text_value!(
+    /// The owner of a file or folder: "user:group" or "user" (its group is the
+    /// user's), names or numbers as the container's /etc/passwd and /etc/group know them.
+    Owner(String),
+    "an owner such as \"root:root\"",
+    {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}(:[A-Za-z0-9_.-]{1,32})?$",
+     "description": "Owner as \"user:group\" or \"user\", e.g. \"www-data:www-data\"."},
+    |s| {
+        let ok = match s.split_once(':') {
+            Some((u, g)) => owner_part_ok(u) && owner_part_ok(g),
+            None => owner_part_ok(s),
+        };
+        if ok { Ok(s.to_string()) } else {
+            Err(format!("invalid owner `{s}`: write \"user:group\" or \"user\", each 1-32 letters, digits, `_`, `-` or `.`"))
+        }
+    },
+    |s, f| f.write_str(s)
+);
+
+impl Owner {
+    /// "root:root".
+    pub fn root() -> Owner {
+        Owner("root:root".into())
+    }
+    /// The user part.
+    pub fn user(&self) -> &str {
+        self.0.split_once(':').map_or(&self.0, |(u, _)| u)
+    }
+    /// The group part, if given.
+    pub fn group(&self) -> Option<&str> {
+        self.0.split_once(':').map(|(_, g)| g)
+    }
+}
+
+/// Why `s` is not a volume source (a relative path under the container's volume
+/// folder), if it is not.
+pub fn volume_source_problem(s: &str) -> Option<String> {
+    let ok =
+        !s.is_empty() && !s.starts_with('/') && !s.contains('\0') && s.split('/').all(|c| !c.is_empty() && c != "..");
+    (!ok).then(|| {
+        format!("volume source `{s}` escapes the container's volume folder: use a relative name such as \"data\" or \"mysql/data\", without `..`, a leading `/` or empty parts")
+    })
+}
+
+/// Why `s` is not a host path to bind (absolute, no `..`), if it is not.
+pub fn host_path_problem(s: &str) -> Option<String> {
+    let ok = s.starts_with('/') && !s.contains('\0') && s.split('/').all(|c| c != "..");
+    (!ok).then(|| format!("bind source `{s}` must be an absolute host path without `..`"))
+}
+
+text_value!(
+    /// Where a mount comes from: a volume's relative path under the container's
+    /// volume folder ("mysql", "share/public": no `..`, no empty parts) or a bind's
+    /// absolute host path ("/srv/data": no `..`). The mount's kind says which one it
+    /// must be (`Plan::problems`).
+    SourcePath(String),
+    "a volume name such as \"data\" or an absolute host path",
+    {"type": "string", "description": "A volume's relative path (no `..`) or a bind's absolute host path (no `..`)."},
+    |s| match if s.starts_with('/') { host_path_problem(s) } else { volume_source_problem(s) } {
+        None => Ok(s.to_string()),
+        Some(e) => Err(e),
+    },
+    |s, f| f.write_str(s)
+);
+
+impl SourcePath {
+    /// An absolute host path (a bind's source), not a volume's.
+    pub fn is_host(&self) -> bool {
+        self.0.starts_with('/')
+    }
+}
+
+/// The host device nodes a container may be given: what modules need.
+pub const DEVICES: &[&str] = &["/dev/net/tun"];
+
+text_value!(
+    /// A host device node bound into the container, one of [`DEVICES`].
+    DeviceNode(String),
+    "a device node such as \"/dev/net/tun\"",
+    {"type": "string", "enum": ["/dev/net/tun"], "description": "A host device node: \"/dev/net/tun\"."},
+    |s| if DEVICES.contains(&s) { Ok(s.to_string()) } else {
+        Err(format!("device `{s}` may not be given to a container: allowed is {}", DEVICES.join(", ")))
+    },
+    |s, f| f.write_str(s)
+);
+
+impl DeviceNode {
+    /// The TUN/TAP device.
+    pub fn tun() -> DeviceNode {
+        DeviceNode("/dev/net/tun".into())
+    }
+}
+
+/// Signals a program may be told to reload with.
+pub const SIGNALS: &[&str] = &["HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "WINCH"];
+
+text_value!(
+    /// A reload signal's name without `SIG` ("HUP"), one of [`SIGNALS`].
+    SignalName(String),
+    "a signal name such as \"HUP\"",
+    {"type": "string", "description": "A signal name such as \"HUP\" or \"USR1\"."},
+    |s| {
+        let name = s.strip_prefix("SIG").unwrap_or(s);
+        if SIGNALS.contains(&name) { Ok(name.to_string()) } else {
+            Err(format!("unknown signal `{s}`: allowed are {}", SIGNALS.join(", ")))
+        }
+    },
+    |s, f| f.write_str(s)
+);
+
+impl SignalName {
+    /// SIGHUP, the usual "reload your configuration".
+    pub fn hup() -> SignalName {
+        SignalName("HUP".into())
+    }
+    /// SIGUSR2 (php-fpm's graceful reload).
+    pub fn usr2() -> SignalName {
+        SignalName("USR2".into())
+    }
+}
+
+text_value!(
+    /// The container's IPv4 address as a host network: "a.b.c.d/32".
+    Ipv4Host(Ipv4Addr),
+    "an IPv4 address with /32 such as \"100.72.0.3/32\"",
+    {"type": "string", "description": "An IPv4 address with prefix length 32."},
+    |s| s.strip_suffix("/32").and_then(|a| a.parse::<Ipv4Addr>().ok())
+        .ok_or_else(|| format!("invalid IPv4 address `{s}`: write a dotted quad with /32, e.g. \"100.72.0.3/32\"")),
+    |a, f| write!(f, "{a}/32")
+);
+
+text_value!(
+    /// The container's IPv6 address as a host network: "addr/128".
+    Ipv6Host(Ipv6Addr),
+    "an IPv6 address with /128 such as \"fd00::3/128\"",
+    {"type": "string", "description": "An IPv6 address with prefix length 128."},
+    |s| s.strip_suffix("/128").and_then(|a| a.parse::<Ipv6Addr>().ok())
+        .ok_or_else(|| format!("invalid IPv6 address `{s}`: write an address with /128, e.g. \"fd00::3/128\"")),
+    |a, f| write!(f, "{a}/128")
+);
+
+text_value!(
+    /// An IPv4 or IPv6 address without prefix (a name server).
+    IpAddress(IpAddr),
+    "an IP address such as \"9.9.9.9\"",
+    {"type": "string", "description": "An IPv4 or IPv6 address, e.g. \"9.9.9.9\"."},
+    |s| s.parse::<IpAddr>().map_err(|_| format!("invalid IP address `{s}`: write e.g. \"9.9.9.9\" or \"2620:fe::fe\"")),
+    |a, f| write!(f, "{a}")
+);
+
+text_value!(
+    /// A host network interface's name, e.g. "eth0".
+    IfaceName(String),
+    "an interface name such as \"eth0\"",
+    {"type": "string", "pattern": "^[^/ ]{1,15}$", "description": "A network interface name, 1-15 characters, no `/` or spaces."},
+    |s| if s.is_empty() || s.len() > 15 || s.contains(|c: char| c == '/' || c == ':' || c == '\0' || c.is_whitespace()) || s == "." || s == ".." {
+        Err(format!("invalid interface name `{s}`: 1-15 characters, no `/`, `:` or spaces, e.g. \"eth0\""))
+    } else { Ok(s.to_string()) },
+    |s, f| f.write_str(s)
+);
+
+text_value!(
+    /// A sha256 digest: 64 hexadecimal digits, kept in lowercase.
+    ShaSum(String),
+    "a sha256 digest of 64 hexadecimal digits",
+    {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$", "description": "A sha256 digest, 64 hexadecimal digits."},
+    |s| if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) { Ok(s.to_ascii_lowercase()) } else {
+        Err(format!("invalid sha256 `{s}`: it must be 64 hexadecimal digits"))
+    },
+    |s, f| f.write_str(s)
+);
+
+text_deref!(AbsPath, Owner, SourcePath, DeviceNode, SignalName, IfaceName, ShaSum);
+
+#[cfg(test)]
+mod plan_value_tests {
+    use super::*;
+
+    #[test]
+    fn plan_values_keep_their_text_and_refuse_the_rest() {
+        for ok in ["root:root", "www-data", "1000:1000", "backup:backup"] {
+            assert_eq!(Owner::parse(ok).unwrap().to_string(), ok);
+        }
+        for bad in ["root:", ":root", "a b", "root:root:root", "r$(id)", ""] {
+            assert!(Owner::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Owner::parse("app:web").unwrap().group(), Some("web"));
+        for ok in ["data", "mysql/data", "/srv/data", "/srv/data/"] {
+            assert_eq!(SourcePath::parse(ok).unwrap().to_string(), ok);
+        }
+        for bad in ["../../../../", "a/../b", "a//b", "", "data/", "/srv/../etc"] {
+            assert!(SourcePath::parse(bad).is_err(), "{bad}");
+        }
+        assert!(DeviceNode::parse("/dev/sda").unwrap_err().contains("allowed is /dev/net/tun"));
+        assert_eq!(SignalName::parse("SIGHUP").unwrap().as_str(), "HUP");
+        assert!(SignalName::parse("KILL").is_err());
+        assert_eq!(Ipv4Host::parse("100.72.0.3/32").unwrap().0, Ipv4Addr::new(100, 72, 0, 3));
+        assert!(Ipv4Host::parse("100.72.0.3").is_err() && Ipv4Host::parse("fd00::1/128").is_err());
+        assert_eq!(Ipv6Host::parse("fd00::3/128").unwrap().to_string(), "fd00::3/128");
+        assert!(ShaSum::parse("abc").is_err());
+        assert!(IfaceName::parse("eth0/../x").is_err());
+    }
+
+    #[test]
+    fn sets_of_networks_and_mappings_sort_like_their_text() {
+        let nets: std::collections::BTreeSet<Cidr> =
+            ["9.0.0.0/8", "10.0.0.0/8", "64:ff9b::/96"].iter().map(|s| s.parse().unwrap()).collect();
+        let text: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
+        assert_eq!(text, ["10.0.0.0/8", "64:ff9b::/96", "9.0.0.0/8"]);
+        let maps: std::collections::BTreeSet<Publish> =
+            ["9000:80/tcp", "10000:80/tcp"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(maps.iter().next().unwrap().to_string(), "10000:80/tcp");
+    }
+}

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::plan::types::{InitTask, Reload, ServiceRes};
 use crate::spec::types::{Ready, Restart};
+use crate::vocab::values::SignalName;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -27,7 +28,6 @@ use std::io::{Seek, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
@@ -50,13 +50,17 @@ fn signal_group(pgid: i32, sig: Signal) {
     let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), sig);
 }
 
-fn parse_signal(name: &str) -> Result<Signal, String> {
-    let up = name.trim().to_ascii_uppercase();
-    if let Ok(n) = up.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| format!("unknown signal {name:?}"));
+/// The signal a plan names (one of `vocab::values::SIGNALS`).
+fn signal_of(name: &SignalName) -> Signal {
+    match name.as_str() {
+        "HUP" => Signal::SIGHUP,
+        "INT" => Signal::SIGINT,
+        "QUIT" => Signal::SIGQUIT,
+        "USR1" => Signal::SIGUSR1,
+        "USR2" => Signal::SIGUSR2,
+        "WINCH" => Signal::SIGWINCH,
+        _ => Signal::SIGTERM,
     }
-    let full = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?}"))
 }
 
 /// What to do when a running service's process ends.
@@ -778,7 +782,14 @@ impl Sup<'_> {
 
     fn prepare(&self, i: usize, argv: &[String]) -> Result<PreparedCommand, String> {
         let r = &self.svcs[i].res;
-        spawn::prepare(argv, &r.env, r.user.as_deref(), r.workdir.as_deref(), &self.etc_dir, &r.security)
+        spawn::prepare(
+            argv,
+            &r.env,
+            r.user.as_deref(),
+            r.workdir.as_ref().map(|w| w.0.as_str()),
+            &self.etc_dir,
+            &r.security,
+        )
     }
 
     fn start_service(&mut self, i: usize) {
@@ -882,7 +893,7 @@ impl Sup<'_> {
         };
         match self.svcs[i].res.reload.clone() {
             Some(Reload::Signal(name)) => {
-                let sig = parse_signal(&name)?;
+                let sig = signal_of(&name);
                 nix::sys::signal::killpg(Pid::from_raw(pid), sig).map_err(|e| format!("sending {sig}: {e}"))
             }
             Some(Reload::Command(argv)) => {
@@ -1143,7 +1154,7 @@ impl Sup<'_> {
                 continue;
             }
             if let Some(c) = &self.tasks[t].task.creates {
-                if std::fs::symlink_metadata(c).is_ok() {
+                if std::fs::symlink_metadata(&c.0).is_ok() {
                     self.set_task(t, TaskState::Skipped, None);
                     continue;
                 }
@@ -1407,10 +1418,10 @@ mod tests {
 
     #[test]
     fn signal_names() {
-        assert_eq!(parse_signal("HUP").unwrap(), Signal::SIGHUP);
-        assert_eq!(parse_signal("sigusr1").unwrap(), Signal::SIGUSR1);
-        assert_eq!(parse_signal("15").unwrap(), Signal::SIGTERM);
-        assert!(parse_signal("NOPE").is_err());
+        for name in crate::vocab::values::SIGNALS {
+            let sig = signal_of(&SignalName::parse(name).unwrap());
+            assert_eq!(sig.as_str(), format!("SIG{name}"));
+        }
     }
 
     fn cfg(svcs: &[(&str, &[&str])], tasks: &[(&str, &[&str])]) -> SupervisorConfig {
