@@ -111,7 +111,8 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
                     return fail(format!("apply {name}: {e}"));
                 }
             }
-            let addrs = (plan.network.ipv4_addr().map(str::to_string), plan.network.ipv6_addr().map(str::to_string));
+            let addrs =
+                (plan.network.ipv4_addr().map(|a| a.to_string()), plan.network.ipv6_addr().map(|a| a.to_string()));
             let again = plan.network.auto && last.as_ref() != Some(&addrs) && tries < 8;
             last = Some(addrs);
             match runtime::check_network(root, &plan) {
