@@ -52,7 +52,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
 /// Replace `path` with `bytes` so that readers see the old or the new file only.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     // 0644 as `File::create` under the usual umask made them: the registry of id
-    // ranges and the supervisor's config are read by others than host root.
+    // ranges is read by others than host root.
     write_atomic_mode(path, bytes, 0o644)
 }
 

@@ -940,3 +940,119 @@ fn stop_with_a_timeout_overrides_stop_timeout() {
     assert_eq!(st.services["stubborn"].last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGKILL"));
     assert!(!pid_alive(pid));
 }
+
+/// The runtime's way: the new config as a sealed memfd passed with `reconfigure`
+/// (`SCM_RIGHTS`); the file the supervisor started from is not read. An fd that is
+/// not sealed is refused and nothing changes.
+#[test]
+fn reconfigure_takes_its_config_from_a_sealed_memfd() {
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.services.insert("svc".into(), t.sh("exec sleep 100"));
+    let sup = t.start_with(cfg.clone(), true);
+    let before = sup.wait_state("svc", ServiceState::Ready);
+
+    // SAFETY: a NUL-terminated name and valid flags.
+    let raw = unsafe { libc::memfd_create(c"unsealed".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(raw >= 0);
+    // SAFETY: memfd_create just returned it.
+    let unsealed = OwnedFd::from(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) }));
+    let mut added = cfg.clone();
+    added.services.insert("added".into(), t.sh("touch added.ran; exec sleep 100"));
+    std::io::Write::write_all(
+        &mut std::fs::File::from(unsealed.try_clone().unwrap()),
+        &serde_json::to_vec(&added).unwrap(),
+    )
+    .unwrap();
+    let reply = supervisor::control_with_fd(&t.run_dir(), sup.pid(), "reconfigure", unsealed.as_fd()).unwrap();
+    assert!(error_of(&reply).contains("sealed"), "{reply}");
+    assert_eq!(sup.ctl("status")["generation"], 0);
+
+    let sealed = supervisor::sealed_config(&added).unwrap();
+    let reply = supervisor::control_with_fd(&t.run_dir(), sup.pid(), "reconfigure", sealed.as_fd()).unwrap();
+    assert_eq!(reply, serde_json::json!({"ok": true}));
+    let st = sup.wait_for("added ready", |s| {
+        s.generation == 1 && s.services.get("added").is_some_and(|x| x.state == ServiceState::Ready)
+    });
+    assert_eq!(st.services["svc"].pid, before.services["svc"].pid);
+    wait_until("added ran", || t.path("added.ran").exists());
+}
+
+/// As PID 1 of its own pid namespace (as in a container) the supervisor takes
+/// `reconfigure` only from a process outside that namespace, and only with its config
+/// as a memfd: a process inside (here one of its services, as the container's root
+/// would be) is refused even with a sealed memfd, and re-reading the config file is
+/// refused too.
+#[test]
+fn as_pid_1_reconfigure_comes_only_from_outside_its_pid_namespace() {
+    use std::os::fd::AsFd;
+    require_host!(); // root, for a PID namespace
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.services.insert("main".into(), t.sh("exec sleep 100"));
+    let mut evil = cfg.clone();
+    evil.services.insert("evil".into(), t.sh("touch evil.ran; exec sleep 100"));
+    std::fs::write(t.path("evil.json"), serde_json::to_vec(&evil).unwrap()).unwrap();
+    // Inside the namespace: sends `reconfigure` with the evil config sealed in a memfd.
+    let client = format!(
+        r#"
+import array, fcntl, os, socket
+fd = os.memfd_create('cfg', os.MFD_ALLOW_SEALING)
+os.write(fd, open('evil.json', 'rb').read())
+fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect('{}')
+s.sendmsg([b'reconfigure\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
+open('inside.tmp', 'w').write(s.makefile().readline())
+os.rename('inside.tmp', 'inside.reply')
+"#,
+        t.run_dir().join("control.sock").display()
+    );
+    let mut inside = t.py(&client).after("main");
+    inside.restart = Restart::No;
+    cfg.services.insert("inside".into(), inside.clone());
+    evil.services.insert("inside".into(), inside);
+    std::fs::write(t.path("evil.json"), serde_json::to_vec(&evil).unwrap()).unwrap();
+    t.rewrite(&cfg);
+    let err = std::fs::File::create(t.dir.path().join("supervisor.err")).unwrap();
+    let unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(std::env::current_exe().unwrap())
+        .env(CONFIG_ENV, t.cfg_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut sup = Sup { child: unshare, run_dir: t.run_dir(), err: t.dir.path().join("supervisor.err"), exit: None };
+    sup.wait_state("main", ServiceState::Ready);
+    let host_pid = *children_of(sup.pid()).first().expect("no supervisor under unshare");
+
+    wait_until("the service inside got its reply", || t.path("inside.reply").exists());
+    let reply: serde_json::Value = serde_json::from_str(&t.read("inside.reply")).unwrap();
+    assert!(error_of(&reply).contains("only the host"), "{reply}");
+
+    // From outside, the config file is not read again: only a memfd is taken.
+    t.rewrite(&evil);
+    let reply = supervisor::control(&t.run_dir(), host_pid, "reconfigure").unwrap();
+    assert!(error_of(&reply).contains("sealed memfd"), "{reply}");
+    std::thread::sleep(Duration::from_millis(500));
+    let st = sup.status().unwrap();
+    assert_eq!((st.generation, st.services.contains_key("evil")), (0, false), "{st:#?}");
+    assert!(!t.path("evil.ran").exists());
+
+    // From outside with a sealed memfd: taken.
+    let mut more = cfg.clone();
+    more.services.insert("more".into(), t.sh("exec sleep 100"));
+    let fd = supervisor::sealed_config(&more).unwrap();
+    let reply = supervisor::control_with_fd(&t.run_dir(), host_pid, "reconfigure", fd.as_fd()).unwrap();
+    assert_eq!(reply, serde_json::json!({"ok": true}));
+    sup.wait_for("more ready", |s| {
+        s.generation == 1 && s.services.get("more").is_some_and(|x| x.state == ServiceState::Ready)
+    });
+
+    // SAFETY: kill(2) on the supervisor we started.
+    unsafe { libc::kill(host_pid, libc::SIGTERM) };
+    assert!(sup.wait_exit().success(), "{}", sup.diag());
+}

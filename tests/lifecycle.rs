@@ -181,7 +181,7 @@ fn pid_namespace_has_the_supervisor_as_pid_1_and_hides_the_host() {
     let ct = Ct::new("pid", SLEEPER);
     ct.apply_ok();
     let cmdline = ct.exec_ok(&["cat", "/proc/1/cmdline"]);
-    assert!(cmdline.contains("supervisor.json"), "PID 1 is not our supervisor: {cmdline:?}");
+    assert!(cmdline.contains("--config-fd"), "PID 1 is not our supervisor: {cmdline:?}");
     let pids: Vec<u32> = ct.exec_ok(&["ls", "/proc"]).split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert!(pids.len() <= 5, "more processes than the container's: {pids:?}");
     assert!(!pids.contains(&std::process::id()) || std::process::id() < 10, "host pid visible");

@@ -106,7 +106,7 @@ ready = {{ tcp = 8080 }}
     let pw = std::fs::read_to_string(&secret).expect("the secret");
     assert!(std::fs::read_to_string(&rendered).unwrap().contains(pw.trim()), "the file holds the secret");
 
-    let want: [(PathBuf, u32); 8] = [
+    let want: [(PathBuf, u32); 10] = [
         (root.clone(), 0o700),
         (root.join("containers"), 0o700),
         (dirs.clone(), 0o700),
@@ -114,6 +114,8 @@ ready = {{ tcp = 8080 }}
         (dirs.join("volumes"), 0o700),
         (dirs.join("secrets"), 0o700),
         (dirs.join("state.json"), 0o600),
+        (dirs.join("supervisor.json"), 0o600),
+        (dirs.join("supervisor.log"), 0o600),
         (root.join("pool.json"), 0o600),
     ];
     let wrong: Vec<String> = want
@@ -125,7 +127,13 @@ ready = {{ tcp = 8080 }}
     // The spec's mode is what the container sees (the same inode).
     assert_eq!(mode(&rendered), 0o644);
 
-    for file in [dirs.join("state.json"), secret.clone(), rendered.clone(), dirs.join("run/supervisor.json")] {
+    for file in [
+        dirs.join("state.json"),
+        secret.clone(),
+        rendered.clone(),
+        dirs.join("supervisor.json"),
+        dirs.join("supervisor.log"),
+    ] {
         let out = cat_as_nobody(&file);
         assert!(
             !out.status.success() && out.stdout.is_empty(),

@@ -1,11 +1,13 @@
-//! `container-init CONFIG`: the PID 1 of every container, and nothing else — except
+//! `container-init --config-fd 3` (or `container-init CONFIG`): the PID 1 of every
+//! container, and nothing else — except
 //! that `container-init __exec-helper …` is the helper of `container exec` after it
 //! re-executed itself (see `exec::attach`), before it becomes the command.
 //!
-//! Does exactly what `container __supervise CONFIG` does (that entry point stays as
-//! a fallback): leave the caller's session, read the [`SupervisorConfig`] JSON at
-//! CONFIG and run the supervisor on it (re-reading it on `reconfigure`) until it is told
-//! to stop.
+//! Does exactly what `container __supervise …` does (that entry point stays as a
+//! fallback): leave the caller's session, read the [`SupervisorConfig`] JSON from the
+//! sealed memfd at fd 3 (what the runtime passes; a new one comes with each
+//! `reconfigure` from the host) or from the file CONFIG (a supervisor run by hand),
+//! and run the supervisor on it until it is told to stop.
 //!
 //! Why a separate binary: PID 1 stays resident for the container's whole life, so
 //! it must be small. This one links only the supervisor (no CLI parser, no
@@ -24,9 +26,9 @@ fn main() -> ExitCode {
         // so that nothing in the container ever runs as a copy of `container`.
         return container::exec::attach::helper_main(&args.collect::<Vec<_>>());
     }
-    let mut args = std::env::args_os().skip(1);
-    let (Some(config), None) = (args.next(), args.next()) else {
-        eprintln!("usage: container-init CONFIG");
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let Some(config) = container::exec::supervisor::ConfigSource::parse(&args) else {
+        eprintln!("usage: container-init --config-fd N | container-init CONFIG");
         return ExitCode::from(2);
     };
     // Exec'd from an fd, the kernel names the process after the fd ("3"); give it
@@ -35,5 +37,5 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"container-init".as_ptr());
     }
-    ExitCode::from(container::exec::supervisor::pid1_main(std::path::Path::new(&config)))
+    ExitCode::from(container::exec::supervisor::pid1_main(&config))
 }

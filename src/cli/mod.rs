@@ -197,11 +197,12 @@ pub fn main() -> ExitCode {
         return crate::exec::attach::helper_main(&args[2..]);
     }
     if args.get(1).is_some_and(|a| a == SUPERVISE) {
-        // Internal: `container __supervise CONFIG` (a `SupervisorConfig` as JSON).
-        return match &args[2..] {
-            [config] => supervise(std::path::Path::new(config)),
-            _ => {
-                eprintln!("usage: container {SUPERVISE} CONFIG");
+        // Internal: `container __supervise --config-fd N` or `__supervise CONFIG` (a
+        // `SupervisorConfig` as JSON, in a sealed memfd or a file).
+        return match crate::exec::supervisor::ConfigSource::parse(&args[2..]) {
+            Some(config) => supervise(&config),
+            None => {
+                eprintln!("usage: container {SUPERVISE} --config-fd N | container {SUPERVISE} CONFIG");
                 ExitCode::from(EXIT_USAGE)
             }
         };
@@ -279,7 +280,7 @@ pub fn main() -> ExitCode {
 
 /// PID 1 of a container: read the config, then hand over to the supervisor (which
 /// refuses to run once a second thread exists; nothing before this starts one).
-fn supervise(config: &std::path::Path) -> ExitCode {
+fn supervise(config: &crate::exec::supervisor::ConfigSource) -> ExitCode {
     ExitCode::from(crate::exec::supervisor::pid1_main(config))
 }
 

@@ -1138,6 +1138,17 @@ fn clone_child(args: &CloneArgs, script: &SetupScript, parent_sock: RawFd, child
 /// Start a container: clone into new namespaces, set everything up, and stop just
 /// before exec. Returns once the child is ready (or failed); see [`Pending`].
 pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> {
+    spawn_passing(spec, stdio, None)
+}
+
+/// The fd number at which [`spawn_passing`] gives the program its extra fd.
+pub const PASSED_FD: RawFd = 3;
+
+/// [`spawn`], and the program finds `passed` (if any) at fd [`PASSED_FD`], not
+/// close-on-exec; every other fd above 2 still closes at exec. The runtime passes
+/// PID 1 its configuration so (a sealed memfd, `container-init --config-fd 3`), never
+/// as a file in the container's view.
+pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) -> Result<Pending, SandboxError> {
     check_spec(spec)?;
     let owned = match &spec.user_ns {
         Some(maps) => Some(user_namespace(maps, spec.net == NetNs::New)?),
@@ -1220,6 +1231,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
 
     let stdio_fds = [high_fd(stdio.stdin)?, high_fd(stdio.stdout)?, high_fd(stdio.stderr)?];
     let raw_stdio = [0, 1, 2].map(|i| stdio_fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
+    let passed = high_fd(passed)?;
     let slots = b.sources.iter().map(|_| std::cell::Cell::new(-1)).collect();
     let into_cgroup = std::cell::Cell::new(cgroups.v2.is_some());
     let root_ids = b.root_ids.map_or((-1, -1), |(u, g)| (u as c_int, g as c_int));
@@ -1229,6 +1241,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
         argv: argv_ptrs,
         envp: env_ptrs,
         stdio: raw_stdio,
+        passed: passed.as_ref().map_or(-1, |f| f.as_raw_fd()),
         into_cgroup,
         userns: ns.user.unwrap_or(-1),
         root_ids,
@@ -1285,6 +1298,7 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
     drop(exe);
     drop(guard);
     drop(stdio_fds);
+    drop(passed);
     drop(cgroups);
     if ret < 0 {
         return Err(SandboxError::Os { what: "clone3", source: clone_err });

@@ -30,10 +30,13 @@
 //! (stdout and stderr of the service, its probes and its reload commands; rotated to
 //! `.log.1` at `log_max_bytes`), `logs/init/<task>.log`.
 //!
-//! Reconfigure (when started with [`run_file`]): the executor rewrites the config file
-//! and sends `reconfigure`; the supervisor reads the file again and converges to it
-//! without restarting the container. A file that cannot be read, does not parse, has
-//! bad dependencies or another `run_dir` is refused and nothing changes. Otherwise:
+//! Reconfigure: the executor sends `reconfigure` with the new config as a sealed
+//! memfd (`SCM_RIGHTS`, [`control_with_fd`]); the supervisor reads it and converges to
+//! it without restarting the container. A supervisor started with [`run_file`] and not
+//! PID 1 also takes a `reconfigure` without an fd: it reads its file again. A config
+//! that cannot be read (an fd that is not a memfd sealed against writes, growing and
+//! shrinking, or larger than [`MAX_CONFIG`]), does not parse, has bad dependencies or
+//! another `run_dir` is refused and nothing changes. Otherwise:
 //! services no longer in the config are stopped (SIGTERM, SIGKILL at the timeout) and
 //! leave the status at once; a service whose definition (`ServiceRes`, compared as a
 //! whole) changed is stopped, then waits for its `after` like a new service and starts
@@ -48,19 +51,39 @@
 //! the status. The other fields (timeouts, log size, `secrets_dir`, `etc_dir`) apply
 //! from then on. The status `generation` counts successful reconfigures.
 //!
+//! Who may reconfigure: the config decides what PID 1 starts, with what user,
+//! capabilities, seccomp allowances and no_new_privs, and PID 1 holds the union of
+//! every process's capabilities; the control socket is in the run folder, which the
+//! container can reach. So as PID 1 of its own pid namespace (`getpid() == 1`: a
+//! container's), the supervisor takes `reconfigure` only from a peer outside that
+//! namespace, i.e. the host: `SO_PEERCRED` reports the pid of a process our pid
+//! namespace cannot see as 0, and every process of the container, its root included,
+//! has a pid there (so does one in a nested pid namespace). And it takes the config
+//! only from the fd that comes with the request, never from a path (every path it
+//! can see, the container may write). Run as an ordinary process (by hand, or the
+//! tests), it takes `reconfigure` from its own user or root (the socket is 0600),
+//! with an fd or, started with [`run_file`], by reading that file again: there is no
+//! container around it to defend against. A refused `reconfigure` changes nothing
+//! and answers `{"ok":false,"error":"…"}`. The other requests are open to whoever
+//! reaches the socket: they only stop, restart or reload what the config names.
+//!
 //! Control socket: connect to `control.sock`, send one line, read one JSON line:
 //! `status` → the [`Status`]; `reload <svc>`, `restart <svc>`, `reconfigure` (the
 //! reply comes once convergence has begun; poll `status` for readiness), `stop`,
 //! `stop <timeout_ms>` (SIGKILL after that timeout instead of `stop_timeout_ms`) →
 //! `{"ok":true}` or `{"ok":false,"error":"…"}`; `reconfigure`, `restart` and `reload`
-//! by restart are refused once stopping. [`control`] is the client.
+//! by restart are refused once stopping. An fd passed with a request (`SCM_RIGHTS`,
+//! the first one; received close-on-exec) is the config of a `reconfigure` and is
+//! ignored by every other request. [`control`] and [`control_with_fd`] are the client.
 //!
-//! Use: the runtime writes a [`SupervisorConfig`] as JSON and the sandbox starts, as
-//! PID 1, the small `container-init CONFIG` binary installed next to `container`
-//! (through a read-only detached mount, `Program::Exe`); only when that binary is
-//! missing does it fall back to a sealed memfd copy of `container` itself running the
-//! hidden `__supervise CONFIG` subcommand (`Program::SelfExe`). Both call
-//! [`pid1_main`], which calls [`run_file`] before any other thread exists (signals
+//! Use: the runtime puts a [`SupervisorConfig`] as JSON in a sealed memfd
+//! ([`sealed_config`]) and the sandbox starts, as PID 1 with that memfd at fd
+//! [`CONFIG_FD`], the small `container-init --config-fd 3` binary installed next to
+//! `container` (through a read-only detached mount, `Program::Exe`); only when that
+//! binary is missing does it fall back to a sealed memfd copy of `container` itself
+//! running the hidden `__supervise --config-fd 3` subcommand (`Program::SelfExe`).
+//! Both call [`pid1_main`], which calls [`run_fd`] (or, given a path, [`run_file`])
+//! before any other thread exists (signals
 //! are taken with a signalfd, which only works when every thread blocks them; `run`
 //! refuses to start in a multi-threaded process). Secrets
 //! for init-task stdin come from `secrets_dir/<name>` or, with [`run_with_secrets`],
@@ -69,13 +92,25 @@
 mod control;
 mod engine;
 mod log;
+mod sealed;
 mod spawn;
 mod users;
 
 use crate::plan::types::{InitTask, ServiceRes};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+
+pub use sealed::MAX_CONFIG;
+
+/// The fd at which a container's PID 1 finds its configuration (`container-init
+/// --config-fd 3`): a sealed memfd the host made ([`sealed_config`]).
+pub const CONFIG_FD: RawFd = 3;
+
+/// The argument that names [`CONFIG_FD`]: `container-init --config-fd 3`.
+pub const CONFIG_FD_ARG: &str = "--config-fd";
 
 pub use spawn::DEFAULT_PATH;
 pub use users::{resolve as resolve_user, Ident};
@@ -250,8 +285,8 @@ pub struct Status {
 }
 
 /// Runs the supervisor until it is stopped; returns the exit code for the process.
-/// Secrets come from `cfg.secrets_dir`. `reconfigure` is refused: there is no file
-/// to read the new config from.
+/// Secrets come from `cfg.secrets_dir`. `reconfigure` takes its config only as an fd
+/// passed with the request (there is no file to read again).
 pub fn run(cfg: SupervisorConfig) -> Result<i32, SupervisorError> {
     engine::run(cfg, None, None)
 }
@@ -264,11 +299,35 @@ pub fn run_with_secrets(
     engine::run(cfg, Some(secret), None)
 }
 
-/// [`run`] with the config read from the JSON file at `path`; the `reconfigure`
-/// control request reads that file again and converges to it.
+/// [`run`] with the config read from the JSON file at `path`; a `reconfigure` that
+/// passes no fd reads that file again, unless the supervisor is PID 1 (see the module
+/// header, "Who may reconfigure").
 pub fn run_file(path: &Path) -> Result<i32, SupervisorError> {
     let cfg = read_config(path)?;
     engine::run(cfg, None, Some(path.to_path_buf()))
+}
+
+/// [`run`] with the config read from `fd`, a sealed memfd ([`read_config_fd`]),
+/// which is closed before anything starts.
+pub fn run_fd(fd: OwnedFd) -> Result<i32, SupervisorError> {
+    let cfg = read_config_fd(fd.as_fd())?;
+    drop(fd);
+    engine::run(cfg, None, None)
+}
+
+/// `cfg` as JSON in a new sealed memfd (close-on-exec): what the host passes to PID 1
+/// at [`CONFIG_FD`] and with a `reconfigure` ([`control_with_fd`]).
+pub fn sealed_config(cfg: &SupervisorConfig) -> Result<OwnedFd, SupervisorError> {
+    let json = serde_json::to_vec(cfg).map_err(|e| SupervisorError::Config(e.to_string()))?;
+    sealed::seal(c"container-supervisor-config", &json)
+        .map_err(|e| SupervisorError::io("sealing the supervisor config in a memfd", e))
+}
+
+/// Reads a [`SupervisorConfig`] from a memfd sealed against writes, growing and
+/// shrinking (anything else is refused), at most [`MAX_CONFIG`] bytes.
+pub fn read_config_fd(fd: BorrowedFd<'_>) -> Result<SupervisorConfig, SupervisorError> {
+    let bytes = sealed::read(fd).map_err(|e| SupervisorError::io("reading the supervisor config fd", e))?;
+    serde_json::from_slice(&bytes).map_err(|e| SupervisorError::Config(format!("the config fd: {e}")))
 }
 
 /// Reads a [`SupervisorConfig`] written as JSON.
@@ -287,16 +346,50 @@ fn secret_from_dir(dir: Option<&Path>, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(name)).ok()
 }
 
-/// The whole life of a container's PID 1 (`container-init CONFIG`, or the fallback
-/// `container __supervise CONFIG`): leave the starter's session, so a terminal's
-/// hangup or job-control signals never reach the container, then [`run_file`].
-/// Returns the process exit code.
-pub fn pid1_main(config: &Path) -> u8 {
+/// Where PID 1 takes its configuration from: the arguments of `container-init` (and
+/// of the fallback `container __supervise`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `CONFIG`: a JSON file ([`run_file`]); for a supervisor run by hand or by tests.
+    File(PathBuf),
+    /// `--config-fd N`: a sealed memfd at fd `N` ([`run_fd`]); what containers use.
+    Fd(RawFd),
+}
+
+impl ConfigSource {
+    /// `[CONFIG]` or `[--config-fd, N]`; anything else is `None` (a usage error).
+    pub fn parse(args: &[OsString]) -> Option<ConfigSource> {
+        match args {
+            [flag, n] if flag == CONFIG_FD_ARG => {
+                n.to_str()?.parse::<RawFd>().ok().filter(|&n| n > 2).map(ConfigSource::Fd)
+            }
+            [path] if !path.to_string_lossy().starts_with('-') => Some(ConfigSource::File(PathBuf::from(path))),
+            _ => None,
+        }
+    }
+}
+
+/// The whole life of a container's PID 1 (`container-init --config-fd 3`, or the
+/// fallback `container __supervise --config-fd 3`; a `CONFIG` path instead for a
+/// supervisor started by hand): leave the starter's session, so a terminal's hangup
+/// or job-control signals never reach the container, then [`run_fd`] or
+/// [`run_file`]. Returns the process exit code.
+pub fn pid1_main(config: &ConfigSource) -> u8 {
     // SAFETY: setsid has no memory effects; it fails harmlessly for a group leader.
     unsafe {
         libc::setsid();
     }
-    match run_file(config) {
+    let result = match config {
+        ConfigSource::File(path) => run_file(path),
+        // SAFETY: F_GETFD/F_SETFD on a plain integer; no memory is passed.
+        ConfigSource::Fd(n) => match unsafe { libc::fcntl(*n, libc::F_SETFD, libc::FD_CLOEXEC) } {
+            // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to own:
+            // nothing else in this process uses it.
+            0 => run_fd(unsafe { OwnedFd::from_raw_fd(*n) }),
+            _ => Err(SupervisorError::io(format!("config fd {n}"), std::io::Error::last_os_error())),
+        },
+    };
+    match result {
         Ok(code) => u8::try_from(code).unwrap_or(1),
         Err(e) => {
             eprintln!("error: supervisor: {e}");
@@ -316,7 +409,18 @@ pub fn control_socket(run_dir: &Path) -> PathBuf {
 /// process listening on it is `pid` (`SO_PEERCRED`): a socket the container planted,
 /// or another container's, is refused.
 pub fn control(run_dir: &Path, pid: i32, request: &str) -> Result<serde_json::Value, SupervisorError> {
-    control::request(run_dir, pid, request)
+    control::request(run_dir, pid, request, None)
+}
+
+/// [`control`] with `fd` passed along (`SCM_RIGHTS`): `reconfigure` with the new
+/// config as a sealed memfd ([`sealed_config`]).
+pub fn control_with_fd(
+    run_dir: &Path,
+    pid: i32,
+    request: &str,
+    fd: BorrowedFd<'_>,
+) -> Result<serde_json::Value, SupervisorError> {
+    control::request(run_dir, pid, request, Some(fd))
 }
 
 /// Reads `<run_dir>/status.json`: never through a symlink, a regular file only (a

@@ -20,13 +20,19 @@
 //!   after it was interrupted, so the next command knows to recreate and clean up
 //! - `run.json`     pid and start time of the running PID 1
 //! - `rootfs.json`  which cached layers the root is made of (`layers::RootfsRecord`)
-//! - `run/`         bound at `/run/container` inside: supervisor.json, status.json,
-//!   control.sock, logs/ (the supervisor names what is inside), and supervisor.log
-//!   (PID 1's own stdout and stderr). The one folder (with `volumes/`) the container
-//!   can write, as its root owns it: anything below may be a symlink, FIFO or socket
-//!   it planted, so the host opens what is there only through `exec::beneath`
-//!   anchored at `run/` (`state::read_json`/`write_atomic` for its direct files,
-//!   `supervisor::read_status`, `supervisor::control`, `container logs`)
+//! - `supervisor.json`  the supervisor's configuration PID 1 was last given (0600,
+//!   host-private: PID 1 gets it as a sealed memfd at fd 3, and each `reconfigure`
+//!   brings a new one; this copy is only for the admin to read)
+//! - `supervisor.log`   PID 1's own stdout and stderr (0600, host-private, opened
+//!   `O_APPEND | O_NOFOLLOW` and passed to PID 1 as fds 1 and 2)
+//! - `run/`         bound at `/run/container` inside: status.json, control.sock,
+//!   logs/ (the supervisor names what is inside). The one folder (with `volumes/`)
+//!   the container can write, as its root owns it: anything below may be a symlink,
+//!   FIFO or socket it planted, so the host opens what is there only through
+//!   `exec::beneath` anchored at `run/` (`supervisor::read_status`,
+//!   `supervisor::control`, `container logs`) and trusts nothing it reads there.
+//!   `run/supervisor.json` and `run/supervisor.log` are what an older version kept
+//!   there: removed at start, never read
 //! - `secrets/`     one 0600 file per generated secret (bound read-only inside)
 //! - `files/`       rendered files, each bound onto its container path
 //! - `net/`         generated /etc/hosts and /etc/resolv.conf, bound like files
@@ -135,8 +141,15 @@ impl StateRoot {
 /// The container's run folder as seen from inside.
 pub const RUN_IN: &str = "/run/container";
 
-/// PID 1's own log, in the run folder.
+/// PID 1's own log, in the container's (host-private) folder.
 pub const SUPERVISOR_LOG: &str = "supervisor.log";
+
+/// The supervisor's configuration, in the container's (host-private) folder.
+pub const SUPERVISOR_CONFIG: &str = "supervisor.json";
+
+/// What an older version kept in the run folder, which the container can write:
+/// removed at start and never read.
+pub const LEGACY_RUN_FILES: [&str; 2] = [SUPERVISOR_CONFIG, SUPERVISOR_LOG];
 
 #[derive(Debug, Clone)]
 pub struct Dirs {
@@ -196,12 +209,14 @@ impl Dirs {
     pub fn service_log_in_run(name: &str) -> PathBuf {
         Path::new("logs").join(format!("{name}.log"))
     }
-    /// stdout and stderr of PID 1 itself.
+    /// stdout and stderr of PID 1 itself: host-private, never in the run folder.
     pub fn supervisor_log(&self) -> PathBuf {
-        self.run().join(SUPERVISOR_LOG)
+        self.root.join(SUPERVISOR_LOG)
     }
+    /// The supervisor's configuration as last given to PID 1: host-private, never in
+    /// the run folder.
     pub fn supervisor_config(&self) -> PathBuf {
-        self.run().join("supervisor.json")
+        self.root.join(SUPERVISOR_CONFIG)
     }
     pub fn secrets(&self) -> PathBuf {
         self.root.join("secrets")
@@ -263,12 +278,19 @@ pub struct RunInfo {
     pub start_time: u64,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
+    /// PID 1 got its configuration as a sealed memfd and takes `reconfigure` only
+    /// from the host (this version). False for a container an older version started,
+    /// whose PID 1 reads `run/supervisor.json`, which the container can write: `apply`
+    /// recreates such a container instead of reconfiguring it.
+    #[serde(default)]
+    pub config_fd: bool,
 }
 
 impl RunInfo {
+    /// The process `pid` as this version starts PID 1 (`config_fd`).
     pub fn of(pid: i32) -> Option<RunInfo> {
         let (start_time, _) = proc_stat(pid)?;
-        Some(RunInfo { pid, start_time, started_ms: now_ms() })
+        Some(RunInfo { pid, start_time, started_ms: now_ms(), config_fd: true })
     }
     /// Whether this exact process still runs (a zombie does not count).
     pub fn alive(&self) -> bool {

@@ -319,13 +319,14 @@ fn teardown_network(key: &str, plan: &Plan) -> Result<(), RunError> {
     Ok(())
 }
 
-/// PID 1's stdout and stderr, `run/supervisor.log`: the run folder is the
-/// container's, so a symlink or anything but a regular file there is refused, never
-/// followed (created 0600 when missing).
+/// PID 1's stdout and stderr, `supervisor.log` in the container's host-private
+/// folder (never in the run folder, which the container can write): opened beneath
+/// that folder `O_APPEND | O_NOFOLLOW`, a regular file only, created 0600 when
+/// missing.
 fn open_log(dirs: &Dirs) -> Result<OwnedFd, RunError> {
     let path = dirs.supervisor_log();
-    let f = Beneath::open(&dirs.run())
-        .and_then(|run| run.open_append(Path::new(layout::SUPERVISOR_LOG), 0o600))
+    let f = Beneath::open(&dirs.root)
+        .and_then(|dir| dir.open_append(Path::new(layout::SUPERVISOR_LOG), 0o600))
         .map_err(io(format!("opening {}", path.display())))?;
     Ok(OwnedFd::from(f))
 }
@@ -405,13 +406,21 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     let base = userns_base(root, plan)?;
     let rootfs = prepare::rootfs(plan, &dirs)?;
     let etc = prepare::etc_dir(&rootfs);
-    prepare::write_supervisor_config(plan, &dirs)?;
+    // PID 1 gets its configuration as this sealed memfd, at fd 3: nothing in the
+    // container's view holds it.
+    let config = prepare::supervisor_config_fd(plan, &dirs)?;
     // The previous run's status must not be mistaken for this one's.
     for stale in ["status.json", "control.sock"] {
         match std::fs::remove_file(dirs.run().join(stale)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(format!("removing {stale}"))(e)),
             _ => {}
         }
+    }
+    // An older version's config and log in the run folder: never read again. unlink
+    // never follows a symlink; whatever else the container made there (a folder of
+    // that name) is its own and is left alone.
+    for legacy in layout::LEGACY_RUN_FILES {
+        let _ = std::fs::remove_file(dirs.run().join(legacy));
     }
     prepare::own_run_dir(&dirs, base)?;
     let mut spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc, base)?;
@@ -435,7 +444,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     // The sandbox binds volumes by path: checked last, with nothing of the container
     // running that could swap a folder for a symlink (see SECURITY.md, Known gaps).
     prepare::check_volumes(plan, &dirs)?;
-    let pending = sandbox::spawn(&spec, stdio)?;
+    let pending = sandbox::spawn_passing(&spec, stdio, Some(config))?;
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;
@@ -476,9 +485,9 @@ pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<su
     let mut baseline: Option<BTreeMap<String, u32>> = None;
     loop {
         if !info.alive() {
-            // Its last 64 KiB, never through a symlink (the run folder is the container's).
-            let tail = Beneath::open(&dirs.run())
-                .and_then(|run| run.read_tail(Path::new(layout::SUPERVISOR_LOG), 64 << 10))
+            // Its last 64 KiB, from the host-private folder, never through a symlink.
+            let tail = Beneath::open(&dirs.root)
+                .and_then(|dir| dir.read_tail(Path::new(layout::SUPERVISOR_LOG), 64 << 10))
                 .ok()
                 .flatten()
                 .unwrap_or_default();
@@ -695,8 +704,11 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     // recreated: its volumes are shifted while nothing runs.
     let registered = super::ids::Registry::host().lookup(root, &plan.name)?;
     let base = if plan.host_root { None } else { registered };
+    // So is one an older version started, whose PID 1 reads its config from the run
+    // folder (which the container can write): the new one gets it as an fd.
     let ids_ok = |info: &RunInfo| {
-        userns_of(info.pid) == base
+        info.config_fd
+            && userns_of(info.pid) == base
             && base.is_some() != plan.host_root
             && prepare::volumes_to_migrate(plan, &dirs, base).is_empty()
             && (!plan.host_root || registered.is_none_or(|o| prepare::volumes_to_unshift(plan, &dirs, o).is_empty()))
@@ -801,9 +813,14 @@ fn update_live(
     });
     let mut generation = 0;
     if reconfigure {
-        prepare::write_supervisor_config(plan, dirs)?;
+        // The new config travels with the request as a sealed memfd; the supervisor
+        // takes it only from outside its pid namespace, i.e. from the host.
+        let config = prepare::supervisor_config_fd(plan, dirs)?;
         let before = supervisor::read_status(&dirs.run())?.generation;
-        control_ok(dirs, info, "reconfigure")?;
+        control_reply(
+            "reconfigure",
+            supervisor::control_with_fd(&dirs.run(), info.pid, "reconfigure", config.as_fd()),
+        )?;
         generation = before + 1;
     }
     let mut reloaded = Vec::new();
@@ -831,7 +848,11 @@ fn update_live(
 }
 
 fn control_ok(dirs: &Dirs, info: &RunInfo, request: &str) -> Result<(), RunError> {
-    let reply = supervisor::control(&dirs.run(), info.pid, request)?;
+    control_reply(request, supervisor::control(&dirs.run(), info.pid, request))
+}
+
+fn control_reply(request: &str, reply: Result<serde_json::Value, supervisor::SupervisorError>) -> Result<(), RunError> {
+    let reply = reply?;
     if reply.get("ok").and_then(|v| v.as_bool()) == Some(true) {
         Ok(())
     } else {

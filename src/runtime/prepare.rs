@@ -24,6 +24,7 @@ use crate::exec::supervisor::SupervisorConfig;
 use crate::plan::types::{FileRes, Plan};
 use crate::spec::types::{MountKind, NetMode};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -449,10 +450,13 @@ fn write_in_place(host: &Path, content: &[u8]) -> Result<bool, RunError> {
     Ok(true)
 }
 
-/// Argv of the container's PID 1: `container-init CONFIG`. When PID 1 is the
-/// fallback, our own binary, `__supervise` goes after `argv[0]` (see [`init_program`]).
+/// Argv of the container's PID 1: `container-init --config-fd 3` (its configuration
+/// is the sealed memfd `lifecycle` passes at that fd, [`supervisor_config_fd`]). When
+/// PID 1 is the fallback, our own binary, `__supervise` goes after `argv[0]` (see
+/// [`init_program`]).
 pub fn init_argv() -> Vec<String> {
-    vec!["container-init".into(), format!("{RUN_IN}/supervisor.json")]
+    use crate::exec::supervisor::{CONFIG_FD, CONFIG_FD_ARG};
+    vec!["container-init".into(), CONFIG_FD_ARG.into(), CONFIG_FD.to_string()]
 }
 
 /// The container's PID 1: the small `container-init` binary installed next to the
@@ -539,19 +543,21 @@ pub fn supervisor_config(plan: &Plan) -> SupervisorConfig {
     cfg
 }
 
-/// Write the supervisor config where PID 1 (and a later `reconfigure`) reads it.
-/// The run folder is the container's: `logs/` is made beneath it without following a
-/// symlink planted there, and the config replaced without writing through one
-/// (`state::write_atomic`).
-pub fn write_supervisor_config(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+/// The supervisor config for PID 1 (at start) or a `reconfigure`: recorded in the
+/// container's host-private folder (`supervisor.json`, 0600, for the admin to read;
+/// nothing reads it back) and returned as a sealed memfd, the only way the
+/// supervisor takes it. The run folder is the container's: `logs/` is made beneath
+/// it without following a symlink planted there, and no configuration is put there.
+pub fn supervisor_config_fd(plan: &Plan, dirs: &Dirs) -> Result<OwnedFd, RunError> {
     let err = io(format!("creating {}", dirs.logs().display()));
     std::fs::create_dir_all(dirs.run())
         .and_then(|_| crate::exec::beneath::Beneath::open(&dirs.run()))
         .and_then(|run| run.create_dirs(Path::new("logs")))
         .map_err(err)?;
-    let json = serde_json::to_vec_pretty(&supervisor_config(plan)).expect("supervisor config serializes");
-    crate::state::write_atomic(&dirs.supervisor_config(), &json)?;
-    Ok(())
+    let cfg = supervisor_config(plan);
+    let json = serde_json::to_vec_pretty(&cfg).expect("supervisor config serializes");
+    crate::state::write_private(&dirs.supervisor_config(), &json)?;
+    crate::exec::supervisor::sealed_config(&cfg).map_err(|e| RunError::Failed(e.to_string()))
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ impl Ct {
 
     pub fn logs(&self) -> String {
         let out = run(&["logs", &self.name]);
-        let sup = std::fs::read_to_string(self.dirs().join("run/supervisor.log")).unwrap_or_default();
+        let sup = std::fs::read_to_string(self.dirs().join("supervisor.log")).unwrap_or_default();
         format!("{}\n--- supervisor.log\n{}", text(&out.stdout), text(sup.as_bytes()))
     }
 

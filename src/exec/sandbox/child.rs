@@ -182,6 +182,8 @@ pub(super) struct SetupScript {
     pub slots: Vec<Cell<c_int>>,
     /// Fds to dup onto 0, 1, 2 (already ≥ 3, so no dup clobbers another).
     pub stdio: [c_int; 3],
+    /// Fd to put at `PASSED_FD` (3) for the program (-1: none; already ≥ 3).
+    pub passed: c_int,
     /// Set by the parent before each clone3 attempt: whether it passes
     /// `CLONE_INTO_CGROUP` (then the cgroup2 `JoinCgroup` is already done).
     pub into_cgroup: Cell<bool>,
@@ -703,14 +705,18 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 Ok(())
             }
             SetupStep::Exec(target) => {
-                prepare_exec(script)?;
+                let mut exe = match target {
+                    ExecTarget::Fd { fd } => *fd,
+                    ExecTarget::Path { .. } => -1,
+                };
+                prepare_exec(script, st, &mut exe)?;
                 match target {
                     ExecTarget::Path { path } => {
                         libc::execve(path.as_ptr(), script.argv.as_ptr(), script.envp.as_ptr());
                     }
-                    ExecTarget::Fd { fd } => {
+                    ExecTarget::Fd { .. } => {
                         libc::execveat(
-                            *fd,
+                            exe,
                             c"".as_ptr(),
                             script.argv.as_ptr().cast(),
                             script.envp.as_ptr().cast(),
@@ -724,24 +730,45 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
     }
 }
 
-/// Stdio, signals and fds as the program must find them.
+/// Stdio, signals and fds as the program must find them. `exe` is the fd the exec
+/// goes through (-1: by path); it and `st.sock` are moved off fd 3 when the passed fd
+/// goes there.
 ///
 /// # Safety
-/// Only in the cloned child right before exec: it rewires fds 0-2 and resets the
+/// Only in the cloned child right before exec: it rewires fds 0-3 and resets the
 /// process's signal dispositions and mask.
-unsafe fn prepare_exec(script: &SetupScript) -> Result<(), c_int> {
+unsafe fn prepare_exec(script: &SetupScript, st: &mut SetupState, exe: &mut c_int) -> Result<(), c_int> {
+    const PASSED: c_int = super::PASSED_FD;
     // SAFETY: we are the single-threaded cloned child right before exec (contract).
-    // dup2 is async-signal-safe and the stdio fds were opened by the parent for us;
-    // the postfork resets are meant for exactly this point (their contract).
+    // dup2 and fcntl are async-signal-safe and the fds were opened by the parent for
+    // us; the postfork resets are meant for exactly this point (their contract).
     unsafe {
+        if script.passed >= 0 {
+            // Fd 3 may hold the program's fd or our sync socket: both must survive
+            // until the exec, so give them another number first (still close-on-exec).
+            for fd in [&mut *exe, &mut st.sock] {
+                if *fd == PASSED && script.passed != PASSED {
+                    let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, PASSED + 1);
+                    sys(moved)?;
+                    *fd = moved;
+                }
+            }
+        }
         for (target, &fd) in script.stdio.iter().enumerate() {
             if fd >= 0 {
                 sys(libc::dup2(fd, target as c_int))?;
             }
         }
         // Every inherited fd above 2 (our sync socket, the memfd, anything the caller
-        // leaked without O_CLOEXEC) closes at exec, so the program sees only 0, 1, 2.
+        // leaked without O_CLOEXEC) closes at exec, so the program sees only 0, 1, 2
+        // (and the passed fd at 3).
         crate::exec::postfork::cloexec_above_stdio();
+        if script.passed == PASSED {
+            sys(libc::fcntl(PASSED, libc::F_SETFD, 0))?;
+        } else if script.passed >= 0 {
+            // dup2's new fd is not close-on-exec.
+            sys(libc::dup2(script.passed, PASSED))?;
+        }
         // The executor (a Rust program) ignores SIGPIPE and may block signals; exec keeps
         // both, so reset them like std::process::Command does.
         crate::exec::postfork::reset_signals();
@@ -754,7 +781,8 @@ pub(super) fn run(script: &SetupScript, sock: c_int) -> ! {
     let mut st = SetupState { sock, root: -1 };
     for (i, op) in script.ops.iter().enumerate() {
         if let Err(e) = step(op, &mut st, script) {
-            send(sock, TAG_ERROR, i as u32, e);
+            // `st.sock`: the exec step may have moved the socket off fd 3.
+            send(st.sock, TAG_ERROR, i as u32, e);
             // SAFETY: _exit skips atexit handlers and Rust destructors, which belong
             // to the parent's copy of the process state.
             unsafe { libc::_exit(127) };

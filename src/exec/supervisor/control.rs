@@ -3,10 +3,15 @@
 //! Invariant: a client can never stall the supervisor: connections are non-blocking
 //! while a request is read, requests are capped at `MAX_REQUEST` bytes, at most
 //! `MAX_CONNS` connections are open, and a reply write gives up after a short timeout.
+//! A connection keeps its peer's credentials (`SO_PEERCRED`, taken at accept) and the
+//! first file descriptor that came with its request (`SCM_RIGHTS`, close-on-exec; any
+//! other is closed at once): `reconfigure` takes its new configuration from there
+//! and authenticates the sender by the credentials (see `engine`).
 
 use super::SupervisorError;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, UnixCredentials};
+use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -31,6 +36,10 @@ pub fn listen(path: &Path) -> io::Result<UnixListener> {
 pub struct Conn {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Who connected (`None` when the kernel would not say).
+    peer: Option<UnixCredentials>,
+    /// The first fd passed with the request.
+    fd: Option<OwnedFd>,
 }
 
 pub enum Input {
@@ -45,17 +54,58 @@ pub enum Input {
 impl Conn {
     pub fn new(stream: UnixStream) -> io::Result<Conn> {
         stream.set_nonblocking(true)?;
-        Ok(Conn { stream, buf: Vec::new() })
+        let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok();
+        Ok(Conn { stream, buf: Vec::new(), peer, fd: None })
     }
 
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }
 
+    /// The credentials of the process that connected, as the kernel recorded them at
+    /// `connect` and translates them into our namespaces: a pid our pid namespace
+    /// cannot see is 0.
+    pub fn peer(&self) -> Option<UnixCredentials> {
+        self.peer
+    }
+
+    /// The fd that came with the request, if any.
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fd.take()
+    }
+
+    /// One `recvmsg`: data into `chunk`, a passed fd kept (the first) or closed.
+    fn recv(&mut self, chunk: &mut [u8]) -> io::Result<usize> {
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [IoSliceMut::new(chunk)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            self.stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for fd in fds {
+                        // SAFETY: the kernel just installed this fd for us; nothing else owns it.
+                        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                        if self.fd.is_none() {
+                            self.fd = Some(fd);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
     pub fn read(&mut self) -> Input {
         let mut chunk = [0u8; 256];
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.recv(&mut chunk) {
                 Ok(0) if self.buf.is_empty() => return Input::Closed,
                 Ok(0) => return self.line(self.buf.len()),
                 Ok(n) => {
@@ -96,7 +146,12 @@ impl Conn {
 /// `/proc/self/fd/<fd>`; the listening process must be `pid` (`SO_PEERCRED`, which the
 /// kernel records at `listen` and gives in our pid namespace), so neither a socket the
 /// container made nor another container's answers.
-pub fn request(run_dir: &Path, pid: i32, request: &str) -> Result<serde_json::Value, SupervisorError> {
+pub fn request(
+    run_dir: &Path,
+    pid: i32,
+    request: &str,
+    pass: Option<BorrowedFd<'_>>,
+) -> Result<serde_json::Value, SupervisorError> {
     let path = super::control_socket(run_dir);
     let ctx = || format!("control socket {}", path.display());
     let io = |e| SupervisorError::io(ctx(), e);
@@ -116,7 +171,24 @@ pub fn request(run_dir: &Path, pid: i32, request: &str) -> Result<serde_json::Va
         ));
     }
     s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
-    s.write_all(format!("{}\n", request.trim()).as_bytes()).map_err(io)?;
+    let line = format!("{}\n", request.trim());
+    match pass {
+        None => s.write_all(line.as_bytes()).map_err(io)?,
+        Some(pass) => {
+            // The fd travels with the first byte; the line is far below a socket buffer.
+            let raw = [pass.as_raw_fd()];
+            let cmsg = [ControlMessage::ScmRights(&raw)];
+            let n = nix::sys::socket::sendmsg::<()>(
+                s.as_raw_fd(),
+                &[IoSlice::new(line.as_bytes())],
+                &cmsg,
+                MsgFlags::empty(),
+                None,
+            )
+            .map_err(|e| SupervisorError::sys(ctx(), e))?;
+            s.write_all(&line.as_bytes()[n..]).map_err(io)?;
+        }
+    }
     let mut line = String::new();
     BufReader::new(s.take(64 << 20)).read_line(&mut line).map_err(io)?;
     serde_json::from_str(&line).map_err(|e| SupervisorError::Reply(format!("{e}: {line:?}")))

@@ -21,6 +21,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::UnixCredentials;
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -302,6 +303,30 @@ fn graph(cfg: &SupervisorConfig) -> Result<(Vec<Vec<Dep>>, Vec<Vec<usize>>, Vec<
     Ok((svc_deps, task_deps, order))
 }
 
+/// Whether `peer` may `reconfigure` (see the module header, "Who may reconfigure").
+/// As PID 1 of its pid namespace (a container's), only a process outside that
+/// namespace may: the kernel reports the pid of a peer our namespace cannot see as
+/// 0, and every process of the container has a pid here, its root's included. Run
+/// as an ordinary process, the peer must be our own user or root (the socket is 0600
+/// anyway).
+fn may_reconfigure(pid1: bool, peer: Option<UnixCredentials>) -> Result<(), String> {
+    let Some(peer) = peer else { return Err("reconfigure refused: the sender's credentials are unknown".into()) };
+    if pid1 {
+        if peer.pid() != 0 {
+            return Err(format!(
+                "reconfigure refused: it comes from process {} inside this container; only the host may reconfigure",
+                peer.pid()
+            ));
+        }
+        return Ok(());
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if peer.uid() != me && peer.uid() != 0 {
+        return Err(format!("reconfigure refused: it comes from uid {}, not from the supervisor's user", peer.uid()));
+    }
+    Ok(())
+}
+
 /// `run` must own the process's only thread: a process-directed signal goes to any
 /// thread that does not block it, and only ours does.
 fn check_single_threaded() -> Result<(), SupervisorError> {
@@ -492,8 +517,9 @@ impl Sup<'_> {
                     }
                     Input::Line(line) => {
                         let conn = self.conns.remove(i);
-                        if let Some(conn) = self.reload_by_command(&line, conn) {
-                            let reply = self.request(&line);
+                        if let Some(mut conn) = self.reload_by_command(&line, conn) {
+                            let fd = conn.take_fd();
+                            let reply = self.request(&line, fd, conn.peer());
                             conn.reply(&reply);
                         }
                     }
@@ -556,7 +582,8 @@ impl Sup<'_> {
         }
     }
 
-    fn request(&mut self, line: &str) -> serde_json::Value {
+    /// One request; `fd` came with it (`SCM_RIGHTS`), `peer` sent it.
+    fn request(&mut self, line: &str, fd: Option<OwnedFd>, peer: Option<UnixCredentials>) -> serde_json::Value {
         let words: Vec<&str> = line.split_whitespace().collect();
         let result = match words.as_slice() {
             ["status"] => return serde_json::to_value(self.status(self.state())).unwrap_or_default(),
@@ -573,7 +600,7 @@ impl Sup<'_> {
             },
             ["reload", name] => self.find(name).and_then(|i| self.reload(i)),
             ["restart", name] => self.find(name).and_then(|i| self.restart(i)),
-            ["reconfigure"] => self.reconfigure(),
+            ["reconfigure"] => self.reconfigure(fd, peer),
             _ => Err(format!(
                 "unknown request {line:?}: expected status, reload SERVICE, restart SERVICE, reconfigure or stop [TIMEOUT_MS]"
             )),
@@ -612,15 +639,29 @@ impl Sup<'_> {
 
     // ---- reconfigure ------------------------------------------------------------
 
-    /// Reads the config file again and starts converging to it; see the module header.
-    fn reconfigure(&mut self) -> Result<(), String> {
+    /// Reads the new config (from `fd`, or the config file again) and starts
+    /// converging to it, when `peer` may ask; see the module header, "Who may
+    /// reconfigure". A refusal changes nothing.
+    fn reconfigure(&mut self, fd: Option<OwnedFd>, peer: Option<UnixCredentials>) -> Result<(), String> {
         if self.stop_queue.is_some() {
             return Err("the supervisor is stopping".into());
         }
-        let Some(path) = self.source.clone() else {
-            return Err("the supervisor was not started from a config file: nothing to read again".into());
+        let pid1 = std::process::id() == 1;
+        may_reconfigure(pid1, peer)?;
+        let cfg = match (fd, self.source.clone()) {
+            (Some(fd), _) => super::read_config_fd(fd.as_fd()).map_err(|e| e.to_string())?,
+            (None, _) if pid1 => {
+                return Err("reconfigure: PID 1 takes a new config only as a sealed memfd passed with the request \
+                            (SCM_RIGHTS)"
+                    .into())
+            }
+            (None, Some(path)) => super::read_config(&path).map_err(|e| e.to_string())?,
+            (None, None) => {
+                return Err("the supervisor was not started from a config file: nothing to read again \
+                            (pass the new config as a sealed memfd)"
+                    .into())
+            }
         };
-        let cfg = super::read_config(&path).map_err(|e| e.to_string())?;
         if cfg.run_dir != self.run_dir {
             // The status, the control socket and the logs live there.
             return Err(format!(
