@@ -746,3 +746,39 @@ fn a_volume_swapped_for_a_symlink_while_the_sandbox_starts_is_never_bound() {
     );
     assert_eq!(listing(host.path()), ["hostfile"]);
 }
+
+/// A layer being built (`RootFs::Build`): writes land in the host's upper folder
+/// (deletions as whiteouts), the lower layer and the host stay as they were, the
+/// build's capability set holds, and a mount is refused. The host's root is the
+/// lowest layer (for /bin/sh), so the folders live on another file system (/dev/shm:
+/// overlayfs refuses an upper folder inside a lower layer).
+#[test]
+fn a_build_root_writes_into_its_upper_folder_only() {
+    require_host!();
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir_in("/dev/shm").expect("tempdir");
+    let (lower, upper, work) = (dir.path().join("l"), dir.path().join("b/root"), dir.path().join("b/work"));
+    for d in [&lower, &upper, &work] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(lower.join("lowerfile"), "lower\n").expect("write");
+    let root = RootFs::Build { lower: vec![lower.clone(), "/".into()], upper: upper.clone(), work };
+    let mut s = SandboxSpec::new(
+        "ctt-build",
+        root,
+        sh("echo new > /built && rm /lowerfile && grep CapEff /proc/self/status && \
+            if mount -t tmpfs none /mnt 2>/dev/null; then echo mounted; else echo nomount; fi"),
+    );
+    s.readonly_root = false;
+    s.die_with_parent = true;
+    s.hardening = Some(container::exec::harden::Hardening::for_build().expect("filter"));
+    let (exit, out) = run(&s);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    let caps = container::vocab::caps::set_of(container::vocab::caps::BUILD);
+    assert_eq!(lines(&out), [format!("CapEff:\t{caps:016x}").as_str(), "nomount"]);
+    assert_eq!(std::fs::read_to_string(upper.join("built")).expect("upper/built"), "new\n");
+    let whiteout = std::fs::symlink_metadata(upper.join("lowerfile")).expect("a whiteout");
+    assert!(whiteout.file_type().is_char_device(), "{whiteout:?}");
+    assert_eq!(std::fs::read_to_string(lower.join("lowerfile")).expect("lower"), "lower\n");
+    assert!(!Path::new("/built").exists(), "a write reached the host's root");
+}

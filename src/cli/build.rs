@@ -1,7 +1,8 @@
 //! `build`, `images`, `gc`, and the build progress display `apply` shares.
 
 use super::plan::load_and_compile;
-use crate::plan::layer::stack;
+use crate::exec::build::debootstrap_first_stage_argv;
+use crate::plan::layer::{base_commands, package_commands, stack};
 use crate::plan::Plan;
 use crate::runtime::layers::{BuildUi, Cache, Ensured, LayerMeta};
 use crate::runtime::RunError;
@@ -125,6 +126,58 @@ pub fn layer_line(cache: &Path, plan: &Plan) -> Option<String> {
     } else {
         format!("layer: rebuild {} (not in the cache)", missing.join(", "))
     })
+}
+
+/// What `plan` shows of the builds of the layers not in the cache: per command, the
+/// layer, where it runs, its argv and its network (cache paths shown as `<cache>`).
+pub fn layer_builds(cache: &Path, plan: &Plan) -> Vec<serde_json::Value> {
+    let Some(st) = stack(&plan.layer) else { return Vec::new() };
+    let cache = Cache::new(cache);
+    let mut out = Vec::new();
+    let mut push = |layer: &str, runs: &str, argv: Vec<String>, network: bool| {
+        out.push(serde_json::json!({"layer": layer, "runs": runs, "argv": argv, "network": network}));
+    };
+    if !cache.is_built(&st.base_id) {
+        let (b, id) = (&st.base, &st.base_id);
+        let target = format!("<cache>/layers/{id}.partial/root");
+        let argv = debootstrap_first_stage_argv(&b.suite, &b.mirror, &b.arch, &target, "<cache>/apt/archives");
+        push(id, "host", argv, true);
+        for c in base_commands() {
+            push(id, "sandbox", c.argv, c.network);
+        }
+    }
+    if let Some(top) = st.top_id.as_ref().filter(|t| !cache.is_built(t)) {
+        for c in package_commands(&plan.layer) {
+            let runs = if c.argv[0] == "fetch" { "host" } else { "sandbox" };
+            push(top, runs, c.argv, c.network);
+        }
+    }
+    out
+}
+
+/// `w` as a POSIX shell word: as it is when it needs no quoting, else single-quoted
+/// (the placeholder `<cache>` is left as it is).
+fn shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c);
+    if !w.is_empty() && w.replace("<cache>", "").chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// `plan`'s lines for [`layer_builds`].
+pub fn layer_build_lines(builds: &[serde_json::Value]) -> Vec<String> {
+    builds
+        .iter()
+        .map(|b| {
+            let argv: Vec<String> =
+                b["argv"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).map(shell_word).collect();
+            let net = if b["network"] == true { "host network" } else { "no network" };
+            let runs = if b["runs"] == "host" { "on the host" } else { "sandboxed" };
+            format!("  build {}: {} ({runs}, {net})", b["layer"].as_str().unwrap_or(""), argv.join(" "))
+        })
+        .collect()
 }
 
 pub fn build(root: &Path, cache: &Path, file: &Path) -> ExitCode {

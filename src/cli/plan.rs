@@ -79,6 +79,7 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     }
     let changes = plan::diff(applied.as_ref(), &plan);
     let layer = super::build::layer_line(cache, &plan);
+    let builds = super::build::layer_builds(cache, &plan);
     let userns = match crate::runtime::userns_view(root, &plan) {
         Ok(u) => u,
         Err(e) => {
@@ -100,6 +101,9 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         if let Some(l) = &layer {
             v["layer_cache"] = serde_json::Value::String(l.clone());
         }
+        if !builds.is_empty() {
+            v["layer_build"] = serde_json::Value::Array(builds.clone());
+        }
         let mut u = userns.json.clone();
         u["migrate_volumes"] = serde_json::json!(userns.migrate);
         v["user_namespace"] = u;
@@ -108,6 +112,10 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         let mut t = render::human(&changes, true);
         if let Some(l) = &layer {
             t.push_str(l);
+            t.push('\n');
+        }
+        for line in super::build::layer_build_lines(&builds) {
+            t.push_str(&line);
             t.push('\n');
         }
         t.push_str(&userns.line);

@@ -1,11 +1,27 @@
 //! Running build programs: debootstrap, and commands inside a layer being built.
 //!
 //! Invariant: this is the only code that mounts or runs anything for a build, and it
-//! never mounts in the host's namespace: each command runs in a child that first
-//! makes its own private mount namespace, stacks the layer with overlayfs there
-//! (lower layers read-only, the new layer as the upper folder), binds the shared apt
-//! caches in, and chroots. When the command ends, its namespace and every mount in it
-//! go away with it. What ends up in the layer is only what the command wrote.
+//! never mounts in the host's namespace. Every command that runs a program of the
+//! layer (debootstrap's second stage, apt-get with dpkg and the maintainer scripts,
+//! a spec's `run` steps) goes through [`crate::exec::sandbox`], the one path that
+//! prepares every process entering a container: new mount, pid, uts, ipc and cgroup
+//! namespaces, `pivot_root` into the layer stack ([`RootFs::Build`]: the layers
+//! below read-only, the new layer as the *writable* overlay upper; a base being
+//! bootstrapped as a plain writable root), its own /proc, a minimal /dev, /tmp and
+//! /run as tmpfs, the shared apt caches bound in, the build capability set
+//! (`vocab::caps::BUILD`: no SYS_ADMIN, SYS_PTRACE, SYS_MODULE, MKNOD, NET_ADMIN),
+//! no_new_privs, the default seccomp filter, and `PR_SET_PDEATHSIG` (a killed CLI
+//! leaves no build process: the step is PID 1 of its pid namespace, and the kernel
+//! kills the rest of the namespace with it). Network ([`StepNet`]): none (a new,
+//! empty network namespace) except for the steps that download from the mirror,
+//! which share the host's (see SECURITY.md for what that leaves). When the command
+//! ends, its namespaces and every mount in them go away with it. What ends up in
+//! the layer is only what the command wrote.
+//!
+//! Still on the host, as host root: debootstrap's first stage (`--foreign`:
+//! download and unpack, no program of the target runs), `fetch`'s download, and
+//! [`unpack`]'s own unpacker on the merged layer, in a private mount namespace of its
+//! own (`enter`).
 //!
 //! A `fetch` step's tarball is verified against its sha256 here, opened here, and
 //! unpacked by no host `tar`: [`unpack`] runs our own `container __unpack` (see
@@ -27,6 +43,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::harden::Hardening;
+use super::sandbox::{self, MountReq, NetNs, Program, RootFs, SandboxSpec};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("`{tool}` is not installed on this host (not on PATH); install it with: {install}")]
@@ -41,6 +60,13 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{what}: the build sandbox failed: {source}; the build log is {}", log.display())]
+    Sandbox {
+        what: String,
+        #[source]
+        source: crate::exec::sandbox::SandboxError,
+        log: PathBuf,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
@@ -74,13 +100,24 @@ pub struct LayerFs {
     pub binds: Vec<(PathBuf, String)>,
 }
 
-/// What a command inside a layer runs on.
+/// The network of a sandboxed build command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Where {
-    /// Chrooted into the layer: a program of the layer.
-    Chroot,
-    /// A host program in the layer's namespace, with the layer at `merged`.
-    Host,
+pub enum StepNet {
+    /// A new, empty network namespace (only `lo`, down): nothing reachable.
+    Offline,
+    /// The host's network namespace, for the steps that download from the mirror
+    /// (apt-get update, apt-get install --download-only) only.
+    HostNet,
+}
+
+impl StepNet {
+    /// How `plan` and the log name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StepNet::Offline => "no network",
+            StepNet::HostNet => "host network",
+        }
+    }
 }
 
 /// Everything the child needs, made before fork (no allocation decisions after).
@@ -91,7 +128,6 @@ struct PreparedBuild {
     /// (target, mount data): /tmp and /run, so nothing written there stays in the layer.
     tmpfs: Vec<(CString, &'static std::ffi::CStr)>,
     binds: Vec<(CString, CString)>,
-    chroot: bool,
 }
 
 fn cpath(p: &Path) -> Result<CString, BuildError> {
@@ -113,7 +149,7 @@ fn overlay_options(fs: &LayerFs) -> Result<String, BuildError> {
     Ok(format!("lowerdir={},upperdir={up},workdir={wk}", lower.join(":")))
 }
 
-fn prepare(fs: &LayerFs, chroot: bool) -> Result<PreparedBuild, BuildError> {
+fn prepare(fs: &LayerFs) -> Result<PreparedBuild, BuildError> {
     for d in [&fs.upper, &fs.work, &fs.merged] {
         std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
     }
@@ -128,7 +164,6 @@ fn prepare(fs: &LayerFs, chroot: bool) -> Result<PreparedBuild, BuildError> {
         proc_: cpath(&fs.merged.join("proc"))?,
         tmpfs: vec![(cpath(&fs.merged.join("tmp"))?, c"mode=1777"), (cpath(&fs.merged.join("run"))?, c"mode=755")],
         binds,
-        chroot,
     })
 }
 
@@ -141,7 +176,7 @@ fn check(r: libc::c_int) -> std::io::Result<()> {
 }
 
 /// In the forked child, before exec: a private mount namespace with the layer
-/// assembled in it, then (for `Where::Chroot`) chroot into it.
+/// assembled in it at `merged` (for the unpacker, which resolves every path in it).
 fn enter(p: &PreparedBuild) -> std::io::Result<()> {
     let none = std::ptr::null::<libc::c_char>();
     // SAFETY: plain syscalls on NUL-terminated strings prepared before fork.
@@ -156,22 +191,23 @@ fn enter(p: &PreparedBuild) -> std::io::Result<()> {
         for (src, dst) in &p.binds {
             check(libc::mount(src.as_ptr(), dst.as_ptr(), none, libc::MS_BIND, std::ptr::null()))?;
         }
-        if p.chroot {
-            check(libc::chroot(p.merged.as_ptr()))?;
-            check(libc::chdir(c"/".as_ptr()))?;
-        }
     }
     Ok(())
 }
 
+const BUILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The environment of build commands: nothing of the caller's but a sane PATH.
+const BUILD_ENV: [(&str, &str); 5] = [
+    ("PATH", BUILD_PATH),
+    ("HOME", "/root"),
+    ("LC_ALL", "C.UTF-8"),
+    ("DEBIAN_FRONTEND", "noninteractive"),
+    ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
+];
+
 fn clean_env(cmd: &mut Command) {
-    cmd.env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", "/root")
-        .env("LC_ALL", "C.UTF-8")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("DEBCONF_NONINTERACTIVE_SEEN", "true");
+    cmd.env_clear().envs(BUILD_ENV);
 }
 
 /// Append a line to the build log.
@@ -230,8 +266,31 @@ fn run_logged_input(mut cmd: Command, stdin: Stdio, what: &str, log: &Path, watc
     }
 }
 
+/// The argv of debootstrap's first stage (`--foreign`: download and unpack on the
+/// host; nothing of the target runs) of `suite` into `target`, keeping the
+/// downloaded packages in `debs`.
+pub fn debootstrap_first_stage_argv(suite: &str, mirror: &str, arch: &str, target: &str, debs: &str) -> Vec<String> {
+    vec![
+        "debootstrap".into(),
+        "--foreign".into(),
+        "--variant=minbase".into(),
+        format!("--arch={arch}"),
+        format!("--cache-dir={debs}"),
+        suite.into(),
+        target.into(),
+        mirror.into(),
+    ]
+}
+
+/// The argv of debootstrap's second stage, run in the sandbox on the new base
+/// (dpkg and the maintainer scripts of every base package), without network.
+pub fn debootstrap_second_stage_argv() -> Vec<String> {
+    vec!["/debootstrap/debootstrap".into(), "--second-stage".into()]
+}
+
 /// `debootstrap --variant=minbase` of `suite` into `target`, keeping the downloaded
-/// packages in `debs` (shared with later apt runs).
+/// packages in `debs` (shared with later apt runs): the first stage on the host,
+/// the second in the sandbox with `target` as its writable root and no network.
 pub fn debootstrap(
     suite: &str,
     mirror: &str,
@@ -245,33 +304,131 @@ pub fn debootstrap(
         return Err(BuildError::MissingTool { tool: "debootstrap", install: "apt-get install -y debootstrap" });
     };
     std::fs::create_dir_all(debs).map_err(io(format!("creating {}", debs.display())))?;
+    let argv =
+        debootstrap_first_stage_argv(suite, mirror, arch, &target.display().to_string(), &debs.display().to_string());
     let mut cmd = Command::new(exe);
     clean_env(&mut cmd);
-    cmd.arg("--variant=minbase")
-        .arg(format!("--arch={arch}"))
-        .arg(format!("--cache-dir={}", debs.display()))
-        .arg(suite)
-        .arg(target)
-        .arg(mirror);
-    run_logged(cmd, &format!("debootstrap --variant=minbase --arch={arch} {suite} {mirror}"), log, watch)
+    cmd.args(&argv[1..]);
+    let what = format!("debootstrap --foreign --variant=minbase --arch={arch} {suite} {mirror}");
+    run_logged(cmd, &what, log, &mut *watch)?;
+    // In a container (docker) the first stage makes /proc a symlink to /proc; the
+    // second stage would replace it with a folder before mounting, and the sandbox
+    // needs the folder for its own /proc now.
+    let proc_ = target.join("proc");
+    if std::fs::symlink_metadata(&proc_).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&proc_).map_err(io(format!("removing the symlink {}", proc_.display())))?;
+        std::fs::create_dir(&proc_).map_err(io(format!("creating {}", proc_.display())))?;
+    }
+    let mut spec =
+        build_spec(RootFs::Dir(target.to_path_buf()), debootstrap_second_stage_argv(), StepNet::Offline, &[])?;
+    // debootstrap's word for "in a container": it then skips its mknod test of the
+    // target (no MKNOD here, and the root is nodev: device nodes do nothing in it).
+    spec.env.insert("container".into(), "lxc".into());
+    run_sandboxed(&spec, "debootstrap --second-stage", log, watch)
 }
 
-/// Run `argv` in the layer (see [`Where`]); `what` names it in the log and errors.
-pub fn run_in_layer(fs: &LayerFs, place: Where, argv: &[String], log: &Path, watch: Watch) -> Result<(), BuildError> {
+/// `name` found in the layer stack `dirs` (topmost first) in a folder of the build
+/// PATH, as the absolute path the sandbox execs; an absolute `name` as it is. Only a
+/// lookup: the exec itself happens inside the layer.
+fn resolve_program(name: &str, dirs: &[&Path]) -> Result<String, BuildError> {
+    if name.starts_with('/') {
+        return Ok(name.to_string());
+    }
+    if name.is_empty() || name.contains('/') {
+        return Err(BuildError::Invalid(format!("program {name:?} is neither absolute nor a plain name")));
+    }
+    for folder in BUILD_PATH.split(':') {
+        let rel = folder.trim_start_matches('/');
+        if dirs.iter().any(|d| std::fs::symlink_metadata(d.join(rel).join(name)).is_ok()) {
+            return Ok(format!("{folder}/{name}"));
+        }
+    }
+    Err(BuildError::Invalid(format!("`{name}` is not in the layer (looked in {BUILD_PATH})")))
+}
+
+/// The sandbox of one build command: `root`, `argv` (argv[0] absolute in the root),
+/// `net`, and `binds` (host, container path): folders read-write, files read-only.
+fn build_spec(
+    root: RootFs,
+    argv: Vec<String>,
+    net: StepNet,
+    binds: &[(PathBuf, String)],
+) -> Result<SandboxSpec, BuildError> {
+    let mut spec = SandboxSpec::new("build", root, Program::Path(argv));
+    spec.readonly_root = false;
+    spec.net = match net {
+        StepNet::Offline => NetNs::New,
+        StepNet::HostNet => NetNs::Host,
+    };
+    spec.env = BUILD_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    spec.hardening =
+        Some(Hardening::for_build().map_err(|e| BuildError::Invalid(format!("the build's seccomp filter: {e}")))?);
+    spec.die_with_parent = true;
+    for (host, target) in binds {
+        spec.mounts.push(MountReq::bind(target, host, !host.is_dir()));
+    }
+    Ok(spec)
+}
+
+/// Run the sandbox `spec` with its output appended to `log`, polling `watch`, as
+/// `run_logged` does for host programs.
+fn run_sandboxed(spec: &SandboxSpec, what: &str, log: &Path, watch: Watch) -> Result<(), BuildError> {
+    log_line(log, &format!("$ {what}"))?;
+    let open = || -> Result<std::os::fd::OwnedFd, BuildError> {
+        let f = std::fs::OpenOptions::new().append(true).open(log).map_err(io(format!("opening {}", log.display())))?;
+        Ok(f.into())
+    };
+    let null = File::open("/dev/null").map_err(io("opening /dev/null"))?;
+    let stdio = sandbox::Stdio { stdin: Some(null.into()), stdout: Some(open()?), stderr: Some(open()?) };
+    let start = Instant::now();
+    let sandboxed = |source| BuildError::Sandbox { what: what.to_string(), source, log: log.to_path_buf() };
+    let pending = sandbox::spawn(spec, stdio).map_err(sandboxed)?;
+    let init = pending.release().map_err(sandboxed)?;
+    let pid = nix::unistd::Pid::from_raw(init.pid);
+    let status = loop {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => break (c == 0, format!("exit status: {c}")),
+            Ok(WaitStatus::Signaled(_, sig, _)) => break (false, format!("killed by {sig}")),
+            Ok(_) | Err(nix::Error::EINTR) => {
+                watch(start.elapsed(), &last_line(log));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(io(format!("waiting for {what}"))(e.into())),
+        }
+    };
+    log_line(log, &format!("# {what}: {} after {:.1} s", status.1, start.elapsed().as_secs_f64()))?;
+    if status.0 {
+        Ok(())
+    } else {
+        Err(BuildError::Failed { what: what.to_string(), status: status.1, log: log.to_path_buf() })
+    }
+}
+
+/// Run the layer's program `argv` (argv[0] absolute, or a name looked up in the
+/// build PATH of the layer) in the build sandbox with network `net`.
+pub fn run_in_layer_net(
+    fs: &LayerFs,
+    argv: &[String],
+    net: StepNet,
+    log: &Path,
+    watch: Watch,
+) -> Result<(), BuildError> {
     let (prog, args) = argv.split_first().ok_or_else(|| BuildError::Invalid("an empty command".into()))?;
-    let prepared = prepare(fs, place == Where::Chroot)?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args);
-    clean_env(&mut cmd);
-    if place == Where::Host {
-        cmd.current_dir("/");
+    for d in [&fs.upper, &fs.work] {
+        std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
     }
-    // SAFETY: `enter` makes only syscalls on data prepared before the fork, and the
-    // CLI is single-threaded, so nothing can hold a lock the child would need.
-    unsafe {
-        cmd.pre_exec(move || enter(&prepared));
-    }
-    run_logged(cmd, &argv.join(" "), log, watch)
+    let mut dirs: Vec<&Path> = vec![&fs.upper];
+    dirs.extend(fs.lower.iter().map(PathBuf::as_path));
+    let mut full = vec![resolve_program(prog, &dirs)?];
+    full.extend(args.iter().cloned());
+    let root = RootFs::Build { lower: fs.lower.clone(), upper: fs.upper.clone(), work: fs.work.clone() };
+    let spec = build_spec(root, full, net, &fs.binds)?;
+    let what = match net {
+        StepNet::Offline => argv.join(" "),
+        StepNet::HostNet => format!("{} ({})", argv.join(" "), net.describe()),
+    };
+    run_sandboxed(&spec, &what, log, watch)
 }
 
 /// Hex sha256 of a file.
@@ -365,7 +522,7 @@ pub fn unpack(
     // Without the apt caches: nothing of the host is in the namespace but the layer
     // (and the /proc, /tmp and /run mounts, which the unpacker does not cross).
     let fs = LayerFs { binds: Vec::new(), ..fs.clone() };
-    let prepared = prepare(&fs, false)?;
+    let prepared = prepare(&fs)?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(super::unpack::UNPACK_ARG).arg(&fs.merged).arg(format!("/{rel}")).arg(strip.to_string());
     clean_env(&mut cmd);

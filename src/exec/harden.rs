@@ -71,6 +71,14 @@ impl Hardening {
         Hardening::for_process(&Security::default())
     }
 
+    /// A build step (`exec::build`): [`caps::BUILD`](crate::vocab::caps::BUILD),
+    /// no_new_privs, and the default filter for those capabilities.
+    pub fn for_build() -> Result<Hardening, FilterError> {
+        let caps = caps::set_of(caps::BUILD);
+        let policy = Policy { caps, allow: Default::default() };
+        Ok(Hardening { caps, no_new_privs: true, filter: Filter::cached(&policy)? })
+    }
+
     /// PID 1 (the supervisor), from [`crate::plan::types::Plan::pid1_security`]: the
     /// union of what its processes may have, so each of them can still get it. PID 1
     /// gets no no_new_privs (a service may opt out of it; the flag is inherited and

@@ -50,6 +50,11 @@
 //!   `/home` are empty directories.
 //! - [`RootFs::Dir`]: an already built root folder, bound as the new root. It must
 //!   contain `/proc`, `/sys` and `/dev` or be writable.
+//! - [`RootFs::Build`]: a layer being built (`exec::build`): the layers below it
+//!   bound read-only and stacked under the new layer's host folder as a *writable*
+//!   overlayfs upper; the folder holding upper and work is bound (from its fd) into
+//!   the staging tmpfs first, so the overlay never names a host path the child
+//!   shadows. `/tmp` and `/run` are empty tmpfs mounts.
 //! - [`RootFs::Overlay`]: the builder's layers stacked with overlayfs in the child's
 //!   namespace, over a tmpfs upper layer (so mount points can be made anywhere, with
 //!   their parents copied up with the layer's owners and modes), then made
@@ -184,6 +189,12 @@ pub enum RootFs {
     /// Mount points are created on a throwaway tmpfs upper layer that lives only in
     /// the container's mount namespace; the root is made read-only once they exist.
     Overlay(Vec<PathBuf>),
+    /// A layer being built: `lower` (topmost first) stacked read-only under the
+    /// host folder `upper`, which stays writable and keeps what the program writes
+    /// (`work` is overlayfs's work folder; both must share a parent folder, which is
+    /// bound into the child's namespace for the mount). `/tmp` and `/run` are empty
+    /// tmpfs mounts, so nothing written there lands in the layer.
+    Build { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,6 +311,10 @@ pub struct SandboxSpec {
     /// Capabilities, no_new_privs and seccomp filter applied last before exec
     /// (`exec::harden`); `None` keeps the caller's.
     pub hardening: Option<crate::exec::harden::Hardening>,
+    /// SIGKILL the program when the caller's thread dies (`PR_SET_PDEATHSIG`, set
+    /// first thing in the child; a caller gone before that is noticed at the
+    /// release handshake). For build steps: a killed CLI leaves no build running.
+    pub die_with_parent: bool,
 }
 
 impl SandboxSpec {
@@ -322,6 +337,7 @@ impl SandboxSpec {
             readonly_root: true,
             new_keyring: true,
             hardening: None,
+            die_with_parent: false,
         }
     }
 }
@@ -400,6 +416,28 @@ fn overlay_options(layers: &[PathBuf]) -> Result<String, SandboxError> {
     }
     let lower: Vec<String> = (0..layers.len()).map(|i| format!("{STAGE}/l{i}")).collect();
     Ok(format!("lowerdir={},upperdir={STAGE}/upper,workdir={STAGE}/work", lower.join(":")))
+}
+
+/// overlayfs mount options of a [`RootFs::Build`] root: the layers bound at
+/// `STAGE/l<i>` under the upper folder, whose parent is bound at `STAGE/b`.
+fn build_overlay_options(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<String, SandboxError> {
+    if upper.parent() != work.parent() || !upper.is_absolute() {
+        return Err(SandboxError::Spec(format!(
+            "a build's upper folder {} and work folder {} must be absolute and share a parent folder",
+            upper.display(),
+            work.display()
+        )));
+    }
+    let name = |p: &Path| -> Result<String, SandboxError> {
+        match p.file_name().and_then(|n| n.to_str()) {
+            Some(n) if p.is_dir() && !n.contains([':', ',', '\\']) => Ok(n.to_string()),
+            _ => Err(SandboxError::Spec(format!("{} is not a directory with a plain name", p.display()))),
+        }
+    };
+    let (up, wk) = (name(upper)?, name(work)?);
+    let lowers = overlay_options(lower)?;
+    let lowerdir = lowers.split(',').next().unwrap_or_default();
+    Ok(format!("{lowerdir},upperdir={STAGE}/b/{up},workdir={STAGE}/b/{wk}"))
 }
 
 fn cstr(s: impl AsRef<[u8]>) -> Result<CString, SandboxError> {
@@ -798,6 +836,9 @@ fn check_spec(spec: &SandboxSpec) -> Result<(), SandboxError> {
 /// Build the child's steps (without the final WaitGo/Exec). Order matters.
 fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
     let mut b = Builder { root_ids: spec.user_ns.as_ref().map(root_ids), ..Builder::default() };
+    if spec.die_with_parent {
+        b.push("die with the caller (PR_SET_PDEATHSIG)".into(), SetupStep::DieWithParent);
+    }
     if let Some(fd) = ns.net {
         b.push("join the network namespace".into(), SetupStep::JoinNs { fd, nstype: libc::CLONE_NEWNET });
     }
@@ -829,8 +870,9 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
             }
             (src, None, libc::MS_BIND | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV, None)
         }
-        // The tmpfs that will hold the overlay's upper and work folders.
-        RootFs::Overlay(_) => (
+        // The tmpfs that will hold the overlay's upper and work folders (for a
+        // build: the mount points of the layers and of the upper's folder).
+        RootFs::Overlay(_) | RootFs::Build { .. } => (
             MountSrc::Str(cstr("tmpfs")?),
             Some(cstr("tmpfs")?),
             libc::MS_NOSUID | libc::MS_NODEV,
@@ -841,6 +883,7 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
         RootFs::Host => "mount the root tmpfs".to_string(),
         RootFs::Dir(d) => format!("bind the root {}", d.display()),
         RootFs::Overlay(_) => "mount the overlay's upper tmpfs".to_string(),
+        RootFs::Build { .. } => "mount the tmpfs that stages the build's overlay".to_string(),
     };
     b.push(what, SetupStep::Mount { src, target: cstr(STAGE)?, in_root: false, fstype, flags, data });
     b.push("open the new root".into(), SetupStep::OpenRoot { path: cstr(STAGE)? });
@@ -864,6 +907,35 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
             "mount the overlay of {}",
             layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", ")
         );
+        let op = SetupStep::Mount {
+            src: MountSrc::Str(cstr("overlay")?),
+            target: cstr(STAGE)?,
+            in_root: false,
+            fstype: Some(cstr("overlay")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: Some(cstr(data)?),
+        };
+        b.push(what, op);
+        b.push("open the overlay root".into(), SetupStep::OpenRoot { path: cstr(STAGE)? });
+    }
+    if let RootFs::Build { lower, upper, work } = &spec.rootfs {
+        let data = build_overlay_options(lower, upper, work)?;
+        for (i, l) in lower.iter().enumerate() {
+            b.push(
+                format!("create the folder of layer {i}"),
+                SetupStep::MkdirInRoot { name: cstr(format!("l{i}"))?, mode: 0o755 },
+            );
+            b.bind_system(l, Path::new(&format!("/l{i}")))?;
+        }
+        // The folder holding upper and work, read-write (overlayfs wants both on one
+        // mount); bound from the fd opened first, so a path under STAGE works too.
+        let parent = upper.parent().unwrap_or(Path::new("/"));
+        b.push(
+            "create the folder of the layer being built".into(),
+            SetupStep::MkdirInRoot { name: cstr("b")?, mode: 0o700 },
+        );
+        b.bind_tree(parent, Path::new("/b"), A_NOSUID | A_NODEV, false)?;
+        let what = format!("mount the build overlay with {} as its upper folder", upper.display());
         let op = SetupStep::Mount {
             src: MountSrc::Str(cstr("overlay")?),
             target: cstr(STAGE)?,
@@ -942,7 +1014,7 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
         b.tmpfs(Path::new("/run"), fl | libc::MS_NOEXEC, "mode=755".into())?;
         b.tmpfs(Path::new("/var"), fl, "mode=755".into())?;
     }
-    if matches!(spec.rootfs, RootFs::Overlay(_)) {
+    if matches!(spec.rootfs, RootFs::Overlay(_) | RootFs::Build { .. }) {
         let fl = libc::MS_NOSUID | libc::MS_NODEV;
         b.tmpfs(Path::new("/tmp"), fl, "mode=1777".into())?;
         b.tmpfs(Path::new("/run"), fl, "mode=755".into())?;

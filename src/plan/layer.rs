@@ -85,6 +85,68 @@ pub fn describe_step(step: &BuildStep) -> String {
     }
 }
 
+/// One command of a layer's build, as `exec::build` runs it and `plan` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayerCommand {
+    /// A program of the layer and its arguments; a `fetch` is shown as
+    /// `["fetch", url, "sha256=…", "into", dest, "strip=N"]` (the download and the
+    /// unpacking run on the host, not in the layer).
+    pub argv: Vec<String>,
+    /// Whether it gets network (the host's): only the downloads from the mirror
+    /// (and a fetch's download, which runs on the host).
+    pub network: bool,
+}
+
+/// apt-get with the options every build uses, then `args`.
+pub fn apt_argv(args: &[&str]) -> Vec<String> {
+    // Retries: a mirror's transient error should not fail a build.
+    let opts = ["apt-get", "-q", "-y", "-o", "APT::Sandbox::User=root", "-o", "Acquire::Retries=3"];
+    opts.iter().chain(args).map(|s| s.to_string()).collect()
+}
+
+/// The commands of the base layer's build after debootstrap's first stage (which
+/// runs on the host): its second stage, without network.
+pub fn base_commands() -> Vec<LayerCommand> {
+    vec![LayerCommand { argv: vec!["/debootstrap/debootstrap".into(), "--second-stage".into()], network: false }]
+}
+
+/// The apt-get install options of a package layer.
+const INSTALL: [&str; 4] = ["install", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"];
+
+/// The commands of a package layer's build, in order: apt-get update, the packages'
+/// download (network), their installation (dpkg and the maintainer scripts, no
+/// network), then each build step (no network).
+pub fn package_commands(layer: &Layer) -> Vec<LayerCommand> {
+    let mut out = vec![LayerCommand { argv: apt_argv(&["update"]), network: true }];
+    if !layer.packages.is_empty() {
+        let mut download: Vec<&str> = INSTALL.to_vec();
+        download.push("--download-only");
+        let pk = layer.packages.iter().map(String::as_str);
+        out.push(LayerCommand {
+            argv: apt_argv(&download.into_iter().chain(pk.clone()).collect::<Vec<_>>()),
+            network: true,
+        });
+        out.push(LayerCommand { argv: apt_argv(&INSTALL.into_iter().chain(pk).collect::<Vec<_>>()), network: false });
+    }
+    for s in &layer.steps {
+        let argv = match s {
+            BuildStep::Run(argv) => argv.clone(),
+            BuildStep::Fetch(f) => vec![
+                "fetch".into(),
+                f.url.clone(),
+                format!("sha256={}", f.sha256),
+                "into".into(),
+                f.dest.to_string(),
+                format!("strip={}", f.strip),
+            ],
+        };
+        // A fetch downloads on the host (curl), outside any layer.
+        let network = matches!(s, BuildStep::Fetch(f) if f.url.starts_with("http"));
+        out.push(LayerCommand { argv, network });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +186,34 @@ mod tests {
         assert_eq!(bare.top_id, None);
         assert_eq!(bare.ids(), vec![bare.base_id.clone()]);
         assert!(a.base_id.starts_with("base-") && a.top_id.as_deref().unwrap().starts_with("pkg-"));
+    }
+
+    #[test]
+    fn only_the_downloads_get_network() {
+        let mut l = layer("debian:bookworm", &["less", "curl"]);
+        l.steps.push(BuildStep::Run(vec!["useradd".into(), "bob".into()]));
+        l.steps.push(BuildStep::Fetch(super::super::types::Fetch {
+            url: "https://example.org/x.tar.gz".into(),
+            sha256: crate::vocab::values::ShaSum::parse(&"ab".repeat(32)).unwrap(),
+            dest: crate::vocab::values::AbsPath::parse("/opt/x").unwrap(),
+            strip: 1,
+        }));
+        let cmds = package_commands(&l);
+        let shown: Vec<(String, bool)> = cmds.iter().map(|c| (c.argv.join(" "), c.network)).collect();
+        let apt = "apt-get -q -y -o APT::Sandbox::User=root -o Acquire::Retries=3";
+        let install = "install --no-install-recommends -o Dpkg::Options::=--force-confold";
+        assert_eq!(
+            shown,
+            [
+                (format!("{apt} update"), true),
+                (format!("{apt} {install} --download-only curl less"), true),
+                (format!("{apt} {install} curl less"), false),
+                ("useradd bob".to_string(), false),
+                (format!("fetch https://example.org/x.tar.gz sha256={} into /opt/x strip=1", "ab".repeat(32)), true),
+            ]
+        );
+        let bare = package_commands(&layer("debian:bookworm", &[]));
+        assert_eq!(bare.len(), 1, "only apt-get update: {bare:?}");
+        assert!(base_commands().iter().all(|c| !c.network), "debootstrap's second stage runs offline");
     }
 }

@@ -18,8 +18,8 @@
 
 use super::layout::{now_ms, Dirs, Lock};
 use super::RunError;
-use crate::exec::build::{self, BuildError, LayerFs, Where};
-use crate::plan::layer::{describe_step, stack, LayerStack};
+use crate::exec::build::{self, BuildError, LayerFs, StepNet};
+use crate::plan::layer::{describe_step, package_commands, stack, LayerCommand, LayerStack};
 use crate::plan::types::{BuildStep, Layer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -293,29 +293,28 @@ impl Cache {
 
         let total = 2 + layer.steps.len() + usize::from(!layer.packages.is_empty());
         let mut n = 0;
-        let run = |c: &Cache, n: &mut usize, what: &str, argv: Vec<String>, place: Where, ui: &mut dyn BuildUi| {
+        let commands = package_commands(layer);
+        let net = |c: &LayerCommand| if c.network { StepNet::HostNet } else { StepNet::Offline };
+        // One progress step may run several commands (apt's download, then install).
+        let run = |c: &Cache, n: &mut usize, what: &str, cmds: &[&LayerCommand], ui: &mut dyn BuildUi| {
             *n += 1;
             c.step(ui, *n, total, what, log)?;
             let t = Instant::now();
             let mut watch = |d: Duration, l: &str| ui.tick(d, l);
-            build::run_in_layer(&fs, place, &argv, log, &mut watch)?;
+            for cmd in cmds {
+                build::run_in_layer_net(&fs, &cmd.argv, net(cmd), log, &mut watch)?;
+            }
             ui.end(t.elapsed().as_secs_f64());
             Ok::<(), BuildError>(())
         };
-        let apt = |args: &[&str]| -> Vec<String> {
-            // Retries: a mirror's transient error should not fail a build.
-            let opts = ["apt-get", "-q", "-y", "-o", "APT::Sandbox::User=root", "-o", "Acquire::Retries=3"];
-            let mut v: Vec<String> = opts.map(String::from).to_vec();
-            v.extend(args.iter().map(|s| s.to_string()));
-            v
-        };
-        run(self, &mut n, "apt-get update", apt(&["update"]), Where::Chroot, ui)?;
+        let mut cmds = commands.iter();
+        let update = cmds.next().expect("apt-get update comes first");
+        run(self, &mut n, "apt-get update", &[update], ui)?;
         if !layer.packages.is_empty() {
             let before = deb_files(&archives);
-            let mut argv = apt(&["install", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"]);
-            argv.extend(layer.packages.iter().cloned());
+            let (download, install) = (cmds.next().expect("download"), cmds.next().expect("install"));
             let shown = layer.packages.iter().cloned().collect::<Vec<_>>().join(" ");
-            run(self, &mut n, &format!("apt-get install {shown}"), argv, Where::Chroot, ui)?;
+            run(self, &mut n, &format!("apt-get install {shown}"), &[download, install], ui)?;
             let installed = installed_debs(&self.root_of(&st.base_id), &fs.upper);
             let after = deb_files(&archives);
             let from_cache = installed.iter().filter(|d| before.contains(*d)).count();
@@ -329,8 +328,12 @@ impl Cache {
         }
         for s in &layer.steps {
             match s {
-                BuildStep::Run(argv) => run(self, &mut n, &describe_step(s), argv.clone(), Where::Chroot, ui)?,
+                BuildStep::Run(_) => {
+                    let cmd = cmds.next().expect("a command per build step");
+                    run(self, &mut n, &describe_step(s), &[cmd], ui)?
+                }
                 BuildStep::Fetch(f) => {
+                    cmds.next();
                     n += 1;
                     self.step(ui, n, total, &describe_step(s), log)?;
                     let t = Instant::now();

@@ -80,6 +80,11 @@ pub fn etc_dir(root: &RootFs) -> PathBuf {
             .map(|l| l.join("etc"))
             .find(|e| e.join("passwd").is_file())
             .unwrap_or_else(|| PathBuf::from("/nonexistent")),
+        RootFs::Build { lower, upper, .. } => std::iter::once(upper)
+            .chain(lower)
+            .map(|l| l.join("etc"))
+            .find(|e| e.join("passwd").is_file())
+            .unwrap_or_else(|| PathBuf::from("/nonexistent")),
     }
 }
 

@@ -65,6 +65,24 @@ pub const DEFAULT: [&str; 11] = [
     "SYS_CHROOT",
 ];
 
+/// What a build step (apt, dpkg, maintainer scripts, a spec's `run`) keeps: the
+/// default set plus AUDIT_WRITE (login tools log through audit), as Buildah gives a
+/// build; never SYS_ADMIN, SYS_PTRACE, SYS_MODULE, MKNOD or NET_ADMIN.
+pub const BUILD: [&str; 12] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
 pub const SETPCAP: u32 = 8;
 pub const SYS_ADMIN: u32 = 21;
 

@@ -29,6 +29,8 @@ pub(super) enum SetupStep {
         fd: c_int,
         v2: bool,
     },
+    /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: the child dies with the caller's thread.
+    DieWithParent,
     /// `unshare(CLONE_NEWCGROUP)`, after every `JoinCgroup`: the namespace is rooted
     /// at the container's own cgroups.
     UnshareCgroup,
@@ -511,6 +513,7 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
                 }
                 Ok(())
             }
+            SetupStep::DieWithParent => sys(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0)),
             SetupStep::UnshareCgroup => sys(libc::unshare(libc::CLONE_NEWCGROUP)),
             SetupStep::JoinNs { fd, nstype } => sys(libc::setns(*fd, *nstype)),
             SetupStep::BindTree { slot, target, attr, idmap } => {
