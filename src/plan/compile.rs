@@ -66,9 +66,9 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
         name,
         layer: Layer {
-            base: spec.base.0.clone(),
-            mirror: spec.mirror.as_ref().map(|m| m.0.clone()),
-            arch: spec.arch.as_ref().map(|a| a.0.clone()),
+            base: spec.base.clone(),
+            mirror: spec.mirror.clone(),
+            arch: spec.arch.clone(),
             packages: BTreeSet::new(),
             steps: Vec::new(),
         },

@@ -65,8 +65,8 @@ pub fn stack(layer: &Layer) -> Option<LayerStack> {
     let suite = layer.base.strip_prefix("debian:")?;
     let base = BaseSpec {
         suite: suite.to_string(),
-        mirror: layer.mirror.clone().unwrap_or_else(|| DEFAULT_MIRROR.to_string()),
-        arch: layer.arch.clone().unwrap_or_else(|| host_arch().to_string()),
+        mirror: layer.mirror.as_ref().map_or_else(|| DEFAULT_MIRROR.to_string(), |m| m.to_string()),
+        arch: layer.arch.as_ref().map_or_else(|| host_arch().to_string(), |a| a.to_string()),
     };
     let base_id = format!("base-{}", short_hash(&[BUILD_FORMAT, "minbase", &base.suite, &base.mirror, &base.arch]));
     let top_id = (!layer.packages.is_empty() || !layer.steps.is_empty()).then(|| {
@@ -154,7 +154,7 @@ mod tests {
 
     fn layer(base: &str, pk: &[&str]) -> Layer {
         Layer {
-            base: base.into(),
+            base: base.parse().unwrap(),
             packages: pk.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
             ..Layer::default()
         }
@@ -177,7 +177,7 @@ mod tests {
         assert_ne!(d.base_id, c.base_id);
         assert_ne!(d.top_id, c.top_id, "a new base names a new package layer");
         let mut e = layer("debian:bookworm", &["caddy"]);
-        e.mirror = Some("http://mirror.example/debian".into());
+        e.mirror = Some("http://mirror.example/debian".parse().unwrap());
         assert_ne!(stack(&e).unwrap().base_id, c.base_id);
         let mut f = layer("debian:bookworm", &["caddy"]);
         f.steps.push(BuildStep::Run(vec!["true".into()]));

@@ -122,44 +122,8 @@ fn default_base() -> Base {
     Base("debian:bookworm".into())
 }
 
-/// "host", or "debian:<suite>" such as "debian:bookworm".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Base(pub String);
-
-impl JsonSchema for Base {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Base".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "pattern": "^(host|debian:[a-z]+)$",
-            "description": "\"host\" (the host's system folders, read-only; no download) or \"debian:<suite>\", e.g. \"debian:bookworm\"."
-        })
-    }
-}
-
-impl Base {
-    pub fn is_host(&self) -> bool {
-        self.0 == "host"
-    }
-}
-
-impl<'de> Deserialize<'de> for Base {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let ok = s == "host"
-            || s.strip_prefix("debian:")
-                .is_some_and(|suite| !suite.is_empty() && suite.bytes().all(|b| b.is_ascii_lowercase()));
-        if ok {
-            Ok(Base(s))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "invalid base `{s}`: allowed are \"host\" and \"debian:<suite>\", e.g. \"debian:bookworm\""
-            )))
-        }
-    }
-}
+/// "host", or "debian:<suite>" such as "debian:bookworm" (the plan's too).
+pub use crate::vocab::values::Base;
 
 /// A file placed into the container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

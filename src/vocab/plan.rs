@@ -16,8 +16,8 @@ use super::kinds::{MountKind, NetMode, Ready, Restart};
 use super::path::Path;
 use super::text::Text;
 use super::values::{
-    AbsPath, Cidr, DeviceNode, IfaceName, IpAddress, Ipv4Host, Ipv6Host, Mode, Owner, Proto, Publish, ShaSum,
-    SignalName, SourcePath,
+    AbsPath, Arch, Base, Cidr, DeviceNode, IfaceName, IpAddress, Ipv4Host, Ipv6Host, Mirror, Mode, Owner, Proto,
+    Publish, ShaSum, SignalName, SourcePath,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,13 +70,13 @@ pub struct Plan {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
-    pub base: String,
+    pub base: Base,
     /// Debian mirror for the base and packages (default: deb.debian.org).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<String>,
+    pub mirror: Option<Mirror>,
     /// Debian architecture (default: the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arch: Option<String>,
+    pub arch: Option<Arch>,
     #[serde(default)]
     pub packages: BTreeSet<String>,
     #[serde(default)]

@@ -729,7 +729,37 @@ text_value!(
     |s, f| f.write_str(s)
 );
 
-text_deref!(AbsPath, Owner, SourcePath, DeviceNode, SignalName, IfaceName, ShaSum);
+text_value!(
+    /// "host", or "debian:<suite>" such as "debian:bookworm".
+    Base(String),
+    "\"host\" or \"debian:<suite>\"",
+    {"type": "string", "pattern": "^(host|debian:[a-z]+)$",
+     "description": "\"host\" (the host's system folders, read-only; no download) or \"debian:<suite>\", e.g. \"debian:bookworm\"."},
+    |s| {
+        let ok = s == "host"
+            || s.strip_prefix("debian:")
+                .is_some_and(|suite| !suite.is_empty() && suite.bytes().all(|b| b.is_ascii_lowercase()));
+        if ok { Ok(s.to_string()) } else {
+            Err(format!("invalid base `{s}`: allowed are \"host\" and \"debian:<suite>\", e.g. \"debian:bookworm\""))
+        }
+    },
+    |s, f| f.write_str(s)
+);
+
+/// The spec's default base.
+impl Default for Base {
+    fn default() -> Self {
+        Base("debian:bookworm".into())
+    }
+}
+
+impl Base {
+    pub fn is_host(&self) -> bool {
+        self.0 == "host"
+    }
+}
+
+text_deref!(Base, Mirror, Arch, AbsPath, Owner, SourcePath, DeviceNode, SignalName, IfaceName, ShaSum);
 
 #[cfg(test)]
 mod plan_value_tests {
