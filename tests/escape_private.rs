@@ -23,7 +23,6 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::Duration;
 use support::*;
 
@@ -48,31 +47,6 @@ cap_add = ["NET_ADMIN"]
 [processes.second]
 command = ["/bin/sh", "-c", "exec /bin/sleep infinity"]
 "#;
-
-/// A host file outside the state root, the target of the plants.
-struct Victim {
-    _dir: tempfile::TempDir,
-    existing: PathBuf,
-    absent: PathBuf,
-}
-
-const MARKER: &str = "host-secret-5e2b91\n";
-
-impl Victim {
-    fn new() -> Victim {
-        let dir = tempfile::Builder::new().prefix("ct-victim").tempdir().expect("tempdir");
-        let existing = dir.path().join("hostfile");
-        std::fs::write(&existing, MARKER).expect("write the host file");
-        let absent = dir.path().join("created-by-container");
-        Victim { existing: existing.clone(), absent, _dir: dir }
-    }
-
-    #[track_caller]
-    fn assert_unchanged(&self) {
-        assert_eq!(std::fs::read_to_string(&self.existing).expect("read the host file"), MARKER, "host file changed");
-        assert!(!self.absent.exists(), "{} was created on the host", self.absent.display());
-    }
-}
 
 /// The supervisor's configuration as the host last wrote it (the host-private copy,
 /// or, as older versions kept it, the one in the run folder), with a service `evil`

@@ -24,7 +24,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
@@ -35,31 +34,6 @@ mode = "none"
 [processes.main]
 command = ["/bin/sh", "-c", "echo started-main; exec /bin/sleep infinity"]
 "#;
-
-/// A host file outside the state root, the target of the plants.
-struct Victim {
-    _dir: tempfile::TempDir,
-    existing: PathBuf,
-    absent: PathBuf,
-}
-
-const MARKER: &str = "host-secret-7c1f3a\n";
-
-impl Victim {
-    fn new() -> Victim {
-        let dir = tempfile::Builder::new().prefix("ct-victim").tempdir().expect("tempdir");
-        let existing = dir.path().join("hostfile");
-        std::fs::write(&existing, MARKER).expect("write the host file");
-        let absent = dir.path().join("created-by-container");
-        Victim { existing: existing.clone(), absent, _dir: dir }
-    }
-
-    #[track_caller]
-    fn assert_unchanged(&self) {
-        assert_eq!(std::fs::read_to_string(&self.existing).expect("read the host file"), MARKER, "host file changed");
-        assert!(!self.absent.exists(), "{} was created on the host", self.absent.display());
-    }
-}
 
 /// Run `sh -c script` inside as root; it must succeed.
 #[track_caller]
@@ -122,7 +96,7 @@ fn logs_never_follow_a_planted_symlink_or_fifo() {
         ),
     );
     let o = logs().expect("`container logs` hangs");
-    assert!(!text(&o.stdout).contains(MARKER.trim()), "logs printed the host file {}", out_text(&o));
+    assert!(!text(&o.stdout).contains(VICTIM_MARKER.trim()), "logs printed the host file {}", out_text(&o));
     assert!(!o.status.success(), "logs of a planted symlink must fail {}", out_text(&o));
     assert!(text(&o.stderr).contains("main.log"), "the error names the log {}", out_text(&o));
 
@@ -135,17 +109,17 @@ fn logs_never_follow_a_planted_symlink_or_fifo() {
         ),
     );
     let o = logs().expect("`container logs` hangs");
-    assert!(!text(&o.stdout).contains(MARKER.trim()), "logs printed the host file {}", out_text(&o));
+    assert!(!text(&o.stdout).contains(VICTIM_MARKER.trim()), "logs printed the host file {}", out_text(&o));
     assert!(!o.status.success(), "logs of a planted symlink must fail {}", out_text(&o));
     assert!(text(&o.stderr).contains("main.log.1"), "the error names the log {}", out_text(&o));
 
     // The logs folder itself as a symlink to the host file's folder.
     let dir = victim.existing.parent().unwrap();
     plant(&ct, &format!("rm -rf /run/container/logs; ln -s {} /run/container/logs", dir.display()));
-    std::fs::write(dir.join("main.log"), MARKER).unwrap();
+    std::fs::write(dir.join("main.log"), VICTIM_MARKER).unwrap();
     let o = logs().expect("`container logs` hangs");
     std::fs::remove_file(dir.join("main.log")).unwrap();
-    assert!(!text(&o.stdout).contains(MARKER.trim()), "logs printed a host file {}", out_text(&o));
+    assert!(!text(&o.stdout).contains(VICTIM_MARKER.trim()), "logs printed a host file {}", out_text(&o));
     assert!(!o.status.success(), "logs through a planted folder symlink must fail {}", out_text(&o));
 
     // A FIFO nobody writes to: must not hang.

@@ -592,6 +592,34 @@ impl Builder {
 
     /// Bind a host system folder or layer read-only; with a user namespace through an
     /// idmapped mount, so that host root's files belong to the container's root.
+    /// Bind each layer (topmost first) read-only at `/l<i>` of the staging root, where
+    /// the overlay's `lowerdir` names them.
+    fn bind_layers(&mut self, layers: &[PathBuf]) -> Result<(), SandboxError> {
+        for (i, l) in layers.iter().enumerate() {
+            self.push(
+                format!("create the folder of layer {i}"),
+                SetupStep::MkdirInRoot { name: cstr(format!("l{i}"))?, mode: 0o755 },
+            );
+            self.bind_system(l, Path::new(&format!("/l{i}")))?;
+        }
+        Ok(())
+    }
+
+    /// Mount the overlay with `data` over STAGE itself and take it as the new root.
+    fn mount_overlay(&mut self, what: String, data: String) -> Result<(), SandboxError> {
+        let op = SetupStep::Mount {
+            src: MountSrc::Str(cstr("overlay")?),
+            target: cstr(STAGE)?,
+            in_root: false,
+            fstype: Some(cstr("overlay")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: Some(cstr(data)?),
+        };
+        self.push(what, op);
+        self.push("open the overlay root".into(), SetupStep::OpenRoot { path: cstr(STAGE)? });
+        Ok(())
+    }
+
     fn bind_system(&mut self, host: &Path, target: &Path) -> Result<(), SandboxError> {
         let idmap = self.root_ids.is_some();
         self.bind_tree(host, target, A_RDONLY | A_NOSUID | A_NODEV, idmap)
@@ -894,39 +922,18 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
         );
         b.push("create the overlay's work folder".into(), SetupStep::MkdirInRoot { name: cstr("work")?, mode: 0o700 });
         let data = overlay_options(layers)?;
-        for (i, l) in layers.iter().enumerate() {
-            b.push(
-                format!("create the folder of layer {i}"),
-                SetupStep::MkdirInRoot { name: cstr(format!("l{i}"))?, mode: 0o755 },
-            );
-            b.bind_system(l, Path::new(&format!("/l{i}")))?;
-        }
+        b.bind_layers(layers)?;
         // Mounted over STAGE itself: the upper folder was resolved at mount time, so
         // hiding its tmpfs leaves it working and out of the container's sight.
         let what = format!(
             "mount the overlay of {}",
             layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", ")
         );
-        let op = SetupStep::Mount {
-            src: MountSrc::Str(cstr("overlay")?),
-            target: cstr(STAGE)?,
-            in_root: false,
-            fstype: Some(cstr("overlay")?),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: Some(cstr(data)?),
-        };
-        b.push(what, op);
-        b.push("open the overlay root".into(), SetupStep::OpenRoot { path: cstr(STAGE)? });
+        b.mount_overlay(what, data)?;
     }
     if let RootFs::Build { lower, upper, work } = &spec.rootfs {
         let data = build_overlay_options(lower, upper, work)?;
-        for (i, l) in lower.iter().enumerate() {
-            b.push(
-                format!("create the folder of layer {i}"),
-                SetupStep::MkdirInRoot { name: cstr(format!("l{i}"))?, mode: 0o755 },
-            );
-            b.bind_system(l, Path::new(&format!("/l{i}")))?;
-        }
+        b.bind_layers(lower)?;
         // The folder holding upper and work, read-write (overlayfs wants both on one
         // mount); bound from the fd opened first, so a path under STAGE works too.
         let parent = upper.parent().unwrap_or(Path::new("/"));
@@ -936,16 +943,7 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
         );
         b.bind_tree(parent, Path::new("/b"), A_NOSUID | A_NODEV, false)?;
         let what = format!("mount the build overlay with {} as its upper folder", upper.display());
-        let op = SetupStep::Mount {
-            src: MountSrc::Str(cstr("overlay")?),
-            target: cstr(STAGE)?,
-            in_root: false,
-            fstype: Some(cstr("overlay")?),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: Some(cstr(data)?),
-        };
-        b.push(what, op);
-        b.push("open the overlay root".into(), SetupStep::OpenRoot { path: cstr(STAGE)? });
+        b.mount_overlay(what, data)?;
     }
     if spec.rootfs == RootFs::Host {
         for (name, mode) in [
