@@ -774,7 +774,7 @@ fn a_build_root_writes_into_its_upper_folder_only() {
     s.hardening = Some(container::exec::harden::Hardening::for_build().expect("filter"));
     let (exit, out) = run(&s);
     assert_eq!(exit, Exit::Code(0), "{out}");
-    let caps = container::vocab::caps::set_of(container::vocab::caps::BUILD);
+    let caps = container::vocab::caps::build_set();
     assert_eq!(lines(&out), [format!("CapEff:\t{caps:016x}").as_str(), "nomount"]);
     assert_eq!(std::fs::read_to_string(upper.join("built")).expect("upper/built"), "new\n");
     let whiteout = std::fs::symlink_metadata(upper.join("lowerfile")).expect("a whiteout");

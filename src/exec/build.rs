@@ -9,7 +9,7 @@
 //! below read-only, the new layer as the *writable* overlay upper; a base being
 //! bootstrapped as a plain writable root), its own /proc, a minimal /dev, /tmp and
 //! /run as tmpfs, the shared apt caches bound in, the build capability set
-//! (`vocab::caps::BUILD`: no SYS_ADMIN, SYS_PTRACE, SYS_MODULE, MKNOD, NET_ADMIN),
+//! (`vocab::caps::build_set`: no SYS_ADMIN, SYS_PTRACE, SYS_MODULE, MKNOD, NET_ADMIN),
 //! no_new_privs, the default seccomp filter, and `PR_SET_PDEATHSIG` (a killed CLI
 //! leaves no build process: the step is PID 1 of its pid namespace, and the kernel
 //! kills the rest of the namespace with it). Network ([`StepNet`]): none (a new,

@@ -71,10 +71,10 @@ impl Hardening {
         Hardening::for_process(&Security::default())
     }
 
-    /// A build step (`exec::build`): [`caps::BUILD`](crate::vocab::caps::BUILD),
+    /// A build step (`exec::build`): [`caps::build_set`](crate::vocab::caps::build_set),
     /// no_new_privs, and the default filter for those capabilities.
     pub fn for_build() -> Result<Hardening, FilterError> {
-        let caps = caps::set_of(caps::BUILD);
+        let caps = caps::build_set();
         let policy = Policy { caps, allow: Default::default() };
         Ok(Hardening { caps, no_new_privs: true, filter: Filter::cached(&policy)? })
     }

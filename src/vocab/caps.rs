@@ -65,23 +65,10 @@ pub const DEFAULT: [&str; 11] = [
     "SYS_CHROOT",
 ];
 
-/// What a build step (apt, dpkg, maintainer scripts, a spec's `run`) keeps: the
-/// default set plus AUDIT_WRITE (login tools log through audit), as Buildah gives a
+/// What a build step (apt, dpkg, maintainer scripts, a spec's `run`) keeps beyond the
+/// default set ([`build_set`]): AUDIT_WRITE (login tools log through audit), as Buildah gives a
 /// build; never SYS_ADMIN, SYS_PTRACE, SYS_MODULE, MKNOD or NET_ADMIN.
-pub const BUILD: [&str; 12] = [
-    "AUDIT_WRITE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "NET_BIND_SERVICE",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_CHROOT",
-];
+pub const BUILD_EXTRA: [&str; 1] = ["AUDIT_WRITE"];
 
 pub const SETPCAP: u32 = 8;
 pub const SYS_ADMIN: u32 = 21;
@@ -101,6 +88,11 @@ pub fn canonical(name: &str) -> Option<&'static str> {
 /// The set of `names`; unknown names are skipped (callers validate first).
 pub fn set_of<'a>(names: impl IntoIterator<Item = &'a str>) -> u64 {
     names.into_iter().filter_map(number).fold(0, |s, n| s | 1 << n)
+}
+
+/// A build step's capabilities as a mask: the default set plus [`BUILD_EXTRA`].
+pub fn build_set() -> u64 {
+    default_set() | set_of(BUILD_EXTRA)
 }
 
 /// The default set as a mask.
