@@ -459,11 +459,16 @@ pub fn stop(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
 /// stopped left alone. One failure does not keep the others down; a line per
 /// container on stdout, exit 1 if any failed.
 pub fn start_all(root: &Path) -> ExitCode {
+    // The last nftables batch survives a reboot, the table does not: rebuild it.
+    let _ = std::fs::remove_file(layout::StateRoot::new(root).nft_cache());
     let mut failed = 0;
     for name in runtime::names(root) {
         let dirs = Dirs::new(root, &name);
         let line = if layout::desired(&dirs) == layout::Desired::Stopped {
             format!("{name}: stopped (left stopped; `container start {name}` starts it)\n")
+        } else if !dirs.state().exists() {
+            // Its first apply was interrupted: there is nothing to start from.
+            format!("{name}: never applied completely (left alone; apply its spec)\n")
         } else {
             match locked(root, &name, || runtime::start(root, &name, &mut say)) {
                 Ok(None) => format!("{name}: running already\n"),
@@ -494,7 +499,8 @@ pub fn start_all(root: &Path) -> ExitCode {
 pub fn stop_all(root: &Path, timeout: Option<u64>) -> ExitCode {
     let mut failed = 0;
     for name in runtime::names(root) {
-        let line = match locked(root, &name, || runtime::stop(root, &name, timeout.map(Duration::from_secs), &mut say)) {
+        let line = match locked(root, &name, || runtime::stop(root, &name, timeout.map(Duration::from_secs), &mut say))
+        {
             Ok(true) => format!("{name}: stopped\n"),
             Ok(false) => format!("{name}: was not running\n"),
             Err(e) => {

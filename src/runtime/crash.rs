@@ -156,7 +156,8 @@ mod tests {
             assert_eq!(p.name().parse::<CrashPoint>(), Ok(p));
             assert_eq!(p.to_string(), p.name());
         }
-        let mut names: Vec<&str> = CrashPoint::ALL.into_iter().chain(CrashPoint::DESTROY).map(CrashPoint::name).collect();
+        let mut names: Vec<&str> =
+            CrashPoint::ALL.into_iter().chain(CrashPoint::DESTROY).map(CrashPoint::name).collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), CrashPoint::ALL.len() + CrashPoint::DESTROY.len());

@@ -350,8 +350,10 @@ impl RunInfo {
     /// Whether this exact process still runs (a zombie does not count): same boot,
     /// same pid, same start tick.
     pub fn alive(&self) -> bool {
-        if self.boot_id.is_some() && self.boot_id != BootId::current() {
-            return false;
+        if let (Some(then), Some(now)) = (self.boot_id, BootId::current()) {
+            if then != now {
+                return false;
+            }
         }
         matches!(proc_stat(self.pid), Some((t, s)) if t == self.start_time && s != 'Z' && s != 'X')
     }

@@ -924,9 +924,9 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     // A damaged plan does not keep the container: it is said and left out.
     let mut plans = Vec::new();
     for path in [dirs.state(), dirs.pending()] {
-        match read_plan(&path) {
+        match crate::state::read_json::<Plan>(&path) {
             Ok(p) => plans.extend(p),
-            Err(e) => say(&format!("warning: {e}")),
+            Err(e) => say(&format!("warning: {e}; destroying {name} without it")),
         }
     }
     if let Some(info) = layout::running(&dirs) {
@@ -966,7 +966,9 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     for n in last {
         let p = dirs.root.join(n);
         match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(format!("removing {}", p.display()))(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("removing {}", p.display()))(e))
+            }
             _ => {}
         }
     }
