@@ -109,18 +109,44 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a stopped container from its applied spec.
+    /// Start a stopped container from its applied spec (and record that it is to run,
+    /// also after a reboot).
     Start {
-        #[arg(value_parser = container_name())]
-        name: Name,
+        #[arg(value_parser = container_name(), required_unless_present = "all")]
+        name: Option<Name>,
+        /// Bring every container of the state root back to what it should be: start
+        /// those to run, leave those `container stop` stopped (at boot:
+        /// dist/systemd/container.service).
+        #[arg(long, conflicts_with_all = ["name", "wait"])]
+        all: bool,
+        /// Then tell systemd it is ready (sd_notify, when NOTIFY_SOCKET is set) and
+        /// wait while PID 1 runs: exit 0 when it was stopped on purpose, 1 when it
+        /// died (dist/systemd/container@.service).
+        #[arg(long)]
+        wait: bool,
     },
-    /// Stop a container: services in reverse order, SIGTERM then SIGKILL.
+    /// Stop a container: services in reverse order, SIGTERM then SIGKILL. It stays
+    /// stopped, also after a reboot, until started again.
     Stop {
-        #[arg(value_parser = container_name())]
-        name: Name,
+        #[arg(value_parser = container_name(), required_unless_present = "all")]
+        name: Option<Name>,
+        /// Stop every running container, keeping what each is to be at the next boot
+        /// (for shutdown: `start --all` brings back those that ran).
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
         /// Seconds each service gets between SIGTERM and SIGKILL (default 10).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+    },
+    /// Record that a container is to run at boot (`start --all`), without starting it.
+    Enable {
+        #[arg(value_parser = container_name())]
+        name: Name,
+    },
+    /// Record that a container is to stay stopped at boot, without stopping it.
+    Disable {
+        #[arg(value_parser = container_name())]
+        name: Name,
     },
     /// Stop and start a container.
     Restart {
@@ -238,8 +264,16 @@ pub fn main() -> ExitCode {
         Command::Gc { dry_run } => build::gc(&cli.cache, dry_run),
         Command::List { json } => run::list(&cli.root, json),
         Command::Status { name, json } => run::status(&cli.root, name.as_ref().map(|n| n.0.as_str()), json),
-        Command::Start { name } => run::start(&cli.root, &name.0),
-        Command::Stop { name, timeout } => run::stop(&cli.root, &name.0, timeout),
+        Command::Start { all: true, .. } => run::start_all(&cli.root),
+        Command::Start { name: Some(name), wait: true, .. } => run::start_wait(&cli.root, &name.0),
+        Command::Start { name: Some(name), .. } => run::start(&cli.root, &name.0),
+        Command::Stop { all: true, timeout, .. } => run::stop_all(&cli.root, timeout),
+        Command::Stop { name: Some(name), timeout, .. } => run::stop(&cli.root, &name.0, timeout),
+        Command::Start { name: None, .. } | Command::Stop { name: None, .. } => {
+            unreachable!("clap requires NAME without --all")
+        }
+        Command::Enable { name } => run::set_desired(&cli.root, &name.0, crate::runtime::layout::Desired::Running),
+        Command::Disable { name } => run::set_desired(&cli.root, &name.0, crate::runtime::layout::Desired::Stopped),
         Command::Restart { name, timeout } => run::restart(&cli.root, &name.0, timeout),
         Command::Exec { name, tty, workdir, env, command } => {
             run::exec(&cli.root, &name.0, command, tty, &workdir, &env)

@@ -60,11 +60,11 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     if file.is_none() {
         eprintln!("(no spec given: planning the embedded example {EMBEDDED_NAME})");
     }
-    let (_, plan, state) = match load_and_compile(root, file) {
+    let (_, plan, _) = match load_and_compile(root, file) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let applied = match state.applied(&plan.name) {
+    let applied = match crate::runtime::applied(root, &plan.name) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");

@@ -447,10 +447,138 @@ pub fn start(root: &Path, name: &str) -> ExitCode {
 }
 
 pub fn stop(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
-    match locked(root, name, || runtime::stop(root, name, timeout.map(Duration::from_secs), &mut say)) {
+    match locked(root, name, || runtime::stop_wanted(root, name, timeout.map(Duration::from_secs), &mut say)) {
         Ok(true) => out(&format!("{name} stopped\n")),
         Ok(false) => out(&format!("{name} was not running\n")),
         Err(e) => fail(format!("stop {name}: {e}")),
+    }
+}
+
+/// `start --all`: every container back to what it should be (`desired.json`): those
+/// to run started by the normal start path (network, nftables, cgroups), those
+/// stopped left alone. One failure does not keep the others down; a line per
+/// container on stdout, exit 1 if any failed.
+pub fn start_all(root: &Path) -> ExitCode {
+    // The last nftables batch survives a reboot, the table does not: rebuild it.
+    let _ = std::fs::remove_file(layout::StateRoot::new(root).nft_cache());
+    let mut failed = 0;
+    for name in runtime::names(root) {
+        let dirs = Dirs::new(root, &name);
+        let line = if layout::desired(&dirs) == layout::Desired::Stopped {
+            format!("{name}: stopped (left stopped; `container start {name}` starts it)\n")
+        } else if !dirs.state().exists() {
+            // Its first apply was interrupted: there is nothing to start from.
+            format!("{name}: never applied completely (left alone; apply its spec)\n")
+        } else {
+            match locked(root, &name, || runtime::start(root, &name, &mut say)) {
+                Ok(None) => format!("{name}: running already\n"),
+                Ok(Some(st)) if runtime::failures(&st).is_empty() => format!("{name}: started\n"),
+                Ok(Some(st)) => {
+                    failed += 1;
+                    format!("{name}: started, but failed: {}\n", runtime::failures(&st).join("; "))
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: start {name}: {e}");
+                    format!("{name}: failed to start\n")
+                }
+            }
+        };
+        // Printed as it goes: a slow container does not hide the others' results.
+        let _ = out(&line);
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} container(s) failed to start");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// `stop --all`: stop every running container, keeping what each should be (so the
+/// next `start --all` brings back those that ran). Exit 1 if any failed.
+pub fn stop_all(root: &Path, timeout: Option<u64>) -> ExitCode {
+    let mut failed = 0;
+    for name in runtime::names(root) {
+        let line = match locked(root, &name, || runtime::stop(root, &name, timeout.map(Duration::from_secs), &mut say))
+        {
+            Ok(true) => format!("{name}: stopped\n"),
+            Ok(false) => format!("{name}: was not running\n"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: stop {name}: {e}");
+                format!("{name}: failed to stop\n")
+            }
+        };
+        let _ = out(&line);
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} container(s) failed to stop");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// `start --wait NAME` (for `container@.service`, `Type=notify`): start, tell systemd
+/// it is ready, then wait while PID 1 runs (following a new PID 1 that `restart` or
+/// `apply` put in its place). Exit 0 once it is stopped on purpose (`desired.json`
+/// says stopped), 1 when PID 1 died while it was to run (systemd restarts the unit).
+pub fn start_wait(root: &Path, name: &str) -> ExitCode {
+    let code = start(root, name);
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    if let Err(e) = sd_notify("READY=1") {
+        eprintln!("warning: cannot tell systemd the container is ready: {e}");
+    }
+    let dirs = Dirs::new(root, name);
+    loop {
+        // Under the lock: a `restart` or `apply` going on finishes first.
+        let info = match runtime::lock(root, name, &mut say) {
+            Ok(_lock) => layout::running(&dirs),
+            Err(e) => return fail(e),
+        };
+        let Some(info) = info else {
+            return if layout::desired(&dirs) == layout::Desired::Stopped {
+                let _ = out(&format!("{name} was stopped\n"));
+                ExitCode::SUCCESS
+            } else {
+                fail(format!("{name}: its PID 1 ended while it was to run"))
+            };
+        };
+        // A pidfd opened while the record still matches names that process for good.
+        match crate::exec::process::Process::open(info.pid).filter(|_| info.alive()) {
+            Some(p) => while !p.wait_exit(Duration::from_secs(3600)) {},
+            None => continue,
+        }
+    }
+}
+
+/// Send `state` to systemd's notification socket (`NOTIFY_SOCKET`; nothing without
+/// it): one datagram, as sd_notify(3) does; `@` starts an abstract name.
+fn sd_notify(state: &str) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(()) };
+    let bytes = path.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name)?,
+        None => SocketAddr::from_pathname(std::path::Path::new(&path))?,
+    };
+    let sock = UnixDatagram::unbound()?;
+    sock.send_to_addr(state.as_bytes(), &addr)?;
+    Ok(())
+}
+
+/// `enable`/`disable NAME`: record what the container is to be at boot, changing
+/// nothing that runs.
+pub fn set_desired(root: &Path, name: &str, want: layout::Desired) -> ExitCode {
+    let r = locked(root, name, || Ok(layout::write_desired(&Dirs::new(root, name), want)?));
+    match (r, want) {
+        (Ok(()), layout::Desired::Running) => out(&format!("{name} is enabled: `container start --all` starts it\n")),
+        (Ok(()), layout::Desired::Stopped) => {
+            out(&format!("{name} is disabled: `container start --all` leaves it stopped\n"))
+        }
+        (Err(e), _) => fail(e),
     }
 }
 

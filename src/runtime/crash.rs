@@ -3,7 +3,8 @@
 //! Invariant: every point is a [`CrashPoint`], so a misspelt one does not compile;
 //! [`CrashPoint::ALL`] lists them in the order an apply that (re)creates a container
 //! reaches them, and the crash test in `tests/lifecycle.rs` walks that list (and
-//! [`CrashPoint::LIVE`] for an in-place update). With `CONTAINER_TEST_CRASH=<point>`
+//! [`CrashPoint::LIVE`] for an in-place update; `tests/damage.rs` walks
+//! [`CrashPoint::DESTROY`], the steps of a `destroy`). With `CONTAINER_TEST_CRASH=<point>`
 //! in the environment the process kills itself with SIGKILL on reaching `<point>`,
 //! exactly like `kill -9` from outside at that moment; a value that names no point
 //! aborts the process at the first crash point instead of passing silently.
@@ -41,6 +42,12 @@ pub enum CrashPoint {
     Ready,
     /// Just before `state.json` is written and `pending.json` removed.
     Record,
+    /// `destroy`: the container stopped and its host objects (veth, rules, cgroups,
+    /// `run.json`) gone; its addresses and files not yet released.
+    DestroyStopped,
+    /// `destroy`: addresses released and every file but `state.json` and
+    /// `pending.json` removed (they go last, so a second `destroy` still finds it).
+    DestroyFiles,
 }
 
 impl CrashPoint {
@@ -72,6 +79,9 @@ impl CrashPoint {
         CrashPoint::Record,
     ];
 
+    /// The points a `destroy` reaches, in order.
+    pub const DESTROY: [CrashPoint; 2] = [CrashPoint::DestroyStopped, CrashPoint::DestroyFiles];
+
     /// The spelling in `CONTAINER_TEST_CRASH`.
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +96,8 @@ impl CrashPoint {
             CrashPoint::Release => "release",
             CrashPoint::Ready => "ready",
             CrashPoint::Record => "record",
+            CrashPoint::DestroyStopped => "destroy-stopped",
+            CrashPoint::DestroyFiles => "destroy-files",
         }
     }
 }
@@ -98,13 +110,17 @@ impl fmt::Display for CrashPoint {
 
 /// A `CONTAINER_TEST_CRASH` value that names no crash point.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a crash point (known: {known})", known = CrashPoint::ALL.map(CrashPoint::name).join(", "))]
+#[error("`{0}` is not a crash point (known: {known}, {destroy})", known = CrashPoint::ALL.map(CrashPoint::name).join(", "), destroy = CrashPoint::DESTROY.map(CrashPoint::name).join(", "))]
 pub struct UnknownCrashPoint(pub String);
 
 impl FromStr for CrashPoint {
     type Err = UnknownCrashPoint;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CrashPoint::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| UnknownCrashPoint(s.to_string()))
+        CrashPoint::ALL
+            .into_iter()
+            .chain(CrashPoint::DESTROY)
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownCrashPoint(s.to_string()))
     }
 }
 
@@ -136,14 +152,15 @@ mod tests {
 
     #[test]
     fn names_parse_back_and_are_distinct() {
-        for p in CrashPoint::ALL {
+        for p in CrashPoint::ALL.into_iter().chain(CrashPoint::DESTROY) {
             assert_eq!(p.name().parse::<CrashPoint>(), Ok(p));
             assert_eq!(p.to_string(), p.name());
         }
-        let mut names: Vec<&str> = CrashPoint::ALL.map(CrashPoint::name).to_vec();
+        let mut names: Vec<&str> =
+            CrashPoint::ALL.into_iter().chain(CrashPoint::DESTROY).map(CrashPoint::name).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), CrashPoint::ALL.len());
+        assert_eq!(names.len(), CrashPoint::ALL.len() + CrashPoint::DESTROY.len());
         let e = "netwrok".parse::<CrashPoint>().unwrap_err();
         assert!(e.to_string().contains("known: pending, secrets"), "{e}");
     }

@@ -6,7 +6,8 @@
 //! joined as `containers/<name>`; the cache tree is `layers::Cache`'s. `state.json` is written by
 //! [`record_applied`] only and `pending.json` by [`write_pending`] only. Every command
 //! that changes a container holds its [`Lock`]; `run.json` names the running PID 1 by
-//! pid *and* start time, so a recycled pid is never mistaken for the container.
+//! pid, start time *and* boot id, so a recycled pid (also after a reboot) is never
+//! mistaken for the container.
 //!
 //! Layout of the state root (default `/var/lib/container`):
 //! - `pool.json`    addresses in use, by container name ([`AddressPool`])
@@ -18,7 +19,9 @@
 //! - `state.json`   the last applied plan (written last, atomically)
 //! - `pending.json` the plan an apply is carrying out; present only while it runs or
 //!   after it was interrupted, so the next command knows to recreate and clean up
-//! - `run.json`     pid and start time of the running PID 1
+//! - `run.json`     pid, start time and boot id of the running PID 1
+//! - `desired.json` what the container should be: `running` (set by `apply` and
+//!   `start`) or `stopped` (set by `stop`); `start --all` brings it back to that
 //! - `rootfs.json`  which cached layers the root is made of (`layers::RootfsRecord`)
 //! - `supervisor.json`  the supervisor's configuration PID 1 was last given (0600,
 //!   host-private: PID 1 gets it as a sealed memfd at fd 3, and each `reconfigure`
@@ -121,8 +124,51 @@ impl StateRoot {
         read_json(&self.container(name).state())
     }
 
+    /// The root's address pool; a damaged `pool.json` is rebuilt (in memory, with a
+    /// warning on stderr) from the addresses the containers' plans record, so every
+    /// command still works and the next one that records addresses writes it anew.
     pub fn pool(&self) -> Result<AddressPool, StateError> {
-        Ok(read_json(&self.pool_file())?.unwrap_or_default())
+        Ok(self.pool_or_rebuilt()?.0)
+    }
+
+    /// [`StateRoot::pool`], and whether it was rebuilt (so the caller saves it).
+    pub fn pool_or_rebuilt(&self) -> Result<(AddressPool, bool), StateError> {
+        match read_json(&self.pool_file()) {
+            Ok(p) => Ok((p.unwrap_or_default(), false)),
+            Err(e @ StateError::Parse { .. }) => {
+                use std::io::Write;
+                let pool = self.rebuilt_pool();
+                // Never a panic on a closed stderr: the command goes on.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: {e}; rebuilt it from the containers' states ({} addresses); it is written anew by the next apply or destroy",
+                    pool.ipv4.len() + pool.ipv6.len()
+                );
+                Ok((pool, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The pool as the containers' plans record it: each container's pending plan
+    /// (the newest an apply recorded) or else its applied one; a container whose
+    /// plans are both unreadable holds nothing.
+    pub fn rebuilt_pool(&self) -> AddressPool {
+        let mut pool = AddressPool::default();
+        let entries = std::fs::read_dir(self.containers()).into_iter().flatten().flatten();
+        for name in entries.filter_map(|e| e.file_name().to_str().map(str::to_string)).filter(|n| is_name(n)) {
+            let dirs = self.container(&name);
+            let plan = [dirs.pending(), dirs.state()].iter().find_map(|p| read_json::<Plan>(p).ok().flatten());
+            if let Some(plan) = plan {
+                if let Some(a) = plan.network.ipv4_addr() {
+                    pool.ipv4.insert(name.clone(), a);
+                }
+                if let Some(a) = plan.network.ipv6_addr() {
+                    pool.ipv6.insert(name, a);
+                }
+            }
+        }
+        pool
     }
 
     pub fn save_pool(&self, pool: &AddressPool) -> Result<(), StateError> {
@@ -185,6 +231,10 @@ impl Dirs {
     }
     pub fn run_info(&self) -> PathBuf {
         self.root.join("run.json")
+    }
+    /// What the container should be at boot ([`Desired`]).
+    pub fn desired(&self) -> PathBuf {
+        self.root.join("desired.json")
     }
     pub fn rootfs_record(&self) -> PathBuf {
         self.root.join("rootfs.json")
@@ -273,8 +323,8 @@ pub fn is_name(name: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub pid: i32,
-    /// Field 22 of /proc/<pid>/stat (clock ticks since boot): with the pid it names
-    /// one process for good.
+    /// Field 22 of /proc/<pid>/stat (clock ticks since boot): with the pid and the
+    /// boot id it names one process for good.
     pub start_time: u64,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
@@ -284,18 +334,102 @@ pub struct RunInfo {
     /// recreates such a container instead of reconfiguring it.
     #[serde(default)]
     pub config_fd: bool,
+    /// The boot PID 1 was started in (`/proc/sys/kernel/random/boot_id`): after a
+    /// reboot the same pid and start tick may name another process. `None` in a
+    /// record of an older version (its pid and start tick alone count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<BootId>,
 }
 
 impl RunInfo {
-    /// The process `pid` as this version starts PID 1 (`config_fd`).
+    /// The process `pid` as this version starts PID 1 (`config_fd`), in this boot.
     pub fn of(pid: i32) -> Option<RunInfo> {
         let (start_time, _) = proc_stat(pid)?;
-        Some(RunInfo { pid, start_time, started_ms: now_ms(), config_fd: true })
+        Some(RunInfo { pid, start_time, started_ms: now_ms(), config_fd: true, boot_id: BootId::current() })
     }
-    /// Whether this exact process still runs (a zombie does not count).
+    /// Whether this exact process still runs (a zombie does not count): same boot,
+    /// same pid, same start tick.
     pub fn alive(&self) -> bool {
+        if let (Some(then), Some(now)) = (self.boot_id, BootId::current()) {
+            if then != now {
+                return false;
+            }
+        }
         matches!(proc_stat(self.pid), Some((t, s)) if t == self.start_time && s != 'Z' && s != 'X')
     }
+}
+
+/// A boot of the host: the kernel's random boot id (a UUID, new at every boot),
+/// kept as its 128 bits so [`RunInfo`] stays `Copy`; written as the UUID text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootId(pub u128);
+
+/// Where the kernel tells this boot's id.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+impl BootId {
+    /// This boot's id (read once); `None` where /proc does not tell it.
+    pub fn current() -> Option<BootId> {
+        static CURRENT: std::sync::OnceLock<Option<BootId>> = std::sync::OnceLock::new();
+        *CURRENT.get_or_init(|| std::fs::read_to_string(BOOT_ID_PATH).ok().and_then(|s| BootId::parse(&s)))
+    }
+    /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits, dashes optional).
+    pub fn parse(s: &str) -> Option<BootId> {
+        let hex: String = s.trim().chars().filter(|c| *c != '-').collect();
+        (hex.len() == 32).then(|| u128::from_str_radix(&hex, 16).ok().map(BootId)).flatten()
+    }
+}
+
+impl std::fmt::Display for BootId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = format!("{:032x}", self.0);
+        write!(f, "{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    }
+}
+
+impl Serialize for BootId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for BootId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BootId::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("not a boot id: {s:?}")))
+    }
+}
+
+/// What a container should be: what `start --all` (at boot) brings it back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    /// `apply`, `start` (and `enable`) set it; a container without a record is one.
+    #[default]
+    Running,
+    /// `stop` (and `disable`) set it: it stays down until started again.
+    Stopped,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DesiredRecord {
+    state: Desired,
+}
+
+/// What `dirs`' container should be; [`Desired::Running`] without a record (one an
+/// older version applied) or with an unreadable one (said by the caller's command
+/// when it matters: `start --all` starts it, which is what a record-less one gets).
+pub fn desired(dirs: &Dirs) -> Desired {
+    match read_json::<DesiredRecord>(&dirs.desired()) {
+        Ok(Some(r)) => r.state,
+        _ => Desired::Running,
+    }
+}
+
+/// Record what the container should be (atomically, 0600 like the other state).
+pub fn write_desired(dirs: &Dirs, state: Desired) -> Result<(), StateError> {
+    let json = serde_json::to_vec(&DesiredRecord { state }).expect("desired state serializes");
+    write_private(&dirs.desired(), &json)
 }
 
 pub fn now_ms() -> u64 {
@@ -341,6 +475,36 @@ mod tests {
         let me = RunInfo::of(std::process::id() as i32).expect("own stat");
         assert!(me.alive());
         assert!(!RunInfo { start_time: me.start_time + 1, ..me }.alive());
+    }
+
+    #[test]
+    fn a_record_of_another_boot_is_not_alive_and_an_old_record_still_parses() {
+        let me = RunInfo::of(std::process::id() as i32).expect("own stat");
+        assert!(me.boot_id.is_some(), "this host tells its boot id");
+        let other = BootId(me.boot_id.unwrap().0 ^ 1);
+        assert!(!RunInfo { boot_id: Some(other), ..me }.alive(), "same pid and tick, another boot");
+        let text = serde_json::to_string(&me).unwrap();
+        assert!(text.contains(&format!("\"boot_id\":\"{}\"", me.boot_id.unwrap())), "{text}");
+        assert_eq!(serde_json::from_str::<RunInfo>(&text).unwrap(), me);
+        // A record of an older version: no boot id, its pid and start tick count.
+        let old = format!("{{\"pid\":{},\"start_time\":{},\"started_ms\":1}}", me.pid, me.start_time);
+        let old: RunInfo = serde_json::from_str(&old).unwrap();
+        assert_eq!(old.boot_id, None);
+        assert!(old.alive());
+        assert_eq!(BootId::parse(&other.to_string()), Some(other));
+    }
+
+    #[test]
+    fn desired_state_defaults_to_running_and_records_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = StateRoot::new(dir.path()).container("want");
+        dirs.create(dir.path()).unwrap();
+        assert_eq!(desired(&dirs), Desired::Running);
+        write_desired(&dirs, Desired::Stopped).unwrap();
+        assert_eq!(desired(&dirs), Desired::Stopped);
+        assert_eq!(std::fs::read_to_string(dirs.desired()).unwrap(), "{\"state\":\"stopped\"}");
+        write_desired(&dirs, Desired::Running).unwrap();
+        assert_eq!(desired(&dirs), Desired::Running);
     }
 
     #[test]

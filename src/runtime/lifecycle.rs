@@ -75,7 +75,25 @@ pub fn lock_shared(root: &Path, what: &str) -> Result<Lock, RunError> {
 }
 
 fn read_plan(path: &Path) -> Result<Option<Plan>, RunError> {
-    Ok(crate::state::read_json(path)?)
+    match crate::state::read_json(path) {
+        Err(crate::state::StateError::Parse { path, source }) => Err(RunError::Failed(damaged(&path, &source))),
+        r => Ok(r?),
+    }
+}
+
+/// What to do about a damaged plan file (`state.json`, `pending.json`) at `path`.
+fn damaged(path: &Path, source: &serde_json::Error) -> String {
+    let name = path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let what = if path.file_name().is_some_and(|f| f == "pending.json") {
+        "the plan of an interrupted apply"
+    } else {
+        "the container's applied plan"
+    };
+    format!(
+        "{} is damaged ({source}): {what} cannot be read; run `container destroy {name}` (it stops the \
+         container and removes it, keeping its volumes and secrets), then apply its spec again",
+        path.display()
+    )
 }
 
 /// The last applied plan of a container.
@@ -183,7 +201,7 @@ pub fn address_pool(root: &Path) -> Result<crate::plan::pool::AddressPool, RunEr
 /// lock.
 pub fn record_addresses(root: &Path, plan: &Plan) -> Result<(), RunError> {
     let state = StateRoot::new(root);
-    let mut pool = state.pool()?;
+    let (mut pool, rebuilt) = state.pool_or_rebuilt()?;
     let before = pool.clone();
     match plan.network.ipv4_addr() {
         Some(a) => pool.ipv4.insert(plan.name.clone(), a),
@@ -205,7 +223,7 @@ pub fn record_addresses(root: &Path, plan: &Plan) -> Result<(), RunError> {
         }
         super::ids::RecordError::Ids(e) => RunError::Ids(e),
     })?;
-    if pool != before {
+    if pool != before || rebuilt {
         state.save_pool(&pool)?;
     }
     Ok(())
@@ -598,10 +616,20 @@ fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize)
 /// Remove everything a container's run added on the host: network of every plan it
 /// may have run with, its nftables rules, `run.json`.
 fn cleanup(root: &Path, dirs: &Dirs) -> Result<(), RunError> {
+    let plans: Vec<Plan> = [read_plan(&dirs.state())?, read_plan(&dirs.pending())?].into_iter().flatten().collect();
+    cleanup_plans(root, dirs, &plans)
+}
+
+/// [`cleanup`] after a run with `plans`; with none (both unreadable) the veth is
+/// still found by its name.
+fn cleanup_plans(root: &Path, dirs: &Dirs, plans: &[Plan]) -> Result<(), RunError> {
     // This root's own: another root's container of the same name is not touched.
     let key = StateRoot::new(root).host_key(&dirs.name);
-    for plan in [read_plan(&dirs.state())?, read_plan(&dirs.pending())?].into_iter().flatten() {
-        teardown_network(&key, &plan)?;
+    for plan in plans {
+        teardown_network(&key, plan)?;
+    }
+    if plans.is_empty() {
+        net::run(&[net::Step::DeleteLink { dev: net::host_ifname(&key) }], None)?;
     }
     let _ = std::fs::remove_file(dirs.run_info());
     sync_nft(root, false)?;
@@ -627,9 +655,22 @@ pub fn stop(root: &Path, name: &str, timeout: Option<Duration>, say: Say) -> Res
     Ok(ran)
 }
 
-/// Start a stopped container from its applied plan; waits until it is ready.
+/// `container stop`: record that the container is to stay stopped (also across a
+/// reboot: `start --all` leaves it alone), then [`stop`] it.
+pub fn stop_wanted(root: &Path, name: &str, timeout: Option<Duration>, say: Say) -> Result<bool, RunError> {
+    let dirs = Dirs::new(root, name);
+    current_plan(&dirs)?.ok_or_else(|| RunError::NotFound(name.to_string()))?;
+    layout::write_desired(&dirs, layout::Desired::Stopped)?;
+    stop(root, name, timeout, say)
+}
+
+/// Start a stopped container from its applied plan; waits until it is ready. Records
+/// that it is to run (`desired.json`), also when it runs already.
 pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Status>, RunError> {
     let dirs = Dirs::new(root, name);
+    if dirs.state().exists() || dirs.pending().exists() {
+        layout::write_desired(&dirs, layout::Desired::Running)?;
+    }
     if layout::running(&dirs).is_some() && !dirs.pending().exists() {
         return Ok(None);
     }
@@ -722,6 +763,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     let old = applied(root, &plan.name)?;
 
     layout::write_pending(&dirs, plan)?;
+    layout::write_desired(&dirs, layout::Desired::Running)?;
     crash_point(CrashPoint::Pending);
 
     let live = running_ok.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
@@ -863,6 +905,12 @@ fn control_reply(request: &str, reply: Result<serde_json::Value, supervisor::Sup
 
 /// Stop, clean up and delete a container. Volumes and secrets (which the data in the
 /// volumes may depend on, e.g. a database's root password) are kept unless `volumes`.
+///
+/// Always works, also on a container whose plans are damaged (PID 1 is found by
+/// `run.json`, the veth and cgroups by the container's host key) and after a destroy
+/// that was interrupted: every step is idempotent, and `state.json` (with
+/// `pending.json`) is removed last, so the container is listed until nothing else of
+/// it is left and a second `destroy` finds it and finishes.
 pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), RunError> {
     let dirs = Dirs::new(root, name);
     if !dirs.state().exists() && !dirs.pending().exists() {
@@ -873,7 +921,21 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
         }
         return Err(RunError::NotFound(name.to_string()));
     }
-    stop(root, name, None, say)?;
+    // A damaged plan does not keep the container: it is said and left out.
+    let mut plans = Vec::new();
+    for path in [dirs.state(), dirs.pending()] {
+        match crate::state::read_json::<Plan>(&path) {
+            Ok(p) => plans.extend(p),
+            Err(e) => say(&format!("warning: {e}; destroying {name} without it")),
+        }
+    }
+    if let Some(info) = layout::running(&dirs) {
+        say(&format!("stopping {name} (PID 1 is {})", info.pid));
+        let services = plans.iter().map(|p| p.services.len()).max().unwrap_or(1);
+        stop_process(&dirs, &info, Duration::from_secs(10), services)?;
+    }
+    cleanup_plans(root, &dirs, &plans)?;
+    crash_point(CrashPoint::DestroyStopped);
     {
         let _pool = lock_shared(root, "pool")?;
         let state = StateRoot::new(root);
@@ -884,10 +946,12 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
         super::ids::AddressRegistry::host().release(root, name)?;
     }
     let keep: &[&str] = if volumes { &[] } else { &["volumes", "secrets", ".lock"] };
+    // The plans go last: until they do, the container is listed and destroyable.
+    let last = ["pending.json", "state.json"];
     let entries = std::fs::read_dir(&dirs.root).map_err(io(format!("reading {}", dirs.root.display())))?;
     for e in entries.flatten() {
         let n = e.file_name();
-        if keep.iter().any(|k| n == *k) {
+        if keep.iter().chain(&last).any(|k| n == *k) {
             continue;
         }
         let p: PathBuf = e.path();
@@ -897,6 +961,16 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
             std::fs::remove_file(&p)
         };
         r.map_err(io(format!("removing {}", p.display())))?;
+    }
+    crash_point(CrashPoint::DestroyFiles);
+    for n in last {
+        let p = dirs.root.join(n);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("removing {}", p.display()))(e))
+            }
+            _ => {}
+        }
     }
     if volumes {
         let _ = std::fs::remove_dir(&dirs.root);

@@ -5,6 +5,7 @@
 //!   container of a test ([`Ct`]) destroyed when dropped, and the shared layer cache.
 //! - [`addr`]: each suite's own slice of the test address space.
 //! - [`host`]: host programs that must succeed, background processes, polling.
+//! - [`root`]: a state root of one test, its containers destroyed when dropped.
 //! - [`net`]: network namespaces and links a test makes (removed when dropped), and
 //!   clients (ping, HTTP) that only reach those namespaces, the tests' containers and
 //!   loopback.
@@ -17,9 +18,11 @@ pub mod addr;
 pub mod cli;
 pub mod host;
 pub mod net;
+pub mod root;
 pub mod tier;
 
 pub use addr::*;
 pub use cli::*;
 pub use host::*;
 pub use net::curl;
+pub use root::*;
