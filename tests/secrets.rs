@@ -21,7 +21,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use support::*;
 
-/// A `host`-base spec (after `name`) whose hook renders `/etc/app/key` from the
+/// A `host`-base spec (after `name`) whose hook renders `/srv/app/key` from the
 /// secret `app-key` and runs `app` (which uses the file) and `idle`.
 fn spec_body(idle: &str) -> String {
     format!(
@@ -35,8 +35,8 @@ command = ["/bin/sleep", "{idle}"]
 [[hooks]]
 inline = '''
 fn on_plan(plan) {{
-    plan.add_file("/etc/app/key", ["key=", secret("app-key"), "\n"], "0644", "root:root");
-    plan.add_service("app", #{{ command: ["/bin/sleep", "infinity"], uses: ["/etc/app/key"] }});
+    plan.add_file("/srv/app/key", ["key=", secret("app-key"), "\n"], "0644", "root:root");
+    plan.add_service("app", #{{ command: ["/bin/sleep", "infinity"], uses: ["/srv/app/key"] }});
     plan
 }}
 '''
@@ -144,9 +144,10 @@ fn secret_regenerate_is_shown_by_plan_with_what_it_changes() {
     let out = f.plan();
     let shown = text(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{shown}{}", text(&out.stderr));
-    let line = shown.lines().find(|l| l.starts_with("~ secret")).unwrap_or_else(|| panic!("no secret change:\n{shown}"));
+    let line =
+        shown.lines().find(|l| l.starts_with("~ secret")).unwrap_or_else(|| panic!("no secret change:\n{shown}"));
     assert!(line.contains("app-key"), "{line}");
-    for effect in ["generate a new value", "write /etc/app/key", "restart app"] {
+    for effect in ["generate a new value", "write /srv/app/key", "restart app"] {
         assert!(line.contains(effect), "`{effect}` missing: {line}");
     }
     assert!(!line.contains("restart idle"), "a service that does not use the secret restarts: {line}");
@@ -185,7 +186,7 @@ fn secret_list_tells_each_secret_state_never_its_value() {
         text(&out.stdout)
     };
     let shown = list(&f);
-    assert!(shown.contains("app-key") && shown.contains("ok") && shown.contains("/etc/app/key"), "{shown}");
+    assert!(shown.contains("app-key") && shown.contains("ok") && shown.contains("/srv/app/key"), "{shown}");
     assert!(!shown.contains("s3cretvalue"), "the value is shown:\n{shown}");
     std::fs::write(f.dir().join("secrets/app-key"), "").unwrap();
     assert!(list(&f).contains("empty"), "{}", list(&f));
@@ -236,7 +237,7 @@ fn snapshot(c: &Ct) -> Snapshot {
         pid1: c.pid1(),
         app: c.service_pid("app"),
         idle: c.service_pid("idle"),
-        key: c.exec_ok(&["cat", "/etc/app/key"]),
+        key: c.exec_ok(&["cat", "/srv/app/key"]),
         state: std::fs::read(c.dirs().join("state.json")).unwrap(),
     }
 }
@@ -260,7 +261,7 @@ fn an_empty_secret_is_refused_and_nothing_changes() {
     c.apply_ok();
     let value = c.secret("app-key");
     assert_eq!(value.len(), 32, "a first apply generates it");
-    assert_eq!(c.exec_ok(&["cat", "/etc/app/key"]), format!("key={value}\n"));
+    assert_eq!(c.exec_ok(&["cat", "/srv/app/key"]), format!("key={value}\n"));
     let before = snapshot(&c);
     std::fs::write(c.dirs().join("secrets/app-key"), "").unwrap();
     // The same spec, and one that would restart a service: both refused.
@@ -294,7 +295,7 @@ fn a_missing_secret_is_refused_and_nothing_changes() {
     c.apply_ok();
     let value = c.secret("app-key");
     assert_eq!(value.len(), 32);
-    assert_eq!(c.exec_ok(&["cat", "/etc/app/key"]), format!("key={value}\n"));
+    assert_eq!(c.exec_ok(&["cat", "/srv/app/key"]), format!("key={value}\n"));
     ok(&["destroy", &c.name]);
 }
 
@@ -316,7 +317,7 @@ fn secret_regenerate_is_planned_then_applied_live() {
     let new = c.secret("app-key");
     assert_eq!(new.len(), 32);
     assert_ne!(new, old, "no new value");
-    assert_eq!(c.exec_ok(&["cat", "/etc/app/key"]), format!("key={new}\n"), "the container does not see it");
+    assert_eq!(c.exec_ok(&["cat", "/srv/app/key"]), format!("key={new}\n"), "the container does not see it");
     assert_eq!(c.pid1(), before.pid1, "regenerating recreated the container");
     assert_eq!(c.service_pid("idle"), before.idle, "a service that does not use it restarted");
     assert_ne!(c.service_pid("app"), before.app, "the service that uses it was not restarted");

@@ -126,9 +126,7 @@ fn on_plan(plan) {
 
     #[test]
     fn an_init_task_fed_the_secret_runs_again() {
-        let p = test_plan(
-            "name = \"x\"\n[services.sshd]\nroot_password = { secret = \"root-pw\" }\n",
-        );
+        let p = test_plan("name = \"x\"\n[services.sshd]\nroot_password = { secret = \"root-pw\" }\n");
         let c = regenerations(&p, &keys(&["root-pw"]));
         assert!(c[0].effects.iter().any(|e| matches!(e, Effect::RunInit(_))), "{:?}", c[0].effects);
     }

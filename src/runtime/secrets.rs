@@ -74,7 +74,8 @@ pub fn regenerate(root: &Path, name: &str, key: &str) -> Result<BTreeSet<String>
     let plan = plan_of(root, name)?;
     if !plan.secrets.contains(key) {
         let known: Vec<&str> = plan.secrets.iter().map(String::as_str).collect();
-        let known = if known.is_empty() { "it has none".to_string() } else { format!("its secrets: {}", known.join(", ")) };
+        let known =
+            if known.is_empty() { "it has none".to_string() } else { format!("its secrets: {}", known.join(", ")) };
         return Err(RunError::Failed(format!("container `{name}` has no secret `{key}` ({known})")));
     }
     let dirs = Dirs::new(root, name);
