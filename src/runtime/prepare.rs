@@ -139,7 +139,8 @@ fn secret_error(dirs: &Dirs, name: &str, what: &str) -> RunError {
     let c = &dirs.name;
     RunError::Failed(format!(
         "secret `{name}` of container `{c}` {what}: {} (it was generated at the first apply; data tied to it \
-         may need it). Restore the file, or run `container secret regenerate {c} {name}` and apply the spec again to make a new one.",
+         may need it). Restore the file, or run `container secret regenerate {c} {name}` and apply the \
+         spec again to make a new one.",
         dirs.secrets().join(name).display()
     ))
 }
