@@ -32,6 +32,9 @@ fn usage_errors_exit_64_not_plans_changes_code() {
         &["validate"],
         &["stop"],
         &["completions", "tcsh"],
+        &["secret"],
+        &["secret", "regenerate", "x"],
+        &["secret", "rotate", "x", "k"],
         &[],
     ] {
         let out = container(args);
@@ -54,6 +57,11 @@ fn help_and_version_exit_0_and_document_the_codes() {
     assert!(help.contains("64 usage error"), "--help does not document exit code 64:\n{help}");
     assert_eq!(container(&["--version"]).status.code(), Some(0));
     assert_eq!(container(&["plan", "--help"]).status.code(), Some(0));
+    assert!(help.contains("secret"), "--help does not list `secret`:\n{help}");
+    let secret = container(&["secret", "--help"]);
+    assert_eq!(secret.status.code(), Some(0));
+    let secret = text(&secret.stdout);
+    assert!(secret.contains("regenerate") && secret.contains("list"), "{secret}");
 }
 
 #[test]
@@ -88,6 +96,7 @@ fn the_internal_entry_point_is_not_completed() {
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
         let script = text(&out.stdout);
         assert!(script.contains("validate"), "{shell}: the completion script lacks the real commands");
+        assert!(script.contains("regenerate"), "{shell}: the completion script lacks `secret regenerate`");
         assert!(!script.contains("supervise"), "{shell} completion offers the internal command");
     }
 }

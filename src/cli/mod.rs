@@ -196,6 +196,12 @@ pub enum Command {
         #[arg(long)]
         volumes: bool,
     },
+    /// A container's generated secrets (passwords, keys): list them, or ask the next
+    /// `apply` for a new value of one.
+    Secret {
+        #[command(subcommand)]
+        action: SecretCommand,
+    },
     /// Print the JSON schema (draft-07) of the spec language, or install it where
     /// editors can find it by an absolute path.
     Schema {
@@ -214,6 +220,27 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// List a container's secrets: whether each file is usable, what uses it, and
+    /// whether a new value is pending (never the values).
+    List {
+        #[arg(value_parser = container_name())]
+        name: Name,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for a new value of secret KEY: `plan` shows it with the files, services
+    /// and init tasks it changes, and the next `apply` makes it. Also the way out
+    /// when a secret's file was lost (data tied to the old value may need it).
+    Regenerate {
+        #[arg(value_parser = container_name())]
+        name: Name,
+        /// The secret's name (see `container secret list NAME`).
+        key: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -281,6 +308,10 @@ pub fn main() -> ExitCode {
         Command::Shell { name } => run::shell(&cli.root, &name.0),
         Command::Logs { name, service, follow } => run::logs(&cli.root, &name.0, service.as_deref(), follow),
         Command::Destroy { name, volumes } => run::destroy(&cli.root, &name.0, volumes),
+        Command::Secret { action: SecretCommand::List { name, json } } => run::secret_list(&cli.root, &name.0, json),
+        Command::Secret { action: SecretCommand::Regenerate { name, key } } => {
+            run::secret_regenerate(&cli.root, &name.0, &key)
+        }
         Command::Schema { install: false, .. } => {
             print!("{}", crate::schema::schema_json());
             ExitCode::SUCCESS

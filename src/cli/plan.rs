@@ -77,7 +77,22 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let changes = plan::diff(applied.as_ref(), &plan);
+    // Secrets `container secret regenerate` asked a new value for (read only).
+    let regenerate = match crate::runtime::layout::read_regenerate(&state.container(&plan.name)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A secret `apply` would refuse (missing, empty, not a regular file) is said here.
+    if let Err(e) =
+        crate::runtime::prepare::check_secrets(&plan, applied.as_ref(), &state.container(&plan.name), &regenerate)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let changes = plan::secrets::with_regenerations(plan::diff(applied.as_ref(), &plan), &plan, &regenerate);
     let layer = super::build::layer_line(cache, &plan);
     let builds = super::build::layer_builds(cache, &plan);
     let userns = match crate::runtime::userns_view(root, &plan) {

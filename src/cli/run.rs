@@ -131,7 +131,11 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let changes = plan::diff(old.as_ref(), &plan);
+    let regenerate = match layout::read_regenerate(&dirs) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let changes = plan::secrets::with_regenerations(plan::diff(old.as_ref(), &plan), &plan, &regenerate);
     if dry_run {
         return out(&render::human(&changes, true));
     }
@@ -239,7 +243,8 @@ fn reach(plan: &Plan) -> String {
 fn summary(root: &Path, name: &str) -> serde_json::Value {
     let dirs = Dirs::new(root, name);
     let info = layout::running(&dirs);
-    let plan = runtime::applied(root, name).ok().flatten();
+    // A container whose first apply failed has only the pending plan.
+    let plan = runtime::applied(root, name).ok().flatten().or_else(|| runtime::pending(root, name).ok().flatten());
     let pending = dirs.pending().exists();
     let state = match (&info, pending) {
         (Some(_), false) => "running",
@@ -585,6 +590,8 @@ pub fn set_desired(root: &Path, name: &str, want: layout::Desired) -> ExitCode {
 pub fn restart(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
     let t = Instant::now();
     let r = locked(root, name, || {
+        // A secret it could not start with is said before anything stops.
+        runtime::secrets::check(root, name)?;
         runtime::stop(root, name, timeout.map(Duration::from_secs), &mut say)?;
         runtime::start(root, name, &mut say)
     });
@@ -624,7 +631,12 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
     if runtime::names(root).iter().all(|x| x != name) {
         return fail(RunError::NotFound(name.to_string()));
     }
-    let plan = match runtime::applied(root, name) {
+    // A container whose first apply failed or was interrupted has only the pending
+    // plan: its logs are what tells why.
+    let plan = match runtime::applied(root, name).and_then(|a| match a {
+        Some(p) => Ok(Some(p)),
+        None => runtime::pending(root, name),
+    }) {
         Ok(Some(p)) => p,
         Ok(None) => return fail(RunError::NotFound(name.to_string())),
         Err(e) => return fail(e),
@@ -794,5 +806,35 @@ pub fn shell(root: &Path, name: &str) -> ExitCode {
     match runtime::enter::login_shell(root, name) {
         Ok(sh) => exec(root, name, vec![sh.to_string(), "-l".to_string()], true, "/", &[]),
         Err(e) => fail(e),
+    }
+}
+
+pub fn secret_list(root: &Path, name: &str, as_json: bool) -> ExitCode {
+    let list = match runtime::secrets::list(root, name) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    if as_json {
+        return out(&format!("{}\n", serde_json::to_string_pretty(&list).unwrap_or_default()));
+    }
+    if list.is_empty() {
+        return out(&format!("{name} has no secrets\n"));
+    }
+    let mut s = format!("{:<28} {:<10} {}\n", "SECRET", "STATE", "USED BY");
+    for i in &list {
+        let state = if i.regenerate { format!("{} (new value at next apply)", i.state) } else { i.state.clone() };
+        let used = if i.used_by.is_empty() { "-".to_string() } else { i.used_by.join(", ") };
+        s.push_str(&format!("{:<28} {:<10} {used}\n", i.name, state));
+    }
+    out(&s)
+}
+
+pub fn secret_regenerate(root: &Path, name: &str, key: &str) -> ExitCode {
+    match locked(root, name, || runtime::secrets::regenerate(root, name, key)) {
+        Ok(_) => out(&format!(
+            "secret {key} of {name}: a new value is made by the next `container apply` of its spec \
+             (`container plan` shows what it changes)\n"
+        )),
+        Err(e) => fail(format!("secret regenerate {name} {key}: {e}")),
     }
 }

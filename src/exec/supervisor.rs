@@ -343,7 +343,8 @@ fn secret_from_dir(dir: Option<&Path>, name: &str) -> Option<String> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return None;
     }
-    std::fs::read_to_string(dir.join(name)).ok()
+    // An empty one is no value (never an empty password): the task fails, naming it.
+    std::fs::read_to_string(dir.join(name)).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// Where PID 1 takes its configuration from: the arguments of `container-init` (and

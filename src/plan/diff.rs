@@ -44,6 +44,8 @@ pub enum Effect {
     StartService(String),
     StopService(String),
     CreateSecret(String),
+    /// A new value for an existing secret, asked for by `container secret regenerate`.
+    RegenerateSecret(String),
     ReconfigureNetwork,
     RecreateContainer,
     BuildLayer,
@@ -61,6 +63,7 @@ impl std::fmt::Display for Effect {
             Effect::StartService(s) => write!(f, "start {s}"),
             Effect::StopService(s) => write!(f, "stop {s}"),
             Effect::CreateSecret(_) => f.write_str("generate its value (stored 0600, never shown)"),
+            Effect::RegenerateSecret(_) => f.write_str("generate a new value (stored 0600, never shown)"),
             Effect::ReconfigureNetwork => f.write_str("reconfigure network"),
             Effect::RecreateContainer => f.write_str("recreate container"),
             Effect::BuildLayer => f.write_str("build layer"),
@@ -322,7 +325,7 @@ pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
     Changes { container: new.name.clone(), new: old.is_none(), changes }
 }
 
-fn users_of(plan: &Plan, path: &str) -> Vec<Effect> {
+pub(crate) fn users_of(plan: &Plan, path: &str) -> Vec<Effect> {
     plan.services
         .iter()
         .filter(|(_, s)| s.uses.contains(path))

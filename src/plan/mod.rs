@@ -12,6 +12,7 @@ pub mod diff;
 pub mod layer;
 pub mod pool;
 pub mod render;
+pub mod secrets;
 
 // The plan's data lives in the leaf `vocab` (modules and hooks produce it too); these
 // names keep `plan::types::…` and `plan::text::…` working for the layers above.

@@ -16,6 +16,7 @@ pub mod layers;
 pub mod layout;
 pub mod lifecycle;
 pub mod prepare;
+pub mod secrets;
 
 pub use crash::CrashPoint;
 pub use layout::Dirs;
