@@ -77,7 +77,11 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let changes = plan::diff(applied.as_ref(), &plan);
+    let mut changes = plan::diff(applied.as_ref(), &plan);
+    // What runs, against what was recorded: drift shows as changes too.
+    if let Some(recorded) = &applied {
+        changes.drift = crate::runtime::observe::drift(root, recorded);
+    }
     let layer = super::build::layer_line(cache, &plan);
     let builds = super::build::layer_builds(cache, &plan);
     let userns = match crate::runtime::userns_view(root, &plan) {
