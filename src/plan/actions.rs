@@ -303,6 +303,33 @@ command = ["/bin/db"]
     }
 
     #[test]
+    fn a_recreate_counts_as_destroy_and_add() {
+        use crate::plan::diff::{ChangeOp, ResourceKind};
+        let old = with("");
+        let file = with("[[files]]\npath = \"/etc/new\"\ncontent = \"x\"\n");
+        let c = diff(Some(&old), &file);
+        assert!(c.recreates());
+        assert_eq!(c.changes[0].kind, ResourceKind::Container);
+        assert_eq!(c.changes[0].op, ChangeOp::Replace);
+        assert_eq!(c.changes[0].fields, vec!["recreated for: + file /etc/new".to_string()]);
+        assert_eq!((c.count(ChangeOp::Create), c.destroyed()), (2, 1), "the file, and the container replaced");
+        // A live change replaces nothing.
+        let edit = test_plan(&BASE.replace("content = \"a\"", "content = \"b\""));
+        let c = diff(Some(&old), &edit);
+        assert!(!c.recreates());
+        assert_eq!((c.count(ChangeOp::Create), c.destroyed()), (0, 0));
+        // Unknown kinds cannot exist: the JSON words are the old ones.
+        let kinds: Vec<String> = [ResourceKind::File, ResourceKind::Service, ResourceKind::Nft]
+            .iter()
+            .map(|k| serde_json::to_value(k).unwrap().as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(kinds, ["file", "service", "nft"]);
+        let back: ResourceKind = serde_json::from_str("\"init\"").unwrap();
+        assert_eq!(back, ResourceKind::Init);
+        assert!(serde_json::from_str::<ResourceKind>("\"fiel\"").is_err());
+    }
+
+    #[test]
     fn drift_is_repaired_each_its_own_way() {
         let p = with("");
         let svc = Drift::Service { name: "db".into(), state: "exited".into() };

@@ -47,14 +47,11 @@ pub fn observe(root: &Path, plan: &Plan) -> Observation {
         };
         o.routes = Some(want.map(|(d, l)| (format!("{d}/{l}"), seen(d, l))).collect());
     }
-    // Listing nftables needs root; a user's `plan` sees no rules either way.
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        if let (Ok(Some(c)), Ok(found)) =
-            (nft::ContainerNet::from_plan(&key, &plan.network), nft::rules_by_owner(&state.nft_table()))
-        {
-            o.rules = Some((found.get(&key).copied().unwrap_or(0), nft::rule_count(&c)));
-        }
+    // Listing nftables needs root: a user's `plan` gets an error here, not rules.
+    if let (Ok(Some(c)), Ok(found)) =
+        (nft::ContainerNet::from_plan(&key, &plan.network), nft::rules_by_owner(&state.nft_table()))
+    {
+        o.rules = Some((found.get(&key).copied().unwrap_or(0), nft::rule_count(&c)));
     }
     o
 }
