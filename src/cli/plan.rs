@@ -60,7 +60,7 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     if file.is_none() {
         eprintln!("(no spec given: planning the embedded example {EMBEDDED_NAME})");
     }
-    let (_, plan, _) = match load_and_compile(root, file) {
+    let (_, plan, state) = match load_and_compile(root, file) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -92,7 +92,11 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let changes = plan::secrets::with_regenerations(plan::diff(applied.as_ref(), &plan), &plan, &regenerate);
+    let mut changes = plan::secrets::with_regenerations(plan::diff(applied.as_ref(), &plan), &plan, &regenerate);
+    // What runs, against what was recorded: drift shows as changes too.
+    if let Some(recorded) = &applied {
+        changes.drift = crate::runtime::observe::drift(root, recorded);
+    }
     let layer = super::build::layer_line(cache, &plan);
     let builds = super::build::layer_builds(cache, &plan);
     let userns = match crate::runtime::userns_view(root, &plan) {

@@ -131,19 +131,20 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let regenerate = match layout::read_regenerate(&dirs) {
-        Ok(r) => r,
+    // The runtime decides (changes, drift, actions); this only prints.
+    let decision = match runtime::decide(root, &plan) {
+        Ok(d) => d,
         Err(e) => return fail(e),
     };
-    let changes = plan::secrets::with_regenerations(plan::diff(old.as_ref(), &plan), &plan, &regenerate);
+    let changes = &decision.changes;
     if dry_run {
-        return out(&render::human(&changes, true));
+        return out(&render::human(changes, true));
     }
     let running = layout::running(&dirs).is_some();
-    if !changes.is_empty() && out(&render::human(&changes, true)) != ExitCode::SUCCESS {
+    if !changes.is_empty() && out(&render::human(changes, true)) != ExitCode::SUCCESS {
         return ExitCode::FAILURE;
     }
-    match runtime::apply(root, &plan, &changes, &mut say) {
+    match runtime::apply(root, &plan, &decision, &mut say) {
         Ok(Applied::Unchanged) => {
             let _ = out(&format!("No changes. {name} is running the spec already.\n"));
             ExitCode::SUCCESS
@@ -158,7 +159,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             };
             finish(&plan, &status, &format!("{name} {verb}"), started)
         }
-        Ok(Applied::Updated { reloaded, restarted, network, status }) => {
+        Ok(Applied::Updated { reloaded, restarted, network, repaired, status }) => {
             let mut what = Vec::new();
             if !reloaded.is_empty() {
                 what.push(format!("reloaded {}", reloaded.join(", ")));
@@ -168,6 +169,9 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             }
             if network {
                 what.push("network reconfigured".into());
+            }
+            if !repaired.is_empty() {
+                what.push(format!("repaired: {}", repaired.join(", ")));
             }
             if what.is_empty() {
                 what.push("updated in place".into());

@@ -840,6 +840,42 @@ mod tests {
         );
     }
 
+    /// The plan shows what setup does on the host: its routes, proxy neighbours and
+    /// host sysctls are the plan's host resources, one for one.
+    #[test]
+    fn the_plans_host_resources_are_what_setup_does_on_the_host() {
+        use crate::plan::diff::ResourceKind as K;
+        let mut n = res();
+        n.prefixes.insert("64:ff9b::/96".parse().unwrap());
+        n.prefixes.insert("100.72.9.0/24".parse().unwrap());
+        n.proxy_arp = Some("eth1".parse().unwrap());
+        n.publish.insert("8080:80/tcp".parse().unwrap());
+        let steps = setup_steps("web", &n).unwrap();
+        let mut from_steps: Vec<(K, String)> = Vec::new();
+        for s in &steps {
+            match s {
+                Step::Route { side: Side::Host, dst, prefix_len, .. } => {
+                    from_steps.push((K::Route, format!("{dst}/{prefix_len}")))
+                }
+                Step::ProxyNeighbour { dev, addr } => {
+                    from_steps.push((K::Neighbour, format!("proxy {addr} dev {dev}")))
+                }
+                Step::Sysctl { side: Side::Host, path, .. } => {
+                    from_steps.push((K::Sysctl, path.replace('/', ".").replace("ct-web", "(veth)")))
+                }
+                _ => {}
+            }
+        }
+        let mut from_plan: Vec<(K, String)> = crate::plan::compile::host_effects(&n)
+            .into_iter()
+            .filter(|h| h.kind != K::Nft)
+            .map(|h| (h.kind, h.name))
+            .collect();
+        from_steps.sort();
+        from_plan.sort();
+        assert_eq!(from_steps, from_plan);
+    }
+
     #[test]
     fn other_modes() {
         let mut n = res();

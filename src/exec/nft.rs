@@ -293,6 +293,42 @@ pub fn apply_to(t: &str, desired: &[ContainerNet]) -> Result<(), NftError> {
     run_nft(&batch_for(t, desired))
 }
 
+/// How many rules the table holds for `c` (what [`batch_for`] adds for it alone).
+pub fn rule_count(c: &ContainerNet) -> usize {
+    let b = batch_for(TABLE, std::slice::from_ref(c));
+    b["nftables"].as_array().map(|a| a.iter().filter(|x| x["add"]["rule"].is_object()).count()).unwrap_or(0)
+}
+
+/// The rules in table `t` by owner (the `container:<name>` comment), as the kernel
+/// has them now (`nft -j list table`). A missing table holds none.
+pub fn rules_by_owner(t: &str) -> Result<std::collections::BTreeMap<String, usize>, NftError> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", FAMILY, t])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(NftError::Spawn)?;
+    let mut owners = std::collections::BTreeMap::new();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.contains("No such file or directory") {
+            return Ok(owners);
+        }
+        return Err(NftError::Failed { status: out.status.to_string(), stderr });
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| NftError::Failed { status: "unreadable output".into(), stderr: e.to_string() })?;
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let r = &item["rule"];
+        if r["table"] != t {
+            continue;
+        }
+        if let Some(owner) = r["comment"].as_str().and_then(|c| c.strip_prefix("container:")) {
+            *owners.entry(owner.to_string()).or_insert(0) += 1;
+        }
+    }
+    Ok(owners)
+}
+
 fn run_nft(batch: &Value) -> Result<(), NftError> {
     let mut child = Command::new("nft")
         .args(["-j", "-f", "-"])
@@ -472,6 +508,34 @@ mod tests {
                 {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}},
                 {"drop": null},
             ])));
+    }
+
+    /// The plan lists the container's rules: NAT, loopback masquerade, fence per
+    /// family and one DNAT per publish entry and family, as the batch makes them.
+    #[test]
+    fn the_plans_rule_resources_follow_the_batch() {
+        use crate::plan::diff::ResourceKind as K;
+        let net = NetworkRes {
+            mode: crate::spec::types::NetMode::Routed,
+            ipv4: Some("100.72.0.2/32".parse().unwrap()),
+            ipv6: Some("fd63:6f6e:7461:696e::2/128".parse().unwrap()),
+            auto: false,
+            nat: true,
+            proxy_arp: None,
+            prefixes: Default::default(),
+            publish: ["8080:80/tcp".parse().unwrap(), "127.0.0.1:5353:53/udp".parse().unwrap()].into_iter().collect(),
+            nameservers: vec![],
+            sysctls: Default::default(),
+        };
+        let c = ContainerNet::from_plan("web", &net).unwrap().unwrap();
+        let b = batch(std::slice::from_ref(&c));
+        let names: Vec<String> =
+            crate::plan::compile::host_effects(&net).into_iter().filter(|h| h.kind == K::Nft).map(|h| h.name).collect();
+        let dnats = names.iter().filter(|n| n.starts_with("dnat ")).count();
+        assert_eq!(dnats, rules(&b, "prerouting").len(), "{names:?}");
+        assert_eq!(names.iter().filter(|n| n.starts_with("fence ")).count() * 2, rules(&b, "fence").len());
+        assert_eq!(names.iter().filter(|n| n.starts_with("masquerade")).count(), rules(&b, "postrouting").len());
+        assert_eq!(rule_count(&c), 4 + 2 + 3 * 2, "fence, two masquerades, DNAT in two chains");
     }
 
     #[test]

@@ -462,3 +462,127 @@ no_new_privs = false
         assert!(e.is_err());
     }
 }
+
+/// One host-side effect of a container, as a plan resource: what its network puts on
+/// the host (routes, proxy neighbour entries, sysctls) and its rules in the tool's
+/// nftables table. Derived from the plan's network alone (pure), by the same rules
+/// `exec::net::setup_steps` and `exec::nft::batch_for` follow (a unit test there
+/// holds the two together), so `plan` shows them before anything happens. The host
+/// end of the veth is named from the state root as well (`StateRoot::host_key`), so
+/// it is "the veth" here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEffect {
+    pub kind: super::diff::ResourceKind,
+    /// Stable id within its kind.
+    pub name: String,
+    /// One line for the listing.
+    pub summary: String,
+}
+
+/// The host-side effects of a network, in display order.
+pub fn host_effects(n: &NetworkRes) -> Vec<HostEffect> {
+    use super::diff::ResourceKind as K;
+    let mut out = Vec::new();
+    if n.mode != NetMode::Routed {
+        return out;
+    }
+    let mut push = |kind, name: String, summary: String| out.push(HostEffect { kind, name, summary });
+    let (v4, v6) = (n.ipv4_addr(), n.ipv6_addr());
+    if let Some(a) = v4 {
+        push(K::Route, format!("{a}/32"), format!("{a}/32 dev (veth), host route to the container"));
+    }
+    if let Some(a) = v6 {
+        push(K::Route, format!("{a}/128"), format!("{a}/128 dev (veth), host route to the container"));
+    }
+    for p in &n.prefixes {
+        let via = if p.0.addr.is_ipv4() { v4.map(|a| a.to_string()) } else { v6.map(|a| a.to_string()) };
+        let via = via.map(|v| format!(" via {v}")).unwrap_or_default();
+        push(
+            K::Route,
+            format!("{}/{}", p.0.addr, p.0.len),
+            format!("{}/{}{via} dev (veth), routed prefix", p.0.addr, p.0.len),
+        );
+    }
+    let routes_v4 = v4.is_some() || n.prefixes.iter().any(|p| p.0.addr.is_ipv4());
+    let routes_v6 = v6.is_some() || n.prefixes.iter().any(|p| p.0.addr.is_ipv6());
+    let mut sysctl = |key: String, why: &str| {
+        let summary = format!("{key} = 1 (host, {why})");
+        push(K::Sysctl, key, summary)
+    };
+    if routes_v4 {
+        sysctl("net.ipv4.ip_forward".into(), "shared, kept");
+    }
+    if routes_v6 {
+        sysctl("net.ipv6.conf.all.forwarding".into(), "shared, kept");
+    }
+    if v4.is_some() && !n.publish.is_empty() {
+        sysctl("net.ipv4.conf.(veth).route_localnet".into(), "127.0.0.1 reaches published ports");
+    }
+    if let Some(uplink) = &n.proxy_arp {
+        if v4.is_some() {
+            sysctl(format!("net.ipv4.conf.{uplink}.proxy_arp"), "proxy ARP, shared, kept");
+        }
+        if v6.is_some() {
+            sysctl(format!("net.ipv6.conf.{uplink}.proxy_ndp"), "proxy NDP, shared, kept");
+        }
+    }
+    if let (Some(uplink), Some(a)) = (&n.proxy_arp, v6) {
+        push(
+            K::Neighbour,
+            format!("proxy {a} dev {uplink}"),
+            format!("proxy {a} dev {uplink} (answers NDP for the container)"),
+        );
+    }
+    // The tool's nftables table (`exec::nft`).
+    for (fam, own, lo) in
+        [("ipv4", v4.map(|a| a.to_string()), "127.0.0.0/8"), ("ipv6", v6.map(|a| a.to_string()), "::1")]
+    {
+        let mut allowed: Vec<String> = own.into_iter().collect();
+        allowed.extend(
+            n.prefixes
+                .iter()
+                .filter(|p| p.0.addr.is_ipv4() == (fam == "ipv4"))
+                .map(|p| format!("{}/{}", p.0.addr, p.0.len)),
+        );
+        if fam == "ipv6" {
+            allowed.push("fe80::/10".into());
+        }
+        let from = if allowed.is_empty() {
+            "every source".to_string()
+        } else {
+            format!("sources other than {}", allowed.join(", "))
+        };
+        push(K::Nft, format!("fence {fam}"), format!("fence {fam}: from the veth, drop {from} and destination {lo}"));
+    }
+    if let (true, Some(a)) = (n.nat, v4) {
+        push(K::Nft, "masquerade".into(), format!("masquerade {a} when it leaves by another interface (nat)"));
+    }
+    if v4.is_some() && !n.publish.is_empty() {
+        push(
+            K::Nft,
+            "masquerade 127.0.0.0/8".into(),
+            "masquerade 127.0.0.0/8 into the veth (published ports from the host's loopback)".into(),
+        );
+    }
+    for p in &n.publish {
+        let r = &p.0;
+        let targets = v4.map(std::net::IpAddr::V4).into_iter().chain(v6.map(std::net::IpAddr::V6));
+        for to in targets {
+            if r.host_ip.is_some_and(|h| h.is_ipv4() != to.is_ipv4()) {
+                continue;
+            }
+            let fam = if to.is_ipv4() { "ipv4" } else { "ipv6" };
+            let dst = match to {
+                std::net::IpAddr::V4(a) => format!("{a}:{}", r.container_port),
+                std::net::IpAddr::V6(a) => format!("[{a}]:{}", r.container_port),
+            };
+            let on = r.host_ip.map(|h| h.to_string()).unwrap_or_else(|| "any host address".into());
+            push(
+                K::Nft,
+                format!("dnat {p} {fam}"),
+                format!("dnat {}/{} on {on} → {dst} (prerouting, output)", r.proto, r.host_port),
+            );
+        }
+    }
+    out
+}

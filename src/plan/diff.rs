@@ -47,6 +47,7 @@ pub enum Effect {
     /// A new value for an existing secret, asked for by `container secret regenerate`.
     RegenerateSecret(String),
     ReconfigureNetwork,
+    UpdateRules,
     RecreateContainer,
     BuildLayer,
     RebuildLayer,
@@ -65,6 +66,7 @@ impl std::fmt::Display for Effect {
             Effect::CreateSecret(_) => f.write_str("generate its value (stored 0600, never shown)"),
             Effect::RegenerateSecret(_) => f.write_str("generate a new value (stored 0600, never shown)"),
             Effect::ReconfigureNetwork => f.write_str("reconfigure network"),
+            Effect::UpdateRules => f.write_str("update nftables rules"),
             Effect::RecreateContainer => f.write_str("recreate container"),
             Effect::BuildLayer => f.write_str("build layer"),
             Effect::RebuildLayer => f.write_str("rebuild layer"),
@@ -73,10 +75,60 @@ impl std::fmt::Display for Effect {
     }
 }
 
+/// The kinds of resource a plan is cut into. Serialized as the lowercase words the
+/// plan's JSON always had (`"file"`, `"service"`, …); a match on it is exhaustive, so
+/// a kind without a decided effect is a compile error, not a silent "no effect".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    Container,
+    Layer,
+    Secret,
+    File,
+    Mount,
+    Network,
+    Service,
+    Init,
+    /// A host route to the container's addresses or prefixes.
+    Route,
+    /// A proxy neighbour (NDP) entry on the host's uplink.
+    Neighbour,
+    /// A host sysctl the network sets.
+    Sysctl,
+    /// Rules of the container in the tool's nftables table.
+    Nft,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Container => "container",
+            ResourceKind::Layer => "layer",
+            ResourceKind::Secret => "secret",
+            ResourceKind::File => "file",
+            ResourceKind::Mount => "mount",
+            ResourceKind::Network => "network",
+            ResourceKind::Service => "service",
+            ResourceKind::Init => "init",
+            ResourceKind::Route => "route",
+            ResourceKind::Neighbour => "neighbour",
+            ResourceKind::Sysctl => "sysctl",
+            ResourceKind::Nft => "nft",
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so `{:<9}` aligns the listing.
+        f.pad(self.as_str())
+    }
+}
+
 /// One resource of a plan, as diffed and shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
-    pub kind: &'static str,
+    pub kind: ResourceKind,
     pub name: String,
     /// One line for the listing (after `kind`).
     pub summary: String,
@@ -90,7 +142,7 @@ pub struct Resource {
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
     pub op: ChangeOp,
-    pub kind: &'static str,
+    pub kind: ResourceKind,
     pub name: String,
     #[serde(skip)]
     pub summary: String,
@@ -112,11 +164,21 @@ pub struct Changes {
     /// True when nothing was applied before.
     pub new: bool,
     pub changes: Vec<Change>,
+    /// What runs differs from what was recorded (`runtime::observe`), each with its
+    /// repair; empty unless the caller observed the container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<super::actions::Drift>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.drift.is_empty()
+    }
+    /// Whether carrying the changes out recreates the container.
+    pub fn recreates(&self) -> bool {
+        self.changes.iter().flat_map(|c| &c.effects).any(|e| {
+            matches!(e, Effect::CreateContainer | Effect::RecreateContainer | Effect::BuildLayer | Effect::RebuildLayer)
+        })
     }
     pub fn count(&self, op: ChangeOp) -> usize {
         self.changes.iter().filter(|c| c.op == op || (op == ChangeOp::Create && c.op == ChangeOp::Replace)).count()
@@ -167,7 +229,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         let caps: Vec<&str> = pid1.cap_add.iter().map(String::as_str).collect();
         summary.push_str(&format!(", PID 1 keeps also {} for its processes", caps.join(" ")));
     }
-    out.push(Resource { kind: "container", name: plan.name.clone(), summary, value, body: None });
+    out.push(Resource { kind: ResourceKind::Container, name: plan.name.clone(), summary, value, body: None });
     let pk: Vec<&str> = plan.layer.packages.iter().map(String::as_str).collect();
     let shown = if pk.len() > 8 {
         format!("{} (+{} more)", pk[..8].join(" "), pk.len() - 8)
@@ -179,7 +241,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     let steps =
         if plan.layer.steps.is_empty() { String::new() } else { format!(", {} build steps", plan.layer.steps.len()) };
     out.push(Resource {
-        kind: "layer",
+        kind: ResourceKind::Layer,
         name: "packages".into(),
         summary: format!("packages: {shown}{steps}"),
         value: to_value(&plan.layer),
@@ -187,7 +249,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     });
     for secret in &plan.secrets {
         out.push(Resource {
-            kind: "secret",
+            kind: ResourceKind::Secret,
             name: secret.clone(),
             summary: secret.clone(),
             value: Value::Null,
@@ -196,7 +258,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
     }
     for (path, f) in &plan.files {
         out.push(Resource {
-            kind: "file",
+            kind: ResourceKind::File,
             name: path.clone(),
             summary: format!("{path} ({} {})", f.mode, f.owner),
             value: to_value(f),
@@ -214,7 +276,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         };
         let ro = if m.read_only { ", read-only" } else { "" };
         out.push(Resource {
-            kind: "mount",
+            kind: ResourceKind::Mount,
             name: target.clone(),
             summary: format!("{summary}{ro}"),
             value: to_value(m),
@@ -247,12 +309,16 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         crate::spec::types::NetMode::Host => parts.push("host (shares the host's network)".into()),
     }
     out.push(Resource {
-        kind: "network",
+        kind: ResourceKind::Network,
         name: "eth0".into(),
         summary: format!("eth0 {}", parts.join(", ")),
         value: to_value(n),
         body: None,
     });
+    for h in super::compile::host_effects(n) {
+        let value = json!({ "summary": h.summary });
+        out.push(Resource { kind: h.kind, name: h.name, summary: h.summary, value, body: None });
+    }
     for (name, s) in &plan.services {
         let mut extra = Vec::new();
         if let Some(r) = &s.ready {
@@ -270,7 +336,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         }
         let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
         out.push(Resource {
-            kind: "service",
+            kind: ResourceKind::Service,
             name: name.clone(),
             summary: format!("{name}: {}{extra}", s.command.join(" ")),
             value: to_value(s),
@@ -287,7 +353,7 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
             when.push_str(&format!("; {}", t.security.describe()));
         }
         out.push(Resource {
-            kind: "init",
+            kind: ResourceKind::Init,
             name: id.clone(),
             summary: format!("{id}: {} ({when})", t.command.join(" ")),
             value: to_value(t),
@@ -301,7 +367,8 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
 pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
     let after = resources(new);
     let before = old.map(resources).unwrap_or_default();
-    let find = |list: &[Resource], kind: &str, name: &str| list.iter().position(|r| r.kind == kind && r.name == name);
+    let find =
+        |list: &[Resource], kind: ResourceKind, name: &str| list.iter().position(|r| r.kind == kind && r.name == name);
     let mut changes = Vec::new();
     let existing = old.is_some();
 
@@ -322,7 +389,47 @@ pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
         c.effects.sort();
         c.effects.dedup();
     }
-    Changes { container: new.name.clone(), new: old.is_none(), changes }
+    let mut out = Changes { container: new.name.clone(), new: old.is_none(), changes, drift: Vec::new() };
+    // A recreate destroys the running container and adds a new one: shown (and
+    // counted) as the container's replacement, naming what made it necessary.
+    let replaced = out.changes.iter().any(|c| c.kind == ResourceKind::Container && c.op == ChangeOp::Replace);
+    if existing && out.recreates() && !replaced {
+        let why: Vec<String> = out
+            .changes
+            .iter()
+            .filter(|c| c.effects.iter().any(|e| matches!(e, Effect::RecreateContainer | Effect::RebuildLayer)))
+            .map(|c| format!("{} {} {}", c.op.symbol(), c.kind, c.name))
+            .collect();
+        let summary = after.first().map(|r| r.summary.clone()).unwrap_or_default();
+        out.changes.insert(
+            0,
+            Change {
+                op: ChangeOp::Replace,
+                kind: ResourceKind::Container,
+                name: new.name.clone(),
+                summary,
+                effects: vec![Effect::RecreateContainer],
+                fields: vec![format!("recreated for: {}", why.join(", "))],
+                diff: None,
+                content: None,
+            },
+        );
+    }
+    out
+}
+
+/// Which changes recreate a running container: the one rule. The container's own
+/// settings (fixed when PID 1 starts), its layer and its mounts cannot change under a
+/// running container; nor can the set of rendered files (each is bound into the
+/// container on its own; a changed one is rewritten in place). Everything else is
+/// changed live.
+pub fn recreates(kind: ResourceKind, op: ChangeOp) -> bool {
+    use ResourceKind as K;
+    match kind {
+        K::Container | K::Layer | K::Mount => true,
+        K::File => matches!(op, ChangeOp::Create | ChangeOp::Delete | ChangeOp::Replace),
+        K::Secret | K::Network | K::Service | K::Init | K::Route | K::Neighbour | K::Sysctl | K::Nft => false,
+    }
 }
 
 pub(crate) fn users_of(plan: &Plan, path: &str) -> Vec<Effect> {
@@ -337,20 +444,23 @@ pub(crate) fn users_of(plan: &Plan, path: &str) -> Vec<Effect> {
 }
 
 fn create(r: &Resource, existing: bool) -> Change {
-    let effects = match (r.kind, existing) {
-        ("container", _) => vec![Effect::CreateContainer],
-        ("layer", _) => vec![Effect::BuildLayer],
-        ("secret", _) => vec![Effect::CreateSecret(r.name.clone())],
-        ("mount", true) => vec![Effect::RecreateContainer],
-        // Rendered files are bound into the container one by one, and a running
-        // container's read-only root cannot take a new mount point: a new file
-        // recreates the container (a changed one is rewritten in place).
-        ("file", true) => vec![Effect::WriteFile(r.name.clone()), Effect::RecreateContainer],
-        ("network", true) => vec![Effect::ReconfigureNetwork],
-        ("service", true) => vec![Effect::StartService(r.name.clone())],
-        ("init", true) => vec![Effect::RunInit(r.name.clone())],
-        _ => Vec::new(),
+    use ResourceKind as K;
+    let mut effects = match (r.kind, existing) {
+        (K::Container, _) => vec![Effect::CreateContainer],
+        (K::Layer, _) => vec![Effect::BuildLayer],
+        (K::Secret, _) => vec![Effect::CreateSecret(r.name.clone())],
+        // A new container: everything else comes with its creation.
+        (_, false) => Vec::new(),
+        (K::Mount, true) => Vec::new(),
+        (K::File, true) => vec![Effect::WriteFile(r.name.clone())],
+        (K::Network | K::Route | K::Neighbour | K::Sysctl, true) => vec![Effect::ReconfigureNetwork],
+        (K::Nft, true) => vec![Effect::UpdateRules],
+        (K::Service, true) => vec![Effect::StartService(r.name.clone())],
+        (K::Init, true) => vec![Effect::RunInit(r.name.clone())],
     };
+    if existing && recreates(r.kind, ChangeOp::Create) && !matches!(r.kind, K::Container | K::Layer) {
+        effects.push(Effect::RecreateContainer);
+    }
     Change {
         op: ChangeOp::Create,
         kind: r.kind,
@@ -364,19 +474,27 @@ fn create(r: &Resource, existing: bool) -> Change {
 }
 
 fn update(a: &Resource, b: &Resource, new: &Plan) -> Change {
-    let (op, effects) = match b.kind {
-        "container" => (ChangeOp::Replace, vec![Effect::RecreateContainer]),
-        "layer" => (ChangeOp::Replace, vec![Effect::RebuildLayer, Effect::RecreateContainer]),
-        "mount" => (ChangeOp::Replace, vec![Effect::RecreateContainer]),
-        "network" => (ChangeOp::Update, vec![Effect::ReconfigureNetwork]),
-        "file" => {
+    use ResourceKind as K;
+    let mut effects = match b.kind {
+        K::Container | K::Mount => Vec::new(),
+        K::Layer => vec![Effect::RebuildLayer],
+        K::Network | K::Route | K::Neighbour | K::Sysctl => vec![Effect::ReconfigureNetwork],
+        K::Nft => vec![Effect::UpdateRules],
+        K::File => {
             let mut e = vec![Effect::WriteFile(b.name.clone())];
             e.extend(users_of(new, &b.name));
-            (ChangeOp::Update, e)
+            e
         }
-        "service" => (ChangeOp::Update, vec![Effect::RestartService(b.name.clone())]),
-        "init" => (ChangeOp::Update, vec![Effect::RunInit(b.name.clone())]),
-        _ => (ChangeOp::Update, Vec::new()),
+        K::Service => vec![Effect::RestartService(b.name.clone())],
+        K::Init => vec![Effect::RunInit(b.name.clone())],
+        // A secret's value is never compared (its resource is its name).
+        K::Secret => Vec::new(),
+    };
+    let op = if recreates(b.kind, ChangeOp::Update) {
+        effects.push(Effect::RecreateContainer);
+        ChangeOp::Replace
+    } else {
+        ChangeOp::Update
     };
     let diff = match (&a.body, &b.body) {
         (Some(x), Some(y)) if x != y => Some(unified(x, y, &b.name)),
@@ -384,20 +502,26 @@ fn update(a: &Resource, b: &Resource, new: &Plan) -> Change {
     };
     let mut fields = Vec::new();
     field_changes("", &a.value, &b.value, &mut fields);
-    if b.kind == "file" || b.kind == "init" {
+    if matches!(b.kind, K::File | K::Init) {
         fields.retain(|f| !f.starts_with("content") && !f.starts_with("stdin"));
     }
     Change { op, kind: b.kind, name: b.name.clone(), summary: b.summary.clone(), effects, fields, diff, content: None }
 }
 
 fn delete(r: &Resource) -> Change {
-    let effects = match r.kind {
-        // A removed file's bind mount goes with the container it is in.
-        "mount" | "container" | "layer" | "file" => vec![Effect::RecreateContainer],
-        "service" => vec![Effect::StopService(r.name.clone())],
-        "network" => vec![Effect::ReconfigureNetwork],
-        _ => Vec::new(),
+    use ResourceKind as K;
+    let mut effects = match r.kind {
+        K::Service => vec![Effect::StopService(r.name.clone())],
+        K::Network | K::Route | K::Neighbour | K::Sysctl => vec![Effect::ReconfigureNetwork],
+        K::Nft => vec![Effect::UpdateRules],
+        // A removed secret's file stays (the data may depend on it); init tasks
+        // just stop running; the others go with the container (below).
+        K::Secret | K::Init | K::Mount | K::Container | K::Layer | K::File => Vec::new(),
     };
+    // A removed file's bind mount goes with the container it is in.
+    if recreates(r.kind, ChangeOp::Delete) {
+        effects.push(Effect::RecreateContainer);
+    }
     Change {
         op: ChangeOp::Delete,
         kind: r.kind,

@@ -7,6 +7,7 @@
 //! types live in the leaf `vocab` (modules and hooks produce them too) and are
 //! re-exported here as `plan::types` and `plan::text`.
 
+pub mod actions;
 pub mod compile;
 pub mod diff;
 pub mod layer;

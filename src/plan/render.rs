@@ -63,9 +63,24 @@ pub fn human(changes: &Changes, color: bool) -> String {
             }
         }
     }
+    for d in &changes.drift {
+        let (sym, kind, what, repair) = d.line();
+        let op = if sym == "+" { ChangeOp::Create } else { ChangeOp::Update };
+        let head = format!("{sym} {kind:<9} {what}");
+        let _ = writeln!(
+            out,
+            "{}{}",
+            paint(style(op).bold(), &head),
+            paint(Style::new().dimmed(), &format!("  → {repair}"))
+        );
+    }
+    let repair = match changes.drift.len() {
+        0 => String::new(),
+        n => format!(", {n} drifted to repair"),
+    };
     let _ = writeln!(
         out,
-        "Plan: {} to add, {} to change, {} to destroy.",
+        "Plan: {} to add, {} to change, {} to destroy{repair}.",
         changes.count(ChangeOp::Create),
         changes.count(ChangeOp::Update),
         changes.destroyed()
@@ -80,7 +95,13 @@ struct JsonOut<'a> {
     container: &'a str,
     summary: ChangeSummary,
     changes: &'a [super::diff::Change],
+    #[serde(skip_serializing_if = "no_drift")]
+    drift: &'a [super::actions::Drift],
     plan: &'a Plan,
+}
+
+fn no_drift(d: &&[super::actions::Drift]) -> bool {
+    d.is_empty()
 }
 
 #[derive(serde::Serialize)]
@@ -100,6 +121,7 @@ pub fn json(changes: &Changes, plan: &Plan) -> String {
             destroy: changes.destroyed(),
         },
         changes: &changes.changes,
+        drift: &changes.drift,
         plan,
     };
     let mut s = serde_json::to_string_pretty(&out).expect("plans always serialize");

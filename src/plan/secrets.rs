@@ -10,7 +10,7 @@
 //! A plan never holds a secret's value, so a new value is no difference between two
 //! plans: without this step the diff could not see it.
 
-use super::diff::{users_of, Change, ChangeOp, Changes, Effect};
+use super::diff::{users_of, Change, ChangeOp, Changes, Effect, ResourceKind};
 use super::types::Plan;
 use std::collections::BTreeSet;
 
@@ -36,7 +36,7 @@ pub fn regenerations(plan: &Plan, keys: &BTreeSet<String>) -> Vec<Change> {
         effects.dedup();
         out.push(Change {
             op: ChangeOp::Update,
-            kind: "secret",
+            kind: ResourceKind::Secret,
             name: key.clone(),
             summary: key.clone(),
             effects,
@@ -99,7 +99,7 @@ fn on_plan(plan) {
         let p = plan();
         let c = regenerations(&p, &keys(&["app-key"]));
         assert_eq!(c.len(), 1);
-        assert_eq!((c[0].op, c[0].kind, c[0].name.as_str()), (ChangeOp::Update, "secret", "app-key"));
+        assert_eq!((c[0].op, c[0].kind, c[0].name.as_str()), (ChangeOp::Update, ResourceKind::Secret, "app-key"));
         assert_eq!(
             c[0].effects,
             vec![

@@ -36,7 +36,8 @@ use super::RunError;
 use crate::exec::beneath::Beneath;
 use crate::exec::process::Process;
 use crate::exec::{cgroup, net, nft, sandbox, supervisor};
-use crate::plan::diff::{Changes, Effect};
+use crate::plan::actions::{ApplyAction, Drift, Observed, Repair};
+use crate::plan::diff::Changes;
 use crate::plan::Plan;
 use crate::spec::types::NetMode;
 use std::collections::BTreeMap;
@@ -727,57 +728,95 @@ pub enum Applied {
     Unchanged,
     /// Created, recreated or started.
     Started { recreated: bool, status: supervisor::Status },
-    /// Changed in place.
-    Updated { reloaded: Vec<String>, restarted: Vec<String>, network: bool, status: supervisor::Status },
+    /// Changed or repaired in place.
+    Updated {
+        reloaded: Vec<String>,
+        restarted: Vec<String>,
+        network: bool,
+        /// Drift put back ("started web", "nft rules restored", …).
+        repaired: Vec<String>,
+        status: supervisor::Status,
+    },
 }
 
-fn wants_recreate(changes: &Changes) -> bool {
-    changes.changes.iter().flat_map(|c| &c.effects).any(|e| {
-        matches!(e, Effect::CreateContainer | Effect::RecreateContainer | Effect::BuildLayer | Effect::RebuildLayer)
-    })
+/// What an apply of `plan` will do, decided once: the changes and drift to show,
+/// and the actions [`apply`] carries out.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub changes: Changes,
+    pub actions: Vec<ApplyAction>,
+    /// Secrets `container secret regenerate` asked a new value for.
+    pub regenerate: std::collections::BTreeSet<String>,
 }
 
-/// Converge the container to `plan` (the caller holds the container's lock and has
-/// recorded the plan's addresses in the pool). `changes` = diff(applied, plan).
-pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Applied, RunError> {
+/// Whether the running PID 1 `info` can be changed live to `plan`: a container that
+/// runs with other ids than the plan's (from before user namespaces, or opted in or
+/// out since), or whose volumes hold host ids, is recreated (its volumes are shifted
+/// while nothing runs); so is one an older version started, whose PID 1 reads its
+/// config from the run folder (which the container can write).
+fn fits(root: &Path, plan: &Plan, dirs: &Dirs, info: &RunInfo) -> Result<bool, RunError> {
+    let registered = super::ids::Registry::host().lookup(root, &plan.name)?;
+    let base = if plan.host_root { None } else { registered };
+    Ok(info.config_fd
+        && userns_of(info.pid) == base
+        && base.is_some() != plan.host_root
+        && prepare::volumes_to_migrate(plan, dirs, base).is_empty()
+        && (!plan.host_root || registered.is_none_or(|o| prepare::volumes_to_unshift(plan, dirs, o).is_empty())))
+}
+
+/// Diff `plan` against the applied one, observe what runs and decide (the caller
+/// holds the container's lock for an apply; `plan` alone only reads).
+pub fn decide(root: &Path, plan: &Plan) -> Result<Decision, RunError> {
+    let dirs = Dirs::new(root, &plan.name);
+    let old = applied(root, &plan.name)?;
+    let running = layout::running(&dirs);
+    let fits = match &running {
+        Some(info) => fits(root, plan, &dirs, info)?,
+        None => false,
+    };
+    let drift = old.as_ref().map(|o| super::observe::drift(root, o)).unwrap_or_default();
+    let regenerate = layout::read_regenerate(&dirs)?;
+    let mut changes =
+        crate::plan::secrets::with_regenerations(crate::plan::diff(old.as_ref(), plan), plan, &regenerate);
+    changes.drift = drift.clone();
+    let observed = Observed { running: running.is_some(), fits, interrupted: dirs.pending().exists(), drift };
+    let actions = crate::plan::actions::decide_changes(old.as_ref(), plan, &changes, &observed);
+    Ok(Decision { changes, actions, regenerate })
+}
+
+/// Converge the container to `plan` by carrying out `decision` (from [`decide`]; the
+/// caller holds the container's lock and has recorded the plan's addresses in the
+/// pool).
+pub fn apply(root: &Path, plan: &Plan, decision: &Decision, say: Say) -> Result<Applied, RunError> {
     let dirs = Dirs::new(root, &plan.name);
     // A secret that cannot be used (missing, empty, not a regular file) is refused
     // before anything changes, also when nothing else would change.
-    let applied_before = applied(root, &plan.name)?;
-    let regenerate = crate::plan::secrets::regenerated(changes);
-    prepare::check_secrets(plan, applied_before.as_ref(), &dirs, &regenerate)?;
-    let interrupted = dirs.pending().exists();
-    let running = layout::running(&dirs);
-    // A container that runs with other ids than the plan's (from before user
-    // namespaces, or opted in or out since), or whose volumes hold host ids, is
-    // recreated: its volumes are shifted while nothing runs.
-    let registered = super::ids::Registry::host().lookup(root, &plan.name)?;
-    let base = if plan.host_root { None } else { registered };
-    // So is one an older version started, whose PID 1 reads its config from the run
-    // folder (which the container can write): the new one gets it as an fd.
-    let ids_ok = |info: &RunInfo| {
-        info.config_fd
-            && userns_of(info.pid) == base
-            && base.is_some() != plan.host_root
-            && prepare::volumes_to_migrate(plan, &dirs, base).is_empty()
-            && (!plan.host_root || registered.is_none_or(|o| prepare::volumes_to_unshift(plan, &dirs, o).is_empty()))
-    };
-    let running_ok = running.filter(ids_ok);
-    if changes.is_empty() && running_ok.is_some() && !interrupted {
+    let old = applied(root, &plan.name)?;
+    let regenerate = &decision.regenerate;
+    prepare::check_secrets(plan, old.as_ref(), &dirs, regenerate)?;
+    if decision.actions.is_empty() {
         return Ok(Applied::Unchanged);
     }
+    let interrupted = dirs.pending().exists();
+    let running = layout::running(&dirs);
     // Refuse what cannot run before anything changes.
     prepare::rootfs(plan, &dirs)?;
-    let old = applied(root, &plan.name)?;
+    let applied_before = old.clone();
 
     layout::write_pending(&dirs, plan)?;
     layout::write_desired(&dirs, layout::Desired::Running)?;
     crash_point(CrashPoint::Pending);
 
-    let live = running_ok.filter(|_| !interrupted && !wants_recreate(changes) && old.is_some());
-    let result = match (live, old) {
-        (Some(info), Some(old)) => update_live(root, plan, &old, changes, &dirs, &info, say)?,
-        _ => {
+    let fresh = matches!(decision.actions.first(), Some(ApplyAction::Create | ApplyAction::Recreate));
+    let result = match (fresh, running, old) {
+        (false, Some(info), Some(old)) => update_live(root, plan, &old, decision, &dirs, &info, say)?,
+        (false, _, _) => {
+            return Err(RunError::Failed(format!(
+                "{} stopped while the apply began; run `container apply` again",
+                plan.name
+            )))
+        }
+        (true, running, _) => {
             let recreated = running.is_some() || interrupted;
             if recreated {
                 say(&format!("recreating {}", plan.name));
@@ -787,7 +826,7 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
                 stop(root, &plan.name, None, say)?;
             }
             let base = userns_base(root, plan)?;
-            prepare::ensure_secrets(plan, &dirs, base, applied_before.as_ref(), &regenerate)?;
+            prepare::ensure_secrets(plan, &dirs, base, applied_before.as_ref(), regenerate)?;
             crash_point(CrashPoint::Secrets);
             let etc = prepare::etc_dir(&prepare::rootfs(plan, &dirs)?);
             prepare::write_files(plan, &dirs, &etc, base)?;
@@ -822,81 +861,104 @@ pub fn apply(root: &Path, plan: &Plan, changes: &Changes, say: Say) -> Result<Ap
     Ok(result)
 }
 
-/// Apply changes to a running container without recreating it.
+/// Carry out the live actions of a decision on a running container.
 fn update_live(
     root: &Path,
     plan: &Plan,
     old: &Plan,
-    changes: &Changes,
+    decision: &Decision,
     dirs: &Dirs,
     info: &RunInfo,
     say: Say,
 ) -> Result<Applied, RunError> {
-    let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
+    let actions = &decision.actions;
     // The running container's ids (apply checked they are the plan's).
     let base = userns_of(info.pid);
-    prepare::ensure_secrets(plan, dirs, base, Some(old), &crate::plan::secrets::regenerated(changes))?;
-    crash_point(CrashPoint::Secrets);
-    prepare::write_files(plan, dirs, &etc, base)?;
-    prepare::write_net_files(plan, dirs, base)?;
-    crash_point(CrashPoint::Files);
-    prepare::ensure_volumes(plan, dirs, &etc, base)?;
-    crash_point(CrashPoint::Volumes);
-    let effects: Vec<&Effect> = changes.changes.iter().flat_map(|c| &c.effects).collect();
-    let network = effects.iter().any(|e| matches!(e, Effect::ReconfigureNetwork));
-    if network {
-        let key = StateRoot::new(root).host_key(&plan.name);
-        teardown_network(&key, old)?;
-        if plan.network.mode == NetMode::Routed {
-            let ns = net::open_netns(info.pid)?;
-            net::setup(&key, &plan.network, ns.as_fd())?;
-        }
-        say("network reconfigured");
-    }
-    crash_point(CrashPoint::Network);
-    sync_nft(root, true)?;
-    crash_point(CrashPoint::Nft);
-
-    // Service and init-task changes go through the supervisor's reconfigure, which
-    // restarts exactly the services whose definition changed and reruns init tasks.
-    let reconfigure = effects.iter().any(|e| {
-        matches!(e, Effect::StartService(_) | Effect::StopService(_) | Effect::RestartService(_) | Effect::RunInit(_))
-            && !matches!(e, Effect::RestartService(s) if plan.services.get(s) == old.services.get(s))
-    });
+    let key = StateRoot::new(root).host_key(&plan.name);
     let mut generation = 0;
-    if reconfigure {
-        // The new config travels with the request as a sealed memfd; the supervisor
-        // takes it only from outside its pid namespace, i.e. from the host.
-        let config = prepare::supervisor_config_fd(plan, dirs)?;
-        let before = supervisor::read_status(&dirs.run())?.generation;
-        control_reply(
-            "reconfigure",
-            supervisor::control_with_fd(&dirs.run(), info.pid, "reconfigure", config.as_fd()),
-        )?;
-        generation = before + 1;
-    }
-    let mut reloaded = Vec::new();
-    let mut restarted = Vec::new();
-    for e in &effects {
-        match e {
-            Effect::ReloadService(s) if !restarted.contains(s) && !reloaded.contains(s) => {
+    let (mut reloaded, mut restarted, mut repaired) = (Vec::new(), Vec::new(), Vec::new());
+    let mut network = false;
+    // Services started again: their `since` before the request, to wait past it.
+    let mut started: Vec<(String, u64)> = Vec::new();
+    for action in actions {
+        match action {
+            ApplyAction::Files => {
+                let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
+                prepare::ensure_secrets(plan, dirs, base, Some(old), &decision.regenerate)?;
+                crash_point(CrashPoint::Secrets);
+                prepare::write_files(plan, dirs, &etc, base)?;
+                prepare::write_net_files(plan, dirs, base)?;
+                crash_point(CrashPoint::Files);
+                prepare::ensure_volumes(plan, dirs, &etc, base)?;
+                crash_point(CrashPoint::Volumes);
+            }
+            ApplyAction::Network => {
+                teardown_network(&key, old)?;
+                if plan.network.mode == NetMode::Routed {
+                    let ns = net::open_netns(info.pid)?;
+                    net::setup(&key, &plan.network, ns.as_fd())?;
+                }
+                say("network reconfigured");
+                network = true;
+            }
+            ApplyAction::Rules => {
+                crash_point(CrashPoint::Network);
+                sync_nft(root, true)?;
+                crash_point(CrashPoint::Nft);
+            }
+            ApplyAction::Reconfigure => {
+                // The new config travels with the request as a sealed memfd; the
+                // supervisor takes it only from outside its pid namespace (the host).
+                let config = prepare::supervisor_config_fd(plan, dirs)?;
+                let before = supervisor::read_status(&dirs.run())?.generation;
+                control_reply(
+                    "reconfigure",
+                    supervisor::control_with_fd(&dirs.run(), info.pid, "reconfigure", config.as_fd()),
+                )?;
+                generation = before + 1;
+            }
+            ApplyAction::Reload(s) => {
                 control_ok(dirs, info, &format!("reload {s}"))?;
                 reloaded.push(s.clone());
             }
-            // A file change restarts a service whose definition is unchanged here;
-            // a changed definition was restarted by reconfigure.
-            Effect::RestartService(s) if !restarted.contains(s) => {
-                if plan.services.get(s) == old.services.get(s) {
-                    control_ok(dirs, info, &format!("restart {s}"))?;
-                }
+            ApplyAction::Restart(s) => {
+                control_ok(dirs, info, &format!("restart {s}"))?;
                 restarted.push(s.clone());
             }
-            _ => {}
+            ApplyAction::Repair(d) => match (d.repair(), d) {
+                (Repair::Start(s), Drift::Service { state, .. }) => {
+                    let since = supervisor::read_status(&dirs.run())
+                        .ok()
+                        .and_then(|st| st.services.get(&s).map(|x| x.since))
+                        .unwrap_or(0);
+                    control_ok(dirs, info, &format!("restart {s}"))?;
+                    say(&format!("service {s} was {state}: started"));
+                    repaired.push(format!("started {s}"));
+                    started.push((s, since));
+                }
+                (Repair::Network, d) => repaired.push(match d {
+                    Drift::Veth { veth } => format!("veth {veth} recreated"),
+                    Drift::Route { route } => format!("route {route} restored"),
+                    other => other.to_string(),
+                }),
+                (Repair::Rules, _) => repaired.push("nft rules restored".into()),
+                // `decide` recreates for these; nothing is left to do live.
+                (Repair::Recreate | Repair::Start(_), _) => {}
+            },
+            ApplyAction::Create | ApplyAction::Recreate => {}
         }
+    }
+    // A started service's status must be its new run's, never the one that ended.
+    let until = Instant::now() + Duration::from_secs(5);
+    while !started.is_empty() && Instant::now() < until {
+        if let Ok(st) = supervisor::read_status(&dirs.run()) {
+            started.retain(|(s, since)| st.services.get(s).is_some_and(|x| x.since == *since));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     let status = wait_ready(dirs, info, generation)?;
     crash_point(CrashPoint::Ready);
-    Ok(Applied::Updated { reloaded, restarted, network, status })
+    Ok(Applied::Updated { reloaded, restarted, network, repaired, status })
 }
 
 fn control_ok(dirs: &Dirs, info: &RunInfo, request: &str) -> Result<(), RunError> {

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod layers;
 pub mod layout;
 pub mod lifecycle;
+pub mod observe;
 pub mod prepare;
 pub mod secrets;
 
