@@ -1,14 +1,18 @@
-//! Rendered files of a running container change atomically.
+//! Rendered files of a running container change atomically, and new ones are added
+//! without recreating it.
 //!
 //! - a reader loop inside never sees an empty or mixed file while `apply` rewrites it
 //!   200 times with different sizes (each version is one line repeated, naming its
 //!   count);
-//! - a write that fails (ENOSPC) leaves the old content, inside and on the host.
+//! - a write that fails (ENOSPC) leaves the old content, inside and on the host;
+//! - a new file beneath a volume or tmpfs is bound into the running container: PID 1
+//!   and every service keep their pids, `plan` shows no recreate.
 //!
 //! Host tier (`require_host!`): `host`-base containers without a network (so the
 //! address salt 109 of this file is not needed yet); names `lf<slice>…`.
 
 mod support;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use support::*;
 
@@ -143,4 +147,85 @@ fn a_write_that_fails_for_space_keeps_the_old_content() {
     std::fs::remove_file(fs.0.join(".filler")).unwrap();
     ct.apply_ok();
     assert_eq!(ct.exec_ok(&["/bin/cat", "/srv/conf/big.txt"]), new);
+}
+
+fn add_spec(extra: &str) -> String {
+    format!(
+        r#"base = "host"
+[network]
+mode = "none"
+[[files]]
+path = "/srv/data/kept.conf"
+content = "kept"
+[[mounts]]
+target = "/srv/data"
+type = "volume"
+[[mounts]]
+target = "/srv/scratch"
+type = "tmpfs"
+size = "1M"
+[processes.a]
+command = ["/bin/sleep", "infinity"]
+[processes.b]
+command = ["/bin/sleep", "infinity"]
+{extra}"#
+    )
+}
+
+const ADDED: &str = r#"
+[[files]]
+path = "/srv/data/sub/new.conf"
+content = "new in a volume"
+[[files]]
+path = "/srv/scratch/new.conf"
+content = "new in a tmpfs"
+"#;
+
+#[test]
+fn a_new_file_beneath_a_volume_or_tmpfs_is_added_live() {
+    require_host!();
+    let ct = Ct::new(&name("a"), &add_spec(""));
+    ct.apply_ok();
+    let pids = || (ct.pid1(), ct.service_pid("a"), ct.service_pid("b"));
+    let before = pids();
+
+    ct.write(&add_spec(ADDED));
+    let plan = container().arg("plan").arg(ct.spec()).stdin(Stdio::null()).output().unwrap();
+    let shown = text(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("+ file      /srv/data/sub/new.conf"), "{shown}");
+    assert!(!shown.contains("recreate"), "a new file beneath a volume recreates: {shown}");
+    assert!(shown.contains("Plan: 2 to add, 0 to change, 0 to destroy."), "{shown}");
+    let out = ct.apply_ok();
+    assert!(!out.contains("recreated"), "{out}");
+    assert_eq!(pids(), before, "adding files restarted PID 1 or a service");
+    assert_eq!(ct.exec_ok(&["/bin/cat", "/srv/data/sub/new.conf"]), "new in a volume");
+    assert_eq!(ct.exec_ok(&["/bin/cat", "/srv/scratch/new.conf"]), "new in a tmpfs");
+    // Read-only inside, like every rendered file.
+    let w = ct.exec(&["/bin/sh", "-c", "echo x > /srv/data/sub/new.conf"]);
+    assert!(!w.status.success(), "a rendered file added live is writable inside");
+
+    // And it changes live like the others (its mount is ours: swapped beneath).
+    ct.write(&add_spec(&ADDED.replace("new in a volume", "changed")));
+    ct.apply_ok();
+    assert_eq!(pids(), before);
+    assert_eq!(ct.exec_ok(&["/bin/cat", "/srv/data/sub/new.conf"]), "changed");
+
+    // A restart binds it the usual way.
+    ok(&["restart", &ct.name]);
+    assert_eq!(ct.exec_ok(&["/bin/cat", "/srv/data/sub/new.conf"]), "changed");
+}
+
+#[test]
+fn a_new_file_in_the_read_only_root_still_recreates() {
+    require_host!();
+    let ct = Ct::new(&name("r"), &add_spec(""));
+    ct.apply_ok();
+    let pid1 = ct.pid1();
+    ct.write(&add_spec("[[files]]\npath = \"/srv/elsewhere.conf\"\ncontent = \"x\"\n"));
+    let plan = container().arg("plan").arg(ct.spec()).stdin(Stdio::null()).output().unwrap();
+    assert!(text(&plan.stdout).contains("recreate container"), "{}", text(&plan.stdout));
+    ct.apply_ok();
+    assert_ne!(ct.pid1(), pid1);
+    assert_eq!(ct.exec_ok(&["/bin/cat", "/srv/elsewhere.conf"]), "x");
 }

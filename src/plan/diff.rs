@@ -304,7 +304,7 @@ pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
 
     for r in &after {
         match find(&before, r.kind, &r.name) {
-            None => changes.push(create(r, existing)),
+            None => changes.push(create(r, existing, r.kind == "file" && recreates(old, new, &r.name))),
             Some(i) if before[i].value != r.value => changes.push(update(&before[i], r, new)),
             Some(_) => {}
         }
@@ -333,16 +333,29 @@ fn users_of(plan: &Plan, path: &str) -> Vec<Effect> {
         .collect()
 }
 
-fn create(r: &Resource, existing: bool) -> Change {
+/// Whether adding the rendered file `path` recreates the running container. A file
+/// is bound onto its path, so it needs a mount point: one can be made live only in a
+/// writable volume or tmpfs the container has already (the deepest mount above the
+/// path, unchanged by this apply); elsewhere it would have to exist in the read-only
+/// root, which the plan cannot tell, so the container is recreated.
+pub fn recreates(old: Option<&Plan>, new: &Plan, path: &str) -> bool {
+    let Some(old) = old else { return true };
+    let deepest = new.mounts.iter().rfind(|(t, _)| path.starts_with(&format!("{}/", t.trim_end_matches('/'))));
+    !deepest.is_some_and(|(t, m)| {
+        matches!(m.kind, MountKind::Volume | MountKind::Tmpfs) && !m.read_only && old.mounts.get(t) == Some(m)
+    })
+}
+
+fn create(r: &Resource, existing: bool, recreate_for_file: bool) -> Change {
     let effects = match (r.kind, existing) {
         ("container", _) => vec![Effect::CreateContainer],
         ("layer", _) => vec![Effect::BuildLayer],
         ("secret", _) => vec![Effect::CreateSecret(r.name.clone())],
         ("mount", true) => vec![Effect::RecreateContainer],
-        // Rendered files are bound into the container one by one, and a running
-        // container's read-only root cannot take a new mount point: a new file
-        // recreates the container (a changed one is rewritten in place).
-        ("file", true) => vec![Effect::WriteFile(r.name.clone()), Effect::RecreateContainer],
+        // Rendered files are bound into the container one by one: a new one is bound
+        // live where a mount point can be made (see `recreates`).
+        ("file", true) if recreate_for_file => vec![Effect::WriteFile(r.name.clone()), Effect::RecreateContainer],
+        ("file", true) => vec![Effect::WriteFile(r.name.clone())],
         ("network", true) => vec![Effect::ReconfigureNetwork],
         ("service", true) => vec![Effect::StartService(r.name.clone())],
         ("init", true) => vec![Effect::RunInit(r.name.clone())],
@@ -444,4 +457,32 @@ pub fn unified(a: &str, b: &str, name: &str) -> String {
         .context_radius(3)
         .header(&format!("a{name}"), &format!("b{name}"))
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::compile::test_plan;
+
+    const BASE: &str = "name = \"t\"\nbase = \"host\"\n[[mounts]]\ntarget = \"/srv/data\"\ntype = \"volume\"\n\
+        [[mounts]]\ntarget = \"/srv/ro\"\ntype = \"volume\"\nread_only = true\n";
+
+    fn with_file(extra: &str, path: &str) -> Plan {
+        test_plan(&format!("{BASE}{extra}[[files]]\npath = \"{path}\"\ncontent = \"x\"\n"))
+    }
+
+    #[test]
+    fn a_new_file_recreates_only_outside_a_writable_volume_or_tmpfs_it_had() {
+        let old = test_plan(BASE);
+        assert!(!recreates(Some(&old), &with_file("", "/srv/data/a/b.conf"), "/srv/data/a/b.conf"));
+        assert!(recreates(Some(&old), &with_file("", "/srv/other.conf"), "/srv/other.conf"));
+        assert!(recreates(Some(&old), &with_file("", "/srv/ro/x"), "/srv/ro/x"));
+        assert!(recreates(None, &with_file("", "/srv/data/x"), "/srv/data/x"));
+        // A tmpfs added by the same apply recreates anyway (its mount is new).
+        let tmp = "[[mounts]]\ntarget = \"/srv/tmp\"\ntype = \"tmpfs\"\n";
+        assert!(recreates(Some(&old), &with_file(tmp, "/srv/tmp/x"), "/srv/tmp/x"));
+        let new = with_file("", "/srv/data/x");
+        let effects: Vec<Effect> = diff(Some(&old), &new).changes.into_iter().flat_map(|c| c.effects).collect();
+        assert_eq!(effects, [Effect::WriteFile("/srv/data/x".into())]);
+    }
 }
