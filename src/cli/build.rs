@@ -26,7 +26,7 @@ impl Progress {
     }
     fn clear(&self) {
         if self.tty {
-            eprint!("\r\x1b[2K");
+            err!("\r\x1b[2K");
         }
     }
 }
@@ -44,14 +44,14 @@ fn width() -> usize {
 impl BuildUi for Progress {
     fn say(&mut self, line: &str) {
         self.clear();
-        eprintln!("{line}");
+        errln!("{line}");
     }
     fn begin(&mut self, n: usize, total: usize, what: &str) {
         self.current = what.to_string();
         self.step = (n, total);
         self.last_plain = Duration::ZERO;
         if !self.tty {
-            eprintln!("build [{n}/{total}] {what}");
+            errln!("build [{n}/{total}] {what}");
         }
     }
     fn tick(&mut self, elapsed: Duration, last: &str) {
@@ -60,7 +60,7 @@ impl BuildUi for Progress {
             // A sign of life every half minute on a log or CI console.
             if elapsed >= self.last_plain + Duration::from_secs(30) {
                 if self.last_plain > Duration::ZERO {
-                    eprintln!("build [{n}/{total}] {} … {} s", self.current, elapsed.as_secs());
+                    errln!("build [{n}/{total}] {} … {} s", self.current, elapsed.as_secs());
                 }
                 self.last_plain = elapsed;
             }
@@ -85,9 +85,9 @@ impl BuildUi for Progress {
         let room = width().saturating_sub(head.chars().count() + 1);
         let tail: String = last.chars().take(room).collect();
         if std::env::var_os("NO_COLOR").is_some() {
-            eprint!("\r\x1b[2K{head}{tail}");
+            err!("\r\x1b[2K{head}{tail}");
         } else {
-            eprint!("\r\x1b[2K{head}\x1b[2m{tail}\x1b[0m");
+            err!("\r\x1b[2K{head}\x1b[2m{tail}\x1b[0m");
         }
         let _ = std::io::stderr().flush();
     }
@@ -95,9 +95,9 @@ impl BuildUi for Progress {
         let (n, total) = self.step;
         self.clear();
         if self.tty {
-            eprintln!("[{n}/{total}] {} ({secs:.1} s)", self.current);
+            errln!("[{n}/{total}] {} ({secs:.1} s)", self.current);
         } else if secs >= 1.0 {
-            eprintln!("build [{n}/{total}] done in {secs:.1} s");
+            errln!("build [{n}/{total}] done in {secs:.1} s");
         }
     }
 }
@@ -186,18 +186,18 @@ pub fn build(root: &Path, cache: &Path, file: &Path) -> ExitCode {
         Err(code) => return code,
     };
     if stack(&plan.layer).is_none() {
-        println!("{}: base `host` has nothing to build", plan.name);
+        outln!("{}: base `host` has nothing to build", plan.name);
         return ExitCode::SUCCESS;
     }
     match ensure(cache, &plan, &loaded.dir, None) {
         Ok(Some(e)) => {
             let verb = if e.built.is_empty() { "reused" } else { "built" };
-            println!("{}: layers {} ({verb})", plan.name, e.ids.join(" on "));
+            outln!("{}: layers {} ({verb})", plan.name, e.ids.join(" on "));
             ExitCode::SUCCESS
         }
         Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: build {}: {e}", plan.name);
+            errln!("error: build {}: {e}", plan.name);
             ExitCode::FAILURE
         }
     }
@@ -253,20 +253,20 @@ pub fn images(cache: &Path, json: bool) -> ExitCode {
                 v
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).expect("serializes"));
+        outln!("{}", serde_json::to_string_pretty(&rows).expect("serializes"));
         return ExitCode::SUCCESS;
     }
     if layers.is_empty() {
-        println!("No layers in {}.", cache.display());
+        outln!("No layers in {}.", cache.display());
         return ExitCode::SUCCESS;
     }
-    println!("{:<21} {:<9} {:>10}  {:<24} CONTENT", "LAYER", "KIND", "SIZE", "USED BY");
+    outln!("{:<21} {:<9} {:>10}  {:<24} CONTENT", "LAYER", "KIND", "SIZE", "USED BY");
     for (l, u) in layers.iter().zip(&users) {
         let used = if u.is_empty() { "-".to_string() } else { u.join(",") };
-        println!("{:<21} {:<9} {:>10}  {:<24} {}", l.id, l.kind, human_size(l.size), used, describe(l));
+        outln!("{:<21} {:<9} {:>10}  {:<24} {}", l.id, l.kind, human_size(l.size), used, describe(l));
     }
     let total: u64 = layers.iter().map(|l| l.size).sum();
-    println!("{} layers, {} in {}", layers.len(), human_size(total), cache.display());
+    outln!("{} layers, {} in {}", layers.len(), human_size(total), cache.display());
     ExitCode::SUCCESS
 }
 
@@ -284,14 +284,14 @@ pub fn gc(cache: &Path, dry_run: bool) -> ExitCode {
         Ok(gone) => {
             let verb = if dry_run { "would remove" } else { "removed" };
             for l in &gone {
-                println!("{verb} {} ({}, {})", l.id, describe(l), human_size(l.size));
+                outln!("{verb} {} ({}, {})", l.id, describe(l), human_size(l.size));
             }
             let total: u64 = gone.iter().map(|l| l.size).sum();
-            println!("{verb} {} unused layers, {}", gone.len(), human_size(total));
+            outln!("{verb} {} unused layers, {}", gone.len(), human_size(total));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: gc: {e}");
+            errln!("error: gc: {e}");
             ExitCode::FAILURE
         }
     }

@@ -11,6 +11,41 @@
 //! ROOT DEST STRIP`, the tarball on stdin) are dispatched before the parser, so they
 //! never appear in help, "did you mean" tips or shell completions.
 
+/// `println!` that never panics: a write error (EPIPE from `| head -c1`, a closed
+/// terminal) is ignored, so a command that changes the host never stops halfway
+/// because its output went nowhere. Every line the CLI prints goes through these.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `print!` that ignores write errors (see [`outln!`]).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout();
+        let _ = write!(o, $($t)*).and_then(|_| o.flush());
+    }};
+}
+
+/// `eprintln!` that ignores write errors (see [`outln!`]).
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `eprint!` that ignores write errors (see [`outln!`]).
+macro_rules! err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod build;
 mod plan;
 mod run;
@@ -255,7 +290,7 @@ pub fn main() -> ExitCode {
         return match crate::exec::supervisor::ConfigSource::parse(&args[2..]) {
             Some(config) => supervise(&config),
             None => {
-                eprintln!("usage: container {SUPERVISE} --config-fd N | container {SUPERVISE} CONFIG");
+                errln!("usage: container {SUPERVISE} --config-fd N | container {SUPERVISE} CONFIG");
                 ExitCode::from(EXIT_USAGE)
             }
         };
@@ -282,6 +317,21 @@ pub fn main() -> ExitCode {
         Box::new(miette::MietteHandlerOpts::new().terminal_links(false).context_lines(1).build())
     }))
     .ok();
+    // A closed terminal must not end a command that changes the host between two
+    // steps (stopped but not started again); those that only read or attach keep
+    // the default, so `exec`, `shell` and `logs -f` end with their terminal.
+    if matches!(
+        cli.command,
+        Command::Apply { .. }
+            | Command::Build { .. }
+            | Command::Gc { .. }
+            | Command::Start { .. }
+            | Command::Stop { .. }
+            | Command::Restart { .. }
+            | Command::Destroy { .. }
+    ) {
+        crate::exec::process::ignore_hangup();
+    }
     match cli.command {
         Command::Validate { files } => plan::validate(&cli.root, &files),
         Command::Plan { file, json } => plan::plan(&cli.root, &cli.cache, file.as_deref(), json),
@@ -313,26 +363,26 @@ pub fn main() -> ExitCode {
             run::secret_regenerate(&cli.root, &name.0, &key)
         }
         Command::Schema { install: false, .. } => {
-            print!("{}", crate::schema::schema_json());
+            out!("{}", crate::schema::schema_json());
             ExitCode::SUCCESS
         }
         Command::Schema { install: true, path } => match crate::schema::install(&path) {
             Ok(()) => {
-                println!("installed the schema to {}", path.display());
+                outln!("installed the schema to {}", path.display());
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: cannot install the schema to {}: {e}", path.display());
+                errln!("error: cannot install the schema to {}: {e}", path.display());
                 ExitCode::FAILURE
             }
         },
         Command::Explain { path } => match crate::schema::explain(path.as_deref().unwrap_or("")) {
             Ok(text) => {
-                print!("{text}");
+                out!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 ExitCode::FAILURE
             }
         },
@@ -355,7 +405,7 @@ fn supervise(config: &crate::exec::supervisor::ConfigSource) -> ExitCode {
 fn unpack(args: &[std::ffi::OsString]) -> ExitCode {
     use crate::exec::unpack::{unpack_tarball, UnpackLimits, UNPACK_ARG};
     let usage = || {
-        eprintln!("usage: container {UNPACK_ARG} ROOT DEST STRIP < TARBALL");
+        errln!("usage: container {UNPACK_ARG} ROOT DEST STRIP < TARBALL");
         ExitCode::from(EXIT_USAGE)
     };
     let [root, dest, strip] = args else { return usage() };
@@ -365,11 +415,11 @@ fn unpack(args: &[std::ffi::OsString]) -> ExitCode {
     let stdin = std::io::stdin().lock();
     match unpack_tarball(std::path::Path::new(root), dest, strip, stdin, UnpackLimits::default()) {
         Ok(r) => {
-            println!("unpacked {} members ({} bytes) into {dest}, {} skipped", r.members, r.bytes, r.skipped);
+            outln!("unpacked {} members ({} bytes) into {dest}, {} skipped", r.members, r.bytes, r.skipped);
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("container {UNPACK_ARG}: {e}");
+            errln!("container {UNPACK_ARG}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub(crate) fn report(e: &SpecErrors) {
-    eprintln!("{:?}", e.report());
+    errln!("{:?}", e.report());
 }
 
 /// The spec used when no file is given: a `host`-base example that needs no download.
@@ -29,7 +29,7 @@ pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loade
     })?;
     let state = StateRoot::new(root);
     let pool = crate::runtime::address_pool(root).map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         ExitCode::FAILURE
     })?;
     let reader = SpecFolder(loaded.dir.clone());
@@ -58,7 +58,7 @@ pub fn validate(root: &Path, files: &[PathBuf]) -> ExitCode {
 
 pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitCode {
     if file.is_none() {
-        eprintln!("(no spec given: planning the embedded example {EMBEDDED_NAME})");
+        errln!("(no spec given: planning the embedded example {EMBEDDED_NAME})");
     }
     let (_, plan, state) = match load_and_compile(root, file) {
         Ok(x) => x,
@@ -67,21 +67,21 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     let applied = match crate::runtime::applied(root, &plan.name) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     // Addresses and prefixes that would take over another container's or a host
     // route are refused here as `apply` refuses them.
     if let Err(e) = crate::runtime::check_network_if_readable(root, &plan) {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         return ExitCode::FAILURE;
     }
     // Secrets `container secret regenerate` asked a new value for (read only).
     let regenerate = match crate::runtime::layout::read_regenerate(&state.container(&plan.name)) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -89,7 +89,7 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     if let Err(e) =
         crate::runtime::prepare::check_secrets(&plan, applied.as_ref(), &state.container(&plan.name), &regenerate)
     {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         return ExitCode::FAILURE;
     }
     let mut changes = plan::secrets::with_regenerations(plan::diff(applied.as_ref(), &plan), &plan, &regenerate);
@@ -102,7 +102,7 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     let userns = match crate::runtime::userns_view(root, &plan) {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };

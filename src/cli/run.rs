@@ -15,12 +15,21 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
+    errln!("error: {e}");
     ExitCode::FAILURE
 }
 
 fn say(line: &str) {
-    eprintln!("{line}");
+    errln!("{line}");
+}
+
+/// What a command that changed the host says at its end (or before it starts): a
+/// write error (EPIPE, a closed terminal) is ignored, so the outcome, not the
+/// output, decides the exit code, and nothing stops halfway.
+fn tell(text: &str) -> ExitCode {
+    let mut o = anstream::stdout();
+    let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
+    ExitCode::SUCCESS
 }
 
 fn out(text: &str) -> ExitCode {
@@ -141,12 +150,13 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
         return out(&render::human(changes, true));
     }
     let running = layout::running(&dirs).is_some();
-    if !changes.is_empty() && out(&render::human(changes, true)) != ExitCode::SUCCESS {
-        return ExitCode::FAILURE;
+    if !changes.is_empty() {
+        // Unread output (`apply | head -c1`) does not stop the apply.
+        tell(&render::human(changes, true));
     }
     match runtime::apply(root, &plan, &decision, &mut say) {
         Ok(Applied::Unchanged) => {
-            let _ = out(&format!("No changes. {name} is running the spec already.\n"));
+            tell(&format!("No changes. {name} is running the spec already.\n"));
             ExitCode::SUCCESS
         }
         Ok(Applied::Started { recreated, status }) => {
@@ -188,15 +198,15 @@ fn finish(plan: &Plan, status: &Status, headline: &str, started: Instant) -> Exi
     text.push_str(&service_table(status));
     let failures = runtime::failures(status);
     if !failures.is_empty() {
-        let _ = out(&text);
+        tell(&text);
         for f in &failures {
-            eprintln!("error: {f}");
+            errln!("error: {f}");
         }
-        eprintln!("(logs: container logs {})", plan.name);
+        errln!("(logs: container logs {})", plan.name);
         return ExitCode::FAILURE;
     }
     text.push_str(&reach(plan));
-    out(&text)
+    tell(&text)
 }
 
 fn service_table(st: &Status) -> String {
@@ -446,10 +456,10 @@ fn locked<T>(root: &Path, name: &str, f: impl FnOnce() -> Result<T, RunError>) -
 pub fn start(root: &Path, name: &str) -> ExitCode {
     let t = Instant::now();
     match locked(root, name, || runtime::start(root, name, &mut say)) {
-        Ok(None) => out(&format!("{name} is already running\n")),
+        Ok(None) => tell(&format!("{name} is already running\n")),
         Ok(Some(st)) => match runtime::applied(root, name) {
             Ok(Some(plan)) => finish(&plan, &st, &format!("{name} started"), t),
-            _ => out(&format!("{name} started\n")),
+            _ => tell(&format!("{name} started\n")),
         },
         Err(e) => fail(format!("start {name}: {e}")),
     }
@@ -457,8 +467,8 @@ pub fn start(root: &Path, name: &str) -> ExitCode {
 
 pub fn stop(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
     match locked(root, name, || runtime::stop_wanted(root, name, timeout.map(Duration::from_secs), &mut say)) {
-        Ok(true) => out(&format!("{name} stopped\n")),
-        Ok(false) => out(&format!("{name} was not running\n")),
+        Ok(true) => tell(&format!("{name} stopped\n")),
+        Ok(false) => tell(&format!("{name} was not running\n")),
         Err(e) => fail(format!("stop {name}: {e}")),
     }
 }
@@ -488,7 +498,7 @@ pub fn start_all(root: &Path) -> ExitCode {
                 }
                 Err(e) => {
                     failed += 1;
-                    eprintln!("error: start {name}: {e}");
+                    errln!("error: start {name}: {e}");
                     format!("{name}: failed to start\n")
                 }
             }
@@ -497,7 +507,7 @@ pub fn start_all(root: &Path) -> ExitCode {
         let _ = out(&line);
     }
     if failed > 0 {
-        eprintln!("error: {failed} container(s) failed to start");
+        errln!("error: {failed} container(s) failed to start");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
@@ -514,14 +524,14 @@ pub fn stop_all(root: &Path, timeout: Option<u64>) -> ExitCode {
             Ok(false) => format!("{name}: was not running\n"),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: stop {name}: {e}");
+                errln!("error: stop {name}: {e}");
                 format!("{name}: failed to stop\n")
             }
         };
         let _ = out(&line);
     }
     if failed > 0 {
-        eprintln!("error: {failed} container(s) failed to stop");
+        errln!("error: {failed} container(s) failed to stop");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
@@ -537,7 +547,7 @@ pub fn start_wait(root: &Path, name: &str) -> ExitCode {
         return code;
     }
     if let Err(e) = sd_notify("READY=1") {
-        eprintln!("warning: cannot tell systemd the container is ready: {e}");
+        errln!("warning: cannot tell systemd the container is ready: {e}");
     }
     let dirs = Dirs::new(root, name);
     loop {
@@ -602,9 +612,9 @@ pub fn restart(root: &Path, name: &str, timeout: Option<u64>) -> ExitCode {
     match r {
         Ok(Some(st)) => match runtime::applied(root, name) {
             Ok(Some(plan)) => finish(&plan, &st, &format!("{name} restarted"), t),
-            _ => out(&format!("{name} restarted\n")),
+            _ => tell(&format!("{name} restarted\n")),
         },
-        Ok(None) => out(&format!("{name} restarted\n")),
+        Ok(None) => tell(&format!("{name} restarted\n")),
         Err(e) => fail(format!("restart {name}: {e}")),
     }
 }
@@ -619,10 +629,10 @@ pub fn destroy(root: &Path, name: &str, volumes: bool) -> ExitCode {
         lock.and_then(|_l| runtime::destroy(root, name, volumes, &mut say))
     };
     match r {
-        Ok(()) if volumes => out(&format!("{name} destroyed, with its volumes and secrets\n")),
+        Ok(()) if volumes => tell(&format!("{name} destroyed, with its volumes and secrets\n")),
         Ok(()) => {
             let kept = Dirs::new(root, name).volumes();
-            out(&format!("{name} destroyed; volumes and secrets kept under {}\n", kept.parent().unwrap().display()))
+            tell(&format!("{name} destroyed; volumes and secrets kept under {}\n", kept.parent().unwrap().display()))
         }
         Err(e) => fail(format!("destroy {name}: {e}")),
     }
@@ -685,7 +695,7 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
             Ok(None) => {}
             Err(e) => {
                 let _ = o.flush();
-                eprintln!("error: {}: {e}", run.path().join(&rotated).display());
+                errln!("error: {}: {e}", run.path().join(&rotated).display());
                 failed = true;
             }
         }
@@ -764,7 +774,7 @@ impl Tail {
             Ok(None) => return true,
             Err(e) => {
                 let _ = o.flush();
-                eprintln!("error: {}: {e}", run.path().join(&self.rel).display());
+                errln!("error: {}: {e}", run.path().join(&self.rel).display());
                 self.refused = true;
                 return false;
             }

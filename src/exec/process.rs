@@ -59,6 +59,17 @@ pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
     Some((fields.get(19)?.parse().ok()?, state))
 }
 
+/// Ignore SIGHUP from now on: a command that changes the host (apply, start, stop,
+/// restart, destroy, build, gc) runs to its end when its terminal closes, instead of
+/// dying between two steps. Every child we start resets its signals before its exec
+/// (`postfork::reset_signals`), so no service inherits the disposition.
+pub fn ignore_hangup() {
+    // SAFETY: signal(2) with SIG_IGN installs no handler; it touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+}
+
 /// SIGKILL to ourselves: the crash points' `kill -9` (see `runtime::crash`).
 pub fn kill_self() {
     // SAFETY: kill(2) on our own pid.

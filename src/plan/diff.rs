@@ -374,7 +374,9 @@ pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
 
     for r in &after {
         match find(&before, r.kind, &r.name) {
-            None => changes.push(create(r, existing)),
+            None => {
+                changes.push(create(r, existing, r.kind == ResourceKind::File && file_recreates(old, new, &r.name)))
+            }
             Some(i) if before[i].value != r.value => changes.push(update(&before[i], r, new)),
             Some(_) => {}
         }
@@ -420,14 +422,16 @@ pub fn diff(old: Option<&Plan>, new: &Plan) -> Changes {
 
 /// Which changes recreate a running container: the one rule. The container's own
 /// settings (fixed when PID 1 starts), its layer and its mounts cannot change under a
-/// running container; nor can the set of rendered files (each is bound into the
-/// container on its own; a changed one is rewritten in place). Everything else is
-/// changed live.
+/// running container; nor can a rendered file be removed (each is bound into the
+/// container on its own); a new one is decided by [`file_recreates`], a changed one
+/// is swapped live. Everything else is changed live.
 pub fn recreates(kind: ResourceKind, op: ChangeOp) -> bool {
     use ResourceKind as K;
     match kind {
         K::Container | K::Layer | K::Mount => true,
-        K::File => matches!(op, ChangeOp::Create | ChangeOp::Delete | ChangeOp::Replace),
+        // A new file: decided per path by `file_recreates` (live beneath a volume or
+        // tmpfs); a removed one still recreates.
+        K::File => matches!(op, ChangeOp::Delete | ChangeOp::Replace),
         K::Secret | K::Network | K::Service | K::Init | K::Route | K::Neighbour | K::Sysctl | K::Nft => false,
     }
 }
@@ -443,7 +447,20 @@ pub(crate) fn users_of(plan: &Plan, path: &str) -> Vec<Effect> {
         .collect()
 }
 
-fn create(r: &Resource, existing: bool) -> Change {
+/// Whether adding the rendered file `path` recreates the running container. A file
+/// is bound onto its path, so it needs a mount point: one can be made live only in a
+/// writable volume or tmpfs the container has already (the deepest mount above the
+/// path, unchanged by this apply); elsewhere it would have to exist in the read-only
+/// root, which the plan cannot tell, so the container is recreated.
+pub fn file_recreates(old: Option<&Plan>, new: &Plan, path: &str) -> bool {
+    let Some(old) = old else { return true };
+    let deepest = new.mounts.iter().rfind(|(t, _)| path.starts_with(&format!("{}/", t.trim_end_matches('/'))));
+    !deepest.is_some_and(|(t, m)| {
+        matches!(m.kind, MountKind::Volume | MountKind::Tmpfs) && !m.read_only && old.mounts.get(t) == Some(m)
+    })
+}
+
+fn create(r: &Resource, existing: bool, recreate_for_file: bool) -> Change {
     use ResourceKind as K;
     let mut effects = match (r.kind, existing) {
         (K::Container, _) => vec![Effect::CreateContainer],
@@ -452,6 +469,9 @@ fn create(r: &Resource, existing: bool) -> Change {
         // A new container: everything else comes with its creation.
         (_, false) => Vec::new(),
         (K::Mount, true) => Vec::new(),
+        // Rendered files are bound into the container one by one: a new one is bound
+        // live where a mount point can be made (see `file_recreates`).
+        (K::File, true) if recreate_for_file => vec![Effect::WriteFile(r.name.clone()), Effect::RecreateContainer],
         (K::File, true) => vec![Effect::WriteFile(r.name.clone())],
         (K::Network | K::Route | K::Neighbour | K::Sysctl, true) => vec![Effect::ReconfigureNetwork],
         (K::Nft, true) => vec![Effect::UpdateRules],
@@ -571,4 +591,32 @@ pub fn unified(a: &str, b: &str, name: &str) -> String {
         .context_radius(3)
         .header(&format!("a{name}"), &format!("b{name}"))
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::compile::test_plan;
+
+    const BASE: &str = "name = \"t\"\nbase = \"host\"\n[[mounts]]\ntarget = \"/srv/data\"\ntype = \"volume\"\n\
+        [[mounts]]\ntarget = \"/srv/ro\"\ntype = \"volume\"\nread_only = true\n";
+
+    fn with_file(extra: &str, path: &str) -> Plan {
+        test_plan(&format!("{BASE}{extra}[[files]]\npath = \"{path}\"\ncontent = \"x\"\n"))
+    }
+
+    #[test]
+    fn a_new_file_recreates_only_outside_a_writable_volume_or_tmpfs_it_had() {
+        let old = test_plan(BASE);
+        assert!(!file_recreates(Some(&old), &with_file("", "/srv/data/a/b.conf"), "/srv/data/a/b.conf"));
+        assert!(file_recreates(Some(&old), &with_file("", "/srv/other.conf"), "/srv/other.conf"));
+        assert!(file_recreates(Some(&old), &with_file("", "/srv/ro/x"), "/srv/ro/x"));
+        assert!(file_recreates(None, &with_file("", "/srv/data/x"), "/srv/data/x"));
+        // A tmpfs added by the same apply recreates anyway (its mount is new).
+        let tmp = "[[mounts]]\ntarget = \"/srv/tmp\"\ntype = \"tmpfs\"\n";
+        assert!(file_recreates(Some(&old), &with_file(tmp, "/srv/tmp/x"), "/srv/tmp/x"));
+        let new = with_file("", "/srv/data/x");
+        let effects: Vec<Effect> = diff(Some(&old), &new).changes.into_iter().flat_map(|c| c.effects).collect();
+        assert_eq!(effects, [Effect::WriteFile("/srv/data/x".into())]);
+    }
 }

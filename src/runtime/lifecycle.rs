@@ -34,6 +34,7 @@ use super::layout::{self, Dirs, Lock, RunInfo, StateRoot};
 use super::prepare;
 use super::RunError;
 use crate::exec::beneath::Beneath;
+use crate::exec::livemount::{self, Target};
 use crate::exec::process::Process;
 use crate::exec::{cgroup, net, nft, sandbox, supervisor};
 use crate::plan::actions::{ApplyAction, Drift, Observed, Repair};
@@ -442,6 +443,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
         let _ = std::fs::remove_file(dirs.run().join(legacy));
     }
     prepare::own_run_dir(&dirs, base)?;
+    prepare::link_all_bound(plan, &dirs)?;
     let mut spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc, base)?;
     // Checked when applied; checked again here, as another root's container may have
     // taken an address of this stopped one meanwhile.
@@ -633,6 +635,7 @@ fn cleanup_plans(root: &Path, dirs: &Dirs, plans: &[Plan]) -> Result<(), RunErro
         net::run(&[net::Step::DeleteLink { dev: net::host_ifname(&key) }], None)?;
     }
     let _ = std::fs::remove_file(dirs.run_info());
+    prepare::clear_bound(dirs)?;
     sync_nft(root, false)?;
     // Kills whatever might still be inside (nothing, after PID 1 ended) and removes them.
     cgroup::Cgroups::open(&key)?.remove()?;
@@ -886,11 +889,31 @@ fn update_live(
                 let etc = prepare::etc_dir(&prepare::rootfs(plan, dirs)?);
                 prepare::ensure_secrets(plan, dirs, base, Some(old), &decision.regenerate)?;
                 crash_point(CrashPoint::Secrets);
-                prepare::write_files(plan, dirs, &etc, base)?;
-                prepare::write_net_files(plan, dirs, base)?;
+                // The inodes the container has bound now (see `prepare::bound_name`).
+                let net_paths: Vec<&str> = prepare::net_files(plan).into_iter().map(|(p, _)| p).collect();
+                let bound: BTreeMap<PathBuf, Option<u64>> = (plan.files.keys().map(|p| dirs.file(p)))
+                    .chain(net_paths.iter().map(|p| dirs.net_file(p)))
+                    .map(|h| {
+                        let ino = prepare::inode_of(&h);
+                        (h, ino)
+                    })
+                    .collect();
+                let files = prepare::write_files(plan, dirs, &etc, base)?;
+                let net_files = prepare::write_net_files(plan, dirs, base)?;
                 crash_point(CrashPoint::Files);
                 prepare::ensure_volumes(plan, dirs, &etc, base)?;
                 crash_point(CrashPoint::Volumes);
+                // What changed on the host is now bound in place of the old inside,
+                // each file at once (never seen partly written); a new one (the diff
+                // let it in only beneath a volume or tmpfs) gets its mount point made.
+                for path in &files {
+                    let how = if old.files.contains_key(path) { Target::Replace } else { Target::Create };
+                    bind_live(info, &dirs.file(path), bound.get(&dirs.file(path)).copied().flatten(), path, how)?;
+                }
+                for path in &net_files {
+                    let host = dirs.net_file(path);
+                    bind_live(info, &host, bound.get(&host).copied().flatten(), path, Target::Replace)?;
+                }
             }
             ApplyAction::Network => {
                 teardown_network(&key, old)?;
@@ -959,6 +982,22 @@ fn update_live(
     let status = wait_ready(dirs, info, generation)?;
     crash_point(CrashPoint::Ready);
     Ok(Applied::Updated { reloaded, restarted, network, repaired, status })
+}
+
+/// Bind the new version of the host file `host` at `path` in the running container
+/// `info` (see `exec::livemount`), from a link of its own (`prepare::bound_name`);
+/// the link of the version it replaced (inode `old`) goes once no mount holds it.
+fn bind_live(info: &RunInfo, host: &Path, old: Option<u64>, path: &str, how: Target) -> Result<(), RunError> {
+    if !info.alive() {
+        return Err(RunError::Failed(format!("file {path}: the container's PID 1 ({}) is gone", info.pid)));
+    }
+    let link = prepare::link_bound(host)?;
+    let unmounted =
+        livemount::bind_file(info.pid, &link, path, how).map_err(|e| RunError::Failed(format!("file {e}")))?;
+    if let Some(ino) = old.filter(|_| unmounted) {
+        let _ = std::fs::remove_file(prepare::bound_name(host, ino));
+    }
+    Ok(())
 }
 
 fn control_ok(dirs: &Dirs, info: &RunInfo, request: &str) -> Result<(), RunError> {

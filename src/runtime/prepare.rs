@@ -6,9 +6,12 @@
 //! under the state root (never the host outside it, never the kernel), and each is
 //! idempotent, so an interrupted apply can simply run them again.
 //!
-//! Rendered files are bound one by one onto their container path, so they must be
-//! replaced *in place* (same inode): a rename would leave the container looking at
-//! the old file. They are read-only inside.
+//! Rendered files are bound one by one onto their container path (read-only inside).
+//! A changed one is never rewritten in place, where a reader inside would see it
+//! empty or half-written and a failed write (ENOSPC) would leave it torn: the new
+//! content goes to a new inode (temp file, fsync, rename, fsync of the folder), and a
+//! running container gets that inode bound in place of the old one
+//! (`exec::livemount`, called by `lifecycle` with the paths these writers return).
 //!
 //! Ownership: with a user namespace (`base` = the host uid of the container's root,
 //! see [`super::ids`]) everything the container owns on the host — volumes, rendered
@@ -331,22 +334,17 @@ pub fn own_run_dir(dirs: &Dirs, base: Option<u32>) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Write one rendered file in place; returns whether its content changed.
+/// Write one rendered file (a new inode when its content changed, see the module
+/// header); returns whether its content changed.
 fn write_file(dirs: &Dirs, path: &str, f: &FileRes, etc: &Path, base: Option<u32>) -> Result<bool, RunError> {
     let content = f
         .content
         .render(|n| read_secret(dirs, n))
         .ok_or_else(|| RunError::Failed(format!("file {path}: a secret it uses has no value")))?;
     let host = dirs.file(path);
-    let mode = f.mode.0;
     let (uid, gid) = shift(base, owner_ids(&f.owner, etc)?);
-    let changed = write_in_place(&host, content.as_bytes())?;
-    std::os::unix::fs::chown(&host, Some(uid), Some(gid)).map_err(io(format!("chown {}", host.display())))?;
-    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
-        .map_err(io(format!("chmod {}", host.display())))?;
-    Ok(changed)
+    replace_file(&host, content.as_bytes(), (uid, gid), f.mode.0)
 }
-
 /// Write every rendered file; returns the container paths whose content changed.
 pub fn write_files(plan: &Plan, dirs: &Dirs, etc: &Path, base: Option<u32>) -> Result<Vec<String>, RunError> {
     lock_down(dirs)?;
@@ -490,42 +488,137 @@ fn net_file(dirs: &Dirs, path: &str) -> PathBuf {
     dirs.net_file(path)
 }
 
-/// Write the name resolution files in place (they are bound like rendered files).
-pub fn write_net_files(plan: &Plan, dirs: &Dirs, base: Option<u32>) -> Result<(), RunError> {
+/// Write the name resolution files (they are bound like rendered files); returns the
+/// container paths whose content changed.
+pub fn write_net_files(plan: &Plan, dirs: &Dirs, base: Option<u32>) -> Result<Vec<String>, RunError> {
+    let mut changed = Vec::new();
     for (path, content) in net_files(plan) {
         let host = net_file(dirs, path);
         if let Some(dir) = host.parent() {
             private_sub(dir)?;
         }
-        write_in_place(&host, content.as_bytes())?;
-        chown(&host, shift(base, (0, 0)))?;
-        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o644))
-            .map_err(io(format!("chmod {}", host.display())))?;
+        if replace_file(&host, content.as_bytes(), shift(base, (0, 0)), 0o644)? {
+            changed.push(path.to_string());
+        }
     }
-    Ok(())
+    Ok(changed)
 }
 
-/// Make `host` hold `content`, rewriting the same inode (the container has it
-/// bind-mounted; a rename would leave it looking at the old file). Returns whether
-/// the content changed. New files start 0600 until the caller sets their mode.
-fn write_in_place(host: &Path, content: &[u8]) -> Result<bool, RunError> {
-    if std::fs::read(host).is_ok_and(|old| old == content) {
+/// Make `host` hold `content`, owned `ids`, with `mode`. Unchanged content keeps its
+/// inode (owner and mode are set on it: atomic for a reader). Changed content goes
+/// to a new inode: `.<name>.tmp` made `O_EXCL | O_NOFOLLOW` 0600 in the same folder
+/// (ours: host root's, 0700), written, fsynced, given its owner and mode, renamed
+/// over `host`, the folder fsynced. A failure on the way (ENOSPC) removes the temp
+/// file and leaves the old content whole. Returns whether the content changed.
+fn replace_file(host: &Path, content: &[u8], ids: (u32, u32), mode: u32) -> Result<bool, RunError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(host).ok().filter(|m| m.is_file());
+    if let Some(m) = meta.filter(|_| std::fs::read(host).is_ok_and(|old| old == content)) {
+        if (m.uid(), m.gid()) != ids {
+            std::os::unix::fs::lchown(host, Some(ids.0), Some(ids.1))
+                .map_err(io(format!("chown {}", host.display())))?;
+        }
+        if m.mode() & 0o7777 != mode || (m.uid(), m.gid()) != ids {
+            std::fs::set_permissions(host, std::fs::Permissions::from_mode(mode))
+                .map_err(io(format!("chmod {}", host.display())))?;
+        }
         return Ok(false);
     }
-    if let Some(parent) = host.parent() {
-        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    let parent = host.parent().ok_or_else(|| RunError::Failed(format!("{}: no folder", host.display())))?;
+    std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    let name = host.file_name().ok_or_else(|| RunError::Failed(format!("{}: no file name", host.display())))?;
+    let tmp = parent.join(format!(".{}.tmp", name.to_string_lossy()));
+    // A temp file an interrupted write left (we hold the container's lock).
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        // O_NOFOLLOW | O_EXCL: the folder is ours, a symlink there is never followed.
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        out.write_all(content)?;
+        out.sync_all()?;
+        std::os::unix::fs::fchown(&out, Some(ids.0), Some(ids.1))?;
+        out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, host)?;
+        std::fs::File::open(parent)?.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(format!("writing {}", host.display()))(e));
     }
-    // O_NOFOLLOW: the folder is ours, a symlink there is never followed.
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(host)
-        .map_err(io(format!("writing {}", host.display())))?;
-    out.write_all(content).and_then(|_| out.sync_all()).map_err(io(format!("writing {}", host.display())))?;
     Ok(true)
+}
+
+/// What a rendered (or name resolution) file `host` is bound from: a hidden hard link
+/// `.<name>@<inode>` next to it, one per version. The sandbox and
+/// `exec::livemount` bind the link, never `host` itself: replacing `host` by a rename
+/// unlinks its name, and the kernel mounts nothing on an unlinked name, while a
+/// link stays until [`clear_bound`] (at stop) or until a swap took its mount away.
+pub fn bound_name(host: &Path, ino: u64) -> PathBuf {
+    let name = host.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    host.with_file_name(format!(".{name}@{ino}"))
+}
+
+/// The inode `host` holds now (`None`: missing or not a regular file).
+pub fn inode_of(host: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(host).ok().filter(|m| m.is_file()).map(|m| m.ino())
+}
+
+/// Make the link [`bound_name`] of `host`'s current inode (kept if it is there: a
+/// link keeps its inode, so no other file gets its number meanwhile); returns it.
+pub fn link_bound(host: &Path) -> Result<PathBuf, RunError> {
+    let ino = inode_of(host).ok_or_else(|| RunError::Failed(format!("{}: not a file", host.display())))?;
+    let link = bound_name(host, ino);
+    match std::fs::hard_link(host, &link) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(io(format!("linking {}", link.display()))(e)),
+        _ => Ok(link),
+    }
+}
+
+/// Remove every bound link under the container's `files/` and `net/` (nothing of the
+/// container runs: no mount holds them).
+pub fn clear_bound(dirs: &Dirs) -> Result<(), RunError> {
+    fn walk(dir: &Path) -> Result<(), RunError> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+        for e in entries.flatten() {
+            let (name, p) = (e.file_name(), e.path());
+            let t = e.file_type().map_err(io(format!("reading {}", p.display())))?;
+            if t.is_dir() {
+                walk(&p)?;
+            } else if name.to_string_lossy().starts_with('.')
+                && name.to_string_lossy().rsplit_once('@').is_some_and(|(_, n)| n.parse::<u64>().is_ok())
+            {
+                std::fs::remove_file(&p).map_err(io(format!("removing {}", p.display())))?;
+            }
+        }
+        Ok(())
+    }
+    walk(&dirs.files())?;
+    walk(&dirs.root.join("net"))
+}
+
+/// The bind source of `host`: its current bound link if one is there, else `host`.
+fn bind_source(host: PathBuf) -> PathBuf {
+    match inode_of(&host).map(|ino| bound_name(&host, ino)).filter(|l| l.exists()) {
+        Some(link) => link,
+        None => host,
+    }
+}
+
+/// Link every file the sandbox binds (see [`bound_name`]); before the spawn.
+pub fn link_all_bound(plan: &Plan, dirs: &Dirs) -> Result<(), RunError> {
+    clear_bound(dirs)?;
+    for path in plan.files.keys() {
+        link_bound(&dirs.file(path))?;
+    }
+    for (path, _) in net_files(plan) {
+        link_bound(&net_file(dirs, path))?;
+    }
+    Ok(())
 }
 
 /// Argv of the container's PID 1: `container-init --config-fd 3` (its configuration
@@ -603,10 +696,10 @@ pub fn sandbox_spec(
         spec.mounts.push(req);
     }
     for path in plan.files.keys() {
-        spec.mounts.push(MountReq::bind(path, dirs.file(path), true));
+        spec.mounts.push(MountReq::bind(path, bind_source(dirs.file(path)), true));
     }
     for (path, _) in net_files(plan) {
-        spec.mounts.push(MountReq::bind(path, net_file(dirs, path), true));
+        spec.mounts.push(MountReq::bind(path, bind_source(net_file(dirs, path)), true));
     }
     Ok(spec)
 }
@@ -695,7 +788,7 @@ size = "1M"
     }
 
     #[test]
-    fn files_are_rewritten_in_place() {
+    fn a_changed_file_is_a_new_inode_and_the_old_one_stays_whole() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = Dirs::new(dir.path(), "t");
         let mut plan = test_plan(
@@ -716,10 +809,19 @@ size = "1M"
         assert_eq!(meta.mode() & 0o7777, 0o640);
         assert_eq!((meta.uid(), meta.gid()), (uid, gid));
         assert!(write_files(&plan, &dirs, &etc, None).unwrap().is_empty(), "unchanged file rewritten");
+        assert_eq!(std::fs::metadata(dirs.file("/a/b")).unwrap().ino(), meta.ino(), "unchanged file replaced");
+        // What a reader (the bind mount) holds: the old inode, never touched again.
+        let mut held = std::fs::File::open(dirs.file("/a/b")).unwrap();
         plan.files.get_mut("/a/b").unwrap().content = "two".into();
         assert_eq!(write_files(&plan, &dirs, &etc, None).unwrap(), ["/a/b"]);
         let after = std::fs::metadata(dirs.file("/a/b")).unwrap();
-        assert_eq!(after.ino(), meta.ino(), "the bound inode must stay");
+        assert_ne!(after.ino(), meta.ino(), "a changed file must be a new inode");
+        assert_eq!((after.mode() & 0o7777, after.uid(), after.gid()), (0o640, uid, gid));
         assert_eq!(std::fs::read_to_string(dirs.file("/a/b")).unwrap(), "two");
+        let mut old = String::new();
+        std::io::Read::read_to_string(&mut held, &mut old).unwrap();
+        assert_eq!(old, "one", "the old inode was rewritten");
+        let names: Vec<_> = std::fs::read_dir(dirs.file("/a/b").parent().unwrap()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "a temp file was left: {names:?}");
     }
 }
