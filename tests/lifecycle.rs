@@ -96,6 +96,7 @@ fn stopped_footprint(name: &str, addrs: &[String]) -> Vec<String> {
     let all = footprint(name, addrs);
     let placeholder = |l: &str| l.starts_with("unreachable ") && l.split_whitespace().any(|w| w == "201");
     for a in addrs {
+        let a = a.parse::<std::net::IpAddr>().map_or(a.clone(), |p| p.to_string());
         let mine: Vec<&String> = all.iter().filter(|l| l.split_whitespace().nth(1) == Some(a.as_str())).collect();
         assert!(mine.len() == 1 && placeholder(mine[0]), "{a} of stopped {name}: {mine:?}");
     }
@@ -118,6 +119,9 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
             .filter(|l| l.contains(&format!(" {veth}:")) || l.contains(&format!(" {veth}@")))
             .map(str::to_string),
     );
+    // As `ip` prints them (RFC 5952: `…:74:5::28` is `…:74:5:0:28`).
+    let addrs: Vec<String> =
+        addrs.iter().map(|a| a.parse::<std::net::IpAddr>().map_or(a.clone(), |p| p.to_string())).collect();
     for fam in ["-4", "-6"] {
         let routes = all(&["ip", fam, "-o", "route", "show", "table", "all"]);
         out.extend(
