@@ -92,8 +92,9 @@ pub fn keeper_main(exit_file: &Path) -> u8 {
         libc::prctl(libc::PR_SET_NAME, c"container-keep".as_ptr());
     }
     loop {
-        // SAFETY: waitid fills the siginfo we pass.
+        // SAFETY: an all-zero siginfo_t is a valid value (plain C data).
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid fills the siginfo we pass.
         let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED) };
         if r < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {

@@ -1303,6 +1303,8 @@ fn clone_kept(
             let t = theirs.as_raw_fd();
             let (ret, e) = clone_with_fallback(args, script, parent_sock, child_sock);
             let mut msg = [0u8; 12];
+            // c_long is i64 on the 64-bit targets this runs on; the cast keeps 8 bytes.
+            #[allow(clippy::unnecessary_cast)]
             msg[..8].copy_from_slice(&(ret as i64).to_le_bytes());
             msg[8..].copy_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
             libc::write(t, msg.as_ptr().cast(), msg.len());
