@@ -1,7 +1,9 @@
 //! `container-init --config-fd 3` (or `container-init CONFIG`): the PID 1 of every
 //! container, and nothing else — except
 //! that `container-init __exec-helper …` is the helper of `container exec` after it
-//! re-executed itself (see `exec::attach`), before it becomes the command.
+//! re-executed itself (see `exec::attach`), before it becomes the command, and
+//! `container-init __keeper EXIT_FILE` is the keeper that waits for a container's
+//! PID 1 and records how it ended (see `exec::keeper`).
 //!
 //! Does exactly what `container __supervise …` does (that entry point stays as a
 //! fallback): leave the caller's session, read the [`SupervisorConfig`] JSON from the
@@ -21,7 +23,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|a| a == container::exec::attach::HELPER_ARG) {
+    let first = args.next();
+    if first.as_ref().is_some_and(|a| a == container::exec::keeper::KEEPER_ARG) {
+        // The keeper of a container's PID 1 (see `exec::keeper`).
+        let Some(exit_file) = args.next() else { return ExitCode::from(2) };
+        return ExitCode::from(container::exec::keeper::keeper_main(std::path::Path::new(&exit_file)));
+    }
+    if first.is_some_and(|a| a == container::exec::attach::HELPER_ARG) {
         // `container exec`'s helper, re-executed from this small read-only binary
         // so that nothing in the container ever runs as a copy of `container`.
         return container::exec::attach::helper_main(&args.collect::<Vec<_>>());

@@ -71,6 +71,12 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
             return ExitCode::FAILURE;
         }
     };
+    // A crashed container's leftovers go first (its rules, veth, cgroups).
+    if applied.is_some() {
+        if let Err(e) = crate::runtime::reap_crashed(root, &plan.name) {
+            eprintln!("warning: {}: cleaning up after its crash: {e}", plan.name);
+        }
+    }
     // Addresses and prefixes that would take over another container's or a host
     // route are refused here as `apply` refuses them.
     if let Err(e) = crate::runtime::check_network_if_readable(root, &plan) {

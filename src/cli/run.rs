@@ -57,6 +57,13 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
     };
     let name = loaded.spec.name.0.clone();
     let started = Instant::now();
+    if !dry_run && runtime::names(root).contains(&name) {
+        // A crashed container's leftovers go first (the apply cleans up too; this
+        // also records how its PID 1 ended).
+        if let Err(e) = runtime::reap_crashed(root, &name) {
+            say(&format!("warning: {name}: cleaning up after its crash: {e}"));
+        }
+    }
     // The container's lock first, then the pool's for compile + record: two applies
     // of different containers never pick the same "auto" address.
     let _lock = match (!dry_run).then(|| runtime::lock(root, &name, &mut say)).transpose() {
@@ -254,18 +261,25 @@ fn reach(plan: &Plan) -> String {
 }
 
 /// One container's row for `list` and the head of `status`.
+///
+/// `state` is one word: `running`, `failed` (PID 1 runs, a service or init task
+/// failed), `stopped` (by the user, or never started) or `crashed` (PID 1 ended
+/// without a `stop`; `exit` tells how); `state_text` says the same for people, with
+/// how and when PID 1 ended and whether an apply was interrupted (`pending.json`).
 fn summary(root: &Path, name: &str) -> serde_json::Value {
+    // A crashed container's leftovers go first (its rules, veth, cgroups).
+    if let Err(e) = runtime::reap_crashed(root, name) {
+        say(&format!("warning: {name}: cleaning up after its crash: {e}"));
+    }
     let dirs = Dirs::new(root, name);
-    let info = layout::running(&dirs);
+    let run_state = runtime::run_state(root, name);
+    let info = match &run_state {
+        runtime::RunState::Running(i) => Some(*i),
+        _ => None,
+    };
     // A container whose first apply failed has only the pending plan.
     let plan = runtime::applied(root, name).ok().flatten().or_else(|| runtime::pending(root, name).ok().flatten());
     let pending = dirs.pending().exists();
-    let state = match (&info, pending) {
-        (Some(_), false) => "running",
-        (Some(_), true) => "running (apply interrupted)",
-        (None, true) => "stopped (apply interrupted)",
-        (None, false) => "stopped",
-    };
     // status.json is the container's to replace: a refused one (a symlink, a FIFO, too
     // large) is said and left out; a missing one (PID 1 just started) is not.
     let status = info.and_then(|_| match supervisor::read_status(&dirs.run()) {
@@ -280,9 +294,31 @@ fn summary(root: &Path, name: &str) -> serde_json::Value {
         .as_ref()
         .map(|s| (s.services.values().filter(|x| x.state == ServiceState::Ready).count(), s.services.len()))
         .unwrap_or((0, plan.as_ref().map(|p| p.services.len()).unwrap_or(0)));
+    let failed: Vec<String> = status.as_ref().map(runtime::failures).unwrap_or_default();
+    let exit = match &run_state {
+        runtime::RunState::Crashed(rec) => rec.clone(),
+        _ => None,
+    };
+    let (state, mut text) = match &run_state {
+        runtime::RunState::Running(_) if failed.is_empty() => ("running", "running".to_string()),
+        runtime::RunState::Running(_) => ("failed", format!("running, {} failed", failed.len())),
+        runtime::RunState::Stopped => ("stopped", "stopped".to_string()),
+        runtime::RunState::Crashed(rec) => {
+            let how = rec.as_ref().map(|r| r.describe()).unwrap_or_else(|| "exit status unknown".into());
+            let ago = rec.as_ref().map(|r| format!(" {} s ago", layout::now_ms().saturating_sub(r.at_ms) / 1000));
+            ("crashed", format!("crashed ({how}){}", ago.unwrap_or_default()))
+        }
+    };
+    if pending {
+        text.push_str(" (apply interrupted)");
+    }
     json!({
         "name": name,
         "state": state,
+        "state_text": text,
+        "apply_interrupted": pending,
+        "exit": exit,
+        "failed": failed,
         "pid": info.map(|i| i.pid),
         "started_ms": info.map(|i| i.started_ms),
         "base": plan.as_ref().map(|p| p.layer.base.clone()),
@@ -336,6 +372,7 @@ pub fn list(root: &Path, as_json: bool) -> ExitCode {
         return out(&format!("{}\n", serde_json::to_string_pretty(&rows).unwrap_or_default()));
     }
     let mut s = format!("{:<20} {:<12} {:<8} {:<18} {:<28} {}\n", "NAME", "STATE", "PID", "IPV4", "IPV6", "SERVICES");
+    let mut notes = String::new();
     for r in &rows {
         let col = |k: &str| r[k].as_str().map(|a| a.split('/').next().unwrap_or("").to_string()).unwrap_or("-".into());
         s.push_str(&format!(
@@ -348,6 +385,14 @@ pub fn list(root: &Path, as_json: bool) -> ExitCode {
             r["services_ready"],
             r["services"],
         ));
+        let text = r["state_text"].as_str().unwrap_or("");
+        if text != r["state"].as_str().unwrap_or("") {
+            notes.push_str(&format!("{}: {text}\n", col("name")));
+        }
+    }
+    if !notes.is_empty() {
+        s.push('\n');
+        s.push_str(&notes);
     }
     out(&s)
 }
@@ -369,7 +414,7 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
     }
     let mut s = String::new();
     for r in &rows {
-        s.push_str(&format!("{}: {}", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or("")));
+        s.push_str(&format!("{}: {}", r["name"].as_str().unwrap_or(""), r["state_text"].as_str().unwrap_or("")));
         if let Some(pid) = r["pid"].as_i64() {
             s.push_str(&format!(", PID 1 is host pid {pid}"));
         }
@@ -455,6 +500,11 @@ fn locked<T>(root: &Path, name: &str, f: impl FnOnce() -> Result<T, RunError>) -
 
 pub fn start(root: &Path, name: &str) -> ExitCode {
     let t = Instant::now();
+    if runtime::names(root).iter().any(|n| n == name) {
+        if let Err(e) = runtime::reap_crashed(root, name) {
+            say(&format!("warning: {name}: cleaning up after its crash: {e}"));
+        }
+    }
     match locked(root, name, || runtime::start(root, name, &mut say)) {
         Ok(None) => tell(&format!("{name} is already running\n")),
         Ok(Some(st)) => match runtime::applied(root, name) {

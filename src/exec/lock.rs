@@ -15,6 +15,20 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// Take the lock at `path` if no one holds it; `None` when another does.
+    pub fn try_take(path: &Path) -> std::io::Result<Option<Lock>> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(Lock { _file: file }));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        Err(err)
+    }
+
     /// Take the lock at `path`, waiting for another holder; `waiting` is called once
     /// if the lock is busy, before blocking.
     pub fn take(path: &Path, waiting: impl FnOnce()) -> std::io::Result<Lock> {

@@ -16,6 +16,7 @@ pub mod build;
 pub mod caps;
 pub mod cgroup;
 pub mod harden;
+pub mod keeper;
 pub mod livemount;
 pub mod lock;
 pub mod net;

@@ -434,7 +434,12 @@ pub fn host_routes() -> Result<Vec<HostRoute>, NetError> {
     let names: std::collections::BTreeMap<u32, String> = nl.link_names()?.into_iter().collect();
     let mut out = Vec::new();
     for v6 in [false, true] {
-        for netlink::RouteEntry { table, kind, dst, prefix_len, oif } in nl.routes(v6)? {
+        for netlink::RouteEntry { table, kind, protocol, dst, prefix_len, oif } in nl.routes(v6)? {
+            // A stopped container's `unreachable` placeholder is the tool's own: it
+            // holds the address for its owner (the registry keeps other roots off it).
+            if is_placeholder(kind, protocol) {
+                continue;
+            }
             let local = match (table, kind) {
                 (t, _) if t == u32::from(RouteHeader::RT_TABLE_MAIN) => false,
                 (255, RouteType::Local) => true,
@@ -445,6 +450,51 @@ pub fn host_routes() -> Result<Vec<HostRoute>, NetError> {
         }
     }
     Ok(out)
+}
+
+/// The routing protocol number (`proto 201` in `ip route`) of the routes the tool
+/// adds as placeholders: `unreachable <address>` for each address and routed prefix
+/// of a stopped or crashed container, so traffic to it is refused at once
+/// (EHOSTUNREACH, ICMP host unreachable) instead of leaving by the default route.
+pub const ROUTE_PROTOCOL: u8 = 201;
+
+fn is_placeholder(
+    kind: netlink_packet_route::route::RouteType,
+    protocol: netlink_packet_route::route::RouteProtocol,
+) -> bool {
+    use netlink_packet_route::route::{RouteProtocol, RouteType};
+    kind == RouteType::Unreachable && protocol == RouteProtocol::Other(ROUTE_PROTOCOL)
+}
+
+/// Put an `unreachable` placeholder route (see [`ROUTE_PROTOCOL`]) on each of the
+/// container's addresses and routed prefixes (routed mode only; idempotent).
+pub fn set_unreachable(net: &NetworkRes) -> Result<(), NetError> {
+    let nets = own_networks(net)?;
+    if nets.is_empty() {
+        return Ok(());
+    }
+    let mut nl = Netlink::open()?;
+    for (_, (dst, len)) in nets {
+        nl.replace_unreachable(dst, len)?;
+    }
+    Ok(())
+}
+
+/// Remove the placeholders [`set_unreachable`] added (absent ones are fine; a real
+/// route to the address is never touched: the kernel matches type and protocol).
+pub fn clear_unreachable(net: &NetworkRes) -> Result<(), NetError> {
+    let nets = own_networks(net)?;
+    if nets.is_empty() {
+        return Ok(());
+    }
+    let mut nl = Netlink::open()?;
+    for (_, (dst, len)) in nets {
+        match nl.delete_unreachable(dst, len) {
+            Err(e) if matches!(e.errno(), Some(libc::ESRCH | libc::ENOENT)) => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 /// Why a container's network may not be set up on this host.

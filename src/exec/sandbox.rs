@@ -128,7 +128,7 @@ use child::{MOUNT_ATTR_NOEXEC as A_NOEXEC, MOUNT_ATTR_NOSUID as A_NOSUID, MOUNT_
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -315,6 +315,19 @@ pub struct SandboxSpec {
     /// first thing in the child; a caller gone before that is noticed at the
     /// release handshake). For build steps: a killed CLI leaves no build running.
     pub die_with_parent: bool,
+    /// Clone the program from a keeper (see `exec::keeper`) that stays its parent,
+    /// waits for it and records how it ended; `None`: the caller is its parent.
+    pub keeper: Option<Keeper>,
+}
+
+/// The keeper of a container's PID 1: `exe KEEPER_ARG exit_file` (`container-init
+/// __keeper …`). The CLI forks it just before the clone; it clones PID 1, so PID 1
+/// is its child, tells the CLI PID 1's pid, and execs `exe` with /dev/null on 0-2,
+/// every other fd closed, in a session of its own. Nobody waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keeper {
+    pub exe: PathBuf,
+    pub exit_file: PathBuf,
 }
 
 impl SandboxSpec {
@@ -338,6 +351,7 @@ impl SandboxSpec {
             new_keyring: true,
             hardening: None,
             die_with_parent: false,
+            keeper: None,
         }
     }
 }
@@ -370,6 +384,8 @@ pub struct Pending {
     pidfd: Option<OwnedFd>,
     sock: Option<OwnedFd>,
     exec_step: String,
+    /// A keeper is the child's parent: it reaps the child, we only watch the pidfd.
+    kept: bool,
 }
 
 /// The running container's PID 1 (a host pid). Dropping it does not kill it.
@@ -1205,6 +1221,137 @@ fn clone_child(args: &CloneArgs, script: &SetupScript, parent_sock: RawFd, child
     ret
 }
 
+/// [`clone_child`], once more without `CLONE_INTO_CGROUP` on a kernel before 5.7 (the
+/// child joins cgroup2 by its own write instead). Returns clone3's result and errno.
+fn clone_with_fallback(
+    args: &mut CloneArgs,
+    script: &SetupScript,
+    parent_sock: RawFd,
+    child_sock: RawFd,
+) -> (libc::c_long, std::io::Error) {
+    let mut ret = clone_child(args, script, parent_sock, child_sock);
+    let mut clone_err = std::io::Error::last_os_error();
+    let old_kernel = matches!(clone_err.raw_os_error(), Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS));
+    if ret < 0 && args.flags & CLONE_INTO_CGROUP != 0 && old_kernel {
+        args.flags &= !CLONE_INTO_CGROUP;
+        args.cgroup = 0;
+        script.into_cgroup.set(false);
+        ret = clone_child(args, script, parent_sock, child_sock);
+        clone_err = std::io::Error::last_os_error();
+    }
+    (ret, clone_err)
+}
+
+/// What the forked keeper needs, made before the fork (nothing is allocated after).
+struct KeeperExec {
+    path: CString,
+    _argv: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    null: OwnedFd,
+}
+
+impl KeeperExec {
+    fn new(k: &Keeper) -> Result<KeeperExec, SandboxError> {
+        let path = cstr(k.exe.as_os_str().as_bytes())?;
+        let store = vec![
+            cstr("container-init")?,
+            cstr(crate::exec::keeper::KEEPER_ARG)?,
+            cstr(k.exit_file.as_os_str().as_bytes())?,
+        ];
+        let mut argv: Vec<*const libc::c_char> = store.iter().map(|c| c.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let null = OwnedFd::from(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map_err(|source| SandboxError::Os { what: "open /dev/null", source })?,
+        );
+        Ok(KeeperExec { path, _argv: store, argv, null })
+    }
+}
+
+/// Fork the keeper, which clones the child (so the child is the keeper's, and stays
+/// so after we exit), reports the clone's result to us, waits until we hold a pidfd
+/// of the child, and execs `container-init __keeper EXIT_FILE` with nothing of ours
+/// open (see `exec::keeper`). Returns clone3's result and errno; `pidfd` is ours.
+fn clone_kept(
+    k: &KeeperExec,
+    args: &mut CloneArgs,
+    script: &SetupScript,
+    parent_sock: RawFd,
+    child_sock: RawFd,
+    pidfd: &mut c_int,
+) -> (libc::c_long, std::io::Error) {
+    let err = |e: i32| (-1, std::io::Error::from_raw_os_error(e));
+    let (mine, theirs) = match socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return err(e as i32),
+    };
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: fork; the child (the keeper) makes only raw syscalls on memory prepared
+    // before (clone3 via `clone_with_fallback`, write, read, dup2, close_range, setsid,
+    // signal, execve) and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN));
+    }
+    if pid == 0 {
+        // SAFETY: see above; every pointer is to memory this process owns.
+        unsafe {
+            libc::close(mine.as_raw_fd());
+            let t = theirs.as_raw_fd();
+            let (ret, e) = clone_with_fallback(args, script, parent_sock, child_sock);
+            let mut msg = [0u8; 12];
+            // c_long is i64 on the 64-bit targets this runs on; the cast keeps 8 bytes.
+            #[allow(clippy::unnecessary_cast)]
+            msg[..8].copy_from_slice(&(ret as i64).to_le_bytes());
+            msg[8..].copy_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
+            libc::write(t, msg.as_ptr().cast(), msg.len());
+            // Neither end of the sync socket stays here: its EOF is the child's.
+            libc::close(parent_sock);
+            libc::close(child_sock);
+            if *pidfd >= 0 {
+                libc::close(*pidfd);
+            }
+            // Until the CLI holds a pidfd of the child (or is gone), the child is not
+            // reaped, so its pid names it.
+            let mut b = 0u8;
+            libc::read(t, (&mut b as *mut u8).cast(), 1);
+            if ret < 0 {
+                libc::_exit(0);
+            }
+            libc::setsid();
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            for fd in 0..3 {
+                libc::dup2(k.null.as_raw_fd(), fd);
+            }
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            libc::execve(k.path.as_ptr(), k.argv.as_ptr(), envp.as_ptr());
+            // No keeper binary: reap the child ourselves, record nothing.
+            while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
+            libc::_exit(1);
+        }
+    }
+    drop(theirs);
+    let mut f = File::from(mine);
+    let mut msg = [0u8; 12];
+    if f.read_exact(&mut msg).is_err() {
+        return err(libc::ECHILD);
+    }
+    let ret = i64::from_le_bytes(msg[..8].try_into().unwrap_or_default()) as libc::c_long;
+    let e = i32::from_le_bytes(msg[8..].try_into().unwrap_or_default());
+    if ret > 0 {
+        // SAFETY: pidfd_open on the keeper's child, not yet reapable by anyone.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, ret as libc::pid_t, 0) };
+        *pidfd = fd as c_int;
+    }
+    let _ = f.write_all(&[1]);
+    (ret, std::io::Error::from_raw_os_error(e))
+}
+
 /// Start a container: clone into new namespaces, set everything up, and stop just
 /// before exec. Returns once the child is ready (or failed); see [`Pending`].
 pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> {
@@ -1331,6 +1478,7 @@ pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) 
     // child unshares it itself once it is in all of the container's cgroups. No
     // CLONE_NEWUSER either: the holder made the user namespace (see above).
 
+    let keeper = spec.keeper.as_ref().map(KeeperExec::new).transpose()?;
     let guard = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let (parent_sock, child_sock) =
         socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(os("socketpair"))?;
@@ -1353,17 +1501,11 @@ pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) 
         args.cgroup = dir.as_raw_fd() as u64;
     }
     let child_raw = child_sock.as_raw_fd();
-    let mut ret = clone_child(&args, &script, parent_sock.as_raw_fd(), child_raw);
-    let mut clone_err = std::io::Error::last_os_error();
-    let old_kernel = matches!(clone_err.raw_os_error(), Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS));
-    if ret < 0 && args.flags & CLONE_INTO_CGROUP != 0 && old_kernel {
-        // A kernel before 5.7: the child joins cgroup2 by its own write instead.
-        args.flags &= !CLONE_INTO_CGROUP;
-        args.cgroup = 0;
-        script.into_cgroup.set(false);
-        ret = clone_child(&args, &script, parent_sock.as_raw_fd(), child_raw);
-        clone_err = std::io::Error::last_os_error();
-    }
+    let kept = keeper.is_some();
+    let (ret, clone_err) = match &keeper {
+        None => clone_with_fallback(&mut args, &script, parent_sock.as_raw_fd(), child_raw),
+        Some(k) => clone_kept(k, &mut args, &script, parent_sock.as_raw_fd(), child_raw, &mut pidfd),
+    };
     drop(child_sock);
     drop(exe);
     drop(guard);
@@ -1376,7 +1518,7 @@ pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) 
     let pid = Pid::from_raw(ret as i32);
     // SAFETY: CLONE_PIDFD stored a new fd that we own.
     let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
-    let mut pending = Pending { pid, pidfd, sock: Some(parent_sock), exec_step };
+    let mut pending = Pending { pid, pidfd, sock: Some(parent_sock), exec_step, kept };
     // The child inherited the namespace fds it needs.
     drop(owned);
     match pending.recv()? {
@@ -1536,6 +1678,15 @@ impl Pending {
         if pid.as_raw() <= 0 {
             return "already reaped".into();
         }
+        if self.kept {
+            // The keeper reaps it (and records how it ended): wait on the pidfd.
+            if let Some(fd) = &self.pidfd {
+                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: poll on one pollfd of ours.
+                unsafe { libc::poll(&mut p, 1, 10_000) };
+            }
+            return "exited (its keeper recorded how)".into();
+        }
         loop {
             match waitpid(pid, None) {
                 Ok(WaitStatus::Exited(_, c)) => return format!("exit code {c}"),
@@ -1576,8 +1727,26 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if self.pid.as_raw() > 0 {
             // The child is blocked in setup and not yet reaped, so its pid cannot have
-            // been reused; SIGKILL here is cleanup, not synchronisation.
-            let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+            // been reused; SIGKILL here is cleanup, not synchronisation. A keeper's
+            // child may be reaped at any time: it is signalled through its pidfd.
+            match (&self.pidfd, self.kept) {
+                (Some(fd), true) => {
+                    // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_pidfd_send_signal,
+                            fd.as_raw_fd(),
+                            libc::SIGKILL,
+                            std::ptr::null::<libc::siginfo_t>(),
+                            0,
+                        );
+                    }
+                }
+                (None, true) => {}
+                _ => {
+                    let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
             self.reap();
         }
     }

@@ -22,6 +22,10 @@
 //! - `run.json`     pid, start time and boot id of the running PID 1
 //! - `desired.json` what the container should be: `running` (set by `apply` and
 //!   `start`) or `stopped` (set by `stop`); `start --all` brings it back to that
+//! - `exit.json`    how the last PID 1 ended, written by its keeper
+//!   (`exec::keeper::ExitRecord`); removed when a new one starts
+//! - `stop.json`    a user's `stop` ended the last run (written before PID 1 is
+//!   asked to stop); without it a PID 1 that ended is a crash. Removed at start
 //! - `rootfs.json`  which cached layers the root is made of (`layers::RootfsRecord`)
 //! - `supervisor.json`  the supervisor's configuration PID 1 was last given (0600,
 //!   host-private: PID 1 gets it as a sealed memfd at fd 3, and each `reconfigure`
@@ -239,6 +243,14 @@ impl Dirs {
     /// What the container should be at boot ([`Desired`]).
     pub fn desired(&self) -> PathBuf {
         self.root.join("desired.json")
+    }
+    /// How the last PID 1 ended (its keeper writes it; see `exec::keeper`).
+    pub fn exit_file(&self) -> PathBuf {
+        self.root.join("exit.json")
+    }
+    /// Present when `stop` ended the last run (so its end is no crash).
+    pub fn stop_file(&self) -> PathBuf {
+        self.root.join("stop.json")
     }
     pub fn rootfs_record(&self) -> PathBuf {
         self.root.join("rootfs.json")

@@ -444,7 +444,18 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     }
     prepare::own_run_dir(&dirs, base)?;
     prepare::link_all_bound(plan, &dirs)?;
+    // A new run: how the last one ended (and that a user stopped it) is history.
+    for old in [dirs.exit_file(), dirs.stop_file()] {
+        match std::fs::remove_file(&old) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("removing {}", old.display()))(e));
+            }
+            _ => {}
+        }
+    }
     let mut spec = prepare::sandbox_spec(plan, &dirs, rootfs, &etc, base)?;
+    // PID 1 is the keeper's child, which records how it ends (`exit.json`).
+    spec.keeper = keeper_exe().map(|exe| sandbox::Keeper { exe, exit_file: dirs.exit_file() });
     // Checked when applied; checked again here, as another root's container may have
     // taken an address of this stopped one meanwhile.
     check_network(root, plan)?;
@@ -473,6 +484,8 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     match plan.network.mode {
         NetMode::Routed => {
             let ns = net::open_netns(pending.pid())?;
+            // The stopped container's placeholders give way to its real routes.
+            net::clear_unreachable(&plan.network)?;
             net::setup(&key, &plan.network, ns.as_fd())?;
             let n = &plan.network;
             let v: Vec<String> =
@@ -491,9 +504,94 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     crash_point(CrashPoint::Nft);
     let child = pending.release()?;
     crash_point(CrashPoint::Release);
-    // PID 1 outlives us: it is reparented when we exit. Its pidfd is not needed.
+    // PID 1 outlives us: its keeper is its parent. Its pidfd is not needed, and
+    // nobody waits for the keeper.
     drop(child);
     Ok(info)
+}
+
+/// The keeper binary: `container-init`, installed next to `container` (see
+/// `exec::keeper`); without it PID 1 has no keeper and a crash's status is unknown.
+fn keeper_exe() -> Option<PathBuf> {
+    std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("container-init"))).filter(|p| p.is_file())
+}
+
+/// What a container is doing, as `status` and `list` tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    Running(RunInfo),
+    /// A user's `stop` ended it (or it never ran).
+    Stopped,
+    /// PID 1 ended without a `stop`: how (`None` while not known yet).
+    Crashed(Option<crate::exec::keeper::ExitRecord>),
+}
+
+/// Whether the container runs, was stopped, or crashed (reads only).
+pub fn run_state(root: &Path, name: &str) -> RunState {
+    let dirs = Dirs::new(root, name);
+    if let Some(info) = layout::running(&dirs) {
+        return RunState::Running(info);
+    }
+    if dirs.stop_file().exists() {
+        return RunState::Stopped;
+    }
+    if let Some(rec) = crate::exec::keeper::read(&dirs.exit_file()) {
+        return RunState::Crashed(Some(rec));
+    }
+    if dirs.run_info().exists() {
+        return RunState::Crashed(None);
+    }
+    RunState::Stopped
+}
+
+/// Wait (up to `max`) for the keeper's record of PID 1 `pid`'s end.
+fn wait_exit_record(dirs: &Dirs, pid: i32, max: Duration) -> Option<crate::exec::keeper::ExitRecord> {
+    let deadline = Instant::now() + max;
+    loop {
+        if let Some(rec) = crate::exec::keeper::read(&dirs.exit_file()).filter(|r| r.pid == pid) {
+            return Some(rec);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A container whose PID 1 ended without a `stop` (it crashed, or was killed) is
+/// cleaned up: its network, nftables rules and cgroups go, its addresses get their
+/// placeholder routes, and how PID 1 ended stays recorded (`exit.json`) so `status`
+/// says crashed until `start` or `destroy`. Done by every command that looks at the
+/// container (`status`, `list`, `plan`, `apply`, `start`); skipped while another
+/// command holds the container's lock (that one cleans up). Returns whether it did.
+pub fn reap_crashed(root: &Path, name: &str) -> Result<bool, RunError> {
+    let dirs = Dirs::new(root, name);
+    let dead = |d: &Dirs| d.run_info().exists() && layout::running(d).is_none();
+    if !dead(&dirs) {
+        return Ok(false);
+    }
+    let path = dirs.lock_file();
+    let Some(_lock) = Lock::try_take(&path).map_err(io(format!("locking {}", path.display())))? else {
+        return Ok(false);
+    };
+    if !dead(&dirs) {
+        return Ok(false);
+    }
+    if let Ok(Some(info)) = crate::state::read_json::<RunInfo>(&dirs.run_info()) {
+        // Its keeper writes the record as soon as PID 1 is reaped.
+        if wait_exit_record(&dirs, info.pid, Duration::from_millis(500)).is_none() && !dirs.stop_file().exists() {
+            let rec = crate::exec::keeper::ExitRecord {
+                pid: info.pid,
+                code: None,
+                signal: None,
+                at_ms: layout::now_ms(),
+                unknown: true,
+            };
+            crate::exec::keeper::write(&dirs.exit_file(), &rec).map_err(io("recording the crash"))?;
+        }
+    }
+    cleanup(root, &dirs)?;
+    Ok(true)
 }
 
 /// Poll the supervisor's status until every service is ready (or finished) and every
@@ -630,6 +728,9 @@ fn cleanup_plans(root: &Path, dirs: &Dirs, plans: &[Plan]) -> Result<(), RunErro
     let key = StateRoot::new(root).host_key(&dirs.name);
     for plan in plans {
         teardown_network(&key, plan)?;
+        if plan.network.mode == NetMode::Routed {
+            net::clear_unreachable(&plan.network)?;
+        }
     }
     if plans.is_empty() {
         net::run(&[net::Step::DeleteLink { dev: net::host_ifname(&key) }], None)?;
@@ -639,6 +740,12 @@ fn cleanup_plans(root: &Path, dirs: &Dirs, plans: &[Plan]) -> Result<(), RunErro
     sync_nft(root, false)?;
     // Kills whatever might still be inside (nothing, after PID 1 ended) and removes them.
     cgroup::Cgroups::open(&key)?.remove()?;
+    // While it does not run, traffic to its addresses is refused at once instead of
+    // leaving by the default route (`destroy` and `start` remove these).
+    // (The current plan: the pending one if an apply was under way, else the applied.)
+    if let Some(plan) = plans.last().filter(|p| p.network.mode == NetMode::Routed) {
+        net::set_unreachable(&plan.network)?;
+    }
     Ok(())
 }
 
@@ -649,8 +756,14 @@ pub fn stop(root: &Path, name: &str, timeout: Option<Duration>, say: Say) -> Res
     let ran = match layout::running(&dirs) {
         Some(info) => {
             say(&format!("stopping {name} (PID 1 is {})", info.pid));
+            // First: PID 1 ending from now on is this stop, no crash.
+            let at = serde_json::json!({ "at_ms": layout::now_ms() });
+            crate::state::write_private(&dirs.stop_file(), at.to_string().as_bytes())?;
             let t = timeout.unwrap_or(Duration::from_secs(10));
             stop_process(&dirs, &info, t, plan.services.len())?;
+            // Its keeper records the end right after; wait for it, so no record of
+            // this run lands after the next one started (or after `destroy`).
+            wait_exit_record(&dirs, info.pid, Duration::from_secs(2));
             true
         }
         None => false,
@@ -1042,11 +1155,21 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
     }
     if let Some(info) = layout::running(&dirs) {
         say(&format!("stopping {name} (PID 1 is {})", info.pid));
+        // PID 1 ending from now on is this destroy, no crash.
+        let at = serde_json::json!({ "at_ms": layout::now_ms() });
+        crate::state::write_private(&dirs.stop_file(), at.to_string().as_bytes())?;
         let services = plans.iter().map(|p| p.services.len()).max().unwrap_or(1);
         stop_process(&dirs, &info, Duration::from_secs(10), services)?;
+        // Its keeper records the end right after: no record lands in a removed folder.
+        wait_exit_record(&dirs, info.pid, Duration::from_secs(2));
     }
     cleanup_plans(root, &dirs, &plans)?;
     crash_point(CrashPoint::DestroyStopped);
+    for plan in &plans {
+        if plan.network.mode == NetMode::Routed {
+            net::clear_unreachable(&plan.network)?;
+        }
+    }
     {
         let _pool = lock_shared(root, "pool")?;
         let state = StateRoot::new(root);

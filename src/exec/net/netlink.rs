@@ -32,6 +32,7 @@ const RECV_BUF: usize = 64 * 1024;
 pub struct RouteEntry {
     pub table: u32,
     pub kind: RouteType,
+    pub protocol: RouteProtocol,
     pub dst: IpAddr,
     pub prefix_len: u8,
     /// Output interface index, when the route has one.
@@ -264,6 +265,35 @@ impl Netlink {
         })
     }
 
+    fn unreachable(dst: IpAddr, prefix_len: u8) -> RouteMessage {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family(&dst);
+        msg.header.destination_prefix_length = prefix_len;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Other(super::ROUTE_PROTOCOL);
+        msg.header.kind = RouteType::Unreachable;
+        msg.header.scope = RouteScope::Universe;
+        msg.attributes.push(RouteAttribute::Destination(route_addr(&dst)));
+        msg
+    }
+
+    /// Adds or replaces `unreachable dst/prefix_len proto <ours>` in the main table.
+    pub fn replace_unreachable(&mut self, dst: IpAddr, prefix_len: u8) -> Result<(), NetError> {
+        let msg = Self::unreachable(dst, prefix_len);
+        self.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_REPLACE, &|| {
+            format!("adding route unreachable {dst}/{prefix_len}")
+        })
+    }
+
+    /// Deletes the tool's `unreachable dst/prefix_len` (only ours: the kernel matches
+    /// the type and the protocol).
+    pub fn delete_unreachable(&mut self, dst: IpAddr, prefix_len: u8) -> Result<(), NetError> {
+        let msg = Self::unreachable(dst, prefix_len);
+        self.request(RouteNetlinkMessage::DelRoute(msg), 0, &|| {
+            format!("deleting route unreachable {dst}/{prefix_len}")
+        })
+    }
+
     fn proxy_neighbour(index: u32, addr: IpAddr) -> NeighbourMessage {
         let mut msg = NeighbourMessage::default();
         msg.header.family = family(&addr);
@@ -315,6 +345,7 @@ impl Netlink {
             out.push(RouteEntry {
                 table,
                 kind: r.header.kind,
+                protocol: r.header.protocol,
                 dst,
                 prefix_len: r.header.destination_prefix_length,
                 oif,
