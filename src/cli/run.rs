@@ -195,13 +195,17 @@ fn service_table(st: &Status) -> String {
     let mut s = String::new();
     for (n, svc) in &st.services {
         let pid = svc.pid.map(|p| format!("pid {p}")).unwrap_or_default();
-        s.push_str(&format!("  {n:<16} {:<10} {pid}\n", state_word(svc.state)));
+        s.push_str(&format!("  {n:<16} {:<10} {pid}\n", state_word(svc)));
     }
     s
 }
 
-fn state_word(s: ServiceState) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+/// A running service without a `ready` probe is only known to have started.
+fn state_word(s: &supervisor::ServiceStatus) -> String {
+    if s.state == ServiceState::Ready && !s.probed {
+        return "started".into();
+    }
+    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// How to reach the container's listening ports.
@@ -374,7 +378,7 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
         }
         if let Ok(st) = serde_json::from_value::<Status>(r["status"].clone()) {
             for (n, svc) in &st.services {
-                let mut line = format!("  service {n:<14} {:<10}", state_word(svc.state));
+                let mut line = format!("  service {n:<14} {:<10}", state_word(svc));
                 if let Some(p) = svc.pid {
                     line.push_str(&format!(" pid {p}"));
                 }
