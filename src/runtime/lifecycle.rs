@@ -599,7 +599,9 @@ fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, layers: usize) -
     // process listening) counts as not asked, and PID 1 gets SIGKILL at once.
     let timeout_ms = Some(timeout.as_millis() as u64);
     let asked = ok(supervisor::control(&dirs.run(), info.pid, &ControlRequest::Stop { timeout_ms }))
-        || ok(supervisor::control(&dirs.run(), info.pid, &ControlRequest::Stop { timeout_ms: None }));
+        || ok(supervisor::control(&dirs.run(), info.pid, &ControlRequest::Stop { timeout_ms: None }))
+        // A PID 1 started by an older version takes only its words: stopped gracefully all the same.
+        || ok(supervisor::control_line(&dirs.run(), info.pid, &format!("stop {}", timeout.as_millis())));
     // One timeout per layer (the supervisor stops a layer at once), one more for a
     // running init task, which ends first.
     let grace = if asked { timeout * (layers as u32 + 1) + Duration::from_secs(5) } else { Duration::ZERO };
