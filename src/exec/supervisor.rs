@@ -239,6 +239,16 @@ pub struct ServiceStatus {
     pub since: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Lines of its log lost to write errors (a full or read-only disk) since the
+    /// supervisor started; `log_error` is the last error.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_dropped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +292,15 @@ pub struct Status {
     pub generation: u64,
     pub services: BTreeMap<String, ServiceStatus>,
     pub init: BTreeMap<String, TaskStatus>,
+    /// Failed writes of `status.json` so far (the file is then older than this
+    /// reply; the host asks the control socket first), and the last error.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub status_error: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_error_message: Option<String>,
+    /// Lines of the supervisor's own diagnostics (its stderr) lost to write errors.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notes_dropped: u64,
 }
 
 /// Runs the supervisor until it is stopped; returns the exit code for the process.
@@ -376,8 +395,11 @@ impl ConfigSource {
 /// [`run_file`]. Returns the process exit code.
 pub fn pid1_main(config: &ConfigSource) -> u8 {
     // SAFETY: setsid has no memory effects; it fails harmlessly for a group leader.
+    // SIGPIPE ignored (Rust's runtime does it too; said here, as PID 1 depends on
+    // it): a write to a closed pipe or socket is an EPIPE error, never our death.
     unsafe {
         libc::setsid();
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let result = match config {
         ConfigSource::File(path) => run_file(path),
@@ -392,7 +414,8 @@ pub fn pid1_main(config: &ConfigSource) -> u8 {
     match result {
         Ok(code) => u8::try_from(code).unwrap_or(1),
         Err(e) => {
-            eprintln!("error: supervisor: {e}");
+            // Never a panicking eprintln: stderr may be on a full disk.
+            engine::note_line(&format!("error: supervisor: {e}"));
             1
         }
     }

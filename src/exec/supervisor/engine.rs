@@ -41,9 +41,42 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Lines of the supervisor's own diagnostics that could not be written.
+static NOTES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes `line` and a newline to stderr (whatever the executor gave PID 1: a file
+/// on the state root, which may be full or read-only). Never `eprintln!`: that
+/// panics on a failed write, and PID 1 aborts on panic. A failure is counted
+/// (`notes_dropped` in the status).
+pub(super) fn note_line(line: &str) {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    let mut rest = &buf[..];
+    while !rest.is_empty() {
+        // SAFETY: a write of a live buffer to fd 2 (always open: `ensure_std_fds`).
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n > 0 {
+            rest = &rest[n as usize..];
+        } else if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        } else {
+            NOTES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
 fn note(msg: &str) {
-    // The supervisor's own diagnostics; stderr is whatever the executor gave PID 1.
-    eprintln!("supervisor: {msg}");
+    note_line(&format!("supervisor: {msg}"));
+}
+
+/// The longest timeout taken from a request or a config (a day): an `Instant` plus a
+/// huge `Duration` would overflow, and a panic is the container's death.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(MAX_TIMEOUT_MS))
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.
@@ -216,6 +249,9 @@ struct Sup<'a> {
     ready_timeout: Duration,
     dirty: bool,
     status_error_shown: bool,
+    /// Failed writes of `status.json`, and the last error.
+    status_errors: u64,
+    status_error: Option<String>,
 }
 
 /// Checks names in `after` and refuses cycles; returns the dependency lists and a
@@ -418,10 +454,12 @@ pub fn run(
             run_dir: cfg.run_dir.clone(),
             etc_dir: cfg.etc_dir.clone(),
             log_max: cfg.log_max_bytes,
-            stop_timeout: Duration::from_millis(cfg.stop_timeout_ms),
-            ready_timeout: Duration::from_millis(cfg.ready_timeout_ms),
+            stop_timeout: millis(cfg.stop_timeout_ms),
+            ready_timeout: millis(cfg.ready_timeout_ms),
             dirty: true,
             status_error_shown: false,
+            status_errors: 0,
+            status_error: None,
         };
         let r = sup.main_loop(&sigfd, &listener);
         let _ = std::fs::remove_file(&sock);
@@ -480,8 +518,13 @@ impl Sup<'_> {
                     })
                     .collect();
                 match nix::poll::poll(&mut fds, timeout) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(SupervisorError::sys("poll", e)),
+                    Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
+                    Err(e) => {
+                        // ENOMEM and the like: PID 1 must outlive them; try again soon.
+                        note(&format!("poll: {e}"));
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
                 }
                 srcs.iter()
                     .zip(fds.iter())
@@ -593,7 +636,7 @@ impl Sup<'_> {
             }
             ["stop", ms] => match ms.parse::<u64>() {
                 Ok(ms) => {
-                    self.begin_stop(Some(Duration::from_millis(ms)));
+                    self.begin_stop(Some(millis(ms)));
                     Ok(())
                 }
                 Err(_) => Err(format!("stop: {ms:?} is not a timeout in milliseconds")),
@@ -682,8 +725,8 @@ impl Sup<'_> {
         }
 
         self.log_max = cfg.log_max_bytes;
-        self.stop_timeout = Duration::from_millis(cfg.stop_timeout_ms);
-        self.ready_timeout = Duration::from_millis(cfg.ready_timeout_ms);
+        self.stop_timeout = millis(cfg.stop_timeout_ms);
+        self.ready_timeout = millis(cfg.ready_timeout_ms);
         self.secrets_dir = cfg.secrets_dir.clone();
         self.etc_dir = cfg.etc_dir.clone();
 
@@ -1380,6 +1423,8 @@ impl Sup<'_> {
                         last_exit: s.last_exit.clone(),
                         since: s.since,
                         message: s.message.clone(),
+                        log_dropped: s.log.dropped().0,
+                        log_error: s.log.dropped().1.map(str::to_string),
                     };
                     (s.name.clone(), st)
                 })
@@ -1394,6 +1439,9 @@ impl Sup<'_> {
                     (t.id.clone(), st)
                 })
                 .collect(),
+            status_error: self.status_errors,
+            status_error_message: self.status_error.clone(),
+            notes_dropped: NOTES_DROPPED.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -1409,6 +1457,12 @@ impl Sup<'_> {
             })
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            self.status_errors = self.status_errors.saturating_add(1);
+            self.status_error = Some(match e.raw_os_error() {
+                Some(n) => Errno::from_raw(n).desc().to_string(),
+                None => e.to_string(),
+            });
             // Shown once: a full disk must not flood the supervisor's stderr.
             if !self.status_error_shown {
                 note(&format!("writing {}: {e}", path.display()));
