@@ -60,7 +60,11 @@ fn hammer(ct: &Ct, host: &str, tag: &str, n: usize, pad: usize) {
     let pad = "p".repeat(pad);
     for i in 0..n {
         if let Err(e) = get(host, &format!("/{tag}-{i}-{pad}")) {
-            panic!("request {i} of {n} ({tag}) was not answered: {e}\nstatus: {}\nlogs: {}", status_text(ct), ct.logs());
+            panic!(
+                "request {i} of {n} ({tag}) was not answered: {e}\nstatus: {}\nlogs: {}",
+                status_text(ct),
+                ct.logs()
+            );
         }
     }
 }
@@ -97,7 +101,7 @@ fn still_running(ct: &Ct, pid1: i64) {
 fn web_logs(ct: &Ct) -> String {
     let logs = ct.dirs().join("run/logs");
     let read = |p: PathBuf| std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    read(logs.join("web.log.1")) + &read(logs.join("web.log"))
+    read(logs.join("web.log.1")) + read(logs.join("web.log")).as_str()
 }
 
 /// A tmpfs mounted over a container's (not yet created) folder, and the container

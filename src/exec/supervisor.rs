@@ -89,6 +89,7 @@
 //! for init-task stdin come from `secrets_dir/<name>` or, with [`run_with_secrets`],
 //! from a lookup function.
 
+mod cgroups;
 mod control;
 mod engine;
 mod log;
@@ -405,9 +406,12 @@ pub fn pid1_main(config: &ConfigSource) -> u8 {
         ConfigSource::File(path) => run_file(path),
         // SAFETY: F_GETFD/F_SETFD on a plain integer; no memory is passed.
         ConfigSource::Fd(n) => match unsafe { libc::fcntl(*n, libc::F_SETFD, libc::FD_CLOEXEC) } {
-            // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to own:
-            // nothing else in this process uses it.
-            0 => run_fd(unsafe { OwnedFd::from_raw_fd(*n) }),
+            0 => {
+                cgroups::adopt();
+                // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to
+                // own: nothing else in this process uses it.
+                run_fd(unsafe { OwnedFd::from_raw_fd(*n) })
+            }
             _ => Err(SupervisorError::io(format!("config fd {n}"), std::io::Error::last_os_error())),
         },
     };

@@ -7,6 +7,7 @@
 //! what is due, so calling it after every event keeps the order rules of the module
 //! header without any queue of pending work.
 
+use super::cgroups;
 use super::control::{self, Conn, Input};
 use super::log::LogSink;
 use super::spawn::{self, PreparedCommand};
@@ -877,9 +878,13 @@ impl Sup<'_> {
     }
 
     fn start_service(&mut self, i: usize) {
+        // What an earlier instance left (a daemon it forked) ends first: it would
+        // hold the port or the lock the new one needs.
+        end_leftovers(&self.svcs[i].name);
         let now = Instant::now();
-        let started = self.prepare(i, &self.svcs[i].res.command).and_then(|p| {
+        let started = self.prepare(i, &self.svcs[i].res.command).and_then(|mut p| {
             let s = &self.svcs[i];
+            p.set_cgroup(cgroups::procs(&s.name));
             spawn::spawn(&p, self.devnull.as_fd(), s.log.writer())
         });
         let s = &mut self.svcs[i];
@@ -1100,10 +1105,11 @@ impl Sup<'_> {
         s.last_exit = Some(info.clone());
         match std::mem::replace(&mut s.intent, Intent::None) {
             Intent::Stop => {
-                // Whatever it left in its group goes with it.
+                // Whatever it left in its group, or anywhere in its cgroup, goes with it.
                 if let Some(p) = pid {
                     signal_group(p, Signal::SIGKILL);
                 }
+                end_leftovers(&s.name);
                 self.set_svc(i, ServiceState::Stopped, None);
             }
             Intent::Restart => {
@@ -1114,6 +1120,7 @@ impl Sup<'_> {
                 if let Some(p) = pid {
                     signal_group(p, Signal::SIGKILL);
                 }
+                end_leftovers(&s.name);
                 // `tick` starts the new definition once its dependencies are ready.
                 self.set_svc(i, ServiceState::Waiting, None);
             }
@@ -1174,6 +1181,8 @@ impl Sup<'_> {
                 if let Some(pid) = s.pid {
                     note(&format!("{}: still running after SIGTERM, sending SIGKILL", s.name));
                     signal_group(pid, Signal::SIGKILL);
+                    // Its whole cgroup: what left the group (setsid) too.
+                    cgroups::kill(&s.name, Duration::ZERO);
                 }
             }
         }
@@ -1469,6 +1478,14 @@ impl Sup<'_> {
                 self.status_error_shown = true;
             }
         }
+    }
+}
+
+/// Ends every process left in `service`'s cgroup (no-op without cgroups) and waits
+/// for them, at most a second: they die of SIGKILL, so that is plenty.
+fn end_leftovers(service: &str) {
+    if !cgroups::kill(service, Duration::from_secs(1)) {
+        note(&format!("{service}: processes of an earlier instance are still in its cgroup after SIGKILL"));
     }
 }
 
