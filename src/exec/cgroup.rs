@@ -558,11 +558,11 @@ impl Cgroups {
     /// The cgroup2 cgroup of the container (a pure v2 host, or the `unified`
     /// hierarchy of a hybrid one), if there is one.
     pub fn v2_dir(&self) -> Option<&Path> {
-        const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+        const CGROUP2_SUPER_MAGIC: libc::__fsword_t = 0x6367_7270;
         self.dirs
             .iter()
             .map(PathBuf::as_path)
-            .find(|d| nix::sys::statfs::statfs(*d).is_ok_and(|st| st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC))
+            .find(|d| nix::sys::statfs::statfs(*d).is_ok_and(|st| st.filesystem_type().0 == CGROUP2_SUPER_MAGIC))
     }
 
     /// Delegates the cgroup2 cgroup to the container's root `owner` (host uid and

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 pub const CGROUP_FD: RawFd = 4;
 
 /// CGROUP2_SUPER_MAGIC.
-const CGROUP2_MAGIC: i64 = 0x6367_7270;
+const CGROUP2_MAGIC: libc::__fsword_t = 0x6367_7270;
 
 static ROOT: OnceLock<OwnedFd> = OnceLock::new();
 
@@ -34,7 +34,7 @@ pub fn adopt() {
     // SAFETY: fstatfs/fstat into zeroed structs on a plain integer fd.
     unsafe {
         let mut sfs: libc::statfs = std::mem::zeroed();
-        if libc::fstatfs(CGROUP_FD, &mut sfs) != 0 || sfs.f_type as i64 != CGROUP2_MAGIC {
+        if libc::fstatfs(CGROUP_FD, &mut sfs) != 0 || sfs.f_type != CGROUP2_MAGIC {
             return;
         }
         let mut st: libc::stat = std::mem::zeroed();
