@@ -102,6 +102,7 @@
 //! for init-task stdin come from `secrets_dir/<name>` or, with [`run_with_secrets`],
 //! from a lookup function.
 
+mod cgroups;
 mod control;
 mod engine;
 mod log;
@@ -258,6 +259,16 @@ pub struct ServiceStatus {
     /// Whether it has a `ready` probe: without one, `ready` only means "started".
     #[serde(default)]
     pub probed: bool,
+    /// Lines of its log lost to write errors (a full or read-only disk) since the
+    /// supervisor started; `log_error` is the last error.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_dropped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +312,15 @@ pub struct Status {
     pub generation: u64,
     pub services: BTreeMap<String, ServiceStatus>,
     pub init: BTreeMap<String, TaskStatus>,
+    /// Failed writes of `status.json` so far (the file is then older than this
+    /// reply; the host asks the control socket first), and the last error.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub status_error: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_error_message: Option<String>,
+    /// Lines of the supervisor's own diagnostics (its stderr) lost to write errors.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notes_dropped: u64,
 }
 
 /// How long a service without a `ready` probe must keep running after its spawn for
@@ -496,23 +516,30 @@ impl ConfigSource {
 /// [`run_file`]. Returns the process exit code.
 pub fn pid1_main(config: &ConfigSource) -> u8 {
     // SAFETY: setsid has no memory effects; it fails harmlessly for a group leader.
+    // SIGPIPE ignored (Rust's runtime does it too; said here, as PID 1 depends on
+    // it): a write to a closed pipe or socket is an EPIPE error, never our death.
     unsafe {
         libc::setsid();
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let result = match config {
         ConfigSource::File(path) => run_file(path),
         // SAFETY: F_GETFD/F_SETFD on a plain integer; no memory is passed.
         ConfigSource::Fd(n) => match unsafe { libc::fcntl(*n, libc::F_SETFD, libc::FD_CLOEXEC) } {
-            // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to own:
-            // nothing else in this process uses it.
-            0 => run_fd(unsafe { OwnedFd::from_raw_fd(*n) }),
+            0 => {
+                cgroups::adopt();
+                // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to
+                // own: nothing else in this process uses it.
+                run_fd(unsafe { OwnedFd::from_raw_fd(*n) })
+            }
             _ => Err(SupervisorError::io(format!("config fd {n}"), std::io::Error::last_os_error())),
         },
     };
     match result {
         Ok(code) => u8::try_from(code).unwrap_or(1),
         Err(e) => {
-            eprintln!("error: supervisor: {e}");
+            // Never a panicking eprintln: stderr may be on a full disk.
+            engine::note_line(&format!("error: supervisor: {e}"));
             1
         }
     }

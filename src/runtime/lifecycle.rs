@@ -445,7 +445,12 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     // The sandbox binds volumes by path: checked last, with nothing of the container
     // running that could swap a folder for a symlink (see SECURITY.md, Known gaps).
     prepare::check_volumes(plan, &dirs)?;
-    let pending = sandbox::spawn_passing(&spec, stdio, Some(config))?;
+    // PID 1 gets its cgroup2 cgroup, delegated to the container's root, as a folder
+    // fd at 4: it gives each service a child cgroup there (see
+    // `exec::supervisor`); nothing is mounted for it.
+    let owner = base.map(|b| (b, b));
+    let cgroup_dir = cgroups.delegate(owner)?;
+    let pending = sandbox::spawn_passing2(&spec, stdio, Some(config), cgroup_dir)?;
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;

@@ -131,13 +131,22 @@ impl Conn {
     }
 
     /// Writes the reply and closes the connection. Errors are the client's problem.
-    pub fn reply(mut self, value: &ControlReply) {
+    pub fn reply(self, value: &ControlReply) {
         let mut line = serde_json::to_string(value).unwrap_or_else(|_| r#"{"ok":false}"#.into());
         line.push('\n');
         if self.stream.set_nonblocking(false).is_ok()
             && self.stream.set_write_timeout(Some(Duration::from_millis(200))).is_ok()
         {
-            let _ = self.stream.write_all(line.as_bytes());
+            // MSG_NOSIGNAL: a client gone away is EPIPE here, never a SIGPIPE to PID 1.
+            let mut rest = line.as_bytes();
+            while !rest.is_empty() {
+                match nix::sys::socket::send(self.stream.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+                    Ok(0) => return,
+                    Ok(n) => rest = &rest[n..],
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! what is due, so calling it after every event keeps the order rules of the module
 //! header without any queue of pending work.
 
+use super::cgroups;
 use super::control::{self, Conn, Input};
 use super::log::LogSink;
 use super::spawn::{self, PreparedCommand};
@@ -45,9 +46,42 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Lines of the supervisor's own diagnostics that could not be written.
+static NOTES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes `line` and a newline to stderr (whatever the executor gave PID 1: a file
+/// on the state root, which may be full or read-only). Never `eprintln!`: that
+/// panics on a failed write, and PID 1 aborts on panic. A failure is counted
+/// (`notes_dropped` in the status).
+pub(super) fn note_line(line: &str) {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    let mut rest = &buf[..];
+    while !rest.is_empty() {
+        // SAFETY: a write of a live buffer to fd 2 (always open: `ensure_std_fds`).
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n > 0 {
+            rest = &rest[n as usize..];
+        } else if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        } else {
+            NOTES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
 fn note(msg: &str) {
-    // The supervisor's own diagnostics; stderr is whatever the executor gave PID 1.
-    eprintln!("supervisor: {msg}");
+    note_line(&format!("supervisor: {msg}"));
+}
+
+/// The longest timeout taken from a request or a config (a day): an `Instant` plus a
+/// huge `Duration` would overflow, and a panic is the container's death.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(MAX_TIMEOUT_MS))
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.
@@ -245,6 +279,9 @@ struct Sup<'a> {
     ready_timeout: Duration,
     dirty: bool,
     status_error_shown: bool,
+    /// Failed writes of `status.json`, and the last error.
+    status_errors: u64,
+    status_error: Option<String>,
 }
 
 /// Checks names in `after` and refuses cycles; returns the dependency lists and a
@@ -482,10 +519,12 @@ pub fn run(
             run_dir: cfg.run_dir.clone(),
             etc_dir: cfg.etc_dir.clone(),
             log_max: cfg.log_max_bytes,
-            stop_timeout: Duration::from_millis(cfg.stop_timeout_ms),
-            ready_timeout: Duration::from_millis(cfg.ready_timeout_ms),
+            stop_timeout: millis(cfg.stop_timeout_ms),
+            ready_timeout: millis(cfg.ready_timeout_ms),
             dirty: true,
             status_error_shown: false,
+            status_errors: 0,
+            status_error: None,
         };
         let r = sup.main_loop(&sigfd, &listener);
         let _ = std::fs::remove_file(&sock);
@@ -546,8 +585,13 @@ impl Sup<'_> {
                     })
                     .collect();
                 match nix::poll::poll(&mut fds, timeout) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(SupervisorError::sys("poll", e)),
+                    Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
+                    Err(e) => {
+                        // ENOMEM and the like: PID 1 must outlive them; try again soon.
+                        note(&format!("poll: {e}"));
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
                 }
                 srcs.iter()
                     .zip(fds.iter())
@@ -672,7 +716,7 @@ impl Sup<'_> {
                 return ControlReply { status: Some(self.status(self.state())), ..ControlReply::ok() }
             }
             ControlRequest::Stop { timeout_ms } => {
-                self.begin_stop(timeout_ms.map(Duration::from_millis));
+                self.begin_stop(timeout_ms.map(millis));
                 Ok(BTreeMap::new())
             }
             ControlRequest::Reload { service } => self.find(&service).and_then(|i| self.reload(i)),
@@ -857,8 +901,8 @@ impl Sup<'_> {
         }
 
         self.log_max = cfg.log_max_bytes;
-        self.stop_timeout = Duration::from_millis(cfg.stop_timeout_ms);
-        self.ready_timeout = Duration::from_millis(cfg.ready_timeout_ms);
+        self.stop_timeout = millis(cfg.stop_timeout_ms);
+        self.ready_timeout = millis(cfg.ready_timeout_ms);
         self.secrets_dir = cfg.secrets_dir.clone();
         self.etc_dir = cfg.etc_dir.clone();
 
@@ -1018,10 +1062,14 @@ impl Sup<'_> {
     }
 
     fn start_service(&mut self, i: usize) {
+        // What an earlier instance left (a daemon it forked) ends first: it would
+        // hold the port or the lock the new one needs.
+        end_leftovers(&self.svcs[i].name);
         let now = Instant::now();
         self.svcs[i].incarnation += 1;
-        let started = self.prepare(i, &self.svcs[i].res.command).and_then(|p| {
+        let started = self.prepare(i, &self.svcs[i].res.command).and_then(|mut p| {
             let s = &self.svcs[i];
+            p.set_cgroup(cgroups::procs(&s.name));
             spawn::spawn(&p, self.devnull.as_fd(), s.log.writer())
         });
         let s = &mut self.svcs[i];
@@ -1251,10 +1299,11 @@ impl Sup<'_> {
         }
         match std::mem::replace(&mut s.intent, Intent::None) {
             Intent::Stop => {
-                // Whatever it left in its group goes with it.
+                // Whatever it left in its group, or anywhere in its cgroup, goes with it.
                 if let Some(p) = pid {
                     signal_group(p, Signal::SIGKILL);
                 }
+                end_leftovers(&s.name);
                 self.set_svc(i, ServiceState::Stopped, None);
             }
             Intent::Restart => {
@@ -1265,6 +1314,7 @@ impl Sup<'_> {
                 if let Some(p) = pid {
                     signal_group(p, Signal::SIGKILL);
                 }
+                end_leftovers(&s.name);
                 // `tick` starts the new definition once its dependencies are ready.
                 self.set_svc(i, ServiceState::Waiting, None);
             }
@@ -1325,6 +1375,8 @@ impl Sup<'_> {
                 if let Some(pid) = s.pid {
                     note(&format!("{}: still running after SIGTERM, sending SIGKILL", s.name));
                     signal_group(pid, Signal::SIGKILL);
+                    // Its whole cgroup: what left the group (setsid) too.
+                    cgroups::kill(&s.name, Duration::ZERO);
                 }
             }
         }
@@ -1589,6 +1641,8 @@ impl Sup<'_> {
                         message: s.message.clone(),
                         incarnation: s.incarnation,
                         probed: s.res.ready.is_some(),
+                        log_dropped: s.log.dropped().0,
+                        log_error: s.log.dropped().1.map(str::to_string),
                     };
                     (s.name.clone(), st)
                 })
@@ -1603,6 +1657,9 @@ impl Sup<'_> {
                     (t.id.clone(), st)
                 })
                 .collect(),
+            status_error: self.status_errors,
+            status_error_message: self.status_error.clone(),
+            notes_dropped: NOTES_DROPPED.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -1618,6 +1675,12 @@ impl Sup<'_> {
             })
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            self.status_errors = self.status_errors.saturating_add(1);
+            self.status_error = Some(match e.raw_os_error() {
+                Some(n) => Errno::from_raw(n).desc().to_string(),
+                None => e.to_string(),
+            });
             // Shown once: a full disk must not flood the supervisor's stderr.
             if !self.status_error_shown {
                 note(&format!("writing {}: {e}", path.display()));
@@ -1632,6 +1695,14 @@ fn state_word(s: ServiceState) -> &'static str {
         ServiceState::Failed => "failed",
         ServiceState::Exited => "exited",
         _ => "is not ready",
+    }
+}
+
+/// Ends every process left in `service`'s cgroup (no-op without cgroups) and waits
+/// for them, at most a second: they die of SIGKILL, so that is plenty.
+fn end_leftovers(service: &str) {
+    if !cgroups::kill(service, Duration::from_secs(1)) {
+        note(&format!("{service}: processes of an earlier instance are still in its cgroup after SIGKILL"));
     }
 }
 
