@@ -76,7 +76,7 @@
 //! not a request is answered `{"ok":false,"error":"…"}`. `status` → the [`Status`] in
 //! `status`; `reload`, `restart`, `reconfigure` (the reply comes once convergence has
 //! begun), `stop` (with `timeout_ms`: SIGKILL after that timeout instead of
-//! `stop_timeout_ms`) → `{"ok":true}` or `{"ok":false,"error":"…"}`. A reply that
+//! `stop_timeout_ms`; like every timeout, capped at a day) → `{"ok":true}` or `{"ok":false,"error":"…"}`. A reply that
 //! (re)starts services names, in `wait`, the incarnation each of them gets (a number
 //! bumped on every spawn of a service); `wait` with such a map is answered once each
 //! service is ready in that incarnation or a later one (its probe passed after that

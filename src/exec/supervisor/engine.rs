@@ -1773,6 +1773,18 @@ mod tests {
     }
 
     #[test]
+    fn typed_stop_timeout_is_capped_at_a_day() {
+        // The typed field takes any u64; an `Instant` plus that would overflow (a
+        // panic, PID 1's death), so the engine caps it as it did the `stop MS` word.
+        let req: ControlRequest =
+            serde_json::from_str(&format!(r#"{{"op":"stop","timeout_ms":{}}}"#, u64::MAX)).unwrap();
+        let ControlRequest::Stop { timeout_ms } = req else { panic!("{req:?}") };
+        let t = timeout_ms.map(millis).unwrap();
+        assert_eq!(t, Duration::from_millis(MAX_TIMEOUT_MS));
+        let _ = Instant::now() + t;
+    }
+
+    #[test]
     fn dependency_order_and_cycles() {
         let (_, _, order) = graph(&cfg(&[("a", &["c"]), ("b", &[]), ("c", &["b"])], &[])).unwrap();
         assert_eq!(order, vec![1, 2, 0]); // b, c, a
