@@ -99,11 +99,15 @@ fn pids_in_ns_of(pid: i64) -> Vec<i64> {
 }
 
 /// The lines of host `/proc/<pid>/cgroup` that are not the container's own cgroup
-/// `container/<name>`, `name` its host key (a process that exited meanwhile has none).
+/// `container/<name>` or the cgroup of one of its services below it (`svc-<service>`,
+/// made by its supervisor), `name` its host key (a process that exited meanwhile
+/// has none).
 fn outside_own_cgroups(pid: i64, name: &str) -> Vec<String> {
     let own = format!("/{PARENT}/{name}");
+    let service =
+        |l: &str| l.rsplit_once('/').is_some_and(|(dir, leaf)| dir.ends_with(&own) && leaf.starts_with("svc-"));
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    text.lines().filter(|l| !l.ends_with(&own)).map(|l| format!("pid {pid}: {l}")).collect()
+    text.lines().filter(|l| !l.ends_with(&own) && !service(l)).map(|l| format!("pid {pid}: {l}")).collect()
 }
 
 #[test]
@@ -141,9 +145,9 @@ fn the_cgroupfs_inside_is_read_only_and_shows_only_the_container() {
         let script = "stat -f -c %T /sys/fs/cgroup; \
             echo $$ > /sys/fs/cgroup/cgroup.procs && echo WROTE-PROCS; \
             mkdir /sys/fs/cgroup/escape && echo MADE-CGROUP; \
-            find /sys/fs/cgroup -mindepth 1 -type d | sed 's/^/SUBDIR /'; \
+            find /sys/fs/cgroup -mindepth 1 -type d ! -name 'svc-*' | sed 's/^/SUBDIR /'; \
             mkdir -p /tmp/cg2 && mount -t cgroup2 none /tmp/cg2 && { \
-              echo MOUNTED; find /tmp/cg2 -mindepth 1 -type d | sed 's/^/NEW-SUBDIR /'; umount /tmp/cg2; }; \
+              echo MOUNTED; find /tmp/cg2 -mindepth 1 -type d ! -name 'svc-*' | sed 's/^/NEW-SUBDIR /'; umount /tmp/cg2; }; \
             echo done";
         let (code, out, err) = sh(&ct, script);
         assert_eq!(code, 0, "{err}");
@@ -159,7 +163,8 @@ fn the_cgroupfs_inside_is_read_only_and_shows_only_the_container() {
         // anything else. An unprivileged user cannot write either.
         let (code, out, err) = sh_nobody(&ct, "echo $$ > /sys/fs/cgroup/cgroup.procs && echo WROTE; echo done");
         assert_eq!((code, out.as_str()), (0, "done\n"), "{err}");
-        // Nothing was created on the host side either.
+        // Nothing was created on the host side either, but the cgroup of each
+        // service (`svc-<name>`, the supervisor's).
         let own = discover().expect("mountinfo").into_iter().find(|h| h.version == Version::V2);
         if let Some(v2) = own {
             let dir = v2.mount.join(PARENT).join(ct.key());
@@ -167,6 +172,7 @@ fn the_cgroupfs_inside_is_read_only_and_shows_only_the_container() {
                 .expect("the container's cgroup2 cgroup")
                 .flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|e| e.file_name() != "svc-main")
                 .map(|e| e.path())
                 .collect();
             assert_eq!(subdirs, Vec::<PathBuf>::new());
@@ -326,9 +332,11 @@ fn another_containers_cgroup_kill_is_out_of_reach() {
              for f in /tmp/k/{PARENT}/{v}/cgroup.kill /sys/fs/cgroup/{PARENT}/{v}/cgroup.kill \
                       /sys/fs/cgroup/../{PARENT}/{v}/cgroup.kill /sys/fs/cgroup/unified/{PARENT}/{v}/cgroup.kill; do \
                [ -e $f ] && echo 1 > $f && echo KILLED-VIA $f; done; \
-             find /tmp/k /sys/fs/cgroup -name cgroup.kill | grep -v '^/tmp/k/cgroup.kill$' | grep -v '^/sys/fs/cgroup/cgroup.kill$' | sed 's/^/SEES /'; \
+             find /tmp/k /sys/fs/cgroup -name cgroup.kill | grep -v '^/tmp/k/cgroup.kill$' | grep -v '^/sys/fs/cgroup/cgroup.kill$' \
+               | grep -v -E '^(/tmp/k|/sys/fs/cgroup)/svc-main/cgroup.kill$' | sed 's/^/SEES /'; \
              echo done"
         );
+        // Its own service's cgroup (`svc-main`, the supervisor's) it may see.
         let (_, out, err) = sh(&attacker, &script);
         assert!(!out.contains("KILLED-VIA") && !out.contains("SEES "), "{out}\n{err}");
         assert!(out.ends_with("done\n"), "{out}\n{err}");

@@ -128,7 +128,7 @@ import socket
 open('/run/container/supervisor.json', 'wb').write(bytes.fromhex('{}'))
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect('/run/container/control.sock')
-s.sendall(b'reconfigure\n')
+s.sendall(b'{{"op":"reconfigure"}}\n')
 print(s.makefile().readline())
 "#,
             hex(&cfg)
@@ -162,7 +162,7 @@ os.write(fd, bytes.fromhex('{}'))
 fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect('/run/container/control.sock')
-s.sendmsg([b'reconfigure\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
+s.sendmsg([b'{{"op":"reconfigure"}}\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
 print(s.makefile().readline())
 "#,
             hex(&cfg)

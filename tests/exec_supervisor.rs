@@ -10,7 +10,7 @@
 
 mod support;
 use container::exec::supervisor::{
-    self, ServiceState, Status, SupervisorConfig, SupervisorState, TaskState, DEFAULT_PATH,
+    self, ControlRequest, ServiceState, Status, SupervisorConfig, SupervisorState, TaskState, DEFAULT_PATH,
 };
 use container::plan::text::Text;
 use container::plan::types::{InitTask, ServiceRes};
@@ -177,9 +177,14 @@ impl Sup {
         self.wait_for(&format!("{svc} {state:?}"), |s| s.services.get(svc).is_some_and(|x| x.state == state))
     }
 
+    /// A request in words (`restart web`, `stop 300`) as the typed request it names;
+    /// anything else goes as it is. The reply as JSON.
     fn ctl(&self, req: &str) -> serde_json::Value {
-        supervisor::control(&self.run_dir, self.pid(), req)
-            .unwrap_or_else(|e| panic!("control {req}: {e}\n{}", self.diag()))
+        let reply = match typed(req) {
+            Some(r) => supervisor::control(&self.run_dir, self.pid(), &r),
+            None => supervisor::control_line(&self.run_dir, self.pid(), req),
+        };
+        serde_json::to_value(reply.unwrap_or_else(|e| panic!("control {req}: {e}\n{}", self.diag()))).unwrap()
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -448,18 +453,21 @@ fn the_control_client_talks_only_to_the_process_it_names() {
     let real = t.run_dir().join("real.sock");
     std::fs::rename(&sock, &real).unwrap();
     let fake = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let e = supervisor::control(&t.run_dir(), sup.pid(), "status").expect_err("a socket of another process answered");
+    let e = supervisor::control(&t.run_dir(), sup.pid(), &ControlRequest::Status)
+        .expect_err("a socket of another process answered");
     assert!(e.to_string().contains("not by the supervisor"), "{e}");
     drop(fake);
     std::fs::remove_file(&sock).unwrap();
     // A symlink to the real socket is not followed either.
     std::os::unix::fs::symlink(&real, &sock).unwrap();
-    let e = supervisor::control(&t.run_dir(), sup.pid(), "status").expect_err("the client followed a symlink");
+    let e = supervisor::control(&t.run_dir(), sup.pid(), &ControlRequest::Status)
+        .expect_err("the client followed a symlink");
     assert!(e.to_string().contains("symlink"), "{e}");
     std::fs::remove_file(&sock).unwrap();
     std::fs::rename(&real, &sock).unwrap();
     // The real one, named by the wrong pid, is refused; by its own, answers.
-    let e = supervisor::control(&t.run_dir(), std::process::id() as i32, "status").expect_err("wrong pid accepted");
+    let e = supervisor::control(&t.run_dir(), std::process::id() as i32, &ControlRequest::Status)
+        .expect_err("wrong pid accepted");
     assert!(e.to_string().contains("not by the supervisor"), "{e}");
     assert_eq!(sup.ctl("stop"), serde_json::json!({"ok": true}));
     assert!(sup.wait_exit().success());
@@ -540,7 +548,8 @@ fn reload_by_signal_keeps_pid_and_restart_changes_it() {
     assert_eq!(bad["ok"], false, "{bad}");
     assert!(bad["error"].as_str().unwrap().contains("reload command of badcmd ended with"), "{bad}");
 
-    assert_eq!(sup.ctl("restart hup"), serde_json::json!({"ok": true}));
+    // The reply names the incarnation the new process gets.
+    assert_eq!(sup.ctl("restart hup"), serde_json::json!({"ok": true, "wait": {"hup": 2}}));
     let st = sup.wait_for("hup restarted", |s| {
         s.services["hup"].state == ServiceState::Ready && s.services["hup"].pid.is_some_and(|p| p != hup)
     });
@@ -548,9 +557,23 @@ fn reload_by_signal_keeps_pid_and_restart_changes_it() {
     assert_eq!(st.services["hup"].last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGTERM"));
 
     // Without a reload method, reload means restart.
-    assert_eq!(sup.ctl("reload plain"), serde_json::json!({"ok": true}));
+    assert_eq!(sup.ctl("reload plain"), serde_json::json!({"ok": true, "wait": {"plain": 2}}));
     let st = sup.wait_for("plain restarted", |s| s.services["plain"].pid.is_some_and(|p| p != plain));
     assert_eq!(st.services["plain"].restarts, 1);
+}
+
+/// `status`, `reload S`, `restart S`, `reconfigure`, `stop [MS]` as requests.
+fn typed(words: &str) -> Option<ControlRequest> {
+    let w: Vec<&str> = words.split_whitespace().collect();
+    Some(match w.as_slice() {
+        ["status"] => ControlRequest::Status,
+        ["reload", s] => ControlRequest::Reload { service: s.to_string() },
+        ["restart", s] => ControlRequest::Restart { service: s.to_string() },
+        ["reconfigure"] => ControlRequest::Reconfigure,
+        ["stop"] => ControlRequest::Stop { timeout_ms: None },
+        ["stop", ms] => ControlRequest::Stop { timeout_ms: Some(ms.parse().ok()?) },
+        _ => return None,
+    })
 }
 
 fn wait_until(what: &str, f: impl Fn() -> bool) {
@@ -625,7 +648,7 @@ fn control_socket_commands() {
     let mut sup = t.start(cfg);
     sup.wait_state("svc", ServiceState::Ready);
     let reply = sup.ctl("status");
-    let st: Status = serde_json::from_value(reply).unwrap();
+    let st: Status = serde_json::from_value(reply["status"].clone()).unwrap();
     assert_eq!(st.pid, sup.pid());
     assert_eq!(st.state, SupervisorState::Running);
     assert_eq!(st.services["svc"].state, ServiceState::Ready);
@@ -772,6 +795,10 @@ fn pid_alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+fn js(reply: Result<supervisor::ControlReply, supervisor::SupervisorError>) -> serde_json::Value {
+    serde_json::to_value(reply.unwrap()).unwrap()
+}
+
 fn error_of(v: &serde_json::Value) -> String {
     assert_eq!(v["ok"], false, "{v}");
     v["error"].as_str().unwrap().to_string()
@@ -805,7 +832,8 @@ fn reconfigure_restarts_only_changed_services() {
                  mv fresh.tmp fresh.out; exec sleep 100";
     cfg.services.insert("fresh".into(), t.sh(fresh).after("change"));
     t.rewrite(&cfg);
-    assert_eq!(sup.ctl("reconfigure"), serde_json::json!({"ok": true}));
+    // What starts anew, each with the incarnation it gets: a new service its first.
+    assert_eq!(sup.ctl("reconfigure"), serde_json::json!({"ok": true, "wait": {"change": 2, "fresh": 1}}));
     let st = sup.wait_for("new definition ready", |s| {
         s.generation == 1
             && s.services["change"].state == ServiceState::Ready
@@ -825,7 +853,7 @@ fn reconfigure_restarts_only_changed_services() {
     // `fresh` started only once the new definition of `change` was ready.
     wait_until("fresh wrote its file", || t.path("fresh.out").exists());
     assert_eq!(t.read("fresh.out"), "saw-v2\n");
-    assert_eq!(sup.ctl("status")["generation"], 1);
+    assert_eq!(sup.ctl("status")["status"]["generation"], 1);
 }
 
 #[test]
@@ -847,7 +875,7 @@ fn init_tasks_run_again_on_reconfigure() {
     cfg.init.remove("removed");
     cfg.services.insert("new".into(), t.sh("echo new >> order; exec sleep 100"));
     t.rewrite(&cfg);
-    assert_eq!(sup.ctl("reconfigure"), serde_json::json!({"ok": true}));
+    assert_eq!(sup.ctl("reconfigure"), serde_json::json!({"ok": true, "wait": {"new": 1}}));
     let st = sup.wait_for("tasks done again", |s| {
         s.generation == 1
             && s.init["a-late"].state == TaskState::Done
@@ -891,7 +919,7 @@ fn invalid_config_on_reconfigure_changes_nothing() {
     std::fs::remove_file(t.cfg_path()).unwrap();
     assert!(error_of(&sup.ctl("reconfigure")).contains("reading"));
 
-    let st: Status = serde_json::from_value(sup.ctl("status")).unwrap();
+    let st: Status = serde_json::from_value(sup.ctl("status")["status"].clone()).unwrap();
     assert_eq!(st.generation, 0);
     for n in ["svc", "stubborn"] {
         assert_eq!(st.services[n].pid, before.services[n].pid, "{n}");
@@ -917,7 +945,8 @@ fn reconfigure_needs_a_config_file() {
     let sup = t.start_with(cfg, true);
     sup.wait_state("svc", ServiceState::Ready);
     assert!(error_of(&sup.ctl("reconfigure")).contains("not started from a config file"));
-    assert!(error_of(&sup.ctl("stop soon")).contains("milliseconds"));
+    assert!(error_of(&sup.ctl("stop soon")).contains("unknown request"));
+    assert!(error_of(&sup.ctl(r#"{"op":"stop","timeout_ms":"soon"}"#)).contains("unknown request"));
 }
 
 #[test]
@@ -965,13 +994,14 @@ fn reconfigure_takes_its_config_from_a_sealed_memfd() {
         &serde_json::to_vec(&added).unwrap(),
     )
     .unwrap();
-    let reply = supervisor::control_with_fd(&t.run_dir(), sup.pid(), "reconfigure", unsealed.as_fd()).unwrap();
+    let reply =
+        js(supervisor::control_with_fd(&t.run_dir(), sup.pid(), &ControlRequest::Reconfigure, unsealed.as_fd()));
     assert!(error_of(&reply).contains("sealed"), "{reply}");
-    assert_eq!(sup.ctl("status")["generation"], 0);
+    assert_eq!(sup.ctl("status")["status"]["generation"], 0);
 
     let sealed = supervisor::sealed_config(&added).unwrap();
-    let reply = supervisor::control_with_fd(&t.run_dir(), sup.pid(), "reconfigure", sealed.as_fd()).unwrap();
-    assert_eq!(reply, serde_json::json!({"ok": true}));
+    let reply = js(supervisor::control_with_fd(&t.run_dir(), sup.pid(), &ControlRequest::Reconfigure, sealed.as_fd()));
+    assert_eq!(reply, serde_json::json!({"ok": true, "wait": {"added": 1}}));
     let st = sup.wait_for("added ready", |s| {
         s.generation == 1 && s.services.get("added").is_some_and(|x| x.state == ServiceState::Ready)
     });
@@ -1003,7 +1033,7 @@ os.write(fd, open('evil.json', 'rb').read())
 fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect('{}')
-s.sendmsg([b'reconfigure\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
+s.sendmsg([b'{{"op":"reconfigure"}}\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
 open('inside.tmp', 'w').write(s.makefile().readline())
 os.rename('inside.tmp', 'inside.reply')
 "#,
@@ -1035,7 +1065,7 @@ os.rename('inside.tmp', 'inside.reply')
 
     // From outside, the config file is not read again: only a memfd is taken.
     t.rewrite(&evil);
-    let reply = supervisor::control(&t.run_dir(), host_pid, "reconfigure").unwrap();
+    let reply = js(supervisor::control(&t.run_dir(), host_pid, &ControlRequest::Reconfigure));
     assert!(error_of(&reply).contains("sealed memfd"), "{reply}");
     std::thread::sleep(Duration::from_millis(500));
     let st = sup.status().unwrap();
@@ -1046,8 +1076,8 @@ os.rename('inside.tmp', 'inside.reply')
     let mut more = cfg.clone();
     more.services.insert("more".into(), t.sh("exec sleep 100"));
     let fd = supervisor::sealed_config(&more).unwrap();
-    let reply = supervisor::control_with_fd(&t.run_dir(), host_pid, "reconfigure", fd.as_fd()).unwrap();
-    assert_eq!(reply, serde_json::json!({"ok": true}));
+    let reply = js(supervisor::control_with_fd(&t.run_dir(), host_pid, &ControlRequest::Reconfigure, fd.as_fd()));
+    assert_eq!(reply, serde_json::json!({"ok": true, "wait": {"more": 1}}));
     sup.wait_for("more ready", |s| {
         s.generation == 1 && s.services.get("more").is_some_and(|x| x.state == ServiceState::Ready)
     });
@@ -1055,4 +1085,79 @@ os.rename('inside.tmp', 'inside.reply')
     // SAFETY: kill(2) on the supervisor we started.
     unsafe { libc::kill(host_pid, libc::SIGTERM) };
     assert!(sup.wait_exit().success(), "{}", sup.diag());
+}
+
+#[test]
+fn a_stop_signals_a_whole_layer_at_once() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.stop_timeout_ms = 1000;
+    for i in 0..10 {
+        let svc =
+            t.sh(&format!("trap '' TERM; touch up.{i}; sleep 100")).ready_command(&["test", "-e", &format!("up.{i}")]);
+        cfg.services.insert(format!("s{i}"), svc);
+    }
+    // A second layer: stopped only once the first has ended.
+    cfg.services.insert("base".into(), t.sh("trap 'echo base >> order; exit 0' TERM; while :; do sleep 0.05; done"));
+    for i in 0..10 {
+        let s = cfg.services.remove(&format!("s{i}")).unwrap().after("base");
+        cfg.services.insert(format!("s{i}"), s);
+    }
+    let mut sup = t.start(cfg);
+    sup.wait_for("all ready", |s| s.services.values().all(|x| x.state == ServiceState::Ready));
+    let started = Instant::now();
+    assert_eq!(sup.ctl("stop"), serde_json::json!({"ok": true}));
+    assert!(sup.wait_exit().success(), "{}", sup.diag());
+    let took = started.elapsed();
+    // One timeout for the ten stubborn ones together (serially: ten).
+    assert!(took < Duration::from_millis(2500), "stop took {took:?}");
+    let st = sup.status().unwrap();
+    for i in 0..10 {
+        let s = &st.services[&format!("s{i}")];
+        assert_eq!(s.last_exit.as_ref().and_then(|e| e.signal.as_deref()), Some("SIGKILL"), "s{i}");
+    }
+    assert_eq!(st.services["base"].last_exit.as_ref().and_then(|e| e.code), Some(0));
+    assert_eq!(t.read("order"), "base\n");
+}
+
+#[test]
+fn wait_tells_a_started_service_from_one_that_exited_at_once() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.services.insert("boom".into(), t.sh("echo boom; exit 3"));
+    let mut once = t.sh("echo once");
+    once.restart = Restart::No;
+    cfg.services.insert("once".into(), once);
+    cfg.services.insert("idle".into(), t.sh("exec sleep 100"));
+    let sup = t.start(cfg);
+    let wait = |names: &[&str]| {
+        let services = names.iter().map(|n| (n.to_string(), 1)).collect();
+        let started = Instant::now();
+        let reply = loop {
+            match supervisor::control(
+                &sup.run_dir,
+                sup.pid(),
+                &ControlRequest::Wait { services: Clone::clone(&services) },
+            ) {
+                Ok(r) => break r,
+                // Not listening yet.
+                Err(_) if started.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => panic!("wait: {e}"),
+            }
+        };
+        (reply, started.elapsed())
+    };
+    // Without a probe, started only counts once it outlived the grace period.
+    let (reply, took) = wait(&["idle", "once"]);
+    assert!(reply.ok, "{reply:?}");
+    assert!(took >= supervisor::START_GRACE - Duration::from_millis(200), "answered after {took:?}");
+    let st = reply.status.expect("the status comes with the answer");
+    assert_eq!(st.services["once"].state, ServiceState::Exited);
+    assert!(!st.services["idle"].probed);
+    assert_eq!(st.services["idle"].incarnation, 1);
+    // One that fails at once fails the wait, whatever its restart policy does next.
+    let (reply, _) = wait(&["boom", "idle"]);
+    assert!(!reply.ok, "{reply:?}");
+    assert_eq!(reply.failed.keys().collect::<Vec<_>>(), vec!["boom"], "{reply:?}");
+    assert!(reply.failed["boom"].contains("exit code 3"), "{reply:?}");
 }

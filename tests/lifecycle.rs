@@ -862,7 +862,7 @@ fn a_crash_looping_service_fails_the_apply_early() {
     let out = ct.apply();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let err = text(&out.stderr);
-    assert!(err.contains("service looping keeps exiting") && err.contains("last exit code 4"), "{err}");
+    assert!(err.contains("service looping: keeps exiting") && err.contains("last exit code 4"), "{err}");
     // Three restarts with a 0.1 s doubling backoff, far below the 90 s timeout
     // (a generous bound: this is about not waiting for the timeout, not speed).
     assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());

@@ -36,7 +36,11 @@ fn main() -> ExitCode {
     }
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let Some(config) = container::exec::supervisor::ConfigSource::parse(&args) else {
-        eprintln!("usage: container-init --config-fd N | container-init CONFIG");
+        // No eprintln!: it panics when stderr cannot be written, and PID 1 aborts on panic.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"usage: container-init --config-fd N | container-init CONFIG\n",
+        );
         return ExitCode::from(2);
     };
     // Exec'd from an fd, the kernel names the process after the fd ("3"); give it

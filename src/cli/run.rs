@@ -4,7 +4,7 @@
 use super::plan::{report, EMBEDDED, EMBEDDED_NAME};
 use crate::exec::beneath::Beneath;
 use crate::exec::beneath::SpecFolder;
-use crate::exec::supervisor::{self, ServiceState, Status};
+use crate::exec::supervisor::{self, ControlRequest, ServiceState, Status};
 use crate::plan::{self, render, Env, Plan};
 use crate::runtime::{self, layout, Applied, Dirs, RunError};
 use crate::spec;
@@ -220,13 +220,17 @@ fn service_table(st: &Status) -> String {
     let mut s = String::new();
     for (n, svc) in &st.services {
         let pid = svc.pid.map(|p| format!("pid {p}")).unwrap_or_default();
-        s.push_str(&format!("  {n:<16} {:<10} {pid}\n", state_word(svc.state)));
+        s.push_str(&format!("  {n:<16} {:<10} {pid}\n", state_word(svc)));
     }
     s
 }
 
-fn state_word(s: ServiceState) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+/// A running service without a `ready` probe is only known to have started.
+fn state_word(s: &supervisor::ServiceStatus) -> String {
+    if s.state == ServiceState::Ready && !s.probed {
+        return "started".into();
+    }
+    serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// How to reach the container's listening ports.
@@ -282,7 +286,11 @@ fn summary(root: &Path, name: &str) -> serde_json::Value {
     let pending = dirs.pending().exists();
     // status.json is the container's to replace: a refused one (a symlink, a FIFO, too
     // large) is said and left out; a missing one (PID 1 just started) is not.
-    let status = info.and_then(|_| match supervisor::read_status(&dirs.run()) {
+    // PID 1 is asked first: status.json may be stale when its disk is full or
+    // read-only (the reply counts those failed writes).
+    let live = info.and_then(|i| supervisor::control(&dirs.run(), i.pid, &ControlRequest::Status).ok());
+    let live = live.and_then(|r| r.status);
+    let status = info.and_then(|_| match live.map(Ok).unwrap_or_else(|| supervisor::read_status(&dirs.run())) {
         Ok(st) => Some(st),
         Err(supervisor::SupervisorError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
@@ -438,7 +446,7 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
         }
         if let Ok(st) = serde_json::from_value::<Status>(r["status"].clone()) {
             for (n, svc) in &st.services {
-                let mut line = format!("  service {n:<14} {:<10}", state_word(svc.state));
+                let mut line = format!("  service {n:<14} {:<10}", state_word(svc));
                 if let Some(p) = svc.pid {
                     line.push_str(&format!(" pid {p}"));
                 }
@@ -453,6 +461,23 @@ pub fn status(root: &Path, name: Option<&str>, as_json: bool) -> ExitCode {
                 }
                 s.push_str(&line);
                 s.push('\n');
+                if svc.log_dropped > 0 {
+                    s.push_str(&format!(
+                        "    log: {} lines dropped ({})\n",
+                        svc.log_dropped,
+                        svc.log_error.as_deref().unwrap_or("write error")
+                    ));
+                }
+            }
+            if st.status_error > 0 {
+                s.push_str(&format!(
+                    "  status.json: {} writes failed ({})\n",
+                    st.status_error,
+                    st.status_error_message.as_deref().unwrap_or("write error")
+                ));
+            }
+            if st.notes_dropped > 0 {
+                s.push_str(&format!("  supervisor.log: {} lines dropped\n", st.notes_dropped));
             }
             for (n, t) in &st.init {
                 let w = serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(str::to_string));

@@ -555,6 +555,39 @@ impl Cgroups {
         &self.dirs
     }
 
+    /// The cgroup2 cgroup of the container (a pure v2 host, or the `unified`
+    /// hierarchy of a hybrid one), if there is one.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        const CGROUP2_SUPER_MAGIC: libc::__fsword_t = 0x6367_7270;
+        self.dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .find(|d| nix::sys::statfs::statfs(*d).is_ok_and(|st| st.filesystem_type().0 == CGROUP2_SUPER_MAGIC))
+    }
+
+    /// Delegates the cgroup2 cgroup to the container's root `owner` (host uid and
+    /// gid; `None`: host root already owns it), as systemd's `Delegate=yes` does:
+    /// the folder (so that PID 1 can make a child per service) and its `cgroup.procs`
+    /// (so that it can move its children into them: moving needs the common
+    /// ancestor's). Nothing above it, and none of its limit files or its
+    /// `cgroup.subtree_control`: the container can split its cgroup, never change
+    /// its limits or reach out of it. Returns a directory fd of it (close-on-exec)
+    /// for PID 1, or `None` without cgroup2.
+    pub fn delegate(&self, owner: Option<(u32, u32)>) -> Result<Option<std::os::fd::OwnedFd>, CgroupError> {
+        let Some(dir) = self.v2_dir() else { return Ok(None) };
+        if let Some((uid, gid)) = owner {
+            for p in [dir.to_path_buf(), dir.join("cgroup.procs")] {
+                std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(|e| CgroupError::Write {
+                    path: p.clone(),
+                    value: format!("owner {uid}:{gid}"),
+                    source: e,
+                })?;
+            }
+        }
+        let f = fs::File::open(dir).map_err(|e| CgroupError::Read { path: dir.to_path_buf(), source: e })?;
+        Ok(Some(f.into()))
+    }
+
     /// `cgroup.procs` of each cgroup: write a pid (or `0` for oneself) to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()

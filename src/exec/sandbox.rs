@@ -1187,11 +1187,16 @@ static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 /// Dup a caller's fd above 2 (close-on-exec) so the child's dup2 onto 0..2 never
 /// clobbers another of them.
 fn high_fd(fd: Option<OwnedFd>) -> Result<Option<OwnedFd>, SandboxError> {
+    high_fd_from(fd, 3)
+}
+
+/// `fd` dup'ed to a number ≥ `min` (close-on-exec).
+fn high_fd_from(fd: Option<OwnedFd>, min: RawFd) -> Result<Option<OwnedFd>, SandboxError> {
     match fd {
         None => Ok(None),
         Some(fd) => {
             // SAFETY: fcntl on an fd we own.
-            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+            let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
             if r < 0 {
                 return Err(SandboxError::Os { what: "dup a stdio fd", source: std::io::Error::last_os_error() });
             }
@@ -1366,6 +1371,17 @@ pub const PASSED_FD: RawFd = 3;
 /// PID 1 its configuration so (a sealed memfd, `container-init --config-fd 3`), never
 /// as a file in the container's view.
 pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) -> Result<Pending, SandboxError> {
+    spawn_passing2(spec, stdio, passed, None)
+}
+
+/// [`spawn_passing`], and with `passed` the program finds `passed2` (if any) at
+/// fd [`PASSED_FD`]` + 1` (4): the runtime passes PID 1 its cgroup2 folder so.
+pub fn spawn_passing2(
+    spec: &SandboxSpec,
+    stdio: Stdio,
+    passed: Option<OwnedFd>,
+    passed2: Option<OwnedFd>,
+) -> Result<Pending, SandboxError> {
     check_spec(spec)?;
     let owned = match &spec.user_ns {
         Some(maps) => Some(user_namespace(maps, spec.net == NetNs::New)?),
@@ -1448,7 +1464,11 @@ pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) 
 
     let stdio_fds = [high_fd(stdio.stdin)?, high_fd(stdio.stdout)?, high_fd(stdio.stderr)?];
     let raw_stdio = [0, 1, 2].map(|i| stdio_fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
-    let passed = high_fd(passed)?;
+    // With two fds to place, both start above every fd the child may still need
+    // at 3 and 4 until the exec.
+    let min = if passed2.is_some() { 10 } else { 3 };
+    let passed = high_fd_from(passed, min)?;
+    let passed2 = if passed.is_some() { high_fd_from(passed2, 10)? } else { None };
     let slots = b.sources.iter().map(|_| std::cell::Cell::new(-1)).collect();
     let into_cgroup = std::cell::Cell::new(cgroups.v2.is_some());
     let root_ids = b.root_ids.map_or((-1, -1), |(u, g)| (u as c_int, g as c_int));
@@ -1459,6 +1479,7 @@ pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) 
         envp: env_ptrs,
         stdio: raw_stdio,
         passed: passed.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        passed2: passed2.as_ref().map_or(-1, |f| f.as_raw_fd()),
         into_cgroup,
         userns: ns.user.unwrap_or(-1),
         root_ids,
@@ -1511,6 +1532,7 @@ pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) 
     drop(guard);
     drop(stdio_fds);
     drop(passed);
+    drop(passed2);
     drop(cgroups);
     if ret < 0 {
         return Err(SandboxError::Os { what: "clone3", source: clone_err });

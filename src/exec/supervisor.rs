@@ -22,8 +22,10 @@
 //! delay doubles from 100 ms to 10 s and is back to 100 ms once an instance ran 10 s.
 //! The supervisor keeps running when services end; it exits (0) only when told to stop:
 //! SIGTERM, SIGINT or the `stop` control command. Stopping goes in reverse dependency
-//! order, one service at a time: SIGTERM to its group, SIGKILL to the group after
-//! `stop_timeout_ms` (or the timeout given to `stop`). SIGHUP reloads every running service that declares a `reload`
+//! order, one layer at a time ([`stop_layers`]: a service's layer is one more than the
+//! highest of what it waits for): SIGTERM to the group of every service of the layer at
+//! once, SIGKILL to the groups still there after `stop_timeout_ms` (or the timeout given
+//! to `stop`), then the next layer. So a stop takes at most one timeout per layer. SIGHUP reloads every running service that declares a `reload`
 //! (services without one are left alone: a stray SIGHUP must not restart a database).
 //!
 //! Files in `run_dir`: `status.json` ([`Status`]), `control.sock`, `logs/<service>.log`
@@ -67,14 +69,25 @@
 //! and answers `{"ok":false,"error":"…"}`. The other requests are open to whoever
 //! reaches the socket: they only stop, restart or reload what the config names.
 //!
-//! Control socket: connect to `control.sock`, send one line, read one JSON line:
-//! `status` → the [`Status`]; `reload <svc>`, `restart <svc>`, `reconfigure` (the
-//! reply comes once convergence has begun; poll `status` for readiness), `stop`,
-//! `stop <timeout_ms>` (SIGKILL after that timeout instead of `stop_timeout_ms`) →
-//! `{"ok":true}` or `{"ok":false,"error":"…"}`; `reconfigure`, `restart` and `reload`
-//! by restart are refused once stopping. An fd passed with a request (`SCM_RIGHTS`,
-//! the first one; received close-on-exec) is the config of a `reconfigure` and is
-//! ignored by every other request. [`control`] and [`control_with_fd`] are the client.
+//! Control socket: connect to `control.sock`, send one [`ControlRequest`] as a JSON
+//! line (`{"op":"status"}`, `{"op":"restart","service":"web"}`, …), read one
+//! [`ControlReply`] JSON line. One grammar on both ends: the supervisor parses the line
+//! into the enum once, the host client ([`control`]) serializes the enum; a line that is
+//! not a request is answered `{"ok":false,"error":"…"}`. `status` → the [`Status`] in
+//! `status`; `reload`, `restart`, `reconfigure` (the reply comes once convergence has
+//! begun), `stop` (with `timeout_ms`: SIGKILL after that timeout instead of
+//! `stop_timeout_ms`; like every timeout, capped at a day) → `{"ok":true}` or `{"ok":false,"error":"…"}`. A reply that
+//! (re)starts services names, in `wait`, the incarnation each of them gets (a number
+//! bumped on every spawn of a service); `wait` with such a map is answered once each
+//! service is ready in that incarnation or a later one (its probe passed after that
+//! spawn; without a probe: it still runs [`START_GRACE`] after its spawn, or ended with
+//! exit 0), every init task has ended, or with `ok: false`, `failed` naming the
+//! services, as soon as one failed (a service without a probe that ends with a failure
+//! within [`START_GRACE`] of its spawn fails its start). `reconfigure`, `restart` and
+//! `reload` by restart are refused once stopping. An fd passed with a request
+//! (`SCM_RIGHTS`, the first one; received close-on-exec) is the config of a
+//! `reconfigure` and is ignored by every other request. [`control`] and
+//! [`control_with_fd`] are the client.
 //!
 //! Use: the runtime puts a [`SupervisorConfig`] as JSON in a sealed memfd
 //! ([`sealed_config`]) and the sandbox starts, as PID 1 with that memfd at fd
@@ -89,6 +102,7 @@
 //! for init-task stdin come from `secrets_dir/<name>` or, with [`run_with_secrets`],
 //! from a lookup function.
 
+mod cgroups;
 mod control;
 mod engine;
 mod log;
@@ -239,6 +253,22 @@ pub struct ServiceStatus {
     pub since: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Spawns so far (1 for the first process): `state` describes this incarnation.
+    #[serde(default)]
+    pub incarnation: u64,
+    /// Whether it has a `ready` probe: without one, `ready` only means "started".
+    #[serde(default)]
+    pub probed: bool,
+    /// Lines of its log lost to write errors (a full or read-only disk) since the
+    /// supervisor started; `log_error` is the last error.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_dropped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +312,116 @@ pub struct Status {
     pub generation: u64,
     pub services: BTreeMap<String, ServiceStatus>,
     pub init: BTreeMap<String, TaskStatus>,
+    /// Failed writes of `status.json` so far (the file is then older than this
+    /// reply; the host asks the control socket first), and the last error.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub status_error: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_error_message: Option<String>,
+    /// Lines of the supervisor's own diagnostics (its stderr) lost to write errors.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub notes_dropped: u64,
+}
+
+/// How long a service without a `ready` probe must keep running after its spawn for
+/// a start to count as good: one that ends with a failure sooner fails the start.
+pub const START_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One request on the control socket (one JSON line; see the module header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ControlRequest {
+    /// The [`Status`], in the reply's `status`.
+    Status,
+    /// Reload a service (its signal or command; a restart when it declares neither).
+    Reload {
+        service: String,
+    },
+    Restart {
+        service: String,
+    },
+    /// Converge to the config passed with the request (or, see [`run_file`], read again).
+    Reconfigure,
+    /// Stop everything; SIGKILL after `timeout_ms` instead of `stop_timeout_ms`.
+    Stop {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Answered once each named service is ready in that incarnation or a later one
+    /// and every init task has ended, or as soon as one of them failed.
+    Wait {
+        services: BTreeMap<String, u64>,
+    },
+}
+
+/// The one reply to a [`ControlRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlReply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The incarnation each service (re)started by the request gets: what to `wait` for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wait: BTreeMap<String, u64>,
+    /// The services a failed `wait` is about, each with why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<String, String>,
+    /// The reply to `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl ControlReply {
+    pub fn ok() -> ControlReply {
+        ControlReply { ok: true, ..Default::default() }
+    }
+    pub fn error(e: impl Into<String>) -> ControlReply {
+        ControlReply { ok: false, error: Some(e.into()), ..Default::default() }
+    }
+}
+
+/// The stop layers of services named by `after` lists (`services`: name → its
+/// `after`; `tasks`: init task id → its `after`, a task passes its dependencies on):
+/// layer 0 waits for no service, layer k+1 for one of layer k at most. A stop goes
+/// from the highest layer down. Unknown names count as nothing; a cycle (refused by
+/// the supervisor anyway) does not loop.
+pub fn stop_layers(
+    services: &BTreeMap<String, std::collections::BTreeSet<String>>,
+    tasks: &BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> BTreeMap<String, usize> {
+    fn depth(
+        name: &str,
+        services: &BTreeMap<String, std::collections::BTreeSet<String>>,
+        tasks: &BTreeMap<String, std::collections::BTreeSet<String>>,
+        memo: &mut BTreeMap<String, usize>,
+        on_path: &mut Vec<String>,
+    ) -> usize {
+        if let Some(&d) = memo.get(name) {
+            return d;
+        }
+        if on_path.iter().any(|p| p == name) {
+            return 0;
+        }
+        on_path.push(name.to_string());
+        let mut d = 0;
+        for dep in services.get(name).into_iter().flatten() {
+            if services.contains_key(dep) {
+                d = d.max(depth(dep, services, tasks, memo, on_path) + 1);
+            } else if let Some(after) = tasks.get(dep) {
+                for s in after.iter().filter(|s| services.contains_key(*s)) {
+                    d = d.max(depth(s, services, tasks, memo, on_path) + 1);
+                }
+            }
+        }
+        on_path.pop();
+        memo.insert(name.to_string(), d);
+        d
+    }
+    let mut memo = BTreeMap::new();
+    for name in services.keys() {
+        depth(name, services, tasks, &mut memo, &mut Vec::new());
+    }
+    memo
 }
 
 /// Runs the supervisor until it is stopped; returns the exit code for the process.
@@ -377,23 +517,30 @@ impl ConfigSource {
 /// [`run_file`]. Returns the process exit code.
 pub fn pid1_main(config: &ConfigSource) -> u8 {
     // SAFETY: setsid has no memory effects; it fails harmlessly for a group leader.
+    // SIGPIPE ignored (Rust's runtime does it too; said here, as PID 1 depends on
+    // it): a write to a closed pipe or socket is an EPIPE error, never our death.
     unsafe {
         libc::setsid();
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let result = match config {
         ConfigSource::File(path) => run_file(path),
         // SAFETY: F_GETFD/F_SETFD on a plain integer; no memory is passed.
         ConfigSource::Fd(n) => match unsafe { libc::fcntl(*n, libc::F_SETFD, libc::FD_CLOEXEC) } {
-            // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to own:
-            // nothing else in this process uses it.
-            0 => run_fd(unsafe { OwnedFd::from_raw_fd(*n) }),
+            0 => {
+                cgroups::adopt();
+                // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to
+                // own: nothing else in this process uses it.
+                run_fd(unsafe { OwnedFd::from_raw_fd(*n) })
+            }
             _ => Err(SupervisorError::io(format!("config fd {n}"), std::io::Error::last_os_error())),
         },
     };
     match result {
         Ok(code) => u8::try_from(code).unwrap_or(1),
         Err(e) => {
-            eprintln!("error: supervisor: {e}");
+            // Never a panicking eprintln: stderr may be on a full disk.
+            engine::note_line(&format!("error: supervisor: {e}"));
             1
         }
     }
@@ -405,12 +552,13 @@ pub fn control_socket(run_dir: &Path) -> PathBuf {
 }
 
 /// Sends one request to the running supervisor whose process is `pid` (a container's
-/// PID 1, as `run.json` names it) and returns its JSON reply. The socket is opened
+/// PID 1, as `run.json` names it) and returns its reply. The socket is opened
 /// beneath `run_dir` without following a symlink, and the reply is read only when the
 /// process listening on it is `pid` (`SO_PEERCRED`): a socket the container planted,
-/// or another container's, is refused.
-pub fn control(run_dir: &Path, pid: i32, request: &str) -> Result<serde_json::Value, SupervisorError> {
-    control::request(run_dir, pid, request, None)
+/// or another container's, is refused. A `wait` is given as long as it takes, up to
+/// [`WAIT_MAX`]; any other request 10 s.
+pub fn control(run_dir: &Path, pid: i32, request: &ControlRequest) -> Result<ControlReply, SupervisorError> {
+    control::request(run_dir, pid, &line_of(request)?, None, timeout_of(request))
 }
 
 /// [`control`] with `fd` passed along (`SCM_RIGHTS`): `reconfigure` with the new
@@ -418,10 +566,29 @@ pub fn control(run_dir: &Path, pid: i32, request: &str) -> Result<serde_json::Va
 pub fn control_with_fd(
     run_dir: &Path,
     pid: i32,
-    request: &str,
+    request: &ControlRequest,
     fd: BorrowedFd<'_>,
-) -> Result<serde_json::Value, SupervisorError> {
-    control::request(run_dir, pid, request, Some(fd))
+) -> Result<ControlReply, SupervisorError> {
+    control::request(run_dir, pid, &line_of(request)?, Some(fd), timeout_of(request))
+}
+
+/// [`control`] with a raw line, as a person (or a test) may type one.
+pub fn control_line(run_dir: &Path, pid: i32, line: &str) -> Result<ControlReply, SupervisorError> {
+    control::request(run_dir, pid, line, None, std::time::Duration::from_secs(10))
+}
+
+/// The longest a `wait` request is waited for.
+pub const WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(90);
+
+fn line_of(request: &ControlRequest) -> Result<String, SupervisorError> {
+    serde_json::to_string(request).map_err(|e| SupervisorError::Config(e.to_string()))
+}
+
+fn timeout_of(request: &ControlRequest) -> std::time::Duration {
+    match request {
+        ControlRequest::Wait { .. } => WAIT_MAX,
+        _ => std::time::Duration::from_secs(10),
+    }
 }
 
 /// Reads `<run_dir>/status.json`: never through a symlink, a regular file only (a

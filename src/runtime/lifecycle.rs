@@ -36,6 +36,7 @@ use super::RunError;
 use crate::exec::beneath::Beneath;
 use crate::exec::livemount::{self, Target};
 use crate::exec::process::Process;
+use crate::exec::supervisor::ControlRequest;
 use crate::exec::{cgroup, net, nft, sandbox, supervisor};
 use crate::plan::actions::{ApplyAction, Drift, Observed, Repair};
 use crate::plan::diff::Changes;
@@ -476,7 +477,12 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     // The sandbox binds volumes by path: checked last, with nothing of the container
     // running that could swap a folder for a symlink (see SECURITY.md, Known gaps).
     prepare::check_volumes(plan, &dirs)?;
-    let pending = sandbox::spawn_passing(&spec, stdio, Some(config))?;
+    // PID 1 gets its cgroup2 cgroup, delegated to the container's root, as a folder
+    // fd at 4: it gives each service a child cgroup there (see
+    // `exec::supervisor`); nothing is mounted for it.
+    let owner = base.map(|b| (b, b));
+    let cgroup_dir = cgroups.delegate(owner)?;
+    let pending = sandbox::spawn_passing2(&spec, stdio, Some(config), cgroup_dir)?;
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;
@@ -594,83 +600,96 @@ pub fn reap_crashed(root: &Path, name: &str) -> Result<bool, RunError> {
     Ok(true)
 }
 
-/// Poll the supervisor's status until every service is ready (or finished) and every
-/// init task is done, or something failed.
-pub fn wait_ready(dirs: &Dirs, info: &RunInfo, min_generation: u64) -> Result<supervisor::Status, RunError> {
+/// Wait until every service of `wait` is ready in the incarnation it names (or a
+/// later one), never on a status from before: the supervisor answers a `wait`
+/// request once its probe passed after that spawn (a service without a probe: once it
+/// still runs `supervisor::START_GRACE` after it, or ended with exit 0) and every init
+/// task has ended. Returns the status then and what failed ("service NAME: why",
+/// with its last log lines), empty when all is well.
+pub fn wait_fresh(
+    dirs: &Dirs,
+    info: &RunInfo,
+    wait: &BTreeMap<String, u64>,
+) -> Result<(supervisor::Status, Vec<String>), RunError> {
     let deadline = Instant::now() + READY_WAIT;
-    let mut delay = Duration::from_micros(500);
-    // Restart counts when the wait began: a service that keeps dying never settles
-    // (restart policies retry forever), so the wait ends once it has died this often.
-    let mut baseline: Option<BTreeMap<String, u32>> = None;
+    let req = ControlRequest::Wait { services: wait.clone() };
     loop {
         if !info.alive() {
-            // Its last 64 KiB, from the host-private folder, never through a symlink.
-            let tail = Beneath::open(&dirs.root)
-                .and_then(|dir| dir.read_tail(Path::new(layout::SUPERVISOR_LOG), 64 << 10))
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            let tail = String::from_utf8_lossy(&tail);
-            let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(RunError::Failed(format!(
-                "the container's PID 1 exited during start{}",
-                if tail.is_empty() { String::new() } else { format!(":\n  {}", tail.join("\n  ")) }
-            )));
+            return Err(pid1_exited(dirs));
         }
-        if let Ok(st) = supervisor::read_status(&dirs.run()) {
-            if st.generation >= min_generation && settled(&st) {
-                return Ok(st);
+        let reply = match supervisor::control(&dirs.run(), info.pid, &req) {
+            Ok(reply) => reply,
+            // A fresh PID 1 may not listen yet.
+            Err(supervisor::SupervisorError::Io { source, .. })
+                if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
             }
-            if st.generation >= min_generation {
-                let base = baseline.get_or_insert_with(|| {
-                    st.services.iter().map(|(n, s)| (n.clone(), s.restarts)).collect::<BTreeMap<_, _>>()
-                });
-                if let Some(msg) = crash_loop(&st, base) {
-                    return Err(RunError::Failed(format!("{msg} (see `container logs {} …`)", dirs.name)));
-                }
+            Err(supervisor::SupervisorError::Io { source, .. })
+                if matches!(source.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                return Err(RunError::Failed(format!(
+                    "services not ready after {} s (see `container status {}`)",
+                    READY_WAIT.as_secs(),
+                    dirs.name
+                )));
             }
-        }
-        if Instant::now() > deadline {
-            return Err(RunError::Failed(format!(
-                "services not ready after {} s (see `container status {}`)",
-                READY_WAIT.as_secs(),
-                dirs.name
-            )));
-        }
-        // Tight at first (most services are up within milliseconds), then relaxed.
-        std::thread::sleep(delay);
-        if Instant::now() + READY_WAIT > deadline + Duration::from_millis(200) {
-            delay = Duration::from_millis(20);
-        }
+            Err(e) if !info.alive() => {
+                let _ = e;
+                return Err(pid1_exited(dirs));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let status = match (reply.status, reply.ok) {
+            (Some(st), _) => st,
+            (None, _) => {
+                let e = reply.error.unwrap_or_else(|| "no reason given".into());
+                return Err(RunError::Failed(format!("waiting for the services: {e}")));
+            }
+        };
+        let problems =
+            reply.failed.iter().map(|(svc, why)| format!("service {svc}: {why}{}", log_tail(dirs, svc))).collect();
+        return Ok((status, problems));
     }
 }
 
-fn settled(st: &supervisor::Status) -> bool {
-    use supervisor::{ServiceState as S, TaskState as T};
-    st.services.values().all(|s| matches!(s.state, S::Ready | S::Exited | S::Failed))
-        && st.init.values().all(|t| matches!(t.state, T::Done | T::Skipped | T::Failed))
+/// Lines of a service's log shown with its failure.
+const LOG_LINES: usize = 8;
+
+/// The last [`LOG_LINES`] lines of service `svc`'s log, as lines to append to a
+/// failure (empty when it logged nothing). Read beneath the run folder, never
+/// through a symlink.
+pub fn log_tail(dirs: &Dirs, svc: &str) -> String {
+    let tail = Beneath::open(&dirs.run())
+        .and_then(|dir| dir.read_tail(&Dirs::service_log_in_run(svc), 16 << 10))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let tail = String::from_utf8_lossy(&tail);
+    let lines: Vec<&str> = tail.lines().collect();
+    let lines = &lines[lines.len().saturating_sub(LOG_LINES)..];
+    if lines.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = lines.iter().map(|l| format!("\n    | {l}")).collect();
+    format!("\n    last lines of its log (container logs {} {svc}):{}", dirs.name, shown.concat())
 }
 
-/// Restarts during one wait after which a service that is not ready counts as
-/// crash-looping.
-const CRASH_LOOP: u32 = 3;
-
-/// A service that died `CRASH_LOOP` times since `base` and is not ready: why.
-fn crash_loop(st: &supervisor::Status, base: &BTreeMap<String, u32>) -> Option<String> {
-    st.services.iter().find_map(|(n, s)| {
-        let since = s.restarts.saturating_sub(base.get(n).copied().unwrap_or(0));
-        (since >= CRASH_LOOP && s.state != supervisor::ServiceState::Ready).then(|| {
-            let exit = match &s.last_exit {
-                Some(e) => match (&e.code, &e.signal) {
-                    (Some(c), _) => format!(", last exit code {c}"),
-                    (None, Some(sig)) => format!(", last killed by {sig}"),
-                    _ => String::new(),
-                },
-                None => String::new(),
-            };
-            format!("service {n} keeps exiting: restarted {since} times without becoming ready{exit}")
-        })
-    })
+fn pid1_exited(dirs: &Dirs) -> RunError {
+    // Its last 64 KiB, from the host-private folder, never through a symlink.
+    let tail = Beneath::open(&dirs.root)
+        .and_then(|dir| dir.read_tail(Path::new(layout::SUPERVISOR_LOG), 64 << 10))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let tail = String::from_utf8_lossy(&tail);
+    let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+    RunError::Failed(format!(
+        "the container's PID 1 exited during start{}",
+        if tail.is_empty() { String::new() } else { format!(":\n  {}", tail.join("\n  ")) }
+    ))
 }
 
 /// Services and tasks that failed, as "name: message" lines.
@@ -692,19 +711,24 @@ pub fn failures(st: &supervisor::Status) -> Vec<String> {
 /// Stop the running PID 1: ask the supervisor (services stop in reverse order, SIGTERM
 /// then SIGKILL after `timeout`), then SIGKILL PID 1 if it does not end (the kernel
 /// then kills everything in its pid namespace).
-fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize) -> Result<(), RunError> {
+fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, layers: usize) -> Result<(), RunError> {
     // A pidfd taken while the start time still matches names this process for good:
     // waiting and signalling through it cannot hit a recycled pid.
     let Some(proc1) = Process::open(info.pid) else { return Ok(()) };
     if !info.alive() {
         return Ok(());
     }
-    let ok = |r: Result<serde_json::Value, _>| r.is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)));
+    let ok = |r: Result<supervisor::ControlReply, _>| r.is_ok_and(|v| v.ok);
     // The socket is the container's to replace: a refused one (a symlink, another
     // process listening) counts as not asked, and PID 1 gets SIGKILL at once.
-    let asked = ok(supervisor::control(&dirs.run(), info.pid, &format!("stop {}", timeout.as_millis())))
-        || ok(supervisor::control(&dirs.run(), info.pid, "stop"));
-    let grace = if asked { timeout * (services.max(1) as u32) + Duration::from_secs(5) } else { Duration::ZERO };
+    let timeout_ms = Some(timeout.as_millis() as u64);
+    let asked = ok(supervisor::control(&dirs.run(), info.pid, &ControlRequest::Stop { timeout_ms }))
+        || ok(supervisor::control(&dirs.run(), info.pid, &ControlRequest::Stop { timeout_ms: None }))
+        // A PID 1 started by an older version takes only its words: stopped gracefully all the same.
+        || ok(supervisor::control_line(&dirs.run(), info.pid, &format!("stop {}", timeout.as_millis())));
+    // One timeout per layer (the supervisor stops a layer at once), one more for a
+    // running init task, which ends first.
+    let grace = if asked { timeout * (layers as u32 + 1) + Duration::from_secs(5) } else { Duration::ZERO };
     if !proc1.wait_exit(grace) {
         proc1.kill();
         if !proc1.wait_exit(Duration::from_secs(10)) {
@@ -712,6 +736,13 @@ fn stop_process(dirs: &Dirs, info: &RunInfo, timeout: Duration, services: usize)
         }
     }
     Ok(())
+}
+
+/// How many layers the supervisor stops `plan`'s services in, one after the other.
+fn stop_layer_count(plan: &Plan) -> usize {
+    let services = plan.services.iter().map(|(n, s)| (n.clone(), s.after.clone())).collect();
+    let tasks = plan.init.iter().map(|(n, t)| (n.clone(), t.after.clone())).collect();
+    supervisor::stop_layers(&services, &tasks).values().map(|l| l + 1).max().unwrap_or(1)
 }
 
 /// Remove everything a container's run added on the host: network of every plan it
@@ -760,7 +791,7 @@ pub fn stop(root: &Path, name: &str, timeout: Option<Duration>, say: Say) -> Res
             let at = serde_json::json!({ "at_ms": layout::now_ms() });
             crate::state::write_private(&dirs.stop_file(), at.to_string().as_bytes())?;
             let t = timeout.unwrap_or(Duration::from_secs(10));
-            stop_process(&dirs, &info, t, plan.services.len())?;
+            stop_process(&dirs, &info, t, stop_layer_count(&plan))?;
             // Its keeper records the end right after; wait for it, so no record of
             // this run lands after the next one started (or after `destroy`).
             wait_exit_record(&dirs, info.pid, Duration::from_secs(2));
@@ -801,7 +832,19 @@ pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Sta
     unshift_volumes(root, &plan, &dirs, say)?;
     prepare_dirs(&plan, &dirs, base, say)?;
     let info = start_plan(root, &plan, say)?;
-    Ok(Some(wait_ready(&dirs, &info, 0)?))
+    let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(&plan))?;
+    if !problems.is_empty() {
+        return Err(RunError::Failed(format!(
+            "{}\n  (the container runs; see `container logs {name}`)",
+            problems.join("\n  ")
+        )));
+    }
+    Ok(Some(status))
+}
+
+/// A fresh PID 1 spawns every service for the first time: incarnation 1 of each.
+fn first_incarnations(plan: &Plan) -> BTreeMap<String, u64> {
+    plan.services.keys().map(|n| (n.clone(), 1)).collect()
 }
 
 fn prepare_dirs(plan: &Plan, dirs: &Dirs, base: Option<u32>, say: Say) -> Result<(), RunError> {
@@ -924,7 +967,7 @@ pub fn apply(root: &Path, plan: &Plan, decision: &Decision, say: Say) -> Result<
     crash_point(CrashPoint::Pending);
 
     let fresh = matches!(decision.actions.first(), Some(ApplyAction::Create | ApplyAction::Recreate));
-    let result = match (fresh, running, old) {
+    let (result, problems) = match (fresh, running, old) {
         (false, Some(info), Some(old)) => update_live(root, plan, &old, decision, &dirs, &info, say)?,
         (false, _, _) => {
             return Err(RunError::Failed(format!(
@@ -952,9 +995,9 @@ pub fn apply(root: &Path, plan: &Plan, decision: &Decision, say: Say) -> Result<
             migrated(prepare::ensure_volumes(plan, &dirs, &etc, base)?, base, say);
             crash_point(CrashPoint::Volumes);
             let info = start_plan(root, plan, say)?;
-            let status = wait_ready(&dirs, &info, 0)?;
+            let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(plan))?;
             crash_point(CrashPoint::Ready);
-            Applied::Started { recreated, status }
+            (Applied::Started { recreated, status }, problems)
         }
     };
     // A service or init task that failed leaves the apply unfinished: `pending.json`
@@ -963,7 +1006,18 @@ pub fn apply(root: &Path, plan: &Plan, decision: &Decision, say: Say) -> Result<
         Applied::Started { status, .. } | Applied::Updated { status, .. } => Some(status),
         Applied::Unchanged => None,
     };
-    if let Some(failed) = status.map(failures).filter(|f| !f.is_empty()) {
+    let mut failed = problems;
+    for f in status.map(failures).unwrap_or_default() {
+        // The same service, already named (with its log) by the wait.
+        let svc = f.split(':').next().unwrap_or_default().to_string();
+        if !failed.iter().any(|p| p.starts_with(&format!("{svc}:"))) {
+            match svc.strip_prefix("service ") {
+                Some(name) => failed.push(format!("{f}{}", log_tail(&dirs, name))),
+                None => failed.push(f),
+            }
+        }
+    }
+    if !failed.is_empty() {
         return Err(RunError::Failed(format!(
             "{}\n  (the container runs; see `container logs {}`; the next apply retries)",
             failed.join("\n  "),
@@ -986,16 +1040,15 @@ fn update_live(
     dirs: &Dirs,
     info: &RunInfo,
     say: Say,
-) -> Result<Applied, RunError> {
+) -> Result<(Applied, Vec<String>), RunError> {
     let actions = &decision.actions;
     // The running container's ids (apply checked they are the plan's).
     let base = userns_of(info.pid);
     let key = StateRoot::new(root).host_key(&plan.name);
-    let mut generation = 0;
     let (mut reloaded, mut restarted, mut repaired) = (Vec::new(), Vec::new(), Vec::new());
     let mut network = false;
-    // Services started again: their `since` before the request, to wait past it.
-    let mut started: Vec<(String, u64)> = Vec::new();
+    // Every service this (re)starts, with the incarnation it gets: what to wait for.
+    let mut wait = BTreeMap::new();
     for action in actions {
         match action {
             ApplyAction::Files => {
@@ -1046,31 +1099,23 @@ fn update_live(
                 // The new config travels with the request as a sealed memfd; the
                 // supervisor takes it only from outside its pid namespace (the host).
                 let config = prepare::supervisor_config_fd(plan, dirs)?;
-                let before = supervisor::read_status(&dirs.run())?.generation;
-                control_reply(
-                    "reconfigure",
-                    supervisor::control_with_fd(&dirs.run(), info.pid, "reconfigure", config.as_fd()),
-                )?;
-                generation = before + 1;
+                let reply =
+                    supervisor::control_with_fd(&dirs.run(), info.pid, &ControlRequest::Reconfigure, config.as_fd());
+                wait.extend(control_reply("reconfigure", reply)?);
             }
             ApplyAction::Reload(s) => {
-                control_ok(dirs, info, &format!("reload {s}"))?;
+                wait.extend(control_ok(dirs, info, &ControlRequest::Reload { service: s.clone() })?);
                 reloaded.push(s.clone());
             }
             ApplyAction::Restart(s) => {
-                control_ok(dirs, info, &format!("restart {s}"))?;
+                wait.extend(control_ok(dirs, info, &ControlRequest::Restart { service: s.clone() })?);
                 restarted.push(s.clone());
             }
             ApplyAction::Repair(d) => match (d.repair(), d) {
                 (Repair::Start(s), Drift::Service { state, .. }) => {
-                    let since = supervisor::read_status(&dirs.run())
-                        .ok()
-                        .and_then(|st| st.services.get(&s).map(|x| x.since))
-                        .unwrap_or(0);
-                    control_ok(dirs, info, &format!("restart {s}"))?;
+                    wait.extend(control_ok(dirs, info, &ControlRequest::Restart { service: s.clone() })?);
                     say(&format!("service {s} was {state}: started"));
                     repaired.push(format!("started {s}"));
-                    started.push((s, since));
                 }
                 (Repair::Network, d) => repaired.push(match d {
                     Drift::Veth { veth } => format!("veth {veth} recreated"),
@@ -1084,17 +1129,9 @@ fn update_live(
             ApplyAction::Create | ApplyAction::Recreate => {}
         }
     }
-    // A started service's status must be its new run's, never the one that ended.
-    let until = Instant::now() + Duration::from_secs(5);
-    while !started.is_empty() && Instant::now() < until {
-        if let Ok(st) = supervisor::read_status(&dirs.run()) {
-            started.retain(|(s, since)| st.services.get(s).is_some_and(|x| x.since == *since));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let status = wait_ready(dirs, info, generation)?;
+    let (status, problems) = wait_fresh(dirs, info, &wait)?;
     crash_point(CrashPoint::Ready);
-    Ok(Applied::Updated { reloaded, restarted, network, repaired, status })
+    Ok((Applied::Updated { reloaded, restarted, network, repaired, status }, problems))
 }
 
 /// Bind the new version of the host file `host` at `path` in the running container
@@ -1113,16 +1150,21 @@ fn bind_live(info: &RunInfo, host: &Path, old: Option<u64>, path: &str, how: Tar
     Ok(())
 }
 
-fn control_ok(dirs: &Dirs, info: &RunInfo, request: &str) -> Result<(), RunError> {
-    control_reply(request, supervisor::control(&dirs.run(), info.pid, request))
+/// Sends `request`; its `wait` (the incarnations of what it restarted) when it was taken.
+fn control_ok(dirs: &Dirs, info: &RunInfo, request: &ControlRequest) -> Result<BTreeMap<String, u64>, RunError> {
+    let what = serde_json::to_string(request).unwrap_or_default();
+    control_reply(&what, supervisor::control(&dirs.run(), info.pid, request))
 }
 
-fn control_reply(request: &str, reply: Result<serde_json::Value, supervisor::SupervisorError>) -> Result<(), RunError> {
+fn control_reply(
+    request: &str,
+    reply: Result<supervisor::ControlReply, supervisor::SupervisorError>,
+) -> Result<BTreeMap<String, u64>, RunError> {
     let reply = reply?;
-    if reply.get("ok").and_then(|v| v.as_bool()) == Some(true) {
-        Ok(())
+    if reply.ok {
+        Ok(reply.wait)
     } else {
-        let e = reply.get("error").and_then(|v| v.as_str()).unwrap_or("no reason given");
+        let e = reply.error.as_deref().unwrap_or("no reason given");
         Err(RunError::Failed(format!("supervisor refused `{request}`: {e}")))
     }
 }
@@ -1158,8 +1200,9 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
         // PID 1 ending from now on is this destroy, no crash.
         let at = serde_json::json!({ "at_ms": layout::now_ms() });
         crate::state::write_private(&dirs.stop_file(), at.to_string().as_bytes())?;
-        let services = plans.iter().map(|p| p.services.len()).max().unwrap_or(1);
-        stop_process(&dirs, &info, Duration::from_secs(10), services)?;
+        // With no readable plan, as many layers as one service per layer could need.
+        let layers = plans.iter().map(stop_layer_count).max().unwrap_or(16);
+        stop_process(&dirs, &info, Duration::from_secs(10), layers)?;
         // Its keeper records the end right after: no record lands in a removed folder.
         wait_exit_record(&dirs, info.pid, Duration::from_secs(2));
     }

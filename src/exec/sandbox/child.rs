@@ -184,8 +184,11 @@ pub(super) struct SetupScript {
     pub slots: Vec<Cell<c_int>>,
     /// Fds to dup onto 0, 1, 2 (already ≥ 3, so no dup clobbers another).
     pub stdio: [c_int; 3],
-    /// Fd to put at `PASSED_FD` (3) for the program (-1: none; already ≥ 3).
+    /// Fd to put at `PASSED_FD` (3) for the program (-1: none; already ≥ 3, ≥ 10
+    /// when `passed2` is there).
     pub passed: c_int,
+    /// Fd to put at `PASSED_FD + 1` (4) (-1: none; already ≥ 10).
+    pub passed2: c_int,
     /// Set by the parent before each clone3 attempt: whether it passes
     /// `CLONE_INTO_CGROUP` (then the cgroup2 `JoinCgroup` is already done).
     pub into_cgroup: Cell<bool>,
@@ -747,11 +750,13 @@ unsafe fn prepare_exec(script: &SetupScript, st: &mut SetupState, exe: &mut c_in
     // us; the postfork resets are meant for exactly this point (their contract).
     unsafe {
         if script.passed >= 0 {
-            // Fd 3 may hold the program's fd or our sync socket: both must survive
-            // until the exec, so give them another number first (still close-on-exec).
+            // Fd 3 (and 4) may hold the program's fd or our sync socket: both must
+            // survive until the exec, so give them another number first (still
+            // close-on-exec).
+            let top = if script.passed2 >= 0 { PASSED + 1 } else { PASSED };
             for fd in [&mut *exe, &mut st.sock] {
-                if *fd == PASSED && script.passed != PASSED {
-                    let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, PASSED + 1);
+                if (PASSED..=top).contains(fd) && *fd != script.passed {
+                    let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, top + 1);
                     sys(moved)?;
                     *fd = moved;
                 }
@@ -771,6 +776,9 @@ unsafe fn prepare_exec(script: &SetupScript, st: &mut SetupState, exe: &mut c_in
         } else if script.passed >= 0 {
             // dup2's new fd is not close-on-exec.
             sys(libc::dup2(script.passed, PASSED))?;
+        }
+        if script.passed >= 0 && script.passed2 >= 0 {
+            sys(libc::dup2(script.passed2, PASSED + 1))?;
         }
         // The executor (a Rust program) ignores SIGPIPE and may block signals; exec keeps
         // both, so reset them like std::process::Command does.

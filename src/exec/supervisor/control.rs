@@ -1,4 +1,5 @@
-//! The control socket: one line in, one JSON line out, then the connection closes.
+//! The control socket: one JSON line in (a `ControlRequest`), one JSON line out (a
+//! `ControlReply`), then the connection closes.
 //!
 //! Invariant: a client can never stall the supervisor: connections are non-blocking
 //! while a request is read, requests are capped at `MAX_REQUEST` bytes, at most
@@ -8,7 +9,7 @@
 //! other is closed at once): `reconfigure` takes its new configuration from there
 //! and authenticates the sender by the credentials (see `engine`).
 
-use super::SupervisorError;
+use super::{ControlReply, SupervisorError};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, UnixCredentials};
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -17,7 +18,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
-pub const MAX_REQUEST: usize = 512;
+/// Room for a `wait` naming many services.
+pub const MAX_REQUEST: usize = 64 << 10;
 pub const MAX_CONNS: usize = 16;
 
 pub fn listen(path: &Path) -> io::Result<UnixListener> {
@@ -129,13 +131,22 @@ impl Conn {
     }
 
     /// Writes the reply and closes the connection. Errors are the client's problem.
-    pub fn reply(mut self, value: &serde_json::Value) {
-        let mut line = value.to_string();
+    pub fn reply(self, value: &ControlReply) {
+        let mut line = serde_json::to_string(value).unwrap_or_else(|_| r#"{"ok":false}"#.into());
         line.push('\n');
         if self.stream.set_nonblocking(false).is_ok()
             && self.stream.set_write_timeout(Some(Duration::from_millis(200))).is_ok()
         {
-            let _ = self.stream.write_all(line.as_bytes());
+            // MSG_NOSIGNAL: a client gone away is EPIPE here, never a SIGPIPE to PID 1.
+            let mut rest = line.as_bytes();
+            while !rest.is_empty() {
+                match nix::sys::socket::send(self.stream.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+                    Ok(0) => return,
+                    Ok(n) => rest = &rest[n..],
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+            }
         }
     }
 }
@@ -151,7 +162,8 @@ pub fn request(
     pid: i32,
     request: &str,
     pass: Option<BorrowedFd<'_>>,
-) -> Result<serde_json::Value, SupervisorError> {
+    timeout: Duration,
+) -> Result<ControlReply, SupervisorError> {
     let path = super::control_socket(run_dir);
     let ctx = || format!("control socket {}", path.display());
     let io = |e| SupervisorError::io(ctx(), e);
@@ -170,7 +182,7 @@ pub fn request(
             ),
         ));
     }
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
     let line = format!("{}\n", request.trim());
     match pass {
         None => s.write_all(line.as_bytes()).map_err(io)?,

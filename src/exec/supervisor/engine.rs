@@ -7,12 +7,13 @@
 //! what is due, so calling it after every event keeps the order rules of the module
 //! header without any queue of pending work.
 
+use super::cgroups;
 use super::control::{self, Conn, Input};
 use super::log::LogSink;
 use super::spawn::{self, PreparedCommand};
 use super::{
-    ExitInfo, ServiceState, ServiceStatus, Status, SupervisorConfig, SupervisorError, SupervisorState, TaskState,
-    TaskStatus,
+    ControlReply, ControlRequest, ExitInfo, ServiceState, ServiceStatus, Status, SupervisorConfig, SupervisorError,
+    SupervisorState, TaskState, TaskStatus, START_GRACE,
 };
 use crate::plan::types::{InitTask, Reload, ServiceRes};
 use crate::spec::types::{Ready, Restart};
@@ -36,14 +37,51 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// An instance that ran this long resets the backoff delay.
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// Spawns after the one a `wait` names, without becoming ready, that make it fail.
+const CRASH_LOOP: u64 = 3;
+/// How often pending `wait`s are looked at when nothing else happens.
+const WAIT_CHECK: Duration = Duration::from_millis(50);
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Lines of the supervisor's own diagnostics that could not be written.
+static NOTES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes `line` and a newline to stderr (whatever the executor gave PID 1: a file
+/// on the state root, which may be full or read-only). Never `eprintln!`: that
+/// panics on a failed write, and PID 1 aborts on panic. A failure is counted
+/// (`notes_dropped` in the status).
+pub(super) fn note_line(line: &str) {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    let mut rest = &buf[..];
+    while !rest.is_empty() {
+        // SAFETY: a write of a live buffer to fd 2 (always open: `ensure_std_fds`).
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n > 0 {
+            rest = &rest[n as usize..];
+        } else if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        } else {
+            NOTES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
 fn note(msg: &str) {
-    // The supervisor's own diagnostics; stderr is whatever the executor gave PID 1.
-    eprintln!("supervisor: {msg}");
+    note_line(&format!("supervisor: {msg}"));
+}
+
+/// The longest timeout taken from a request or a config (a day): an `Instant` plus a
+/// huge `Duration` would overflow, and a panic is the container's death.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(MAX_TIMEOUT_MS))
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.
@@ -100,6 +138,11 @@ struct Service {
     /// Removed by `reconfigure` and still being stopped: not in the status, dropped once
     /// its process has ended. Such services sit after the config's services in `svcs`.
     gone: bool,
+    /// Spawns so far (every attempt, a failed one too): the current incarnation.
+    incarnation: u64,
+    /// The last incarnation without a probe that ended with a failure within
+    /// `START_GRACE` of its spawn, and how: it fails a `wait` for it or an earlier one.
+    early_exit: Option<(u64, String)>,
 }
 
 impl Service {
@@ -126,8 +169,23 @@ impl Service {
             intent: Intent::None,
             log,
             gone: false,
+            incarnation: 0,
+            early_exit: None,
         }
     }
+}
+
+/// A `wait` request not answered yet.
+struct Waiter {
+    conn: Conn,
+    services: BTreeMap<String, u64>,
+}
+
+/// Where a service stands for a `wait` on one of its incarnations.
+enum Fresh {
+    Ok,
+    Pending,
+    Fail(String),
 }
 
 struct Task {
@@ -193,8 +251,13 @@ struct Sup<'a> {
     task_deps: Vec<Vec<usize>>,
     /// Services in dependency order (dependencies first, then by name).
     order: Vec<usize>,
-    /// Some once stopping: services still to stop, the next one last.
-    stop_queue: Option<Vec<usize>>,
+    /// Some once stopping: the layers of services still to stop, the next one last;
+    /// every service of a layer is stopped at once.
+    stop_queue: Option<Vec<Vec<usize>>>,
+    /// The stop layer of each config service (see `super::stop_layers`).
+    layers: Vec<usize>,
+    /// `wait` requests to answer.
+    waiters: Vec<Waiter>,
     /// Running reload commands: (pid, service name). By name: `reconfigure` renumbers
     /// services.
     /// Running reload commands: pid, service, and the control connection that asked
@@ -216,6 +279,9 @@ struct Sup<'a> {
     ready_timeout: Duration,
     dirty: bool,
     status_error_shown: bool,
+    /// Failed writes of `status.json`, and the last error.
+    status_errors: u64,
+    status_error: Option<String>,
 }
 
 /// Checks names in `after` and refuses cycles; returns the dependency lists and a
@@ -303,6 +369,38 @@ fn graph(cfg: &SupervisorConfig) -> Result<(Vec<Vec<Dep>>, Vec<Vec<usize>>, Vec<
     Ok((svc_deps, task_deps, order))
 }
 
+/// The stop layer of each service (indexes of `svc_deps`): 0 when it waits for no
+/// service, else one more than the highest layer it waits for, directly or through
+/// an init task. `order` has dependencies first.
+fn layers_of(svc_deps: &[Vec<Dep>], task_deps: &[Vec<usize>], order: &[usize]) -> Vec<usize> {
+    let mut layer = vec![0usize; svc_deps.len()];
+    for &i in order {
+        let mut l = 0;
+        for d in &svc_deps[i] {
+            match *d {
+                Dep::Service(j) => l = l.max(layer[j] + 1),
+                Dep::Task(t) => {
+                    for &j in &task_deps[t] {
+                        l = l.max(layer[j] + 1);
+                    }
+                }
+            }
+        }
+        layer[i] = l;
+    }
+    layer
+}
+
+/// `order` cut into stop layers, the first layer to stop last.
+fn stop_queue_of(order: &[usize], layers: &[usize]) -> Vec<Vec<usize>> {
+    let top = layers.iter().copied().max().map_or(0, |m| m + 1);
+    let mut q = vec![Vec::new(); top];
+    for &i in order {
+        q[layers[i]].push(i);
+    }
+    q
+}
+
 /// Whether `peer` may `reconfigure` (see the module header, "Who may reconfigure").
 /// As PID 1 of its pid namespace (a container's), only a process outside that
 /// namespace may: the kernel reports the pid of a peer our namespace cannot see as
@@ -372,6 +470,7 @@ pub fn run(
     check_single_threaded()?;
     ensure_std_fds();
     let (svc_deps, task_deps, order) = graph(&cfg)?;
+    let layers = layers_of(&svc_deps, &task_deps, &order);
     let logs = cfg.run_dir.join("logs");
     mkdir(&logs.join("init"))?;
 
@@ -408,6 +507,8 @@ pub fn run(
             task_deps,
             order,
             stop_queue: None,
+            layers,
+            waiters: Vec::new(),
             reloaders: Vec::new(),
             conns: Vec::new(),
             devnull: devnull.into(),
@@ -418,10 +519,12 @@ pub fn run(
             run_dir: cfg.run_dir.clone(),
             etc_dir: cfg.etc_dir.clone(),
             log_max: cfg.log_max_bytes,
-            stop_timeout: Duration::from_millis(cfg.stop_timeout_ms),
-            ready_timeout: Duration::from_millis(cfg.ready_timeout_ms),
+            stop_timeout: millis(cfg.stop_timeout_ms),
+            ready_timeout: millis(cfg.ready_timeout_ms),
             dirty: true,
             status_error_shown: false,
+            status_errors: 0,
+            status_error: None,
         };
         let r = sup.main_loop(&sigfd, &listener);
         let _ = std::fs::remove_file(&sock);
@@ -452,6 +555,8 @@ impl Sup<'_> {
             if self.dirty {
                 self.write_status(SupervisorState::Running);
             }
+            // After the status is written: a client told "ready" reads a fresh one.
+            self.answer_waiters(Instant::now());
             let timeout = match self.next_deadline() {
                 None => PollTimeout::NONE,
                 Some(t) => {
@@ -480,8 +585,13 @@ impl Sup<'_> {
                     })
                     .collect();
                 match nix::poll::poll(&mut fds, timeout) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(SupervisorError::sys("poll", e)),
+                    Ok(_) | Err(Errno::EINTR | Errno::EAGAIN) => {}
+                    Err(e) => {
+                        // ENOMEM and the like: PID 1 must outlive them; try again soon.
+                        note(&format!("poll: {e}"));
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
                 }
                 srcs.iter()
                     .zip(fds.iter())
@@ -516,11 +626,27 @@ impl Sup<'_> {
                         self.conns.remove(i);
                     }
                     Input::Line(line) => {
-                        let conn = self.conns.remove(i);
-                        if let Some(mut conn) = self.reload_by_command(&line, conn) {
-                            let fd = conn.take_fd();
-                            let reply = self.request(&line, fd, conn.peer());
-                            conn.reply(&reply);
+                        let mut conn = self.conns.remove(i);
+                        let req = match serde_json::from_str::<ControlRequest>(&line) {
+                            Ok(req) => req,
+                            Err(e) => {
+                                conn.reply(&ControlReply::error(format!(
+                                    "unknown request {line:?} ({e}): expected one JSON line such as \
+                                     {{\"op\":\"status\"}}; ops: status, reload, restart, reconfigure, stop, wait"
+                                )));
+                                continue;
+                            }
+                        };
+                        match req {
+                            ControlRequest::Wait { services } => self.add_waiter(conn, services),
+                            ControlRequest::Reload { service } if self.reload_by_command(&service) => {
+                                self.answer_reload(&service, conn)
+                            }
+                            req => {
+                                let fd = conn.take_fd();
+                                let reply = self.request(req, fd, conn.peer());
+                                conn.reply(&reply);
+                            }
                         }
                     }
                 }
@@ -533,7 +659,8 @@ impl Sup<'_> {
             let probe = if s.probe_pid.is_none() { s.probe_at } else { None };
             [s.kill_at, s.restart_at, s.ready_deadline, probe]
         });
-        svc.chain(self.tasks.iter().map(|t| t.kill_at)).flatten().min()
+        let wait = (!self.waiters.is_empty()).then(|| Instant::now() + WAIT_CHECK);
+        svc.chain(self.tasks.iter().map(|t| t.kill_at)).chain([wait]).flatten().min()
     }
 
     fn on_signals(&mut self, sigfd: &SignalFd) {
@@ -554,7 +681,7 @@ impl Sup<'_> {
                     for i in 0..self.svcs.len() {
                         let s = &self.svcs[i];
                         if !s.gone && s.res.reload.is_some() && s.pid.is_some() {
-                            if let Err(e) = self.reload(i) {
+                            if let Err(e) = self.reload(i).map(drop) {
                                 note(&format!("reload {}: {e}", self.svcs[i].name));
                             }
                         }
@@ -583,54 +710,141 @@ impl Sup<'_> {
     }
 
     /// One request; `fd` came with it (`SCM_RIGHTS`), `peer` sent it.
-    fn request(&mut self, line: &str, fd: Option<OwnedFd>, peer: Option<UnixCredentials>) -> serde_json::Value {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let result = match words.as_slice() {
-            ["status"] => return serde_json::to_value(self.status(self.state())).unwrap_or_default(),
-            ["stop"] => {
-                self.begin_stop(None);
-                Ok(())
+    fn request(&mut self, req: ControlRequest, fd: Option<OwnedFd>, peer: Option<UnixCredentials>) -> ControlReply {
+        let result = match req {
+            ControlRequest::Status => {
+                return ControlReply { status: Some(self.status(self.state())), ..ControlReply::ok() }
             }
-            ["stop", ms] => match ms.parse::<u64>() {
-                Ok(ms) => {
-                    self.begin_stop(Some(Duration::from_millis(ms)));
-                    Ok(())
-                }
-                Err(_) => Err(format!("stop: {ms:?} is not a timeout in milliseconds")),
-            },
-            ["reload", name] => self.find(name).and_then(|i| self.reload(i)),
-            ["restart", name] => self.find(name).and_then(|i| self.restart(i)),
-            ["reconfigure"] => self.reconfigure(fd, peer),
-            _ => Err(format!(
-                "unknown request {line:?}: expected status, reload SERVICE, restart SERVICE, reconfigure or stop [TIMEOUT_MS]"
-            )),
+            ControlRequest::Stop { timeout_ms } => {
+                self.begin_stop(timeout_ms.map(millis));
+                Ok(BTreeMap::new())
+            }
+            ControlRequest::Reload { service } => self.find(&service).and_then(|i| self.reload(i)),
+            ControlRequest::Restart { service } => self.find(&service).and_then(|i| self.restart(i)),
+            ControlRequest::Reconfigure => self.reconfigure(fd, peer),
+            // Taken by the main loop.
+            ControlRequest::Wait { .. } => Err("wait: not here".into()),
         };
         match result {
-            Ok(()) => serde_json::json!({ "ok": true }),
-            Err(e) => serde_json::json!({ "ok": false, "error": e }),
+            Ok(wait) => ControlReply { wait, ..ControlReply::ok() },
+            Err(e) => ControlReply::error(e),
         }
     }
 
-    /// `reload NAME` of a service reloaded by a command: start the command and keep
-    /// `conn` to answer once it ends (so `apply` learns whether the reload worked,
-    /// e.g. `caddy reload` rejecting a config). Gives `conn` back for anything else.
-    fn reload_by_command(&mut self, line: &str, conn: Conn) -> Option<Conn> {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let ["reload", name] = words.as_slice() else { return Some(conn) };
-        let Ok(i) = self.find(name) else { return Some(conn) };
-        let by_command = matches!(self.svcs[i].res.reload, Some(Reload::Command(_))) && self.svcs[i].pid.is_some();
-        if !by_command {
-            return Some(conn);
-        }
-        match self.reload(i) {
-            Ok(()) => {
+    /// Whether `reload SERVICE` means running its reload command (answered once the
+    /// command ends, so `apply` learns whether it worked, e.g. `caddy reload`
+    /// rejecting a config).
+    fn reload_by_command(&self, service: &str) -> bool {
+        self.find(service)
+            .is_ok_and(|i| matches!(self.svcs[i].res.reload, Some(Reload::Command(_))) && self.svcs[i].pid.is_some())
+    }
+
+    /// Starts the reload command of `service`; `conn` is answered when it ends.
+    fn answer_reload(&mut self, service: &str, conn: Conn) {
+        match self.find(service).and_then(|i| self.reload(i)) {
+            Ok(_) => {
                 if let Some(r) = self.reloaders.last_mut() {
                     r.2 = Some(conn);
                 }
             }
-            Err(e) => conn.reply(&serde_json::json!({ "ok": false, "error": e })),
+            Err(e) => conn.reply(&ControlReply::error(e)),
         }
-        None
+    }
+
+    // ---- waiting for readiness ----------------------------------------------------
+
+    fn add_waiter(&mut self, conn: Conn, services: BTreeMap<String, u64>) {
+        if self.waiters.len() >= control::MAX_CONNS {
+            conn.reply(&ControlReply::error("too many waits under way"));
+            return;
+        }
+        self.waiters.push(Waiter { conn, services });
+    }
+
+    /// Answers the `wait`s whose services are all ready in their incarnation (and
+    /// every init task has ended), or of which one failed.
+    fn answer_waiters(&mut self, now: Instant) {
+        let mut k = 0;
+        while k < self.waiters.len() {
+            let verdict = if self.stop_queue.is_some() {
+                Some(ControlReply::error("the supervisor is stopping"))
+            } else {
+                self.verdict(&self.waiters[k].services, now)
+            };
+            match verdict {
+                Some(reply) => self.waiters.swap_remove(k).conn.reply(&reply),
+                None => k += 1,
+            }
+        }
+    }
+
+    fn verdict(&self, services: &BTreeMap<String, u64>, now: Instant) -> Option<ControlReply> {
+        let mut failed = BTreeMap::new();
+        let mut pending = false;
+        for (name, &n) in services {
+            match self.fresh(name, n, now) {
+                Fresh::Ok => {}
+                Fresh::Pending => pending = true,
+                Fresh::Fail(e) => {
+                    failed.insert(name.clone(), e);
+                }
+            }
+        }
+        let status = Some(self.status(self.state()));
+        if !failed.is_empty() {
+            let error = failed.iter().map(|(n, e)| format!("service {n}: {e}")).collect::<Vec<_>>().join("; ");
+            return Some(ControlReply { ok: false, error: Some(error), failed, status, ..Default::default() });
+        }
+        let tasks_done = self
+            .tasks
+            .iter()
+            .filter(|t| !t.gone)
+            .all(|t| matches!(t.state, TaskState::Done | TaskState::Skipped | TaskState::Failed));
+        (!pending && tasks_done).then(|| ControlReply { status, ..ControlReply::ok() })
+    }
+
+    /// Whether service `name` is ready in incarnation `n` or a later one.
+    fn fresh(&self, name: &str, n: u64, now: Instant) -> Fresh {
+        let Ok(i) = self.find(name) else { return Fresh::Fail("not in the configuration".into()) };
+        let s = &self.svcs[i];
+        if let Some((k, msg)) = &s.early_exit {
+            if *k >= n {
+                return Fresh::Fail(msg.clone());
+            }
+        }
+        if s.incarnation < n {
+            if s.state == ServiceState::Waiting {
+                if let Some(m) = &s.message {
+                    return Fresh::Fail(m.clone());
+                }
+                for d in &self.svc_deps[i] {
+                    if let Dep::Service(j) = *d {
+                        let dep = &self.svcs[j];
+                        if !dep.ever_ready && matches!(dep.state, ServiceState::Failed | ServiceState::Exited) {
+                            return Fresh::Fail(format!("waits for {}, which {}", dep.name, state_word(dep.state)));
+                        }
+                    }
+                }
+            }
+            return Fresh::Pending;
+        }
+        match s.state {
+            ServiceState::Ready if s.res.ready.is_some() => Fresh::Ok,
+            // Started: it must outlive the grace period.
+            ServiceState::Ready if s.pid.is_none() || now.saturating_duration_since(s.started) >= START_GRACE => {
+                Fresh::Ok
+            }
+            ServiceState::Ready => Fresh::Pending,
+            ServiceState::Exited => Fresh::Ok,
+            ServiceState::Failed => Fresh::Fail(s.message.clone().unwrap_or_else(|| "failed".into())),
+            ServiceState::Stopped => Fresh::Fail("stopped".into()),
+            _ if s.incarnation >= n + CRASH_LOOP => Fresh::Fail(format!(
+                "keeps exiting: started {} times without becoming ready{}",
+                s.incarnation + 1 - n,
+                s.last_exit.as_ref().map(|e| format!(", last {}", describe(e))).unwrap_or_default()
+            )),
+            _ => Fresh::Pending,
+        }
     }
 
     fn find(&self, name: &str) -> Result<usize, String> {
@@ -642,7 +856,12 @@ impl Sup<'_> {
     /// Reads the new config (from `fd`, or the config file again) and starts
     /// converging to it, when `peer` may ask; see the module header, "Who may
     /// reconfigure". A refusal changes nothing.
-    fn reconfigure(&mut self, fd: Option<OwnedFd>, peer: Option<UnixCredentials>) -> Result<(), String> {
+    /// Returns the incarnation every service it (re)starts gets.
+    fn reconfigure(
+        &mut self,
+        fd: Option<OwnedFd>,
+        peer: Option<UnixCredentials>,
+    ) -> Result<BTreeMap<String, u64>, String> {
         if self.stop_queue.is_some() {
             return Err("the supervisor is stopping".into());
         }
@@ -682,8 +901,8 @@ impl Sup<'_> {
         }
 
         self.log_max = cfg.log_max_bytes;
-        self.stop_timeout = Duration::from_millis(cfg.stop_timeout_ms);
-        self.ready_timeout = Duration::from_millis(cfg.ready_timeout_ms);
+        self.stop_timeout = millis(cfg.stop_timeout_ms);
+        self.ready_timeout = millis(cfg.ready_timeout_ms);
         self.secrets_dir = cfg.secrets_dir.clone();
         self.etc_dir = cfg.etc_dir.clone();
 
@@ -756,6 +975,15 @@ impl Sup<'_> {
             self.tasks.push(Task { gone: true, again: false, ..r });
         }
 
+        // What starts anew: the next spawn of each changed and each new service.
+        let mut wait = BTreeMap::new();
+        for &i in &replaced {
+            wait.insert(self.svcs[i].name.clone(), self.svcs[i].incarnation + 1);
+        }
+        for name in &added {
+            wait.insert(name.to_string(), 1);
+        }
+        self.layers = layers_of(&svc_deps, &task_deps, &order);
         self.svc_deps = svc_deps;
         self.task_deps = task_deps;
         self.order = order;
@@ -769,7 +997,7 @@ impl Sup<'_> {
             names(replaced.iter().map(|&i| self.svcs[i].name.as_str()).collect()),
             names(removed.iter().map(String::as_str).collect()),
         ));
-        Ok(())
+        Ok(wait)
     }
 
     /// Stops a service whose definition changed; it then waits for its dependencies
@@ -834,9 +1062,14 @@ impl Sup<'_> {
     }
 
     fn start_service(&mut self, i: usize) {
+        // What an earlier instance left (a daemon it forked) ends first: it would
+        // hold the port or the lock the new one needs.
+        end_leftovers(&self.svcs[i].name);
         let now = Instant::now();
-        let started = self.prepare(i, &self.svcs[i].res.command).and_then(|p| {
+        self.svcs[i].incarnation += 1;
+        let started = self.prepare(i, &self.svcs[i].res.command).and_then(|mut p| {
             let s = &self.svcs[i];
+            p.set_cgroup(cgroups::procs(&s.name));
             spawn::spawn(&p, self.devnull.as_fd(), s.log.writer())
         });
         let s = &mut self.svcs[i];
@@ -928,41 +1161,46 @@ impl Sup<'_> {
         s.intent = intent;
     }
 
-    fn reload(&mut self, i: usize) -> Result<(), String> {
+    /// Reloads service `i`; a reload that restarts it returns the incarnation it gets.
+    fn reload(&mut self, i: usize) -> Result<BTreeMap<String, u64>, String> {
         let Some(pid) = self.svcs[i].pid else {
             return Err(format!("{} is not running", self.svcs[i].name));
         };
         match self.svcs[i].res.reload.clone() {
             Some(Reload::Signal(name)) => {
                 let sig = signal_of(&name);
-                nix::sys::signal::killpg(Pid::from_raw(pid), sig).map_err(|e| format!("sending {sig}: {e}"))
+                nix::sys::signal::killpg(Pid::from_raw(pid), sig).map_err(|e| format!("sending {sig}: {e}"))?;
+                Ok(BTreeMap::new())
             }
             Some(Reload::Command(argv)) => {
                 let s = &self.svcs[i];
                 let pid =
                     self.prepare(i, &argv).and_then(|p| spawn::spawn(&p, self.devnull.as_fd(), s.log.writer()))?;
                 self.reloaders.push((pid, self.svcs[i].name.clone(), None));
-                Ok(())
+                Ok(BTreeMap::new())
             }
             None => self.restart(i),
         }
     }
 
-    fn restart(&mut self, i: usize) -> Result<(), String> {
+    /// Restarts service `i`; returns the incarnation its new process gets.
+    fn restart(&mut self, i: usize) -> Result<BTreeMap<String, u64>, String> {
         if self.stop_queue.is_some() {
             return Err("the supervisor is stopping".into());
         }
+        if self.svcs[i].state == ServiceState::Waiting && self.svcs[i].pid.is_none() {
+            return Err(format!("{} is waiting for its dependencies", self.svcs[i].name));
+        }
+        // The next spawn, whether now or once the running process has ended.
+        let next = BTreeMap::from([(self.svcs[i].name.clone(), self.svcs[i].incarnation + 1)]);
         if self.svcs[i].pid.is_some() {
             self.terminate(i, Intent::Restart, Instant::now());
             self.set_svc(i, ServiceState::Restarting, Some("restart requested".into()));
-            return Ok(());
-        }
-        if self.svcs[i].state == ServiceState::Waiting {
-            return Err(format!("{} is waiting for its dependencies", self.svcs[i].name));
+            return Ok(next);
         }
         self.svcs[i].backoff = BACKOFF_MIN;
         self.start_service(i);
-        Ok(())
+        Ok(next)
     }
 
     // ---- children ending --------------------------------------------------------
@@ -1011,11 +1249,11 @@ impl Sup<'_> {
         } else if let Some(k) = self.reloaders.iter().position(|r| r.0 == pid) {
             let (_, name, conn) = self.reloaders.swap_remove(k);
             let reply = if info.success() {
-                serde_json::json!({ "ok": true })
+                ControlReply::ok()
             } else {
                 let msg = format!("reload command of {name} ended with {}", describe(&info));
                 note(&msg);
-                serde_json::json!({ "ok": false, "error": msg })
+                ControlReply::error(msg)
             };
             if let Some(conn) = conn {
                 conn.reply(&reply);
@@ -1055,12 +1293,17 @@ impl Sup<'_> {
         let failed = !info.success();
         let ran = now.saturating_duration_since(s.started);
         s.last_exit = Some(info.clone());
+        if failed && s.res.ready.is_none() && ran < START_GRACE && matches!(s.intent, Intent::None) {
+            let msg = format!("ended with {} {} ms after its start", describe(&info), ran.as_millis());
+            s.early_exit = Some((s.incarnation, msg));
+        }
         match std::mem::replace(&mut s.intent, Intent::None) {
             Intent::Stop => {
-                // Whatever it left in its group goes with it.
+                // Whatever it left in its group, or anywhere in its cgroup, goes with it.
                 if let Some(p) = pid {
                     signal_group(p, Signal::SIGKILL);
                 }
+                end_leftovers(&s.name);
                 self.set_svc(i, ServiceState::Stopped, None);
             }
             Intent::Restart => {
@@ -1071,6 +1314,7 @@ impl Sup<'_> {
                 if let Some(p) = pid {
                     signal_group(p, Signal::SIGKILL);
                 }
+                end_leftovers(&s.name);
                 // `tick` starts the new definition once its dependencies are ready.
                 self.set_svc(i, ServiceState::Waiting, None);
             }
@@ -1131,6 +1375,8 @@ impl Sup<'_> {
                 if let Some(pid) = s.pid {
                     note(&format!("{}: still running after SIGTERM, sending SIGKILL", s.name));
                     signal_group(pid, Signal::SIGKILL);
+                    // Its whole cgroup: what left the group (setsid) too.
+                    cgroups::kill(&s.name, Duration::ZERO);
                 }
             }
         }
@@ -1288,7 +1534,7 @@ impl Sup<'_> {
             return;
         }
         note("stopping");
-        self.stop_queue = Some(self.order.clone());
+        self.stop_queue = Some(stop_queue_of(&self.order, &self.layers));
         for s in &mut self.svcs {
             s.restart_at = None;
             s.ready_deadline = None;
@@ -1316,21 +1562,31 @@ impl Sup<'_> {
         if self.tasks.iter().any(|t| t.pid.is_some()) {
             return;
         }
-        while let Some(i) = self.stop_queue.as_ref().and_then(|q| q.last().copied()) {
-            if self.svcs[i].pid.is_none() {
-                if !matches!(self.svcs[i].state, ServiceState::Exited | ServiceState::Failed | ServiceState::Stopped) {
-                    self.set_svc(i, ServiceState::Stopped, None);
+        // The whole top layer gets SIGTERM at once, so its SIGKILLs are due together.
+        while let Some(layer) = self.stop_queue.as_ref().and_then(|q| q.last().cloned()) {
+            let mut running = false;
+            for i in layer {
+                if self.svcs[i].pid.is_none() {
+                    if !matches!(
+                        self.svcs[i].state,
+                        ServiceState::Exited | ServiceState::Failed | ServiceState::Stopped
+                    ) {
+                        self.set_svc(i, ServiceState::Stopped, None);
+                    }
+                    continue;
                 }
-                if let Some(q) = self.stop_queue.as_mut() {
-                    q.pop();
+                running = true;
+                if !matches!(self.svcs[i].intent, Intent::Stop) {
+                    self.terminate(i, Intent::Stop, now);
+                    self.set_svc(i, ServiceState::Stopping, None);
                 }
-                continue;
             }
-            if !matches!(self.svcs[i].intent, Intent::Stop) {
-                self.terminate(i, Intent::Stop, now);
-                self.set_svc(i, ServiceState::Stopping, None);
+            if running {
+                return;
             }
-            return;
+            if let Some(q) = self.stop_queue.as_mut() {
+                q.pop();
+            }
         }
     }
 
@@ -1342,6 +1598,9 @@ impl Sup<'_> {
     }
 
     fn finish(&mut self) {
+        for w in std::mem::take(&mut self.waiters) {
+            w.conn.reply(&ControlReply::error("the supervisor stopped"));
+        }
         for r in &self.reloaders {
             signal_group(r.0, Signal::SIGKILL);
         }
@@ -1380,6 +1639,10 @@ impl Sup<'_> {
                         last_exit: s.last_exit.clone(),
                         since: s.since,
                         message: s.message.clone(),
+                        incarnation: s.incarnation,
+                        probed: s.res.ready.is_some(),
+                        log_dropped: s.log.dropped().0,
+                        log_error: s.log.dropped().1.map(str::to_string),
                     };
                     (s.name.clone(), st)
                 })
@@ -1394,6 +1657,9 @@ impl Sup<'_> {
                     (t.id.clone(), st)
                 })
                 .collect(),
+            status_error: self.status_errors,
+            status_error_message: self.status_error.clone(),
+            notes_dropped: NOTES_DROPPED.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -1409,12 +1675,34 @@ impl Sup<'_> {
             })
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            self.status_errors = self.status_errors.saturating_add(1);
+            self.status_error = Some(match e.raw_os_error() {
+                Some(n) => Errno::from_raw(n).desc().to_string(),
+                None => e.to_string(),
+            });
             // Shown once: a full disk must not flood the supervisor's stderr.
             if !self.status_error_shown {
                 note(&format!("writing {}: {e}", path.display()));
                 self.status_error_shown = true;
             }
         }
+    }
+}
+
+fn state_word(s: ServiceState) -> &'static str {
+    match s {
+        ServiceState::Failed => "failed",
+        ServiceState::Exited => "exited",
+        _ => "is not ready",
+    }
+}
+
+/// Ends every process left in `service`'s cgroup (no-op without cgroups) and waits
+/// for them, at most a second: they die of SIGKILL, so that is plenty.
+fn end_leftovers(service: &str) {
+    if !cgroups::kill(service, Duration::from_secs(1)) {
+        note(&format!("{service}: processes of an earlier instance are still in its cgroup after SIGKILL"));
     }
 }
 
@@ -1485,6 +1773,18 @@ mod tests {
     }
 
     #[test]
+    fn typed_stop_timeout_is_capped_at_a_day() {
+        // The typed field takes any u64; an `Instant` plus that would overflow (a
+        // panic, PID 1's death), so the engine caps it as it did the `stop MS` word.
+        let req: ControlRequest =
+            serde_json::from_str(&format!(r#"{{"op":"stop","timeout_ms":{}}}"#, u64::MAX)).unwrap();
+        let ControlRequest::Stop { timeout_ms } = req else { panic!("{req:?}") };
+        let t = timeout_ms.map(millis).unwrap();
+        assert_eq!(t, Duration::from_millis(MAX_TIMEOUT_MS));
+        let _ = Instant::now() + t;
+    }
+
+    #[test]
     fn dependency_order_and_cycles() {
         let (_, _, order) = graph(&cfg(&[("a", &["c"]), ("b", &[]), ("c", &["b"])], &[])).unwrap();
         assert_eq!(order, vec![1, 2, 0]); // b, c, a
@@ -1495,5 +1795,20 @@ mod tests {
         let e = graph(&cfg(&[("a", &["zz"])], &[])).unwrap_err();
         assert!(e.to_string().contains("unknown"), "{e}");
         assert!(graph(&cfg(&[("a", &["t"])], &[("t", &[])])).is_ok());
+    }
+
+    #[test]
+    fn stop_layers_follow_dependencies_also_through_tasks() {
+        // a ← b ← c; t waits for a, d waits for t; z waits for nothing.
+        let c = cfg(&[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &["t"]), ("z", &[])], &[("t", &["a"])]);
+        let (svc_deps, task_deps, order) = graph(&c).unwrap();
+        let layers = layers_of(&svc_deps, &task_deps, &order);
+        assert_eq!(layers, vec![0, 1, 2, 1, 0]);
+        assert_eq!(stop_queue_of(&order, &layers), vec![vec![0, 4], vec![1, 3], vec![2]]);
+        // The host's count (for its stop timeout) agrees.
+        let after = |m: &BTreeMap<String, ServiceRes>| m.iter().map(|(n, s)| (n.clone(), s.after.clone())).collect();
+        let tasks = c.init.iter().map(|(n, t)| (n.clone(), t.after.clone())).collect();
+        let host = super::super::stop_layers(&after(&c.services), &tasks);
+        assert_eq!(host.values().copied().collect::<Vec<_>>(), layers);
     }
 }

@@ -5,6 +5,12 @@
 //! (and its readiness probes and reload commands) writes into the same pipe. Data is
 //! streamed through a small stack buffer; the file never grows past `max` bytes: when
 //! it is full it becomes `<name>.1` (replacing the previous one) and a new file starts.
+//!
+//! A write that fails (ENOSPC, EROFS, EIO, a failed rotation or reopen) never stops the
+//! draining: the data is dropped, its lines are counted ([`LogSink::dropped`]) with the
+//! last error, and the next write tries again, so logging resumes by itself once the
+//! fault is gone. The pipe is always emptied, so a service never blocks on its output
+//! because the disk is full.
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use std::fs::{File, OpenOptions};
@@ -17,9 +23,12 @@ pub struct LogSink {
     read: OwnedFd,
     write: OwnedFd,
     path: PathBuf,
-    file: File,
+    /// `None` while the file could not be opened (tried again at the next write).
+    file: Option<File>,
     size: u64,
     max: u64,
+    dropped: u64,
+    error: Option<String>,
 }
 
 fn open(path: &Path) -> io::Result<(File, u64)> {
@@ -34,8 +43,25 @@ impl LogSink {
         // Only our end is non-blocking: a child writing faster than we read waits
         // instead of losing output.
         fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-        let (file, size) = open(&path)?;
-        Ok(LogSink { read, write, path, file, size, max: max.max(1) })
+        let mut sink = LogSink { read, write, path, file: None, size: 0, max: max.max(1), dropped: 0, error: None };
+        // A log folder that cannot be written now does not keep the service from
+        // running: its lines are counted as dropped until the file opens.
+        if let Err(e) = sink.reopen() {
+            sink.error = Some(e.to_string());
+        }
+        Ok(sink)
+    }
+
+    /// Lines lost to write errors so far, and the last error.
+    pub fn dropped(&self) -> (u64, Option<&str>) {
+        (self.dropped, self.error.as_deref())
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let (file, size) = open(&self.path)?;
+        self.file = Some(file);
+        self.size = size;
+        Ok(())
     }
 
     /// A new rotation size (`reconfigure`); applies from the next write on.
@@ -52,13 +78,18 @@ impl LogSink {
         self.read.as_fd()
     }
 
-    /// Copies everything the pipe holds now into the file.
+    /// Copies everything the pipe holds now into the file; what cannot be written
+    /// is dropped and counted. Fails only when the pipe cannot be read.
     pub fn drain(&mut self) -> io::Result<()> {
         let mut buf = [0u8; 4096];
         loop {
             match nix::unistd::read(&self.read, &mut buf) {
                 Ok(0) => return Ok(()),
-                Ok(n) => self.append(&buf[..n])?,
+                Ok(n) => {
+                    if let Err(e) = self.append(&buf[..n]) {
+                        self.drop_data(&buf[..n], &e);
+                    }
+                }
                 Err(nix::errno::Errno::EAGAIN) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -66,16 +97,37 @@ impl LogSink {
         }
     }
 
+    /// Counts the lines of `data` (a chunk without a newline counts as one) as lost.
+    fn drop_data(&mut self, data: &[u8], e: &io::Error) {
+        let lines = data.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+        self.dropped = self.dropped.saturating_add(lines);
+        self.error = Some(describe(e));
+    }
+
     fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if self.file.is_none() {
+            self.reopen()?;
+        }
         while !data.is_empty() {
             if self.size >= self.max {
                 self.rotate()?;
             }
             let room = usize::try_from(self.max - self.size).unwrap_or(usize::MAX);
             let n = data.len().min(room);
-            self.file.write_all(&data[..n])?;
-            self.size += n as u64;
-            data = &data[n..];
+            let Some(file) = self.file.as_mut() else { return Err(io::ErrorKind::NotFound.into()) };
+            // A short write leaves the size right: what was written counts.
+            loop {
+                match file.write(&data[..n]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(w) => {
+                        self.size += w as u64;
+                        data = &data[w..];
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
@@ -84,10 +136,16 @@ impl LogSink {
         let mut old = self.path.clone().into_os_string();
         old.push(".1");
         std::fs::rename(&self.path, &old)?;
-        let (file, size) = open(&self.path)?;
-        self.file = file;
-        self.size = size;
-        Ok(())
+        self.file = None;
+        self.reopen()
+    }
+}
+
+/// An I/O error as the status shows it: the system's text without "(os error N)".
+fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
     }
 }
 
@@ -109,6 +167,36 @@ mod tests {
         assert_eq!(std::fs::read_to_string(d.path().join("svc.log.1")).unwrap(), "klmnopqrst");
         s.drain().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "uvwxyz");
+    }
+
+    #[test]
+    fn a_failing_write_is_counted_and_draining_goes_on() {
+        // /dev/full fails every write with ENOSPC, as a full disk does.
+        let mut s = LogSink::new(PathBuf::from("/dev/full"), 1 << 20).unwrap();
+        // More than a pipe holds: the drain must keep emptying it.
+        for _ in 0..40 {
+            nix::unistd::write(s.writer(), &[b'x'; 1023]).unwrap();
+            nix::unistd::write(s.writer(), b"\n").unwrap();
+            s.drain().unwrap();
+        }
+        let (n, e) = s.dropped();
+        assert_eq!(n, 40);
+        assert_eq!(e, Some("No space left on device"));
+    }
+
+    #[test]
+    fn a_missing_folder_drops_lines_until_it_exists() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("logs/svc.log");
+        let mut s = LogSink::new(p.clone(), 1 << 20).unwrap();
+        nix::unistd::write(s.writer(), b"lost\n").unwrap();
+        s.drain().unwrap();
+        assert_eq!(s.dropped().0, 1);
+        std::fs::create_dir(d.path().join("logs")).unwrap();
+        nix::unistd::write(s.writer(), b"kept\n").unwrap();
+        s.drain().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "kept\n");
+        assert_eq!(s.dropped().0, 1);
     }
 
     #[test]

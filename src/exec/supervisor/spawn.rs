@@ -18,7 +18,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,16 @@ pub struct PreparedCommand {
     ident: Option<Ident>,
     workdir: Option<CString>,
     hardening: Hardening,
+    /// The `cgroup.procs` of the cgroup the child moves itself into before exec
+    /// (see `cgroups`); `None`: it stays in ours.
+    cgroup: Option<OwnedFd>,
+}
+
+impl PreparedCommand {
+    /// The child moves itself into the cgroup whose `cgroup.procs` is `procs`.
+    pub fn set_cgroup(&mut self, procs: Option<OwnedFd>) {
+        self.cgroup = procs;
+    }
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, String> {
@@ -85,6 +95,7 @@ pub fn prepare(
         ident,
         workdir: workdir.map(|w| cstring("workdir", w)).transpose()?,
         hardening: Hardening::for_process(security).map_err(|e| e.to_string())?,
+        cgroup: None,
     })
 }
 
@@ -133,6 +144,7 @@ pub fn spawn(p: &PreparedCommand, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) ->
         out: out.as_raw_fd(),
         report: err_w.as_raw_fd(),
         hardening: &p.hardening,
+        cgroup: p.cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()),
     };
     // SAFETY: the supervisor is single-threaded (checked by `run`), and the child
     // branch only calls async-signal-safe functions on memory prepared above.
@@ -180,6 +192,7 @@ struct ForkedChild<'a> {
     out: RawFd,
     report: RawFd,
     hardening: &'a Hardening,
+    cgroup: RawFd,
 }
 
 impl ForkedChild<'_> {
@@ -229,6 +242,12 @@ impl ForkedChild<'_> {
         unsafe {
             // Rust ignores SIGPIPE; ignored dispositions survive exec, handlers do not.
             crate::exec::postfork::reset_signals();
+            // Into the service's own cgroup while still root, before anything can
+            // fork: all it ever starts is in there. A failed move leaves it in ours
+            // (signalled by process group, as without cgroups).
+            if self.cgroup >= 0 {
+                libc::write(self.cgroup, b"0".as_ptr().cast(), 1);
+            }
             if libc::setsid() < 0 {
                 self.fail(0);
             }

@@ -24,13 +24,28 @@ struct PasswdEntry {
     home: String,
 }
 
+/// The largest passwd or group file read.
+const MAX_FILE: u64 = 4 << 20;
+
+/// The file's text. The container owns its /etc: a FIFO there must not hang PID 1
+/// (opened non-blocking, a regular file only), nor a huge file exhaust its memory
+/// (at most `MAX_FILE`), nor bad bytes panic anything (replaced).
 fn read(path: &Path) -> Result<String, String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(s),
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path) {
+        Ok(f) => f,
         // A container without a passwd file only knows numeric ids.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(err(e)),
+    };
+    if !f.metadata().map_err(err)?.is_file() {
+        return Err(format!("cannot read {}: not a regular file", path.display()));
     }
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE).read_to_end(&mut bytes).map_err(err)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry> + '_ {
