@@ -19,7 +19,7 @@ pub enum Drift {
     Pid1Gone,
     /// PID 1 crashed (its leftovers are cleaned up already) while the container is
     /// to run: `how` it ended.
-    Crashed { how: String },
+    Crashed { name: String, how: String },
     /// A service is down (exited, failed or stopped) though it was applied running.
     Service { name: String, state: String },
     /// The host end of the container's veth is gone (and with it the container's end,
@@ -60,7 +60,9 @@ impl Drift {
     pub fn line(&self) -> (&'static str, &'static str, String, &'static str) {
         match self {
             Drift::Pid1Gone => ("~", "container", "PID 1: gone (recorded running)".into(), "recreate container"),
-            Drift::Crashed { how } => ("~", "container", format!("PID 1: crashed ({how})"), "start container"),
+            Drift::Crashed { name, how } => {
+                ("~", "container", format!("{name}: PID 1 crashed ({how})"), "start container")
+            }
             Drift::Service { name, state } => ("~", "service", format!("{name}: {state} (recorded running)"), "start"),
             Drift::Veth { veth } => ("+", "veth", format!("{veth} (missing)"), "recreate network"),
             Drift::Route { route } => ("+", "route", format!("{route} (missing)"), "restore"),
@@ -108,7 +110,7 @@ const DOWN: &[&str] = &["exited", "failed", "stopped"];
 pub fn diff_observed(recorded: &Plan, o: &Observation) -> Vec<Drift> {
     let mut out = Vec::new();
     if let Some(how) = &o.crashed {
-        out.push(Drift::Crashed { how: how.clone() });
+        out.push(Drift::Crashed { name: recorded.name.clone(), how: how.clone() });
         return out;
     }
     if !o.recorded_running {
@@ -370,8 +372,8 @@ command = ["/bin/db"]
         let p = with("");
         let o = Observation { crashed: Some("killed by SIGKILL".into()), ..Observation::default() };
         let d = diff_observed(&p, &o);
-        assert_eq!(d, vec![Drift::Crashed { how: "killed by SIGKILL".into() }]);
-        assert_eq!(d[0].to_string(), "~ container PID 1: crashed (killed by SIGKILL) → start container");
+        assert_eq!(d, vec![Drift::Crashed { name: "t".into(), how: "killed by SIGKILL".into() }]);
+        assert_eq!(d[0].to_string(), "~ container t: PID 1 crashed (killed by SIGKILL) → start container");
         assert_eq!(decide(Some(&p), &p, &Observed { drift: d, ..Observed::default() }), vec![A::Create]);
         // Stopped by a user: no drift.
         assert_eq!(diff_observed(&p, &Observation::default()), vec![]);
