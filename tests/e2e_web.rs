@@ -314,6 +314,28 @@ fn wordpress_and_owncloud_on_caddy() {
     // --- a re-apply is a no-op (the install does not run again).
     let again = ct.apply_ok();
     assert!(again.contains("No changes"), "{again}");
+
+    // --- a host name added to the running container (issue 12, point 9): only the
+    // rendered config and the Caddyfile change (caddy reloads); PID 1 and MariaDB keep
+    // their pids, and the site answers its new name.
+    let (pid1, db) = (ct.pid1(), ct.service_pid("mariadb"));
+    let site = "name = \"default\"\n";
+    assert!(wordpress.contains(site), "{wordpress}");
+    let hosted = wordpress.replacen(site, &format!("{site}hosts = [\"blog.example.org\"]\n"), 1);
+    ct.write(&format!("{hosted}\n{owncloud}"));
+    let added = ct.apply_ok();
+    assert!(!added.contains("recreate"), "a host name must not recreate the container:\n{added}");
+    assert_eq!(ct.pid1(), pid1, "PID 1 was replaced:\n{added}");
+    assert_eq!(ct.service_pid("mariadb"), db, "MariaDB was restarted:\n{added}");
+    let (code, readme) = get(&ct, &["-H", "Host: blog.example.org", &url(&a4, 80, "/readme.html")]);
+    assert_eq!(code, 200, "{readme}\n{added}\nlogs: {}", ct.logs());
+    assert!(readme.contains("WordPress"), "{readme}");
+    let (code, install) = curl(&["-L", "-H", "Host: blog.example.org", &url(&a4, 80, "/wp-admin/install.php")]);
+    assert_eq!(code, 200, "{install}\nlogs: {}", ct.logs());
+    assert!(install.contains("<h1>Welcome</h1>"), "the site's config (database) is found: {install}");
+    // The site has a name now: other hosts are not its.
+    let (_, other) = curl(&["-H", "Host: other.example.org", &url(&a4, 80, "/readme.html")]);
+    assert!(!other.contains("WordPress"), "only blog.example.org is the blog now: {other}");
 }
 
 const NGINX_STATIC: &str = r#"

@@ -3,9 +3,14 @@
 //! Invariant: all sites share the code in /usr/share/wordpress. Debian's
 //! /usr/share/wordpress/wp-config.php picks /etc/wordpress/config-<host>.php by the
 //! request's Host (without port), then config-<host minus its first label>.php, then
-//! config-default.php; we render one such file per host with the site's database,
-//! password and keys as secrets. `expand` asks mysql for the database and account,
-//! php for the extensions, and caddy or nginx for the site.
+//! config-default.php. We render only config-default.php ([`CONFIG`]): a lone site
+//! without hosts is that file as it is; otherwise it is a dispatcher that makes the
+//! same lookup in a table of host → site and holds each site's database, password and
+//! keys (secrets). A host name is thus content of one file, never a file of its own:
+//! adding one to a running container rewrites that file live (and reloads the web
+//! server for its site block) instead of recreating the container for a new bind
+//! mount. `expand` asks mysql for the database and account, php for the extensions,
+//! and caddy or nginx for the site.
 //!
 //! Content: Debian's default WP_CONTENT_DIR (/var/lib/wordpress/wp-content, themes and
 //! plugins as symlinks) needs an `/wp-content` alias the shared site model does not
@@ -26,6 +31,8 @@ use std::fmt::Write;
 
 const ROOT: &str = "/usr/share/wordpress";
 const UPLOADS: &str = "/usr/share/wordpress/wp-content/uploads";
+/// The one config file Debian's wp-config.php finds for every host.
+const CONFIG: &str = "/etc/wordpress/config-default.php";
 /// PHP extensions WordPress uses (Debian package suffixes: php8.2-<name>).
 const EXTENSIONS: &[&str] = &["mysql", "gd", "curl", "xml", "mbstring", "zip"];
 /// The eight keys and salts of wp-config, each its own secret.
@@ -98,19 +105,17 @@ impl WordpressSite {
     fn password(&self) -> SecretRef {
         self.db_password.clone().unwrap_or_else(|| super::mysql::secret_ref(&format!("wordpress-{}", self.name)))
     }
-    /// The config file for each host (Debian's lookup), or config-default.php.
-    fn config_files(&self) -> Vec<String> {
+    /// The keys Debian's lookup would find this site's config file by (the file
+    /// config-<key>.php), or "default" for a site without hosts.
+    fn lookup_keys(&self) -> Vec<String> {
         if self.hosts.is_empty() {
-            return vec!["/etc/wordpress/config-default.php".into()];
+            return vec!["default".into()];
         }
         let mut v: Vec<String> = self
             .hosts
             .iter()
-            .map(|h| {
-                // "*.example.org": Debian falls back to the host minus its first label.
-                let h = h.strip_prefix("*.").unwrap_or(h).to_ascii_lowercase();
-                format!("/etc/wordpress/config-{h}.php")
-            })
+            // "*.example.org": Debian falls back to the host minus its first label.
+            .map(|h| h.strip_prefix("*.").unwrap_or(h).to_ascii_lowercase())
             .collect();
         v.dedup();
         v
@@ -182,7 +187,8 @@ pub fn compile(s: &WordpressSettings, _all: &Services, cx: &mut Ctx) {
         cx.error("sites", "at least one site is needed", Some("remove `sites` to get one site named \"default\""));
     }
     let mut names = BTreeMap::new();
-    let mut files: BTreeMap<String, usize> = BTreeMap::new();
+    let mut keys: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rendered: Vec<(&WordpressSite, crate::vocab::text::Text)> = Vec::new();
     for (i, site) in s.sites.iter().enumerate() {
         let at = format!("sites[{i}]");
         if !valid_name(&site.name) {
@@ -212,9 +218,10 @@ pub fn compile(s: &WordpressSettings, _all: &Services, cx: &mut Ctx) {
         if !host_ok {
             continue;
         }
-        let content = wp_config(site, cx);
-        for path in site.config_files() {
-            if let Some(other) = files.insert(path.clone(), i) {
+        let mut clash = false;
+        for key in site.lookup_keys() {
+            if let Some(other) = keys.insert(key.clone(), i) {
+                clash = true;
                 let other = &s.sites[other].name;
                 let msg = if site.hosts.is_empty() {
                     format!(
@@ -222,7 +229,7 @@ pub fn compile(s: &WordpressSettings, _all: &Services, cx: &mut Ctx) {
                         site.name
                     )
                 } else {
-                    format!("a host of site `{}` is already served by site `{other}` ({path})", site.name)
+                    format!("a host of site `{}` is already served by site `{other}` ({key})", site.name)
                 };
                 let field = if site.hosts.is_empty() { "name" } else { "hosts" };
                 cx.error(
@@ -230,25 +237,76 @@ pub fn compile(s: &WordpressSettings, _all: &Services, cx: &mut Ctx) {
                     msg,
                     Some("give each site its own host names; one site may have none"),
                 );
-                continue;
             }
-            cx.file_with(&path, content.clone(), Mode(0o640), "root:www-data");
         }
+        if !clash {
+            rendered.push((site, site_config(site, cx)));
+        }
+    }
+    if let Some(content) = config_file(rendered) {
+        cx.file_with(CONFIG, content, Mode(0o640), "root:www-data");
     }
     // Uploads of every site (a folder each); WordPress creates the folders.
     cx.volume(UPLOADS, "wordpress-uploads", Some("www-data:www-data"), Some(Mode(0o750)));
 }
 
-/// The host config Debian's wp-config.php loads; secrets stay references.
-fn wp_config(site: &WordpressSite, cx: &mut Ctx) -> crate::vocab::text::Text {
+/// [`CONFIG`] for the valid sites: a lone site without hosts as it is, otherwise
+/// Debian's lookup of config-<host>.php done in PHP over a table, then the site's
+/// settings. `None` without a valid site.
+fn config_file(sites: Vec<(&WordpressSite, crate::vocab::text::Text)>) -> Option<crate::vocab::text::Text> {
+    let mut t = crate::vocab::text::Text::new();
+    if let [(site, body)] = &sites[..] {
+        if site.hosts.is_empty() {
+            t.push(format!(
+                "<?php\n// Rendered by container (wordpress module, site \"{name}\"): loaded by Debian's\n\
+                 // {ROOT}/wp-config.php, which sets ABSPATH and loads WordPress.\n",
+                name = site.name
+            ));
+            t.append(body.clone());
+            return Some(t);
+        }
+    }
+    if sites.is_empty() {
+        return None;
+    }
+    let mut head = format!(
+        "<?php\n// Rendered by container (wordpress module): loaded by Debian's {ROOT}/wp-config.php\n\
+         // (which sets ABSPATH and loads WordPress) for every host. It picks the site as Debian\n\
+         // picks config-<host>.php: the request's host, then the host minus its first label,\n\
+         // then the site without hosts.\n\
+         $container_host = preg_replace('/[^a-z0-9.\\-]/', '', strtolower(preg_replace('/:.*/', '', $_SERVER['HTTP_HOST'] ?? '')));\n\
+         $container_sites = array(\n"
+    );
+    let mut fallback = "null".to_string();
+    for (site, _) in &sites {
+        if site.hosts.is_empty() {
+            fallback = format!("'{}'", site.name);
+        }
+        for key in site.lookup_keys().into_iter().filter(|_| !site.hosts.is_empty()) {
+            let _ = writeln!(head, "    '{key}' => '{}',", site.name);
+        }
+    }
+    let _ = write!(
+        head,
+        ");\n$container_site = $container_sites[$container_host]\n    \
+         ?? $container_sites[preg_replace('/^[^.]*\\./', '', $container_host)] ?? {fallback};\n\
+         if ($container_site === null) {{\n    header('HTTP/1.0 404 Not Found');\n    \
+         echo 'No WordPress site for this host.';\n    exit(1);\n}}\n"
+    );
+    t.push(head);
+    for (site, body) in sites {
+        t.push(format!("if ($container_site === '{}') {{\n", site.name));
+        t.append(body);
+        t.push("}\n");
+    }
+    Some(t)
+}
+
+/// A site's settings in [`CONFIG`]; secrets stay references.
+fn site_config(site: &WordpressSite, cx: &mut Ctx) -> crate::vocab::text::Text {
     let db = site.db();
     let mut t = crate::vocab::text::Text::new();
-    t.push(format!(
-        "<?php\n// Rendered by container (wordpress module, site \"{name}\"): loaded by Debian's\n\
-         // {ROOT}/wp-config.php, which sets ABSPATH and loads WordPress.\n\
-         define('DB_NAME', '{db}');\ndefine('DB_USER', '{db}');\ndefine('DB_PASSWORD', '",
-        name = site.name
-    ));
+    t.push(format!("define('DB_NAME', '{db}');\ndefine('DB_USER', '{db}');\ndefine('DB_PASSWORD', '"));
     t.append(cx.secret(&site.password()));
     t.push(format!(
         "');\n// MariaDB's socket: the account exists for 'localhost' only.\n\
@@ -343,9 +401,13 @@ mod tests {
         assert_eq!(site.hosts, ["Blog.example.org", "*.example.net"]);
         assert!(services.nginx.is_none());
         let plan = test_plan(spec);
-        assert!(plan.files.contains_key("/etc/wordpress/config-blog.example.org.php"));
-        assert!(plan.files.contains_key("/etc/wordpress/config-example.net.php"));
-        assert!(!plan.files.contains_key("/etc/wordpress/config-default.php"));
+        // One config file for every host: a dispatcher by host, as Debian's lookup.
+        let wp: Vec<&String> = plan.files.keys().filter(|p| p.starts_with("/etc/wordpress/")).collect();
+        assert_eq!(wp, ["/etc/wordpress/config-default.php"]);
+        let php = plan.files["/etc/wordpress/config-default.php"].content.redacted();
+        assert!(php.contains("    'blog.example.org' => 'blog',\n    'example.net' => 'blog',\n"), "{php}");
+        assert!(php.contains("?? null;"), "no site without hosts: other hosts get a 404\n{php}");
+        assert!(php.contains("if ($container_site === 'blog') {\ndefine('DB_NAME', 'wordpress_blog');"), "{php}");
 
         let mut services: crate::modules::Services = toml::from_str("[wordpress]\nweb = \"nginx\"\n").unwrap();
         services.expand(&mut Vec::new());
@@ -365,5 +427,48 @@ mod tests {
             brief.iter().any(|b| b.starts_with("test.toml:7:8: site `b` has no hosts, like site `a`")),
             "{brief:#?}"
         );
+    }
+
+    /// The shipped spec, applied, then with `hosts` added to its site (and more).
+    fn shipped_with(hosts: &str) -> crate::plan::types::Plan {
+        let spec = include_str!("../../specs/wordpress.toml");
+        let site = "name = \"default\"\n";
+        assert!(spec.contains(site));
+        test_plan(&spec.replacen(site, &format!("{site}{hosts}"), 1))
+    }
+
+    #[test]
+    fn a_new_host_name_rewrites_the_config_and_reloads_caddy_without_a_recreate() {
+        use crate::plan::diff::{diff, ChangeOp, Effect, ResourceKind};
+        let applied = shipped_with("");
+        let one = shipped_with("hosts = [\"blog.example.org\"]\n");
+        let two = shipped_with("hosts = [\"blog.example.org\", \"*.example.net\"]\n");
+        for (old, new) in [(&applied, &one), (&one, &two), (&two, &applied)] {
+            let changes = diff(Some(old), new);
+            assert!(!changes.recreates(), "{:#?}", changes.changes);
+            assert_eq!(changes.destroyed(), 0);
+            let got: Vec<(ChangeOp, ResourceKind, &str, &[Effect])> =
+                changes.changes.iter().map(|c| (c.op, c.kind, c.name.as_str(), c.effects.as_slice())).collect();
+            assert_eq!(
+                got,
+                [
+                    (
+                        ChangeOp::Update,
+                        ResourceKind::File,
+                        "/etc/caddy/Caddyfile",
+                        &[Effect::WriteFile("/etc/caddy/Caddyfile".into()), Effect::ReloadService("caddy".into())][..]
+                    ),
+                    (
+                        ChangeOp::Update,
+                        ResourceKind::File,
+                        "/etc/wordpress/config-default.php",
+                        &[Effect::WriteFile("/etc/wordpress/config-default.php".into())][..]
+                    ),
+                ]
+            );
+            assert_eq!(old.layer, new.layer, "host names stay out of the layer");
+        }
+        let php = one.files["/etc/wordpress/config-default.php"].content.redacted();
+        assert!(php.contains("'blog.example.org' => 'default',"), "{php}");
     }
 }
