@@ -165,4 +165,49 @@ fn a_stopped_containers_address_is_refused_at_once_and_answers_after_start() {
     assert_eq!(routes_to(&a6, 128), "", "a route to a destroyed container's address is left");
 }
 
+#[test]
+fn a_crash_is_drift_that_plan_names_and_apply_repairs() {
+    require_host!();
+    let n = name("drf");
+    let ct = Ct::new(&n, &spec(3, 21600 + slice(SALT) as u16));
+    ct.apply_ok();
+    let plan = || container().arg("plan").arg(ct.spec()).stdin(std::process::Stdio::null()).output().expect("plan");
+    assert_eq!(plan().status.code(), Some(0), "a running container has no drift");
+    let pid = ct.pid1();
+    host_ok(&["kill", "-KILL", &pid.to_string()]);
+    eventually("PID 1 gone", 10, || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()));
+    // `status` cleans it up (run.json goes): still, it is down and is to run.
+    assert_eq!(ct.status()["state"], "crashed");
+    assert!(!ct.dirs().join("run.json").exists(), "the crashed container was not cleaned up");
+    let out = plan();
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "plan of a crashed container: {said}{}", text(&out.stderr));
+    assert!(said.contains(&format!("~ container {n}: PID 1 crashed (killed by SIGKILL)")), "{said}");
+    let json_out = container()
+        .args(["plan", "--json"])
+        .arg(ct.spec())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("plan --json");
+    assert_eq!(json_out.status.code(), Some(2));
+    assert!(text(&json_out.stdout).contains("crashed"), "{}", text(&json_out.stdout));
+
+    ct.apply_ok();
+    assert_eq!(ct.status()["state"], "running");
+    let (r, _) = connect(&v4(SALT, 3), 8080);
+    assert!(r.is_ok(), "after apply it answers again: {r:?}");
+    let out = plan();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // A user's stop is no drift, nor a crash of one disabled.
+    ok(&["stop", &n]);
+    assert_eq!(plan().status.code(), Some(0), "a stopped container is drift");
+    ok(&["start", &n]);
+    ok(&["disable", &n]);
+    let pid = ct.pid1();
+    host_ok(&["kill", "-KILL", &pid.to_string()]);
+    eventually("crashed", 10, || (ct.status()["state"] == "crashed").then_some(()));
+    assert_eq!(plan().status.code(), Some(0), "a crash of a container set to stay stopped is drift");
+}
+
 use std::path::PathBuf;

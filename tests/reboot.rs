@@ -245,6 +245,60 @@ fn start_wait_notifies_systemd_and_exits_0_on_stop_and_1_when_pid_1_dies() {
     assert_eq!(exit_within(&mut child, 30), Some(1), "PID 1 died while it was to run");
 }
 
+#[test]
+fn the_restart_policy_decides_what_comes_back_after_pid_1_dies() {
+    require_host!();
+    let mut root = OwnRoot::new();
+    let status = |root: &OwnRoot, ct: &str| -> serde_json::Value {
+        serde_json::from_str(&root.ok(&["status", ct, "--json"])).unwrap()
+    };
+    let no = name("rno");
+    root.apply(&no, &format!("restart = \"no\"\n{SLEEPER}"));
+    let st = status(&root, &no);
+    assert_eq!((st["restart"].as_str(), st["desired"].as_str()), (Some("no"), Some("running")), "{st:#}");
+    let sockdir = tempfile::tempdir().unwrap();
+    let socket = sockdir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut child = start_wait(&root, &no, &socket);
+    assert_eq!(notified(&sock), "READY=1");
+    sigkill(root.run_info(&no).expect("running").pid);
+    assert_eq!(exit_within(&mut child, 30), Some(0), "restart = \"no\": systemd is to leave it down");
+    assert_eq!(root.state(&no), "crashed");
+
+    // Changing the policy restarts nothing; it is recorded.
+    root.ok(&["start", &no]);
+    let pid = root.run_info(&no).expect("running").pid;
+    let always = format!("restart = \"always\"\n{SLEEPER}");
+    let spec = sockdir.path().join("always.toml");
+    std::fs::write(&spec, format!("name = \"{no}\"\nbase = \"host\"\n{always}")).unwrap();
+    let out = root.cmd(&["plan", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("~ restart policy: no → always"), "{}", text(&out.stdout));
+    root.apply(&no, &always);
+    assert_eq!(root.run_info(&no).expect("running").pid, pid, "a new restart policy restarted the container");
+    assert_eq!(status(&root, &no)["restart"], "always");
+
+    // "always" brings back a crashed container that was disabled; "on-failure" does not.
+    let fail = name("rof");
+    root.apply(&fail, SLEEPER);
+    assert_eq!(status(&root, &fail)["restart"], "on-failure");
+    for ct in [&no, &fail] {
+        root.ok(&["disable", ct]);
+        let st = status(&root, ct);
+        assert_eq!(st["desired"], "stopped", "{st:#}");
+        assert!(st["state_text"].as_str().unwrap().ends_with("(disabled: stays stopped at boot)"), "{st:#}");
+        sigkill(root.run_info(ct).expect("running").pid);
+    }
+    assert!(status(&root, &no)["state_text"].as_str().unwrap().ends_with("(starts at boot)"));
+    assert!(status(&root, &fail)["state_text"].as_str().unwrap().ends_with("(stays stopped at boot)"));
+    let listed = root.ok(&["list"]);
+    assert!(listed.contains(&format!("{fail}: crashed")) && listed.contains("(stays stopped at boot)"), "{listed}");
+    root.ok(&["start", "--all"]);
+    assert_eq!(root.state(&no), "running", "restart = \"always\": start --all starts it");
+    assert_eq!(root.state(&fail), "crashed", "a disabled on-failure container was started");
+}
+
 /// The shipped units, with the binary's path replaced by the built one (in a temp
 /// folder), pass `systemd-analyze verify` without a word. No root needed.
 #[test]

@@ -120,6 +120,11 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
             true => format!("~ volume {v}: shift its ids back to host ids, user namespace off (once, while stopped)"),
         })
         .collect();
+    // The restart policy is `start --wait`'s alone: `apply` records a new one.
+    let policy = applied.as_ref().filter(|a| a.restart != plan.restart).map(|a| {
+        let w = crate::runtime::restart_word;
+        (w(a.restart), w(plan.restart))
+    });
     let text = if json {
         let mut v: serde_json::Value =
             serde_json::from_str(&render::json(&changes, &plan)).expect("render::json is JSON");
@@ -132,6 +137,9 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         let mut u = userns.json.clone();
         u["migrate_volumes"] = serde_json::json!(userns.migrate);
         v["user_namespace"] = u;
+        if let Some((from, to)) = policy {
+            v["restart_policy"] = serde_json::json!({"from": from, "to": to});
+        }
         format!("{}\n", serde_json::to_string_pretty(&v).expect("serializes"))
     } else {
         let mut t = render::human(&changes, true);
@@ -149,13 +157,16 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
             t.push_str(m);
             t.push('\n');
         }
+        if let Some((from, to)) = policy {
+            t.push_str(&format!("~ restart policy: {from} → {to} (recorded; nothing restarts)\n"));
+        }
         t
     };
     let mut out = anstream::stdout();
     if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
         return ExitCode::FAILURE;
     }
-    if changes.is_empty() && migrate.is_empty() {
+    if changes.is_empty() && migrate.is_empty() && policy.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

@@ -320,10 +320,23 @@ fn summary(root: &Path, name: &str) -> serde_json::Value {
     if pending {
         text.push_str(" (apply interrupted)");
     }
+    // What `start --all` (at boot) does with it, when that is not "it runs".
+    let desired = layout::desired(&dirs);
+    let restart = plan.as_ref().map(|p| p.restart).unwrap_or_default();
+    let up = matches!(run_state, runtime::RunState::Running(_));
+    let crashed = matches!(run_state, runtime::RunState::Crashed(_));
+    match (runtime::start_at_boot(desired, restart, crashed), up) {
+        (false, true) => text.push_str(" (disabled: stays stopped at boot)"),
+        (false, false) => text.push_str(" (stays stopped at boot)"),
+        (true, false) => text.push_str(" (starts at boot)"),
+        (true, true) => {}
+    }
     json!({
         "name": name,
         "state": state,
         "state_text": text,
+        "desired": desired,
+        "restart": runtime::restart_word(restart),
         "apply_interrupted": pending,
         "exit": exit,
         "failed": failed,
@@ -558,7 +571,9 @@ pub fn start_all(root: &Path) -> ExitCode {
     let mut failed = 0;
     for name in runtime::names(root) {
         let dirs = Dirs::new(root, &name);
-        let line = if layout::desired(&dirs) == layout::Desired::Stopped {
+        let policy = runtime::applied(root, &name).ok().flatten().map(|p| p.restart).unwrap_or_default();
+        let crashed = matches!(runtime::run_state(root, &name), runtime::RunState::Crashed(_));
+        let line = if !runtime::start_at_boot(layout::desired(&dirs), policy, crashed) {
             format!("{name}: stopped (left stopped; `container start {name}` starts it)\n")
         } else if !dirs.state().exists() {
             // Its first apply was interrupted: there is nothing to start from.
@@ -615,7 +630,8 @@ pub fn stop_all(root: &Path, timeout: Option<u64>) -> ExitCode {
 /// `start --wait NAME` (for `container@.service`, `Type=notify`): start, tell systemd
 /// it is ready, then wait while PID 1 runs (following a new PID 1 that `restart` or
 /// `apply` put in its place). Exit 0 once it is stopped on purpose (`desired.json`
-/// says stopped), 1 when PID 1 died while it was to run (systemd restarts the unit).
+/// says stopped), 1 when PID 1 died while it was to run (systemd restarts the unit),
+/// unless its restart policy is "no" (exit 0: it stays down, crashed).
 pub fn start_wait(root: &Path, name: &str) -> ExitCode {
     let code = start(root, name);
     if code != ExitCode::SUCCESS {
@@ -632,8 +648,14 @@ pub fn start_wait(root: &Path, name: &str) -> ExitCode {
             Err(e) => return fail(e),
         };
         let Some(info) = info else {
+            let policy = runtime::applied(root, name).ok().flatten().map(|p| p.restart).unwrap_or_default();
             return if layout::desired(&dirs) == layout::Desired::Stopped {
                 let _ = out(&format!("{name} was stopped\n"));
+                ExitCode::SUCCESS
+            } else if !runtime::restart_after_crash(policy) {
+                // Cleaned up now, so `status` says how it ended.
+                let _ = runtime::reap_crashed(root, name);
+                let _ = out(&format!("{name}: its PID 1 ended; restart = \"no\" leaves it down\n"));
                 ExitCode::SUCCESS
             } else {
                 fail(format!("{name}: its PID 1 ended while it was to run"))

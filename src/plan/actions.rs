@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 pub enum Drift {
     /// `run.json` names a PID 1 that is gone (the container was not stopped).
     Pid1Gone,
+    /// PID 1 crashed (its leftovers are cleaned up already) while the container is
+    /// to run: `how` it ended.
+    Crashed { name: String, how: String },
     /// A service is down (exited, failed or stopped) though it was applied running.
     Service { name: String, state: String },
     /// The host end of the container's veth is gone (and with it the container's end,
@@ -49,7 +52,7 @@ impl Drift {
             Drift::Service { name, .. } => Repair::Start(name.clone()),
             Drift::Veth { .. } | Drift::Route { .. } => Repair::Network,
             Drift::Rules { .. } => Repair::Rules,
-            Drift::Pid1Gone | Drift::Cgroup { .. } => Repair::Recreate,
+            Drift::Pid1Gone | Drift::Crashed { .. } | Drift::Cgroup { .. } => Repair::Recreate,
         }
     }
 
@@ -57,6 +60,9 @@ impl Drift {
     pub fn line(&self) -> (&'static str, &'static str, String, &'static str) {
         match self {
             Drift::Pid1Gone => ("~", "container", "PID 1: gone (recorded running)".into(), "recreate container"),
+            Drift::Crashed { name, how } => {
+                ("~", "container", format!("{name}: PID 1 crashed ({how})"), "start container")
+            }
             Drift::Service { name, state } => ("~", "service", format!("{name}: {state} (recorded running)"), "start"),
             Drift::Veth { veth } => ("+", "veth", format!("{veth} (missing)"), "recreate network"),
             Drift::Route { route } => ("+", "route", format!("{route} (missing)"), "restore"),
@@ -81,6 +87,9 @@ pub struct Observation {
     pub recorded_running: bool,
     /// That PID 1 is alive.
     pub pid1_alive: bool,
+    /// How PID 1 ended, when it crashed and was cleaned up (no `run.json` any more)
+    /// while the container is to run.
+    pub crashed: Option<String>,
     /// Each service's state word from the supervisor's status (`ready`, `exited`, …).
     pub services: Option<BTreeMap<String, String>>,
     /// The host end of the veth and whether it exists.
@@ -100,6 +109,10 @@ const DOWN: &[&str] = &["exited", "failed", "stopped"];
 /// stopped (no `run.json`) has none.
 pub fn diff_observed(recorded: &Plan, o: &Observation) -> Vec<Drift> {
     let mut out = Vec::new();
+    if let Some(how) = &o.crashed {
+        out.push(Drift::Crashed { name: recorded.name.clone(), how: how.clone() });
+        return out;
+    }
     if !o.recorded_running {
         return out;
     }
@@ -355,6 +368,18 @@ command = ["/bin/db"]
     }
 
     #[test]
+    fn a_crash_cleaned_up_already_is_drift_and_apply_starts_it() {
+        let p = with("");
+        let o = Observation { crashed: Some("killed by SIGKILL".into()), ..Observation::default() };
+        let d = diff_observed(&p, &o);
+        assert_eq!(d, vec![Drift::Crashed { name: "t".into(), how: "killed by SIGKILL".into() }]);
+        assert_eq!(d[0].to_string(), "~ container t: PID 1 crashed (killed by SIGKILL) → start container");
+        assert_eq!(decide(Some(&p), &p, &Observed { drift: d, ..Observed::default() }), vec![A::Create]);
+        // Stopped by a user: no drift.
+        assert_eq!(diff_observed(&p, &Observation::default()), vec![]);
+    }
+
+    #[test]
     fn diff_observed_names_what_is_missing_and_a_stopped_container_has_no_drift() {
         let p = with("");
         let states =
@@ -367,6 +392,7 @@ command = ["/bin/db"]
             routes: Some(vec![("100.64.0.2/32".into(), false)]),
             rules: Some((0, 4)),
             cgroup: Some(("/sys/fs/cgroup/container/t".into(), true)),
+            crashed: None,
         };
         let d = diff_observed(&p, &o);
         assert_eq!(

@@ -87,6 +87,7 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         },
         security: security(&spec.security.processes()),
         host_root: !spec.security.user_namespace(),
+        restart: spec.restart,
     };
     let mut cx = Ctx::new(&mut plan, problems);
     for p in &spec.packages {
@@ -585,4 +586,21 @@ pub fn host_effects(n: &NetworkRes) -> Vec<HostEffect> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+    use crate::spec::types::Restart;
+
+    #[test]
+    fn the_container_restart_policy_is_recorded_and_defaults_to_on_failure() {
+        let p = test_plan("name = \"t\"\nbase = \"host\"\n");
+        assert_eq!(p.restart, Restart::OnFailure);
+        assert!(serde_json::to_value(&p).unwrap().get("restart").is_none(), "the default is left out");
+        let p = test_plan("name = \"t\"\nbase = \"host\"\nrestart = \"no\"\n");
+        assert_eq!(p.restart, Restart::No);
+        assert_eq!(serde_json::to_value(&p).unwrap()["restart"], "no");
+        assert!(try_test_plan("name = \"t\"\nbase = \"host\"\nrestart = \"sometimes\"\n").is_err());
+    }
 }

@@ -522,6 +522,30 @@ fn keeper_exe() -> Option<PathBuf> {
     std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("container-init"))).filter(|p| p.is_file())
 }
 
+/// The spec's spelling of a restart policy.
+pub fn restart_word(r: crate::spec::types::Restart) -> &'static str {
+    use crate::spec::types::Restart;
+    match r {
+        Restart::No => "no",
+        Restart::OnFailure => "on-failure",
+        Restart::Always => "always",
+    }
+}
+
+/// What `start --wait` does once PID 1 of a container to run has died, under its
+/// restart policy (pure): exit 1 (systemd's `Restart=on-failure` starts the unit
+/// again) for "on-failure" and "always", exit 0 for "no" (systemd leaves it down;
+/// `status` says crashed).
+pub fn restart_after_crash(r: crate::spec::types::Restart) -> bool {
+    r != crate::spec::types::Restart::No
+}
+
+/// Whether `start --all` starts a container: one to run (`desired.json`), or one
+/// set to stay stopped that crashed under restart policy "always" (pure).
+pub fn start_at_boot(desired: layout::Desired, restart: crate::spec::types::Restart, crashed: bool) -> bool {
+    desired == layout::Desired::Running || (crashed && restart == crate::spec::types::Restart::Always)
+}
+
 /// What a container is doing, as `status` and `list` tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
@@ -954,6 +978,12 @@ pub fn apply(root: &Path, plan: &Plan, decision: &Decision, say: Say) -> Result<
     let regenerate = &decision.regenerate;
     prepare::check_secrets(plan, old.as_ref(), &dirs, regenerate)?;
     if decision.actions.is_empty() {
+        // The restart policy is read by `start --wait` only: a new one is recorded,
+        // nothing restarts.
+        if let Some(old) = old.filter(|o| o.restart != plan.restart) {
+            say(&format!("restart policy {} → {}: recorded", restart_word(old.restart), restart_word(plan.restart)));
+            layout::record_applied(&dirs, plan)?;
+        }
         return Ok(Applied::Unchanged);
     }
     let interrupted = dirs.pending().exists();
@@ -1255,4 +1285,26 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
         super::ids::Registry::host().release(root, name)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod restart_policy_tests {
+    use super::*;
+    use crate::spec::types::Restart;
+    use layout::Desired;
+
+    #[test]
+    fn start_wait_restarts_unless_no_and_start_all_brings_back_always_crashes() {
+        assert!(restart_after_crash(Restart::OnFailure));
+        assert!(restart_after_crash(Restart::Always));
+        assert!(!restart_after_crash(Restart::No));
+        for r in [Restart::No, Restart::OnFailure, Restart::Always] {
+            assert!(start_at_boot(Desired::Running, r, false));
+            assert!(start_at_boot(Desired::Running, r, true));
+            assert!(!start_at_boot(Desired::Stopped, r, false), "{r:?}");
+        }
+        assert!(start_at_boot(Desired::Stopped, Restart::Always, true));
+        assert!(!start_at_boot(Desired::Stopped, Restart::OnFailure, true));
+        assert_eq!(restart_word(Restart::OnFailure), "on-failure");
+    }
 }

@@ -16,7 +16,14 @@ use std::path::Path;
 pub fn observe(root: &Path, plan: &Plan) -> Observation {
     let dirs = Dirs::new(root, &plan.name);
     let mut o = Observation::default();
-    let Ok(Some(info)) = crate::state::read_json::<RunInfo>(&dirs.run_info()) else { return o };
+    let Ok(Some(info)) = crate::state::read_json::<RunInfo>(&dirs.run_info()) else {
+        // Reaped after a crash (how it ended recorded, no `stop`) but still to run:
+        // down though it should not be.
+        if !dirs.stop_file().exists() && super::layout::desired(&dirs) == super::layout::Desired::Running {
+            o.crashed = crate::exec::keeper::read(&dirs.exit_file()).map(|r| r.describe());
+        }
+        return o;
+    };
     o.recorded_running = true;
     o.pid1_alive = info.alive();
     if !o.pid1_alive {

@@ -40,6 +40,14 @@ pub struct Spec {
     /// Writable or extra mounts: volumes, host binds and tmpfs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
+    /// What happens when the container's PID 1 dies while it is to run, under
+    /// `container@NAME.service` (`container start --wait NAME`): "on-failure"
+    /// (default) and "always" make systemd start it again; "no" leaves it crashed
+    /// (`status` says how it ended). "always" also makes `container start --all`
+    /// start a crashed container that `container disable` set to stay stopped.
+    /// Changing it restarts nothing.
+    #[serde(default, skip_serializing_if = "Restart::is_default")]
+    pub restart: Restart,
     /// Network of the container.
     #[serde(default)]
     pub network: NetworkSpec,

@@ -46,6 +46,13 @@ pub enum Restart {
     Always,
 }
 
+impl Restart {
+    /// The default ("on-failure"), left out of a recorded plan.
+    pub fn is_default(&self) -> bool {
+        *self == Restart::OnFailure
+    }
+}
+
 /// When a supervised program counts as ready.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

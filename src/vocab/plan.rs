@@ -64,6 +64,10 @@ pub struct Plan {
     /// The spec opted out of the user namespace: the container's root is host root.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub host_root: bool,
+    /// The container's restart policy (spec `restart`): what `start --wait` (the
+    /// systemd template unit) does when PID 1 dies while it is to run.
+    #[serde(default, skip_serializing_if = "Restart::is_default")]
+    pub restart: Restart,
 }
 
 /// What the root filesystem is built from; any change rebuilds the package layer.
