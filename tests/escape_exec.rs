@@ -441,7 +441,20 @@ fn the_helper_drops_the_callers_terminal_and_ctrl_c_still_arrives() {
         "trap '' HUP; trap 'echo got-int > /tmp/esc-e-int; exit 0' INT; echo ready; while :; do sleep 0.1; done";
     // setsid --ctty: the CLI leads a session whose terminal is the pty, in the
     // foreground, as from an admin's shell.
-    let mut cli = std::process::Command::new("setsid")
+    let mut cmd = std::process::Command::new("setsid");
+    // An admin's shell runs a foreground command with SIGINT and SIGQUIT at their
+    // defaults; a test harness started as a background job (`cmd &`) has them
+    // ignored, and an ignored signal stays ignored across exec. Reset them, so the
+    // test sees what an admin's ^C does wherever the suite was started from.
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut cli = cmd
         .arg("--ctty")
         .arg(env!("CARGO_BIN_EXE_container"))
         .arg("--root")
