@@ -15,7 +15,7 @@ use container::exec::supervisor::{
 use container::plan::text::Text;
 use container::plan::types::{InitTask, ServiceRes};
 use container::spec::types::Restart;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -1120,6 +1120,36 @@ fn a_stop_signals_a_whole_layer_at_once() {
     assert_eq!(t.read("order"), "base\n");
 }
 
+/// `start` of what ran before asks without the grace period: a service without a
+/// probe counts once spawned, so a start does not cost a second.
+#[test]
+fn a_wait_without_grace_counts_a_spawned_service_at_once() {
+    let t = Scene::new();
+    let mut cfg = t.cfg();
+    cfg.services.insert("idle".into(), t.sh("exec sleep 100"));
+    let sup = t.start(cfg);
+    let services: BTreeMap<String, u64> = [("idle".to_string(), 1)].into();
+    let started = Instant::now();
+    let reply = loop {
+        match supervisor::control(
+            &sup.run_dir,
+            sup.pid(),
+            &ControlRequest::Wait { services: services.clone(), no_grace: true },
+        ) {
+            Ok(r) => break r,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("wait: {e}"),
+        }
+    };
+    let took = started.elapsed();
+    assert!(reply.ok, "{reply:?}");
+    // With the grace it is answered no sooner than START_GRACE after the spawn.
+    assert!(took < supervisor::START_GRACE, "answered after {took:?}, as if it waited the grace period");
+    let st = reply.status.expect("the status comes with the answer");
+    assert_eq!(st.services["idle"].state, ServiceState::Ready);
+    assert_eq!(st.services["idle"].incarnation, 1);
+}
+
 #[test]
 fn wait_tells_a_started_service_from_one_that_exited_at_once() {
     let t = Scene::new();
@@ -1137,7 +1167,7 @@ fn wait_tells_a_started_service_from_one_that_exited_at_once() {
             match supervisor::control(
                 &sup.run_dir,
                 sup.pid(),
-                &ControlRequest::Wait { services: Clone::clone(&services) },
+                &ControlRequest::Wait { services: Clone::clone(&services), no_grace: false },
             ) {
                 Ok(r) => break r,
                 // Not listening yet.

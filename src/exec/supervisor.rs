@@ -351,6 +351,11 @@ pub enum ControlRequest {
     /// and every init task has ended, or as soon as one of them failed.
     Wait {
         services: BTreeMap<String, u64>,
+        /// A service without a probe counts as ready once spawned, without the
+        /// [`START_GRACE`] it must otherwise outlive (`start`: the spec did not
+        /// change, so nothing new is being tried).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_grace: bool,
     },
 }
 

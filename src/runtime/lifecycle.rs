@@ -634,9 +634,10 @@ pub fn wait_fresh(
     dirs: &Dirs,
     info: &RunInfo,
     wait: &BTreeMap<String, u64>,
+    grace: Grace,
 ) -> Result<(supervisor::Status, Vec<String>), RunError> {
     let deadline = Instant::now() + READY_WAIT;
-    let req = ControlRequest::Wait { services: wait.clone() };
+    let req = ControlRequest::Wait { services: wait.clone(), no_grace: grace == Grace::Skip };
     loop {
         if !info.alive() {
             return Err(pid1_exited(dirs));
@@ -677,6 +678,17 @@ pub fn wait_fresh(
             reply.failed.iter().map(|(svc, why)| format!("service {svc}: {why}{}", log_tail(dirs, svc))).collect();
         return Ok((status, problems));
     }
+}
+
+/// Whether a service without a probe must outlive `supervisor::START_GRACE` before
+/// [`wait_fresh`] counts it: yes after an `apply` or `restart` (a new spec or
+/// command is being tried, and one that exits at once must fail it); no for a
+/// `start` of what ran before, which returns once every service is spawned (as
+/// `podman start` and `machinectl start` do), so start costs no second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grace {
+    Wait,
+    Skip,
 }
 
 /// Lines of a service's log shown with its failure.
@@ -856,7 +868,7 @@ pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Sta
     unshift_volumes(root, &plan, &dirs, say)?;
     prepare_dirs(&plan, &dirs, base, say)?;
     let info = start_plan(root, &plan, say)?;
-    let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(&plan))?;
+    let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(&plan), Grace::Skip)?;
     if !problems.is_empty() {
         return Err(RunError::Failed(format!(
             "{}\n  (the container runs; see `container logs {name}`)",
@@ -1025,7 +1037,7 @@ pub fn apply(root: &Path, plan: &Plan, decision: &Decision, say: Say) -> Result<
             migrated(prepare::ensure_volumes(plan, &dirs, &etc, base)?, base, say);
             crash_point(CrashPoint::Volumes);
             let info = start_plan(root, plan, say)?;
-            let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(plan))?;
+            let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(plan), Grace::Wait)?;
             crash_point(CrashPoint::Ready);
             (Applied::Started { recreated, status }, problems)
         }
@@ -1159,7 +1171,7 @@ fn update_live(
             ApplyAction::Create | ApplyAction::Recreate => {}
         }
     }
-    let (status, problems) = wait_fresh(dirs, info, &wait)?;
+    let (status, problems) = wait_fresh(dirs, info, &wait, Grace::Wait)?;
     crash_point(CrashPoint::Ready);
     Ok((Applied::Updated { reloaded, restarted, network, repaired, status }, problems))
 }

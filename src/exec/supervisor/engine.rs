@@ -179,6 +179,7 @@ impl Service {
 struct Waiter {
     conn: Conn,
     services: BTreeMap<String, u64>,
+    no_grace: bool,
 }
 
 /// Where a service stands for a `wait` on one of its incarnations.
@@ -638,7 +639,7 @@ impl Sup<'_> {
                             }
                         };
                         match req {
-                            ControlRequest::Wait { services } => self.add_waiter(conn, services),
+                            ControlRequest::Wait { services, no_grace } => self.add_waiter(conn, services, no_grace),
                             ControlRequest::Reload { service } if self.reload_by_command(&service) => {
                                 self.answer_reload(&service, conn)
                             }
@@ -753,12 +754,12 @@ impl Sup<'_> {
 
     // ---- waiting for readiness ----------------------------------------------------
 
-    fn add_waiter(&mut self, conn: Conn, services: BTreeMap<String, u64>) {
+    fn add_waiter(&mut self, conn: Conn, services: BTreeMap<String, u64>, no_grace: bool) {
         if self.waiters.len() >= control::MAX_CONNS {
             conn.reply(&ControlReply::error("too many waits under way"));
             return;
         }
-        self.waiters.push(Waiter { conn, services });
+        self.waiters.push(Waiter { conn, services, no_grace });
     }
 
     /// Answers the `wait`s whose services are all ready in their incarnation (and
@@ -769,7 +770,7 @@ impl Sup<'_> {
             let verdict = if self.stop_queue.is_some() {
                 Some(ControlReply::error("the supervisor is stopping"))
             } else {
-                self.verdict(&self.waiters[k].services, now)
+                self.verdict(&self.waiters[k].services, self.waiters[k].no_grace, now)
             };
             match verdict {
                 Some(reply) => self.waiters.swap_remove(k).conn.reply(&reply),
@@ -778,11 +779,11 @@ impl Sup<'_> {
         }
     }
 
-    fn verdict(&self, services: &BTreeMap<String, u64>, now: Instant) -> Option<ControlReply> {
+    fn verdict(&self, services: &BTreeMap<String, u64>, no_grace: bool, now: Instant) -> Option<ControlReply> {
         let mut failed = BTreeMap::new();
         let mut pending = false;
         for (name, &n) in services {
-            match self.fresh(name, n, now) {
+            match self.fresh(name, n, no_grace, now) {
                 Fresh::Ok => {}
                 Fresh::Pending => pending = true,
                 Fresh::Fail(e) => {
@@ -804,7 +805,7 @@ impl Sup<'_> {
     }
 
     /// Whether service `name` is ready in incarnation `n` or a later one.
-    fn fresh(&self, name: &str, n: u64, now: Instant) -> Fresh {
+    fn fresh(&self, name: &str, n: u64, no_grace: bool, now: Instant) -> Fresh {
         let Ok(i) = self.find(name) else { return Fresh::Fail("not in the configuration".into()) };
         let s = &self.svcs[i];
         if let Some((k, msg)) = &s.early_exit {
@@ -831,7 +832,9 @@ impl Sup<'_> {
         match s.state {
             ServiceState::Ready if s.res.ready.is_some() => Fresh::Ok,
             // Started: it must outlive the grace period.
-            ServiceState::Ready if s.pid.is_none() || now.saturating_duration_since(s.started) >= START_GRACE => {
+            ServiceState::Ready
+                if no_grace || s.pid.is_none() || now.saturating_duration_since(s.started) >= START_GRACE =>
+            {
                 Fresh::Ok
             }
             ServiceState::Ready => Fresh::Pending,
