@@ -81,7 +81,7 @@
 //! bumped on every spawn of a service); `wait` with such a map is answered once each
 //! service is ready in that incarnation or a later one (its probe passed after that
 //! spawn; without a probe: it still runs [`START_GRACE`] after its spawn, or ended with
-//! exit 0), every init task has ended, or with `ok: false`, `failed` naming the
+//! exit 0; with `no_grace`, as `start` asks: once spawned), every init task has ended, or with `ok: false`, `failed` naming the
 //! services, as soon as one failed (a service without a probe that ends with a failure
 //! within [`START_GRACE`] of its spawn fails its start). `reconfigure`, `restart` and
 //! `reload` by restart are refused once stopping. An fd passed with a request

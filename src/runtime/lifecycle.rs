@@ -627,7 +627,8 @@ pub fn reap_crashed(root: &Path, name: &str) -> Result<bool, RunError> {
 /// Wait until every service of `wait` is ready in the incarnation it names (or a
 /// later one), never on a status from before: the supervisor answers a `wait`
 /// request once its probe passed after that spawn (a service without a probe: once it
-/// still runs `supervisor::START_GRACE` after it, or ended with exit 0) and every init
+/// still runs `supervisor::START_GRACE` after it, or ended with exit 0; with
+/// [`Grace::Skip`]: once spawned) and every init
 /// task has ended. Returns the status then and what failed ("service NAME: why",
 /// with its last log lines), empty when all is well.
 pub fn wait_fresh(
