@@ -1120,6 +1120,26 @@ fn a_stop_signals_a_whole_layer_at_once() {
     assert_eq!(t.read("order"), "base\n");
 }
 
+/// A `wait` for incarnation 1 of each of `names`, retried while PID 1 does not
+/// listen yet; the reply and how long it took.
+fn wait_for_services(sup: &Sup, names: &[&str], no_grace: bool) -> (supervisor::ControlReply, Duration) {
+    let services: BTreeMap<String, u64> = names.iter().map(|n| (n.to_string(), 1)).collect();
+    let started = Instant::now();
+    let reply = loop {
+        match supervisor::control(
+            &sup.run_dir,
+            sup.pid(),
+            &ControlRequest::Wait { services: services.clone(), no_grace },
+        ) {
+            Ok(r) => break r,
+            // Not listening yet.
+            Err(_) if started.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("wait: {e}"),
+        }
+    };
+    (reply, started.elapsed())
+}
+
 /// `start` of what ran before asks without the grace period: a service without a
 /// probe counts once spawned, so a start does not cost a second.
 #[test]
@@ -1128,20 +1148,7 @@ fn a_wait_without_grace_counts_a_spawned_service_at_once() {
     let mut cfg = t.cfg();
     cfg.services.insert("idle".into(), t.sh("exec sleep 100"));
     let sup = t.start(cfg);
-    let services: BTreeMap<String, u64> = [("idle".to_string(), 1)].into();
-    let started = Instant::now();
-    let reply = loop {
-        match supervisor::control(
-            &sup.run_dir,
-            sup.pid(),
-            &ControlRequest::Wait { services: services.clone(), no_grace: true },
-        ) {
-            Ok(r) => break r,
-            Err(_) if started.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("wait: {e}"),
-        }
-    };
-    let took = started.elapsed();
+    let (reply, took) = wait_for_services(&sup, &["idle"], true);
     assert!(reply.ok, "{reply:?}");
     // With the grace it is answered no sooner than START_GRACE after the spawn.
     assert!(took < supervisor::START_GRACE, "answered after {took:?}, as if it waited the grace period");
@@ -1160,23 +1167,7 @@ fn wait_tells_a_started_service_from_one_that_exited_at_once() {
     cfg.services.insert("once".into(), once);
     cfg.services.insert("idle".into(), t.sh("exec sleep 100"));
     let sup = t.start(cfg);
-    let wait = |names: &[&str]| {
-        let services = names.iter().map(|n| (n.to_string(), 1)).collect();
-        let started = Instant::now();
-        let reply = loop {
-            match supervisor::control(
-                &sup.run_dir,
-                sup.pid(),
-                &ControlRequest::Wait { services: Clone::clone(&services), no_grace: false },
-            ) {
-                Ok(r) => break r,
-                // Not listening yet.
-                Err(_) if started.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => panic!("wait: {e}"),
-            }
-        };
-        (reply, started.elapsed())
-    };
+    let wait = |names: &[&str]| wait_for_services(&sup, names, false);
     // Without a probe, started only counts once it outlived the grace period.
     let (reply, took) = wait(&["idle", "once"]);
     assert!(reply.ok, "{reply:?}");
