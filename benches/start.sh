@@ -352,9 +352,10 @@ if ((SCALE > 0)); then
     for ((k = 1; k <= scale_up; k++)); do
         measure scale:stop "${C[@]}" stop "scale-$(printf "%0${#SCALE}d" "$k")"
     done
-    for n in "${names[@]}"; do [[ $n == scale-* ]] && "${C[@]}" destroy --volumes "$n" >/dev/null 2>&1; done
     kept=()
-    for n in "${names[@]}"; do [[ $n == scale-* ]] || kept+=("$n"); done
+    for n in "${names[@]}"; do
+        if [[ $n == scale-* ]]; then "${C[@]}" destroy --volumes "$n" >/dev/null 2>&1 || true; else kept+=("$n"); fi
+    done
     names=("${kept[@]}")
 fi
 
@@ -407,8 +408,8 @@ row "no-op \`container apply\` (running, unchanged)" apply "< 30 ms" nofloor
 for f in "${shipped[@]}"; do row "\`container plan\` specs/${f##*/}" "plan:${f##*/}" "< 10 ms" nofloor; done
 if ((scale_up > 0)); then
     row "start with 0…$((scale_up - 1)) running (all $scale_up)" scale "" nofloor
-    line "1st start of $SCALE" "$(ms "${starts[0]}")" "" "" ""
-    line "${scale_up}th start of $SCALE" "$(ms "${starts[scale_up - 1]}")" "" "" "$(ratio "${starts[scale_up - 1]}" "${starts[0]}") the 1st"
+    line "1st start (no. 1 of $SCALE)" "$(ms "${starts[0]}")" "" "" ""
+    line "last start (no. $scale_up of $SCALE)" "$(ms "${starts[scale_up - 1]}")" "" "" "$(ratio "${starts[scale_up - 1]}" "${starts[0]}") the 1st"
     line "memory per container outside its services (PSS of PID 1 + keeper)" "$(kib $((pss / scale_up)))" "" "" "(their RSS: $(kib $((rss_sum / scale_up))))"
     line "memory per container, MemAvailable drop ÷ $scale_up (whole machine)" "$(kib $(((avail0 - avail1) / scale_up)))" "" "" "(with the sleep service; noisy)"
     row "\`container list\` with $scale_up running" scale:list "" nofloor
