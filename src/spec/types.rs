@@ -18,7 +18,8 @@ pub struct Spec {
     /// Container name: 1-31 lowercase letters, digits and `-`.
     pub name: Name,
     /// Base system: "host" (the host's /usr, read-only; no download) or "debian:<suite>"
-    /// (debootstrap, cached), e.g. "debian:bookworm".
+    /// (debootstrap, cached) of a suite the tool knows: "debian:bookworm" (Debian 12)
+    /// or "debian:trixie" (Debian 13).
     #[serde(default = "default_base")]
     pub base: Base,
     /// Debian mirror the base and packages come from (default
@@ -127,7 +128,7 @@ impl ContainerSecuritySpec {
 }
 
 fn default_base() -> Base {
-    Base("debian:bookworm".into())
+    Base::default()
 }
 
 /// "host", or "debian:<suite>" such as "debian:bookworm" (the plan's too).

@@ -729,18 +729,68 @@ text_value!(
     |s, f| f.write_str(s)
 );
 
+/// A Debian release the tool knows: modules are to render the configuration of the
+/// package versions it ships (PHP, MariaDB, BIND, …), so a suite the tool has not
+/// been taught is refused rather than guessed. Code names only, never "stable" or
+/// "oldstable": what those name moves, and a layer's id must not.
+/// The default (`Suite::default()`) is the spec's default base's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Suite {
+    /// Debian 12 (oldstable since August 2025).
+    #[default]
+    Bookworm,
+    /// Debian 13 (stable since August 2025).
+    Trixie,
+}
+
+impl Suite {
+    /// Every known suite, oldest first.
+    pub const ALL: [Suite; 2] = [Suite::Bookworm, Suite::Trixie];
+
+    /// The code name, as in "debian:<name>" and the archive's `dists/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The known bases, quoted and separated for a message: `"debian:bookworm", "debian:trixie"`.
+    pub fn known_bases() -> String {
+        Suite::ALL.iter().map(|s| format!("\"debian:{}\"", s.name())).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 text_value!(
-    /// "host", or "debian:<suite>" such as "debian:bookworm".
+    /// "host", or "debian:<suite>" of a suite the tool knows, such as "debian:bookworm".
     Base(String),
     "\"host\" or \"debian:<suite>\"",
-    {"type": "string", "pattern": "^(host|debian:[a-z]+)$",
-     "description": "\"host\" (the host's system folders, read-only; no download) or \"debian:<suite>\", e.g. \"debian:bookworm\"."},
+    {"type": "string", "enum": Base::known(),
+     "description": "\"host\" (the host's system folders, read-only; no download) or \"debian:<suite>\" of a suite the tool knows: \"debian:bookworm\" or \"debian:trixie\"."},
     |s| {
-        let ok = s == "host"
-            || s.strip_prefix("debian:")
-                .is_some_and(|suite| !suite.is_empty() && suite.bytes().all(|b| b.is_ascii_lowercase()));
-        if ok { Ok(s.to_string()) } else {
-            Err(format!("invalid base `{s}`: allowed are \"host\" and \"debian:<suite>\", e.g. \"debian:bookworm\""))
+        match s.strip_prefix("debian:") {
+            _ if s == "host" => Ok(s.to_string()),
+            Some(suite) if Suite::from_name(suite).is_some() => Ok(s.to_string()),
+            Some(suite) if !suite.is_empty() && suite.bytes().all(|b| b.is_ascii_lowercase()) => {
+                let names = Suite::ALL.map(Suite::name);
+                let hint = match crate::diag::did_you_mean(suite, names.iter().copied()) {
+                    Some(n) => format!(" (did you mean \"debian:{n}\"?)"),
+                    None => String::new(),
+                };
+                Err(format!("unknown Debian suite `{suite}` in base `{s}`{hint}: known are \"host\", {}",
+                            Suite::known_bases()))
+            }
+            _ => Err(format!("invalid base `{s}`: allowed are \"host\", {}", Suite::known_bases())),
         }
     },
     |s, f| f.write_str(s)
@@ -749,13 +799,23 @@ text_value!(
 /// The spec's default base.
 impl Default for Base {
     fn default() -> Self {
-        Base("debian:bookworm".into())
+        Base(format!("debian:{}", Suite::default()))
     }
 }
 
 impl Base {
     pub fn is_host(&self) -> bool {
         self.0 == "host"
+    }
+
+    /// Every base a spec may name: "host", then each known suite's.
+    pub fn known() -> Vec<String> {
+        std::iter::once("host".to_string()).chain(Suite::ALL.map(|s| format!("debian:{s}"))).collect()
+    }
+
+    /// The Debian suite of a "debian:…" base; `None` for "host".
+    pub fn suite(&self) -> Option<Suite> {
+        self.0.strip_prefix("debian:").and_then(Suite::from_name)
     }
 }
 
@@ -788,6 +848,22 @@ mod plan_value_tests {
         assert_eq!(Ipv6Host::parse("fd00::3/128").unwrap().to_string(), "fd00::3/128");
         assert!(ShaSum::parse("abc").is_err());
         assert!(IfaceName::parse("eth0/../x").is_err());
+    }
+
+    #[test]
+    fn a_base_names_a_known_suite_by_its_code_name() {
+        assert_eq!(Base::parse("debian:trixie").unwrap().suite(), Some(Suite::Trixie));
+        assert_eq!(Base::parse("debian:bookworm").unwrap().suite(), Some(Suite::Bookworm));
+        assert_eq!(Base::parse("host").unwrap().suite(), None);
+        let e = Base::parse("debian:trixy").unwrap_err();
+        assert!(e.contains("unknown Debian suite `trixy`") && e.contains("did you mean \"debian:trixie\"?"), "{e}");
+        assert!(e.contains("\"debian:bookworm\", \"debian:trixie\""), "the known suites: {e}");
+        // Aliases move with each release; a layer's id must not.
+        for alias in ["debian:stable", "debian:oldstable", "debian:testing", "debian:sid"] {
+            assert!(Base::parse(alias).unwrap_err().contains("unknown Debian suite"), "{alias}");
+        }
+        assert!(Base::parse("debian:../x").unwrap_err().starts_with("invalid base"));
+        assert_eq!(Base::known(), ["host", "debian:bookworm", "debian:trixie"]);
     }
 
     #[test]
