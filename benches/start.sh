@@ -16,10 +16,10 @@
 # SCALE_RUNS (5) runs of `list`/`status` at scale; FALLBACK=0 skips the fallback
 # PID 1; PROFILE=1 adds a `perf trace` timeline of one start.
 #
-# PID 1's RSS is mostly file pages of glibc and ld.so (shared, but counted in every
-# process's VmRSS). A static, size-optimised container-init is much smaller; build it
-# after the release build with
-#   cargo rustc --release --bin container-init -- -C target-feature=+crt-static -C opt-level=z
+# PID 1's RSS is mostly file pages (shared, but counted in every process's VmRSS).
+# build.rs links container-init as a static PIE, so it maps no ld.so or libc; a
+# size-optimised one is smaller still: after the release build,
+#   cargo rustc --release --bin container-init -- -C opt-level=z
 # (static glibc is fine here: the supervisor reads /etc/passwd itself, no NSS).
 #
 # Figures, each run interleaved with the others so drift hits all alike:

@@ -14,7 +14,8 @@
 //! Why a separate binary: PID 1 stays resident for the container's whole life, so
 //! it must be small. This one links only the supervisor (no CLI parser, no
 //! diagnostics renderer, no spec or plan code, no Rhai): the linker drops every
-//! part of the library that `supervisor::run` does not reach. The sandbox execs it
+//! part of the library that `supervisor::run` does not reach, and the build script
+//! (`build.rs`) links it statically, so it maps no ld.so or libc. The sandbox execs it
 //! through a read-only detached bind mount (see `Program::Exe`), never by path.
 //!
 //! [`SupervisorConfig`]: container::exec::supervisor::SupervisorConfig
