@@ -783,7 +783,7 @@ text_value!(
             Some(suite) if Suite::from_name(suite).is_some() => Ok(s.to_string()),
             Some(suite) if !suite.is_empty() && suite.bytes().all(|b| b.is_ascii_lowercase()) => {
                 let names = Suite::ALL.map(Suite::name);
-                let hint = match crate::diag::did_you_mean(suite, names.iter().copied()) {
+                let hint = match super::did_you_mean(suite, names.iter().copied()) {
                     Some(n) => format!(" (did you mean \"debian:{n}\"?)"),
                     None => String::new(),
                 };
