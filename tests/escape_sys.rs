@@ -355,6 +355,45 @@ say("process_vm_readv", r, e)
     assert!(st.contains("TracerPid:\t0"), "{st}");
 }
 
+/// PID 1's filter allows clone3 (it starts services born in their cgroups); no other
+/// process's does, and PID 1 is non-dumpable, so not even a root service whose filter
+/// allows ptrace can seize it or open its memory to make it clone3 for them.
+#[test]
+fn pid1_clone3_is_out_of_reach() {
+    require_host!();
+    let body = r#"
+args = ctypes.create_string_buffer(88)
+r, e = sc(435, args, 88)  # clone3(zeroed args): fork-like, but ENOSYS expected
+if r == 0:
+    os._exit(0)
+say("clone3", r, e)
+r, e = sc(101, 0x4206, 1, 0, 0)  # ptrace(PTRACE_SEIZE, 1)
+say("ptrace", r, e)
+try:
+    open("/proc/1/mem", "rb").close()
+    print("mem: ok", flush=True)
+except OSError as x:
+    print(f"mem: errno {x.errno}", flush=True)
+"#;
+    let code = script(body);
+    let extra = format!(
+        "[processes.tracer]\ncommand = [\"{PYTHON}\", \"-c\", {code:?}]\nrestart = \"no\"\n\
+         [processes.tracer.security]\nseccomp_allow = [\"ptrace\"]\n"
+    );
+    let c = ct("esc-s-clone3", &extra);
+    let svc =
+        eventually("the tracer service", 20, || Some(ok(&["logs", &c.name, "tracer"])).filter(|l| l.contains("DONE")));
+    assert!(svc.contains("clone3: errno 38\n"), "a root service could clone3:\n{svc}");
+    refused(&svc, "ptrace");
+    assert!(svc.contains("mem: errno 13\n") || svc.contains("mem: errno 1\n"), "/proc/1/mem opened:\n{svc}");
+    for out in [as_root(&c, body), as_nobody(&c, body)] {
+        assert!(out.contains("clone3: errno 38\n"), "clone3 was not ENOSYS:\n{out}");
+        assert!(!out.contains("mem: ok"), "/proc/1/mem opened:\n{out}");
+    }
+    let st = c.exec_ok(&["grep", "TracerPid", "/proc/1/status"]);
+    assert!(st.contains("TracerPid:\t0"), "{st}");
+}
+
 #[test]
 fn processes_get_the_default_capabilities_no_new_privs_and_the_filter() {
     require_host!();

@@ -84,9 +84,20 @@ impl Hardening {
     /// gets no no_new_privs (a service may opt out of it; the flag is inherited and
     /// cannot be cleared), and a filter that allows every call some process is
     /// allowed: filters stack, so each process's own filter decides for it.
+    ///
+    /// PID 1's filter also allows `clone3`, which no other process's does (a filter
+    /// cannot read its flags, held in memory): the supervisor starts each service
+    /// with `CLONE_INTO_CGROUP`, born in its cgroup, as no cgroup migration (10 ms
+    /// and more) is needed then. PID 1 is our own code; it makes itself
+    /// non-dumpable at start, so no process of the container without
+    /// `CAP_SYS_PTRACE` can ptrace it or write its memory to make it clone3 for
+    /// them, and every process it starts gets its own filter on top, which answers
+    /// clone3 with ENOSYS.
     pub fn for_pid1(sec: &Security) -> Result<Hardening, FilterError> {
         let caps = sec.caps();
-        let policy = Policy { caps, allow: sec.seccomp_allow.clone() };
+        let mut allow = sec.seccomp_allow.clone();
+        allow.insert("clone3".to_string());
+        let policy = Policy { caps, allow };
         Ok(Hardening { caps, no_new_privs: false, filter: Filter::cached(&policy)? })
     }
 

@@ -123,6 +123,7 @@
 
 mod child;
 
+use crate::exec::postfork::{CloneArgs, CLONE_INTO_CGROUP};
 use child::{ExecTarget, InRoot, MountSrc, SetupScript, SetupStep, MOUNT_ATTR_NODEV as A_NODEV};
 use child::{MOUNT_ATTR_NOEXEC as A_NOEXEC, MOUNT_ATTR_NOSUID as A_NOSUID, MOUNT_ATTR_RDONLY as A_RDONLY};
 use std::collections::BTreeMap;
@@ -1109,23 +1110,6 @@ fn build(spec: &SandboxSpec, ns: &NsFds) -> Result<Builder, SandboxError> {
     Ok(b)
 }
 
-/// The clone3 argument block, version 2 (88 bytes, Linux 5.7: `cgroup`). Older
-/// kernels accept it as long as the fields they do not know are zero.
-#[repr(C)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
@@ -1212,7 +1196,7 @@ fn clone_child(args: &CloneArgs, script: &SetupScript, parent_sock: RawFd, child
     // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of our
     // memory and runs `child::run`, which only makes raw syscalls on `script` and
     // never returns (exec or _exit).
-    let ret = unsafe { libc::syscall(libc::SYS_clone3, args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let ret = unsafe { args.clone3() };
     if ret == 0 {
         // The child's copy of the parent's end must go, or the child would hold both
         // ends and never see EOF when the parent dies before `release` (e.g. kill -9
@@ -1504,19 +1488,8 @@ pub fn spawn_passing2(
     let (parent_sock, child_sock) =
         socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(os("socketpair"))?;
     let mut pidfd: c_int = -1;
-    let mut args = CloneArgs {
-        flags: flags as u64,
-        pidfd: &mut pidfd as *mut c_int as u64,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: 0,
-    };
+    let mut args = CloneArgs::new(flags as u64);
+    args.pidfd = &mut pidfd as *mut c_int as u64;
     if let Some((_, dir, _)) = &cgroups.v2 {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = dir.as_raw_fd() as u64;
@@ -1592,24 +1565,12 @@ fn user_namespace(maps: &IdMap, new_net: bool) -> Result<OwnedNs, SandboxError> 
     if new_net {
         flags |= libc::CLONE_NEWNET as u64;
     }
-    let args = CloneArgs {
-        flags,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: 0,
-    };
+    let args = CloneArgs::new(flags);
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: clone3 without CLONE_VM behaves like fork; the child only makes raw
     // syscalls (prctl, getppid, pause, _exit) until the SIGKILL below, and never
     // returns.
-    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let ret = unsafe { args.clone3() };
     if ret == 0 {
         // SAFETY: raw syscalls only. If we are killed before the SIGKILL below, the
         // holder goes with our thread instead of waiting forever.

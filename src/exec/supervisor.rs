@@ -521,12 +521,18 @@ impl ConfigSource {
 /// or job-control signals never reach the container, then [`run_fd`] or
 /// [`run_file`]. Returns the process exit code.
 pub fn pid1_main(config: &ConfigSource) -> u8 {
-    // SAFETY: setsid has no memory effects; it fails harmlessly for a group leader.
+    // SAFETY: setsid and prctl have no memory effects; setsid fails harmlessly for a
+    // group leader.
     // SIGPIPE ignored (Rust's runtime does it too; said here, as PID 1 depends on
     // it): a write to a closed pipe or socket is an EPIPE error, never our death.
+    // Non-dumpable: no process of the container without CAP_SYS_PTRACE may ptrace
+    // PID 1 or open its /proc/1/mem, so none can make it run the clone3 its filter
+    // allows (see `Hardening::for_pid1`). Exec resets the flag, so the services
+    // PID 1 starts are dumpable as usual.
     unsafe {
         libc::setsid();
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong);
     }
     let result = match config {
         ConfigSource::File(path) => run_file(path),

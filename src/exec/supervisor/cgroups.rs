@@ -7,9 +7,10 @@
 //! delegated to the container's root (the folder and its `cgroup.procs` chowned, as
 //! systemd's `Delegate=yes` does; no controller is ever enabled in its
 //! `cgroup.subtree_control`, so PID 1 may stay in it beside the children). Each
-//! service gets `svc-<name>`, created on its first start; the forked child moves
-//! itself there (writes `0` to its `cgroup.procs`) before it execs, so nothing it
-//! forks is ever outside. [`kill`] writes `1` to `cgroup.kill` (Linux 5.14) and
+//! service gets `svc-<name>`, created on its first start; its process is born there
+//! (clone3 with `CLONE_INTO_CGROUP`, so no migration and no RCU grace period to wait
+//! for), or, where clone3 is refused, the forked child moves itself there (writes
+//! `0` to its `cgroup.procs`) before it execs: nothing it forks is ever outside. [`kill`] writes `1` to `cgroup.kill` (Linux 5.14) and
 //! waits, bounded, until `cgroup.events` says `populated 0`. Without the fd (no
 //! cgroup2, or an older host), every call is a no-op and the supervisor signals
 //! process groups only.
@@ -61,30 +62,51 @@ fn dir_name(service: &str) -> Option<std::ffi::CString> {
     std::ffi::CString::new(format!("svc-{service}")).ok()
 }
 
-/// Opens `svc-<service>/<file>` with `flags`, creating the folder when `create`.
-fn open(service: &str, file: &std::ffi::CStr, flags: libc::c_int, create: bool) -> Option<OwnedFd> {
+/// The folder `svc-<service>`, made first when `create`.
+fn open_dir(service: &str, create: bool) -> Option<OwnedFd> {
     let root = ROOT.get()?;
     let name = dir_name(service)?;
-    // SAFETY: *at calls on our directory fd with NUL-terminated names; each fd
+    // SAFETY: *at calls on our directory fd with a NUL-terminated name; the fd
     // returned is fresh and owned here.
     unsafe {
         if create && libc::mkdirat(root.as_raw_fd(), name.as_ptr(), 0o755) != 0 && Errno::last() != Errno::EEXIST {
             return None;
         }
         let dir = libc::openat(root.as_raw_fd(), name.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
-        if dir < 0 {
-            return None;
-        }
-        let dir = OwnedFd::from_raw_fd(dir);
+        (dir >= 0).then(|| OwnedFd::from_raw_fd(dir))
+    }
+}
+
+/// Opens `file` in the folder `dir` with `flags`.
+fn open_in(dir: &OwnedFd, file: &std::ffi::CStr, flags: libc::c_int) -> Option<OwnedFd> {
+    // SAFETY: openat on our directory fd with a NUL-terminated name; the fd returned
+    // is fresh and owned here.
+    unsafe {
         let fd = libc::openat(dir.as_raw_fd(), file.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOFOLLOW);
         (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
     }
 }
 
-/// The `cgroup.procs` of `service`'s cgroup (made if missing), open for writing:
-/// the forked child writes `0` there to move itself in. `None` without cgroups.
-pub fn procs(service: &str) -> Option<OwnedFd> {
-    open(service, c"cgroup.procs", libc::O_WRONLY, true)
+/// Opens `svc-<service>/<file>` with `flags`, creating the folder when `create`.
+fn open(service: &str, file: &std::ffi::CStr, flags: libc::c_int, create: bool) -> Option<OwnedFd> {
+    open_in(&open_dir(service, create)?, file, flags)
+}
+
+/// A service's cgroup as its spawner needs it: the folder, for clone3's
+/// `CLONE_INTO_CGROUP` (the child is born there: no migration), and its
+/// `cgroup.procs` open for writing, for a child that could not be (it writes `0`
+/// there to move itself in).
+#[derive(Debug)]
+pub struct ServiceCgroup {
+    pub dir: OwnedFd,
+    pub procs: OwnedFd,
+}
+
+/// `service`'s cgroup (made if missing). `None` without cgroups.
+pub fn service(service: &str) -> Option<ServiceCgroup> {
+    let dir = open_dir(service, true)?;
+    let procs = open_in(&dir, c"cgroup.procs", libc::O_WRONLY)?;
+    Some(ServiceCgroup { dir, procs })
 }
 
 /// Whether any process is left in `service`'s cgroup (`false` when there is none).

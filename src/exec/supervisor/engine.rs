@@ -1072,7 +1072,7 @@ impl Sup<'_> {
         self.svcs[i].incarnation += 1;
         let started = self.prepare(i, &self.svcs[i].res.command).and_then(|mut p| {
             let s = &self.svcs[i];
-            p.set_cgroup(cgroups::procs(&s.name));
+            p.set_cgroup(cgroups::service(&s.name));
             spawn::spawn(&p, self.devnull.as_fd(), s.log.writer())
         });
         let s = &mut self.svcs[i];

@@ -2,23 +2,27 @@
 //!
 //! Invariant: everything that allocates (argv, environment, program lookup, user
 //! lookup) happens in `prepare`, before fork; between fork and exec the child only
-//! makes async-signal-safe libc calls. The child gets an empty signal mask and default
-//! dispositions, its own session and process group (so a signal to `-pid` reaches all
-//! it started), stdin/stdout/stderr as given and no other descriptor: every fd above 2
-//! is marked close-on-exec with close_range(2). Failures before exec come back to the
-//! parent over a close-on-exec pipe, so a missing program or a refused setuid is a
-//! clear error instead of an exit code 127. Every child is hardened
-//! ([`crate::exec::harden`]): its capabilities, no_new_privs and seccomp filter come
-//! from its plan's `security`, compiled in `prepare`.
+//! makes async-signal-safe libc calls. The child is born in its service's cgroup
+//! (clone3, `CLONE_INTO_CGROUP`) where it can be, else forked and moved by itself. The
+//! child gets an empty signal mask and default dispositions, its own session and
+//! process group (so a signal to `-pid` reaches all it started), stdin/stdout/stderr as
+//! given and no other descriptor: every fd above 2 is marked close-on-exec with
+//! close_range(2). Failures before exec come back to the parent over a close-on-exec
+//! pipe, so a missing program or a refused setuid is a clear error instead of an exit
+//! code 127. Every child is hardened ([`crate::exec::harden`]): its capabilities,
+//! no_new_privs and seccomp filter come from its plan's `security`, compiled in
+//! `prepare`.
 
+use super::cgroups::ServiceCgroup;
 use super::users::{self, Ident};
 use crate::exec::harden::{HardenStep, Hardening};
+use crate::exec::postfork::{CloneArgs, CLONE_INTO_CGROUP};
 use crate::plan::types::Security;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -34,15 +38,15 @@ pub struct PreparedCommand {
     ident: Option<Ident>,
     workdir: Option<CString>,
     hardening: Hardening,
-    /// The `cgroup.procs` of the cgroup the child moves itself into before exec
-    /// (see `cgroups`); `None`: it stays in ours.
-    cgroup: Option<OwnedFd>,
+    /// The cgroup the child is born in, or moves itself into before exec (see
+    /// `cgroups`); `None`: it stays in ours.
+    cgroup: Option<ServiceCgroup>,
 }
 
 impl PreparedCommand {
-    /// The child moves itself into the cgroup whose `cgroup.procs` is `procs`.
-    pub fn set_cgroup(&mut self, procs: Option<OwnedFd>) {
-        self.cgroup = procs;
+    /// The child runs in `cgroup`.
+    pub fn set_cgroup(&mut self, cgroup: Option<ServiceCgroup>) {
+        self.cgroup = cgroup;
     }
 }
 
@@ -144,18 +148,37 @@ pub fn spawn(p: &PreparedCommand, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) ->
         out: out.as_raw_fd(),
         report: err_w.as_raw_fd(),
         hardening: &p.hardening,
-        cgroup: p.cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        cgroup: p.cgroup.as_ref().map_or(-1, |c| c.procs.as_raw_fd()),
     };
-    // SAFETY: the supervisor is single-threaded (checked by `run`), and the child
-    // branch only calls async-signal-safe functions on memory prepared above.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", Errno::last()));
+    // Born in the service's cgroup when the kernel and PID 1's filter allow clone3
+    // with CLONE_INTO_CGROUP; else (ENOSYS from an older filter or kernel, EPERM,
+    // EACCES, EBUSY from a cgroup with controllers of its own) forked, and the child
+    // moves itself with a write to `cgroup.procs`, which waits for an RCU grace
+    // period (10 ms and more per start).
+    let mut pid = -1;
+    if let Some(cg) = &p.cgroup {
+        let mut args = CloneArgs::new(CLONE_INTO_CGROUP);
+        args.cgroup = cg.dir.as_raw_fd() as u64;
+        // SAFETY: clone3 without CLONE_VM is fork: the supervisor is single-threaded
+        // (checked by `run`), and the child branch only calls async-signal-safe
+        // functions on memory prepared above; the block holds no pointers.
+        pid = unsafe { args.clone3() } as i32;
+        if pid == 0 {
+            // SAFETY: the freshly cloned child; `child` points at `p`, `argv`, `envp`
+            // and `groups`, alive in this frame; `run` never returns.
+            unsafe { child.run(false) }
+        }
     }
-    if pid == 0 {
-        // SAFETY: see above: this is the freshly forked child, and `child` points at
-        // `p`, `argv`, `envp` and `groups`, alive in this frame; `run` never returns.
-        unsafe { child.run() }
+    if pid < 0 {
+        // SAFETY: as above, fork from the single-threaded supervisor.
+        pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("fork: {}", Errno::last()));
+        }
+        if pid == 0 {
+            // SAFETY: as above: the freshly forked child; `run` never returns.
+            unsafe { child.run(true) }
+        }
     }
     drop(err_w);
     let mut buf = [0u8; 8];
@@ -192,6 +215,8 @@ struct ForkedChild<'a> {
     out: RawFd,
     report: RawFd,
     hardening: &'a Hardening,
+    /// The service cgroup's `cgroup.procs` (-1: none), written when `run` is told
+    /// the child was not born there.
     cgroup: RawFd,
 }
 
@@ -224,13 +249,14 @@ impl ForkedChild<'_> {
         }
     }
 
-    /// The child's side: reset signals, stdio, privileges, then exec.
+    /// The child's side: into its cgroup when `join_cgroup` (it was forked, not
+    /// born there), reset signals, stdio, privileges, then exec.
     ///
     /// # Safety
     /// Only in the child just forked by `spawn` from the single-threaded supervisor,
     /// while the memory the pointers in `self` point at (owned by `spawn`'s frame
     /// and its PreparedCommand, copied by the fork) is still there; never returns.
-    unsafe fn run(&self) -> ! {
+    unsafe fn run(&self, join_cgroup: bool) -> ! {
         // SAFETY: we are the child forked from the single-threaded supervisor
         // (contract), so only async-signal-safe calls are made, on memory prepared
         // before the fork: `path` and `workdir` point into the PreparedCommand's
@@ -245,7 +271,7 @@ impl ForkedChild<'_> {
             // Into the service's own cgroup while still root, before anything can
             // fork: all it ever starts is in there. A failed move leaves it in ours
             // (signalled by process group, as without cgroups).
-            if self.cgroup >= 0 {
+            if join_cgroup && self.cgroup >= 0 {
                 libc::write(self.cgroup, b"0".as_ptr().cast(), 1);
             }
             if libc::setsid() < 0 {
