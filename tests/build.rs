@@ -29,6 +29,17 @@ fn layers_are_built_once_reused_and_collected_when_unused() {
     // The root is the Debian layers, read-only; the package is there.
     assert!(a.exec_ok(&["cat", "/etc/debian_version"]).starts_with("12."));
     a.exec_ok(&["sh", "-c", "command -v nc"]);
+    // The base's apt sources: the suite with its updates and its security fixes.
+    let sources = a.exec_ok(&["cat", "/etc/apt/sources.list.d/debian.sources"]);
+    for want in [
+        "URIs: http://deb.debian.org/debian\n",
+        "Suites: bookworm bookworm-updates\n",
+        "URIs: http://deb.debian.org/debian-security\n",
+        "Suites: bookworm-security\n",
+    ] {
+        assert!(sources.contains(want), "no `{}` in the sources: {sources}", want.trim());
+    }
+    assert!(!a.exec(&["test", "-e", "/etc/apt/sources.list"]).status.success(), "debootstrap's `main` only list stays");
     let touch = a.exec(&["touch", "/usr/x"]);
     assert!(!touch.status.success() && text(&touch.stderr).contains("Read-only"), "root must be read-only");
     a.exec_ok(&["touch", "/tmp/x", "/run/x"]);
@@ -41,6 +52,18 @@ fn layers_are_built_once_reused_and_collected_when_unused() {
     let ids = built_ids(&first);
     assert_eq!(ids.len(), 2, "{first}");
     let (pkg, base) = (&ids[0], &ids[1]);
+    // apt-get update in the package layer read all three suites.
+    let lists: Vec<String> = std::fs::read_dir(cache().join("apt/lists").join(base))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for suite in ["bookworm-security", "bookworm-updates"] {
+        assert!(
+            lists.iter().any(|l| l.contains(&format!("_{suite}_")) && l.ends_with("Packages")),
+            "{suite}: {lists:?}"
+        );
+    }
     // Built now or by an earlier run: remove it, to watch a build of it reuse things.
     std::fs::remove_dir_all(cache().join("layers").join(pkg)).unwrap();
     let plan = run(&["plan", b.spec().to_str().unwrap()]);
@@ -49,7 +72,8 @@ fn layers_are_built_once_reused_and_collected_when_unused() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains(&format!("base {base} (debian:bookworm): reuse")), "{err}");
-    assert!(err.contains("build [1/3] apt-get update"), "plain progress lines off a terminal: {err}");
+    assert!(err.contains("build [1/4] apt-get update"), "plain progress lines off a terminal: {err}");
+    assert!(err.contains("build [2/4] apt-get upgrade"), "the base's packages get the fixes: {err}");
     let log = std::fs::read_to_string(cache().join("logs").join(format!("{pkg}.log"))).unwrap();
     assert!(log.contains(&format!("# base {base} (debian:bookworm): reused")), "{log}");
     let line = log.lines().find(|l| l.starts_with("# apt: ")).unwrap_or_else(|| panic!("no apt line: {log}"));

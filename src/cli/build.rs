@@ -2,7 +2,7 @@
 
 use super::plan::load_and_compile;
 use crate::exec::build::debootstrap_first_stage_argv;
-use crate::plan::layer::{base_commands, package_commands, stack};
+use crate::plan::layer::{base_commands, package_commands, stack, APT_SOURCES};
 use crate::plan::Plan;
 use crate::runtime::layers::{BuildUi, Cache, Ensured, LayerMeta};
 use crate::runtime::RunError;
@@ -145,6 +145,16 @@ pub fn layer_builds(cache: &Path, plan: &Plan) -> Vec<serde_json::Value> {
         for c in base_commands() {
             push(id, "sandbox", c.argv, c.network);
         }
+        // In place of debootstrap's `<suite> main`: the suite, its updates and its
+        // security fixes (`apt_sources`), as mirror and suites per entry.
+        let s = &b.suite;
+        let sources = vec![
+            "write".to_string(),
+            format!("/{APT_SOURCES}"),
+            format!("{} {s} {s}-updates", b.mirror),
+            format!("{} {s}-security", b.security_mirror),
+        ];
+        push(id, "host", sources, false);
     }
     if let Some(top) = st.top_id.as_ref().filter(|t| !cache.is_built(t)) {
         for c in package_commands(&plan.layer) {

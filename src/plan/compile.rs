@@ -68,6 +68,7 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         layer: Layer {
             base: spec.base.clone(),
             mirror: spec.mirror.clone(),
+            security_mirror: spec.security_mirror.clone(),
             arch: spec.arch.clone(),
             packages: BTreeSet::new(),
             steps: Vec::new(),

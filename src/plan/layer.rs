@@ -9,16 +9,36 @@ use super::types::{BuildStep, Layer};
 use sha2::{Digest, Sha256};
 
 /// Bumped when the way layers are built changes, so old layers are not reused.
-const BUILD_FORMAT: &str = "container-layer-v1";
+/// v2: bases list `<suite>-updates` and `<suite>-security`, package layers upgrade.
+const BUILD_FORMAT: &str = "container-layer-v2";
 /// Debian's mirror when the spec names none.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+/// Debian's security mirror when the spec names none.
+pub const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+/// Where a base's apt sources are (deb822), in the layer.
+pub const APT_SOURCES: &str = "etc/apt/sources.list.d/debian.sources";
 
 /// The debootstrap base of a Debian layer stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseSpec {
     pub suite: String,
+    /// `<suite>` and `<suite>-updates` come from here.
     pub mirror: String,
+    /// `<suite>-security` comes from here.
+    pub security_mirror: String,
     pub arch: String,
+}
+
+/// The apt sources of a base (the file [`APT_SOURCES`], deb822): `<suite>` and
+/// `<suite>-updates` from `mirror`, `<suite>-security` from `security_mirror`, so
+/// every apt run in a layer over it gets the suite's fixes.
+pub fn apt_sources(base: &BaseSpec) -> String {
+    let BaseSpec { suite, mirror, security_mirror, .. } = base;
+    format!(
+        "# Written by container: debian:{suite} with its updates and security fixes.\n\
+         Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\nComponents: main\n\n\
+         Types: deb\nURIs: {security_mirror}\nSuites: {suite}-security\nComponents: main\n"
+    )
 }
 
 /// The layers of a plan's root, bottom first.
@@ -66,9 +86,16 @@ pub fn stack(layer: &Layer) -> Option<LayerStack> {
     let base = BaseSpec {
         suite: suite.to_string(),
         mirror: layer.mirror.as_ref().map_or_else(|| DEFAULT_MIRROR.to_string(), |m| m.to_string()),
+        security_mirror: layer
+            .security_mirror
+            .as_ref()
+            .map_or_else(|| DEFAULT_SECURITY_MIRROR.to_string(), |m| m.to_string()),
         arch: layer.arch.as_ref().map_or_else(|| host_arch().to_string(), |a| a.to_string()),
     };
-    let base_id = format!("base-{}", short_hash(&[BUILD_FORMAT, "minbase", &base.suite, &base.mirror, &base.arch]));
+    // The sources file names both mirrors: any change to it is a new base.
+    let sources = apt_sources(&base);
+    let base_id =
+        format!("base-{}", short_hash(&[BUILD_FORMAT, "minbase", &base.suite, &base.mirror, &base.arch, &sources]));
     let top_id = (!layer.packages.is_empty() || !layer.steps.is_empty()).then(|| {
         let packages: Vec<&str> = layer.packages.iter().map(String::as_str).collect();
         let steps = serde_json::to_string(&layer.steps).expect("build steps serialize");
@@ -113,11 +140,23 @@ pub fn base_commands() -> Vec<LayerCommand> {
 /// The apt-get install options of a package layer.
 const INSTALL: [&str; 4] = ["install", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"];
 
-/// The commands of a package layer's build, in order: apt-get update, the packages'
-/// download (network), their installation (dpkg and the maintainer scripts, no
-/// network), then each build step (no network).
+/// The apt-get upgrade options of a package layer (the base's packages get the
+/// suite's updates and security fixes).
+const UPGRADE: [&str; 3] = ["upgrade", "-o", "Dpkg::Options::=--force-confold"];
+
+/// The commands of a package layer's build, in order: apt-get update (against the
+/// base's sources: the suite, its updates and its security fixes), the upgrade of
+/// the base's packages and then the packages' install, each as a download (network)
+/// and its installation (dpkg and the maintainer scripts, no network), then each
+/// build step (no network).
 pub fn package_commands(layer: &Layer) -> Vec<LayerCommand> {
-    let mut out = vec![LayerCommand { argv: apt_argv(&["update"]), network: true }];
+    let mut download: Vec<&str> = UPGRADE.to_vec();
+    download.push("--download-only");
+    let mut out = vec![
+        LayerCommand { argv: apt_argv(&["update"]), network: true },
+        LayerCommand { argv: apt_argv(&download), network: true },
+        LayerCommand { argv: apt_argv(&UPGRADE), network: false },
+    ];
     if !layer.packages.is_empty() {
         let mut download: Vec<&str> = INSTALL.to_vec();
         download.push("--download-only");
@@ -179,6 +218,11 @@ mod tests {
         let mut e = layer("debian:bookworm", &["caddy"]);
         e.mirror = Some("http://mirror.example/debian".parse().unwrap());
         assert_ne!(stack(&e).unwrap().base_id, c.base_id);
+        let mut s = layer("debian:bookworm", &["caddy"]);
+        s.security_mirror = Some("http://mirror.example/debian-security".parse().unwrap());
+        let s = stack(&s).unwrap();
+        assert_ne!(s.base_id, c.base_id, "the security mirror is part of the base");
+        assert_ne!(s.top_id, c.top_id);
         let mut f = layer("debian:bookworm", &["caddy"]);
         f.steps.push(BuildStep::Run(vec!["true".into()]));
         assert_ne!(stack(&f).unwrap().top_id, c.top_id, "build steps are part of the layer");
@@ -202,10 +246,13 @@ mod tests {
         let shown: Vec<(String, bool)> = cmds.iter().map(|c| (c.argv.join(" "), c.network)).collect();
         let apt = "apt-get -q -y -o APT::Sandbox::User=root -o Acquire::Retries=3";
         let install = "install --no-install-recommends -o Dpkg::Options::=--force-confold";
+        let upgrade = "upgrade -o Dpkg::Options::=--force-confold";
         assert_eq!(
             shown,
             [
                 (format!("{apt} update"), true),
+                (format!("{apt} {upgrade} --download-only"), true),
+                (format!("{apt} {upgrade}"), false),
                 (format!("{apt} {install} --download-only curl less"), true),
                 (format!("{apt} {install} curl less"), false),
                 ("useradd bob".to_string(), false),
@@ -213,7 +260,55 @@ mod tests {
             ]
         );
         let bare = package_commands(&layer("debian:bookworm", &[]));
-        assert_eq!(bare.len(), 1, "only apt-get update: {bare:?}");
+        assert_eq!(bare.len(), 3, "only apt-get update and upgrade: {bare:?}");
         assert!(base_commands().iter().all(|c| !c.network), "debootstrap's second stage runs offline");
+    }
+
+    #[test]
+    fn sources_list_the_suite_its_updates_and_its_security_fixes() {
+        let bookworm = stack(&layer("debian:bookworm", &[])).unwrap();
+        assert_eq!(
+            apt_sources(&bookworm.base),
+            "# Written by container: debian:bookworm with its updates and security fixes.\n\
+             Types: deb\n\
+             URIs: http://deb.debian.org/debian\n\
+             Suites: bookworm bookworm-updates\n\
+             Components: main\n\
+             \n\
+             Types: deb\n\
+             URIs: http://deb.debian.org/debian-security\n\
+             Suites: bookworm-security\n\
+             Components: main\n"
+        );
+        let trixie = stack(&layer("debian:trixie", &[])).unwrap();
+        assert_eq!(
+            apt_sources(&trixie.base),
+            "# Written by container: debian:trixie with its updates and security fixes.\n\
+             Types: deb\n\
+             URIs: http://deb.debian.org/debian\n\
+             Suites: trixie trixie-updates\n\
+             Components: main\n\
+             \n\
+             Types: deb\n\
+             URIs: http://deb.debian.org/debian-security\n\
+             Suites: trixie-security\n\
+             Components: main\n"
+        );
+        let mut own = layer("debian:trixie", &[]);
+        own.mirror = Some("https://mirror.example/debian".parse().unwrap());
+        own.security_mirror = Some("file:///srv/security".parse().unwrap());
+        assert_eq!(
+            apt_sources(&stack(&own).unwrap().base),
+            "# Written by container: debian:trixie with its updates and security fixes.\n\
+             Types: deb\n\
+             URIs: https://mirror.example/debian\n\
+             Suites: trixie trixie-updates\n\
+             Components: main\n\
+             \n\
+             Types: deb\n\
+             URIs: file:///srv/security\n\
+             Suites: trixie-security\n\
+             Components: main\n"
+        );
     }
 }

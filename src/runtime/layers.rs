@@ -19,7 +19,7 @@
 use super::layout::{now_ms, Dirs, Lock};
 use super::RunError;
 use crate::exec::build::{self, BuildError, LayerFs, StepNet};
-use crate::plan::layer::{describe_step, package_commands, stack, LayerCommand, LayerStack};
+use crate::plan::layer::{apt_sources, describe_step, package_commands, stack, LayerCommand, LayerStack, APT_SOURCES};
 use crate::plan::types::{BuildStep, Layer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -43,6 +43,9 @@ pub struct LayerMeta {
     pub parent: Option<String>,
     pub suite: String,
     pub mirror: String,
+    /// The mirror of `<suite>-security` (empty for a layer built before it was listed).
+    #[serde(default)]
+    pub security_mirror: String,
     pub arch: String,
     #[serde(default)]
     pub packages: Vec<String>,
@@ -242,12 +245,24 @@ impl Cache {
         ui.end(t.elapsed().as_secs_f64());
         // The .debs live in the shared cache, not in the layer.
         clear_debs(&root.join("var/cache/apt/archives"));
+        // debootstrap lists `<suite> main` alone: in its place, the suite with its
+        // updates and security fixes, for every apt run over this base.
+        let sources = root.join(APT_SOURCES);
+        let dir = sources.parent().expect("the sources file is in a folder");
+        std::fs::create_dir_all(dir).map_err(bio(format!("creating {}", dir.display())))?;
+        std::fs::write(&sources, apt_sources(&st.base)).map_err(bio(format!("writing {}", sources.display())))?;
+        let old = root.join("etc/apt/sources.list");
+        if old.exists() {
+            std::fs::remove_file(&old).map_err(bio(format!("removing {}", old.display())))?;
+        }
+        build::log_line(log, &format!("# wrote /{APT_SOURCES}:\n{}", apt_sources(&st.base)))?;
         Ok(LayerMeta {
             id: st.base_id.clone(),
             kind: "base".into(),
             parent: None,
             suite: st.base.suite.clone(),
             mirror: st.base.mirror.clone(),
+            security_mirror: st.base.security_mirror.clone(),
             arch: st.base.arch.clone(),
             packages: Vec::new(),
             steps: Vec::new(),
@@ -291,7 +306,7 @@ impl Cache {
             .and_then(|_| std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755)))
             .map_err(bio("writing policy-rc.d"))?;
 
-        let total = 2 + layer.steps.len() + usize::from(!layer.packages.is_empty());
+        let total = 3 + layer.steps.len() + usize::from(!layer.packages.is_empty());
         let mut n = 0;
         let commands = package_commands(layer);
         let net = |c: &LayerCommand| if c.network { StepNet::HostNet } else { StepNet::Offline };
@@ -310,6 +325,8 @@ impl Cache {
         let mut cmds = commands.iter();
         let update = cmds.next().expect("apt-get update comes first");
         run(self, &mut n, "apt-get update", &[update], ui)?;
+        let (download, upgrade) = (cmds.next().expect("upgrade's download"), cmds.next().expect("upgrade"));
+        run(self, &mut n, "apt-get upgrade", &[download, upgrade], ui)?;
         if !layer.packages.is_empty() {
             let before = deb_files(&archives);
             let (download, install) = (cmds.next().expect("download"), cmds.next().expect("install"));
@@ -361,6 +378,7 @@ impl Cache {
             parent: Some(st.base_id.clone()),
             suite: st.base.suite.clone(),
             mirror: st.base.mirror.clone(),
+            security_mirror: st.base.security_mirror.clone(),
             arch: st.base.arch.clone(),
             packages: layer.packages.iter().cloned().collect(),
             steps: layer.steps.iter().map(describe_step).collect(),

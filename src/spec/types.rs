@@ -22,10 +22,15 @@ pub struct Spec {
     /// or "debian:trixie" (Debian 13).
     #[serde(default = "default_base")]
     pub base: Base,
-    /// Debian mirror the base and packages come from (default
-    /// "http://deb.debian.org/debian"). Ignored for `base = "host"`.
+    /// Debian mirror the base and packages come from, `<suite>` and
+    /// `<suite>-updates` (default "http://deb.debian.org/debian"). Ignored for
+    /// `base = "host"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<crate::spec::values::Mirror>,
+    /// Debian security mirror, `<suite>-security` (default
+    /// "http://deb.debian.org/debian-security"). Ignored for `base = "host"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_mirror: Option<crate::spec::values::Mirror>,
     /// Debian architecture of the root, e.g. "amd64" (default: the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<crate::spec::values::Arch>,

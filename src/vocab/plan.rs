@@ -75,9 +75,14 @@ pub struct Plan {
 #[serde(deny_unknown_fields)]
 pub struct Layer {
     pub base: Base,
-    /// Debian mirror for the base and packages (default: deb.debian.org).
+    /// Debian mirror for the base and packages, `<suite>` and `<suite>-updates`
+    /// (default: deb.debian.org/debian).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Mirror>,
+    /// Debian security mirror, `<suite>-security` (default:
+    /// deb.debian.org/debian-security).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_mirror: Option<Mirror>,
     /// Debian architecture (default: the host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<Arch>,
