@@ -144,7 +144,7 @@ fn schema_install_defaults_to_usr_share() {
 fn bad_logs_values_are_usage_errors_that_say_what_is_accepted() {
     for (args, says) in [
         (&["logs", "web", "--tail", "x"][..], &["--tail", "'x'"][..]),
-        (&["logs", "web", "--tail", "-3"], &["--tail"]),
+        (&["logs", "web", "--tail", "-3"], &["'-3'"]),
         (&["logs", "web", "--since", "yesterday"], &["--since", "yesterday", "30s, 10m, 2h", "RFC 3339"]),
         (&["logs", "web", "--since", "2026-12-03"], &["--since", "RFC 3339 time (2026-12-03T22:00:00Z)"]),
         (&["validate", "--format", "xml", "a.toml"], &["--format", "json", "short", "human"]),
