@@ -343,3 +343,45 @@ fn a_hook_read_file_of_a_device_fifo_or_link_out_is_refused_at_once() {
     s.link("out", &s.secret);
     refused(&with_read_file(&s, "out"), None, &["out", "outside"]);
 }
+
+/// `validate --format short|json`: every problem of the file, one per line in the
+/// `FILE:LINE:COL: error: MESSAGE` form or one JSON document, exit code unchanged.
+#[test]
+fn validate_formats_list_every_problem() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let file = "tests/broken/59-formats-many-problems.toml";
+    let want = [
+        (2, 8, "invalid name `Web_1`"),
+        (3, 1, "unknown key `hostnme`"),
+        (5, 1, "unknown key `ipv5`"),
+        (8, 17, "invalid port `70000`"),
+        (11, 8, "invalid mode `0999`"),
+    ];
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    let go = |format: &str| {
+        let out = support::isolated(&state)
+            .timeout(std::time::Duration::from_secs(20))
+            .args(["validate", "--format", format, file])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "validate --format {format}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let short = go("short");
+    let lines: Vec<&str> = short.lines().collect();
+    assert_eq!(lines.len(), want.len(), "one line per problem:\n{short}");
+    for (l, (line, col, msg)) in lines.iter().zip(want) {
+        assert!(l.starts_with(&format!("{file}:{line}:{col}: error: {msg}")), "{l}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&go("json")).unwrap();
+    assert_eq!(json["ok"], false);
+    let problems = json["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), want.len(), "{json}");
+    for (p, (line, col, msg)) in problems.iter().zip(want) {
+        assert_eq!((p["file"].as_str(), p["line"].as_u64(), p["column"].as_u64()), (Some(file), Some(line), Some(col)));
+        assert!(p["message"].as_str().unwrap().starts_with(msg), "{p}");
+    }
+    assert_eq!(problems[1]["help"], "did you mean `hostname`?");
+    assert!(!state.exists(), "validate wrote under the root");
+}

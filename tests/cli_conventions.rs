@@ -139,3 +139,37 @@ fn schema_install_defaults_to_usr_share() {
     let out = container(&["schema", "--help"]);
     assert!(text(&out.stdout).contains("/usr/share/container/container.schema.json"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn bad_logs_values_are_usage_errors_that_say_what_is_accepted() {
+    for (args, says) in [
+        (&["logs", "web", "--tail", "x"][..], &["--tail", "'x'"][..]),
+        (&["logs", "web", "--tail", "-3"], &["'-3'"]),
+        (&["logs", "web", "--since", "yesterday"], &["--since", "yesterday", "30s, 10m, 2h", "RFC 3339"]),
+        (&["logs", "web", "--since", "2026-12-03"], &["--since", "RFC 3339 time (2026-12-03T22:00:00Z)"]),
+        (&["validate", "--format", "xml", "a.toml"], &["--format", "json", "short", "human"]),
+    ] {
+        let out = container(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(EX_USAGE), "`container {}`:\n{err}", args.join(" "));
+        for s in says {
+            assert!(err.contains(s), "`container {}` should say `{s}`:\n{err}", args.join(" "));
+        }
+    }
+}
+
+#[test]
+fn new_flags_are_documented_with_examples() {
+    let logs = text(&container(&["logs", "--help"]).stdout);
+    for s in ["--tail <N>", "--since <T>", "--timestamps", "Examples:", "--since 10m", "--tail 20"] {
+        assert!(logs.contains(s), "`logs --help` lacks `{s}`:\n{logs}");
+    }
+    let validate = text(&container(&["validate", "--help"]).stdout);
+    for s in ["--format <FORMAT>", "Examples:", "--format short", "--format json", "FILE:LINE:COL: error: MESSAGE"] {
+        assert!(validate.contains(s), "`validate --help` lacks `{s}`:\n{validate}");
+    }
+    let bash = text(&container(&["completions", "bash"]).stdout);
+    for s in ["--tail", "--since", "--timestamps", "--format", "json short"] {
+        assert!(bash.contains(s), "bash completions lack `{s}`");
+    }
+}

@@ -563,6 +563,72 @@ fn logs_show_a_services_output() {
     assert!(!run(&["logs", &ct.name, "nope"]).status.success());
 }
 
+/// `2026-12-03T22:00:00.123456789Z` (the form `logs --timestamps` prints) as Unix
+/// nanoseconds, checked independently of the tool's own parser.
+fn utc_nanos(t: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| -> i64 { t[r].parse().unwrap_or_else(|_| panic!("not a time: {t}")) };
+    assert!(t.len() == 30 && &t[10..11] == "T" && t.ends_with('Z'), "not a UTC RFC 3339 time: {t}");
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (y, mp) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let doe = (y % 400) * 365 + (y % 400) / 4 - (y % 400) / 100 + (153 * mp + 2) / 5 + d - 1;
+    let days = (y / 400) * 146_097 + doe - 719_468;
+    ((days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) * 1_000_000_000) + n(20..29)
+}
+
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+#[test]
+fn logs_tail_since_and_timestamps_use_the_supervisors_times() {
+    require_host!();
+    let ct = Ct::new(
+        "logtimes",
+        "[processes.clock]\ncommand = [\"/bin/sh\", \"-c\", \"echo a1; echo a2; sleep 4; echo b1; echo b2 >&2; echo b3; exec sleep infinity\"]\n",
+    );
+    let started = unix_nanos();
+    ct.apply_ok();
+    eventually("the last line", 30, || Some(ok(&["logs", &ct.name])).filter(|l| l.contains("b3")));
+    let seen = unix_nanos();
+    // The log itself holds the service's bytes only.
+    assert_eq!(ok(&["logs", &ct.name]), "a1\na2\nb1\nb2\nb3\n");
+    assert_eq!(ok(&["logs", &ct.name, "--tail", "2"]), "b2\nb3\n");
+    assert_eq!(ok(&["logs", &ct.name, "clock", "--tail", "0"]), "");
+    assert_eq!(ok(&["logs", &ct.name, "--tail", "99"]), "a1\na2\nb1\nb2\nb3\n");
+
+    let stamped = ok(&["logs", &ct.name, "--timestamps"]);
+    let lines: Vec<(i64, &str)> = stamped
+        .lines()
+        .map(|l| {
+            let (t, rest) = l.split_once(' ').unwrap_or_else(|| panic!("no time: {l:?}"));
+            (utc_nanos(t), rest)
+        })
+        .collect();
+    assert_eq!(lines.iter().map(|l| l.1).collect::<Vec<_>>(), ["a1", "a2", "b1", "b2", "b3"], "{stamped}");
+    let t: Vec<i64> = lines.iter().map(|l| l.0).collect();
+    assert!(t.windows(2).all(|w| w[0] <= w[1]), "times go back:\n{stamped}");
+    assert!(started <= t[0] && t[4] <= seen, "times outside the test's run:\n{stamped}");
+    // Written when received, not when read: the service's `sleep 4` is between a2 and b1.
+    let gap = t[2] - t[1];
+    assert!((3_500_000_000..10_000_000_000).contains(&gap), "a2→b1 took {gap} ns:\n{stamped}");
+    assert_eq!(
+        ok(&["logs", &ct.name, "--tail", "1", "--timestamps"]),
+        format!("{} b3\n", stamped.lines().last().unwrap().split_once(' ').unwrap().0)
+    );
+
+    // An RFC 3339 time: exactly the lines received at or after it.
+    let b1 = stamped.lines().nth(2).unwrap().split_once(' ').unwrap().0;
+    assert_eq!(ok(&["logs", &ct.name, "--since", b1]), "b1\nb2\nb3\n");
+    assert_eq!(ok(&["logs", &ct.name, "--since", b1, "--tail", "1"]), "b3\n");
+    assert_eq!(ok(&["logs", &ct.name, "--since", "2100-01-01T00:00:00+01:00"]), "");
+    assert_eq!(ok(&["logs", &ct.name, "--since", "1d"]), "a1\na2\nb1\nb2\nb3\n");
+    // A duration: back from now to 1-2 s before b1 (a2 is 4 s before it).
+    let secs = (unix_nanos() - t[2]) / 1_000_000_000 + 2;
+    assert_eq!(ok(&["logs", &ct.name, "--since", &format!("{secs}s")]), "b1\nb2\nb3\n");
+    let secs = (unix_nanos() - t[0]) / 1_000_000_000 + 2;
+    assert_eq!(ok(&["logs", &ct.name, "--since", &format!("{secs}s")]), "a1\na2\nb1\nb2\nb3\n");
+}
+
 #[test]
 fn stop_ends_a_service_that_ignores_sigterm_at_the_timeout() {
     require_host!();

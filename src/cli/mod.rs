@@ -49,6 +49,7 @@ macro_rules! err {
 mod build;
 mod plan;
 mod run;
+mod since;
 
 use crate::vocab::values::Name;
 use clap::builder::{OsStringValueParser, TypedValueParser};
@@ -91,11 +92,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check spec files; print every problem, or nothing.
+    /// Check spec files; print every problem, or nothing. Exit 0: all valid, 1: a
+    /// problem.
+    #[command(after_help = "Examples:\n  container validate web.toml db.yaml\n  \
+        container validate --format short specs/*.toml     # FILE:LINE:COL: error: MESSAGE\n  \
+        container validate --format json web.toml | jq '.problems[].message'")]
     Validate {
         /// Spec files (*.toml, *.yaml, *.yml).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// How problems are printed: `human` (snippets on stderr), `json` (one document
+        /// on stdout: {"ok", "problems": [{"file", "line", "column", "message",
+        /// "help"}]}) or `short` (`FILE:LINE:COL: error: MESSAGE` lines on stdout, for
+        /// CI annotations).
+        #[arg(long, value_enum, default_value_t = plan::ProblemFormat::Human, value_name = "FORMAT")]
+        format: plan::ProblemFormat,
     },
     /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error (64:
     /// usage error).
@@ -213,8 +224,17 @@ pub enum Command {
         #[arg(value_parser = container_name())]
         name: Name,
     },
-    /// Print a container's service logs.
+    /// Print a container's service logs (stdout and stderr of each service, its
+    /// probes and reloads), one service after the other.
+    #[command(
+        after_help = "Examples:\n  container logs web                      # every service, each line prefixed\n  \
+        container logs web caddy --tail 20 -f   # the last 20 lines, then what comes\n  \
+        container logs web --since 10m --timestamps\n  \
+        container logs web --since 2026-12-03T22:00:00Z\n\n\
+        Times are those at which the supervisor received each line."
+    )]
     Logs {
+        /// The container.
         #[arg(value_parser = container_name())]
         name: Name,
         /// One service (default: all, each line prefixed with its service).
@@ -222,6 +242,17 @@ pub enum Command {
         /// Keep printing new lines.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines of each service.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Only lines received since T: a duration back from now (30s, 10m, 2h, 1d,
+        /// 1h30m) or an RFC 3339 time (2026-12-03T22:00:00Z, 2026-12-03T23:00:00+01:00).
+        #[arg(long, value_name = "T", value_parser = since::since_arg)]
+        since: Option<i64>,
+        /// Prefix each line with the time it was received (RFC 3339, UTC, nanoseconds;
+        /// `-` for a line from before times were recorded).
+        #[arg(short, long)]
+        timestamps: bool,
     },
     /// Stop and delete a container. Its volumes and secrets are kept unless --volumes.
     Destroy {
@@ -333,7 +364,7 @@ pub fn main() -> ExitCode {
         crate::exec::process::ignore_hangup();
     }
     match cli.command {
-        Command::Validate { files } => plan::validate(&cli.root, &files),
+        Command::Validate { files, format } => plan::validate(&cli.root, &files, format),
         Command::Plan { file, json } => plan::plan(&cli.root, &cli.cache, file.as_deref(), json),
         Command::Apply { file, dry_run } => run::apply(&cli.root, &cli.cache, file.as_deref(), dry_run),
         Command::Build { file } => build::build(&cli.root, &cli.cache, &file),
@@ -356,7 +387,9 @@ pub fn main() -> ExitCode {
             run::exec(&cli.root, &name.0, command, tty, &workdir, &env)
         }
         Command::Shell { name } => run::shell(&cli.root, &name.0),
-        Command::Logs { name, service, follow } => run::logs(&cli.root, &name.0, service.as_deref(), follow),
+        Command::Logs { name, service, follow, tail, since, timestamps } => {
+            run::logs(&cli.root, &name.0, service.as_deref(), run::LogOpts { follow, tail, since, timestamps })
+        }
         Command::Destroy { name, volumes } => run::destroy(&cli.root, &name.0, volumes),
         Command::Secret { action: SecretCommand::List { name, json } } => run::secret_list(&cli.root, &name.0, json),
         Command::Secret { action: SecretCommand::Regenerate { name, key } } => {

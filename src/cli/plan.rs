@@ -17,37 +17,104 @@ pub(crate) fn report(e: &SpecErrors) {
 pub const EMBEDDED_NAME: &str = "examples/hello-host.toml (embedded)";
 pub const EMBEDDED: &str = include_str!("../../examples/hello-host.toml");
 
-/// Load and compile a spec (or the embedded example) against the state under `root`.
-pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loaded, plan::Plan, StateRoot), ExitCode> {
+/// Why a spec did not load or compile: its problems, or an error of the host (the
+/// state root's address pool cannot be read).
+pub(crate) enum Failure {
+    Spec(SpecErrors),
+    Host(String),
+}
+
+/// Load and compile a spec (or the embedded example) against the state under `root`,
+/// printing nothing.
+fn try_load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loaded, plan::Plan, StateRoot), Failure> {
     let loaded = match file {
         Some(f) => spec::load_file(f, crate::exec::beneath::read_named),
         None => spec::load_embedded(EMBEDDED_NAME, EMBEDDED),
     }
-    .map_err(|e| {
-        report(&e);
-        ExitCode::FAILURE
-    })?;
+    .map_err(Failure::Spec)?;
     let state = StateRoot::new(root);
-    let pool = crate::runtime::address_pool(root).map_err(|e| {
-        errln!("error: {e}");
-        ExitCode::FAILURE
-    })?;
+    let pool = crate::runtime::address_pool(root).map_err(|e| Failure::Host(e.to_string()))?;
     let reader = SpecFolder(loaded.dir.clone());
-    let plan = plan::compile(&loaded, &Env { pool: &pool, reader: &reader }).map_err(|e| {
-        report(&e);
-        ExitCode::FAILURE
-    })?;
+    let plan = plan::compile(&loaded, &Env { pool: &pool, reader: &reader }).map_err(Failure::Spec)?;
     Ok((loaded, plan, state))
 }
 
-pub fn validate(root: &Path, files: &[PathBuf]) -> ExitCode {
+/// Load and compile a spec (or the embedded example) against the state under `root`;
+/// problems are reported on stderr.
+pub fn load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loaded, plan::Plan, StateRoot), ExitCode> {
+    try_load_and_compile(root, file).map_err(|f| {
+        match f {
+            Failure::Spec(e) => report(&e),
+            Failure::Host(e) => errln!("error: {e}"),
+        }
+        ExitCode::FAILURE
+    })
+}
+
+/// How `validate` prints problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProblemFormat {
+    /// Snippets with the source and help, on stderr.
+    #[default]
+    Human,
+    /// One JSON document on stdout: `{"ok": BOOL, "problems": [{"file", "line",
+    /// "column", "message", "help"}]}`.
+    Json,
+    /// One line per problem on stdout: `FILE:LINE:COL: error: MESSAGE`.
+    Short,
+}
+
+/// The problems of one file in the machine forms: a host error (no place in the
+/// file) is put at its line 1, column 1.
+fn placed(file: &Path, f: &Failure) -> Vec<crate::diag::PlacedProblem> {
+    match f {
+        Failure::Spec(e) => e.located(),
+        Failure::Host(e) => vec![crate::diag::PlacedProblem {
+            file: file.display().to_string(),
+            line: 1,
+            column: 1,
+            message: e.clone(),
+            help: None,
+        }],
+    }
+}
+
+/// `FILE:LINE:COL: error: MESSAGE` on one line (a message's own line breaks become
+/// spaces, so every line is one problem).
+pub(crate) fn short_line(p: &crate::diag::PlacedProblem) -> String {
+    let message = p.message.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("{}:{}:{}: error: {message}", p.file, p.line, p.column)
+}
+
+/// The JSON document of `validate --format json` (keys documented in the README).
+pub(crate) fn problems_json(problems: &[crate::diag::PlacedProblem]) -> serde_json::Value {
+    serde_json::json!({ "ok": problems.is_empty(), "problems": problems })
+}
+
+pub fn validate(root: &Path, files: &[PathBuf], format: ProblemFormat) -> ExitCode {
     let mut ok = true;
+    let mut problems = Vec::new();
     for f in files {
         // Validation compiles too (modules, hooks) against the state under `root`
         // (read only), so an address another container holds is caught here as well.
-        if load_and_compile(root, Some(f)).is_err() {
+        if let Err(failure) = try_load_and_compile(root, Some(f)) {
             ok = false;
+            match format {
+                ProblemFormat::Human => match failure {
+                    Failure::Spec(e) => report(&e),
+                    Failure::Host(e) => errln!("error: {e}"),
+                },
+                ProblemFormat::Short => {
+                    for p in placed(f, &failure) {
+                        outln!("{}", short_line(&p));
+                    }
+                }
+                ProblemFormat::Json => problems.extend(placed(f, &failure)),
+            }
         }
+    }
+    if format == ProblemFormat::Json {
+        outln!("{}", serde_json::to_string_pretty(&problems_json(&problems)).unwrap_or_default());
     }
     if ok {
         ExitCode::SUCCESS

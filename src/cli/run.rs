@@ -735,9 +735,23 @@ pub fn destroy(root: &Path, name: &str, volumes: bool) -> ExitCode {
     }
 }
 
+/// What `container logs` prints of each service's log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOpts {
+    pub follow: bool,
+    /// The last N lines of each service (then, with `follow`, what comes).
+    pub tail: Option<usize>,
+    /// Only lines the supervisor received at or after this (Unix nanoseconds).
+    pub since: Option<i64>,
+    /// Prefix each line with the time it was received.
+    pub timestamps: bool,
+}
+
 /// Print a service's log (rotated part first); with `follow`, keep printing what is
-/// appended, across rotations, until interrupted.
-pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> ExitCode {
+/// appended, across rotations, until interrupted. Times come from the supervisor's
+/// `.t` files beside the logs (see `exec::supervisor::log`); a line without one (a
+/// log from before times were kept) prints `-` for its time and never passes `--since`.
+pub fn logs(root: &Path, name: &str, service: Option<&str>, opts: LogOpts) -> ExitCode {
     let dirs = Dirs::new(root, name);
     if runtime::names(root).iter().all(|x| x != name) {
         return fail(RunError::NotFound(name.to_string()));
@@ -768,26 +782,32 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ExitCode::SUCCESS,
         Err(e) => return fail(e),
     };
-    let mut tails: Vec<Tail> = services
-        .iter()
-        .map(|s| Tail {
-            label: s.clone(),
-            rel: Dirs::service_log_in_run(s),
-            pos: 0,
-            ino: 0,
-            partial: Vec::new(),
-            refused: false,
-        })
-        .collect();
+    let mut tails: Vec<Tail> = services.iter().map(|s| Tail::new(s, Dirs::service_log_in_run(s))).collect();
     let mut o = std::io::stdout().lock();
     let mut failed = false;
+    let shown = |t: Option<i64>| opts.since.is_none_or(|since| t.is_some_and(|t| t >= since));
     for t in &mut tails {
+        let label = t.label.clone();
+        let mut lines: std::collections::VecDeque<(Option<i64>, Vec<u8>)> = std::collections::VecDeque::new();
+        let mut keep = |time: Option<i64>, line: &[u8]| {
+            if !shown(time) {
+                return;
+            }
+            if opts.tail == Some(0) {
+                return;
+            }
+            if opts.tail.is_some_and(|n| lines.len() >= n) {
+                lines.pop_front();
+            }
+            lines.push_back((time, line.to_vec()));
+        };
         let mut rotated = t.rel.clone().into_os_string();
         rotated.push(".1");
         let rotated = std::path::PathBuf::from(rotated);
         match run.open_read(&rotated) {
             Ok(Some(mut f)) => {
-                t.copy(&mut f, prefix, &mut o);
+                let mut times = Times::default();
+                t.copy(&mut f, 0, &run, &rotated, &mut times, &mut keep);
             }
             Ok(None) => {}
             Err(e) => {
@@ -796,14 +816,25 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
                 failed = true;
             }
         }
-        failed |= !t.poll(&run, prefix, &mut o);
+        failed |= !t.poll(&run, &mut keep);
+        if !opts.follow {
+            t.finish(&mut keep);
+        }
+        for (time, line) in lines {
+            print_line(&mut o, prefix.then_some(label.as_str()), opts.timestamps.then_some(time), &line);
+        }
     }
     let _ = o.flush();
-    if follow {
+    if opts.follow {
         loop {
             std::thread::sleep(Duration::from_millis(200));
             for t in &mut tails {
-                t.poll(&run, prefix, &mut o);
+                let label = t.label.clone();
+                t.poll(&run, &mut |time, line| {
+                    if shown(time) {
+                        print_line(&mut o, prefix.then_some(label.as_str()), opts.timestamps.then_some(time), line);
+                    }
+                });
             }
             if o.flush().is_err() {
                 break;
@@ -817,50 +848,150 @@ pub fn logs(root: &Path, name: &str, service: Option<&str>, follow: bool) -> Exi
     }
 }
 
+/// `[SERVICE | ][TIME ]LINE`.
+fn print_line(o: &mut impl Write, label: Option<&str>, time: Option<Option<i64>>, line: &[u8]) {
+    if let Some(l) = label {
+        let _ = write!(o, "{l} | ");
+    }
+    match time {
+        Some(Some(t)) => {
+            let _ = write!(o, "{} ", super::since::rfc3339(t));
+        }
+        Some(None) => {
+            let _ = write!(o, "{:<30} ", "-");
+        }
+        None => {}
+    }
+    let _ = o.write_all(line);
+}
+
+/// The times of one log file, read from its `.t` file as far as it goes.
+#[derive(Default)]
+struct Times {
+    recs: Vec<(u64, i64)>,
+    /// How far the `.t` file was read (whole records only).
+    pos: u64,
+}
+
+impl Times {
+    /// Reads the records appended to the times of log `rel` since the last call.
+    /// A missing or refused times file leaves the lines without times.
+    fn load(&mut self, run: &Beneath, rel: &Path) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(Some(mut f)) = run.open_read(&supervisor::times_path(rel)) else { return };
+        if f.seek(SeekFrom::Start(self.pos)).is_err() {
+            return;
+        }
+        let mut data = Vec::new();
+        if f.read_to_end(&mut data).is_err() {
+            return;
+        }
+        let Some(end) = data.iter().rposition(|b| *b == b'\n') else { return };
+        self.recs.extend(supervisor::parse_times(&data[..=end]));
+        self.pos += end as u64 + 1;
+    }
+
+    /// The time of the line that starts at `off`: its record, or the one of the
+    /// line before when its own is missing.
+    fn at(&self, off: u64) -> Option<i64> {
+        let i = self.recs.partition_point(|r| r.0 <= off);
+        i.checked_sub(1).map(|i| self.recs[i].1)
+    }
+}
+
 struct Tail {
     label: String,
     /// The log, relative to the run folder.
     rel: std::path::PathBuf,
     pos: u64,
     ino: u64,
+    times: Times,
+    /// The line being read (no newline yet) and its time.
     partial: Vec<u8>,
+    mid_line: bool,
+    line_time: Option<i64>,
+    /// The time of the last line (a line continued across a rotation keeps it).
+    last_time: Option<i64>,
     /// The file was refused (a symlink, a FIFO, …): reported once, never read.
     refused: bool,
 }
 
 impl Tail {
-    fn emit(&mut self, bytes: &[u8], prefix: bool, o: &mut impl Write) {
-        if !prefix {
-            let _ = o.write_all(bytes);
-            return;
-        }
-        self.partial.extend_from_slice(bytes);
-        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=i).collect();
-            let _ = write!(o, "{} | ", self.label);
-            let _ = o.write_all(&line);
+    fn new(label: &str, rel: std::path::PathBuf) -> Tail {
+        Tail {
+            label: label.to_string(),
+            rel,
+            pos: 0,
+            ino: 0,
+            times: Times::default(),
+            partial: Vec::new(),
+            mid_line: false,
+            line_time: None,
+            last_time: None,
+            refused: false,
         }
     }
 
-    /// Everything `f` holds from where it is, in small pieces (a log may be large).
-    fn copy(&mut self, f: &mut std::fs::File, prefix: bool, o: &mut impl Write) -> u64 {
+    /// Splits `bytes` (at offset `off` of a log whose times are `times`) into lines,
+    /// each given to `out` with its time once it is complete.
+    fn feed(&mut self, bytes: &[u8], mut off: u64, times: &Times, out: &mut dyn FnMut(Option<i64>, &[u8])) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if !self.mid_line {
+                self.line_time = times.at(off).or(self.last_time);
+                self.mid_line = true;
+            }
+            let take = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+            self.partial.extend_from_slice(&rest[..take]);
+            off += take as u64;
+            if self.partial.last() == Some(&b'\n') {
+                out(self.line_time, &self.partial);
+                self.last_time = self.line_time;
+                self.partial.clear();
+                self.mid_line = false;
+            }
+            rest = &rest[take..];
+        }
+    }
+
+    /// The last line when it has no newline (not following: nothing more comes).
+    fn finish(&mut self, out: &mut dyn FnMut(Option<i64>, &[u8])) {
+        if self.mid_line {
+            out(self.line_time, &self.partial);
+            self.partial.clear();
+            self.mid_line = false;
+        }
+    }
+
+    /// Everything `f` holds from offset `pos` on, in small pieces (a log may be
+    /// large); the times are read after each piece, so they cover it.
+    fn copy(
+        &mut self,
+        f: &mut std::fs::File,
+        mut pos: u64,
+        run: &Beneath,
+        rel: &Path,
+        times: &mut Times,
+        out: &mut dyn FnMut(Option<i64>, &[u8]),
+    ) -> u64 {
         use std::io::Read;
         let mut buf = vec![0u8; 64 << 10];
-        let mut total = 0;
+        let start = pos;
         loop {
             match f.read(&mut buf) {
-                Ok(0) | Err(_) => return total,
+                Ok(0) | Err(_) => return pos - start,
                 Ok(n) => {
-                    total += n as u64;
-                    self.emit(&buf[..n], prefix, o);
+                    times.load(run, rel);
+                    self.feed(&buf[..n], pos, times, out);
+                    pos += n as u64;
                 }
             }
         }
     }
 
-    /// Print what was appended since the last call; start over after a rotation.
-    /// Returns false when the log was refused (said once, on stderr).
-    fn poll(&mut self, run: &Beneath, prefix: bool, o: &mut impl Write) -> bool {
+    /// Gives `out` the lines appended since the last call; starts over after a
+    /// rotation. Returns false when the log was refused (said once, on stderr).
+    fn poll(&mut self, run: &Beneath, out: &mut dyn FnMut(Option<i64>, &[u8])) -> bool {
         use std::io::{Seek, SeekFrom};
         use std::os::unix::fs::MetadataExt;
         if self.refused {
@@ -870,7 +1001,7 @@ impl Tail {
             Ok(Some(f)) => f,
             Ok(None) => return true,
             Err(e) => {
-                let _ = o.flush();
+                let _ = std::io::stdout().flush();
                 errln!("error: {}: {e}", run.path().join(&self.rel).display());
                 self.refused = true;
                 return false;
@@ -880,11 +1011,15 @@ impl Tail {
         if meta.ino() != self.ino || meta.len() < self.pos {
             self.ino = meta.ino();
             self.pos = 0;
+            self.times = Times::default();
         }
         if f.seek(SeekFrom::Start(self.pos)).is_err() {
             return true;
         }
-        self.pos += self.copy(&mut f, prefix, o);
+        let mut times = std::mem::take(&mut self.times);
+        let rel = self.rel.clone();
+        self.pos += self.copy(&mut f, self.pos, run, &rel, &mut times, out);
+        self.times = times;
         true
     }
 }

@@ -69,6 +69,16 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// A problem with the place it is at, as `validate --format json|short` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlacedProblem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
 /// All problems of one spec file, ready to print.
 #[derive(Debug, Clone)]
 pub struct SpecErrors {
@@ -93,6 +103,12 @@ impl SpecErrors {
 
     /// `file:line:col: message` lines, the stable form used by `--json`-less scripts and tests.
     pub fn brief(&self) -> Vec<String> {
+        self.located().into_iter().map(|p| format!("{}:{}:{}: {}", p.file, p.line, p.column, p.message)).collect()
+    }
+
+    /// Every problem with the file it is in (the spec, or a script it loaded) and its
+    /// 1-based line and column (1:1 when the problem has no place).
+    pub fn located(&self) -> Vec<PlacedProblem> {
         self.problems
             .iter()
             .map(|(src, p)| {
@@ -100,8 +116,8 @@ impl SpecErrors {
                     Some(s) => (s.name.as_str(), &*s.text),
                     None => (self.file.as_str(), &*self.text),
                 };
-                let (l, c) = line_col(text, p.span.as_ref().map_or(0, |s| s.start));
-                format!("{name}:{l}:{c}: {}", p.message)
+                let (line, column) = line_col(text, p.span.as_ref().map_or(0, |s| s.start));
+                PlacedProblem { file: name.to_string(), line, column, message: p.message.clone(), help: p.help.clone() }
             })
             .collect()
     }

@@ -106,6 +106,7 @@ mod cgroups;
 mod control;
 mod engine;
 mod log;
+pub use log::{parse_times, times_path};
 mod sealed;
 mod spawn;
 mod users;

@@ -459,7 +459,9 @@ fn mkdir(p: &Path) -> Result<(), SupervisorError> {
 
 fn open_log(run_dir: &Path, service: &str, max: u64) -> Result<LogSink, SupervisorError> {
     let path = run_dir.join("logs").join(format!("{service}.log"));
-    LogSink::new(path.clone(), max).map_err(|e| SupervisorError::io(format!("log {}", path.display()), e))
+    LogSink::new(path.clone(), max)
+        .map(LogSink::timed)
+        .map_err(|e| SupervisorError::io(format!("log {}", path.display()), e))
 }
 
 /// `secret` overrides `cfg.secrets_dir`; `source` is the file `cfg` was read from.

@@ -11,6 +11,16 @@
 //! last error, and the next write tries again, so logging resumes by itself once the
 //! fault is gone. The pipe is always emptied, so a service never blocks on its output
 //! because the disk is full.
+//!
+//! Times ([`LogSink::timed`], service logs): beside `<name>.log` the sink keeps
+//! `<name>.log.t`, one text line `OFFSET UNIX_NANOS` per log line, the byte offset in
+//! the log where the line starts and the time (`CLOCK_REALTIME`) the supervisor read
+//! it from the pipe. The log itself stays the service's bytes, unchanged. The record
+//! of a line is written before the line, so a reader that reads the log and then the
+//! times always finds it; the times rotate with the log (`<name>.log.1.t`). A record
+//! that cannot be written is lost without further ado (its line then reads with the
+//! time of the line before it); a torn record is skipped by the reader. Records are
+//! formatted on the stack: no allocation per line.
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use std::fs::{File, OpenOptions};
@@ -29,6 +39,32 @@ pub struct LogSink {
     max: u64,
     dropped: u64,
     error: Option<String>,
+    /// The times file and its open handle (see the module doc), when timed.
+    times: Option<(PathBuf, Option<File>)>,
+    /// The next byte appended starts a line.
+    line_start: bool,
+}
+
+/// The suffix of the times file beside a log (`svc.log.t`, `svc.log.1.t`).
+pub const TIMES_SUFFIX: &str = ".t";
+
+/// `path` + `.t`.
+pub fn times_path(log: &Path) -> PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(TIMES_SUFFIX);
+    PathBuf::from(p)
+}
+
+/// The records of a times file: (offset in the log, Unix time in nanoseconds), in
+/// file order. Lines that do not parse (a record torn by a full disk) are skipped.
+pub fn parse_times(data: &[u8]) -> Vec<(u64, i64)> {
+    data.split(|b| *b == b'\n')
+        .filter_map(|l| {
+            let l = std::str::from_utf8(l).ok()?;
+            let (off, t) = l.split_once(' ')?;
+            Some((off.parse().ok()?, t.parse().ok()?))
+        })
+        .collect()
 }
 
 fn open(path: &Path) -> io::Result<(File, u64)> {
@@ -43,13 +79,32 @@ impl LogSink {
         // Only our end is non-blocking: a child writing faster than we read waits
         // instead of losing output.
         fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-        let mut sink = LogSink { read, write, path, file: None, size: 0, max: max.max(1), dropped: 0, error: None };
+        let mut sink = LogSink {
+            read,
+            write,
+            path,
+            file: None,
+            size: 0,
+            max: max.max(1),
+            dropped: 0,
+            error: None,
+            times: None,
+            line_start: true,
+        };
         // A log folder that cannot be written now does not keep the service from
         // running: its lines are counted as dropped until the file opens.
         if let Err(e) = sink.reopen() {
             sink.error = Some(e.to_string());
         }
         Ok(sink)
+    }
+
+    /// Also record when each line came (`<path>.t`, see the module doc).
+    pub fn timed(mut self) -> LogSink {
+        let t = times_path(&self.path);
+        let f = open(&t).ok().map(|(f, _)| f);
+        self.times = Some((t, f));
+        self
     }
 
     /// Lines lost to write errors so far, and the last error.
@@ -61,7 +116,38 @@ impl LogSink {
         let (file, size) = open(&self.path)?;
         self.file = Some(file);
         self.size = size;
+        if let Some((t, f)) = self.times.as_mut() {
+            *f = open(t).ok().map(|(f, _)| f);
+        }
         Ok(())
+    }
+
+    /// Records `OFFSET NANOS` for every line that starts in `piece`, which is about
+    /// to be written at the log's current size. Errors are ignored (module doc).
+    fn record_times(&mut self, piece: &[u8], now: i64) {
+        let Some((path, f)) = self.times.as_mut() else { return };
+        if f.is_none() {
+            *f = open(path).ok().map(|(f, _)| f);
+        }
+        let Some(f) = f.as_mut() else { return };
+        let mut buf = [0u8; 2048];
+        let mut used = 0;
+        let mut start = self.line_start;
+        for (i, b) in piece.iter().enumerate() {
+            if start {
+                if used + 48 > buf.len() {
+                    let _ = f.write_all(&buf[..used]);
+                    used = 0;
+                }
+                let mut c = io::Cursor::new(&mut buf[used..]);
+                let _ = writeln!(c, "{} {now}", self.size + i as u64);
+                used += c.position() as usize;
+            }
+            start = *b == b'\n';
+        }
+        if used > 0 {
+            let _ = f.write_all(&buf[..used]);
+        }
     }
 
     /// A new rotation size (`reconfigure`); applies from the next write on.
@@ -86,9 +172,11 @@ impl LogSink {
             match nix::unistd::read(&self.read, &mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
-                    if let Err(e) = self.append(&buf[..n]) {
+                    let now = if self.times.is_some() { unix_nanos() } else { 0 };
+                    if let Err(e) = self.append(&buf[..n], now) {
                         self.drop_data(&buf[..n], &e);
                     }
+                    self.line_start = buf[n - 1] == b'\n';
                 }
                 Err(nix::errno::Errno::EAGAIN) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -104,7 +192,7 @@ impl LogSink {
         self.error = Some(describe(e));
     }
 
-    fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
+    fn append(&mut self, mut data: &[u8], now: i64) -> io::Result<()> {
         if self.file.is_none() {
             self.reopen()?;
         }
@@ -114,15 +202,22 @@ impl LogSink {
             }
             let room = usize::try_from(self.max - self.size).unwrap_or(usize::MAX);
             let n = data.len().min(room);
+            if self.file.is_none() {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            // The times of the lines first: a reader of the log then finds them.
+            self.record_times(&data[..n], now);
+            self.line_start = data[n - 1] == b'\n';
+            let mut piece = &data[..n];
+            data = &data[n..];
             let Some(file) = self.file.as_mut() else { return Err(io::ErrorKind::NotFound.into()) };
             // A short write leaves the size right: what was written counts.
-            loop {
-                match file.write(&data[..n]) {
+            while !piece.is_empty() {
+                match file.write(piece) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(w) => {
                         self.size += w as u64;
-                        data = &data[w..];
-                        break;
+                        piece = &piece[w..];
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
@@ -137,8 +232,23 @@ impl LogSink {
         old.push(".1");
         std::fs::rename(&self.path, &old)?;
         self.file = None;
+        if let Some((t, f)) = self.times.as_mut() {
+            *f = None;
+            // The old times go with the old log; times that cannot follow it must
+            // not describe the new one.
+            if std::fs::rename(&*t, times_path(Path::new(&old))).is_err() {
+                let _ = std::fs::remove_file(&*t);
+            }
+        }
         self.reopen()
     }
+}
+
+/// Now as nanoseconds since the Unix epoch (0 before it: a clock that wrong).
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// An I/O error as the status shows it: the system's text without "(os error N)".
@@ -167,6 +277,34 @@ mod tests {
         assert_eq!(std::fs::read_to_string(d.path().join("svc.log.1")).unwrap(), "klmnopqrst");
         s.drain().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "uvwxyz");
+    }
+
+    #[test]
+    fn times_record_where_each_line_starts_and_rotate_with_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("svc.log");
+        let mut s = LogSink::new(p.clone(), 10).unwrap().timed();
+        let before = unix_nanos();
+        for chunk in ["ab\ncd", "e\n", "fghij\nk\n"] {
+            nix::unistd::write(s.writer(), chunk.as_bytes()).unwrap();
+            s.drain().unwrap();
+        }
+        let after = unix_nanos();
+        // "ab\ncde\nfgh" filled the first file, "ij\nk\n" is the second.
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "ij\nk\n");
+        assert_eq!(std::fs::read_to_string(d.path().join("svc.log.1")).unwrap(), "ab\ncde\nfgh");
+        let old = parse_times(&std::fs::read(d.path().join("svc.log.1.t")).unwrap());
+        let cur = parse_times(&std::fs::read(d.path().join("svc.log.t")).unwrap());
+        assert_eq!(old.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 3, 7]);
+        // "ij" continues the line "fgh": no record at 0.
+        assert_eq!(cur.iter().map(|r| r.0).collect::<Vec<_>>(), [3]);
+        assert!(old.iter().chain(&cur).all(|r| (before..=after).contains(&r.1)), "{old:?} {cur:?}");
+        assert!(old.windows(2).all(|w| w[0].1 <= w[1].1));
+    }
+
+    #[test]
+    fn torn_time_records_are_skipped() {
+        assert_eq!(parse_times(b"0 5\n3 7\n12 1x\n9\n20 9"), [(0, 5), (3, 7), (20, 9)]);
     }
 
     #[test]
