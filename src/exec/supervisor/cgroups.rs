@@ -62,19 +62,28 @@ fn dir_name(service: &str) -> Option<std::ffi::CString> {
     std::ffi::CString::new(format!("svc-{service}")).ok()
 }
 
-/// The folder `svc-<service>`, made first when `create`.
-fn open_dir(service: &str, create: bool) -> Option<OwnedFd> {
+/// The folder `svc-<service>`, made first when `create`; and whether this call made
+/// it.
+fn open_dir(service: &str, create: bool) -> Option<(OwnedFd, bool)> {
     let root = ROOT.get()?;
     let name = dir_name(service)?;
     // SAFETY: *at calls on our directory fd with a NUL-terminated name; the fd
     // returned is fresh and owned here.
     unsafe {
-        if create && libc::mkdirat(root.as_raw_fd(), name.as_ptr(), 0o755) != 0 && Errno::last() != Errno::EEXIST {
+        let made = create && libc::mkdirat(root.as_raw_fd(), name.as_ptr(), 0o755) == 0;
+        if create && !made && Errno::last() != Errno::EEXIST {
             return None;
         }
         let dir = libc::openat(root.as_raw_fd(), name.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
-        (dir >= 0).then(|| OwnedFd::from_raw_fd(dir))
+        (dir >= 0).then(|| (OwnedFd::from_raw_fd(dir), made))
     }
+}
+
+/// Removes the (empty) folder `svc-<service>`; a failure leaves it, harmlessly.
+fn remove_dir(service: &str) {
+    let (Some(root), Some(name)) = (ROOT.get(), dir_name(service)) else { return };
+    // SAFETY: unlinkat on our directory fd with a NUL-terminated name.
+    unsafe { libc::unlinkat(root.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
 }
 
 /// Opens `file` in the folder `dir` with `flags`.
@@ -89,7 +98,7 @@ fn open_in(dir: &OwnedFd, file: &std::ffi::CStr, flags: libc::c_int) -> Option<O
 
 /// Opens `svc-<service>/<file>` with `flags`, creating the folder when `create`.
 fn open(service: &str, file: &std::ffi::CStr, flags: libc::c_int, create: bool) -> Option<OwnedFd> {
-    open_in(&open_dir(service, create)?, file, flags)
+    open_in(&open_dir(service, create)?.0, file, flags)
 }
 
 /// A service's cgroup as its spawner needs it: the folder, for clone3's
@@ -98,15 +107,20 @@ fn open(service: &str, file: &std::ffi::CStr, flags: libc::c_int, create: bool) 
 /// there to move itself in).
 #[derive(Debug)]
 pub struct ServiceCgroup {
-    pub dir: OwnedFd,
+    /// Only for a folder made for this start. The kernel (6.18 at least) SIGKILLs a
+    /// child born with `CLONE_INTO_CGROUP` in a cgroup that `cgroup.kill` ever
+    /// ended, as its kill count differs from the parent's cgroup's; [`kill`]
+    /// therefore removes the emptied folder, and one it could not remove is joined
+    /// by the fork-and-write path only.
+    pub dir: Option<OwnedFd>,
     pub procs: OwnedFd,
 }
 
 /// `service`'s cgroup (made if missing). `None` without cgroups.
 pub fn service(service: &str) -> Option<ServiceCgroup> {
-    let dir = open_dir(service, true)?;
+    let (dir, made) = open_dir(service, true)?;
     let procs = open_in(&dir, c"cgroup.procs", libc::O_WRONLY)?;
-    Some(ServiceCgroup { dir, procs })
+    Some(ServiceCgroup { dir: made.then_some(dir), procs })
 }
 
 /// Whether any process is left in `service`'s cgroup (`false` when there is none).
@@ -130,9 +144,14 @@ pub fn populated(service: &str) -> bool {
 /// Ends every process in `service`'s cgroup (`cgroup.kill`) and waits up to
 /// `limit` for it to be empty. A process leaves the cgroup when it exits, before it
 /// is reaped (the main loop reaps it later, as any child). True when the cgroup is
-/// empty (or there are no cgroups).
+/// empty (or there are no cgroups); the emptied folder is removed then, so the
+/// next start makes a fresh one (see [`ServiceCgroup::dir`]).
 pub fn kill(service: &str, limit: Duration) -> bool {
-    if !enabled() || !populated(service) {
+    if !enabled() {
+        return true;
+    }
+    if !populated(service) {
+        remove_dir(service);
         return true;
     }
     if let Some(fd) = open(service, c"cgroup.kill", libc::O_WRONLY, false) {
@@ -143,6 +162,7 @@ pub fn kill(service: &str, limit: Duration) -> bool {
     let mut pause = Duration::from_millis(1);
     loop {
         if !populated(service) {
+            remove_dir(service);
             return true;
         }
         if Instant::now() >= deadline {

@@ -156,9 +156,9 @@ pub fn spawn(p: &PreparedCommand, stdin: BorrowedFd<'_>, out: BorrowedFd<'_>) ->
     // moves itself with a write to `cgroup.procs`, which waits for an RCU grace
     // period (10 ms and more per start).
     let mut pid = -1;
-    if let Some(cg) = &p.cgroup {
+    if let Some(dir) = p.cgroup.as_ref().and_then(|c| c.dir.as_ref()) {
         let mut args = CloneArgs::new(CLONE_INTO_CGROUP);
-        args.cgroup = cg.dir.as_raw_fd() as u64;
+        args.cgroup = dir.as_raw_fd() as u64;
         // SAFETY: clone3 without CLONE_VM is fork: the supervisor is single-threaded
         // (checked by `run`), and the child branch only calls async-signal-safe
         // functions on memory prepared above; the block holds no pointers.
