@@ -10,10 +10,10 @@
 //! service gets `svc-<name>`, created on its first start; its process is born there
 //! (clone3 with `CLONE_INTO_CGROUP`, so no migration and no RCU grace period to wait
 //! for), or, where clone3 is refused, the forked child moves itself there (writes
-//! `0` to its `cgroup.procs`) before it execs: nothing it forks is ever outside. [`kill`] writes `1` to `cgroup.kill` (Linux 5.14) and
-//! waits, bounded, until `cgroup.events` says `populated 0`. Without the fd (no
-//! cgroup2, or an older host), every call is a no-op and the supervisor signals
-//! process groups only.
+//! `0` to its `cgroup.procs`) before it execs: nothing it forks is ever outside.
+//! [`kill`] writes `1` to `cgroup.kill` (Linux 5.14) and waits, bounded, until
+//! `cgroup.events` says `populated 0`. Without the fd (no cgroup2, or an older
+//! host), every call is a no-op and the supervisor signals process groups only.
 
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -107,11 +107,12 @@ fn open(service: &str, file: &std::ffi::CStr, flags: libc::c_int, create: bool) 
 /// there to move itself in).
 #[derive(Debug)]
 pub struct ServiceCgroup {
-    /// Only for a folder made for this start. The kernel (6.18 at least) SIGKILLs a
-    /// child born with `CLONE_INTO_CGROUP` in a cgroup that `cgroup.kill` ever
-    /// ended, as its kill count differs from the parent's cgroup's; [`kill`]
-    /// therefore removes the emptied folder, and one it could not remove is joined
-    /// by the fork-and-write path only.
+    /// Only for a folder made for this start. Linux 6.18 (seen here; the likely
+    /// cause is the `cgroup.kill` sequence count a clone compares with its
+    /// parent's cgroup's) SIGKILLs a child born with `CLONE_INTO_CGROUP` in a
+    /// cgroup that `cgroup.kill` once ended; [`kill`] therefore removes the emptied
+    /// folder, and one it could not remove is joined by the fork-and-write path
+    /// only (tests/orphans.rs restarts services ten times).
     pub dir: Option<OwnedFd>,
     pub procs: OwnedFd,
 }
