@@ -40,7 +40,8 @@ pub struct Services {
     /// Caddy 2 web server: sites, redirects, rewrites, reverse proxies, PHP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caddy: Option<caddy::CaddySettings>,
-    /// PHP 8.2 FPM: php.ini settings and pools; registers with caddy or nginx.
+    /// PHP-FPM of the base's suite (8.2 on bookworm, 8.4 on trixie): php.ini settings
+    /// and pools; registers with caddy or nginx.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub php: Option<php::PhpSettings>,
     /// WordPress from the Debian package: one instance per site.
