@@ -623,8 +623,7 @@ allow_transfer = ["localhost"]
         let trixie = test_plan(&spec("debian:trixie", "example.org"));
         assert!(main(&trixie).contains("include \"/etc/bind/named.conf.root-hints\";\n"), "{}", main(&trixie));
         assert!(!main(&trixie).contains("default-zones"));
-        // bookworm's file defines "localhost"; trixie's named only has it as an
-        // automatic empty zone, which a configured one replaces.
+        // bookworm's file defines "localhost"; trixie's defines only the root hints.
         let e = try_test_plan(&spec("debian:bookworm", "localhost")).unwrap_err().brief().join("\n");
         assert!(
             e.contains("zone `localhost` is already defined by Debian's /etc/bind/named.conf.default-zones"),

@@ -803,7 +803,8 @@ const TRIXIE: Facts = Facts {
     rsync: "3.5",
     tinc: "1.0",
     tayga: "0.9.2",
-    // bind9 9.20 ships no default-zones file: named's built-in empty zones cover them.
+    // bind9 9.20 ships no default-zones file: its named.conf includes named.conf.root-hints,
+    // which defines only the root hint zone.
     bind_hints: "/etc/bind/named.conf.root-hints",
     bind_hint_zones: &[],
 };
