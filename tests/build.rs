@@ -16,7 +16,7 @@ fn built_ids(out: &str) -> Vec<String> {
 
 fn spec(packages: &str) -> String {
     format!(
-        "base = \"debian:bookworm\"\npackages = [{packages}]\n[network]\nmode = \"none\"\n\
+        "base = \"debian:trixie\"\npackages = [{packages}]\n[network]\nmode = \"none\"\n\
          [processes.main]\ncommand = [\"/bin/sleep\", \"infinity\"]\n"
     )
 }
@@ -27,15 +27,15 @@ fn layers_are_built_once_reused_and_collected_when_unused() {
     let a = Ct::new(&format!("b{}a", slice(SALT)), &spec("\"netcat-openbsd\""));
     a.apply_ok();
     // The root is the Debian layers, read-only; the package is there.
-    assert!(a.exec_ok(&["cat", "/etc/debian_version"]).starts_with("12."));
+    assert!(a.exec_ok(&["cat", "/etc/debian_version"]).starts_with("13."));
     a.exec_ok(&["sh", "-c", "command -v nc"]);
     // The base's apt sources: the suite with its updates and its security fixes.
     let sources = a.exec_ok(&["cat", "/etc/apt/sources.list.d/debian.sources"]);
     for want in [
         "URIs: http://deb.debian.org/debian\n",
-        "Suites: bookworm bookworm-updates\n",
+        "Suites: trixie trixie-updates\n",
         "URIs: http://deb.debian.org/debian-security\n",
-        "Suites: bookworm-security\n",
+        "Suites: trixie-security\n",
     ] {
         assert!(sources.contains(want), "no `{}` in the sources: {sources}", want.trim());
     }
@@ -58,7 +58,7 @@ fn layers_are_built_once_reused_and_collected_when_unused() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    for suite in ["bookworm-security", "bookworm-updates"] {
+    for suite in ["trixie-security", "trixie-updates"] {
         assert!(
             lists.iter().any(|l| l.contains(&format!("_{suite}_")) && l.ends_with("Packages")),
             "{suite}: {lists:?}"
@@ -71,11 +71,11 @@ fn layers_are_built_once_reused_and_collected_when_unused() {
     let out = run(&["build", b.spec().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains(&format!("base {base} (debian:bookworm): reuse")), "{err}");
+    assert!(err.contains(&format!("base {base} (debian:trixie): reuse")), "{err}");
     assert!(err.contains("build [1/4] apt-get update"), "plain progress lines off a terminal: {err}");
     assert!(err.contains("build [2/4] apt-get upgrade"), "the base's packages get the fixes: {err}");
     let log = std::fs::read_to_string(cache().join("logs").join(format!("{pkg}.log"))).unwrap();
-    assert!(log.contains(&format!("# base {base} (debian:bookworm): reused")), "{log}");
+    assert!(log.contains(&format!("# base {base} (debian:trixie): reused")), "{log}");
     let line = log.lines().find(|l| l.starts_with("# apt: ")).unwrap_or_else(|| panic!("no apt line: {log}"));
     let from_cache: u32 = line.split(": ").nth(2).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap();
     assert!(from_cache >= 1, "netcat's .deb comes from the shared cache: {line}");
@@ -135,7 +135,7 @@ fn a_base_that_cannot_be_bootstrapped_fails_cleanly() {
     require_host!();
     let c = Ct::new(
         &format!("b{}m", slice(SALT)),
-        "base = \"debian:bookworm\"\nmirror = \"file:///nonexistent/debian\"\n[network]\nmode = \"none\"\n",
+        "base = \"debian:trixie\"\nmirror = \"file:///nonexistent/debian\"\n[network]\nmode = \"none\"\n",
     );
     let out = c.apply();
     assert_eq!(out.status.code(), Some(1));
@@ -152,7 +152,7 @@ fn a_missing_debootstrap_is_named_with_its_install_command() {
     // A base not in the cache (its own mirror), and a PATH without debootstrap.
     let c = Ct::new(
         &format!("b{}t", slice(SALT)),
-        "base = \"debian:bookworm\"\nmirror = \"file:///nonexistent/no-tool\"\n[network]\nmode = \"none\"\n",
+        "base = \"debian:trixie\"\nmirror = \"file:///nonexistent/no-tool\"\n[network]\nmode = \"none\"\n",
     );
     let empty = tempfile::tempdir().unwrap();
     let out = container().env("PATH", empty.path()).arg("apply").arg(c.spec()).output().unwrap();

@@ -50,7 +50,7 @@ fn bind_master(s4: &str, c4: &str, serial: u32, extra: &str) -> String {
     let m6 = v6(SALT, 10);
     let c6 = v6(SALT, 12);
     format!(
-        r#"base = "debian:bookworm"
+        r#"base = "debian:trixie"
 [network]
 ipv4 = "{m4}"
 ipv6 = "{m6}"
@@ -120,7 +120,7 @@ fn bind_master_slave_acls_recursion_and_rate_limit() {
     let slave = Ct::new(
         &name("bs"),
         &format!(
-            r#"base = "debian:bookworm"
+            r#"base = "debian:trixie"
 packages = ["dns-root-data"]
 [network]
 ipv4 = "{s4}"
@@ -302,7 +302,7 @@ fn sshd_keys_root_password_and_persistent_host_keys() {
     let ct = Ct::new(
         &name("ssh"),
         &format!(
-            r#"base = "debian:bookworm"
+            r#"base = "debian:trixie"
 [network]
 ipv4 = "{ip}"
 ipv6 = "{}"
@@ -474,7 +474,7 @@ fn tinc_spec(me: u32, peer_key: &str) -> String {
     let peer = 1 - me;
     let connect = if me == 0 { format!("address = \"{}\"\n", v4(SALT, 71)) } else { String::new() };
     format!(
-        r#"base = "debian:bookworm"
+        r#"base = "debian:trixie"
 packages = ["iputils-ping"]
 [network]
 ipv4 = "{}"
@@ -561,7 +561,7 @@ fn nat64_ipv6_only_client_reaches_ipv4_server_with_dns64() {
     let gw = Ct::new(
         &name("n64"),
         &format!(
-            r#"base = "debian:bookworm"
+            r#"base = "debian:trixie"
 [network]
 ipv4 = "{n4}"
 ipv6 = "{n6}"

@@ -79,15 +79,32 @@ echo "mysqli ", extension_loaded('mysqli') ? "yes" : "no", "\n";
 """
 "#;
 
-/// mysql + caddy + php in one container: points 1, 2 and 3 (caddy).
+/// mysql + caddy + php in one container: points 1, 2 and 3 (caddy), on the shipped
+/// specs' suite (trixie).
 #[test]
 fn stack_mysql_caddy_php() {
     require_e2e!();
-    let (a4, a6) = (v4(SALT, 10), v6(SALT, 10));
+    stack("trixie", "8.4", 10, "st");
+}
+
+/// The same stack on bookworm (PHP 8.2, MariaDB 10.11): the one web test that also
+/// runs on the older suite, so both suites' renderings meet real daemons.
+#[test]
+fn stack_mysql_caddy_php_on_bookworm() {
+    require_e2e!();
+    stack("bookworm", "8.2", 40, "sb");
+}
+
+/// The stack test on `suite` (the shipped specs' base replaced), expecting PHP `php_version`;
+/// host `n` of the slice, container name suffix `tag`.
+fn stack(suite: &str, php_version: &str, n: u32, tag: &str) {
+    let (a4, a6) = (v4(SALT, n), v6(SALT, n));
     let caddy = shipped("specs/caddy.toml", None, &a4, &a6);
+    assert!(caddy.contains("\nbase = \"debian:trixie\"\n"), "the shipped caddy.toml changed its base: {caddy}");
+    let caddy = caddy.replace("\nbase = \"debian:trixie\"\n", &format!("\nbase = \"debian:{suite}\"\n"));
     let mysql = shipped("specs/mysql.toml", Some("[services."), &a4, &a6);
     let body = format!("{caddy}\n{mysql}\n{STACK_PHP}");
-    let ct = Ct::new(&format!("w{}st", slice(SALT)), &body);
+    let ct = Ct::new(&format!("w{}{tag}", slice(SALT)), &body);
     ct.apply_ok();
 
     // --- mysql: the granted user sees its database over TCP, on IPv4 and IPv6.
@@ -129,7 +146,7 @@ fn stack_mysql_caddy_php() {
     // --- php: a page executes through caddy (not served as source).
     let (code, php) = get(&ct, &[&url(&a4, 8080, "/")]);
     assert_eq!(code, 200, "{php}\nlogs: {}", ct.logs());
-    assert!(php.contains("php 8.2 says 42") && php.contains("mysqli yes"), "{php}");
+    assert!(php.contains(&format!("php {php_version} says 42")) && php.contains("mysqli yes"), "{php}");
 
     // --- a re-apply changes nothing.
     let pids = |ct: &Ct| ["mariadb", "caddy", "php-fpm", "backend"].map(|s| ct.service_pid(s));
@@ -363,7 +380,7 @@ fn nginx_sites_proxy_and_php() {
     // PHP through FastCGI, with the spec's php.ini settings.
     let (code, php) = get(&ct, &[&url(&a4, 80, "/")]);
     assert_eq!(code, 200, "{php}\nlogs: {}", ct.logs());
-    assert!(php.contains("Hello from PHP 8.2"), "{php}");
+    assert!(php.contains("Hello from PHP 8.4"), "{php}");
     assert!(php.contains("memory_limit = 256M") && php.contains("time zone = UTC"), "{php}");
     let (code, php6) = get(&ct, &[&url(&a6, 80, "/index.php")]);
     assert!(code == 200 && php6.contains("behind nginx"), "IPv6: {code} {php6}");

@@ -120,7 +120,7 @@ fn a_build_step_cannot_reach_host_files_processes_or_network() {
     let script: String = env.iter().map(|(k, v)| format!("export {k}='{v}'\n")).collect::<String>() + ATTACK;
     let ct = Ct::new(
         "esc-b-steps",
-        "base = \"debian:bookworm\"\n[network]\nmode = \"none\"\n\
+        "base = \"debian:trixie\"\n[network]\nmode = \"none\"\n\
          [processes.main]\ncommand = [\"/bin/sleep\", \"infinity\"]\n[[hooks]]\nscript = \"attack.rhai\"\n",
     );
     let hook = format!(

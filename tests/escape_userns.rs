@@ -294,7 +294,7 @@ fn debian_overlay_root_is_idmapped_and_locked_read_only() {
     require_e2e!();
     let ct = Ct::new(
         "esc-u-deb",
-        r#"base = "debian:bookworm"
+        r#"base = "debian:trixie"
 [network]
 mode = "none"
 [[mounts]]

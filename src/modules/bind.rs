@@ -1,4 +1,5 @@
-//! bind: BIND 9.18 (Debian bookworm's `bind9`), authoritative and/or recursive.
+//! bind: BIND 9 (Debian's `bind9`: 9.18 on bookworm, 9.20 on trixie), authoritative
+//! and/or recursive. The options rendered are accepted by both.
 //!
 //! Renders /etc/bind/named.conf (includes only), named.conf.options, named.conf.local
 //! (zone statements) and one zone file per primary zone under /etc/bind/zones. Every
@@ -244,9 +245,6 @@ fn apex() -> String {
     "@".into()
 }
 
-/// Zones the Debian default-zones file already defines (loaded with recursion).
-const DEFAULT_ZONES: [&str; 4] = ["localhost", "127.in-addr.arpa", "0.in-addr.arpa", "255.in-addr.arpa"];
-
 pub fn expand(_s: &BindSettings, _all: &mut Services, _problems: &mut Vec<Problem>) {}
 
 pub fn compile(s: &BindSettings, _all: &Services, cx: &mut Ctx) {
@@ -275,10 +273,13 @@ pub fn compile(s: &BindSettings, _all: &Services, cx: &mut Ctx) {
             cx.error(&format!("{at}.name"), format!("zone `{name}` is defined twice (first at zones[{first}])"), None);
             continue;
         }
-        if s.recursion && DEFAULT_ZONES.contains(&name.as_str()) {
+        if s.recursion && cx.facts().bind_hint_zones.contains(&name.as_str()) {
             cx.error(
                 &format!("{at}.name"),
-                format!("zone `{name}` is already defined by Debian's default zones, loaded with recursion"),
+                format!(
+                    "zone `{name}` is already defined by Debian's {}, loaded with recursion",
+                    cx.facts().bind_hints
+                ),
                 Some("choose another zone"),
             );
         }
@@ -306,12 +307,12 @@ pub fn compile(s: &BindSettings, _all: &Services, cx: &mut Ctx) {
     let options = format!("{ETC}/named.conf.options");
     let local_path = format!("{ETC}/named.conf.local");
     let main = format!("{ETC}/named.conf");
-    cx.file(&main, conf::named_conf(s.recursion));
+    cx.file(&main, conf::named_conf(s.recursion, cx.facts().bind_hints));
     cx.file(&options, conf::options(s));
     cx.file(&local_path, local);
     svc = svc.uses(&main).uses(&options).uses(&local_path);
     if s.recursion {
-        // named.conf.default-zones points the root zone at /usr/share/dns/root.hints.
+        // Debian's hints file points the root zone at /usr/share/dns/root.hints.
         cx.package("dns-root-data");
     }
     cx.service("named", svc);
@@ -601,8 +602,34 @@ allow_transfer = ["localhost"]
         );
         let o = plan.files["/etc/bind/named.conf.options"].content.redacted();
         assert!(o.contains("\trecursion yes;\n\tallow-recursion { 10.0.0.0/8; !10.9.0.0/16; };\n\tforwarders { 192.0.2.53; };\n\tforward only;\n\tdnssec-validation auto;\n"), "{o}");
-        assert!(plan.files["/etc/bind/named.conf"].content.redacted().contains("named.conf.default-zones"));
         assert!(plan.layer.packages.contains("dns-root-data"));
+    }
+
+    /// Each suite's bind9 ships its own file with the root hints: bookworm's
+    /// named.conf.default-zones (with the RFC 1912 zones), trixie's 9.20 only
+    /// named.conf.root-hints. Including the other one stops named at start.
+    #[test]
+    fn recursion_includes_the_suites_root_hints() {
+        let spec = |base: &str, zone: &str| {
+            format!(
+                "name = \"r\"\nbase = \"{base}\"\n[services.bind]\nrecursion = true\n\
+                 [[services.bind.zones]]\nname = \"{zone}\"\nns = [\"ns.example.net.\"]\n"
+            )
+        };
+        let main = |p: &crate::vocab::plan::Plan| p.files["/etc/bind/named.conf"].content.redacted();
+        let bookworm = test_plan(&spec("debian:bookworm", "example.org"));
+        assert!(main(&bookworm).contains("include \"/etc/bind/named.conf.default-zones\";\n"), "{}", main(&bookworm));
+        assert!(!main(&bookworm).contains("root-hints"));
+        let trixie = test_plan(&spec("debian:trixie", "example.org"));
+        assert!(main(&trixie).contains("include \"/etc/bind/named.conf.root-hints\";\n"), "{}", main(&trixie));
+        assert!(!main(&trixie).contains("default-zones"));
+        // bookworm's file defines "localhost"; trixie's defines only the root hints.
+        let e = try_test_plan(&spec("debian:bookworm", "localhost")).unwrap_err().brief().join("\n");
+        assert!(
+            e.contains("zone `localhost` is already defined by Debian's /etc/bind/named.conf.default-zones"),
+            "{e}"
+        );
+        assert!(try_test_plan(&spec("debian:trixie", "localhost")).is_ok());
     }
 
     #[test]

@@ -220,15 +220,16 @@ fn addrs(list: &[IpAddr]) -> String {
     list.iter().map(|a| format!("{a};")).collect::<Vec<_>>().join(" ")
 }
 
-pub fn named_conf(recursion: bool) -> String {
+/// `hints`: Debian's file with the root hints (the suite's), included for recursion.
+pub fn named_conf(recursion: bool, hints: &str) -> String {
     let mut s = String::from(
         "// Rendered by container (bind module). named reads only the files included here.\n\
          include \"/etc/bind/named.conf.options\";\n\
          include \"/etc/bind/named.conf.local\";\n",
     );
     if recursion {
-        s.push_str("// Root hints and the localhost/broadcast zones of RFC 1912, for recursion.\n");
-        s.push_str("include \"/etc/bind/named.conf.default-zones\";\n");
+        s.push_str("// Debian's root hints, for recursion.\n");
+        let _ = writeln!(s, "include \"{hints}\";");
     }
     s.push_str("// No rndc control channel: changed files reload named with SIGHUP.\ncontrols { };\n");
     s

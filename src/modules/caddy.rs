@@ -1,4 +1,4 @@
-//! caddy: Caddy 2.6 (Debian bookworm's `caddy`) serving `web::WebSite`s.
+//! caddy: Caddy 2.6 (Debian's `caddy`, 2.6.2 on bookworm and trixie) serving `web::WebSite`s.
 //!
 //! Renders one /etc/caddy/Caddyfile: plain HTTP only (no ACME, the container has no
 //! internet; TLS terminates in front of it), the admin API on localhost for
@@ -39,7 +39,7 @@ pub fn compile(s: &CaddySettings, all: &Services, cx: &mut Ctx) {
     let summary = check_sites(&s.sites, all, "caddy", cx);
     cx.listen(Proto::Tcp, ADMIN_PORT, "caddy", "");
     cx.package("caddy");
-    cx.file(CADDYFILE, conf::caddyfile(s));
+    cx.file(CADDYFILE, conf::caddyfile(s, super::php::Php::of(cx.suite())));
 
     let run = ["caddy", "run", "--config", CADDYFILE, "--adapter", "caddyfile"];
     let reload = ["caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile"];
@@ -119,11 +119,23 @@ proxies = [{ path = "/api/", to = "127.0.0.1:8081" }]
         );
         let c = plan.files["/etc/caddy/Caddyfile"].content.redacted();
         assert!(c.contains("http://:80 {\n"), "{c}");
-        assert!(c.contains("\tphp_fastcgi unix//run/php/php8.2-fpm.sock\n"), "{c}");
+        assert!(c.contains("\tphp_fastcgi unix//run/php/php8.4-fpm.sock\n"), "{c}");
         assert!(c.contains("http://:8080 {\n\treverse_proxy [::1]:9000\n}\n"), "{c}");
         assert!(plan.services["caddy"].after.contains("php-fpm"));
-        assert!(plan.files.contains_key("/etc/php/8.2/fpm/pool.d/www.conf"));
+        assert!(plan.files.contains_key("/etc/php/8.4/fpm/pool.d/www.conf"));
         assert!(!plan.mounts.contains_key("/var/log/caddy"));
+    }
+
+    /// The FastCGI socket is the suite's PHP's.
+    #[test]
+    fn php_site_on_bookworm_reaches_php_8_2() {
+        let plan = test_plan(
+            "name = \"web\"\nbase = \"debian:bookworm\"\n[[services.caddy.sites]]\nroot = \"/srv/www\"\nphp = true\n",
+        );
+        let c = plan.files["/etc/caddy/Caddyfile"].content.redacted();
+        assert!(c.contains("\tphp_fastcgi unix//run/php/php8.2-fpm.sock\n"), "{c}");
+        assert!(!c.contains("8.4"), "{c}");
+        assert!(plan.layer.packages.contains("php8.2-fpm"));
     }
 
     #[test]

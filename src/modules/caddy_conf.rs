@@ -6,12 +6,12 @@
 //! is for the reader.
 
 use super::{CaddySettings, ADMIN_PORT, HOME, LOG_DIR};
-use crate::modules::php;
+use crate::modules::php::Php;
 use crate::modules::web::site_key;
 use crate::modules::web::WebSite;
 use std::fmt::Write;
 
-pub fn caddyfile(s: &CaddySettings) -> String {
+pub fn caddyfile(s: &CaddySettings, php: Php) -> String {
     let mut out = String::from("# Rendered by container (caddy module).\n{\n");
     if s.debug {
         out.push_str("\tdebug\n");
@@ -21,19 +21,19 @@ pub fn caddyfile(s: &CaddySettings) -> String {
     // An address, not "localhost": Go resolves names itself and asks DNS when
     // /etc/hosts does not list it, which fails in a container without a resolver.
     let _ = writeln!(out, "\tadmin 127.0.0.1:{ADMIN_PORT}");
-    // No `persist_config off`: Caddy 2.6 (bookworm) does not know it. Its autosave
+    // No `persist_config off`: Caddy 2.6 (bookworm and trixie) does not know it. Its autosave
     // goes to $XDG_CONFIG_HOME/caddy on the tmpfs HOME, so it never outlives a restart.
     // The one-line form: every Caddy 2 release parses it (the `root` block form is newer).
     let _ = writeln!(out, "\tstorage file_system {HOME}/.local/share/caddy");
     out.push_str("}\n");
     for (i, site) in s.sites.iter().enumerate() {
         let _ = write!(out, "\n# sites[{i}]\n");
-        site_block(&mut out, site);
+        site_block(&mut out, site, php);
     }
     out
 }
 
-fn site_block(out: &mut String, site: &WebSite) {
+fn site_block(out: &mut String, site: &WebSite, php: Php) {
     let port = site.port.0;
     let addrs: Vec<String> = if site.hosts.is_empty() {
         vec![format!("http://:{port}")]
@@ -61,7 +61,7 @@ fn site_block(out: &mut String, site: &WebSite) {
         }
     }
     if let Some(pool) = site.php.pool() {
-        let _ = writeln!(out, "\tphp_fastcgi unix/{}", php::socket(pool));
+        let _ = writeln!(out, "\tphp_fastcgi unix/{}", php.socket(pool));
     }
     let catch_all = site.proxies.iter().any(|p| p.path == "/");
     if site.root.is_some() {

@@ -11,17 +11,33 @@ use crate::vocab::kinds::MountKind;
 use crate::vocab::path::Path;
 use crate::vocab::plan::{port_key, BuildStep, FileRes, InitTask, MountRes, Plan, ServiceRes};
 use crate::vocab::text::Text;
-use crate::vocab::values::{Cidr, DeviceNode, Mode, Owner, Proto, SecretRef, SourcePath};
+use crate::vocab::values::{Cidr, DeviceNode, Facts, Mode, Owner, Proto, SecretRef, SourcePath, Suite};
 
 pub struct Ctx<'a> {
     pub plan: &'a mut Plan,
     problems: &'a mut Vec<Problem>,
     origin: String,
+    suite: Suite,
 }
 
 impl<'a> Ctx<'a> {
+    /// The suite modules render for is the plan's base's (`debian:<suite>`). For
+    /// `base = "host"` nothing is read (the plan stays pure): modules assume
+    /// `Suite::default()`, and a host running another release gets that release's
+    /// paths wrong unless the spec's own `files` replace the rendered ones.
     pub fn new(plan: &'a mut Plan, problems: &'a mut Vec<Problem>) -> Self {
-        Ctx { plan, problems, origin: "spec".into() }
+        let suite = plan.layer.base.suite().unwrap_or_default();
+        Ctx { plan, problems, origin: "spec".into(), suite }
+    }
+
+    /// The Debian suite the container runs: modules render its package versions.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// What the suite ships (PHP, MariaDB, BIND, … versions).
+    pub fn facts(&self) -> &'static Facts {
+        self.suite.facts()
     }
 
     /// Attribute what follows to `module` (errors point at `services.<module>`).

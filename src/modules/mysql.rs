@@ -1,4 +1,5 @@
-//! mysql: MariaDB 10.11 (Debian bookworm's `mariadb-server`).
+//! mysql: MariaDB (Debian's `mariadb-server`: 10.11 on bookworm, 11.8 on trixie; both
+//! ship /usr/sbin/mariadbd and the `mariadb` client this module runs).
 //!
 //! Invariant: the data directory lives on the "mysql" volume and is created once by
 //! `mariadb-install-db`; databases, users and grants are *ensured* on every start

@@ -1,4 +1,4 @@
-//! nat64: stateless NAT64 with tayga 0.9.2 (Debian bookworm's `tayga`), plus NAT44.
+//! nat64: stateless NAT64 with tayga 0.9.2 (Debian's `tayga`, bookworm and trixie), plus NAT44.
 //!
 //! IPv6 clients reach IPv4 hosts through `prefix`: the host routes the prefix to the
 //! container, the kernel hands it to tayga's tun device `nat64`, tayga gives each IPv6

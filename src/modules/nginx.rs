@@ -1,4 +1,4 @@
-//! nginx: nginx 1.22 (Debian bookworm's `nginx`) serving `web::WebSite`s.
+//! nginx: nginx (Debian's: 1.22 on bookworm, 1.26 on trixie) serving `web::WebSite`s.
 //!
 //! Renders our own /etc/nginx/nginx.conf (foreground, errors to stderr, temp files
 //! on a tmpfs) and one server block per site. Debian's sites-enabled and conf.d are
@@ -56,7 +56,7 @@ pub fn compile(s: &NginxSettings, all: &Services, cx: &mut Ctx) {
     }
     cx.package("nginx");
     cx.file(NGINX_CONF, conf::nginx_conf(s));
-    cx.file(SITES_CONF, conf::sites_conf(s, all));
+    cx.file(SITES_CONF, conf::sites_conf(s, all, super::php::Php::of(cx.suite())));
 
     // `-e stderr`: nginx opens its compiled-in error log before reading the config;
     // on the read-only root that would log an alert at every start.
@@ -116,8 +116,11 @@ max_body = "1G"
         assert!(c.contains("\tlocation / {\n\t\ttry_files $uri $uri/ /index.php?$args;\n\t}\n"), "{c}");
         assert!(c.contains(
             "\tlocation ~ \\.php$ {\n\t\tinclude /etc/nginx/snippets/fastcgi-php.conf;\n\
-             \t\tfastcgi_pass unix:/run/php/php8.2-fpm.sock;\n\t}\n"
+             \t\tfastcgi_pass unix:/run/php/php8.4-fpm.sock;\n\t}\n"
         ));
+        let bookworm = test_plan(&PHP_SITE.replacen("\n", "\nbase = \"debian:bookworm\"\n", 1));
+        let c = bookworm.files["/etc/nginx/conf.d/container-sites.conf"].content.redacted();
+        assert!(c.contains("\t\tfastcgi_pass unix:/run/php/php8.2-fpm.sock;\n"), "{c}");
         // The second site: host-less default server proxying everything.
         assert!(c.contains("\tlisten 80 default_server;\n\tlisten [::]:80 default_server;\n\tserver_name _;\n"), "{c}");
         assert!(c.contains(

@@ -6,9 +6,10 @@
 //! PHP regex cannot take a proxied path), then PHP, then static files.
 
 use super::{NginxSettings, RUN_DIR, SITES_CONF, TEMP_DIR};
+use crate::modules::php::Php;
 use crate::modules::web::site_key;
 use crate::modules::web::WebSite;
-use crate::modules::{php, Services};
+use crate::modules::Services;
 use std::fmt::Write;
 
 pub fn nginx_conf(s: &NginxSettings) -> String {
@@ -38,11 +39,11 @@ pub fn nginx_conf(s: &NginxSettings) -> String {
     out
 }
 
-pub fn sites_conf(s: &NginxSettings, all: &Services) -> String {
+pub fn sites_conf(s: &NginxSettings, all: &Services, php: Php) -> String {
     let mut out = String::from("# Rendered by container (nginx module).\n");
     for (i, site) in s.sites.iter().enumerate() {
         let _ = write!(out, "\n# sites[{i}]\n");
-        server_block(&mut out, site, all);
+        server_block(&mut out, site, all, php);
     }
     out
 }
@@ -60,7 +61,7 @@ fn exact_regex(s: &str) -> String {
     out
 }
 
-fn server_block(out: &mut String, site: &WebSite, all: &Services) {
+fn server_block(out: &mut String, site: &WebSite, all: &Services, php: Php) {
     let port = site.port.0;
     let default = if site.hosts.is_empty() { " default_server" } else { "" };
     let names = if site.hosts.is_empty() { "_".to_string() } else { site.hosts.join(" ") };
@@ -109,7 +110,7 @@ fn server_block(out: &mut String, site: &WebSite, all: &Services) {
             out,
             "\tlocation ~ \\.php$ {{\n\t\tinclude /etc/nginx/snippets/fastcgi-php.conf;\n\
              \t\tfastcgi_pass unix:{};\n\t}}",
-            php::socket(pool)
+            php.socket(pool)
         );
     }
     out.push_str("}\n");

@@ -24,7 +24,7 @@ const ROOT: &str = "/var/www/owncloud";
 const CONFIG_DIR: &str = "/var/www/owncloud/config";
 const DATA: &str = "/var/lib/owncloud/data";
 const DB: &str = "owncloud";
-/// PHP extensions ownCloud needs (Debian package suffixes: php8.2-<name>).
+/// PHP extensions ownCloud needs (Debian package suffixes: php<version>-<name>).
 const EXTENSIONS: &[&str] = &["mysql", "gd", "xml", "mbstring", "curl", "zip", "intl"];
 
 /// ownCloud settings.
@@ -157,7 +157,8 @@ pub fn compile(s: &OwncloudSettings, _all: &Services, cx: &mut Ctx) {
     }
 
     // `occ` (the install task) runs with the PHP command line.
-    cx.package("php8.2-cli");
+    let cli = super::php::Php::of(cx.suite()).package("cli");
+    cx.package(&cli);
     if let Ok(sha256) = sha256 {
         cx.step(BuildStep::Fetch(Fetch { url: s.url.clone(), sha256, dest: AbsPath("/var/www".into()), strip: 0 }));
     }
@@ -271,8 +272,12 @@ mod tests {
         let sql = plan.init["mysql-ensure"].stdin.as_ref().unwrap().redacted();
         assert!(sql.contains("CREATE DATABASE IF NOT EXISTS `owncloud`"));
         assert!(sql.contains("GRANT ALL PRIVILEGES ON `owncloud`.* TO 'owncloud'@'localhost';"), "{sql}");
-        for p in ["php8.2-intl", "php8.2-zip", "php8.2-mysql", "php8.2-cli", "mariadb-server"] {
+        for p in ["php8.4-intl", "php8.4-zip", "php8.4-mysql", "php8.4-cli", "mariadb-server"] {
             assert!(plan.layer.packages.contains(p), "{p}");
+        }
+        let bookworm = test_plan(&spec("port = 8080\n").replacen("\n", "\nbase = \"debian:bookworm\"\n", 1));
+        for p in ["php8.2-intl", "php8.2-zip", "php8.2-mysql", "php8.2-cli"] {
+            assert!(bookworm.layer.packages.contains(p), "{p}");
         }
         let install = &plan.init["owncloud-install"];
         assert_eq!(install.command, ["php"]);

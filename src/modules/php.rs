@@ -1,33 +1,61 @@
-//! php: PHP 8.2 FPM (Debian bookworm's `php8.2-fpm`).
+//! php: PHP-FPM of the base's suite (`php8.2-fpm` on bookworm, `php8.4-fpm` on trixie).
 //!
 //! Renders php-fpm.conf, one pool file per pool and a php.ini override; sessions live
-//! on a tmpfs. Web servers (caddy, nginx) reach a pool through `socket(pool)`.
+//! on a tmpfs. Web servers (caddy, nginx) reach a pool through `Php::socket`.
+//! Every name and path that carries PHP's version comes from [`Php`], built from the
+//! suite's [`Facts`](crate::vocab::values::Facts).
 
 use super::{Ctx, Services};
 use crate::vocab::plan::ServiceRes;
 use crate::vocab::values::Size;
-use crate::vocab::values::{Mode, SignalName};
+use crate::vocab::values::{Mode, SignalName, Suite};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-pub const VERSION: &str = "8.2";
 /// Name of the default pool; its socket is Debian's usual one.
 pub const DEFAULT_POOL: &str = "www";
-const CONF_DIR: &str = "/etc/php/8.2/fpm";
 const SESSIONS: &str = "/var/lib/php/sessions";
 
-/// The FastCGI socket of a pool.
-pub fn socket(pool: &str) -> String {
-    if pool == DEFAULT_POOL {
-        "/run/php/php8.2-fpm.sock".to_string()
-    } else {
-        format!("/run/php/php8.2-fpm-{pool}.sock")
+/// Debian's PHP of one suite: its package names, paths and binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Php {
+    /// "8.2", "8.4".
+    pub version: &'static str,
+}
+
+impl Php {
+    pub fn of(suite: Suite) -> Php {
+        Php { version: suite.facts().php }
+    }
+
+    /// The package of an extension or SAPI, e.g. `php8.4-mysql`, `php8.4-fpm`.
+    pub fn package(self, name: &str) -> String {
+        format!("php{}-{name}", self.version)
+    }
+
+    /// FPM's configuration folder, e.g. /etc/php/8.4/fpm.
+    pub fn conf_dir(self) -> String {
+        format!("/etc/php/{}/fpm", self.version)
+    }
+
+    /// The FPM binary, e.g. `php-fpm8.4`.
+    pub fn binary(self) -> String {
+        format!("php-fpm{}", self.version)
+    }
+
+    /// The FastCGI socket of a pool.
+    pub fn socket(self, pool: &str) -> String {
+        if pool == DEFAULT_POOL {
+            format!("/run/php/php{}-fpm.sock", self.version)
+        } else {
+            format!("/run/php/php{}-fpm-{pool}.sock", self.version)
+        }
     }
 }
 
-/// PHP 8.2 FPM settings.
+/// PHP-FPM settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct PhpSettings {
@@ -44,7 +72,7 @@ pub struct PhpSettings {
     /// Extra php.ini settings, written verbatim as `key = value`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ini: BTreeMap<String, String>,
-    /// PHP extensions to install, e.g. ["mysql", "gd"] (package php8.2-<name>).
+    /// PHP extensions to install, e.g. ["mysql", "gd"] (package php<version>-<name>, e.g. php8.4-gd).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<String>,
     /// Size of the tmpfs holding sessions.
@@ -86,7 +114,7 @@ pub enum Pm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct PhpPool {
-    /// Pool name; the socket is /run/php/php8.2-fpm-<name>.sock ("www": php8.2-fpm.sock).
+    /// Pool name; the socket is /run/php/php<version>-fpm-<name>.sock ("www": php<version>-fpm.sock).
     pub name: String,
     /// User the workers run as.
     pub user: String,
@@ -110,22 +138,25 @@ impl PhpSettings {
 }
 
 pub fn compile(s: &PhpSettings, _all: &Services, cx: &mut Ctx) {
-    cx.package(&format!("php{VERSION}-fpm"));
+    let php = Php::of(cx.suite());
+    let conf_dir = php.conf_dir();
+    cx.package(&php.package("fpm"));
     for ext in &s.extensions {
-        cx.package(&format!("php{VERSION}-{ext}"));
+        cx.package(&php.package(ext));
     }
 
-    let fpm_conf = format!("{CONF_DIR}/php-fpm.conf");
+    let fpm_conf = format!("{conf_dir}/php-fpm.conf");
     cx.file(
         &fpm_conf,
         format!(
-            "; Rendered by container (php module).\n[global]\npid = /run/php/php{VERSION}-fpm.pid\n\
+            "; Rendered by container (php module).\n[global]\npid = /run/php/php{v}-fpm.pid\n\
              error_log = /proc/self/fd/2\nlog_level = notice\ndaemonize = no\n\
-             include = {CONF_DIR}/pool.d/*.conf\n"
+             include = {conf_dir}/pool.d/*.conf\n",
+            v = php.version
         ),
     );
 
-    let ini_path = format!("{CONF_DIR}/conf.d/99-container.ini");
+    let ini_path = format!("{conf_dir}/conf.d/99-container.ini");
     let mut ini = String::from("; Rendered by container (php module).\n");
     let _ = writeln!(ini, "memory_limit = {}", s.memory_limit);
     let _ = writeln!(ini, "upload_max_filesize = {}", s.upload_max_filesize);
@@ -145,15 +176,10 @@ pub fn compile(s: &PhpSettings, _all: &Services, cx: &mut Ctx) {
     }
     cx.file(&ini_path, ini);
 
-    let mut svc = ServiceRes::new(&[
-        format!("php-fpm{VERSION}"),
-        "--nodaemonize".into(),
-        "--fpm-config".into(),
-        fpm_conf.clone(),
-    ])
-    .reload_signal(SignalName::usr2())
-    .uses(&fpm_conf)
-    .uses(&ini_path);
+    let mut svc = ServiceRes::new(&[php.binary(), "--nodaemonize".into(), "--fpm-config".into(), fpm_conf.clone()])
+        .reload_signal(SignalName::usr2())
+        .uses(&fpm_conf)
+        .uses(&ini_path);
 
     if s.pools.is_empty() {
         cx.error("pools", "at least one pool is needed", Some("remove `pools` to get the default pool \"www\""));
@@ -177,22 +203,22 @@ pub fn compile(s: &PhpSettings, _all: &Services, cx: &mut Ctx) {
         if pool.max_children == 0 {
             cx.error(&format!("pools[{i}].max_children"), "max_children must be at least 1", None);
         }
-        let path = format!("{CONF_DIR}/pool.d/{}.conf", pool.name);
-        cx.file(&path, pool_conf(pool));
+        let path = format!("{conf_dir}/pool.d/{}.conf", pool.name);
+        cx.file(&path, pool_conf(php, pool));
         svc = svc.uses(&path);
     }
     // Debian's own pool would also load from pool.d; ours replaces it when named "www".
     if !s.has_pool(DEFAULT_POOL) {
-        cx.file(&format!("{CONF_DIR}/pool.d/www.conf"), "; Disabled by container: no pool \"www\" in the spec.\n");
+        cx.file(&format!("{conf_dir}/pool.d/www.conf"), "; Disabled by container: no pool \"www\" in the spec.\n");
     }
     let first = s.pools.first().map_or(DEFAULT_POOL, |p| p.name.as_str());
-    svc = svc.ready_unix(&socket(first));
+    svc = svc.ready_unix(&php.socket(first));
     cx.service("php-fpm", svc);
     cx.tmpfs("/run/php", Some(1 << 20), Some("www-data:www-data"), Some(Mode(0o755)));
     cx.tmpfs(SESSIONS, Some(s.sessions_size.0), Some("www-data:www-data"), Some(Mode(0o1733)));
 }
 
-fn pool_conf(p: &PhpPool) -> String {
+fn pool_conf(php: Php, p: &PhpPool) -> String {
     let pm = match p.pm {
         Pm::Static => "static",
         Pm::Dynamic => "dynamic",
@@ -204,7 +230,7 @@ fn pool_conf(p: &PhpPool) -> String {
          pm = {pm}\npm.max_children = {max}\n",
         name = p.name,
         user = p.user,
-        sock = socket(&p.name),
+        sock = php.socket(&p.name),
         max = p.max_children,
     );
     if p.pm == Pm::Dynamic {
@@ -221,19 +247,49 @@ mod tests {
 
     #[test]
     fn php_renders_a_pool_on_debians_socket_and_ini_settings() {
+        // No base: the default suite, trixie, with PHP 8.4.
         let plan = test_plan("name = \"p\"\n[services.php]\nmemory_limit = \"256M\"\nextensions = [\"mysql\"]\n");
-        let pool = plan.files["/etc/php/8.2/fpm/pool.d/www.conf"].content.redacted();
-        assert!(pool.contains("listen = /run/php/php8.2-fpm.sock"), "{pool}");
+        let pool = plan.files["/etc/php/8.4/fpm/pool.d/www.conf"].content.redacted();
+        assert!(pool.contains("listen = /run/php/php8.4-fpm.sock"), "{pool}");
         assert!(pool.contains("pm = dynamic"));
-        let ini = plan.files["/etc/php/8.2/fpm/conf.d/99-container.ini"].content.redacted();
+        let ini = plan.files["/etc/php/8.4/fpm/conf.d/99-container.ini"].content.redacted();
         assert!(ini.contains("memory_limit = 256M"), "{ini}");
         assert!(ini.contains("session.save_path = \"/var/lib/php/sessions\"\nsession.gc_probability = 1\n"), "{ini}");
-        assert!(plan.layer.packages.contains("php8.2-fpm"));
-        assert!(plan.layer.packages.contains("php8.2-mysql"));
+        assert!(plan.layer.packages.contains("php8.4-fpm"));
+        assert!(plan.layer.packages.contains("php8.4-mysql"));
         let svc = &plan.services["php-fpm"];
-        assert_eq!(svc.command[0], "php-fpm8.2");
-        assert!(svc.uses.contains("/etc/php/8.2/fpm/pool.d/www.conf"));
+        assert_eq!(svc.command, ["php-fpm8.4", "--nodaemonize", "--fpm-config", "/etc/php/8.4/fpm/php-fpm.conf"]);
+        assert!(svc.uses.contains("/etc/php/8.4/fpm/pool.d/www.conf"));
         assert!(plan.mounts.contains_key("/var/lib/php/sessions"));
+    }
+
+    /// Every name and path that carries PHP's version follows the base's suite.
+    #[test]
+    fn php_follows_the_suite_of_the_base() {
+        for (base, v) in [("debian:bookworm", "8.2"), ("debian:trixie", "8.4"), ("host", "8.4")] {
+            let plan = test_plan(&format!(
+                "name = \"p\"\nbase = \"{base}\"\n[services.php]\nextensions = [\"gd\"]\n\
+                 [[services.php.pools]]\nname = \"a\"\n"
+            ));
+            let conf = format!("/etc/php/{v}/fpm/php-fpm.conf");
+            let fpm = plan.files[&conf].content.redacted();
+            assert!(fpm.contains(&format!("pid = /run/php/php{v}-fpm.pid\n")), "{base}: {fpm}");
+            assert!(fpm.contains(&format!("include = /etc/php/{v}/fpm/pool.d/*.conf\n")), "{base}: {fpm}");
+            let pool = plan.files[&format!("/etc/php/{v}/fpm/pool.d/a.conf")].content.redacted();
+            assert!(pool.contains(&format!("listen = /run/php/php{v}-fpm-a.sock\n")), "{base}: {pool}");
+            assert!(plan.files.contains_key(&format!("/etc/php/{v}/fpm/conf.d/99-container.ini")), "{base}");
+            assert!(plan.files.contains_key(&format!("/etc/php/{v}/fpm/pool.d/www.conf")), "{base}");
+            let pkgs: Vec<&str> = plan.layer.packages.iter().map(String::as_str).collect();
+            assert_eq!(pkgs, [format!("php{v}-fpm"), format!("php{v}-gd")], "{base}");
+            let svc = &plan.services["php-fpm"];
+            assert_eq!(svc.command[0], format!("php-fpm{v}"), "{base}");
+            let ready = crate::vocab::plan::ServiceRes::new(&["-"]).ready_unix(&format!("/run/php/php{v}-fpm-a.sock"));
+            assert_eq!(svc.ready, ready.ready, "{base}");
+            assert!(!plan
+                .files
+                .keys()
+                .any(|k| k.starts_with("/etc/php/") && !k.starts_with(&format!("/etc/php/{v}/"))));
+        }
     }
 
     #[test]
@@ -241,9 +297,9 @@ mod tests {
         let plan = test_plan(
             "name = \"p\"\n[[services.php.pools]]\nname = \"a\"\n[[services.php.pools]]\nname = \"b\"\npm = \"static\"\n",
         );
-        let b = plan.files["/etc/php/8.2/fpm/pool.d/b.conf"].content.redacted();
-        assert!(b.contains("listen = /run/php/php8.2-fpm-b.sock"), "{b}");
+        let b = plan.files["/etc/php/8.4/fpm/pool.d/b.conf"].content.redacted();
+        assert!(b.contains("listen = /run/php/php8.4-fpm-b.sock"), "{b}");
         assert!(b.contains("pm = static"));
-        assert!(plan.files["/etc/php/8.2/fpm/pool.d/www.conf"].content.redacted().contains("Disabled"));
+        assert!(plan.files["/etc/php/8.4/fpm/pool.d/www.conf"].content.redacted().contains("Disabled"));
     }
 }

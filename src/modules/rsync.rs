@@ -1,4 +1,4 @@
-//! rsync: the rsync 3.2.7 daemon (Debian bookworm's `rsync`).
+//! rsync: the rsync daemon (Debian's `rsync`, 3.5 on bookworm and trixie).
 //!
 //! Renders /etc/rsyncd.conf with one section per module and /etc/rsyncd.secrets
 //! (0600) with the users' passwords as secrets. Each module's folder is a volume

@@ -1,4 +1,4 @@
-//! samba: Samba 4.17 file server (Debian bookworm's `samba`), standalone, SMB2/3 on 445.
+//! samba: Samba file server (Debian's `samba`: 4.17 on bookworm, 4.22 on trixie), standalone, SMB2/3 on 445.
 //!
 //! Renders /etc/samba/smb.conf; every share is a volume. Users become Unix accounts at
 //! build time (no home, no shell) and get their Samba password from a secret through

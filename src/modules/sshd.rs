@@ -1,4 +1,4 @@
-//! sshd: OpenSSH 9.2 server (Debian bookworm's `openssh-server`).
+//! sshd: OpenSSH server (Debian's `openssh-server`: 9.2 on bookworm, 10.0 on trixie).
 //!
 //! Renders our full /etc/ssh/sshd_config and one authorized_keys file per user under
 //! /etc/ssh/authorized_keys (home folders are in the read-only root). Host keys are made

@@ -1,4 +1,4 @@
-//! tinc: a tinc 1.0.36 VPN node (Debian bookworm's `tinc`).
+//! tinc: a tinc 1.0.36 VPN node (Debian's `tinc`, bookworm and trixie).
 //!
 //! Renders /etc/tinc/<network>/{tinc.conf, hosts/<node>, tinc-up, tinc-down}. The RSA
 //! key pair is made on first start by init tasks (openssl) into the volume "tinc-keys"

@@ -1,4 +1,4 @@
-//! wordpress: WordPress from Debian bookworm's `wordpress` package, one instance per site.
+//! wordpress: WordPress from Debian's `wordpress` package, one instance per site.
 //!
 //! Invariant: all sites share the code in /usr/share/wordpress. Debian's
 //! /usr/share/wordpress/wp-config.php picks /etc/wordpress/config-<host>.php by the
@@ -33,7 +33,7 @@ const ROOT: &str = "/usr/share/wordpress";
 const UPLOADS: &str = "/usr/share/wordpress/wp-content/uploads";
 /// The one config file Debian's wp-config.php finds for every host.
 const CONFIG: &str = "/etc/wordpress/config-default.php";
-/// PHP extensions WordPress uses (Debian package suffixes: php8.2-<name>).
+/// PHP extensions WordPress uses (Debian package suffixes: php<version>-<name>).
 const EXTENSIONS: &[&str] = &["mysql", "gd", "curl", "xml", "mbstring", "zip"];
 /// The eight keys and salts of wp-config, each its own secret.
 const KEYS: &[&str] = &[
@@ -381,11 +381,17 @@ mod tests {
         assert!(sql.contains("GRANT ALL PRIVILEGES ON `wordpress_default`.* TO 'wordpress_default'@'localhost';"));
         assert!(task.stdin.as_ref().unwrap().0.contains(&Seg::Secret("wordpress-default".into())));
         assert!(plan.services.contains_key("mariadb"));
-        for p in ["php8.2-fpm", "php8.2-mysql", "php8.2-gd", "php8.2-xml", "php8.2-mbstring"] {
+        for p in ["php8.4-fpm", "php8.4-mysql", "php8.4-gd", "php8.4-xml", "php8.4-mbstring"] {
             assert!(plan.layer.packages.contains(p), "{p}");
         }
-        let ini = plan.files["/etc/php/8.2/fpm/conf.d/99-container.ini"].content.redacted();
+        let ini = plan.files["/etc/php/8.4/fpm/conf.d/99-container.ini"].content.redacted();
         assert!(ini.contains("upload_max_filesize = 64M"), "{ini}");
+        let bookworm = test_plan("name = \"wp\"\nbase = \"debian:bookworm\"\n[services.wordpress]\n");
+        for p in ["php8.2-fpm", "php8.2-mysql", "php8.2-gd", "php8.2-xml", "php8.2-mbstring"] {
+            assert!(bookworm.layer.packages.contains(p), "{p}");
+        }
+        assert!(!bookworm.layer.packages.iter().any(|p| p.starts_with("php8.4")));
+        assert!(bookworm.files.contains_key("/etc/php/8.2/fpm/conf.d/99-container.ini"));
     }
 
     #[test]

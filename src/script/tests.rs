@@ -74,7 +74,7 @@ fn on_spec_adds_pools_and_sites() {
     assert_eq!(sites[1].php.pool(), Some("beta"));
 
     let plan = try_test_plan(POOLS).map_err(|e| e.brief().join("\n")).expect("plans");
-    let pool = plan.files["/etc/php/8.2/fpm/pool.d/beta.conf"].content.redacted();
+    let pool = plan.files["/etc/php/8.4/fpm/pool.d/beta.conf"].content.redacted();
     assert!(pool.contains("[beta]"), "{pool}");
 }
 

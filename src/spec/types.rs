@@ -18,8 +18,10 @@ pub struct Spec {
     /// Container name: 1-31 lowercase letters, digits and `-`.
     pub name: Name,
     /// Base system: "host" (the host's /usr, read-only; no download) or "debian:<suite>"
-    /// (debootstrap, cached) of a suite the tool knows: "debian:bookworm" (Debian 12)
-    /// or "debian:trixie" (Debian 13).
+    /// (debootstrap, cached) of a suite the tool knows: "debian:trixie" (Debian 13, the
+    /// default) or "debian:bookworm" (Debian 12). Modules render the configuration of
+    /// the suite's package versions (e.g. PHP 8.4 on trixie, 8.2 on bookworm); with
+    /// "host" they assume the default suite.
     #[serde(default = "default_base")]
     pub base: Base,
     /// Debian mirror the base and packages come from, `<suite>` and

@@ -737,11 +737,77 @@ text_value!(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Suite {
     /// Debian 12 (oldstable since August 2025).
-    #[default]
     Bookworm,
     /// Debian 13 (stable since August 2025).
+    #[default]
     Trixie,
 }
+
+/// What a suite ships of the software modules configure: the one table modules read
+/// instead of writing a version or a version-dependent path themselves. PHP's names
+/// and paths carry its version; BIND's Debian files differ; the other versions are
+/// what the rendered syntax was checked against. Checked against the archive
+/// (`apt-cache policy`, the packages' file lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// PHP, as in the package `php<php>-fpm`, /etc/php/<php>/ and `php-fpm<php>`.
+    pub php: &'static str,
+    /// MariaDB server.
+    pub mariadb: &'static str,
+    /// BIND 9.
+    pub bind: &'static str,
+    /// Samba.
+    pub samba: &'static str,
+    /// Caddy 2.
+    pub caddy: &'static str,
+    /// nginx.
+    pub nginx: &'static str,
+    /// OpenSSH.
+    pub openssh: &'static str,
+    /// rsync.
+    pub rsync: &'static str,
+    /// tinc.
+    pub tinc: &'static str,
+    /// tayga (NAT64).
+    pub tayga: &'static str,
+    /// Debian's bind9 file that, included, gives a recursive server its root hints
+    /// (bookworm's also defines the RFC 1912 zones below).
+    pub bind_hints: &'static str,
+    /// Zones that file defines, which a spec's zone must not repeat.
+    pub bind_hint_zones: &'static [&'static str],
+}
+
+const BOOKWORM: Facts = Facts {
+    php: "8.2",
+    mariadb: "10.11",
+    bind: "9.18",
+    samba: "4.17",
+    caddy: "2.6",
+    nginx: "1.22",
+    openssh: "9.2",
+    rsync: "3.5",
+    tinc: "1.0",
+    tayga: "0.9.2",
+    bind_hints: "/etc/bind/named.conf.default-zones",
+    bind_hint_zones: &["localhost", "127.in-addr.arpa", "0.in-addr.arpa", "255.in-addr.arpa"],
+};
+
+const TRIXIE: Facts = Facts {
+    php: "8.4",
+    mariadb: "11.8",
+    bind: "9.20",
+    samba: "4.22",
+    caddy: "2.6",
+    nginx: "1.26",
+    openssh: "10.0",
+    rsync: "3.5",
+    tinc: "1.0",
+    tayga: "0.9.2",
+    // bind9 9.20 ships no default-zones file: its named.conf includes named.conf.root-hints,
+    // which defines only the root hint zone.
+    bind_hints: "/etc/bind/named.conf.root-hints",
+    bind_hint_zones: &[],
+};
 
 impl Suite {
     /// Every known suite, oldest first.
@@ -752,6 +818,14 @@ impl Suite {
         match self {
             Suite::Bookworm => "bookworm",
             Suite::Trixie => "trixie",
+        }
+    }
+
+    /// What this suite ships (see [`Facts`]).
+    pub fn facts(self) -> &'static Facts {
+        match self {
+            Suite::Bookworm => &BOOKWORM,
+            Suite::Trixie => &TRIXIE,
         }
     }
 
