@@ -320,6 +320,16 @@ fn no_host_fd_reaches_the_container() {
     assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"]);
     let pid1 = std::fs::read_to_string(ct.volume("srv-out").join("pid1")).unwrap();
     assert!(!pid1.contains("/etc/hostname"), "a host fd reached PID 1:\n{pid1}");
+    // Its readiness pipe (fd 5 at its start) is closed once it told the CLI (seen
+    // from the host: inside, PID 1's fd links are unreadable).
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", ct.pid1()))
+        .expect("PID 1's fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.display().to_string())
+        .collect();
+    // Its own self-pipe it holds both ends of; a pipe with one end only leads out.
+    let lone = held.iter().filter(|l| l.starts_with("pipe:") && held.iter().filter(|m| m == l).count() == 1);
+    assert_eq!(lone.count(), 0, "PID 1 still holds one end of a pipe: {held:?}");
 }
 
 #[test]
