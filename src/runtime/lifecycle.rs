@@ -137,7 +137,8 @@ pub fn names(root: &Path) -> Vec<String> {
     out
 }
 
-/// Rebuild the tool's nftables table from the containers that run now.
+/// Rebuild the tool's nftables table from the containers of `root`: the fences and
+/// masquerades of every routed one, the DNATs of those that run now.
 ///
 /// The last batch given to `nft` is kept in `<root>/.nft.json`; when the new batch is
 /// the same, `nft` is not run (it costs ~20 ms, most of a `start`), unless `force`.
@@ -148,13 +149,25 @@ pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
     let mut desired = Vec::new();
     for name in names(root) {
         let dirs = Dirs::new(root, &name);
-        if layout::running(&dirs).is_none() {
-            continue;
+        let running = layout::running(&dirs).is_some();
+        // A running container's plan must be read (its fence is at stake); a stopped
+        // one with a damaged plan loses only rules that matched nothing.
+        let plan = match current_plan(&dirs) {
+            Err(_) if !running => None,
+            other => other?,
+        };
+        let Some(plan) = plan else { continue };
+        let key = StateRoot::new(root).host_key(&name);
+        let Some(mut c) = nft::ContainerNet::from_plan(&key, &plan.network)? else { continue };
+        // Fences and masquerades stay while the container is stopped: they match
+        // only its veth (gone) and its addresses (unreachable placeholders), so they
+        // are as harmless as those routes, and starting or stopping a routed
+        // container that publishes nothing changes no rule: no `nft` run (~20 ms).
+        // Its DNATs go, as a connect DNATed to a stopped container would hang.
+        if !running {
+            c.publish.clear();
         }
-        if let Some(plan) = current_plan(&dirs)? {
-            let key = StateRoot::new(root).host_key(&name);
-            desired.extend(nft::ContainerNet::from_plan(&key, &plan.network)?);
-        }
+        desired.push(c);
     }
     let table = StateRoot::new(root).nft_table();
     let batch = nft::batch_for(&table, &desired).to_string();
@@ -1306,6 +1319,13 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
             }
             _ => {}
         }
+    }
+    // Its fences stay while it is merely stopped; gone, it has none. Only now: until
+    // its plans went, any other command's sync put them back. (Killed before this,
+    // the next sync of any container of the root removes them; so a failure here is
+    // said, and the destroy still done.)
+    if let Err(e) = sync_nft(root, false) {
+        say(&format!("warning: removing {name}'s nftables rules: {e}"));
     }
     if volumes {
         let _ = std::fs::remove_dir(&dirs.root);
