@@ -2,7 +2,9 @@
 //!
 //! Invariant: a file there is only ever replaced atomically (write a temp file of a
 //! random name, fsync, rename, fsync the folder), so a crash leaves the old or the new
-//! version, never a torn one. Which files exist and where is decided in one place,
+//! version, never a torn one. The records of the present run alone (`run.json`,
+//! `supervisor.json`), which a reboot makes stale, skip both fsyncs
+//! ([`write_private_volatile`]): readers still see the old or the new file. Which files exist and where is decided in one place,
 //! `runtime::layout` (the state root) and `runtime::layers::Cache` (the cache);
 //! docs/ARCHITECTURE.md, "State layout", lists them.
 //!
@@ -62,10 +64,26 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     write_atomic_mode(path, bytes, 0o600)
 }
 
+/// [`write_private`] without the fsyncs: still atomic for readers, not durable
+/// across a power cut. Only for a file a reboot makes stale anyway (a record of the
+/// present run: `run.json`) or that the next start writes again (`supervisor.json`):
+/// losing it to a crash of the machine loses nothing.
+pub fn write_private_volatile(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    replace(path, bytes, 0o600, false)
+}
+
 fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+    replace(path, bytes, mode, true)
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<(), StateError> {
     let err = |source| StateError::Write { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
     let (dir, name) = beneath::split(path).map_err(err)?;
-    dir.write_atomic(&name, bytes, mode).map_err(err)
+    match durable {
+        true => dir.write_atomic(&name, bytes, mode),
+        false => dir.write_volatile(&name, bytes, mode),
+    }
+    .map_err(err)
 }

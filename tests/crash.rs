@@ -88,9 +88,12 @@ fn a_killed_pid1_shows_as_crashed_with_its_signal_and_its_rules_go() {
     assert_eq!(st["state"], "crashed", "{st:#}");
     assert_eq!(st["exit"]["signal"], "SIGKILL", "{st:#}");
     assert_eq!(st["exit"]["pid"].as_i64(), Some(pid), "{st:#}");
-    // After that command its rules and veth are gone, and nothing is left that
-    // belongs to the dead PID 1.
-    assert_eq!(nft_rules(&ct.key()), Vec::<String>::new(), "rules of the crashed container left");
+    // After that command its DNATs and veth are gone, and nothing is left that
+    // belongs to the dead PID 1. Its fence and masquerade stay, as for any stopped
+    // container (they match only its veth and its unreachable addresses), until
+    // it is destroyed.
+    let left = nft_rules(&ct.key());
+    assert!(!left.is_empty() && left.iter().all(|r| !r.contains("dnat")), "rules of the crashed container: {left:?}");
     assert!(!link_exists(&ct.veth()), "veth of the crashed container left");
     assert!(!PathBuf::from(format!("/sys/fs/cgroup/container/{}", ct.key())).exists(), "cgroup left");
 
@@ -114,6 +117,9 @@ fn a_killed_pid1_shows_as_crashed_with_its_signal_and_its_rules_go() {
     let st = ct.status();
     assert_eq!(st["state"], "stopped", "{st:#}");
     assert!(st["exit"].is_null(), "{st:#}");
+    // Destroyed, it leaves no rule.
+    ok(&["destroy", &n]);
+    assert_eq!(nft_rules(&ct.key()), Vec::<String>::new(), "rules of the destroyed container left");
 }
 
 #[test]

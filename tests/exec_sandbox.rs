@@ -241,6 +241,28 @@ fn no_fd_leaks_into_the_container() {
 }
 
 #[test]
+fn passed_fds_land_at_three_to_five_and_nothing_else_leaks() {
+    require_host!();
+    let out = tempfile::tempfile().expect("tempfile");
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(OwnedFd::from(out.try_clone().expect("dup"))),
+        stderr: Some(OwnedFd::from(out.try_clone().expect("dup"))),
+    };
+    // Fd 3 and fd 5, nothing at 4: the runtime passes PID 1 its config, its cgroup
+    // folder and its readiness pipe so.
+    let three = OwnedFd::from(File::open("/etc/hostname").expect("open"));
+    let five = OwnedFd::from(File::open("/proc/version").expect("open"));
+    let s = spec("readlink /proc/self/fd/3 /proc/self/fd/5; exec ls /proc/self/fd");
+    let pending = spawn_passing_fds(&s, stdio, [Some(three), None, Some(five)]).expect("spawn");
+    let exit = pending.release().expect("release").wait().expect("wait");
+    let text = std::fs::read_to_string(fd_path(&out)).expect("read output");
+    assert_eq!(exit, Exit::Code(0), "{text}");
+    // ls lists its own directory fd (4, the lowest free) besides 0-3 and 5.
+    assert_eq!(lines(&text), ["/etc/hostname", "/proc/version", "0", "1", "2", "3", "4", "5"], "{text}");
+}
+
+#[test]
 fn child_waits_for_release() {
     require_host!();
     let vol = tempfile::tempdir().expect("tempdir");

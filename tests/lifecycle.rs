@@ -89,11 +89,16 @@ command = ["/bin/sleep", "infinity"]
 "#;
 
 /// [`footprint`] of a stopped container, whose addresses keep exactly one route each:
-/// the tool's `unreachable` placeholder (proto 201), so traffic to them is refused.
-/// Returns everything else it left.
+/// the tool's `unreachable` placeholder (proto 201), so traffic to them is refused,
+/// and whose fence and masquerade rules stay (they match only its veth and those
+/// addresses; so a start or stop runs no `nft`), but no DNAT. Returns everything
+/// else it left.
 #[track_caller]
 fn stopped_footprint(name: &str, addrs: &[String]) -> Vec<String> {
     let all = footprint(name, addrs);
+    let rule = |l: &str| l.contains(&format!("\"container:{}\"", host_key(name)));
+    assert!(!all.iter().any(|l| rule(l) && l.contains("dnat")), "a DNAT of stopped {name} is left: {all:?}");
+    let all: Vec<String> = all.into_iter().filter(|l| !rule(l)).collect();
     let placeholder = |l: &str| l.starts_with("unreachable ") && l.split_whitespace().any(|w| w == "201");
     for a in addrs {
         let a = a.parse::<std::net::IpAddr>().map_or(a.clone(), |p| p.to_string());
@@ -134,7 +139,8 @@ fn footprint(name: &str, addrs: &[String]) -> Vec<String> {
         );
     }
     let nft = all(&["nft", "list", "ruleset"]);
-    out.extend(nft.lines().filter(|l| l.contains(&format!("\"container:{name}\""))).map(str::to_string));
+    // Rules carry the host key, as everything else of the container on the host.
+    out.extend(nft.lines().filter(|l| l.contains(&format!("\"container:{key}\""))).map(str::to_string));
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir = root().join("containers").join(name);
     out.extend(mounts.lines().filter(|l| l.contains(dir.to_str().unwrap())).map(str::to_string));
@@ -320,6 +326,16 @@ fn no_host_fd_reaches_the_container() {
     assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"]);
     let pid1 = std::fs::read_to_string(ct.volume("srv-out").join("pid1")).unwrap();
     assert!(!pid1.contains("/etc/hostname"), "a host fd reached PID 1:\n{pid1}");
+    // Its readiness pipe (fd 5 at its start) is closed once it told the CLI (seen
+    // from the host: inside, PID 1's fd links are unreadable).
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", ct.pid1()))
+        .expect("PID 1's fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.display().to_string())
+        .collect();
+    // Its own self-pipe it holds both ends of; a pipe with one end only leads out.
+    let lone = held.iter().filter(|l| l.starts_with("pipe:") && held.iter().filter(|m| m == l).count() == 1);
+    assert_eq!(lone.count(), 0, "PID 1 still holds one end of a pipe: {held:?}");
 }
 
 #[test]
@@ -714,6 +730,39 @@ fn a_crash_at_any_step_of_apply_converges_and_destroy_cleans_up() {
     let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let ours = |m: &str| m.lines().filter(|l| l.contains(root().to_str().unwrap())).count();
     assert_eq!(ours(&mounts_after), ours(&mounts_before));
+}
+
+#[test]
+fn start_and_stop_of_a_routed_container_that_publishes_nothing_run_no_nft() {
+    require_host!();
+    // A root of its own: this binary's other tests rewrite their root's table.
+    let own = tempfile::tempdir().unwrap();
+    let n = 42;
+    let spec = own.path().join("nonft.toml");
+    let body =
+        format!("name = \"nonft\"\n[network]\nipv4 = \"{}\"\nipv6 = \"{}\"\nnat = true\n{SLEEPER}", v4(n), v6(n));
+    std::fs::write(&spec, body).unwrap();
+    let run_ok = |args: &[&str]| {
+        let out = container_on(own.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    run_ok(&["apply", spec.to_str().unwrap()]);
+    // The batch last given to `nft`: rewritten (a new file) whenever `nft` runs.
+    let cache = own.path().join(".nft.json");
+    let stamp = || {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&cache).expect("the nft cache");
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let applied = stamp();
+    run_ok(&["stop", "nonft"]);
+    assert_eq!(stamp(), applied, "stop ran nft");
+    run_ok(&["start", "nonft"]);
+    assert_eq!(stamp(), applied, "start ran nft");
+    run_ok(&["destroy", "nonft"]);
+    let table = container::runtime::layout::StateRoot::new(own.path()).nft_table();
+    let listed = String::from_utf8_lossy(&host(&["nft", "list", "table", "inet", &table]).stdout).into_owned();
+    assert!(!listed.contains("container:"), "rules left after destroy:\n{listed}");
 }
 
 #[test]

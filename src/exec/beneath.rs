@@ -409,6 +409,18 @@ impl Beneath {
     /// of the folder. The folder must exist; a symlink on the way is refused, and a
     /// symlink at `rel` itself is replaced, never followed.
     pub fn write_atomic(&self, rel: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        self.replace(rel, bytes, mode, true)
+    }
+
+    /// [`Beneath::write_atomic`] without either fsync: readers still see the old or
+    /// the new file only, but a power cut may leave the old one (or, on some
+    /// filesystems, an empty one). For files that describe the present run only,
+    /// which a reboot makes stale anyway (`run.json`).
+    pub fn write_volatile(&self, rel: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        self.replace(rel, bytes, mode, false)
+    }
+
+    fn replace(&self, rel: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()> {
         let parts = names(rel)?;
         let (last, _) = parts.split_last().expect("names() is never empty");
         let folder = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -435,7 +447,7 @@ impl Beneath {
         let written = f
             .write_all(bytes)
             .and_then(|_| if mode != 0o600 { f.set_permissions(std::fs::Permissions::from_mode(mode)) } else { Ok(()) })
-            .and_then(|_| f.sync_all());
+            .and_then(|_| if durable { f.sync_all() } else { Ok(()) });
         drop(f);
         if let Err(e) = written {
             unlink_tmp();
@@ -449,8 +461,10 @@ impl Beneath {
             unlink_tmp();
             return Err(e);
         }
-        // SAFETY: fsync of a folder fd we own (opened for reading).
-        unsafe { libc::fsync(folder.as_raw_fd()) };
+        if durable {
+            // SAFETY: fsync of a folder fd we own (opened for reading).
+            unsafe { libc::fsync(folder.as_raw_fd()) };
+        }
         Ok(())
     }
 

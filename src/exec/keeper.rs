@@ -46,6 +46,20 @@ impl ExitRecord {
     }
 }
 
+/// The keeper of the live PID 1 `pid`, as a handle that outlives both: its parent,
+/// when that is a `container-init __keeper` process (a PID 1 started without a
+/// keeper has another parent: `None`). The parent is asked again once the handle is
+/// open, so a pid recycled meanwhile is never taken for it: while PID 1 lives, its
+/// keeper does. Waiting for the keeper's exit is waiting for the record, which it
+/// writes just before it exits.
+pub fn of(pid: i32) -> Option<crate::exec::process::Process> {
+    let ppid = crate::exec::process::parent(pid)?;
+    let keeper = crate::exec::process::Process::open(ppid)?;
+    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
+    let is_keeper = cmdline.split(|&b| b == 0).nth(1) == Some(KEEPER_ARG.as_bytes());
+    (is_keeper && crate::exec::process::parent(pid) == Some(ppid)).then_some(keeper)
+}
+
 /// The record at `path`, if there is a readable one.
 pub fn read(path: &Path) -> Option<ExitRecord> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()

@@ -34,8 +34,10 @@
 //!   another table's forward chain (nftables evaluates every base chain of a hook), so
 //!   a host with a drop policy elsewhere must allow `ct-*` there itself. A drop in our
 //!   table does hold against other tables' accepts, which is why the fence is
-//!   drop-only. Every routed container has fence rules, so starting or stopping one
-//!   always runs `nft` (~20 ms).
+//!   drop-only. Every routed container has fence rules; the runtime keeps them (and
+//!   the masquerades) while it is stopped, so only the DNATs of a publishing one
+//!   change when it starts or stops, and a start or stop of one that publishes
+//!   nothing runs no `nft` (~20 ms).
 //!
 //! Loopback: `127.0.0.1:PORT` from the host works because `net` sets
 //! `net.ipv4.conf.<veth>.route_localnet=1` for containers with published ports (the

@@ -59,6 +59,12 @@ pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
     Some((fields.get(19)?.parse().ok()?, state))
 }
 
+/// The parent pid of a live process (field 4 of `/proc/<pid>/stat`).
+pub fn parent(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Ignore SIGHUP from now on: a command that changes the host (apply, start, stop,
 /// restart, destroy, build, gc) runs to its end when its terminal closes, instead of
 /// dying between two steps. Every child we start resets its signals before its exec

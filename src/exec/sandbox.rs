@@ -1350,21 +1350,25 @@ pub fn spawn(spec: &SandboxSpec, stdio: Stdio) -> Result<Pending, SandboxError> 
 /// The fd number at which [`spawn_passing`] gives the program its extra fd.
 pub const PASSED_FD: RawFd = 3;
 
+/// How many fds [`spawn_passing_fds`] can give the program (at 3, 4 and 5).
+pub const PASSED_MAX: usize = 3;
+
 /// [`spawn`], and the program finds `passed` (if any) at fd [`PASSED_FD`], not
 /// close-on-exec; every other fd above 2 still closes at exec. The runtime passes
 /// PID 1 its configuration so (a sealed memfd, `container-init --config-fd 3`), never
 /// as a file in the container's view.
 pub fn spawn_passing(spec: &SandboxSpec, stdio: Stdio, passed: Option<OwnedFd>) -> Result<Pending, SandboxError> {
-    spawn_passing2(spec, stdio, passed, None)
+    spawn_passing_fds(spec, stdio, [passed, None, None])
 }
 
-/// [`spawn_passing`], and with `passed` the program finds `passed2` (if any) at
-/// fd [`PASSED_FD`]` + 1` (4): the runtime passes PID 1 its cgroup2 folder so.
-pub fn spawn_passing2(
+/// [`spawn_passing`] with up to [`PASSED_MAX`] fds: the program finds `passed[i]` at
+/// fd [`PASSED_FD`]` + i` (a `None` leaves that number closed). The runtime passes
+/// PID 1 its configuration at 3, its cgroup2 folder at 4 and the write end of its
+/// readiness pipe at 5.
+pub fn spawn_passing_fds(
     spec: &SandboxSpec,
     stdio: Stdio,
-    passed: Option<OwnedFd>,
-    passed2: Option<OwnedFd>,
+    passed: [Option<OwnedFd>; PASSED_MAX],
 ) -> Result<Pending, SandboxError> {
     check_spec(spec)?;
     let owned = match &spec.user_ns {
@@ -1448,11 +1452,9 @@ pub fn spawn_passing2(
 
     let stdio_fds = [high_fd(stdio.stdin)?, high_fd(stdio.stdout)?, high_fd(stdio.stderr)?];
     let raw_stdio = [0, 1, 2].map(|i| stdio_fds[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
-    // With two fds to place, both start above every fd the child may still need
-    // at 3 and 4 until the exec.
-    let min = if passed2.is_some() { 10 } else { 3 };
-    let passed = high_fd_from(passed, min)?;
-    let passed2 = if passed.is_some() { high_fd_from(passed2, 10)? } else { None };
+    // The fds to place start above every fd the child may still need at 3..=5
+    // until the exec.
+    let passed = passed.map(|fd| high_fd_from(fd, 10)).into_iter().collect::<Result<Vec<_>, _>>()?;
     let slots = b.sources.iter().map(|_| std::cell::Cell::new(-1)).collect();
     let into_cgroup = std::cell::Cell::new(cgroups.v2.is_some());
     let root_ids = b.root_ids.map_or((-1, -1), |(u, g)| (u as c_int, g as c_int));
@@ -1462,8 +1464,7 @@ pub fn spawn_passing2(
         argv: argv_ptrs,
         envp: env_ptrs,
         stdio: raw_stdio,
-        passed: passed.as_ref().map_or(-1, |f| f.as_raw_fd()),
-        passed2: passed2.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        passed: [0, 1, 2].map(|i| passed[i].as_ref().map_or(-1, |f| f.as_raw_fd())),
         into_cgroup,
         userns: ns.user.unwrap_or(-1),
         root_ids,
@@ -1505,7 +1506,6 @@ pub fn spawn_passing2(
     drop(guard);
     drop(stdio_fds);
     drop(passed);
-    drop(passed2);
     drop(cgroups);
     if ret < 0 {
         return Err(SandboxError::Os { what: "clone3", source: clone_err });

@@ -106,7 +106,9 @@ mod cgroups;
 mod control;
 mod engine;
 mod log;
+mod ready;
 pub use log::{parse_times, times_path};
+pub use ready::{Listening, ReadyPipe, READY_FD};
 mod sealed;
 mod spawn;
 mod users;
@@ -541,6 +543,7 @@ pub fn pid1_main(config: &ConfigSource) -> u8 {
         ConfigSource::Fd(n) => match unsafe { libc::fcntl(*n, libc::F_SETFD, libc::FD_CLOEXEC) } {
             0 => {
                 cgroups::adopt();
+                ready::adopt();
                 // SAFETY: the fd is open (F_SETFD succeeded) and was given to us to
                 // own: nothing else in this process uses it.
                 run_fd(unsafe { OwnedFd::from_raw_fd(*n) })

@@ -473,6 +473,11 @@ pub fn desired(dirs: &Dirs) -> Desired {
 /// Record what the container should be (atomically, 0600 like the other state).
 pub fn write_desired(dirs: &Dirs, state: Desired) -> Result<(), StateError> {
     let json = serde_json::to_vec(&DesiredRecord { state }).expect("desired state serializes");
+    // It must survive a reboot (`start --all` reads it), so it is written durably,
+    // and only when it changes: a `start` of a container to run costs no fsync.
+    if crate::state::read_bytes(&dirs.desired()).ok().flatten().as_deref() == Some(json.as_slice()) {
+        return Ok(());
+    }
     write_private(&dirs.desired(), &json)
 }
 
@@ -507,7 +512,8 @@ pub fn record_applied(dirs: &Dirs, plan: &Plan) -> Result<(), StateError> {
 
 pub fn write_run_info(dirs: &Dirs, info: &RunInfo) -> Result<(), StateError> {
     let json = serde_json::to_vec(info).expect("run info serializes");
-    write_private(&dirs.run_info(), &json)
+    // A reboot ends the run it names: not worth two fsyncs on every start.
+    crate::state::write_private_volatile(&dirs.run_info(), &json)
 }
 
 #[cfg(test)]

@@ -137,7 +137,8 @@ pub fn names(root: &Path) -> Vec<String> {
     out
 }
 
-/// Rebuild the tool's nftables table from the containers that run now.
+/// Rebuild the tool's nftables table from the containers of `root`: the fences and
+/// masquerades of every routed one, the DNATs of those that run now.
 ///
 /// The last batch given to `nft` is kept in `<root>/.nft.json`; when the new batch is
 /// the same, `nft` is not run (it costs ~20 ms, most of a `start`), unless `force`.
@@ -148,13 +149,25 @@ pub fn sync_nft(root: &Path, force: bool) -> Result<(), RunError> {
     let mut desired = Vec::new();
     for name in names(root) {
         let dirs = Dirs::new(root, &name);
-        if layout::running(&dirs).is_none() {
-            continue;
+        let running = layout::running(&dirs).is_some();
+        // A running container's plan must be read (its fence is at stake); a stopped
+        // one with a damaged plan loses only rules that matched nothing.
+        let plan = match current_plan(&dirs) {
+            Err(_) if !running => None,
+            other => other?,
+        };
+        let Some(plan) = plan else { continue };
+        let key = StateRoot::new(root).host_key(&name);
+        let Some(mut c) = nft::ContainerNet::from_plan(&key, &plan.network)? else { continue };
+        // Fences and masquerades stay while the container is stopped: they match
+        // only its veth (gone) and its addresses (unreachable placeholders), so they
+        // are as harmless as those routes, and starting or stopping a routed
+        // container that publishes nothing changes no rule: no `nft` run (~20 ms).
+        // Its DNATs go, as a connect DNATed to a stopped container would hang.
+        if !running {
+            c.publish.clear();
         }
-        if let Some(plan) = current_plan(&dirs)? {
-            let key = StateRoot::new(root).host_key(&name);
-            desired.extend(nft::ContainerNet::from_plan(&key, &plan.network)?);
-        }
+        desired.push(c);
     }
     let table = StateRoot::new(root).nft_table();
     let batch = nft::batch_for(&table, &desired).to_string();
@@ -421,8 +434,9 @@ pub fn userns_of(pid: i32) -> Option<u32> {
 }
 
 /// Start a container from `plan` (not running yet): spawn, network, nftables,
-/// release. Returns once its PID 1 runs; see [`wait_ready`].
-pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunError> {
+/// release. Returns once its PID 1 runs, with the read end of its readiness pipe for
+/// [`wait_fresh`].
+pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<(RunInfo, supervisor::ReadyPipe), RunError> {
     let dirs = Dirs::new(root, &plan.name);
     let base = userns_base(root, plan)?;
     let rootfs = prepare::rootfs(plan, &dirs)?;
@@ -482,7 +496,9 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     // `exec::supervisor`); nothing is mounted for it.
     let owner = base.map(|b| (b, b));
     let cgroup_dir = cgroups.delegate(owner)?;
-    let pending = sandbox::spawn_passing2(&spec, stdio, Some(config), cgroup_dir)?;
+    // And the write end of its readiness pipe at 5 (`supervisor::READY_FD`).
+    let (ready, ready_w) = supervisor::ReadyPipe::new().map_err(io("making the readiness pipe"))?;
+    let pending = sandbox::spawn_passing_fds(&spec, stdio, [Some(config), cgroup_dir, Some(ready_w)])?;
     let info = RunInfo::of(pending.pid())
         .ok_or_else(|| RunError::Failed(format!("container process {} vanished during setup", pending.pid())))?;
     layout::write_run_info(&dirs, &info)?;
@@ -513,7 +529,7 @@ pub fn start_plan(root: &Path, plan: &Plan, say: Say) -> Result<RunInfo, RunErro
     // PID 1 outlives us: its keeper is its parent. Its pidfd is not needed, and
     // nobody waits for the keeper.
     drop(child);
-    Ok(info)
+    Ok((info, ready))
 }
 
 /// The keeper binary: `container-init`, installed next to `container` (see
@@ -630,14 +646,21 @@ pub fn reap_crashed(root: &Path, name: &str) -> Result<bool, RunError> {
 /// still runs `supervisor::START_GRACE` after it, or ended with exit 0; with
 /// [`Grace::Skip`]: once spawned) and every init
 /// task has ended. Returns the status then and what failed ("service NAME: why",
-/// with its last log lines), empty when all is well.
+/// with its last log lines), empty when all is well. A PID 1 just started
+/// ([`start_plan`]) is asked once its `ready` pipe says its socket listens.
 pub fn wait_fresh(
     dirs: &Dirs,
     info: &RunInfo,
     wait: &BTreeMap<String, u64>,
     grace: Grace,
+    ready: Option<&supervisor::ReadyPipe>,
 ) -> Result<(supervisor::Status, Vec<String>), RunError> {
     let deadline = Instant::now() + READY_WAIT;
+    // Whatever it says, the loop below decides: a PID 1 that ended is found dead, and
+    // one that never took the pipe (or said nothing in time) is retried as before.
+    if let Some(pipe) = ready {
+        pipe.wait(READY_WAIT);
+    }
     let req = ControlRequest::Wait { services: wait.clone(), no_grace: grace == Grace::Skip };
     loop {
         if !info.alive() {
@@ -828,9 +851,14 @@ pub fn stop(root: &Path, name: &str, timeout: Option<Duration>, say: Say) -> Res
             let at = serde_json::json!({ "at_ms": layout::now_ms() });
             crate::state::write_private(&dirs.stop_file(), at.to_string().as_bytes())?;
             let t = timeout.unwrap_or(Duration::from_secs(10));
+            let keeper = crate::exec::keeper::of(info.pid);
             stop_process(&dirs, &info, t, stop_layer_count(&plan))?;
-            // Its keeper records the end right after; wait for it, so no record of
-            // this run lands after the next one started (or after `destroy`).
+            // Its keeper records the end right after, and exits; wait for it, so no
+            // record of this run lands after the next one started (or after
+            // `destroy`). Its exit says when, without polling for the file.
+            if let Some(k) = keeper {
+                k.wait_exit(Duration::from_secs(2));
+            }
             wait_exit_record(&dirs, info.pid, Duration::from_secs(2));
             true
         }
@@ -868,8 +896,8 @@ pub fn start(root: &Path, name: &str, say: Say) -> Result<Option<supervisor::Sta
     let base = userns_base(root, &plan)?;
     unshift_volumes(root, &plan, &dirs, say)?;
     prepare_dirs(&plan, &dirs, base, say)?;
-    let info = start_plan(root, &plan, say)?;
-    let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(&plan), Grace::Skip)?;
+    let (info, ready) = start_plan(root, &plan, say)?;
+    let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(&plan), Grace::Skip, Some(&ready))?;
     if !problems.is_empty() {
         return Err(RunError::Failed(format!(
             "{}\n  (the container runs; see `container logs {name}`)",
@@ -1037,8 +1065,8 @@ pub fn apply(root: &Path, plan: &Plan, decision: &Decision, say: Say) -> Result<
             unshift_volumes(root, plan, &dirs, say)?;
             migrated(prepare::ensure_volumes(plan, &dirs, &etc, base)?, base, say);
             crash_point(CrashPoint::Volumes);
-            let info = start_plan(root, plan, say)?;
-            let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(plan), Grace::Wait)?;
+            let (info, ready) = start_plan(root, plan, say)?;
+            let (status, problems) = wait_fresh(&dirs, &info, &first_incarnations(plan), Grace::Wait, Some(&ready))?;
             crash_point(CrashPoint::Ready);
             (Applied::Started { recreated, status }, problems)
         }
@@ -1172,7 +1200,7 @@ fn update_live(
             ApplyAction::Create | ApplyAction::Recreate => {}
         }
     }
-    let (status, problems) = wait_fresh(dirs, info, &wait, Grace::Wait)?;
+    let (status, problems) = wait_fresh(dirs, info, &wait, Grace::Wait, None)?;
     crash_point(CrashPoint::Ready);
     Ok((Applied::Updated { reloaded, restarted, network, repaired, status }, problems))
 }
@@ -1291,6 +1319,13 @@ pub fn destroy(root: &Path, name: &str, volumes: bool, say: Say) -> Result<(), R
             }
             _ => {}
         }
+    }
+    // Its fences stay while it is merely stopped; gone, it has none. Only now: until
+    // its plans went, any other command's sync put them back. (Killed before this,
+    // the next sync of any container of the root removes them; so a failure here is
+    // said, and the destroy still done.)
+    if let Err(e) = sync_nft(root, false) {
+        say(&format!("warning: removing {name}'s nftables rules: {e}"));
     }
     if volumes {
         let _ = std::fs::remove_dir(&dirs.root);

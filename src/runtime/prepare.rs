@@ -727,7 +727,8 @@ pub fn supervisor_config_fd(plan: &Plan, dirs: &Dirs) -> Result<OwnedFd, RunErro
         .map_err(err)?;
     let cfg = supervisor_config(plan);
     let json = serde_json::to_vec_pretty(&cfg).expect("supervisor config serializes");
-    crate::state::write_private(&dirs.supervisor_config(), &json)?;
+    // A record for the admin, written again at every start: no fsyncs.
+    crate::state::write_private_volatile(&dirs.supervisor_config(), &json)?;
     crate::exec::supervisor::sealed_config(&cfg).map_err(|e| RunError::Failed(e.to_string()))
 }
 

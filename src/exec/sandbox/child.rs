@@ -184,11 +184,9 @@ pub(super) struct SetupScript {
     pub slots: Vec<Cell<c_int>>,
     /// Fds to dup onto 0, 1, 2 (already ≥ 3, so no dup clobbers another).
     pub stdio: [c_int; 3],
-    /// Fd to put at `PASSED_FD` (3) for the program (-1: none; already ≥ 3, ≥ 10
-    /// when `passed2` is there).
-    pub passed: c_int,
-    /// Fd to put at `PASSED_FD + 1` (4) (-1: none; already ≥ 10).
-    pub passed2: c_int,
+    /// Fds to put at `PASSED_FD + i` (3, 4, 5) for the program (-1: none there);
+    /// each already ≥ 10, so no dup2 onto 3..=5 clobbers another.
+    pub passed: [c_int; super::PASSED_MAX],
     /// Set by the parent before each clone3 attempt: whether it passes
     /// `CLONE_INTO_CGROUP` (then the cgroup2 `JoinCgroup` is already done).
     pub into_cgroup: Cell<bool>,
@@ -737,11 +735,11 @@ fn step(op: &SetupStep, st: &mut SetupState, script: &SetupScript) -> Result<(),
 }
 
 /// Stdio, signals and fds as the program must find them. `exe` is the fd the exec
-/// goes through (-1: by path); it and `st.sock` are moved off fd 3 when the passed fd
-/// goes there.
+/// goes through (-1: by path); it and `st.sock` are moved off the fds the passed
+/// ones go to.
 ///
 /// # Safety
-/// Only in the cloned child right before exec: it rewires fds 0-3 and resets the
+/// Only in the cloned child right before exec: it rewires fds 0-5 and resets the
 /// process's signal dispositions and mask.
 unsafe fn prepare_exec(script: &SetupScript, st: &mut SetupState, exe: &mut c_int) -> Result<(), c_int> {
     const PASSED: c_int = super::PASSED_FD;
@@ -749,17 +747,16 @@ unsafe fn prepare_exec(script: &SetupScript, st: &mut SetupState, exe: &mut c_in
     // dup2 and fcntl are async-signal-safe and the fds were opened by the parent for
     // us; the postfork resets are meant for exactly this point (their contract).
     unsafe {
-        if script.passed >= 0 {
-            // Fd 3 (and 4) may hold the program's fd or our sync socket: both must
-            // survive until the exec, so give them another number first (still
-            // close-on-exec).
-            let top = if script.passed2 >= 0 { PASSED + 1 } else { PASSED };
-            for fd in [&mut *exe, &mut st.sock] {
-                if (PASSED..=top).contains(fd) && *fd != script.passed {
-                    let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, top + 1);
-                    sys(moved)?;
-                    *fd = moved;
-                }
+        // The highest fd the program gets (none: 2).
+        let top = script.passed.iter().rposition(|&fd| fd >= 0).map_or(2, |i| PASSED + i as c_int);
+        // Fds 3..=top may hold the program's fd or our sync socket: both must
+        // survive until the exec, so give them another number first (still
+        // close-on-exec).
+        for fd in [&mut *exe, &mut st.sock] {
+            if (PASSED..=top).contains(fd) {
+                let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, top + 1);
+                sys(moved)?;
+                *fd = moved;
             }
         }
         for (target, &fd) in script.stdio.iter().enumerate() {
@@ -769,16 +766,13 @@ unsafe fn prepare_exec(script: &SetupScript, st: &mut SetupState, exe: &mut c_in
         }
         // Every inherited fd above 2 (our sync socket, the memfd, anything the caller
         // leaked without O_CLOEXEC) closes at exec, so the program sees only 0, 1, 2
-        // (and the passed fd at 3).
+        // (and the passed fds from 3).
         crate::exec::postfork::cloexec_above_stdio();
-        if script.passed == PASSED {
-            sys(libc::fcntl(PASSED, libc::F_SETFD, 0))?;
-        } else if script.passed >= 0 {
-            // dup2's new fd is not close-on-exec.
-            sys(libc::dup2(script.passed, PASSED))?;
-        }
-        if script.passed >= 0 && script.passed2 >= 0 {
-            sys(libc::dup2(script.passed2, PASSED + 1))?;
+        for (i, &fd) in script.passed.iter().enumerate() {
+            if fd >= 0 {
+                // dup2's new fd is not close-on-exec.
+                sys(libc::dup2(fd, PASSED + i as c_int))?;
+            }
         }
         // The executor (a Rust program) ignores SIGPIPE and may block signals; exec keeps
         // both, so reset them like std::process::Command does.

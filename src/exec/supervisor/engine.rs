@@ -503,6 +503,8 @@ pub fn run(
         let sock = super::control_socket(&cfg.run_dir);
         let listener =
             control::listen(&sock).map_err(|e| SupervisorError::io(format!("control socket {}", sock.display()), e))?;
+        // The host waits on this instead of retrying its connect.
+        super::ready::announce();
         let mut sup = Sup {
             svcs,
             svc_deps,
