@@ -277,6 +277,26 @@ fn root_is_read_only_and_volumes_and_tmpfs_are_writable() {
 }
 
 #[test]
+fn a_volume_and_a_tmpfs_owned_by_a_service_user_are_its_to_write() {
+    require_host!();
+    let body = "[[mounts]]\ntarget = \"/srv/data\"\nowner = \"nobody\"\nmode = \"0700\"\n\
+         [[mounts]]\ntarget = \"/scratch\"\ntype = \"tmpfs\"\nowner = \"nobody:nogroup\"\nmode = \"0750\"\n\
+         [processes.main]\nuser = \"nobody\"\n\
+         command = [\"/bin/sh\", \"-c\", \"echo mine > /srv/data/f && touch /scratch/x && exec sleep infinity\"]\n";
+    let ct = Ct::new("vown", body);
+    ct.apply_ok();
+    let f = eventually("the service's file", 10, || std::fs::read_to_string(ct.volume("srv-data").join("f")).ok());
+    assert_eq!(f, "mine\n");
+    let seen = ct.exec_ok(&["stat", "-c", "%U:%G %a", "/srv/data", "/scratch"]);
+    assert_eq!(seen.lines().collect::<Vec<_>>(), ["nobody:nogroup 700", "nobody:nogroup 750"], "{seen}");
+    // The data of an existing volume is the container's: a changed owner applies to
+    // a new volume only, and the file stays.
+    ct.write(&body.replace("owner = \"nobody\"\nmode = \"0700\"", "owner = \"root\""));
+    ct.apply_ok();
+    assert_eq!(ct.exec_ok(&["stat", "-c", "%U %a", "/srv/data"]).trim(), "nobody 700");
+}
+
+#[test]
 fn dev_is_minimal_and_proc_sys_are_protected() {
     require_host!();
     let ct = Ct::new("dev", SLEEPER);

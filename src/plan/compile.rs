@@ -126,9 +126,11 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         match m.kind {
             MountKind::Volume => {
                 let src = m.source.clone().unwrap_or_else(|| volume_name(target));
-                cx.volume(target, &src, None, None);
+                cx.volume(target, &src, m.owner.as_ref().map(|o| o.0.as_str()), m.mode.clone());
             }
-            MountKind::Tmpfs => cx.tmpfs(target, m.size.as_ref().map(|s| s.0), None, None),
+            MountKind::Tmpfs => {
+                cx.tmpfs(target, m.size.as_ref().map(|s| s.0), m.owner.as_ref().map(|o| o.0.as_str()), m.mode.clone())
+            }
             MountKind::Bind => {
                 cx.plan.mounts.insert(
                     target.clone(),

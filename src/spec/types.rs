@@ -178,6 +178,16 @@ pub struct MountSpec {
     /// Mount read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// Volume or tmpfs: who owns its top folder, "user" or "user:group" as the
+    /// container's /etc/passwd knows them (default "root:root"), so a service that
+    /// is not root can write its own data. A volume gets it when it is made; the
+    /// data in an existing one is left as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::vocab::values::Owner>,
+    /// Volume or tmpfs: octal mode of its top folder, e.g. "0750" (default: 0755
+    /// for a volume, 1777 for a tmpfs). Like `owner`, set when a volume is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
 }
 
 fn default_mount_kind() -> MountKind {

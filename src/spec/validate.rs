@@ -105,6 +105,20 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 "mount a folder below `/`",
             );
         }
+        if m.kind == MountKind::Bind {
+            for (field, given) in [("owner", m.owner.is_some()), ("mode", m.mode.is_some())] {
+                if given {
+                    err(
+                        &mut out,
+                        &format!("{at}.{field}"),
+                        format!(
+                            "`{field}` applies to volume and tmpfs mounts only: a bind mount keeps the host folder's"
+                        ),
+                        "remove it, or change the host folder itself",
+                    );
+                }
+            }
+        }
         match m.kind {
             MountKind::Volume => {
                 if let Some(src) = &m.source {
