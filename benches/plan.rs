@@ -43,8 +43,11 @@ fn main() {
             let t = Instant::now();
             let loaded = container::spec::load_file(&f, read_named).expect("shipped specs load");
             let reader = SpecFolder(loaded.dir.clone());
-            let p = plan::compile(&loaded, &Env { pool: &AddressPool::default(), reader: &reader })
-                .expect("shipped specs compile");
+            let p = plan::compile(
+                &loaded,
+                &Env { pool: &AddressPool::default(), reader: &reader, host: &Default::default() },
+            )
+            .expect("shipped specs compile");
             let changes = plan::diff(None, &p);
             std::hint::black_box(render::human(&changes, false));
             lib.push(t.elapsed());

@@ -149,3 +149,82 @@ fn unknown_extension_is_an_error_with_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8(out.stderr).unwrap().contains("*.toml, *.yaml or *.yml"));
 }
+
+/// The host configuration (`--config` / `CONTAINER_CONFIG`): its pool gives "auto"
+/// addresses, its mirror and name servers fill what the spec leaves out, and `plan`
+/// says which line each came from.
+#[test]
+fn the_host_configurations_pool_mirror_and_nameservers_are_used_and_located() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = root.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[network]\nipv4_pool = \"100.81.0.0/24\"\nnameservers = [\"100.64.0.53\"]\n\n[debian]\nmirror = \"http://mirror.example/debian\"\n",
+    )
+    .unwrap();
+    let spec = root.path().join("hc.toml");
+    std::fs::write(&spec, "name = \"hc\"\nbase = \"debian:trixie\"\n[network]\nipv4 = \"auto\"\n").unwrap();
+    let out =
+        container(root.path()).env("CONTAINER_CONFIG", &cfg).args(["plan", "--json"]).arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plan"]["network"]["ipv4"], "100.81.0.2/32", "{:#}", v["plan"]["network"]);
+    assert_eq!(v["plan"]["network"]["nameservers"], serde_json::json!(["100.64.0.53"]));
+    assert_eq!(v["plan"]["layer"]["mirror"], "http://mirror.example/debian");
+    let from: Vec<(String, String)> = v["host_config"]
+        .as_array()
+        .expect("host_config")
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap().to_string(), e["from"].as_str().unwrap().to_string()))
+        .collect();
+    let at = |l: u32| format!("{}:{l}", cfg.display());
+    assert_eq!(
+        from,
+        [
+            ("network.ipv4_pool".to_string(), at(2)),
+            ("network.nameservers".to_string(), at(3)),
+            ("debian.mirror".to_string(), at(6))
+        ]
+    );
+    // The spec's own values win, and then nothing is said about the host's.
+    std::fs::write(
+        &spec,
+        "name = \"hc\"\nbase = \"debian:trixie\"\nmirror = \"http://own.example/debian\"\n[network]\nipv4 = \"100.72.9.9\"\nnameservers = [\"100.64.0.54\"]\n",
+    )
+    .unwrap();
+    let out =
+        container(root.path()).env("CONTAINER_CONFIG", &cfg).args(["plan", "--json"]).arg(&spec).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plan"]["layer"]["mirror"], "http://own.example/debian");
+    assert_eq!(v["plan"]["network"]["nameservers"], serde_json::json!(["100.64.0.54"]));
+    assert!(v.get("host_config").is_none(), "{v:#}");
+}
+
+#[test]
+fn a_bad_host_configuration_is_located_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = root.path().join("config.toml");
+    std::fs::write(&cfg, "[network]\nipv4_pool = \"100.81.0.0/99\"\n[debain]\n").unwrap();
+    for cmd in [&["plan"][..], &["apply", "--dry-run"]] {
+        let out = container(root.path())
+            .env("CONTAINER_CONFIG", &cfg)
+            .args(cmd)
+            .arg("tests/fixtures/same.toml")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(err.contains(&format!("{}:2:", cfg.display())) && err.contains("prefix length is at most 32"), "{err}");
+        assert!(err.contains(&format!("{}:3:", cfg.display())) && err.contains("did you mean `debian`"), "{err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 1, "something was written: {left:?}");
+    // A file named on purpose must exist; the default one may be missing.
+    let out = container(root.path())
+        .env("CONTAINER_CONFIG", root.path().join("missing.toml"))
+        .args(["plan", "tests/fixtures/same.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the host configuration"));
+}

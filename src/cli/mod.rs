@@ -86,6 +86,10 @@ pub struct Cli {
     /// Layer cache (debootstrap bases, package layers, apt downloads).
     #[arg(long, global = true, env = "CONTAINER_CACHE", default_value = crate::runtime::layers::DEFAULT_CACHE, value_name = "DIR")]
     pub cache: PathBuf,
+    /// Host configuration: address pools, Debian mirrors, name servers (a missing
+    /// default file means the built-in defaults).
+    #[arg(long, global = true, env = "CONTAINER_CONFIG", default_value = crate::spec::host::DEFAULT_PATH, value_name = "FILE")]
+    pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -344,6 +348,7 @@ pub fn main() -> ExitCode {
     if let Ok(abs) = std::path::absolute(&cli.cache) {
         cli.cache = abs;
     }
+    plan::set_host_config(&cli.config);
     miette::set_hook(Box::new(|_| {
         Box::new(miette::MietteHandlerOpts::new().terminal_links(false).context_lines(1).build())
     }))

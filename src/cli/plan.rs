@@ -24,6 +24,77 @@ pub(crate) enum Failure {
     Host(String),
 }
 
+static HOST_CONFIG_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+static HOST_CONFIG: std::sync::OnceLock<Result<crate::spec::host::Loaded, SpecErrors>> = std::sync::OnceLock::new();
+
+/// Where the host configuration is read from (`--config`, `CONTAINER_CONFIG`).
+pub fn set_host_config(path: &Path) {
+    let _ = HOST_CONFIG_PATH.set(path.to_path_buf());
+}
+
+/// The host configuration, read once: the built-in defaults when the default file
+/// does not exist; a file named with `--config` must exist. Its problems are located.
+pub(crate) fn host_config() -> Result<&'static crate::spec::host::Loaded, SpecErrors> {
+    use crate::spec::host;
+    HOST_CONFIG
+        .get_or_init(|| {
+            let path = HOST_CONFIG_PATH.get().cloned().unwrap_or_else(|| host::DEFAULT_PATH.into());
+            let file = path.display().to_string();
+            match crate::exec::beneath::read_named(&path, host::MAX_BYTES) {
+                Ok(bytes) => host::parse(&file, &bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(host::DEFAULT_PATH) => {
+                    Ok(host::Loaded::default())
+                }
+                Err(e) => {
+                    let mut errs = SpecErrors::new(&file, "");
+                    errs.push(
+                        crate::diag::Problem::new(format!("cannot read the host configuration {file}: {e}"))
+                            .help("name a readable TOML file with --config (or CONTAINER_CONFIG), or leave it out for the defaults"),
+                    );
+                    Err(errs)
+                }
+            }
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The host configuration's values this plan took (the spec left them out): (key,
+/// value, "FILE:LINE").
+fn host_values(
+    spec: &spec::Spec,
+    plan: &plan::Plan,
+    host: &crate::spec::host::Loaded,
+) -> Vec<(String, String, String)> {
+    let c = &host.config;
+    let debian = plan.layer.base.0.starts_with("debian:");
+    let own_net = plan.network.mode != crate::spec::types::NetMode::Host;
+    let auto4 = spec.network.ipv4.as_ref().is_some_and(|a| a.0.is_none());
+    let auto6 = spec.network.ipv6.as_ref().is_some_and(|a| a.0.is_none());
+    let used: [(&str, Option<String>); 5] = [
+        ("network.ipv4_pool", c.network.ipv4_pool.as_ref().filter(|_| auto4).map(|p| format!("\"{p}\""))),
+        ("network.ipv6_pool", c.network.ipv6_pool.as_ref().filter(|_| auto6).map(|p| format!("\"{p}\""))),
+        (
+            "network.nameservers",
+            (own_net && spec.network.nameservers.is_empty() && !c.network.nameservers.is_empty())
+                .then(|| format!("{:?}", c.network.nameservers.iter().map(|a| a.to_string()).collect::<Vec<_>>())),
+        ),
+        (
+            "debian.mirror",
+            c.debian.mirror.as_ref().filter(|_| debian && spec.mirror.is_none()).map(|m| format!("\"{m}\"")),
+        ),
+        (
+            "debian.security_mirror",
+            c.debian
+                .security_mirror
+                .as_ref()
+                .filter(|_| debian && spec.security_mirror.is_none())
+                .map(|m| format!("\"{m}\"")),
+        ),
+    ];
+    used.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?, host.origin(k)?))).collect()
+}
+
 /// Load and compile a spec (or the embedded example) against the state under `root`,
 /// printing nothing.
 fn try_load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loaded, plan::Plan, StateRoot), Failure> {
@@ -33,9 +104,11 @@ fn try_load_and_compile(root: &Path, file: Option<&Path>) -> Result<(spec::Loade
     }
     .map_err(Failure::Spec)?;
     let state = StateRoot::new(root);
+    let host = host_config().map_err(Failure::Spec)?;
     let pool = crate::runtime::address_pool(root).map_err(|e| Failure::Host(e.to_string()))?;
     let reader = SpecFolder(loaded.dir.clone());
-    let plan = plan::compile(&loaded, &Env { pool: &pool, reader: &reader }).map_err(Failure::Spec)?;
+    let plan =
+        plan::compile(&loaded, &Env { pool: &pool, reader: &reader, host: &host.config }).map_err(Failure::Spec)?;
     Ok((loaded, plan, state))
 }
 
@@ -127,10 +200,11 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
     if file.is_none() {
         errln!("(no spec given: planning the embedded example {EMBEDDED_NAME})");
     }
-    let (_, plan, state) = match load_and_compile(root, file) {
+    let (loaded, plan, state) = match load_and_compile(root, file) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let from_host = host_config().map(|h| host_values(&loaded.spec, &plan, h)).unwrap_or_default();
     let applied = match crate::runtime::applied(root, &plan.name) {
         Ok(a) => a,
         Err(e) => {
@@ -207,6 +281,12 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         if let Some((from, to)) = policy {
             v["restart_policy"] = serde_json::json!({"from": from, "to": to});
         }
+        if !from_host.is_empty() {
+            v["host_config"] = serde_json::json!(from_host
+                .iter()
+                .map(|(k, val, at)| serde_json::json!({"key": k, "value": val, "from": at}))
+                .collect::<Vec<_>>());
+        }
         format!("{}\n", serde_json::to_string_pretty(&v).expect("serializes"))
     } else {
         let mut t = render::human(&changes, true);
@@ -226,6 +306,9 @@ pub fn plan(root: &Path, cache: &Path, file: Option<&Path>, json: bool) -> ExitC
         }
         if let Some((from, to)) = policy {
             t.push_str(&format!("~ restart policy: {from} → {to} (recorded; nothing restarts)\n"));
+        }
+        for (k, val, at) in &from_host {
+            t.push_str(&format!("  host config: {k} = {val} (from {at})\n"));
         }
         t
     };

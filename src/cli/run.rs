@@ -55,6 +55,13 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             return ExitCode::FAILURE;
         }
     };
+    let host = match super::plan::host_config() {
+        Ok(h) => h,
+        Err(e) => {
+            report(&e);
+            return ExitCode::FAILURE;
+        }
+    };
     let name = loaded.spec.name.0.clone();
     let started = Instant::now();
     if !dry_run && runtime::names(root).contains(&name) {
@@ -80,7 +87,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
             Err(e) => return fail(e),
         };
         let reader = SpecFolder(loaded.dir.clone());
-        match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
+        match plan::compile(&loaded, &Env { pool: &pool, reader: &reader, host: &host.config }) {
             Ok(p) => {
                 if let Err(e) = super::build::ensure(cache, &p, &loaded.dir, None) {
                     return fail(format!("apply {name}: {e}"));
@@ -110,7 +117,7 @@ pub fn apply(root: &Path, cache: &Path, file: Option<&Path>, dry_run: bool) -> E
                 Err(e) => return fail(e),
             };
             let reader = SpecFolder(loaded.dir.clone());
-            let plan = match plan::compile(&loaded, &Env { pool: &pool, reader: &reader }) {
+            let plan = match plan::compile(&loaded, &Env { pool: &pool, reader: &reader, host: &host.config }) {
                 Ok(p) => p,
                 Err(e) => {
                     report(&e);

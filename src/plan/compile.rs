@@ -10,6 +10,7 @@ use super::types::*;
 use crate::diag::{Problem, SpecErrors};
 use crate::modules::Ctx;
 use crate::script::Hooks;
+use crate::spec::host::HostConfig;
 use crate::spec::node::Path;
 use crate::spec::types::{MountKind, NetMode, Spec};
 use crate::spec::Loaded;
@@ -21,12 +22,29 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Env<'a> {
     pub pool: &'a AddressPool,
     pub reader: &'a dyn SourceReader,
+    /// The host configuration (`spec::host`): defaults a spec's own values override.
+    pub host: &'a HostConfig,
+}
+
+/// `spec` with the host configuration's defaults for what it leaves out: the Debian
+/// mirrors (a Debian base only) and the name servers (a container with a network of
+/// its own only).
+fn with_host_defaults(mut spec: Spec, host: &HostConfig) -> Spec {
+    if spec.base.0.starts_with("debian:") {
+        spec.mirror = spec.mirror.or_else(|| host.debian.mirror.clone());
+        spec.security_mirror = spec.security_mirror.or_else(|| host.debian.security_mirror.clone());
+    }
+    if spec.network.nameservers.is_empty() && spec.network.mode != Some(NetMode::Host) {
+        spec.network.nameservers = host.network.nameservers.clone();
+    }
+    spec
 }
 
 /// Compile a loaded spec. Errors are located in the spec (or in a hook script).
 pub fn compile(loaded: &Loaded, env: &Env) -> Result<Plan, SpecErrors> {
     let hooks = Hooks::load(&loaded.spec, env.reader).map_err(|e| script_errors(loaded, e))?;
     let spec = hooks.on_spec(loaded.spec.clone()).map_err(|e| script_errors(loaded, e))?;
+    let spec = with_host_defaults(spec, env.host);
     let mut problems = Vec::new();
     let plan = resources(&spec, env, &mut problems);
     if !problems.is_empty() {
@@ -60,7 +78,8 @@ fn script_errors(loaded: &Loaded, e: Vec<crate::script::ScriptProblem>) -> SpecE
 /// Resources from the spec itself, then every module.
 fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
     let name = spec.name.0.clone();
-    let network = network(spec, env.pool, problems);
+    let pool = env.pool.clone().within(super::pool::Ranges::of(env.host));
+    let network = network(spec, &pool, problems);
     let mut plan = Plan {
         format: PLAN_FORMAT,
         hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
@@ -412,7 +431,7 @@ pub fn try_test_plan(toml_text: &str) -> Result<Plan, SpecErrors> {
     }
     let (spec, tree, text) = crate::spec::parse_bytes("test.toml", toml_text.as_bytes(), crate::spec::Format::Toml)?;
     let loaded = Loaded { spec, tree, file: "test.toml".into(), text, dir: std::path::PathBuf::new() };
-    compile(&loaded, &Env { pool: &AddressPool::default(), reader: &NoFiles })
+    compile(&loaded, &Env { pool: &AddressPool::default(), reader: &NoFiles, host: &HostConfig::default() })
 }
 
 #[cfg(test)]

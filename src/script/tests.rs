@@ -25,7 +25,7 @@ fn loaded(toml: &str) -> Loaded {
 
 fn plan_with_files(toml: &str, files: &[(&'static str, &'static str)]) -> Result<Plan, SpecErrors> {
     let reader = MapReader(files.iter().copied().collect());
-    compile(&loaded(toml), &Env { pool: &AddressPool::default(), reader: &reader })
+    compile(&loaded(toml), &Env { pool: &AddressPool::default(), reader: &reader, host: &Default::default() })
 }
 
 fn spec_after_hooks(toml: &str) -> Spec {

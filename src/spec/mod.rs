@@ -6,6 +6,7 @@
 //! types, values, cross-field conflicts), each pinned to a span of the file.
 
 pub mod de;
+pub mod host;
 pub mod node;
 pub mod types;
 pub mod validate;
@@ -152,7 +153,7 @@ pub fn parse_bytes(file: &str, bytes: &[u8], format: Format) -> Result<(Spec, No
         );
         return Err(errs);
     }
-    let (spec, problems) = deserialize(&tree);
+    let (spec, problems) = deserialize::<Spec>(&tree);
     for p in problems {
         errs.push(p);
     }
@@ -169,7 +170,7 @@ pub fn parse_bytes(file: &str, bytes: &[u8], format: Format) -> Result<(Spec, No
 
 /// Deserialize with recovery: after a type error the offending value is removed and
 /// deserialization retried, so every independent problem is reported in one run.
-fn deserialize(tree: &Node) -> (Option<Spec>, Vec<Problem>) {
+fn deserialize<T: serde::de::DeserializeOwned>(tree: &Node) -> (Option<T>, Vec<Problem>) {
     let mut work = tree.clone();
     let unknown = RefCell::new(Vec::new());
     let mut seen_unknown: BTreeMap<Path, Problem> = BTreeMap::new();
@@ -178,7 +179,7 @@ fn deserialize(tree: &Node) -> (Option<Spec>, Vec<Problem>) {
     let mut result = None;
     for _ in 0..100 {
         unknown.borrow_mut().clear();
-        let r = de::from_node::<Spec>(&work, Path::root(), &unknown);
+        let r = de::from_node::<T>(&work, Path::root(), &unknown);
         for p in unknown.borrow_mut().drain(..) {
             let key = p.path.clone().unwrap_or_default();
             seen_unknown.entry(key).or_insert(p);
