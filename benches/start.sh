@@ -17,10 +17,9 @@
 # PID 1; PROFILE=1 adds a `perf trace` timeline of one start.
 #
 # PID 1's RSS is mostly file pages (shared, but counted in every process's VmRSS).
-# build.rs links container-init as a static PIE, so it maps no ld.so or libc; a
-# size-optimised one is smaller still: after the release build,
-#   cargo rustc --release --bin container-init -- -C opt-level=z
-# (static glibc is fine here: the supervisor reads /etc/passwd itself, no NSS).
+# build.rs links container-init as a static PIE, so it maps no ld.so or libc, and
+# the release profile optimises for size (Cargo.toml); static glibc is fine here:
+# the supervisor reads /etc/passwd itself, no NSS.
 #
 # Figures, each run interleaved with the others so drift hits all alike:
 #   floor     unshare --pid --mount --uts --ipc --net --fork chroot ROOT /bin/true,
