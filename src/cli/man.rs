@@ -26,7 +26,10 @@ pub fn write_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// The page of `cmd`, then those of its visible subcommands.
 fn page(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let version = cmd.get_version().unwrap_or_default();
-    let man = clap_mangen::Man::new(cmd.clone()).manual("container manual").source(format!("container {version}"));
+    let man = clap_mangen::Man::new(cmd.clone())
+        .manual("container manual")
+        .source(format!("container {version}"))
+        .date(date());
     let mut roff = Vec::new();
     man.render(&mut roff)?;
     let mut roff = String::from_utf8_lossy(&roff).into_owned();
@@ -42,6 +45,15 @@ fn page(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> std::io:
         page(sub, dir, written)?;
     }
     Ok(())
+}
+
+/// The pages' date, `YYYY-MM-DD` (without one, man shows the source as the date):
+/// that of `SOURCE_DATE_EPOCH` for a reproducible package, else today's.
+fn date() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    });
+    super::since::rfc3339(secs.saturating_mul(1_000_000_000)).chars().take(10).collect()
 }
 
 /// `container __man DIR`.
