@@ -35,7 +35,16 @@ pub fn script(shell: clap_complete::Shell, completer: &str, out: &mut dyn std::i
         clap_complete::Shell::Zsh => &Zsh,
         _ => &Bash,
     };
-    shell.write_registration(VAR, "container", "container", completer, out)
+    shell.write_registration(VAR, "container", "container", completer, out)?;
+    if shell.name() == "zsh" {
+        // Autoloaded from a `_container` file in $fpath, the file's body runs at the
+        // first TAB: it then completes that TAB too, not only the next ones.
+        writeln!(
+            out,
+            "if [ \"$funcstack[1]\" = \"_container\" ]; then\n    _clap_dynamic_completer_container \"$@\"\nfi"
+        )?;
+    }
+    Ok(())
 }
 
 /// The words being completed (`container status we`), as the script passes them:
