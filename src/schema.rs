@@ -189,20 +189,19 @@ fn wrap(text: &str, indent: &str) -> String {
     out.join("\n")
 }
 
-/// `kubectl explain`-style text for a dotted path (`services.caddy.sites`), or the
-/// top level for an empty path. Errors say which part is unknown and what exists.
-pub fn explain(path: &str) -> Result<String, String> {
-    let root = schema_value();
-    let mut node = &root;
+/// The node at dotted `path` (`services.caddy.sites`), and the parts walked. Errors
+/// say which part is unknown and what exists.
+fn walk<'a>(root: &'a Value, path: &str) -> Result<(&'a Value, Vec<String>), String> {
+    let mut node = root;
     let mut here = Vec::new();
     for part in path.split('.').filter(|p| !p.is_empty()) {
-        let obj = resolve(&root, node);
+        let obj = resolve(root, node);
         let obj = match obj.get("items") {
-            Some(items) if obj.get("properties").is_none() => resolve(&root, items),
+            Some(items) if obj.get("properties").is_none() => resolve(root, items),
             _ => obj,
         };
         let obj = match obj.get("additionalProperties") {
-            Some(ap) if obj.get("properties").is_none() && ap.is_object() => resolve(&root, ap),
+            Some(ap) if obj.get("properties").is_none() && ap.is_object() => resolve(root, ap),
             _ => obj,
         };
         let props = obj.get("properties").and_then(Value::as_object);
@@ -224,6 +223,42 @@ pub fn explain(path: &str) -> Result<String, String> {
         }
         here.push(part.to_string());
     }
+    Ok((node, here))
+}
+
+/// What holds the fields of `node`: the node, the items of a list, or the values of
+/// a table of named entries.
+fn holder<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+    let obj = resolve(root, node);
+    match obj.get("items") {
+        Some(items) => resolve(root, items),
+        None => match obj.get("additionalProperties") {
+            Some(ap) if obj.get("properties").is_none() && ap.is_object() => resolve(root, ap),
+            _ => obj,
+        },
+    }
+}
+
+/// The fields below dotted `path` with the first line of each one's description
+/// (what `explain PATH` lists); none for an unknown path or a plain value.
+pub fn fields(path: &str) -> Vec<(String, Option<String>)> {
+    let root = schema_value();
+    let Ok((node, _)) = walk(&root, path) else { return Vec::new() };
+    let Some(props) = holder(&root, node).get("properties").and_then(Value::as_object) else { return Vec::new() };
+    props
+        .iter()
+        .map(|(name, p)| {
+            let d = description(&root, p);
+            (name.clone(), d.lines().next().filter(|l| !l.is_empty()).map(str::to_string))
+        })
+        .collect()
+}
+
+/// `kubectl explain`-style text for a dotted path (`services.caddy.sites`), or the
+/// top level for an empty path. Errors say which part is unknown and what exists.
+pub fn explain(path: &str) -> Result<String, String> {
+    let root = schema_value();
+    let (node, here) = walk(&root, path)?;
     let mut out = String::new();
     let title = if here.is_empty() { "spec".to_string() } else { here.join(".") };
     out.push_str(&format!("FIELD: {title} <{}>\n\n", type_of(&root, node)));
@@ -231,14 +266,7 @@ pub fn explain(path: &str) -> Result<String, String> {
     if !d.is_empty() {
         out.push_str(&format!("DESCRIPTION:\n{}\n\n", wrap(&d, "  ")));
     }
-    let obj = resolve(&root, node);
-    let obj = match obj.get("items") {
-        Some(items) => resolve(&root, items),
-        None => match obj.get("additionalProperties") {
-            Some(ap) if obj.get("properties").is_none() && ap.is_object() => resolve(&root, ap),
-            _ => obj,
-        },
-    };
+    let obj = holder(&root, node);
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         let required: Vec<&str> = obj
             .get("required")

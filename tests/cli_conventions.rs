@@ -73,11 +73,13 @@ fn a_real_plan_still_exits_2_for_changes() {
 
 #[test]
 fn the_internal_entry_point_is_never_suggested() {
-    for args in [&["up"][..], &["__sup"], &["supervise"], &["_"]] {
+    for args in [&["up"][..], &["__sup"], &["supervise"], &["_"], &["__ma"], &["man"]] {
         let out = container(args);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(EX_USAGE), "{err}");
-        assert!(!err.contains("__supervise"), "`container {}` mentions the internal command:\n{err}", args.join(" "));
+        for internal in ["__supervise", "__man"] {
+            assert!(!err.contains(internal), "`container {}` mentions {internal}:\n{err}", args.join(" "));
+        }
     }
 }
 
@@ -85,8 +87,26 @@ fn the_internal_entry_point_is_never_suggested() {
 fn the_internal_entry_point_is_not_in_help() {
     for args in [&["--help"][..], &["help"], &["-h"]] {
         let out = container(args);
-        assert!(!text(&out.stdout).contains("supervise"), "`container {}` lists the internal command", args.join(" "));
+        let help = text(&out.stdout);
+        assert!(!help.contains("supervise"), "`container {}` lists the internal command", args.join(" "));
+        assert!(!help.contains("__man"), "`container {}` lists the man page generator", args.join(" "));
     }
+}
+
+/// What the completion script's TAB gets: the candidates for the last of `words`
+/// (`container status ""` completes the empty word after `status`), one a line.
+fn completed(root: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_container"))
+        .arg("--")
+        .args(words)
+        .env("_CONTAINER_COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .env("_CLAP_IFS", "\n")
+        .env("CONTAINER_ROOT", root)
+        .output()
+        .expect("run container");
+    assert_eq!(out.status.code(), Some(0), "completing {words:?}: {}", text(&out.stderr));
+    text(&out.stdout).lines().map(str::to_string).collect()
 }
 
 #[test]
@@ -95,9 +115,17 @@ fn the_internal_entry_point_is_not_completed() {
         let out = container(&["completions", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
         let script = text(&out.stdout);
-        assert!(script.contains("validate"), "{shell}: the completion script lacks the real commands");
-        assert!(script.contains("regenerate"), "{shell}: the completion script lacks `secret regenerate`");
+        assert!(script.contains("_CONTAINER_COMPLETE"), "{shell}: the script does not ask the binary:\n{script}");
         assert!(!script.contains("supervise"), "{shell} completion offers the internal command");
+    }
+    // What the scripts' TAB offers: the real commands, none of the internal ones.
+    let root = tempfile::tempdir().expect("tempdir");
+    let top = completed(root.path(), &["container", ""]);
+    assert!(top.iter().any(|c| c == "validate"), "{top:?}");
+    assert!(completed(root.path(), &["container", "secret", ""]).iter().any(|c| c == "regenerate"));
+    for words in [&["container", ""][..], &["container", "__"], &["container", "__s"], &["container", "__m"]] {
+        let offered = completed(root.path(), words);
+        assert!(offered.iter().all(|c| !c.starts_with("__")), "{words:?} offers an internal command: {offered:?}");
     }
 }
 
@@ -168,8 +196,165 @@ fn new_flags_are_documented_with_examples() {
     for s in ["--format <FORMAT>", "Examples:", "--format short", "--format json", "FILE:LINE:COL: error: MESSAGE"] {
         assert!(validate.contains(s), "`validate --help` lacks `{s}`:\n{validate}");
     }
-    let bash = text(&container(&["completions", "bash"]).stdout);
-    for s in ["--tail", "--since", "--timestamps", "--format", "json short"] {
-        assert!(bash.contains(s), "bash completions lack `{s}`");
+    let root = tempfile::tempdir().expect("tempdir");
+    let logs = completed(root.path(), &["container", "logs", "web", "--"]);
+    for s in ["--tail", "--since", "--timestamps"] {
+        assert!(logs.iter().any(|c| c == s), "`logs web --<TAB>` lacks `{s}`: {logs:?}");
     }
+    assert!(completed(root.path(), &["container", "validate", "--"]).iter().any(|c| c == "--format"));
+    let formats = completed(root.path(), &["container", "validate", "--format", ""]);
+    assert_eq!(formats, ["human", "json", "short"], "`validate --format <TAB>`");
+}
+
+/// Every visible command of the tree under `cmd` (itself first), with its words
+/// (`["container", "secret", "list"]`).
+fn visible_commands(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+    out.push((path.clone(), cmd.clone()));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        let mut p = path.clone();
+        p.push(sub.get_name().to_string());
+        visible_commands(sub, p, out);
+    }
+}
+
+fn command_tree() -> Vec<(Vec<String>, clap::Command)> {
+    use clap::CommandFactory;
+    let mut cmd = container::cli::Cli::command();
+    cmd.build();
+    let mut all = Vec::new();
+    visible_commands(&cmd, vec!["container".into()], &mut all);
+    all
+}
+
+#[test]
+fn every_command_has_examples_and_every_argument_help() {
+    let mut missing = Vec::new();
+    for (path, cmd) in command_tree() {
+        let line = path.join(" ");
+        let after = cmd.get_after_long_help().or(cmd.get_after_help()).map(|h| h.to_string()).unwrap_or_default();
+        // An "Examples:" block whose lines run this very command.
+        let examples = after
+            .strip_prefix("Examples:\n")
+            .map(|rest| rest.lines().take_while(|l| !l.is_empty()).filter(|l| l.trim_start().contains(&line)).count());
+        if examples.unwrap_or(0) == 0 {
+            missing.push(format!("`{line}`: no \"Examples:\" block running `{line} …` in its after_help"));
+        }
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                missing.push(format!("`{line}`: argument `{}` has no help", arg.get_id()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented:\n  {}", missing.join("\n  "));
+}
+
+#[test]
+fn man_pages_are_made_for_every_visible_command_and_nothing_internal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_container"))
+        .arg("__man")
+        .arg(dir.path())
+        .env("SOURCE_DATE_EPOCH", "86400")
+        .output()
+        .expect("run container");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut made: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    let mut want: Vec<String> = command_tree().iter().map(|(p, _)| format!("{}.1", p.join("-"))).collect();
+    want.sort();
+    assert_eq!(made, want, "one page per visible command");
+    for page in &made {
+        let roff = std::fs::read_to_string(dir.path().join(page)).expect("read");
+        assert!(roff.contains(".SH EXAMPLES\n"), "{page} has no EXAMPLES section");
+        assert!(roff.contains(".SH OPTIONS"), "{page} has no OPTIONS section");
+        for internal in ["supervise", "__man", "__unpack"] {
+            assert!(!roff.contains(internal), "{page} mentions {internal}");
+        }
+    }
+    let apply = std::fs::read_to_string(dir.path().join("container-apply.1")).expect("read");
+    // A date, else man takes the source for it and shows no manual's name.
+    let version = env!("CARGO_PKG_VERSION");
+    let th = format!(".TH container-apply 1 1970-01-02 \"container {version}\" \"container manual\"\n");
+    assert!(apply.contains(&th), "no `{th}` in:\n{apply}");
+    assert!(apply.contains("\\-\\-dry\\-run") && apply.contains("container(1)"), "{apply}");
+    assert!(std::fs::read_to_string(dir.path().join("container.1")).expect("read").contains("container\\-apply(1)"));
+    // Usage errors, like the other internal entry points.
+    assert_eq!(container(&["__man"]).status.code(), Some(EX_USAGE));
+}
+
+/// `container`'s bash completion, sourced in a real bash, asked as a TAB asks it:
+/// the words in COMP_WORDS, the cursor in COMP_CWORD, the registered function called
+/// with (command, current word, previous word); what it put in COMPREPLY, a line each.
+fn bash_tab(root: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let script = container(&["completions", "bash"]);
+    assert_eq!(script.status.code(), Some(0), "{}", text(&script.stderr));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("container.bash");
+    std::fs::write(&file, &script.stdout).expect("write the script");
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let driver = format!(
+        r#"set -u
+source '{script}'
+spec=$(complete -p container) || {{ echo "no completion registered for container" >&2; exit 3; }}
+fn=$(sed -E 's/.* -F ([^ ]+) .*/\1/' <<<"$spec")
+COMP_WORDS=({words})
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+COMP_TYPE=9
+COMPREPLY=()
+"$fn" container "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}"
+"#,
+        script = file.display(),
+        words = quoted.join(" ")
+    );
+    let out = Command::new("bash")
+        .arg("--norc")
+        .arg("-c")
+        .arg(driver)
+        .env("CONTAINER_ROOT", root)
+        .output()
+        .expect("run bash");
+    assert_eq!(out.status.code(), Some(0), "bash: {}", text(&out.stderr));
+    text(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+#[test]
+fn bash_completes_container_names_services_and_explain_paths() {
+    let root = tempfile::tempdir().expect("tempdir");
+    // A container as `list` finds it: its applied plan in the state root (the plan
+    // `plan --json` prints for a spec; nothing runs).
+    let spec = root.path().join("tabbed.toml");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello-host.toml")).unwrap();
+    std::fs::write(&spec, example.replace("name = \"hello\"", "name = \"tabbed\"")).unwrap();
+    let planned = container(&["--root", root.path().to_str().unwrap(), "plan", "--json", spec.to_str().unwrap()]);
+    assert_eq!(planned.status.code(), Some(2), "{}", text(&planned.stderr));
+    let planned: serde_json::Value = serde_json::from_slice(&planned.stdout).expect("plan --json");
+    let ct = root.path().join("containers/tabbed");
+    std::fs::create_dir_all(&ct).unwrap();
+    std::fs::write(ct.join("state.json"), planned["plan"].to_string()).unwrap();
+    // Not a container: a folder without a plan.
+    std::fs::create_dir_all(root.path().join("containers/leftover")).unwrap();
+    let list = Command::new(env!("CARGO_BIN_EXE_container")).env("CONTAINER_ROOT", root.path()).arg("list").output();
+    assert!(text(&list.expect("list").stdout).contains("tabbed"), "`list` sees the container");
+
+    let names = bash_tab(root.path(), &["container", "status", ""]);
+    assert!(names.contains(&"tabbed".to_string()), "`container status <TAB>`: {names:?}");
+    assert!(!names.contains(&"leftover".to_string()), "`container status <TAB>`: {names:?}");
+    assert_eq!(bash_tab(root.path(), &["container", "destroy", "ta"]), ["tabbed"]);
+    assert_eq!(bash_tab(root.path(), &["container", "logs", "tabbed", ""]).first().map(String::as_str), Some("web"));
+    assert_eq!(bash_tab(root.path(), &["container", "explain", "services.cad"]), ["services.caddy"]);
+    // --root on the line wins over CONTAINER_ROOT.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let none = bash_tab(elsewhere.path(), &["container", "--root", root.path().to_str().unwrap(), "stop", "t"]);
+    assert_eq!(none, ["tabbed"]);
+    assert!(bash_tab(elsewhere.path(), &["container", "stop", "t"]).is_empty());
+    // No internal command, and the real ones.
+    assert!(bash_tab(root.path(), &["container", "__"]).is_empty(), "`container __<TAB>` offers something");
+    let top = bash_tab(root.path(), &["container", ""]);
+    assert!(top.contains(&"apply".to_string()) && top.iter().all(|c| !c.starts_with("__")), "{top:?}");
 }

@@ -9,7 +9,8 @@
 //! uses for "there are changes". The executor's internal entry point
 //! (`container __supervise CONFIG`) and the build's unpacker (`container __unpack
 //! ROOT DEST STRIP`, the tarball on stdin) are dispatched before the parser, so they
-//! never appear in help, "did you mean" tips or shell completions.
+//! never appear in help, "did you mean" tips or shell completions; so is the man
+//! page generator (`container __man DIR`, see `man`).
 
 /// `println!` that never panics: a write error (EPIPE from `| head -c1`, a closed
 /// terminal) is ignored, so a command that changes the host never stops halfway
@@ -47,13 +48,16 @@ macro_rules! err {
 }
 
 mod build;
+mod complete;
+mod man;
 mod plan;
 mod run;
 mod since;
 
 use crate::vocab::values::Name;
 use clap::builder::{OsStringValueParser, TypedValueParser};
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,7 +80,13 @@ fn container_name() -> impl TypedValueParser<Value = Name> {
     name = "container",
     version,
     about = "Build and run service containers from declarative specs",
-    after_help = "Exit codes: 0 success (plan: no changes), 2 plan: changes, 1 error, 64 usage error.",
+    after_help = "Examples:\n  \
+        container plan web.toml          # what apply would change (exit 2: changes)\n  \
+        container apply web.toml         # build, start, wait until ready\n  \
+        container list\n  \
+        container logs web -f\n  \
+        container destroy web\n\n\
+        Exit codes: 0 success (plan: no changes), 2 plan: changes, 1 error, 64 usage error.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -92,6 +102,11 @@ pub struct Cli {
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `#[arg(add = names())]`: a NAME argument completes to the containers of the state root.
+fn names() -> ArgValueCandidates {
+    ArgValueCandidates::new(complete::names)
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +129,9 @@ pub enum Command {
     },
     /// Show what `apply` would change. Exit 0: no changes, 2: changes, 1: error (64:
     /// usage error).
+    #[command(after_help = "Examples:\n  container plan web.toml\n  \
+        container plan                         # the embedded example (examples/hello-host.toml)\n  \
+        container plan --json web.toml | jq '.changes'")]
     Plan {
         /// Spec file; without it, the embedded example (examples/hello-host.toml).
         file: Option<PathBuf>,
@@ -123,6 +141,9 @@ pub enum Command {
     },
     /// Converge the host to a spec: create or update the container, start it, wait
     /// until its services are ready.
+    #[command(after_help = "Examples:\n  container apply web.toml\n  \
+        container apply                        # the embedded example: a web server on tcp/8080\n  \
+        container apply --dry-run web.toml     # the plan only, like `container plan`")]
     Apply {
         /// Spec file; without it, the embedded example (examples/hello-host.toml).
         file: Option<PathBuf>,
@@ -131,38 +152,58 @@ pub enum Command {
         dry_run: bool,
     },
     /// Build (or reuse) the root layers of a spec without starting anything.
+    #[command(
+        after_help = "Examples:\n  container build specs/caddy.toml       # then `container apply` starts at once\n  \
+        container build --cache /srv/cache web.toml"
+    )]
     Build {
         /// Spec file.
         file: PathBuf,
     },
     /// List the cached layers: size, content and which containers use them.
+    #[command(after_help = "Examples:\n  container images\n  \
+        container images --json | jq '.[].size'")]
     Images {
+        /// Print the layers as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove cached layers no container uses (never one in use).
+    #[command(after_help = "Examples:\n  container gc --dry-run\n  container gc")]
     Gc {
         /// Only print what would be removed.
         #[arg(long)]
         dry_run: bool,
     },
     /// List the containers under the state root.
+    #[command(after_help = "Examples:\n  container list\n  \
+        container list --json | jq -r '.[] | select(.state != \"running\") | .name'")]
     List {
+        /// Print one JSON object per container (name, state, addresses, services).
         #[arg(long)]
         json: bool,
     },
     /// Show a container's services, init tasks, pids and restarts (all containers
     /// without a name).
+    #[command(after_help = "Examples:\n  container status web\n  \
+        container status                       # every container\n  \
+        container status web --json | jq '.status.services'")]
     Status {
-        #[arg(value_parser = container_name())]
+        /// The container; without it, all of them.
+        #[arg(value_parser = container_name(), add = names())]
         name: Option<Name>,
+        /// Print the status as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Start a stopped container from its applied spec (and record that it is to run,
     /// also after a reboot).
+    #[command(after_help = "Examples:\n  container start web\n  \
+        container start --all                  # at boot (dist/systemd/container.service)\n  \
+        container start web --wait             # under systemd (dist/systemd/container@.service)")]
     Start {
-        #[arg(value_parser = container_name(), required_unless_present = "all")]
+        /// The container.
+        #[arg(value_parser = container_name(), required_unless_present = "all", add = names())]
         name: Option<Name>,
         /// Bring every container of the state root back to what it should be: start
         /// those to run, leave those `container stop` stopped (at boot:
@@ -177,8 +218,12 @@ pub enum Command {
     },
     /// Stop a container: services in reverse order, SIGTERM then SIGKILL. It stays
     /// stopped, also after a reboot, until started again.
+    #[command(after_help = "Examples:\n  container stop web\n  \
+        container stop web --timeout 30\n  \
+        container stop --all                   # at shutdown; `start --all` brings them back")]
     Stop {
-        #[arg(value_parser = container_name(), required_unless_present = "all")]
+        /// The container.
+        #[arg(value_parser = container_name(), required_unless_present = "all", add = names())]
         name: Option<Name>,
         /// Stop every running container, keeping what each is to be at the next boot
         /// (for shutdown: `start --all` brings back those that ran).
@@ -189,26 +234,38 @@ pub enum Command {
         timeout: Option<u64>,
     },
     /// Record that a container is to run at boot (`start --all`), without starting it.
+    #[command(after_help = "Examples:\n  container enable web")]
     Enable {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
     },
     /// Record that a container is to stay stopped at boot, without stopping it.
+    #[command(after_help = "Examples:\n  container disable web")]
     Disable {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
     },
     /// Stop and start a container.
+    #[command(after_help = "Examples:\n  container restart web\n  \
+        container restart web --timeout 30")]
     Restart {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
+        /// Seconds each service gets between SIGTERM and SIGKILL (default 10).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },
     /// Run a command in a running container (its namespaces, root and cgroups).
     /// The command's exit code is the exit code.
+    #[command(after_help = "Examples:\n  container exec web -- cat /etc/os-release\n  \
+        container exec web -w /srv/www -e LANG=C.UTF-8 -- ls -l\n  \
+        container exec -t web -- top")]
     Exec {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
         /// Give the command a terminal (a pty from the container's devpts).
         #[arg(short, long)]
@@ -224,8 +281,10 @@ pub enum Command {
         command: Vec<String>,
     },
     /// An interactive shell in a running container (bash if it has one, else sh).
+    #[command(after_help = "Examples:\n  container shell web")]
     Shell {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
     },
     /// Print a container's service logs (stdout and stderr of each service, its
@@ -239,9 +298,10 @@ pub enum Command {
     )]
     Logs {
         /// The container.
-        #[arg(value_parser = container_name())]
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
         /// One service (default: all, each line prefixed with its service).
+        #[arg(add = ArgValueCandidates::new(complete::services))]
         service: Option<String>,
         /// Keep printing new lines.
         #[arg(short, long)]
@@ -259,8 +319,13 @@ pub enum Command {
         timestamps: bool,
     },
     /// Stop and delete a container. Its volumes and secrets are kept unless --volumes.
+    #[command(
+        after_help = "Examples:\n  container destroy web                  # volumes and secrets kept for the next apply\n  \
+        container destroy web --volumes        # everything, data included"
+    )]
     Destroy {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
         /// Delete the volumes and secrets too.
         #[arg(long)]
@@ -268,12 +333,17 @@ pub enum Command {
     },
     /// A container's generated secrets (passwords, keys): list them, or ask the next
     /// `apply` for a new value of one.
+    #[command(after_help = "Examples:\n  container secret list web\n  \
+        container secret regenerate web mysql-shop && container apply web.toml")]
     Secret {
         #[command(subcommand)]
         action: SecretCommand,
     },
     /// Print the JSON schema (draft-07) of the spec language, or install it where
     /// editors can find it by an absolute path.
+    #[command(after_help = "Examples:\n  container schema > container.schema.json\n  \
+        container schema --install             # /usr/share/container/container.schema.json\n  \
+        container schema --install --path ~/.local/share/container/container.schema.json")]
     Schema {
         /// Write it to /usr/share/container/container.schema.json (or --path) instead
         /// of printing it; folders are created, the file is replaced atomically.
@@ -284,31 +354,53 @@ pub enum Command {
         path: PathBuf,
     },
     /// Describe a part of the spec language, e.g. `services.caddy.sites`.
+    #[command(after_help = "Examples:\n  container explain                      # the top level\n  \
+        container explain services.caddy.sites\n  \
+        container explain processes.ready")]
     Explain {
         /// Dotted path into the spec; empty for the top level.
+        #[arg(add = ArgValueCompleter::new(complete::explain_paths))]
         path: Option<String>,
     },
-    /// Print shell completions.
-    Completions { shell: clap_complete::Shell },
+    /// Print the shell's completion script: commands, options, and at each TAB the
+    /// containers of the state root, a container's services and `explain` paths
+    /// (the script asks this binary: by its path when run by one, else `container`
+    /// from PATH).
+    #[command(after_help = "Examples:\n  source <(container completions bash)\n  \
+        container completions bash > /etc/bash_completion.d/container\n  \
+        container completions zsh > ~/.zfunc/_container")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// List a container's secrets: whether each file is usable, what uses it, and
     /// whether a new value is pending (never the values).
+    #[command(after_help = "Examples:\n  container secret list web\n  \
+        container secret list web --json | jq -r '.[] | select(.state != \"ok\") | .name'")]
     List {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
+        /// Print the secrets as JSON (names, states, users, paths; never values).
         #[arg(long)]
         json: bool,
     },
     /// Ask for a new value of secret KEY: `plan` shows it with the files, services
     /// and init tasks it changes, and the next `apply` makes it. Also the way out
     /// when a secret's file was lost (data tied to the old value may need it).
+    #[command(after_help = "Examples:\n  container secret regenerate web mysql-shop\n  \
+        container plan web.toml                # shows what the new value changes\n  \
+        container apply web.toml               # makes it")]
     Regenerate {
-        #[arg(value_parser = container_name())]
+        /// The container.
+        #[arg(value_parser = container_name(), add = names())]
         name: Name,
         /// The secret's name (see `container secret list NAME`).
+        #[arg(add = ArgValueCandidates::new(complete::secrets))]
         key: String,
     },
 }
@@ -334,6 +426,12 @@ pub fn main() -> ExitCode {
         // Internal: a build's `fetch` step, in the layer's mount namespace.
         return unpack(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == man::MAN_ARG) {
+        // Internal: the man pages, for the package build.
+        return man::main(&args[2..]);
+    }
+    // A TAB in a shell that sourced `container completions SHELL` (exits here).
+    complete::answer_if_asked();
     let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -425,8 +523,24 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "container", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            // Run by a path (`./target/debug/container`): the script asks that binary.
+            let completer = match args.first().map(std::path::Path::new) {
+                Some(p) if p.components().count() > 1 => {
+                    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).to_string_lossy().into_owned()
+                }
+                _ => "container".to_string(),
+            };
+            let mut script = Vec::new();
+            match complete::script(shell, &completer, &mut script) {
+                Ok(()) => {
+                    out!("{}", String::from_utf8_lossy(&script));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    errln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
