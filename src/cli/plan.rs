@@ -25,7 +25,7 @@ pub(crate) enum Failure {
 }
 
 static HOST_CONFIG_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-static HOST_CONFIG: std::sync::OnceLock<Result<crate::spec::host::Loaded, SpecErrors>> = std::sync::OnceLock::new();
+static HOST_CONFIG: std::sync::OnceLock<Result<crate::spec::host::LoadedHost, SpecErrors>> = std::sync::OnceLock::new();
 
 /// Where the host configuration is read from (`--config`, `CONTAINER_CONFIG`).
 pub fn set_host_config(path: &Path) {
@@ -34,7 +34,7 @@ pub fn set_host_config(path: &Path) {
 
 /// The host configuration, read once: the built-in defaults when the default file
 /// does not exist; a file named with `--config` must exist. Its problems are located.
-pub(crate) fn host_config() -> Result<&'static crate::spec::host::Loaded, SpecErrors> {
+pub(crate) fn host_config() -> Result<&'static crate::spec::host::LoadedHost, SpecErrors> {
     use crate::spec::host;
     HOST_CONFIG
         .get_or_init(|| {
@@ -43,7 +43,7 @@ pub(crate) fn host_config() -> Result<&'static crate::spec::host::Loaded, SpecEr
             match crate::exec::beneath::read_named(&path, host::MAX_BYTES) {
                 Ok(bytes) => host::parse(&file, &bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(host::DEFAULT_PATH) => {
-                    Ok(host::Loaded::default())
+                    Ok(host::LoadedHost::default())
                 }
                 Err(e) => {
                     let mut errs = SpecErrors::new(&file, "");
@@ -64,7 +64,7 @@ pub(crate) fn host_config() -> Result<&'static crate::spec::host::Loaded, SpecEr
 fn host_values(
     spec: &spec::Spec,
     plan: &plan::Plan,
-    host: &crate::spec::host::Loaded,
+    host: &crate::spec::host::LoadedHost,
 ) -> Vec<(String, String, String)> {
     let c = &host.config;
     let debian = plan.layer.base.0.starts_with("debian:");

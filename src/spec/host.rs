@@ -65,7 +65,7 @@ pub struct HostDebian {
 
 /// A loaded host configuration and the file it came from (none: the defaults).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Loaded {
+pub struct LoadedHost {
     pub config: HostConfig,
     pub file: Option<String>,
     /// Line of each key given, by dotted path ("network.ipv4_pool"), for `plan` to say
@@ -73,7 +73,7 @@ pub struct Loaded {
     pub lines: Vec<(String, usize)>,
 }
 
-impl Loaded {
+impl LoadedHost {
     /// "FILE:LINE" of `key` ("debian.mirror"), if the file gave it.
     pub fn origin(&self, key: &str) -> Option<String> {
         let file = self.file.as_ref()?;
@@ -82,7 +82,7 @@ impl Loaded {
 }
 
 /// Parse and check the text of a host configuration file `file`.
-pub fn parse(file: &str, bytes: &[u8]) -> Result<Loaded, SpecErrors> {
+pub fn parse(file: &str, bytes: &[u8]) -> Result<LoadedHost, SpecErrors> {
     let text = String::from_utf8_lossy(bytes).into_owned();
     let mut errs = SpecErrors::new(file, &text);
     if std::str::from_utf8(bytes).is_err() {
@@ -119,7 +119,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Loaded, SpecErrors> {
             lines.push((key.to_string(), line_of(tree.span_of(&path.0).start)));
         }
     }
-    Ok(Loaded { config, file: Some(file.to_string()), lines })
+    Ok(LoadedHost { config, file: Some(file.to_string()), lines })
 }
 
 /// Pools must be unicast networks of the right family with room for containers.
