@@ -288,3 +288,29 @@ inline = "fn on_spec(spec) { spec }"
 "#;
     assert_eq!(spec_after_hooks(toml), loaded(toml).spec);
 }
+
+/// The README's "Hook API" example, as written there: every function it lists works
+/// as the table says.
+#[test]
+fn the_readmes_hook_api_example_plans_as_documented() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("#### Hook API").expect("the README has a Hook API section")..];
+    let start = section.find("```rhai\n").expect("an rhai block") + "```rhai\n".len();
+    let script = &section[start..start + section[start..].find("```").expect("the block ends")];
+    let spec = format!("name = \"x\"\nbase = \"host\"\n[[hooks]]\ninline = '''\n{script}'''\n");
+    let plan = plan_with_files(Box::leak(spec.into_boxed_str()), &[("banner.txt", "welcome\n")])
+        .map_err(|e| e.brief().join("\n"))
+        .expect("the README's example plans");
+    assert!(plan.layer.packages.contains("curl"));
+    assert_eq!(plan.files["/etc/motd"].content.redacted(), "welcome\n");
+    let key = &plan.files["/etc/app/key"];
+    assert_eq!(
+        (key.content.redacted().as_str(), key.mode.to_string().as_str(), key.owner.as_str()),
+        ("key=(secret)\n", "0600", "nobody")
+    );
+    assert!(plan.secrets.contains("app_key"));
+    let app = &plan.services["app"];
+    assert_eq!((app.user.as_deref(), app.origin.as_str()), (Some("nobody"), "hook"));
+    assert!(app.uses.contains("/etc/app/key"));
+    assert_eq!(plan.init["app-setup"].creates.as_ref().map(|p| p.0.as_str()), Some("/srv/app"));
+}
