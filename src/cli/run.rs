@@ -240,7 +240,9 @@ fn state_word(s: &supervisor::ServiceStatus) -> String {
     serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-/// How to reach the container's listening ports.
+/// How to reach the container's listening ports: on its addresses (not the ports
+/// bound to its loopback, which are said to be inside only) and through the host
+/// ports it publishes.
 fn reach(plan: &Plan) -> String {
     let hosts: Vec<String> = match plan.network.mode {
         crate::spec::types::NetMode::Host => vec!["127.0.0.1".into()],
@@ -253,19 +255,44 @@ fn reach(plan: &Plan) -> String {
             .chain(plan.network.ipv6_addr().map(|a| format!("[{a}]")))
             .collect(),
     };
+    let web = |port: &str| matches!(port, "80" | "8080" | "8000");
     let mut s = String::new();
-    if hosts.is_empty() {
-        return s;
-    }
+    let mut tried = false;
     for (port, owner) in &plan.ports {
         let Some(("tcp", num)) = port.split_once('/') else { continue };
+        if plan.loopback_ports.contains(port) {
+            s.push_str(&format!("  {owner} listens on tcp/{num} inside the container only (its loopback)\n"));
+            continue;
+        }
+        if hosts.is_empty() {
+            continue;
+        }
         let urls: Vec<String> = hosts.iter().map(|h| format!("{h}:{num}")).collect();
         s.push_str(&format!("  {owner} listens on tcp/{num}: {}\n", urls.join("  ")));
-        if matches!(num, "80" | "8080" | "8000") {
+        if web(num) && !tried {
             s.push_str(&format!("  try: curl http://{}/\n", urls[0]));
+            tried = true;
         }
     }
-    if s.is_empty() {
+    for p in &plan.network.publish {
+        let r = &p.0;
+        let on = match r.host_ip {
+            Some(std::net::IpAddr::V6(a)) => format!("[{a}]:{}", r.host_port),
+            Some(a) => format!("{a}:{}", r.host_port),
+            None => format!("any host address, port {}", r.host_port),
+        };
+        let proto = r.proto.to_string();
+        s.push_str(&format!("  published: {on} → {proto}/{}\n", r.container_port));
+        if proto == "tcp" && web(&r.container_port.to_string()) && !tried {
+            let ip = r.host_ip.map_or("127.0.0.1".to_string(), |a| match a {
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+                a => a.to_string(),
+            });
+            s.push_str(&format!("  try: curl http://{ip}:{}/\n", r.host_port));
+            tried = true;
+        }
+    }
+    if s.is_empty() && !hosts.is_empty() {
         s = format!("  address: {}\n", hosts.join(" "));
     }
     s
@@ -1089,5 +1116,30 @@ pub fn secret_regenerate(root: &Path, name: &str, key: &str) -> ExitCode {
              (`container plan` shows what it changes)\n"
         )),
         Err(e) => fail(format!("secret regenerate {name} {key}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reach;
+    use crate::plan::compile::test_plan;
+
+    #[test]
+    fn hints_name_only_what_outside_reaches_and_the_published_ports() {
+        let plan = test_plan(
+            "name = \"w\"\n[network]\nipv4 = \"100.72.0.9\"\npublish = [\"127.0.0.1:8443:80\", \"5353:53/udp\"]\n\
+             [[services.caddy.sites]]\nhosts = [\"example.org\"]\nroot = \"/srv/www\"\n\
+             [services.mysql]\nbind_address = \"127.0.0.1\"\n",
+        );
+        let text = reach(&plan);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"  caddy listens on tcp/80: 100.72.0.9:80"), "{text}");
+        assert!(lines.contains(&"  try: curl http://100.72.0.9:80/"), "{text}");
+        // Caddy's admin API and a MariaDB on 127.0.0.1 are the container's alone.
+        assert!(lines.contains(&"  caddy listens on tcp/2019 inside the container only (its loopback)"), "{text}");
+        assert!(lines.contains(&"  mariadb listens on tcp/3306 inside the container only (its loopback)"), "{text}");
+        assert!(!text.contains("100.72.0.9:2019") && !text.contains("100.72.0.9:3306"), "{text}");
+        assert!(lines.contains(&"  published: 127.0.0.1:8443 → tcp/80"), "{text}");
+        assert!(lines.contains(&"  published: any host address, port 5353 → udp/53"), "{text}");
     }
 }

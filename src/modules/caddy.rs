@@ -37,7 +37,8 @@ pub struct CaddySettings {
 
 pub fn compile(s: &CaddySettings, all: &Services, cx: &mut Ctx) {
     let summary = check_sites(&s.sites, all, "caddy", cx);
-    cx.listen(Proto::Tcp, ADMIN_PORT, "caddy", "");
+    // The admin API answers on the container's loopback only (Caddy's default).
+    cx.listen_loopback(Proto::Tcp, ADMIN_PORT, "caddy", "");
     cx.package("caddy");
     cx.file(CADDYFILE, conf::caddyfile(s, super::php::Php::of(cx.suite())));
 

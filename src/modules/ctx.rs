@@ -239,6 +239,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// Claim a listening port for `owner`; `rel` is the settings field naming it.
+    /// [`Ctx::listen`] on the container's loopback only: said so, never offered as a
+    /// way in.
+    pub fn listen_loopback(&mut self, proto: Proto, port: u16, owner: &str, rel: &str) {
+        self.listen(proto, port, owner, rel);
+        self.plan.loopback_ports.insert(port_key(proto, port));
+    }
+
     pub fn listen(&mut self, proto: Proto, port: u16, owner: &str, rel: &str) {
         let key = port_key(proto, port);
         match self.plan.ports.get(&key) {

@@ -212,7 +212,11 @@ pub fn compile(s: &MysqlSettings, _all: &Services, cx: &mut Ctx) {
     // bind_address is.
     let svc = ServiceRes::new(&["mariadbd", "--user=mysql"]).ready_unix(SOCKET).uses(CNF);
     cx.service(SERVICE, svc);
-    cx.listen(Proto::Tcp, s.port.0, SERVICE, "port");
+    if matches!(s.bind_address.as_str(), "127.0.0.1" | "::1") {
+        cx.listen_loopback(Proto::Tcp, s.port.0, SERVICE, "port");
+    } else {
+        cx.listen(Proto::Tcp, s.port.0, SERVICE, "port");
+    }
 
     let sql = ensure_sql(s);
     // Register every secret the script uses.

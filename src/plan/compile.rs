@@ -99,6 +99,7 @@ fn resources(spec: &Spec, env: &Env, problems: &mut Vec<Problem>) -> Plan {
         services: BTreeMap::new(),
         init: BTreeMap::new(),
         ports: BTreeMap::new(),
+        loopback_ports: BTreeSet::new(),
         secrets: BTreeSet::new(),
         limits: LimitsRes {
             memory: spec.limits.memory.as_ref().map(|s| s.0),

@@ -52,6 +52,10 @@ pub struct Plan {
     /// Ports the services listen on ("tcp/80" → owner), to detect clashes.
     #[serde(default)]
     pub ports: BTreeMap<String, String>,
+    /// Those of `ports` bound to the container's loopback only (Caddy's admin API, a
+    /// MariaDB on 127.0.0.1): nothing outside the container reaches them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub loopback_ports: BTreeSet<String>,
     /// Names of the secrets the plan uses.
     #[serde(default)]
     pub secrets: BTreeSet<String>,
