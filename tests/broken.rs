@@ -94,6 +94,14 @@ fn all_problems_of_a_file_are_reported_at_once() {
         assert!(words.contains(m), "missing `{m}` in:\n{}", o.stderr);
     }
     assert!(words.contains("did you mean `hostname`?"), "{}", o.stderr);
+    // A type error does not hide a check of the rest of the file; a check of the
+    // same table as a bad value does not run (it could be a consequence).
+    let o = run(&["validate"], Path::new("tests/broken/61-type-and-semantic-problems.toml"));
+    let words = flat(&o.stderr);
+    assert!(words.contains("2 problems found"), "{}", o.stderr);
+    for m in ["invalid IPv4 address `300.1.1.1`", "pids must be at least 1"] {
+        assert!(words.contains(m), "missing `{m}` in:\n{}", o.stderr);
+    }
 }
 
 fn generated(name: &str, bytes: &[u8], expect: &str) {

@@ -98,11 +98,12 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<LoadedHost, SpecErrors> {
             return Err(errs);
         }
     };
-    let (config, problems) = super::deserialize::<HostConfig>(&tree);
+    let (config, problems, _) = super::deserialize::<HostConfig>(&tree);
+    let clean = problems.is_empty();
     for p in problems {
         errs.push(p);
     }
-    let Some(config) = config else { return Err(errs) };
+    let Some(config) = config.filter(|_| clean) else { return Err(errs) };
     for p in validate(&config) {
         errs.push(super::locate(&tree, p));
     }

@@ -153,13 +153,28 @@ pub fn parse_bytes(file: &str, bytes: &[u8], format: Format) -> Result<(Spec, No
         );
         return Err(errs);
     }
-    let (spec, problems) = deserialize::<Spec>(&tree);
+    let (spec, problems, removed) = deserialize::<Spec>(&tree);
+    let clean = problems.is_empty();
     for p in problems {
         errs.push(p);
     }
     let Some(spec) = spec else { return Err(errs) };
+    // With a bad value left out, the rest is still checked, so every problem of the
+    // file comes at once; but not a check of the same table as a value left out,
+    // which could be a consequence of its absence.
+    let related = |p: &Problem| {
+        p.path.as_ref().is_some_and(|at| {
+            removed.iter().any(|r| {
+                let n = at.0.len().min(r.0.len());
+                at.0[..n] == r.0[..n]
+                    || (at.0.len() > 1 && r.0.len() > 1 && at.0[..at.0.len() - 1] == r.0[..r.0.len() - 1])
+            })
+        })
+    };
     for p in validate::validate(&spec) {
-        errs.push(locate(&tree, p));
+        if clean || !related(&p) {
+            errs.push(locate(&tree, p));
+        }
     }
     if errs.is_empty() {
         Ok((spec, tree, text))
@@ -170,7 +185,9 @@ pub fn parse_bytes(file: &str, bytes: &[u8], format: Format) -> Result<(Spec, No
 
 /// Deserialize with recovery: after a type error the offending value is removed and
 /// deserialization retried, so every independent problem is reported in one run.
-fn deserialize<T: serde::de::DeserializeOwned>(tree: &Node) -> (Option<T>, Vec<Problem>) {
+/// Returns what deserialized once the bad values were left out (`None` when even that
+/// failed), the problems, and the paths left out.
+fn deserialize<T: serde::de::DeserializeOwned>(tree: &Node) -> (Option<T>, Vec<Problem>, Vec<Path>) {
     let mut work = tree.clone();
     let unknown = RefCell::new(Vec::new());
     let mut seen_unknown: BTreeMap<Path, Problem> = BTreeMap::new();
@@ -228,8 +245,7 @@ fn deserialize<T: serde::de::DeserializeOwned>(tree: &Node) -> (Option<T>, Vec<P
     let mut all: Vec<Problem> = seen_unknown.into_values().collect();
     all.extend(problems);
     all.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
-    let ok = all.is_empty();
-    (result.filter(|_| ok), all)
+    (result, all, removed)
 }
 
 /// The span of a key, for problems about the key itself rather than its value.
