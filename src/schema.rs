@@ -168,6 +168,42 @@ fn description(root: &Value, v: &Value) -> String {
         .to_string()
 }
 
+/// The default of a field, as the spec would write it (`None`: no default given).
+fn default_of(root: &Value, v: &Value) -> Option<String> {
+    let d = v.get("default").or_else(|| resolve(root, v).get("default"))?;
+    match d {
+        Value::Null => None,
+        Value::Object(m) if m.is_empty() => None,
+        Value::Array(a) if a.is_empty() => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// The values a field allows, each with its own description: an enum's `oneOf` of
+/// `const`s (or a plain `enum`, undescribed).
+fn values_of(root: &Value, v: &Value) -> Vec<(String, String)> {
+    let obj = resolve(root, v);
+    if let Some(list) = obj.get("oneOf").and_then(Value::as_array) {
+        let consts: Vec<(String, String)> = list
+            .iter()
+            .filter_map(|c| {
+                let c = resolve(root, c);
+                Some((
+                    c.get("const")?.to_string(),
+                    c.get("description").and_then(Value::as_str).unwrap_or("").to_string(),
+                ))
+            })
+            .collect();
+        if consts.len() == list.len() {
+            return consts;
+        }
+    }
+    obj.get("enum")
+        .and_then(Value::as_array)
+        .map(|e| e.iter().map(|x| (x.to_string(), String::new())).collect())
+        .unwrap_or_default()
+}
+
 /// Fill each paragraph to 88 columns, every line starting with `indent` (the
 /// schema's descriptions are one line per paragraph, for editors to re-flow).
 fn wrap(text: &str, indent: &str) -> String {
@@ -266,6 +302,20 @@ pub fn explain(path: &str) -> Result<String, String> {
     if !d.is_empty() {
         out.push_str(&format!("DESCRIPTION:\n{}\n\n", wrap(&d, "  ")));
     }
+    if let Some(def) = default_of(&root, node) {
+        out.push_str(&format!("DEFAULT: {def}\n\n"));
+    }
+    let values = values_of(&root, node);
+    if !values.is_empty() {
+        out.push_str("VALUES:\n");
+        for (v, d) in &values {
+            out.push_str(&format!("  {v}\n"));
+            if !d.is_empty() {
+                out.push_str(&format!("{}\n", wrap(d, "    ")));
+            }
+        }
+        out.push('\n');
+    }
     let obj = holder(&root, node);
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         let required: Vec<&str> = obj
@@ -275,7 +325,11 @@ pub fn explain(path: &str) -> Result<String, String> {
             .unwrap_or_default();
         out.push_str("FIELDS:\n");
         for (name, p) in props {
-            let req = if required.contains(&name.as_str()) { " (required)" } else { "" };
+            let req = if required.contains(&name.as_str()) {
+                " (required)".to_string()
+            } else {
+                default_of(&root, p).map(|d| format!(" (default: {d})")).unwrap_or_default()
+            };
             out.push_str(&format!("  {name} <{}>{req}\n", type_of(&root, p)));
             let d = description(&root, p);
             if !d.is_empty() {
@@ -288,6 +342,23 @@ pub fn explain(path: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn explain_shows_defaults_and_each_values_own_text() {
+        let zone = super::explain("services.bind.zones.type").unwrap();
+        assert!(zone.contains("DEFAULT: \"master\"\n"), "{zone}");
+        let values = &zone[zone.find("VALUES:\n").expect("a VALUES section")..];
+        assert!(values.contains("  \"master\"\n    Primary: the records are written here"), "{zone}");
+        assert!(values.contains("  \"slave\"\n    Secondary: the zone is transferred"), "{zone}");
+        let procs = super::explain("processes").unwrap();
+        assert!(
+            procs.contains("  restart <\"no\" | \"on-failure\" | \"always\"> (default: \"on-failure\")\n"),
+            "{procs}"
+        );
+        assert!(procs.contains("  command <array of string> (required)\n"), "{procs}");
+        let mysql = super::explain("services.mysql").unwrap();
+        assert!(mysql.contains("  port <integer> (default: 3306)\n"), "{mysql}");
+    }
+
     /// schemars names a second type called `Mode` `Mode2`: the definitions (and
     /// what editors show as the type) must be named by role instead.
     #[test]
