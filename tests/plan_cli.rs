@@ -229,3 +229,33 @@ fn a_bad_host_configuration_is_located_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the host configuration"));
 }
+
+/// Two routed containers whose shortened host interface names collide (a name longer
+/// than 12 characters is cut to 8 and a 16-bit hash) would delete each other's veth:
+/// the second is refused, naming the first.
+#[test]
+fn a_container_whose_veth_name_is_anothers_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let state = StateRoot::new(root.path());
+    let mut seen = std::collections::HashMap::new();
+    let (first, second) = (0..100_000)
+        .find_map(|i| {
+            let name = format!("clashing{i}");
+            let veth = container::exec::net::host_ifname(&state.host_key(&name));
+            seen.insert(veth, name.clone()).map(|old| (old, name))
+        })
+        .expect("two names with one veth name");
+    let spec = |name: &str, a: u8| {
+        let f = root.path().join(format!("{name}.toml"));
+        std::fs::write(&f, format!("name = \"{name}\"\nbase = \"host\"\n[network]\nipv4 = \"100.72.77.{a}\"\n"))
+            .unwrap();
+        f
+    };
+    let (code, json) = plan_json(root.path(), &spec(&first, 1));
+    assert_eq!(code, 2, "{json}");
+    record(root.path(), &json);
+    let out = container(root.path()).arg("plan").arg(spec(&second, 2)).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("host interface name") && err.contains(&format!("container `{first}`")), "{err}");
+}

@@ -334,6 +334,24 @@ pub fn network_problems(root: &Path, plan: &Plan, routes: &[net::HostRoute]) -> 
             }
         }
     }
+    // Its host interface name must be its own: a name longer than 12 characters is
+    // shortened with a 16-bit hash, and two routed containers sharing one would
+    // delete each other's veth and fence each other's traffic.
+    let veth = net::host_ifname(&state.host_key(&plan.name));
+    let routed = |n: &String| {
+        current_plan(&Dirs::new(root, n)).ok().flatten().is_some_and(|p| p.network.mode == NetMode::Routed)
+    };
+    if let Some(other) = others.iter().filter(|n| net::host_ifname(&state.host_key(n)) == veth).find(|n| routed(n)) {
+        problems.push(format!(
+            "its host interface name {veth} is that of container `{other}` (a long name is shortened with a hash): rename one of them"
+        ));
+    } else if let Some(e) = elsewhere(&veth) {
+        problems.push(format!(
+            "its host interface name {veth} is that of container `{}` under state root {} (a long name is shortened with a hash): rename one of them",
+            e.name,
+            e.root.display()
+        ));
+    }
     if problems.is_empty() {
         return Ok(());
     }
