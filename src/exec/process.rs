@@ -51,18 +51,21 @@ impl Process {
 /// (start time, state letter) of a live process, from `/proc/<pid>/stat`: the start
 /// time (field 22, clock ticks since boot) and the pid together name one process.
 pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields follow the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = stat_fields(pid)?;
     let state = fields.first()?.chars().next()?;
     Some((fields.get(19)?.parse().ok()?, state))
 }
 
 /// The parent pid of a live process (field 4 of `/proc/<pid>/stat`).
 pub fn parent(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (from field 3, the state).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text[text.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    // The command name may contain spaces and parentheses: fields follow the last ')'.
+    Some(text[text.rfind(')')? + 1..].split_whitespace().map(str::to_string).collect())
 }
 
 /// Ignore SIGHUP from now on: a command that changes the host (apply, start, stop,
