@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod compile;
 pub mod diff;
+pub mod image;
 pub mod layer;
 pub mod pool;
 pub mod render;
